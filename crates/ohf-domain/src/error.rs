@@ -1,0 +1,169 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The stable error codes clients see (seed: request management).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    TemplateNotFound,
+    InsufficientCapacity,
+    QuotaExceeded,
+    ValidationError,
+    ProviderIncompatible,
+    RequestNotFound,
+    DuplicateRequest,
+    IllegalTransition,
+    ProviderError,
+    StoreError,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TemplateNotFound => "TEMPLATE_NOT_FOUND",
+            Self::InsufficientCapacity => "INSUFFICIENT_CAPACITY",
+            Self::QuotaExceeded => "QUOTA_EXCEEDED",
+            Self::ValidationError => "VALIDATION_ERROR",
+            Self::ProviderIncompatible => "PROVIDER_INCOMPATIBLE",
+            Self::RequestNotFound => "REQUEST_NOT_FOUND",
+            Self::DuplicateRequest => "DUPLICATE_REQUEST",
+            Self::IllegalTransition => "ILLEGAL_TRANSITION",
+            Self::ProviderError => "PROVIDER_ERROR",
+            Self::StoreError => "STORE_ERROR",
+            Self::InternalError => "INTERNAL_ERROR",
+        }
+    }
+}
+
+/// A business rule that refused an input or a change.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    #[error("template '{template_id}' not found; available: {}", available.join(", "))]
+    TemplateNotFound { template_id: String, available: Vec<String> },
+
+    #[error("insufficient capacity: requested {requested}, available {available}{}", scope_suffix(.template_id, .instance_type, .region))]
+    InsufficientCapacity {
+        requested: u32,
+        available: u32,
+        template_id: Option<String>,
+        instance_type: Option<String>,
+        region: Option<String>,
+    },
+
+    #[error("account quota would be exceeded: {current_usage} in use, {requested_additional} requested, limit {account_limit}")]
+    QuotaExceeded { current_usage: u32, requested_additional: u32, account_limit: u32 },
+
+    #[error("invalid {field}: {message}")]
+    Validation { field: String, message: String },
+
+    #[error("template '{template_id}' is not compatible with provider '{provider}': {reason}")]
+    ProviderIncompatible { template_id: String, provider: String, reason: String },
+
+    #[error("request '{request_id}' not found")]
+    RequestNotFound { request_id: String },
+
+    #[error("request id '{request_id}' is already used by a request with other parameters")]
+    DuplicateRequest { request_id: String },
+
+    #[error("request '{request_id}' cannot go from {from} to {to}")]
+    IllegalTransition { request_id: String, from: String, to: String },
+}
+
+fn scope_suffix(template: &Option<String>, instance_type: &Option<String>, region: &Option<String>) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = template {
+        parts.push(format!("template {t}"));
+    }
+    if let Some(t) = instance_type {
+        parts.push(format!("instance type {t}"));
+    }
+    if let Some(r) = region {
+        parts.push(format!("region {r}"));
+    }
+    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
+}
+
+impl DomainError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation { field: field.into(), message: message.into() }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::TemplateNotFound { .. } => ErrorCode::TemplateNotFound,
+            Self::InsufficientCapacity { .. } => ErrorCode::InsufficientCapacity,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            Self::Validation { .. } => ErrorCode::ValidationError,
+            Self::ProviderIncompatible { .. } => ErrorCode::ProviderIncompatible,
+            Self::RequestNotFound { .. } => ErrorCode::RequestNotFound,
+            Self::DuplicateRequest { .. } => ErrorCode::DuplicateRequest,
+            Self::IllegalTransition { .. } => ErrorCode::IllegalTransition,
+        }
+    }
+
+    /// Structured figures for the `details` field of an error answer, with the seed's names.
+    pub fn details(&self) -> Value {
+        match self {
+            Self::TemplateNotFound { template_id, available } => {
+                json!({"templateId": template_id, "availableTemplates": available})
+            }
+            Self::InsufficientCapacity { requested, available, template_id, instance_type, region } => {
+                let mut d = json!({"requestedCount": requested, "availableCapacity": available});
+                for (k, v) in [("templateId", template_id), ("instanceType", instance_type), ("region", region)] {
+                    if let Some(v) = v {
+                        d[k] = json!(v);
+                    }
+                }
+                d
+            }
+            Self::QuotaExceeded { current_usage, requested_additional, account_limit } => json!({
+                "currentUsage": current_usage,
+                "requestedAdditional": requested_additional,
+                "accountLimit": account_limit,
+            }),
+            Self::Validation { field, message } => json!({"field": field, "reason": message}),
+            Self::ProviderIncompatible { template_id, provider, reason } => {
+                json!({"templateId": template_id, "provider": provider, "reason": reason})
+            }
+            Self::RequestNotFound { request_id } | Self::DuplicateRequest { request_id } => {
+                json!({"requestId": request_id})
+            }
+            Self::IllegalTransition { request_id, from, to } => {
+                json!({"requestId": request_id, "from": from, "to": to})
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_not_found_names_the_available_templates() {
+        let e = DomainError::TemplateNotFound {
+            template_id: "nope".into(),
+            available: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(e.to_string(), "template 'nope' not found; available: a, b");
+        assert_eq!(e.code().as_str(), "TEMPLATE_NOT_FOUND");
+        assert_eq!(e.details()["availableTemplates"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn quota_and_capacity_carry_their_figures() {
+        let q = DomainError::QuotaExceeded { current_usage: 95, requested_additional: 10, account_limit: 100 };
+        assert_eq!(q.details(), json!({"currentUsage": 95, "requestedAdditional": 10, "accountLimit": 100}));
+        let c = DomainError::InsufficientCapacity {
+            requested: 10,
+            available: 5,
+            template_id: None,
+            instance_type: Some("t3.medium".into()),
+            region: Some("us-east-1".into()),
+        };
+        assert_eq!(c.details()["availableCapacity"], 5);
+        assert_eq!(c.details()["instanceType"], "t3.medium");
+        assert!(c.to_string().contains("instance type t3.medium"));
+    }
+}

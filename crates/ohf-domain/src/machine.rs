@@ -1,0 +1,237 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{MachineId, PriceType, ProviderName, RequestId, Timestamp};
+
+/// The cloud's state of a machine, in Host Factory's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MachineStatus {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl MachineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::ShuttingDown => "shutting-down",
+            Self::Terminated => "terminated",
+        }
+    }
+
+    /// On its way out or gone: it will not serve work again.
+    pub fn is_going(self) -> bool {
+        matches!(self, Self::ShuttingDown | Self::Terminated)
+    }
+}
+
+impl fmt::Display for MachineStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Host Factory's verdict on a machine of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineResult {
+    Executing,
+    Succeed,
+    Fail,
+}
+
+impl MachineResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Executing => "executing",
+            Self::Succeed => "succeed",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// What a cloud provider reports about one machine at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineObservation {
+    pub id: MachineId,
+    pub provider: ProviderName,
+    pub status: MachineStatus,
+    /// Private DNS host name.
+    pub name: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub instance_type: Option<String>,
+    pub price_type: Option<PriceType>,
+    pub zone: Option<String>,
+    pub launch_time: Option<Timestamp>,
+    /// The ownership tag `ohf:request-id`, when the machine carries one.
+    pub request_id: Option<RequestId>,
+    pub tags: BTreeMap<String, String>,
+    /// When the cloud has announced it will take the machine back (spot interruption).
+    pub interruption_at: Option<Timestamp>,
+    pub cloud_host_id: Option<String>,
+}
+
+/// A machine as a request holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    id: MachineId,
+    provider: ProviderName,
+    status: MachineStatus,
+    name: Option<String>,
+    private_ip: Option<String>,
+    public_ip: Option<String>,
+    instance_type: Option<String>,
+    price_type: Option<PriceType>,
+    zone: Option<String>,
+    launch_time: Option<Timestamp>,
+    tags: BTreeMap<String, String>,
+    cloud_host_id: Option<String>,
+    /// Why the machine failed, for Host Factory's `message`.
+    failure: Option<String>,
+    /// ohf has asked the cloud to terminate it (return, cleanup, surplus).
+    terminating: bool,
+    /// The return request that took it back.
+    returned_by: Option<RequestId>,
+}
+
+impl Machine {
+    pub fn from_observation(o: &MachineObservation) -> Self {
+        Self {
+            id: o.id.clone(),
+            provider: o.provider.clone(),
+            status: o.status,
+            name: o.name.clone(),
+            private_ip: o.private_ip.clone(),
+            public_ip: o.public_ip.clone(),
+            instance_type: o.instance_type.clone(),
+            price_type: o.price_type,
+            zone: o.zone.clone(),
+            launch_time: o.launch_time,
+            tags: o.tags.clone(),
+            cloud_host_id: o.cloud_host_id.clone(),
+            failure: None,
+            terminating: false,
+            returned_by: None,
+        }
+    }
+
+    /// A machine named in a return request that ohf does not hold.
+    pub fn unknown(id: MachineId, provider: ProviderName, name: Option<String>) -> Self {
+        Self {
+            id,
+            provider,
+            status: MachineStatus::Running,
+            name,
+            private_ip: None,
+            public_ip: None,
+            instance_type: None,
+            price_type: None,
+            zone: None,
+            launch_time: None,
+            tags: BTreeMap::new(),
+            cloud_host_id: None,
+            failure: None,
+            terminating: false,
+            returned_by: None,
+        }
+    }
+
+    /// Takes in what the cloud reports; true when anything changed.
+    pub(crate) fn absorb(&mut self, o: &MachineObservation) -> bool {
+        let before = self.clone();
+        self.status = o.status;
+        macro_rules! keep_known {
+            ($($field:ident),*) => { $( if o.$field.is_some() { self.$field = o.$field.clone(); } )* };
+        }
+        keep_known!(name, private_ip, public_ip, instance_type, price_type, zone, launch_time, cloud_host_id);
+        if !o.tags.is_empty() {
+            self.tags = o.tags.clone();
+        }
+        *self != before
+    }
+
+    pub(crate) fn set_status(&mut self, status: MachineStatus) {
+        self.status = status;
+    }
+    pub(crate) fn fail(&mut self, message: String) {
+        self.failure.get_or_insert(message);
+    }
+    pub(crate) fn mark_terminating(&mut self) {
+        self.terminating = true;
+    }
+    pub(crate) fn mark_returned(&mut self, by: RequestId) {
+        self.returned_by = Some(by);
+    }
+
+    pub fn id(&self) -> &MachineId {
+        &self.id
+    }
+    pub fn provider(&self) -> &ProviderName {
+        &self.provider
+    }
+    pub fn status(&self) -> MachineStatus {
+        self.status
+    }
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    pub fn private_ip(&self) -> Option<&str> {
+        self.private_ip.as_deref()
+    }
+    pub fn public_ip(&self) -> Option<&str> {
+        self.public_ip.as_deref()
+    }
+    pub fn instance_type(&self) -> Option<&str> {
+        self.instance_type.as_deref()
+    }
+    pub fn price_type(&self) -> Option<PriceType> {
+        self.price_type
+    }
+    pub fn zone(&self) -> Option<&str> {
+        self.zone.as_deref()
+    }
+    pub fn launch_time(&self) -> Option<Timestamp> {
+        self.launch_time
+    }
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.tags
+    }
+    pub fn cloud_host_id(&self) -> Option<&str> {
+        self.cloud_host_id.as_deref()
+    }
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+    pub fn is_terminating(&self) -> bool {
+        self.terminating
+    }
+    pub fn returned_by(&self) -> Option<&RequestId> {
+        self.returned_by.as_ref()
+    }
+
+    /// Counts toward the request: not failed, not on its way out.
+    pub fn is_alive(&self) -> bool {
+        self.failure.is_none() && !self.terminating && !self.status.is_going()
+    }
+
+    /// Still held by its provision request: alive and not handed back.
+    pub fn is_held(&self) -> bool {
+        self.is_alive() && self.returned_by.is_none()
+    }
+
+    /// ohf asked for it to go and the cloud has not yet begun.
+    pub fn awaits_termination(&self) -> bool {
+        self.terminating && !self.status.is_going()
+    }
+}

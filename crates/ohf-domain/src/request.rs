@@ -1,0 +1,847 @@
+//! The request aggregate: provision and return requests, their state machine and the
+//! reconcile decision that advances them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    ClientToken, DomainError, EventEnvelope, Machine, MachineCount, MachineId, MachineObservation, MachineResult,
+    MachineStatus, Priority, ProviderName, RequestEvent, RequestId, Tags, Template, TimeoutSecs, Timestamp,
+};
+
+/// Provision requests bring machines up; return requests take them down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestKind {
+    Provision,
+    Return,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provision => "provision",
+            Self::Return => "return",
+        }
+    }
+}
+
+/// The lifecycle states of the seed, plus partial success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequestState {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+    Timeout,
+    Cancelled,
+    /// Some machines are up and kept; the rest failed.
+    #[serde(alias = "PARTIAL")]
+    PartialSuccess,
+}
+
+impl RequestState {
+    pub const ALL: [RequestState; 7] = [
+        Self::Pending,
+        Self::InProgress,
+        Self::Completed,
+        Self::Failed,
+        Self::Timeout,
+        Self::Cancelled,
+        Self::PartialSuccess,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::InProgress => "IN_PROGRESS",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::Timeout => "TIMEOUT",
+            Self::Cancelled => "CANCELLED",
+            Self::PartialSuccess => "PARTIAL_SUCCESS",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let upper = s.trim().to_ascii_uppercase().replace('-', "_");
+        match upper.as_str() {
+            "PARTIAL" => Some(Self::PartialSuccess),
+            _ => Self::ALL.into_iter().find(|st| st.as_str() == upper),
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Pending | Self::InProgress)
+    }
+
+    /// The legal transitions; every other one is refused.
+    pub fn can_become(self, to: RequestState) -> bool {
+        use RequestState::*;
+        matches!(
+            (self, to),
+            (Pending, InProgress | Failed | Timeout | Cancelled)
+                | (InProgress, Completed | Failed | Timeout | Cancelled | PartialSuccess)
+        )
+    }
+}
+
+impl fmt::Display for RequestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to do with the machines that did come up when the rest of a request failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartialPolicy {
+    /// End in PARTIAL_SUCCESS and keep them.
+    #[default]
+    Keep,
+    /// End in FAILED and terminate them.
+    Cleanup,
+}
+
+/// The rules the reconcile step applies, from configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecyclePolicy {
+    /// Launch calls per request before giving up on the missing machines.
+    pub max_launch_attempts: u32,
+    pub partial: PartialPolicy,
+    /// Machines pending longer than this are terminated and reported failed.
+    pub pending_timeout_secs: Option<u32>,
+    /// Wait before a launch is retried after a retryable failure: base × 2^(attempt−1), capped.
+    pub launch_backoff_base_secs: u32,
+    pub launch_backoff_max_secs: u32,
+}
+
+impl Default for LifecyclePolicy {
+    fn default() -> Self {
+        Self {
+            max_launch_attempts: 5,
+            partial: PartialPolicy::Keep,
+            pending_timeout_secs: None,
+            launch_backoff_base_secs: 5,
+            launch_backoff_max_secs: 60,
+        }
+    }
+}
+
+impl LifecyclePolicy {
+    pub fn launch_backoff_secs(&self, attempt: u32) -> u32 {
+        let exp = attempt.saturating_sub(1).min(16);
+        self.launch_backoff_base_secs.saturating_mul(1 << exp).min(self.launch_backoff_max_secs)
+    }
+}
+
+/// The validated inputs of a provision request.
+#[derive(Debug, Clone)]
+pub struct ProvisionSpec {
+    pub id: RequestId,
+    pub template: Template,
+    pub count: MachineCount,
+    pub timeout: TimeoutSecs,
+    pub tags: Tags,
+    pub metadata: BTreeMap<String, Value>,
+    pub priority: Priority,
+    pub zones: Vec<String>,
+    pub provider: ProviderName,
+}
+
+/// A machine named in a return request, with the provision request that held it.
+#[derive(Debug, Clone)]
+pub struct ReturnedMachine {
+    pub machine: Machine,
+    pub holder: Option<RequestId>,
+    /// Why ohf cannot return it, when it cannot.
+    pub refusal: Option<String>,
+}
+
+/// Everything a request starts with; the payload of its `Created` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Creation {
+    pub id: RequestId,
+    pub kind: RequestKind,
+    pub template: Option<Template>,
+    pub count: u32,
+    pub timeout: TimeoutSecs,
+    pub tags: Tags,
+    pub metadata: BTreeMap<String, Value>,
+    pub priority: Priority,
+    pub zones: Vec<String>,
+    pub provider: Option<ProviderName>,
+    pub machines: Vec<Machine>,
+    pub holders: BTreeMap<MachineId, RequestId>,
+    pub force: bool,
+}
+
+/// A launch the reconcile step wants made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchOrder {
+    pub attempt: u32,
+    pub count: u32,
+    pub token: ClientToken,
+    pub provider: ProviderName,
+}
+
+/// The cloud calls one reconcile step asks for, after its events are stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub launch: Option<LaunchOrder>,
+    pub terminate: Vec<(ProviderName, MachineId)>,
+}
+
+impl Decision {
+    pub fn is_empty(&self) -> bool {
+        self.launch.is_none() && self.terminate.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct LaunchProgress {
+    attempts: u32,
+    /// An attempt started whose outcome is not yet recorded: (attempt, count).
+    outstanding: Option<(u32, u32)>,
+    exhausted: bool,
+    retry_at: Option<Timestamp>,
+    last_error: Option<String>,
+}
+
+/// A provision or return request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    id: RequestId,
+    kind: RequestKind,
+    state: RequestState,
+    template: Option<Template>,
+    count: u32,
+    timeout: TimeoutSecs,
+    tags: Tags,
+    metadata: BTreeMap<String, Value>,
+    priority: Priority,
+    zones: Vec<String>,
+    provider: Option<ProviderName>,
+    force: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    completed_at: Option<Timestamp>,
+    error: Option<String>,
+    machines: Vec<Machine>,
+    holders: BTreeMap<MachineId, RequestId>,
+    launch: LaunchProgress,
+    /// Events applied so far; the next event's sequence number.
+    seq: u64,
+    /// The stored version this copy was read at (0: never stored).
+    version: u64,
+    #[serde(skip)]
+    changes: Vec<EventEnvelope>,
+}
+
+impl Request {
+    /// A new provision request, PENDING.
+    pub fn provision(spec: ProvisionSpec, now: Timestamp) -> Self {
+        let creation = Creation {
+            id: spec.id,
+            kind: RequestKind::Provision,
+            count: spec.count.get(),
+            template: Some(spec.template),
+            timeout: spec.timeout,
+            tags: spec.tags,
+            metadata: spec.metadata,
+            priority: spec.priority,
+            zones: spec.zones,
+            provider: Some(spec.provider),
+            machines: Vec::new(),
+            holders: BTreeMap::new(),
+            force: false,
+        };
+        Self::create(creation, now)
+    }
+
+    /// A new return request for `machines`, PENDING. Machines ohf cannot return are recorded
+    /// as failed with the reason.
+    pub fn return_machines(
+        id: RequestId,
+        machines: Vec<ReturnedMachine>,
+        timeout: TimeoutSecs,
+        force: bool,
+        now: Timestamp,
+    ) -> Result<Self, DomainError> {
+        if machines.is_empty() {
+            return Err(DomainError::validation("machines", "name at least one machine to return"));
+        }
+        let mut seen = HashSet::new();
+        let mut list = Vec::new();
+        let mut holders = BTreeMap::new();
+        let mut refusals = Vec::new();
+        for m in machines {
+            if !seen.insert(m.machine.id().clone()) {
+                continue;
+            }
+            if let Some(h) = m.holder {
+                holders.insert(m.machine.id().clone(), h);
+            }
+            if let Some(why) = m.refusal {
+                refusals.push((m.machine.id().clone(), why));
+            }
+            list.push(m.machine);
+        }
+        let creation = Creation {
+            id,
+            kind: RequestKind::Return,
+            template: None,
+            count: list.len() as u32,
+            timeout,
+            tags: Tags::default(),
+            metadata: BTreeMap::new(),
+            priority: Priority::Normal,
+            zones: Vec::new(),
+            provider: None,
+            machines: list,
+            holders,
+            force,
+        };
+        let mut request = Self::create(creation, now);
+        for (machine_id, message) in refusals {
+            request.record(now, RequestEvent::MachineFailed { machine_id, message });
+        }
+        Ok(request)
+    }
+
+    fn create(creation: Creation, now: Timestamp) -> Self {
+        let mut request = Self::blank(&creation, now);
+        request.record(now, RequestEvent::Created { creation: Box::new(creation) });
+        request
+    }
+
+    fn blank(c: &Creation, now: Timestamp) -> Self {
+        Self {
+            id: c.id.clone(),
+            kind: c.kind,
+            state: RequestState::Pending,
+            template: None,
+            count: 0,
+            timeout: c.timeout,
+            tags: Tags::default(),
+            metadata: BTreeMap::new(),
+            priority: Priority::Normal,
+            zones: Vec::new(),
+            provider: None,
+            force: false,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            error: None,
+            machines: Vec::new(),
+            holders: BTreeMap::new(),
+            launch: LaunchProgress::default(),
+            seq: 0,
+            version: 0,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Rebuilds a request from its whole history (the audit trail); `None` when the history
+    /// does not begin with `Created`.
+    pub fn replay(history: &[EventEnvelope]) -> Option<Self> {
+        let first = history.first()?;
+        let RequestEvent::Created { creation } = &first.event else { return None };
+        let mut request = Self::blank(creation, first.at);
+        for e in history {
+            request.apply(e.at, &e.event);
+            request.seq += 1;
+        }
+        Some(request)
+    }
+
+    fn record(&mut self, at: Timestamp, event: RequestEvent) {
+        self.apply(at, &event);
+        self.changes.push(EventEnvelope { request_id: self.id.clone(), seq: self.seq, at, event });
+        self.seq += 1;
+    }
+
+    /// The pure effect of one event.
+    fn apply(&mut self, at: Timestamp, event: &RequestEvent) {
+        self.updated_at = at;
+        match event {
+            RequestEvent::Created { creation } => {
+                let c = creation.as_ref().clone();
+                self.kind = c.kind;
+                self.template = c.template;
+                self.count = c.count;
+                self.timeout = c.timeout;
+                self.tags = c.tags;
+                self.metadata = c.metadata;
+                self.priority = c.priority;
+                self.zones = c.zones;
+                self.provider = c.provider;
+                self.machines = c.machines;
+                self.holders = c.holders;
+                self.force = c.force;
+                self.created_at = at;
+            }
+            RequestEvent::StateChanged { to, error, .. } => {
+                self.state = *to;
+                if to.is_terminal() {
+                    self.completed_at = Some(at);
+                }
+                if error.is_some() {
+                    self.error = error.clone();
+                }
+            }
+            RequestEvent::LaunchStarted { attempt, count, .. } => {
+                self.launch.attempts = *attempt;
+                self.launch.outstanding = Some((*attempt, *count));
+                self.launch.retry_at = None;
+            }
+            RequestEvent::MachinesLaunched { machines, shortfall, .. } => {
+                self.launch.outstanding = None;
+                for o in machines {
+                    self.add_machine(o);
+                }
+                if let Some(s) = shortfall {
+                    self.launch.last_error = Some(s.clone());
+                }
+            }
+            RequestEvent::LaunchFailed { code, message, retryable, retry_at, .. } => {
+                self.launch.outstanding = None;
+                self.launch.exhausted |= !retryable;
+                self.launch.retry_at = *retry_at;
+                self.launch.last_error = Some(format!("{code}: {message}"));
+            }
+            RequestEvent::MachineAdopted { machine } => self.add_machine(machine),
+            RequestEvent::MachineChanged { machine } => {
+                if let Some(m) = self.machine_mut(&machine.id) {
+                    m.absorb(machine);
+                }
+            }
+            RequestEvent::MachineGone { machine_id } => {
+                if let Some(m) = self.machine_mut(machine_id) {
+                    m.set_status(MachineStatus::Terminated);
+                }
+            }
+            RequestEvent::MachineFailed { machine_id, message } => {
+                if let Some(m) = self.machine_mut(machine_id) {
+                    m.fail(message.clone());
+                }
+            }
+            RequestEvent::TerminationRequested { machine_ids, reason } => {
+                let provision = self.kind == RequestKind::Provision;
+                for id in machine_ids {
+                    if let Some(m) = self.machine_mut(id) {
+                        m.mark_terminating();
+                        if provision {
+                            m.fail(reason.clone());
+                        }
+                    }
+                }
+            }
+            RequestEvent::MachineReturned { machine_id, return_request } => {
+                if let Some(m) = self.machine_mut(machine_id) {
+                    m.mark_returned(return_request.clone());
+                }
+            }
+        }
+    }
+
+    fn add_machine(&mut self, o: &MachineObservation) {
+        match self.machine_mut(&o.id) {
+            Some(m) => {
+                m.absorb(o);
+            }
+            None => self.machines.push(Machine::from_observation(o)),
+        }
+    }
+
+    fn machine_mut(&mut self, id: &MachineId) -> Option<&mut Machine> {
+        self.machines.iter_mut().find(|m| m.id() == id)
+    }
+
+    fn transition(&mut self, now: Timestamp, to: RequestState, error: Option<String>) -> Result<(), DomainError> {
+        if !self.state.can_become(to) {
+            return Err(DomainError::IllegalTransition {
+                request_id: self.id.to_string(),
+                from: self.state.to_string(),
+                to: to.to_string(),
+            });
+        }
+        let from = self.state;
+        self.record(now, RequestEvent::StateChanged { from, to, error });
+        Ok(())
+    }
+
+    /// Asks for termination of every machine in `ids` that is not already going.
+    fn request_termination(&mut self, now: Timestamp, ids: Vec<MachineId>, reason: String) {
+        if !ids.is_empty() {
+            self.record(now, RequestEvent::TerminationRequested { machine_ids: ids, reason });
+        }
+    }
+
+    fn live_machine_ids(&self) -> Vec<MachineId> {
+        self.machines.iter().filter(|m| !m.status().is_going()).map(|m| m.id().clone()).collect()
+    }
+
+    /// Cancels the request: no further launches, and what was launched is terminated.
+    pub fn cancel(&mut self, now: Timestamp) -> Result<(), DomainError> {
+        if self.kind == RequestKind::Return && self.state != RequestState::Pending {
+            return Err(DomainError::IllegalTransition {
+                request_id: self.id.to_string(),
+                from: self.state.to_string(),
+                to: RequestState::Cancelled.to_string(),
+            });
+        }
+        self.transition(now, RequestState::Cancelled, Some("request cancelled".into()))?;
+        if self.kind == RequestKind::Provision {
+            let ids = self.live_machine_ids();
+            self.request_termination(now, ids, "request cancelled; machine terminated".into());
+        }
+        Ok(())
+    }
+
+    /// Records that `machine` was handed back by `return_request`.
+    pub fn mark_returned(&mut self, machine: &MachineId, return_request: &RequestId, now: Timestamp) {
+        if self.machines.iter().any(|m| m.id() == machine && m.returned_by().is_none()) {
+            self.record(
+                now,
+                RequestEvent::MachineReturned { machine_id: machine.clone(), return_request: return_request.clone() },
+            );
+        }
+    }
+
+    /// One reconcile decision: takes in what the cloud reports (`observations` of the
+    /// providers in `described`), moves the state machine, and says which cloud calls to
+    /// make. The events are recorded before any call is made, so a crash between the two is
+    /// repaired by the next step: launches carry the same client token and are not repeated.
+    pub fn reconcile(
+        &mut self,
+        observations: &[MachineObservation],
+        described: &[ProviderName],
+        now: Timestamp,
+        policy: &LifecyclePolicy,
+    ) -> Decision {
+        self.observe(observations, described, now, policy);
+        if self.state == RequestState::Pending {
+            // Pending → InProgress is always legal.
+            let _ = self.transition(now, RequestState::InProgress, None);
+        }
+        let mut decision = Decision::default();
+        if !self.state.is_terminal() && now >= self.deadline() {
+            self.time_out(now);
+        } else if !self.state.is_terminal() {
+            match self.kind {
+                RequestKind::Provision => decision.launch = self.advance_provision(now, policy),
+                RequestKind::Return => self.advance_return(now),
+            }
+        }
+        decision.terminate = self
+            .machines
+            .iter()
+            .filter(|m| m.awaits_termination())
+            .map(|m| (m.provider().clone(), m.id().clone()))
+            .collect();
+        decision
+    }
+
+    fn observe(
+        &mut self,
+        observations: &[MachineObservation],
+        described: &[ProviderName],
+        now: Timestamp,
+        policy: &LifecyclePolicy,
+    ) {
+        let mine: Vec<&MachineObservation> = observations
+            .iter()
+            .filter(|o| o.request_id.as_ref() == Some(&self.id) || self.machines.iter().any(|m| m.id() == &o.id))
+            .collect();
+        for o in &mine {
+            match self.machines.iter().find(|m| m.id() == &o.id) {
+                Some(m) => {
+                    if m.clone().absorb(o) {
+                        self.record(now, RequestEvent::MachineChanged { machine: (*o).clone() });
+                    }
+                }
+                None if self.kind == RequestKind::Provision => {
+                    self.record(now, RequestEvent::MachineAdopted { machine: (*o).clone() });
+                }
+                None => {}
+            }
+        }
+        let gone: Vec<MachineId> = self
+            .machines
+            .iter()
+            .filter(|m| m.status() != MachineStatus::Terminated && described.contains(m.provider()))
+            .filter(|m| !mine.iter().any(|o| &o.id == m.id()))
+            .filter(|m| self.kind == RequestKind::Provision || m.failure().is_none())
+            .map(|m| m.id().clone())
+            .collect();
+        for machine_id in gone {
+            self.record(now, RequestEvent::MachineGone { machine_id });
+        }
+        if self.kind == RequestKind::Provision && !self.state.is_terminal() {
+            self.fail_broken_machines(now, policy);
+        }
+    }
+
+    fn fail_broken_machines(&mut self, now: Timestamp, policy: &LifecyclePolicy) {
+        let mut failed = Vec::new();
+        let mut stuck = Vec::new();
+        for m in self.machines.iter().filter(|m| m.failure().is_none() && !m.is_terminating()) {
+            match m.status() {
+                MachineStatus::Pending => {
+                    let since = m.launch_time().unwrap_or(self.created_at);
+                    if let Some(limit) = policy.pending_timeout_secs
+                        && now.secs_since(since) >= i64::from(limit)
+                    {
+                        stuck.push((m.id().clone(), limit));
+                    }
+                }
+                MachineStatus::Running => {}
+                other => failed.push((m.id().clone(), format!("instance {other} before the request completed"))),
+            }
+        }
+        for (machine_id, message) in failed {
+            self.record(now, RequestEvent::MachineFailed { machine_id, message });
+        }
+        for (id, limit) in stuck {
+            let reason = format!("instance still pending after {limit} s; terminated");
+            self.request_termination(now, vec![id], reason);
+        }
+    }
+
+    fn deadline(&self) -> Timestamp {
+        self.created_at.plus_secs(i64::from(self.timeout.get()))
+    }
+
+    fn time_out(&mut self, now: Timestamp) {
+        let running = self.machines.iter().filter(|m| m.is_alive() && m.status() == MachineStatus::Running).count();
+        let message = match self.kind {
+            RequestKind::Provision => format!(
+                "request timed out after {} s with {running} of {} machines running",
+                self.timeout.get(),
+                self.count
+            ),
+            RequestKind::Return => format!("return timed out after {} s", self.timeout.get()),
+        };
+        let _ = self.transition(now, RequestState::Timeout, Some(message));
+        if self.kind == RequestKind::Provision {
+            let ids = self.live_machine_ids();
+            self.request_termination(now, ids, "request timed out; machine terminated".into());
+        }
+    }
+
+    fn advance_provision(&mut self, now: Timestamp, policy: &LifecyclePolicy) -> Option<LaunchOrder> {
+        let provider = self.provider.clone()?;
+        let alive: Vec<&Machine> = self.machines.iter().filter(|m| m.is_alive()).collect();
+        let running: Vec<MachineId> =
+            alive.iter().filter(|m| m.status() == MachineStatus::Running).map(|m| m.id().clone()).collect();
+        let pending = alive.len() - running.len();
+        let alive_count = alive.len() as u32;
+
+        if running.len() as u32 >= self.count {
+            let surplus = running[self.count as usize..].to_vec();
+            self.request_termination(now, surplus, "surplus machine; terminated".into());
+            let _ = self.transition(now, RequestState::Completed, None);
+            return None;
+        }
+        if let Some((attempt, count)) = self.launch.outstanding {
+            return Some(LaunchOrder { attempt, count, token: ClientToken::for_launch(&self.id, attempt), provider });
+        }
+        let deficit = self.count.saturating_sub(alive_count);
+        if deficit == 0 {
+            return None;
+        }
+        let can_launch = !self.launch.exhausted && self.launch.attempts < policy.max_launch_attempts;
+        if can_launch {
+            if self.launch.retry_at.is_some_and(|t| now < t) {
+                return None;
+            }
+            let attempt = self.launch.attempts + 1;
+            let token = ClientToken::for_launch(&self.id, attempt);
+            self.record(
+                now,
+                RequestEvent::LaunchStarted { attempt, count: deficit, token: token.clone(), provider: provider.clone() },
+            );
+            return Some(LaunchOrder { attempt, count: deficit, token, provider });
+        }
+        if pending > 0 {
+            return None;
+        }
+        let why = self.launch.last_error.clone().unwrap_or_else(|| "machines failed".into());
+        if running.is_empty() {
+            let _ = self.transition(now, RequestState::Failed, Some(why));
+        } else {
+            let message = format!("{} of {} machines running; {why}", running.len(), self.count);
+            match policy.partial {
+                PartialPolicy::Keep => {
+                    let _ = self.transition(now, RequestState::PartialSuccess, Some(message));
+                }
+                PartialPolicy::Cleanup => {
+                    let _ = self.transition(now, RequestState::Failed, Some(message));
+                    self.request_termination(now, running, "request failed; partial machines cleaned up".into());
+                }
+            }
+        }
+        None
+    }
+
+    fn advance_return(&mut self, now: Timestamp) {
+        let to_start: Vec<MachineId> = self
+            .machines
+            .iter()
+            .filter(|m| m.failure().is_none() && !m.is_terminating() && !m.status().is_going())
+            .map(|m| m.id().clone())
+            .collect();
+        self.request_termination(now, to_start, "returned".into());
+        let unfinished = self.machines.iter().any(|m| m.failure().is_none() && m.status() != MachineStatus::Terminated);
+        if unfinished {
+            return;
+        }
+        let failed = self.machines.iter().filter(|m| m.failure().is_some()).count();
+        if failed == 0 {
+            let _ = self.transition(now, RequestState::Completed, None);
+        } else {
+            let message = format!("{failed} of {} machines could not be returned", self.machines.len());
+            let _ = self.transition(now, RequestState::Failed, Some(message));
+        }
+    }
+
+    /// Records the outcome of launch `attempt`.
+    pub fn record_launch(&mut self, attempt: u32, machines: Vec<MachineObservation>, shortfall: Option<String>, now: Timestamp) {
+        self.record(now, RequestEvent::MachinesLaunched { attempt, machines, shortfall });
+    }
+
+    /// Records a refused launch `attempt`.
+    pub fn record_launch_failure(
+        &mut self,
+        attempt: u32,
+        code: String,
+        message: String,
+        retryable: bool,
+        now: Timestamp,
+        policy: &LifecyclePolicy,
+    ) {
+        let retry_at = retryable.then(|| now.plus_secs(i64::from(policy.launch_backoff_secs(attempt))));
+        self.record(now, RequestEvent::LaunchFailed { attempt, code, message, retryable, retry_at });
+    }
+
+    /// True while the reconcile step has anything left to do for this request.
+    pub fn needs_work(&self) -> bool {
+        !self.state.is_terminal() || self.machines.iter().any(|m| m.is_terminating() && m.status() != MachineStatus::Terminated)
+    }
+
+    /// Machines of the template this request holds or has reserved, for capacity checks.
+    pub fn capacity_held(&self) -> u32 {
+        match (self.kind, self.state.is_terminal()) {
+            (RequestKind::Return, _) => 0,
+            (RequestKind::Provision, false) => self.count.max(self.machines.iter().filter(|m| m.is_held()).count() as u32),
+            (RequestKind::Provision, true) => self.machines.iter().filter(|m| m.is_held()).count() as u32,
+        }
+    }
+
+    /// Host Factory's request status: `running`, `complete` or `complete_with_error`.
+    pub fn hf_status(&self) -> &'static str {
+        match self.state {
+            RequestState::Pending | RequestState::InProgress => "running",
+            RequestState::Completed => "complete",
+            _ => "complete_with_error",
+        }
+    }
+
+    /// Host Factory's verdict on one of this request's machines, with its message.
+    pub fn hf_machine_result(&self, m: &Machine) -> (MachineResult, String) {
+        if let Some(why) = m.failure() {
+            return (MachineResult::Fail, why.to_owned());
+        }
+        match (self.kind, m.status()) {
+            (RequestKind::Provision, MachineStatus::Running) => (MachineResult::Succeed, String::new()),
+            (RequestKind::Provision, MachineStatus::Pending) if !self.state.is_terminal() => {
+                (MachineResult::Executing, String::new())
+            }
+            (RequestKind::Provision, status) => (MachineResult::Fail, format!("instance {status}")),
+            (RequestKind::Return, MachineStatus::Terminated) => (MachineResult::Succeed, String::new()),
+            (RequestKind::Return, _) => (MachineResult::Executing, String::new()),
+        }
+    }
+
+    /// Clears the recorded events after they are stored at `new_version`.
+    pub fn mark_committed(&mut self, new_version: u64) {
+        self.version = new_version;
+        self.changes.clear();
+    }
+
+    /// The events recorded since this copy was read, oldest first.
+    pub fn uncommitted(&self) -> &[EventEnvelope] {
+        &self.changes
+    }
+
+    pub fn id(&self) -> &RequestId {
+        &self.id
+    }
+    pub fn kind(&self) -> RequestKind {
+        self.kind
+    }
+    pub fn state(&self) -> RequestState {
+        self.state
+    }
+    pub fn template(&self) -> Option<&Template> {
+        self.template.as_ref()
+    }
+    /// Machines asked for (provision) or named (return).
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+    pub fn timeout(&self) -> TimeoutSecs {
+        self.timeout
+    }
+    pub fn tags(&self) -> &Tags {
+        &self.tags
+    }
+    pub fn metadata(&self) -> &BTreeMap<String, Value> {
+        &self.metadata
+    }
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+    pub fn zones(&self) -> &[String] {
+        &self.zones
+    }
+    pub fn provider(&self) -> Option<&ProviderName> {
+        self.provider.as_ref()
+    }
+    pub fn force(&self) -> bool {
+        self.force
+    }
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+    pub fn completed_at(&self) -> Option<Timestamp> {
+        self.completed_at
+    }
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+    pub fn machines(&self) -> &[Machine] {
+        &self.machines
+    }
+    /// For a return request: the provision request that held each machine.
+    pub fn holders(&self) -> &BTreeMap<MachineId, RequestId> {
+        &self.holders
+    }
+    pub fn launch_attempts(&self) -> u32 {
+        self.launch.attempts
+    }
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}

@@ -1,0 +1,593 @@
+//! Templates as Host Factory's `awsprov_templates.json` describes them, parsed and validated.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::instance_types;
+use crate::{DomainError, ProviderName, Tags, TemplateId};
+
+/// How machines of a template are priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceType {
+    Ondemand,
+    Spot,
+    Heterogeneous,
+}
+
+impl PriceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ondemand => "ondemand",
+            Self::Spot => "spot",
+            Self::Heterogeneous => "heterogeneous",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, DomainError> {
+        match s.to_ascii_lowercase().as_str() {
+            "ondemand" | "on-demand" => Ok(Self::Ondemand),
+            "spot" => Ok(Self::Spot),
+            "heterogeneous" => Ok(Self::Heterogeneous),
+            other => Err(DomainError::validation(
+                "priceType",
+                format!("'{other}' is not one of ondemand, spot, heterogeneous"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PriceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The cloud API a template launches through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProviderApi {
+    RunInstances,
+    #[serde(rename = "EC2Fleet")]
+    Ec2Fleet,
+    SpotFleet,
+    #[serde(rename = "ASG")]
+    Asg,
+}
+
+impl ProviderApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RunInstances => "RunInstances",
+            Self::Ec2Fleet => "EC2Fleet",
+            Self::SpotFleet => "SpotFleet",
+            Self::Asg => "ASG",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, DomainError> {
+        match s.to_ascii_lowercase().as_str() {
+            "runinstances" => Ok(Self::RunInstances),
+            "ec2fleet" => Ok(Self::Ec2Fleet),
+            "spotfleet" => Ok(Self::SpotFleet),
+            "asg" | "autoscalinggroup" => Ok(Self::Asg),
+            _ => Err(DomainError::validation(
+                "providerApi",
+                format!("'{s}' is not one of RunInstances, EC2Fleet, SpotFleet, ASG"),
+            )),
+        }
+    }
+}
+
+/// How an EC2 or Spot fleet keeps its capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetType {
+    Instant,
+    Request,
+    Maintain,
+}
+
+impl FleetType {
+    fn parse(s: &str) -> Result<Self, DomainError> {
+        match s.to_ascii_lowercase().as_str() {
+            "instant" => Ok(Self::Instant),
+            "request" => Ok(Self::Request),
+            "maintain" => Ok(Self::Maintain),
+            _ => Err(DomainError::validation("fleetType", format!("'{s}' is not one of instant, request, maintain"))),
+        }
+    }
+}
+
+/// The kind of a Host Factory attribute value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttributeKind {
+    String,
+    Numeric,
+    Boolean,
+}
+
+impl AttributeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "String",
+            Self::Numeric => "Numeric",
+            Self::Boolean => "Boolean",
+        }
+    }
+}
+
+/// One template attribute, rendered to Host Factory as `[kind, value-as-string]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub kind: AttributeKind,
+    pub value: String,
+}
+
+impl Attribute {
+    fn parse(name: &str, raw: &Value) -> Result<Self, DomainError> {
+        let field = format!("attributes.{name}");
+        match raw {
+            Value::Array(parts) => {
+                let [kind, value] = parts.as_slice() else {
+                    return Err(DomainError::validation(field, "must be [kind, value]"));
+                };
+                let kind = match kind.as_str() {
+                    Some("String") => AttributeKind::String,
+                    Some("Numeric") => AttributeKind::Numeric,
+                    Some("Boolean") => AttributeKind::Boolean,
+                    _ => return Err(DomainError::validation(field, "kind must be String, Numeric or Boolean")),
+                };
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return Err(DomainError::validation(field, "value must be a string, number or boolean")),
+                };
+                if kind == AttributeKind::Numeric && value.parse::<f64>().is_err() {
+                    return Err(DomainError::validation(field, format!("'{value}' is not numeric")));
+                }
+                Ok(Self { kind, value })
+            }
+            Value::String(s) => Ok(Self { kind: AttributeKind::String, value: s.clone() }),
+            Value::Number(n) => Ok(Self { kind: AttributeKind::Numeric, value: n.to_string() }),
+            Value::Bool(b) => Ok(Self { kind: AttributeKind::Boolean, value: b.to_string() }),
+            _ => Err(DomainError::validation(field, "must be a value or [kind, value]")),
+        }
+    }
+}
+
+/// A validated machine template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    id: TemplateId,
+    max_number: i32,
+    attributes: BTreeMap<String, Attribute>,
+    image_id: Option<String>,
+    subnet_ids: Vec<String>,
+    vm_types: BTreeMap<String, u32>,
+    vm_types_on_demand: BTreeMap<String, u32>,
+    vm_types_priority: BTreeMap<String, u32>,
+    price_type: PriceType,
+    percent_on_demand: Option<u32>,
+    allocation_strategy: Option<String>,
+    allocation_strategy_on_demand: Option<String>,
+    max_spot_price: Option<f64>,
+    spot_fleet_request_expiry_mins: u32,
+    pools_count: Option<u32>,
+    fleet_role: Option<String>,
+    security_group_ids: Vec<String>,
+    key_name: Option<String>,
+    instance_profile: Option<String>,
+    user_data_script: Option<String>,
+    instance_tags: Tags,
+    root_device_volume_size: Option<u32>,
+    volume_type: Option<String>,
+    iops: Option<u32>,
+    launch_template_id: Option<String>,
+    provider_api: ProviderApi,
+    fleet_type: Option<FleetType>,
+    provider: Option<ProviderName>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTemplate {
+    template_id: Option<Value>,
+    max_number: Option<Value>,
+    #[serde(default)]
+    attributes: BTreeMap<String, Value>,
+    image_id: Option<String>,
+    subnet_id: Option<Value>,
+    subnet_ids: Option<Value>,
+    vm_type: Option<String>,
+    vm_types: Option<BTreeMap<String, Value>>,
+    vm_types_on_demand: Option<BTreeMap<String, Value>>,
+    vm_types_priority: Option<BTreeMap<String, Value>>,
+    price_type: Option<String>,
+    percent_on_demand: Option<Value>,
+    allocation_strategy: Option<String>,
+    allocation_strategy_on_demand: Option<String>,
+    max_spot_price: Option<Value>,
+    spot_fleet_request_expiry: Option<Value>,
+    pools_count: Option<Value>,
+    fleet_role: Option<String>,
+    security_group_ids: Option<Value>,
+    key_name: Option<String>,
+    instance_profile: Option<String>,
+    user_data_script: Option<String>,
+    instance_tags: Option<String>,
+    root_device_volume_size: Option<Value>,
+    volume_type: Option<String>,
+    iops: Option<Value>,
+    launch_template_id: Option<String>,
+    provider_api: Option<String>,
+    fleet_type: Option<String>,
+    provider: Option<String>,
+}
+
+fn number(field: &str, raw: &Option<Value>) -> Result<Option<f64>, DomainError> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| DomainError::validation(field, format!("'{s}' is not a number"))),
+        Some(other) => Err(DomainError::validation(field, format!("{other} is not a number"))),
+    }
+}
+
+fn whole(field: &str, raw: &Option<Value>, min: i64, max: i64) -> Result<Option<i64>, DomainError> {
+    let Some(n) = number(field, raw)? else { return Ok(None) };
+    if n.fract() != 0.0 || n < min as f64 || n > max as f64 {
+        return Err(DomainError::validation(field, format!("must be a whole number from {min} to {max}, got {n}")));
+    }
+    Ok(Some(n as i64))
+}
+
+fn string_list(field: &str, raw: &Option<Value>) -> Result<Vec<String>, DomainError> {
+    match raw {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(String::from).ok_or_else(|| DomainError::validation(field, "must list strings")))
+            .collect(),
+        Some(_) => Err(DomainError::validation(field, "must be a string or a list of strings")),
+    }
+}
+
+fn weights(field: &str, raw: Option<BTreeMap<String, Value>>) -> Result<BTreeMap<String, u32>, DomainError> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|(name, w)| {
+            let w = whole(&format!("{field}.{name}"), &Some(w), 1, 10_000)?.unwrap_or(1);
+            Ok((name, w as u32))
+        })
+        .collect()
+}
+
+impl Template {
+    /// Parses and validates one template object of the Host Factory template file.
+    pub fn from_json(raw: &Value) -> Result<Self, DomainError> {
+        let raw: RawTemplate = serde_json::from_value(raw.clone())
+            .map_err(|e| DomainError::validation("template", e.to_string()))?;
+        let id = match &raw.template_id {
+            Some(Value::String(s)) => TemplateId::new(s.clone())?,
+            Some(_) => return Err(DomainError::validation("templateId", "must be a string")),
+            None => return Err(DomainError::validation("templateId", "is required")),
+        };
+        let in_template = |e: DomainError| match e {
+            DomainError::Validation { field, message } => {
+                DomainError::validation(format!("{field} of template '{id}'"), message)
+            }
+            other => other,
+        };
+        Self::build(id.clone(), raw).map_err(in_template)
+    }
+
+    fn build(id: TemplateId, raw: RawTemplate) -> Result<Self, DomainError> {
+        let max_number = whole("maxNumber", &raw.max_number, -1, 10_000)?
+            .ok_or_else(|| DomainError::validation("maxNumber", "is required"))? as i32;
+        let mut vm_types = weights("vmTypes", raw.vm_types)?;
+        if let Some(t) = &raw.vm_type {
+            vm_types.entry(t.clone()).or_insert(1);
+        }
+        let vm_types_on_demand = weights("vmTypesOnDemand", raw.vm_types_on_demand)?;
+        let vm_types_priority = weights("vmTypesPriority", raw.vm_types_priority)?;
+        if vm_types.is_empty() && raw.launch_template_id.is_none() {
+            return Err(DomainError::validation("vmType", "a template needs vmType, vmTypes or launchTemplateId"));
+        }
+        if raw.image_id.as_deref().is_none_or(str::is_empty) && raw.launch_template_id.is_none() {
+            return Err(DomainError::validation("imageId", "is required unless launchTemplateId is given"));
+        }
+        let price_type = raw.price_type.as_deref().map(PriceType::parse).transpose()?.unwrap_or(PriceType::Ondemand);
+        let percent_on_demand = whole("percentOnDemand", &raw.percent_on_demand, 0, 100)?.map(|p| p as u32);
+        let max_spot_price = number("maxSpotPrice", &raw.max_spot_price)?;
+        if max_spot_price.is_some_and(|p| p <= 0.0) {
+            return Err(DomainError::validation("maxSpotPrice", "must be positive"));
+        }
+        let expiry = whole("spotFleetRequestExpiry", &raw.spot_fleet_request_expiry, 1, 525_600)?.unwrap_or(30);
+        let provider_api = match raw.provider_api.as_deref() {
+            Some(api) => ProviderApi::parse(api)?,
+            None if price_type == PriceType::Ondemand && vm_types.len() <= 1 => ProviderApi::RunInstances,
+            None => ProviderApi::Ec2Fleet,
+        };
+        let fleet_type = raw.fleet_type.as_deref().map(FleetType::parse).transpose()?;
+        if fleet_type.is_some() && !matches!(provider_api, ProviderApi::Ec2Fleet | ProviderApi::SpotFleet) {
+            return Err(DomainError::validation("fleetType", "applies only to EC2Fleet and SpotFleet"));
+        }
+        if provider_api == ProviderApi::SpotFleet && fleet_type == Some(FleetType::Instant) {
+            return Err(DomainError::validation("fleetType", "SpotFleet supports request and maintain only"));
+        }
+        if provider_api == ProviderApi::RunInstances && price_type == PriceType::Heterogeneous {
+            return Err(DomainError::validation("priceType", "heterogeneous needs a fleet or ASG providerApi"));
+        }
+        let mut subnet_ids = string_list("subnetId", &raw.subnet_id)?;
+        subnet_ids.extend(string_list("subnetIds", &raw.subnet_ids)?);
+        let mut template = Self {
+            id,
+            max_number,
+            attributes: BTreeMap::new(),
+            image_id: raw.image_id.filter(|s| !s.is_empty()),
+            subnet_ids,
+            vm_types,
+            vm_types_on_demand,
+            vm_types_priority,
+            price_type,
+            percent_on_demand,
+            allocation_strategy: raw.allocation_strategy,
+            allocation_strategy_on_demand: raw.allocation_strategy_on_demand,
+            max_spot_price,
+            spot_fleet_request_expiry_mins: expiry as u32,
+            pools_count: whole("poolsCount", &raw.pools_count, 1, 100)?.map(|p| p as u32),
+            fleet_role: raw.fleet_role,
+            security_group_ids: string_list("securityGroupIds", &raw.security_group_ids)?,
+            key_name: raw.key_name,
+            instance_profile: raw.instance_profile,
+            user_data_script: raw.user_data_script,
+            instance_tags: raw.instance_tags.as_deref().map(Tags::parse_hf).transpose()?.unwrap_or_default(),
+            root_device_volume_size: whole("rootDeviceVolumeSize", &raw.root_device_volume_size, 1, 65_536)?
+                .map(|v| v as u32),
+            volume_type: raw.volume_type,
+            iops: whole("iops", &raw.iops, 100, 256_000)?.map(|v| v as u32),
+            launch_template_id: raw.launch_template_id,
+            provider_api,
+            fleet_type,
+            provider: raw.provider.map(ProviderName::new).transpose()?,
+        };
+        for (name, value) in &raw.attributes {
+            template.attributes.insert(name.clone(), Attribute::parse(name, value)?);
+        }
+        template.derive_attributes();
+        Ok(template)
+    }
+
+    /// Fills `type`, `ncpus` and `nram` from the instance-type table when the template omits
+    /// them: the smallest figures across the template's types, so no machine falls short.
+    fn derive_attributes(&mut self) {
+        let infos: Vec<_> = self.vm_types.keys().filter_map(|t| instance_types::lookup(t)).collect();
+        let numeric = |v: String| Attribute { kind: AttributeKind::Numeric, value: v };
+        if !self.attributes.contains_key("ncpus") {
+            let ncpus = infos.iter().map(|i| i.ncpus()).min().unwrap_or(1);
+            self.attributes.insert("ncpus".into(), numeric(ncpus.to_string()));
+        }
+        if !self.attributes.contains_key("nram") {
+            let nram = infos.iter().map(|i| i.memory_mib).min().unwrap_or(1024);
+            self.attributes.insert("nram".into(), numeric(nram.to_string()));
+        }
+        if !self.attributes.contains_key("type") {
+            let arm = self.vm_types.keys().any(|t| t.split('.').next().is_some_and(|f| f.ends_with('g')));
+            let arch = if arm { "ARM64" } else { "X86_64" };
+            self.attributes.insert("type".into(), Attribute { kind: AttributeKind::String, value: arch.into() });
+        }
+    }
+
+    /// Parses a whole template file, `{"templates": [...]}`; every template must be valid and
+    /// template ids must be unique.
+    pub fn parse_file(text: &str) -> Result<Vec<Template>, DomainError> {
+        let doc: Value = serde_json::from_str(text)
+            .map_err(|e| DomainError::validation("templates file", format!("not valid JSON: {e}")))?;
+        let list = doc
+            .get("templates")
+            .and_then(Value::as_array)
+            .ok_or_else(|| DomainError::validation("templates file", "must be an object with a \"templates\" list"))?;
+        let mut templates: Vec<Template> = Vec::with_capacity(list.len());
+        for raw in list {
+            let t = Template::from_json(raw)?;
+            if templates.iter().any(|other| other.id == t.id) {
+                return Err(DomainError::validation("templateId", format!("'{}' appears twice", t.id)));
+            }
+            templates.push(t);
+        }
+        Ok(templates)
+    }
+
+    pub fn id(&self) -> &TemplateId {
+        &self.id
+    }
+    /// Machines this template may hold at once; `None` is unlimited (Host Factory's −1).
+    pub fn max_number(&self) -> Option<u32> {
+        u32::try_from(self.max_number).ok()
+    }
+    pub fn attributes(&self) -> &BTreeMap<String, Attribute> {
+        &self.attributes
+    }
+    pub fn image_id(&self) -> Option<&str> {
+        self.image_id.as_deref()
+    }
+    pub fn subnet_ids(&self) -> &[String] {
+        &self.subnet_ids
+    }
+    /// Instance types with their weights.
+    pub fn vm_types(&self) -> &BTreeMap<String, u32> {
+        &self.vm_types
+    }
+    pub fn vm_types_on_demand(&self) -> &BTreeMap<String, u32> {
+        &self.vm_types_on_demand
+    }
+    pub fn vm_types_priority(&self) -> &BTreeMap<String, u32> {
+        &self.vm_types_priority
+    }
+    /// The instance type to prefer: the highest `vmTypesPriority` (lowest number), else the first.
+    pub fn primary_vm_type(&self) -> Option<&str> {
+        self.vm_types
+            .keys()
+            .min_by_key(|t| self.vm_types_priority.get(*t).copied().unwrap_or(u32::MAX))
+            .map(String::as_str)
+    }
+    pub fn price_type(&self) -> PriceType {
+        self.price_type
+    }
+    pub fn percent_on_demand(&self) -> Option<u32> {
+        self.percent_on_demand
+    }
+    pub fn allocation_strategy(&self) -> Option<&str> {
+        self.allocation_strategy.as_deref()
+    }
+    pub fn allocation_strategy_on_demand(&self) -> Option<&str> {
+        self.allocation_strategy_on_demand.as_deref()
+    }
+    pub fn max_spot_price(&self) -> Option<f64> {
+        self.max_spot_price
+    }
+    pub fn spot_fleet_request_expiry_mins(&self) -> u32 {
+        self.spot_fleet_request_expiry_mins
+    }
+    pub fn pools_count(&self) -> Option<u32> {
+        self.pools_count
+    }
+    pub fn fleet_role(&self) -> Option<&str> {
+        self.fleet_role.as_deref()
+    }
+    pub fn security_group_ids(&self) -> &[String] {
+        &self.security_group_ids
+    }
+    pub fn key_name(&self) -> Option<&str> {
+        self.key_name.as_deref()
+    }
+    pub fn instance_profile(&self) -> Option<&str> {
+        self.instance_profile.as_deref()
+    }
+    pub fn user_data_script(&self) -> Option<&str> {
+        self.user_data_script.as_deref()
+    }
+    pub fn instance_tags(&self) -> &Tags {
+        &self.instance_tags
+    }
+    pub fn root_device_volume_size(&self) -> Option<u32> {
+        self.root_device_volume_size
+    }
+    pub fn volume_type(&self) -> Option<&str> {
+        self.volume_type.as_deref()
+    }
+    pub fn iops(&self) -> Option<u32> {
+        self.iops
+    }
+    pub fn launch_template_id(&self) -> Option<&str> {
+        self.launch_template_id.as_deref()
+    }
+    pub fn provider_api(&self) -> ProviderApi {
+        self.provider_api
+    }
+    pub fn fleet_type(&self) -> Option<FleetType> {
+        self.fleet_type
+    }
+    /// The provider instance this template is pinned to, if any.
+    pub fn provider(&self) -> Option<&ProviderName> {
+        self.provider.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn minimal() -> Value {
+        json!({"templateId": "OnDemand-Minimal", "maxNumber": 10, "imageId": "ami-1", "vmType": "m5.large"})
+    }
+
+    #[test]
+    fn derives_ncpus_and_nram_from_the_instance_type() {
+        let t = Template::from_json(&minimal()).unwrap();
+        assert_eq!(t.attributes()["ncpus"], Attribute { kind: AttributeKind::Numeric, value: "1".into() });
+        assert_eq!(t.attributes()["nram"].value, "8192");
+        assert_eq!(t.attributes()["type"].value, "X86_64");
+        assert_eq!(t.provider_api(), ProviderApi::RunInstances);
+        assert_eq!(t.max_number(), Some(10));
+    }
+
+    #[test]
+    fn accepts_attributes_as_plain_values_or_pairs() {
+        let mut raw = minimal();
+        raw["attributes"] = json!({"ncpus": 2, "nram": ["Numeric", "4096"], "type": ["String", "X86_64"], "gpu": false});
+        let t = Template::from_json(&raw).unwrap();
+        assert_eq!(t.attributes()["ncpus"].value, "2");
+        assert_eq!(t.attributes()["nram"].value, "4096");
+        assert_eq!(t.attributes()["gpu"].kind, AttributeKind::Boolean);
+        raw["attributes"] = json!({"ncpus": ["Numeric", "two"]});
+        assert!(Template::from_json(&raw).is_err());
+        raw["attributes"] = json!({"ncpus": ["Float", "2"]});
+        assert!(Template::from_json(&raw).is_err());
+    }
+
+    #[test]
+    fn parses_every_fleet_field() {
+        let raw = json!({
+            "templateId": "Spot-Mix", "maxNumber": -1, "imageId": "ami-1",
+            "vmTypes": {"m5.large": 1, "m5.xlarge": 2}, "vmTypesOnDemand": {"m5.large": 1},
+            "vmTypesPriority": {"m5.xlarge": 1, "m5.large": 2},
+            "priceType": "heterogeneous", "percentOnDemand": 25, "allocationStrategy": "capacityOptimized",
+            "allocationStrategyOnDemand": "lowestPrice", "maxSpotPrice": "0.12", "spotFleetRequestExpiry": 45,
+            "poolsCount": 2, "fleetRole": "arn:aws:iam::1:role/fleet", "subnetId": ["subnet-a", "subnet-b"],
+            "securityGroupIds": ["sg-1"], "keyName": "k", "instanceProfile": "p", "userDataScript": "/x.sh",
+            "instanceTags": "team=abc;project=x", "rootDeviceVolumeSize": 50, "volumeType": "gp3", "iops": 3000,
+            "providerApi": "EC2Fleet", "fleetType": "request"
+        });
+        let t = Template::from_json(&raw).unwrap();
+        assert_eq!(t.max_number(), None);
+        assert_eq!(t.price_type(), PriceType::Heterogeneous);
+        assert_eq!(t.vm_types().len(), 2);
+        assert_eq!(t.primary_vm_type(), Some("m5.xlarge"));
+        assert_eq!(t.max_spot_price(), Some(0.12));
+        assert_eq!(t.spot_fleet_request_expiry_mins(), 45);
+        assert_eq!(t.subnet_ids(), ["subnet-a", "subnet-b"]);
+        assert_eq!(t.instance_tags().get("team"), Some("abc"));
+        assert_eq!(t.fleet_type(), Some(FleetType::Request));
+        assert_eq!(t.attributes()["ncpus"].value, "1", "the smallest of the types");
+    }
+
+    #[test]
+    fn rejects_bad_templates_with_the_field_named() {
+        let cases = [
+            (json!({"maxNumber": 1, "imageId": "a", "vmType": "m5.large"}), "templateId"),
+            (json!({"templateId": "bad id", "maxNumber": 1, "imageId": "a", "vmType": "m5.large"}), "templateId"),
+            (json!({"templateId": "t", "maxNumber": 10001, "imageId": "a", "vmType": "m5.large"}), "maxNumber"),
+            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a"}), "vmType"),
+            (json!({"templateId": "t", "maxNumber": 1, "vmType": "m5.large"}), "imageId"),
+            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "priceType": "cheap"}), "priceType"),
+            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "providerApi": "Lambda"}), "providerApi"),
+            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "fleetType": "instant"}), "fleetType"),
+            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "percentOnDemand": 101, "providerApi": "EC2Fleet"}), "percentOnDemand"),
+        ];
+        for (raw, field) in cases {
+            let err = Template::from_json(&raw).unwrap_err();
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+        }
+    }
+
+    #[test]
+    fn a_template_file_needs_unique_ids() {
+        let one = minimal();
+        let text = json!({"templates": [one.clone(), one]}).to_string();
+        assert!(Template::parse_file(&text).unwrap_err().to_string().contains("twice"));
+        assert!(Template::parse_file("{").is_err());
+        assert!(Template::parse_file("{}").is_err());
+    }
+}

@@ -1,0 +1,71 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A point in time, milliseconds since the Unix epoch (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const fn from_unix_millis(millis: i64) -> Self {
+        Self(millis)
+    }
+
+    pub const fn from_unix_secs(secs: i64) -> Self {
+        Self(secs * 1000)
+    }
+
+    pub const fn unix_millis(self) -> i64 {
+        self.0
+    }
+
+    pub const fn unix_secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    pub const fn plus_secs(self, secs: i64) -> Self {
+        Self(self.0 + secs * 1000)
+    }
+
+    pub const fn plus_millis(self, millis: i64) -> Self {
+        Self(self.0 + millis)
+    }
+
+    /// Whole seconds from `earlier` to `self`, zero when `earlier` is later.
+    pub fn secs_since(self, earlier: Timestamp) -> i64 {
+        (self.0 - earlier.0).max(0) / 1000
+    }
+
+    /// RFC 3339 form with second precision, e.g. `2025-06-30T12:00:00Z`.
+    pub fn to_rfc3339(self) -> String {
+        let secs = self.unix_secs();
+        match ::time::OffsetDateTime::from_unix_timestamp(secs) {
+            Ok(t) => t
+                .format(&::time::macros::format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+                ))
+                .unwrap_or_else(|_| secs.to_string()),
+            Err(_) => secs.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rfc3339_in_utc() {
+        let t = Timestamp::from_unix_secs(1_751_284_800);
+        assert_eq!(t.to_rfc3339(), "2025-06-30T12:00:00Z");
+        assert_eq!(t.plus_secs(90).secs_since(t), 90);
+        assert_eq!(t.secs_since(t.plus_secs(5)), 0);
+    }
+}
