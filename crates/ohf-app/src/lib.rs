@@ -1,1 +1,19 @@
+//! The application core of ohf: ports, command and query handlers, the event bus and the
+//! reconcile step that advances every request.
 
+mod app;
+pub mod bus;
+pub mod contract;
+mod error;
+pub mod memory;
+pub mod ports;
+mod reconcile;
+
+pub use app::{App, AppSettings, MachineRef, RequestMachines, RequestReturn, ReturnNotice, TemplateAvailability};
+pub use bus::{EventBus, EventHandler};
+pub use error::AppError;
+pub use ports::{
+    CatalogError, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, IdGenerator, LaunchRequest,
+    LaunchResult, ProviderCapacity, RequestFilter, RequestStore, StoreError, SystemClock, TemplateCatalog, UuidIds,
+};
+pub use reconcile::ReconcileReport;

@@ -1,1 +1,149 @@
+//! An in-process simulated cloud behind the cloud-provider port: instance types with their
+//! vCPUs and memory, capacity per type and zone, launch latency, configurable faults and spot
+//! interruptions, deterministic under a seed. Its state can live in a file, so a one-shot
+//! process sees the machines an earlier process launched.
 
+mod config;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ohf_app::{Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity};
+use ohf_domain::{MachineId, MachineObservation, ProviderName, Template, instance_types};
+
+pub use config::SimConfig;
+use state::SimState;
+
+/// Where the simulated cloud keeps its state.
+enum Backing {
+    Memory(Mutex<SimState>),
+    /// A JSON file, read and written under an exclusive lock on `<file>.lock`.
+    File(PathBuf),
+}
+
+/// A simulated cloud provider instance.
+pub struct SimCloud {
+    name: ProviderName,
+    config: Arc<SimConfig>,
+    clock: Arc<dyn Clock>,
+    backing: Arc<Backing>,
+}
+
+impl SimCloud {
+    /// A simulated cloud whose state lives in this process only.
+    pub fn in_memory(name: ProviderName, config: SimConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { name, config: Arc::new(config), clock, backing: Arc::new(Backing::Memory(Mutex::new(SimState::default()))) }
+    }
+
+    /// A simulated cloud whose state lives in `path`, shared by every process that names it.
+    pub fn persistent(name: ProviderName, config: SimConfig, clock: Arc<dyn Clock>, path: PathBuf) -> Self {
+        Self { name, config: Arc::new(config), clock, backing: Arc::new(Backing::File(path)) }
+    }
+
+    /// Runs `f` on the state: under the mutex in memory, under the file lock on disk.
+    async fn with_state<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SimState, &SimConfig) -> T + Send + 'static,
+    ) -> Result<T, CloudError> {
+        let backing = self.backing.clone();
+        let config = self.config.clone();
+        let run = move || -> Result<T, CloudError> {
+            match &*backing {
+                Backing::Memory(m) => {
+                    let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
+                    Ok(f(&mut s, &config))
+                }
+                Backing::File(path) => state::with_file(path, |s| f(s, &config)).map_err(|e| {
+                    CloudError::new(CloudErrorKind::Unavailable, "SimStateUnavailable", format!("{}: {e}", path.display()))
+                }),
+            }
+        };
+        match &*self.backing {
+            Backing::Memory(_) => run(),
+            Backing::File(_) => tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| CloudError::new(CloudErrorKind::Internal, "SimPanic", e.to_string()))?,
+        }
+    }
+
+    /// Announces that the cloud takes `id` back in `notice_secs` (a spot interruption).
+    pub async fn interrupt(&self, id: &MachineId, notice_secs: u32) -> Result<bool, CloudError> {
+        let now = self.clock.now();
+        let id = id.to_string();
+        self.with_state(move |s, _| s.interrupt(&id, now, notice_secs)).await
+    }
+
+    /// Stops `id` as if someone outside ohf had stopped it.
+    pub async fn stop(&self, id: &MachineId) -> Result<bool, CloudError> {
+        let now = self.clock.now();
+        let id = id.to_string();
+        self.with_state(move |s, _| s.stop(&id, now)).await
+    }
+
+    /// How many calls of each kind this cloud has served (launch, describe, terminate).
+    pub async fn call_counts(&self) -> Result<state::CallCounts, CloudError> {
+        self.with_state(|s, _| s.counts.clone()).await
+    }
+}
+
+fn known_types(template: &Template) -> Result<Vec<String>, String> {
+    let mut types: Vec<&String> = template.vm_types().keys().collect();
+    types.sort_by_key(|t| template.vm_types_priority().get(*t).copied().unwrap_or(u32::MAX));
+    let unknown: Vec<&str> = types.iter().filter(|t| instance_types::lookup(t).is_none()).map(|t| t.as_str()).collect();
+    if !unknown.is_empty() {
+        return Err(format!("unknown instance type {}", unknown.join(", ")));
+    }
+    if types.is_empty() {
+        return Err("the simulated cloud needs vmType or vmTypes; it has no launch templates".into());
+    }
+    Ok(types.into_iter().cloned().collect())
+}
+
+#[async_trait]
+impl CloudProvider for SimCloud {
+    fn name(&self) -> &ProviderName {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+
+    async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
+        known_types(template).map(|_| ()).map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))
+    }
+
+    async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
+        let types = known_types(template).map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))?;
+        let now = self.clock.now();
+        let zones = self.config.zones.clone();
+        let region = self.config.region.clone();
+        let primary = types[0].clone();
+        let available = self.with_state(move |s, c| types.iter().map(|t| s.free(c, t, &zones, now)).sum::<u32>()).await?;
+        Ok(Some(ProviderCapacity { available, instance_type: primary, region: Some(region) }))
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        let types = known_types(&request.template)
+            .map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))?;
+        let now = self.clock.now();
+        let name = self.name.clone();
+        let request = request.clone();
+        self.with_state(move |s, c| s.launch(c, &name, &request, &types, now)).await?
+    }
+
+    async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
+        let now = self.clock.now();
+        let name = self.name.clone();
+        let query = query.clone();
+        self.with_state(move |s, c| s.describe(c, &name, &query, now)).await?
+    }
+
+    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
+        let now = self.clock.now();
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        self.with_state(move |s, c| s.terminate(c, &ids, now)).await?
+    }
+}

@@ -14,6 +14,7 @@ pub enum ErrorCode {
     DuplicateRequest,
     IllegalTransition,
     ProviderError,
+    ConfigurationError,
     StoreError,
     InternalError,
 }
@@ -30,6 +31,7 @@ impl ErrorCode {
             Self::DuplicateRequest => "DUPLICATE_REQUEST",
             Self::IllegalTransition => "ILLEGAL_TRANSITION",
             Self::ProviderError => "PROVIDER_ERROR",
+            Self::ConfigurationError => "CONFIGURATION_ERROR",
             Self::StoreError => "STORE_ERROR",
             Self::InternalError => "INTERNAL_ERROR",
         }

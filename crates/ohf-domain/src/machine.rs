@@ -147,6 +147,11 @@ impl Machine {
         }
     }
 
+    /// A fresh copy for a return request: what the cloud last said, none of the holder's verdicts.
+    pub fn for_return(&self) -> Self {
+        Self { failure: None, terminating: false, returned_by: None, ..self.clone() }
+    }
+
     /// Takes in what the cloud reports; true when anything changed.
     pub(crate) fn absorb(&mut self, o: &MachineObservation) -> bool {
         let before = self.clone();

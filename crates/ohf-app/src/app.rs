@@ -1,0 +1,443 @@
+//! The application service: command and query handlers over the ports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ohf_domain::{
+    DomainError, LifecyclePolicy, Machine, MachineCount, MachineId, MachineStatus, Priority, ProviderName,
+    ProvisionSpec, Request, RequestId, RequestKind, ReturnedMachine, Tags, Template, TemplateId, TimeoutSecs,
+};
+use serde_json::Value;
+
+use crate::bus::EventBus;
+use crate::ports::{
+    Clock, CloudProvider, DescribeQuery, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
+    find_machine,
+};
+use crate::AppError;
+
+/// The rules of the application, from configuration.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    pub policy: LifecyclePolicy,
+    /// Most machines one request may ask for.
+    pub max_machines_per_request: u32,
+    pub default_timeout: TimeoutSecs,
+    pub return_timeout: TimeoutSecs,
+    /// Most machines held across all templates (the account quota), when set.
+    pub account_limit: Option<u32>,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            policy: LifecyclePolicy::default(),
+            max_machines_per_request: MachineCount::DEFAULT_MAX,
+            default_timeout: TimeoutSecs::DEFAULT,
+            return_timeout: TimeoutSecs::DEFAULT,
+            account_limit: None,
+        }
+    }
+}
+
+/// Command: provision machines of a template. Fields are raw input; the handler validates them.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMachines {
+    pub template_id: String,
+    pub count: i64,
+    pub request_id: Option<String>,
+    pub timeout: Option<i64>,
+    pub tags: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, Value>,
+    pub priority: Option<String>,
+    pub zones: Vec<String>,
+    pub provider: Option<String>,
+}
+
+/// A machine named by its id, its host name, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MachineRef {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Command: return machines to the cloud.
+#[derive(Debug, Clone, Default)]
+pub struct RequestReturn {
+    pub machines: Vec<MachineRef>,
+    pub request_id: Option<String>,
+    pub force: bool,
+    pub timeout: Option<i64>,
+}
+
+/// A template and how many more machines it may have; `None` is unlimited.
+#[derive(Debug, Clone)]
+pub struct TemplateAvailability {
+    pub template: Template,
+    pub available: Option<u32>,
+}
+
+/// A machine the cloud is taking back, with the seconds left before it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnNotice {
+    pub machine: String,
+    pub machine_id: MachineId,
+    pub grace_period: i64,
+}
+
+/// The application: every use case of ohf, over its ports.
+pub struct App {
+    pub(crate) store: Arc<dyn RequestStore>,
+    pub(crate) catalog: Arc<dyn TemplateCatalog>,
+    pub(crate) providers: Vec<Arc<dyn CloudProvider>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+    pub(crate) bus: EventBus,
+    pub(crate) settings: AppSettings,
+}
+
+impl App {
+    /// `providers` must not be empty; the first is the default.
+    pub fn new(
+        store: Arc<dyn RequestStore>,
+        catalog: Arc<dyn TemplateCatalog>,
+        providers: Vec<Arc<dyn CloudProvider>>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        bus: EventBus,
+        settings: AppSettings,
+    ) -> Result<Self, AppError> {
+        if providers.is_empty() {
+            return Err(AppError::Configuration("at least one provider must be configured".into()));
+        }
+        Ok(Self { store, catalog, providers, clock, ids, bus, settings })
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn settings(&self) -> &AppSettings {
+        &self.settings
+    }
+
+    pub(crate) fn provider(&self, name: &ProviderName) -> Option<&Arc<dyn CloudProvider>> {
+        self.providers.iter().find(|p| p.name() == name)
+    }
+
+    fn default_provider(&self) -> &Arc<dyn CloudProvider> {
+        &self.providers[0]
+    }
+
+    fn choose_provider(&self, template: &Template, asked: Option<&str>) -> Result<&Arc<dyn CloudProvider>, AppError> {
+        let wanted = asked.or(template.provider().map(ProviderName::as_str));
+        let Some(wanted) = wanted else { return Ok(self.default_provider()) };
+        self.providers.iter().find(|p| p.name().as_str() == wanted).ok_or_else(|| {
+            let configured: Vec<_> = self.providers.iter().map(|p| p.name().to_string()).collect();
+            DomainError::validation("provider", format!("'{wanted}' is not configured; configured: {}", configured.join(", ")))
+                .into()
+        })
+    }
+
+    /// Stores requests with their events, then publishes the events.
+    pub(crate) async fn commit(&self, batch: &mut [&mut Request]) -> Result<(), StoreError> {
+        let view: Vec<&Request> = batch.iter().map(|r| &**r).collect();
+        self.store.save(&view).await?;
+        let events: Vec<_> = batch.iter().flat_map(|r| r.uncommitted().to_vec()).collect();
+        for r in batch.iter_mut() {
+            let v = r.version() + 1;
+            r.mark_committed(v);
+        }
+        self.bus.publish(&events).await;
+        Ok(())
+    }
+
+    async fn template(&self, id: &str) -> Result<Template, AppError> {
+        let templates = self.catalog.templates().await?;
+        match templates.iter().find(|t| t.id().as_str() == id) {
+            Some(t) => Ok(t.clone()),
+            None => Err(DomainError::TemplateNotFound {
+                template_id: id.to_owned(),
+                available: templates.iter().map(|t| t.id().to_string()).collect(),
+            }
+            .into()),
+        }
+    }
+
+    /// Validates and stores a provision request, then makes its first launch.
+    pub async fn request_machines(&self, cmd: RequestMachines) -> Result<Request, AppError> {
+        let template = self.template(&cmd.template_id).await?;
+        let count = MachineCount::new(cmd.count, self.settings.max_machines_per_request)?;
+        let timeout = cmd.timeout.map(TimeoutSecs::new).transpose()?.unwrap_or(self.settings.default_timeout);
+        let tags = Tags::new(cmd.tags)?;
+        let priority = cmd.priority.as_deref().map(str::parse::<Priority>).transpose()?.unwrap_or_default();
+        let client_id = cmd.request_id.map(RequestId::new).transpose()?;
+
+        if let Some(id) = &client_id
+            && let Some(existing) = self.store.get(id).await?
+        {
+            let same = existing.kind() == RequestKind::Provision
+                && existing.template().map(Template::id) == Some(template.id())
+                && existing.count() == count.get();
+            return if same { Ok(existing) } else { Err(DomainError::DuplicateRequest { request_id: id.to_string() }.into()) };
+        }
+
+        let provider = self.choose_provider(&template, cmd.provider.as_deref())?;
+        provider.check_template(&template).await.map_err(|e| DomainError::ProviderIncompatible {
+            template_id: template.id().to_string(),
+            provider: provider.name().to_string(),
+            reason: e.message,
+        })?;
+        self.check_limits(&template, count.get()).await?;
+        if let Some(cap) = provider.capacity(&template).await.map_err(|error| AppError::Cloud {
+            provider: provider.name().to_string(),
+            error,
+        })? && cap.available < count.get()
+        {
+            return Err(DomainError::InsufficientCapacity {
+                requested: count.get(),
+                available: cap.available,
+                template_id: None,
+                instance_type: Some(cap.instance_type),
+                region: cap.region,
+            }
+            .into());
+        }
+
+        let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Provision));
+        let spec = ProvisionSpec {
+            id: id.clone(),
+            template,
+            count,
+            timeout,
+            tags,
+            metadata: cmd.metadata,
+            priority,
+            zones: cmd.zones,
+            provider: provider.name().clone(),
+        };
+        let mut request = Request::provision(spec, self.clock.now());
+        match self.commit(&mut [&mut request]).await {
+            Ok(()) => {}
+            // Another caller created the same client id a moment ago: answer with theirs.
+            Err(StoreError::Conflict { .. }) => {
+                return self.store.get(&id).await?.ok_or_else(|| DomainError::DuplicateRequest { request_id: id.to_string() }.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(request_id = %id, count = count.get(), "provision request accepted");
+        self.reconcile(Some(std::slice::from_ref(&id))).await;
+        Ok(self.store.get(&id).await?.unwrap_or(request))
+    }
+
+    async fn check_limits(&self, template: &Template, count: u32) -> Result<(), AppError> {
+        let held = self.store.capacity_held().await?;
+        if let Some(max) = template.max_number() {
+            let used = held.get(template.id()).copied().unwrap_or(0);
+            let available = max.saturating_sub(used);
+            if count > available {
+                return Err(DomainError::InsufficientCapacity {
+                    requested: count,
+                    available,
+                    template_id: Some(template.id().to_string()),
+                    instance_type: None,
+                    region: None,
+                }
+                .into());
+            }
+        }
+        if let Some(limit) = self.settings.account_limit {
+            let used: u32 = held.values().sum();
+            if used + count > limit {
+                return Err(DomainError::QuotaExceeded { current_usage: used, requested_additional: count, account_limit: limit }.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a return request for the named machines and asks the cloud to terminate them.
+    pub async fn request_return(&self, cmd: RequestReturn) -> Result<Request, AppError> {
+        if cmd.machines.is_empty() {
+            return Err(DomainError::validation("machines", "name at least one machine to return").into());
+        }
+        let timeout = cmd.timeout.map(TimeoutSecs::new).transpose()?.unwrap_or(self.settings.return_timeout);
+        let client_id = cmd.request_id.map(RequestId::new).transpose()?;
+        if let Some(id) = &client_id
+            && let Some(existing) = self.store.get(id).await?
+        {
+            return if existing.kind() == RequestKind::Return {
+                Ok(existing)
+            } else {
+                Err(DomainError::DuplicateRequest { request_id: id.to_string() }.into())
+            };
+        }
+        let mut ids = Vec::new();
+        let mut names = Vec::new();
+        for m in &cmd.machines {
+            match (&m.id, &m.name) {
+                (None, None) => return Err(DomainError::validation("machines", "each machine needs a machineId or a name").into()),
+                (id, name) => {
+                    if let Some(id) = id {
+                        ids.push(MachineId::new(id.clone())?);
+                    }
+                    if let Some(n) = name {
+                        names.push(n.clone());
+                    }
+                }
+            }
+        }
+        let mut holders = self.store.find_holders(&ids, &names).await?;
+        let mut returned = Vec::new();
+        for m in &cmd.machines {
+            let id = m.id.clone().map(MachineId::new).transpose()?;
+            let found = holders
+                .iter()
+                .find_map(|h| find_machine(h, id.as_ref(), m.name.as_deref()).map(|machine| (h.id().clone(), machine.for_return())));
+            returned.push(match (found, id) {
+                (Some((holder, machine)), _) => ReturnedMachine { machine, holder: Some(holder), refusal: None },
+                (None, Some(id)) => ReturnedMachine {
+                    machine: Machine::unknown(id, self.default_provider().name().clone(), m.name.clone()),
+                    holder: None,
+                    refusal: None,
+                },
+                (None, None) => {
+                    let name = m.name.clone().unwrap_or_default();
+                    let id = MachineId::new(name.clone())?;
+                    ReturnedMachine {
+                        machine: Machine::unknown(id, self.default_provider().name().clone(), Some(name.clone())),
+                        holder: None,
+                        refusal: Some(format!("machine '{name}' is not known to ohf")),
+                    }
+                }
+            });
+        }
+        let now = self.clock.now();
+        let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Return));
+        let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, now)?;
+        for h in holders.iter_mut() {
+            let mine: Vec<MachineId> =
+                ret.holders().iter().filter(|(_, holder)| *holder == h.id()).map(|(m, _)| m.clone()).collect();
+            for m in mine {
+                h.mark_returned(&m, &id, now);
+            }
+        }
+        let mut batch: Vec<&mut Request> = vec![&mut ret];
+        batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
+        self.commit(&mut batch).await?;
+        tracing::info!(request_id = %id, machines = ret.count(), "return request accepted");
+        self.reconcile(Some(std::slice::from_ref(&id))).await;
+        Ok(self.store.get(&id).await?.unwrap_or(ret))
+    }
+
+    /// Cancels a request and terminates what it launched.
+    pub async fn cancel(&self, id: &str) -> Result<Request, AppError> {
+        let id = RequestId::new(id)?;
+        for _ in 0..3 {
+            let mut request = self.store.get(&id).await?.ok_or_else(|| DomainError::RequestNotFound { request_id: id.to_string() })?;
+            request.cancel(self.clock.now())?;
+            match self.commit(&mut [&mut request]).await {
+                Ok(()) => {
+                    tracing::info!(request_id = %id, "request cancelled");
+                    self.reconcile(Some(std::slice::from_ref(&id))).await;
+                    return Ok(self.store.get(&id).await?.unwrap_or(request));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict { request_id: id.to_string() }.into())
+    }
+
+    /// Every template with how many more machines it may have.
+    pub async fn available_templates(&self) -> Result<Vec<TemplateAvailability>, AppError> {
+        let templates = self.catalog.templates().await?;
+        let held = self.store.capacity_held().await?;
+        Ok(templates
+            .into_iter()
+            .map(|template| {
+                let used = held.get(template.id()).copied().unwrap_or(0);
+                let available = template.max_number().map(|max| max.saturating_sub(used));
+                TemplateAvailability { template, available }
+            })
+            .collect())
+    }
+
+    /// The requests of `ids`, each with `None` when ohf does not know it.
+    pub async fn request_status(&self, ids: &[String]) -> Result<Vec<(String, Option<Request>)>, AppError> {
+        let parsed: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
+        let found = self.store.get_many(&parsed).await?;
+        let by_id: HashMap<&str, &Request> = found.iter().map(|r| (r.id().as_str(), r)).collect();
+        Ok(ids.iter().map(|i| (i.clone(), by_id.get(i.as_str()).map(|r| (*r).clone()))).collect())
+    }
+
+    pub async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>, AppError> {
+        Ok(self.store.list(filter).await?)
+    }
+
+    pub async fn history(&self, id: &str) -> Result<Vec<ohf_domain::EventEnvelope>, AppError> {
+        let id = RequestId::new(id)?;
+        if self.store.get(&id).await?.is_none() {
+            return Err(DomainError::RequestNotFound { request_id: id.to_string() }.into());
+        }
+        Ok(self.store.history(&id).await?)
+    }
+
+    /// The machines the cloud is taking back: spot interruption notices (grace = seconds
+    /// left) and machines stopped or terminated outside ohf (grace 0). `known` are the hosts
+    /// the scheduler holds; empty means every machine ohf holds.
+    pub async fn return_notices(&self, known: &[MachineRef]) -> Result<Vec<ReturnNotice>, AppError> {
+        let ids: Vec<MachineId> = known.iter().filter_map(|m| m.id.clone()).filter_map(|i| MachineId::new(i).ok()).collect();
+        let names: Vec<String> = known.iter().filter_map(|m| m.name.clone()).collect();
+        let holders = if known.is_empty() {
+            self.store.list(&RequestFilter { kind: Some(RequestKind::Provision), ..Default::default() }).await?
+        } else {
+            self.store.find_holders(&ids, &names).await?
+        };
+        let mut candidates: Vec<&Machine> = Vec::new();
+        for h in &holders {
+            for m in h.machines() {
+                let asked = known.is_empty()
+                    || known.iter().any(|k| k.id.as_deref() == Some(m.id().as_str()) || (k.name.is_some() && k.name.as_deref() == m.name()));
+                if asked && m.returned_by().is_none() && !m.is_terminating() && m.failure().is_none() {
+                    candidates.push(m);
+                }
+            }
+        }
+        let now = self.clock.now();
+        let mut notices = Vec::new();
+        for provider in &self.providers {
+            let machine_ids: Vec<MachineId> =
+                candidates.iter().filter(|m| m.provider() == provider.name()).map(|m| m.id().clone()).collect();
+            if machine_ids.is_empty() {
+                continue;
+            }
+            let query = DescribeQuery { machine_ids: machine_ids.clone(), request_ids: Vec::new() };
+            let seen = provider
+                .describe(&query)
+                .await
+                .map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?;
+            for id in &machine_ids {
+                let machine = candidates.iter().find(|m| m.id() == id).expect("candidate");
+                let label = machine.name().unwrap_or(id.as_str()).to_owned();
+                let grace = match seen.iter().find(|o| &o.id == id) {
+                    None => Some(0),
+                    Some(o) if o.status != MachineStatus::Running && o.status != MachineStatus::Pending => Some(0),
+                    Some(o) => o.interruption_at.map(|t| t.secs_since(now)),
+                };
+                if let Some(grace_period) = grace {
+                    notices.push(ReturnNotice { machine: label, machine_id: id.clone(), grace_period });
+                }
+            }
+        }
+        Ok(notices)
+    }
+
+    /// Every template, for validation.
+    pub async fn templates(&self) -> Result<Vec<Template>, AppError> {
+        Ok(self.catalog.templates().await?)
+    }
+
+    pub fn template_id(id: &str) -> Result<TemplateId, AppError> {
+        Ok(TemplateId::new(id)?)
+    }
+}

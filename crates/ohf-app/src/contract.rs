@@ -1,0 +1,284 @@
+//! Contract test suites every implementation of a port must pass: run them from each
+//! adapter's tests against a fresh instance per case.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ohf_domain::testing::{T0, observed, provision_spec, provider};
+use ohf_domain::{
+    ClientToken, LifecyclePolicy, MachineId, MachineStatus, Request, RequestId, RequestKind, RequestState,
+    ReturnedMachine, Tags, Template, TimeoutSecs,
+};
+
+use crate::ports::{CloudProvider, DescribeQuery, LaunchRequest, RequestFilter, RequestStore, StoreError, tag_keys};
+
+fn policy() -> LifecyclePolicy {
+    LifecyclePolicy::default()
+}
+
+async fn commit(store: &dyn RequestStore, batch: &mut [&mut Request]) -> Result<(), StoreError> {
+    let view: Vec<&Request> = batch.iter().map(|r| &**r).collect();
+    store.save(&view).await?;
+    for r in batch.iter_mut() {
+        let v = r.version() + 1;
+        r.mark_committed(v);
+    }
+    Ok(())
+}
+
+/// A provision request of `count` machines with `running` of them launched and running.
+fn launched(id: &str, count: u32, running: &[&str]) -> Request {
+    let mut r = Request::provision(provision_spec(id, count), T0);
+    r.reconcile(&[], &[provider()], T0, &policy());
+    let machines = running.iter().map(|m| observed(m, id, MachineStatus::Running)).collect();
+    r.record_launch(1, machines, None, T0.plus_secs(1));
+    r
+}
+
+/// Runs every store case, each against a fresh store from `fresh`.
+pub async fn store_contract<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn RequestStore>>,
+{
+    saves_and_reads_back(fresh().await).await;
+    a_taken_id_conflicts(fresh().await).await;
+    a_stale_write_changes_nothing(fresh().await).await;
+    history_replays_to_the_stored_request(fresh().await).await;
+    needing_work_lists_active_requests(fresh().await).await;
+    finds_holders_by_id_and_name(fresh().await).await;
+    counts_capacity_per_template(fresh().await).await;
+    lists_with_filters_newest_first(fresh().await).await;
+    concurrent_writers_lose_no_update(fresh().await).await;
+}
+
+async fn saves_and_reads_back(store: Arc<dyn RequestStore>) {
+    let mut r = launched("req-a", 2, &["i-1", "i-2"]);
+    commit(&*store, &mut [&mut r]).await.expect("save");
+    let back = store.get(r.id()).await.expect("get").expect("stored");
+    assert_eq!(back, r, "a stored request reads back equal");
+    assert_eq!(back.version(), 1);
+    assert!(back.uncommitted().is_empty());
+    assert!(store.get(&RequestId::new("nope").unwrap()).await.unwrap().is_none());
+    let many = store.get_many(&[r.id().clone(), RequestId::new("nope").unwrap()]).await.unwrap();
+    assert_eq!(many.len(), 1);
+}
+
+async fn a_taken_id_conflicts(store: Arc<dyn RequestStore>) {
+    let mut first = launched("req-a", 2, &["i-1"]);
+    commit(&*store, &mut [&mut first]).await.unwrap();
+    let mut second = Request::provision(provision_spec("req-a", 5), T0);
+    let err = commit(&*store, &mut [&mut second]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(store.get(first.id()).await.unwrap().unwrap().count(), 2, "the first request is kept");
+}
+
+async fn a_stale_write_changes_nothing(store: Arc<dyn RequestStore>) {
+    let mut a = launched("req-a", 1, &[]);
+    let mut b = launched("req-b", 1, &[]);
+    commit(&*store, &mut [&mut a, &mut b]).await.unwrap();
+    let mut stale = store.get(a.id()).await.unwrap().unwrap();
+    a.cancel(T0.plus_secs(5)).unwrap();
+    commit(&*store, &mut [&mut a]).await.unwrap();
+    stale.cancel(T0.plus_secs(6)).unwrap();
+    b.cancel(T0.plus_secs(6)).unwrap();
+    let err = commit(&*store, &mut [&mut b, &mut stale]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }));
+    let b_now = store.get(b.id()).await.unwrap().unwrap();
+    assert_eq!(b_now.state(), RequestState::InProgress, "a batch is all or nothing");
+    assert_eq!(store.history(a.id()).await.unwrap().len() as u64, a.seq(), "no event of the stale write");
+}
+
+async fn history_replays_to_the_stored_request(store: Arc<dyn RequestStore>) {
+    let mut r = launched("req-a", 2, &["i-1"]);
+    commit(&*store, &mut [&mut r]).await.unwrap();
+    let mut r = store.get(r.id()).await.unwrap().unwrap();
+    r.reconcile(&[observed("i-1", "req-a", MachineStatus::Running)], &[provider()], T0.plus_secs(9), &policy());
+    commit(&*store, &mut [&mut r]).await.unwrap();
+    let history = store.history(r.id()).await.unwrap();
+    let seqs: Vec<u64> = history.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (0..r.seq()).collect::<Vec<_>>(), "every event, in order");
+    let rebuilt = Request::replay(&history).unwrap();
+    assert_eq!(rebuilt.state(), r.state());
+    assert_eq!(rebuilt.machines(), r.machines());
+}
+
+async fn needing_work_lists_active_requests(store: Arc<dyn RequestStore>) {
+    let mut active = launched("req-a", 2, &["i-1"]);
+    let mut done = launched("req-b", 1, &["i-2"]);
+    done.reconcile(&[observed("i-2", "req-b", MachineStatus::Running)], &[provider()], T0.plus_secs(2), &policy());
+    assert_eq!(done.state(), RequestState::Completed);
+    commit(&*store, &mut [&mut active, &mut done]).await.unwrap();
+    let ids: Vec<String> = store.needing_work().await.unwrap().iter().map(|r| r.id().to_string()).collect();
+    assert_eq!(ids, ["req-a"]);
+}
+
+async fn finds_holders_by_id_and_name(store: Arc<dyn RequestStore>) {
+    let mut r = launched("req-a", 2, &["i-1", "i-2"]);
+    let mut other = launched("req-b", 1, &["i-3"]);
+    commit(&*store, &mut [&mut r, &mut other]).await.unwrap();
+    let name = r.machines()[1].name().unwrap().to_owned();
+    let by_id = store.find_holders(&[MachineId::new("i-1").unwrap()], &[]).await.unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0].id().as_str(), "req-a");
+    let by_name = store.find_holders(&[], &[name]).await.unwrap();
+    assert_eq!(by_name.len(), 1);
+    assert!(store.find_holders(&[MachineId::new("i-404").unwrap()], &[]).await.unwrap().is_empty());
+}
+
+async fn counts_capacity_per_template(store: Arc<dyn RequestStore>) {
+    let mut a = launched("req-a", 3, &["i-1"]);
+    let mut b = launched("req-b", 2, &["i-2", "i-3"]);
+    b.reconcile(
+        &[observed("i-2", "req-b", MachineStatus::Running), observed("i-3", "req-b", MachineStatus::Running)],
+        &[provider()],
+        T0.plus_secs(3),
+        &policy(),
+    );
+    commit(&*store, &mut [&mut a, &mut b]).await.unwrap();
+    let mut ret = Request::return_machines(
+        RequestId::new("ret-a").unwrap(),
+        vec![ReturnedMachine { machine: b.machines()[0].for_return(), holder: Some(b.id().clone()), refusal: None }],
+        TimeoutSecs::DEFAULT,
+        false,
+        T0.plus_secs(4),
+    )
+    .unwrap();
+    let machine = b.machines()[0].id().clone();
+    b.mark_returned(&machine, ret.id(), T0.plus_secs(4));
+    commit(&*store, &mut [&mut ret, &mut b]).await.unwrap();
+    let held = store.capacity_held().await.unwrap();
+    let template = a.template().unwrap().id();
+    assert_eq!(held.get(template).copied(), Some(3 + 1), "3 reserved, and 1 of 2 still held after the return");
+}
+
+async fn lists_with_filters_newest_first(store: Arc<dyn RequestStore>) {
+    let mut older = Request::provision(provision_spec("req-old", 1), T0);
+    let mut newer = Request::provision(provision_spec("req-new", 1), T0.plus_secs(10));
+    commit(&*store, &mut [&mut older, &mut newer]).await.unwrap();
+    newer.cancel(T0.plus_secs(11)).unwrap();
+    commit(&*store, &mut [&mut newer]).await.unwrap();
+    let all = store.list(&RequestFilter::default()).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.id().as_str()).collect();
+    assert_eq!(ids, ["req-new", "req-old"]);
+    let cancelled = store.list(&RequestFilter { states: vec![RequestState::Cancelled], ..Default::default() }).await.unwrap();
+    assert_eq!(cancelled.len(), 1);
+    let returns = store.list(&RequestFilter { kind: Some(RequestKind::Return), ..Default::default() }).await.unwrap();
+    assert!(returns.is_empty());
+    let one = store.list(&RequestFilter { limit: Some(1), ..Default::default() }).await.unwrap();
+    assert_eq!(one.len(), 1);
+}
+
+async fn concurrent_writers_lose_no_update(store: Arc<dyn RequestStore>) {
+    let mut r = launched("req-a", 1, &[]);
+    commit(&*store, &mut [&mut r]).await.unwrap();
+    let writers = 8;
+    let mut tasks = Vec::new();
+    for n in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Each writer retries on conflict until its change lands.
+            for _ in 0..200 {
+                let mut copy = store.get(&RequestId::new("req-a").unwrap()).await.unwrap().unwrap();
+                let m = observed(&format!("i-w{n}"), "req-a", MachineStatus::Running);
+                copy.record_launch(1, vec![m], None, T0.plus_secs(2));
+                match commit(&*store, &mut [&mut copy]).await {
+                    Ok(()) => return true,
+                    Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+                    Err(e) => panic!("unexpected store error: {e}"),
+                }
+            }
+            false
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap(), "a writer never got its change in");
+    }
+    let end = store.get(r.id()).await.unwrap().unwrap();
+    assert_eq!(end.machines().len(), writers, "every writer's machine is there");
+    assert_eq!(end.version(), 1 + writers as u64);
+}
+
+/// Runs every cloud-provider case against a provider from `fresh`, with `template` as the
+/// template to launch. Machines must reach `running` within `settle`.
+pub async fn cloud_contract<F, Fut>(fresh: F, template: Template, settle: Duration)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn CloudProvider>>,
+{
+    launches_tagged_machines_idempotently(fresh().await, &template, settle).await;
+    terminates_and_tolerates_repeats(fresh().await, &template, settle).await;
+    describes_nothing_for_unknown_ids(fresh().await).await;
+}
+
+fn launch_request(template: &Template, request: &str, count: u32, attempt: u32) -> LaunchRequest {
+    let id = RequestId::new(request).unwrap();
+    let tags = Tags::new([(tag_keys::REQUEST_ID.to_owned(), request.to_owned()), ("team".into(), "abc".into())].into())
+        .unwrap();
+    LaunchRequest { token: ClientToken::for_launch(&id, attempt), request_id: id, template: template.clone(), count, tags, zones: vec![] }
+}
+
+async fn wait_running(p: &dyn CloudProvider, ids: &[MachineId], settle: Duration) -> Vec<ohf_domain::MachineObservation> {
+    let deadline = tokio::time::Instant::now() + settle;
+    loop {
+        let seen = p.describe(&DescribeQuery { machine_ids: ids.to_vec(), request_ids: vec![] }).await.expect("describe");
+        if seen.len() == ids.len() && seen.iter().all(|o| o.status == MachineStatus::Running) {
+            return seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "machines not running within {settle:?}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn launches_tagged_machines_idempotently(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
+    let request = format!("req-contract-{}", uuid::Uuid::new_v4().simple());
+    let first = p.launch(&launch_request(template, &request, 3, 1)).await.expect("launch");
+    assert_eq!(first.machines.len(), 3);
+    let again = p.launch(&launch_request(template, &request, 3, 1)).await.expect("repeated launch");
+    let mut a: Vec<_> = first.machines.iter().map(|m| m.id.clone()).collect();
+    let mut b: Vec<_> = again.machines.iter().map(|m| m.id.clone()).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the same token gives the same machines");
+    let by_tag = p
+        .describe(&DescribeQuery { machine_ids: vec![], request_ids: vec![RequestId::new(request.clone()).unwrap()] })
+        .await
+        .expect("describe by tag");
+    assert_eq!(by_tag.len(), 3, "exactly the launched machines carry the request tag");
+    for o in &by_tag {
+        assert_eq!(o.request_id.as_ref().map(RequestId::as_str), Some(request.as_str()));
+        assert_eq!(o.tags.get("team").map(String::as_str), Some("abc"));
+        assert_eq!(&o.provider, p.name());
+    }
+    let running = wait_running(&*p, &a, settle).await;
+    for o in running {
+        assert!(o.private_ip.is_some() && o.name.is_some(), "a running machine has an address and a host name");
+        assert!(o.launch_time.is_some());
+    }
+    p.terminate(&a).await.expect("cleanup");
+}
+
+async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
+    let request = format!("req-contract-{}", uuid::Uuid::new_v4().simple());
+    let launched = p.launch(&launch_request(template, &request, 2, 1)).await.expect("launch");
+    let ids: Vec<_> = launched.machines.iter().map(|m| m.id.clone()).collect();
+    p.terminate(&ids).await.expect("terminate");
+    p.terminate(&ids).await.expect("terminating twice is not an error");
+    let deadline = tokio::time::Instant::now() + settle;
+    loop {
+        let seen = p.describe(&DescribeQuery { machine_ids: ids.clone(), request_ids: vec![] }).await.expect("describe");
+        let gone = ids.iter().all(|id| seen.iter().find(|o| &o.id == id).is_none_or(|o| o.status.is_going()));
+        if gone {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "machines still up after terminate: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn describes_nothing_for_unknown_ids(p: Arc<dyn CloudProvider>) {
+    let ghost = RequestId::new(format!("req-ghost-{}", uuid::Uuid::new_v4().simple())).unwrap();
+    let seen = p.describe(&DescribeQuery { machine_ids: vec![], request_ids: vec![ghost] }).await.expect("describe");
+    assert!(seen.is_empty());
+}

@@ -1,0 +1,211 @@
+//! The ports of the application core. Adapters implement them; the core holds them as
+//! `Arc<dyn Port>`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ohf_domain::{
+    ClientToken, EventEnvelope, Machine, MachineId, MachineObservation, ProviderName, Request, RequestId,
+    RequestKind, RequestState, Tags, Template, TemplateId, Timestamp,
+};
+
+/// Tag keys ohf puts on every resource it creates.
+pub mod tag_keys {
+    pub const REQUEST_ID: &str = "ohf:request-id";
+    pub const TEMPLATE_ID: &str = "ohf:template-id";
+    pub const PROVIDER: &str = "ohf:provider";
+    pub const NAME: &str = "Name";
+}
+
+/// A failure of the store.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// The request changed since it was read (or its id is taken, for a new one).
+    #[error("request '{request_id}' was changed by someone else")]
+    Conflict { request_id: String },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Which requests a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub states: Vec<RequestState>,
+    pub kind: Option<RequestKind>,
+    pub template: Option<TemplateId>,
+    pub limit: Option<u32>,
+}
+
+/// Where requests and their audit trails live.
+#[async_trait]
+pub trait RequestStore: Send + Sync + 'static {
+    /// Stores every request of `batch` with its uncommitted events, all or nothing. A request
+    /// at version 0 is inserted; any other must still be at the version it was read at.
+    /// The caller marks each request committed at `version + 1` afterwards.
+    async fn save(&self, batch: &[&Request]) -> Result<(), StoreError>;
+    async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
+    /// The requests of `ids` that exist, in no particular order.
+    async fn get_many(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError>;
+    /// Newest first.
+    async fn list(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError>;
+    /// Every request the reconcile step still has work for.
+    async fn needing_work(&self) -> Result<Vec<Request>, StoreError>;
+    /// Provision requests holding a machine with one of these ids or host names.
+    async fn find_holders(&self, ids: &[MachineId], names: &[String]) -> Result<Vec<Request>, StoreError>;
+    /// Machines held or reserved, per template.
+    async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError>;
+    /// The audit trail of one request, oldest first.
+    async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError>;
+}
+
+/// A failure to read templates.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct CatalogError(pub String);
+
+/// Where templates come from.
+#[async_trait]
+pub trait TemplateCatalog: Send + Sync + 'static {
+    async fn templates(&self) -> Result<Vec<Template>, CatalogError>;
+}
+
+/// What kind of failure a cloud call met, which decides whether it is worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloudErrorKind {
+    Capacity,
+    Quota,
+    Throttling,
+    Unavailable,
+    Internal,
+    Timeout,
+    Auth,
+    Validation,
+    NotFound,
+}
+
+impl CloudErrorKind {
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Capacity | Self::Throttling | Self::Unavailable | Self::Internal | Self::Timeout)
+    }
+}
+
+/// A failed cloud call, with the provider's own code and message kept for the user.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct CloudError {
+    pub kind: CloudErrorKind,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl CloudError {
+    pub fn new(kind: CloudErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { kind, code: code.into(), message: message.into(), retry_after: None }
+    }
+}
+
+/// One launch of `count` machines for a request.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    pub request_id: RequestId,
+    pub template: Template,
+    pub count: u32,
+    pub token: ClientToken,
+    /// The template's, the request's and ohf's ownership tags.
+    pub tags: Tags,
+    pub zones: Vec<String>,
+}
+
+/// What a launch produced: the machines, and why it fell short when it launched fewer.
+#[derive(Debug, Clone)]
+pub struct LaunchResult {
+    pub machines: Vec<MachineObservation>,
+    pub shortfall: Option<CloudError>,
+}
+
+/// What to describe: machines by id, and every machine tagged with one of `request_ids`.
+#[derive(Debug, Clone, Default)]
+pub struct DescribeQuery {
+    pub machine_ids: Vec<MachineId>,
+    pub request_ids: Vec<RequestId>,
+}
+
+/// How many machines of a template a provider can launch now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCapacity {
+    pub available: u32,
+    pub instance_type: String,
+    pub region: Option<String>,
+}
+
+/// A configured cloud account and region that launches, describes and terminates machines.
+#[async_trait]
+pub trait CloudProvider: Send + Sync + 'static {
+    fn name(&self) -> &ProviderName;
+    /// `sim`, `aws`, …
+    fn kind(&self) -> &'static str;
+    /// Refuses templates this provider cannot launch, saying why.
+    async fn check_template(&self, template: &Template) -> Result<(), CloudError>;
+    /// Capacity for the template, when the provider knows it.
+    async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError>;
+    /// Launches machines; the same token returns the same machines instead of new ones.
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError>;
+    /// One call for everything the query names.
+    async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError>;
+    /// Asks for termination; machines already gone are not an error.
+    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError>;
+}
+
+/// The time, as the application sees it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp::from_unix_millis(d.as_millis() as i64)
+    }
+}
+
+/// Makes ids for new requests.
+pub trait IdGenerator: Send + Sync + 'static {
+    fn next(&self, kind: RequestKind) -> RequestId;
+}
+
+/// `req-<uuid>` and `ret-<uuid>`.
+#[derive(Debug, Clone, Copy)]
+pub struct UuidIds;
+
+impl IdGenerator for UuidIds {
+    fn next(&self, kind: RequestKind) -> RequestId {
+        let prefix = match kind {
+            RequestKind::Provision => "req",
+            RequestKind::Return => "ret",
+        };
+        RequestId::new(format!("{prefix}-{}", uuid::Uuid::new_v4())).expect("uuid ids are valid")
+    }
+}
+
+impl fmt::Display for CloudErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Finds the machine with this id or host name among a request's machines.
+pub fn find_machine<'a>(request: &'a Request, id: Option<&MachineId>, name: Option<&str>) -> Option<&'a Machine> {
+    request
+        .machines()
+        .iter()
+        .find(|m| id.is_some_and(|id| m.id() == id) || name.is_some_and(|n| m.name() == Some(n)))
+}

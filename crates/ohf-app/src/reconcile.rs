@@ -1,0 +1,179 @@
+//! The reconcile step: look at what the store holds, ask each provider once what exists,
+//! decide, store the decision, then make the cloud calls it asks for.
+
+use std::collections::BTreeSet;
+
+use ohf_domain::{MachineId, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags};
+
+use crate::App;
+use crate::ports::{DescribeQuery, LaunchRequest, StoreError, tag_keys};
+
+/// What one reconcile cycle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub examined: usize,
+    pub changed: usize,
+    pub describe_calls: usize,
+    pub launch_calls: usize,
+    pub terminate_calls: usize,
+    /// Requests another process changed first; they are picked up again next cycle.
+    pub conflicts: usize,
+    pub errors: Vec<String>,
+}
+
+/// EC2 takes at most 1000 instance ids per call; ohf holds every provider to that.
+const BATCH: usize = 1000;
+
+impl App {
+    /// One reconcile cycle over the requests of `scope`, or every request with work left.
+    /// Safe to run again at any moment, and from several processes at once.
+    pub async fn reconcile(&self, scope: Option<&[RequestId]>) -> ReconcileReport {
+        let mut report = ReconcileReport::default();
+        let loaded = match scope {
+            Some(ids) => self.store.get_many(ids).await,
+            None => self.store.needing_work().await,
+        };
+        let mut requests: Vec<Request> = match loaded {
+            Ok(list) => list.into_iter().filter(Request::needs_work).collect(),
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return report;
+            }
+        };
+        report.examined = requests.len();
+        if requests.is_empty() {
+            return report;
+        }
+
+        let mut observations = Vec::new();
+        let mut described = Vec::new();
+        for provider in &self.providers {
+            let query = describe_query(&requests, provider.name());
+            if query.machine_ids.is_empty() && query.request_ids.is_empty() {
+                continue;
+            }
+            report.describe_calls += 1;
+            match provider.describe(&query).await {
+                Ok(found) => {
+                    observations.extend(found);
+                    described.push(provider.name().clone());
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %provider.name(), error = %e, "describe failed");
+                    report.errors.push(format!("describe on {}: {e}", provider.name()));
+                }
+            }
+        }
+
+        let now = self.clock.now();
+        let mut to_terminate: BTreeSet<(ProviderName, MachineId)> = BTreeSet::new();
+        for request in requests.iter_mut() {
+            let decision = request.reconcile(&observations, &described, now, &self.settings.policy);
+            if request.uncommitted().is_empty() && decision.is_empty() {
+                continue;
+            }
+            if !request.uncommitted().is_empty() {
+                report.changed += 1;
+                if !self.commit_or_note(request, &mut report).await {
+                    continue;
+                }
+            }
+            to_terminate.extend(decision.terminate);
+            let Some(order) = decision.launch else { continue };
+            let Some(provider) = self.provider(&order.provider) else {
+                report.errors.push(format!("provider {} is no longer configured", order.provider));
+                continue;
+            };
+            let Some(template) = request.template().cloned() else { continue };
+            let launch = LaunchRequest {
+                request_id: request.id().clone(),
+                count: order.count,
+                token: order.token,
+                tags: launch_tags(request, &template, provider.name()),
+                zones: request.zones().to_vec(),
+                template,
+            };
+            report.launch_calls += 1;
+            let now = self.clock.now();
+            match provider.launch(&launch).await {
+                Ok(result) => {
+                    tracing::info!(request_id = %request.id(), attempt = order.attempt, launched = result.machines.len(), "launched");
+                    let shortfall = result.shortfall.map(|e| e.to_string());
+                    request.record_launch(order.attempt, result.machines, shortfall, now);
+                }
+                Err(e) => {
+                    tracing::warn!(request_id = %request.id(), attempt = order.attempt, error = %e, "launch failed");
+                    request.record_launch_failure(
+                        order.attempt,
+                        e.code,
+                        e.message,
+                        e.kind.is_retryable(),
+                        now,
+                        &self.settings.policy,
+                    );
+                }
+            }
+            self.commit_or_note(request, &mut report).await;
+        }
+
+        for provider in &self.providers {
+            let ids: Vec<MachineId> =
+                to_terminate.iter().filter(|(p, _)| p == provider.name()).map(|(_, id)| id.clone()).collect();
+            for chunk in ids.chunks(BATCH) {
+                report.terminate_calls += 1;
+                if let Err(e) = provider.terminate(chunk).await {
+                    tracing::warn!(provider = %provider.name(), error = %e, "terminate failed; retried next cycle");
+                    report.errors.push(format!("terminate on {}: {e}", provider.name()));
+                }
+            }
+        }
+        report
+    }
+
+    async fn commit_or_note(&self, request: &mut Request, report: &mut ReconcileReport) -> bool {
+        match self.commit(&mut [request]).await {
+            Ok(()) => true,
+            Err(StoreError::Conflict { .. }) => {
+                report.conflicts += 1;
+                false
+            }
+            Err(e) => {
+                report.errors.push(e.to_string());
+                false
+            }
+        }
+    }
+}
+
+/// Everything of `requests` that `provider` should report on, as one query.
+fn describe_query(requests: &[Request], provider: &ProviderName) -> DescribeQuery {
+    let mut query = DescribeQuery::default();
+    for r in requests {
+        if r.kind() == RequestKind::Provision && !r.state().is_terminal() && r.provider() == Some(provider) {
+            query.request_ids.push(r.id().clone());
+        }
+        for m in r.machines() {
+            if m.provider() == provider && m.status() != MachineStatus::Terminated && !query.machine_ids.contains(m.id()) {
+                query.machine_ids.push(m.id().clone());
+            }
+        }
+    }
+    query
+}
+
+/// The template's tags, then the request's, then ohf's ownership tags, which win.
+fn launch_tags(request: &Request, template: &ohf_domain::Template, provider: &ProviderName) -> Tags {
+    let ownership = Tags::new(
+        [
+            (tag_keys::REQUEST_ID, request.id().to_string()),
+            (tag_keys::TEMPLATE_ID, template.id().to_string()),
+            (tag_keys::PROVIDER, provider.to_string()),
+            (tag_keys::NAME, format!("ohf-{}", request.id())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+    )
+    .expect("ownership tags are within bounds");
+    template.instance_tags().merged(request.tags()).merged(&ownership)
+}

@@ -1,0 +1,337 @@
+//! The simulated cloud's state and rules. Pure functions of the state, the configuration and
+//! the time given; the caller decides where the state lives.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use ohf_app::{CloudError, CloudErrorKind, DescribeQuery, LaunchRequest, LaunchResult};
+use ohf_domain::{MachineId, MachineObservation, MachineStatus, PriceType, ProviderName, RequestId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::SimConfig;
+
+/// Terminated machines stay visible this long, as on EC2.
+const KEEP_TERMINATED_MS: i64 = 3_600_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallCounts {
+    pub launch: u64,
+    pub describe: u64,
+    pub terminate: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Instance {
+    id: String,
+    instance_type: String,
+    zone: String,
+    spot: bool,
+    private_ip: String,
+    launched_at: i64,
+    /// `None`: never leaves pending.
+    ready_at: Option<i64>,
+    terminate_at: Option<i64>,
+    interrupt_at: Option<i64>,
+    stopped_at: Option<i64>,
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SimState {
+    /// Draws made so far; every random choice is the next draw of the seeded sequence.
+    draws: u64,
+    launched: u64,
+    instances: BTreeMap<String, Instance>,
+    tokens: BTreeMap<String, Vec<String>>,
+    pub counts: CallCounts,
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Instance {
+    fn status(&self, now: i64, config: &SimConfig) -> MachineStatus {
+        if let Some(t) = self.terminate_at {
+            return if now >= t + config.shutdown_latency_ms as i64 {
+                MachineStatus::Terminated
+            } else {
+                MachineStatus::ShuttingDown
+            };
+        }
+        if self.interrupt_at.is_some_and(|t| now >= t) {
+            return MachineStatus::Terminated;
+        }
+        if self.stopped_at.is_some() {
+            return MachineStatus::Stopped;
+        }
+        match self.ready_at {
+            Some(t) if now >= t => MachineStatus::Running,
+            _ => MachineStatus::Pending,
+        }
+    }
+
+    fn occupies(&self, now: i64, config: &SimConfig) -> bool {
+        self.status(now, config) != MachineStatus::Terminated
+    }
+
+    fn observe(&self, provider: &ProviderName, now: i64, config: &SimConfig) -> MachineObservation {
+        let status = self.status(now, config);
+        let host = format!("ip-{}.ec2.internal", self.private_ip.replace('.', "-"));
+        let addressed = status != MachineStatus::Terminated;
+        MachineObservation {
+            id: MachineId::new(self.id.clone()).expect("sim ids are valid"),
+            provider: provider.clone(),
+            status,
+            name: addressed.then_some(host),
+            private_ip: addressed.then(|| self.private_ip.clone()),
+            public_ip: None,
+            instance_type: Some(self.instance_type.clone()),
+            price_type: Some(if self.spot { PriceType::Spot } else { PriceType::Ondemand }),
+            zone: Some(self.zone.clone()),
+            launch_time: Some(Timestamp::from_unix_millis(self.launched_at)),
+            request_id: self.tags.get(ohf_app::ports::tag_keys::REQUEST_ID).and_then(|r| RequestId::new(r.clone()).ok()),
+            tags: self.tags.clone(),
+            interruption_at: self.interrupt_at.map(Timestamp::from_unix_millis).filter(|_| status != MachineStatus::Terminated),
+            cloud_host_id: None,
+        }
+    }
+}
+
+impl SimState {
+    fn draw(&mut self, config: &SimConfig) -> f64 {
+        self.draws += 1;
+        (splitmix64(config.seed ^ self.draws.wrapping_mul(0x2545_f491_4f6c_dd1d)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A fault for this call, drawn from the configured rates.
+    fn fault(&mut self, config: &SimConfig, launch: bool) -> Option<CloudError> {
+        if self.draw(config) < config.throttle_rate {
+            let mut e = CloudError::new(CloudErrorKind::Throttling, "RequestLimitExceeded", "request limit exceeded");
+            e.retry_after = Some(std::time::Duration::from_secs(1));
+            return Some(e);
+        }
+        if self.draw(config) < config.internal_error_rate {
+            return Some(CloudError::new(CloudErrorKind::Internal, "InternalError", "an internal error has occurred"));
+        }
+        if launch && self.draw(config) < config.capacity_error_rate {
+            return Some(CloudError::new(
+                CloudErrorKind::Capacity,
+                "InsufficientInstanceCapacity",
+                "there is no capacity for the requested instance type",
+            ));
+        }
+        None
+    }
+
+    fn prune(&mut self, now: i64, config: &SimConfig) {
+        self.instances.retain(|_, i| {
+            let gone_at = match (i.terminate_at, i.interrupt_at) {
+                (Some(t), _) => Some(t + config.shutdown_latency_ms as i64),
+                (None, Some(t)) => Some(t),
+                _ => None,
+            };
+            gone_at.is_none_or(|t| now - t < KEEP_TERMINATED_MS)
+        });
+    }
+
+    /// Free capacity for one instance type across `zones`.
+    pub fn free(&self, config: &SimConfig, instance_type: &str, zones: &[String], now: Timestamp) -> u32 {
+        zones.iter().map(|z| self.free_in(config, instance_type, z, now.unix_millis())).sum()
+    }
+
+    fn free_in(&self, config: &SimConfig, instance_type: &str, zone: &str, now: i64) -> u32 {
+        let used = self
+            .instances
+            .values()
+            .filter(|i| i.instance_type == instance_type && i.zone == zone && i.occupies(now, config))
+            .count() as u32;
+        config.capacity_of(instance_type).saturating_sub(used)
+    }
+
+    pub fn launch(
+        &mut self,
+        config: &SimConfig,
+        provider: &ProviderName,
+        request: &LaunchRequest,
+        types: &[String],
+        now: Timestamp,
+    ) -> Result<LaunchResult, CloudError> {
+        let now = now.unix_millis();
+        self.counts.launch += 1;
+        if let Some(ids) = self.tokens.get(request.token.as_str()) {
+            let machines = ids.iter().filter_map(|id| self.instances.get(id)).map(|i| i.observe(provider, now, config)).collect();
+            return Ok(LaunchResult { machines, shortfall: None });
+        }
+        if let Some(e) = self.fault(config, true) {
+            return Err(e);
+        }
+        let zones: Vec<String> = if request.zones.is_empty() {
+            config.zones.clone()
+        } else {
+            request.zones.iter().filter(|z| config.zones.contains(z)).cloned().collect()
+        };
+        if zones.is_empty() {
+            return Err(CloudError::new(
+                CloudErrorKind::Validation,
+                "InvalidParameterValue",
+                format!("none of the zones {} exists; zones: {}", request.zones.join(", "), config.zones.join(", ")),
+            ));
+        }
+        let template = &request.template;
+        let on_demand_share = match template.price_type() {
+            PriceType::Ondemand => 100,
+            PriceType::Spot => 0,
+            PriceType::Heterogeneous => template.percent_on_demand().unwrap_or(0),
+        };
+        let on_demand = (request.count * on_demand_share).div_ceil(100);
+        let mut ids = Vec::new();
+        for n in 0..request.count {
+            // Spread over zones, then types, taking the first with room.
+            let nz = zones.len();
+            let slot = (0..nz)
+                .flat_map(|z| types.iter().map(move |t| (t, (z + n as usize) % nz)))
+                .find(|(t, z)| self.free_in(config, t, &zones[*z], now) > 0);
+            let Some((instance_type, zone)) = slot else { break };
+            let (instance_type, zone) = (instance_type.clone(), zones[zone].clone());
+            self.launched += 1;
+            let k = self.launched;
+            let id = format!("i-0{:016x}", splitmix64(config.seed ^ k));
+            let stuck = self.draw(config) < config.stuck_rate;
+            let spot = n >= on_demand;
+            let ready_at = (!stuck).then_some(now + config.launch_latency_ms as i64);
+            let interrupted = spot && self.draw(config) < config.spot_interruption_rate;
+            let interrupt_at = match (interrupted, ready_at) {
+                (true, Some(r)) => Some(r + config.interruption_after_secs as i64 * 1000),
+                _ => None,
+            };
+            let tags = request.tags.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            self.instances.insert(
+                id.clone(),
+                Instance {
+                    id: id.clone(),
+                    instance_type,
+                    zone,
+                    spot,
+                    private_ip: format!("10.{}.{}.{}", (k >> 16) & 0xff, (k >> 8) & 0xff, k & 0xff),
+                    launched_at: now,
+                    ready_at,
+                    terminate_at: None,
+                    interrupt_at,
+                    stopped_at: None,
+                    tags,
+                },
+            );
+            ids.push(id);
+        }
+        if ids.is_empty() {
+            return Err(CloudError::new(
+                CloudErrorKind::Capacity,
+                "InsufficientInstanceCapacity",
+                format!("no capacity for {} in {}", types.join(", "), zones.join(", ")),
+            ));
+        }
+        let shortfall = (ids.len() < request.count as usize).then(|| {
+            CloudError::new(
+                CloudErrorKind::Capacity,
+                "InsufficientInstanceCapacity",
+                format!("launched {} of {}: no more capacity for {}", ids.len(), request.count, types.join(", ")),
+            )
+        });
+        let machines = ids.iter().map(|id| self.instances[id].observe(provider, now, config)).collect();
+        self.tokens.insert(request.token.to_string(), ids);
+        Ok(LaunchResult { machines, shortfall })
+    }
+
+    pub fn describe(
+        &mut self,
+        config: &SimConfig,
+        provider: &ProviderName,
+        query: &DescribeQuery,
+        now: Timestamp,
+    ) -> Result<Vec<MachineObservation>, CloudError> {
+        let now = now.unix_millis();
+        self.counts.describe += 1;
+        if let Some(e) = self.fault(config, false) {
+            return Err(e);
+        }
+        self.prune(now, config);
+        let by_request: Vec<&str> = query.request_ids.iter().map(RequestId::as_str).collect();
+        Ok(self
+            .instances
+            .values()
+            .filter(|i| {
+                query.machine_ids.iter().any(|m| m.as_str() == i.id)
+                    || i.tags.get(ohf_app::ports::tag_keys::REQUEST_ID).is_some_and(|r| by_request.contains(&r.as_str()))
+            })
+            .map(|i| i.observe(provider, now, config))
+            .collect())
+    }
+
+    pub fn terminate(&mut self, config: &SimConfig, ids: &[String], now: Timestamp) -> Result<(), CloudError> {
+        self.counts.terminate += 1;
+        if let Some(e) = self.fault(config, false) {
+            return Err(e);
+        }
+        for id in ids {
+            if let Some(i) = self.instances.get_mut(id) {
+                i.terminate_at.get_or_insert(now.unix_millis());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn interrupt(&mut self, id: &str, now: Timestamp, notice_secs: u32) -> bool {
+        match self.instances.get_mut(id) {
+            Some(i) if i.terminate_at.is_none() => {
+                i.interrupt_at = Some(now.unix_millis() + i64::from(notice_secs) * 1000);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn stop(&mut self, id: &str, now: Timestamp) -> bool {
+        match self.instances.get_mut(id) {
+            Some(i) if i.terminate_at.is_none() => {
+                i.stopped_at = Some(now.unix_millis());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Runs `f` on the state in `path` under an exclusive lock, writing it back atomically.
+pub fn with_file<T>(path: &Path, f: impl FnOnce(&mut SimState) -> T) -> std::io::Result<T> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let lock_path = path.with_extension("lock");
+    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    lock.lock()?;
+    let mut state = match File::open(path) {
+        Ok(mut file) => {
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimState::default(),
+        Err(e) => return Err(e),
+    };
+    let out = f(&mut state);
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec(&state).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    lock.unlock()?;
+    Ok(out)
+}
