@@ -1,0 +1,31 @@
+//! Row encoding shared by the SQL stores: one place translates between rows and domain types.
+
+use ohf_app::StoreError;
+use ohf_domain::{EventEnvelope, Request, RequestEvent, RequestId, Timestamp};
+
+pub fn encode_request(r: &Request) -> Result<String, StoreError> {
+    serde_json::to_string(r).map_err(|e| StoreError::Corrupt(format!("cannot encode request {}: {e}", r.id())))
+}
+
+pub fn decode_request(body: &str, version: i64) -> Result<Request, StoreError> {
+    let mut r: Request = serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("request body: {e}")))?;
+    r.mark_committed(version as u64);
+    Ok(r)
+}
+
+pub fn encode_event(e: &RequestEvent) -> Result<String, StoreError> {
+    serde_json::to_string(e).map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))
+}
+
+pub fn decode_event(request_id: &RequestId, seq: i64, at: i64, body: &str) -> Result<EventEnvelope, StoreError> {
+    let event = serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("event {request_id}#{seq}: {e}")))?;
+    Ok(EventEnvelope { request_id: request_id.clone(), seq: seq as u64, at: Timestamp::from_unix_millis(at), event })
+}
+
+/// Translates a database error into the store's terms.
+pub fn store_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
