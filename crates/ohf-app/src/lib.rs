@@ -8,6 +8,7 @@ mod error;
 pub mod memory;
 pub mod ports;
 mod reconcile;
+pub mod view;
 
 pub use app::{App, AppSettings, MachineRef, RequestMachines, RequestReturn, ReturnNotice, TemplateAvailability};
 pub use bus::{EventBus, EventHandler};

@@ -1,1 +1,306 @@
+//! The Host Factory provider contract on top of ohf-app: parses the five scripts' inputs in
+//! every form Host Factory and the LSF resource connector send, and renders their outputs.
 
+use std::collections::BTreeMap;
+
+use ohf_app::{App, AppError, MachineRef, RequestMachines, RequestReturn};
+use ohf_domain::{Machine, Request, RequestId};
+use serde_json::{Map, Value, json};
+
+/// The five provider operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    GetAvailableTemplates,
+    RequestMachines,
+    RequestReturnMachines,
+    GetRequestStatus,
+    GetReturnRequests,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 5] = [
+        Self::GetAvailableTemplates,
+        Self::RequestMachines,
+        Self::RequestReturnMachines,
+        Self::GetRequestStatus,
+        Self::GetReturnRequests,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GetAvailableTemplates => "getAvailableTemplates",
+            Self::RequestMachines => "requestMachines",
+            Self::RequestReturnMachines => "requestReturnMachines",
+            Self::GetRequestStatus => "getRequestStatus",
+            Self::GetReturnRequests => "getReturnRequests",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A failed operation: Host Factory gets `{"message": …}` and a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum HfError {
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("{0}")]
+    App(#[from] AppError),
+}
+
+impl HfError {
+    /// The JSON document Host Factory reads on failure.
+    pub fn to_json(&self) -> Value {
+        json!({"message": self.to_string()})
+    }
+}
+
+/// Parses a script's input; empty input is `{}`.
+pub fn parse_input(text: &str) -> Result<Value, HfError> {
+    if text.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| HfError::Input(format!("not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(HfError::Input("the input must be a JSON object".into()));
+    }
+    Ok(value)
+}
+
+/// Runs one operation on parsed input.
+pub async fn run(app: &App, op: Operation, input: &Value) -> Result<Value, HfError> {
+    match op {
+        Operation::GetAvailableTemplates => get_available_templates(app).await,
+        Operation::RequestMachines => request_machines(app, input).await,
+        Operation::RequestReturnMachines => request_return_machines(app, input).await,
+        Operation::GetRequestStatus => get_request_status(app, input).await,
+        Operation::GetReturnRequests => get_return_requests(app, input).await,
+    }
+}
+
+/// A list, or a single object standing for a list of one.
+fn one_or_many<'a>(value: Option<&'a Value>, field: &str) -> Result<Vec<&'a Value>, HfError> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => Ok(items.iter().collect()),
+        Some(obj @ Value::Object(_)) => Ok(vec![obj]),
+        Some(_) => Err(HfError::Input(format!("\"{field}\" must be a list or an object"))),
+    }
+}
+
+fn text_field(obj: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| obj.get(*k)).and_then(|v| match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+pub async fn get_available_templates(app: &App) -> Result<Value, HfError> {
+    let templates = app.available_templates().await?;
+    let rendered: Vec<Value> = templates
+        .iter()
+        .map(|a| {
+            let t = &a.template;
+            let attributes: Map<String, Value> =
+                t.attributes().iter().map(|(k, v)| (k.clone(), json!([v.kind.as_str(), v.value]))).collect();
+            let mut out = json!({
+                "templateId": t.id().as_str(),
+                "maxNumber": t.max_number().map_or(-1, i64::from),
+                "attributes": attributes,
+                "priceType": t.price_type().as_str(),
+                "providerApi": t.provider_api().as_str(),
+            });
+            if let Some(n) = a.available {
+                out["availableNumber"] = json!(n);
+            }
+            if !t.vm_types().is_empty() {
+                out["vmTypes"] = json!(t.vm_types());
+            }
+            if let Some(image) = t.image_id() {
+                out["imageId"] = json!(image);
+            }
+            if !t.instance_tags().is_empty() {
+                out["instanceTags"] = json!(t.instance_tags().to_hf());
+            }
+            out
+        })
+        .collect();
+    Ok(json!({"message": "Get available templates success.", "templates": rendered}))
+}
+
+fn whole_number(v: &Value, field: &str) -> Result<i64, HfError> {
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(|| HfError::Input(format!("\"{field}\" must be a whole number, got {n}"))),
+        Value::String(s) => s.trim().parse().map_err(|_| HfError::Input(format!("\"{field}\" must be a whole number, got \"{s}\""))),
+        other => Err(HfError::Input(format!("\"{field}\" must be a whole number, got {other}"))),
+    }
+}
+
+pub async fn request_machines(app: &App, input: &Value) -> Result<Value, HfError> {
+    let template = input.get("template").filter(|t| t.is_object()).ok_or_else(|| {
+        HfError::Input("expected {\"template\": {\"templateId\": …, \"machineCount\": …}}".into())
+    })?;
+    let template_id = text_field(template, &["templateId"]).ok_or_else(|| HfError::Input("\"templateId\" is required".into()))?;
+    let count = whole_number(template.get("machineCount").unwrap_or(&Value::Null), "machineCount")?;
+    let mut tags = BTreeMap::new();
+    let mut metadata = BTreeMap::new();
+    if let Some(account) = text_field(template, &["rc_account"]).or_else(|| text_field(input, &["rc_account"])) {
+        tags.insert("rc_account".to_owned(), account.clone());
+        metadata.insert("rc_account".to_owned(), json!(account));
+    }
+    if let Some(user_data) = template.get("userData").or_else(|| input.get("userData")).filter(|v| !v.is_null()) {
+        metadata.insert("userData".to_owned(), user_data.clone());
+    }
+    let request = app
+        .request_machines(RequestMachines { template_id, count, tags, metadata, ..Default::default() })
+        .await?;
+    Ok(json!({
+        "requestId": request.id().as_str(),
+        "message": format!("Request VM success from ohf: {} machines of {}.", request.count(),
+            request.template().map(|t| t.id().as_str()).unwrap_or_default()),
+    }))
+}
+
+fn machine_refs(input: &Value) -> Result<Vec<MachineRef>, HfError> {
+    one_or_many(input.get("machines"), "machines")?
+        .into_iter()
+        .map(|m| {
+            if !m.is_object() {
+                return Err(HfError::Input("each machine must be an object with \"name\" or \"machineId\"".into()));
+            }
+            Ok(MachineRef { id: text_field(m, &["machineId", "machine_id"]), name: text_field(m, &["name"]) })
+        })
+        .collect()
+}
+
+pub async fn request_return_machines(app: &App, input: &Value) -> Result<Value, HfError> {
+    let machines = machine_refs(input)?;
+    if machines.is_empty() {
+        return Err(HfError::Input("expected {\"machines\": [{\"name\": …, \"machineId\": …}]} with at least one machine".into()));
+    }
+    if machines.iter().any(|m| m.id.is_none() && m.name.is_none()) {
+        return Err(HfError::Input("each machine needs a \"name\" or a \"machineId\"".into()));
+    }
+    let request = app.request_return(RequestReturn { machines, ..Default::default() }).await?;
+    Ok(json!({"requestId": request.id().as_str(), "message": "Delete VM success."}))
+}
+
+fn user_tags(m: &Machine) -> String {
+    m.tags()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("ohf:") && k.as_str() != "Name")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// One request in Host Factory's status form.
+pub fn render_request(r: &Request) -> Value {
+    let machines: Vec<Value> = r
+        .machines()
+        .iter()
+        .map(|m| {
+            let (result, message) = r.hf_machine_result(m);
+            let price = m.price_type().or(r.template().map(|t| t.price_type())).map(|p| p.as_str());
+            json!({
+                "machineId": m.id().as_str(),
+                "name": m.name().unwrap_or_default(),
+                "result": result.as_str(),
+                "status": m.status().as_str(),
+                "privateIpAddress": m.private_ip(),
+                "publicIpAddress": m.public_ip(),
+                "launchtime": m.launch_time().unwrap_or(r.created_at()).unix_secs(),
+                "message": message,
+                "instanceType": m.instance_type(),
+                "priceType": price,
+                "instanceTags": user_tags(m),
+                "cloudHostId": m.cloud_host_id(),
+            })
+        })
+        .collect();
+    json!({
+        "requestId": r.id().as_str(),
+        "status": r.hf_status(),
+        "message": r.error().unwrap_or_default(),
+        "machines": machines,
+    })
+}
+
+pub async fn get_request_status(app: &App, input: &Value) -> Result<Value, HfError> {
+    let ids: Vec<String> = one_or_many(input.get("requests"), "requests")?
+        .into_iter()
+        .map(|r| text_field(r, &["requestId", "request_id"]).ok_or_else(|| HfError::Input("each request needs a \"requestId\"".into())))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Err(HfError::Input("expected {\"requests\": [{\"requestId\": …}]} with at least one request".into()));
+    }
+    // Each poll advances the lifecycle: the same step the daemon runs in the background.
+    let valid: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
+    let report = app.reconcile(Some(&valid)).await;
+    if !report.errors.is_empty() {
+        tracing::warn!(errors = ?report.errors, "reconcile met errors; status shows the last known state");
+    }
+    let found = app.request_status(&ids).await?;
+    let requests: Vec<Value> = found
+        .iter()
+        .map(|(id, r)| match r {
+            Some(r) => render_request(r),
+            None => json!({
+                "requestId": id,
+                "status": "complete_with_error",
+                "message": format!("request '{id}' not found"),
+                "machines": [],
+            }),
+        })
+        .collect();
+    Ok(json!({"requests": requests}))
+}
+
+pub async fn get_return_requests(app: &App, input: &Value) -> Result<Value, HfError> {
+    let known = machine_refs(input)?;
+    let notices = app.return_notices(&known).await?;
+    let requests: Vec<Value> = notices.iter().map(|n| json!({"machine": n.machine, "gracePeriod": n.grace_period})).collect();
+    Ok(json!({
+        "status": "complete",
+        "message": if requests.is_empty() { "No machines to return." } else { "Machines the cloud is taking back." },
+        "requests": requests,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_parse_in_every_form() {
+        assert_eq!(parse_input("").unwrap(), json!({}));
+        assert!(parse_input("{").is_err());
+        assert!(parse_input("[1]").is_err());
+        let many = json!({"machines": [{"name": "a"}, {"machineId": "i-1"}]});
+        assert_eq!(machine_refs(&many).unwrap().len(), 2);
+        let one = json!({"machines": {"name": "a", "machineId": "i-1"}});
+        assert_eq!(machine_refs(&one).unwrap(), vec![MachineRef { id: Some("i-1".into()), name: Some("a".into()) }]);
+        assert!(machine_refs(&json!({"machines": "a"})).is_err());
+        assert!(machine_refs(&json!({})).unwrap().is_empty());
+    }
+
+    #[test]
+    fn counts_may_be_numbers_or_numeric_strings() {
+        assert_eq!(whole_number(&json!(3), "machineCount").unwrap(), 3);
+        assert_eq!(whole_number(&json!("3"), "machineCount").unwrap(), 3);
+        assert!(whole_number(&json!(2.5), "machineCount").is_err());
+        assert!(whole_number(&json!("three"), "machineCount").is_err());
+        assert!(whole_number(&Value::Null, "machineCount").is_err());
+    }
+
+    #[test]
+    fn operations_have_their_script_names() {
+        for op in Operation::ALL {
+            assert_eq!(Operation::parse(op.name()), Some(op));
+        }
+        assert_eq!(Operation::parse("nope"), None);
+    }
+}

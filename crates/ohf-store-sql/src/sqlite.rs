@@ -22,16 +22,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-        }
-        let options = SqliteConnectOptions::new().filename(path);
-        Self::connect(options).await
+        Self::open_url(&format!("sqlite:{}", path.display())).await
     }
 
     /// Opens a `sqlite:` URL.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
+        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
         Self::connect(options).await
     }
 

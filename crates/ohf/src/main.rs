@@ -1,1 +1,44 @@
-fn main() {}
+//! The `ohf` binary: loads settings, sets up logging, builds the application, runs one
+//! command.
+
+mod catalog;
+mod cli;
+mod commands;
+mod hf;
+mod output;
+mod quickstart;
+mod settings;
+mod wiring;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // Host Factory reads stdout: even a bad command line answers with {"message": …}.
+        Err(e) if args.get(1).is_some_and(|a| a == "hf") && e.use_stderr() => {
+            let message = e.to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
+            println!("{}", serde_json::json!({ "message": message }));
+            return ExitCode::from(1);
+        }
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Hf(args) => hf::run(&cli.global, &args).await,
+            command => commands::run(&cli.global, command).await,
+        }
+    })
+}

@@ -1,0 +1,56 @@
+//! Requests as clients see them, in the field names of the request-management seed. Every
+//! ingress (CLI JSON, HTTP, gRPC) renders through here.
+
+use ohf_domain::{EventEnvelope, Request};
+use serde_json::{Value, json};
+
+pub fn request_view(r: &Request) -> Value {
+    let machines: Vec<Value> = r
+        .machines()
+        .iter()
+        .map(|m| {
+            let (result, message) = r.hf_machine_result(m);
+            json!({
+                "machineId": m.id().as_str(),
+                "name": m.name(),
+                "status": m.status().as_str(),
+                "result": result.as_str(),
+                "privateIpAddress": m.private_ip(),
+                "publicIpAddress": m.public_ip(),
+                "instanceType": m.instance_type(),
+                "availabilityZone": m.zone(),
+                "priceType": m.price_type().map(|p| p.as_str()),
+                "provider": m.provider().as_str(),
+                "launchTime": m.launch_time().map(|t| t.to_rfc3339()),
+                "message": message,
+            })
+        })
+        .collect();
+    json!({
+        "requestId": r.id().as_str(),
+        "kind": r.kind().as_str(),
+        "status": r.state().as_str(),
+        "templateId": r.template().map(|t| t.id().as_str()),
+        "machineCount": r.count(),
+        "machines": machines,
+        "provider": r.provider().map(|p| p.as_str()),
+        "priority": r.priority().to_string(),
+        "timeout": r.timeout().get(),
+        "createdAt": r.created_at().to_rfc3339(),
+        "updatedAt": r.updated_at().to_rfc3339(),
+        "completedAt": r.completed_at().map(|t| t.to_rfc3339()),
+        "errorMessage": r.error(),
+        "tags": r.tags(),
+        "metadata": r.metadata(),
+        "launchAttempts": r.launch_attempts(),
+    })
+}
+
+pub fn event_view(e: &EventEnvelope) -> Value {
+    json!({
+        "requestId": e.request_id.as_str(),
+        "seq": e.seq,
+        "at": e.at.to_rfc3339(),
+        "event": e.event,
+    })
+}

@@ -1,0 +1,183 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ohf provisions and returns cloud machines on demand.
+#[derive(Debug, Parser)]
+#[command(name = "ohf", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (default: ohf.toml in the conf dir)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Config directory (default: $HF_PROVIDER_CONFDIR, $PRO_CONF_DIR, ~/.config/ohf)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub confdir: Option<PathBuf>,
+    /// State directory (default: $HF_PROVIDER_WORKDIR, $PRO_DATA_DIR, ~/.local/state/ohf)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Log directory for Host Factory mode (default: $HF_PROVIDER_LOGDIR, $PRO_LSF_LOGDIR)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub logdir: Option<PathBuf>,
+    /// Store URL, such as sqlite:/var/lib/ohf/ohf.db
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Output format of operator commands
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Host Factory provider operations, as the provider scripts call them
+    Hf(HfArgs),
+    /// Templates from the template file
+    #[command(subcommand)]
+    Templates(TemplatesCmd),
+    /// Provision requests
+    #[command(subcommand)]
+    Request(RequestCmd),
+    /// Return machines to the cloud
+    Return(ReturnArgs),
+    /// Run one reconcile cycle over every request with work left
+    Reconcile,
+    /// Fault injection on a simulated provider
+    #[command(subcommand)]
+    Sim(SimCmd),
+    /// Provision and return machines on the simulated cloud, end to end
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HfArgs {
+    /// getAvailableTemplates, requestMachines, requestReturnMachines, getRequestStatus or getReturnRequests
+    pub operation: String,
+    /// Input JSON file (standard input when absent)
+    #[arg(short = 'f', long = "file", visible_alias = "f", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCmd {
+    /// List templates with how many more machines each may have
+    List,
+    /// Check a template file and report every problem
+    Validate {
+        /// The file to check (default: the configured template file)
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCmd {
+    /// Request machines of a template
+    Create(CreateArgs),
+    /// Show requests with their machines
+    Status {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Follow a request until it finishes
+    Watch { id: String },
+    /// Cancel a request; launched machines are terminated
+    Cancel { id: String },
+    /// List requests, newest first
+    List {
+        /// Only these states (PENDING, IN_PROGRESS, COMPLETED, FAILED, TIMEOUT, CANCELLED, PARTIAL_SUCCESS)
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// The audit trail of a request
+    History { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long, short = 't')]
+    pub template: String,
+    #[arg(long, short = 'n')]
+    pub count: i64,
+    /// Seconds before the request times out (60-3600)
+    #[arg(long)]
+    pub timeout: Option<i64>,
+    /// Client request id; creating the same id again returns the existing request
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Resource tag KEY=VALUE (repeatable)
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// low, normal or high
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Availability zones to place machines in
+    #[arg(long, value_delimiter = ',')]
+    pub zones: Vec<String>,
+    /// Provider instance to use (default: the template's, else the first configured)
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Wait until the request finishes, with a progress bar
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReturnArgs {
+    /// Machine ids or host names
+    #[arg(required = true)]
+    pub machines: Vec<String>,
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Terminate without a graceful shutdown
+    #[arg(long)]
+    pub force: bool,
+    /// Wait until every machine is terminated
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCmd {
+    /// Announce a spot interruption of a machine
+    Interrupt {
+        machine: String,
+        /// Seconds of notice before the machine is taken
+        #[arg(long, default_value_t = 120)]
+        notice: u32,
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Stop a machine as if someone outside ohf had
+    Stop {
+        machine: String,
+        #[arg(long)]
+        provider: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Directory for the sample config and state (default: a new temporary directory)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long, short = 'n', default_value_t = 3)]
+    pub count: i64,
+}

@@ -1,0 +1,80 @@
+//! `ohf hf <operation> -f <input.json>`: the Host Factory contract. Exactly one JSON document
+//! goes to stdout; logs go to a file in the log dir (or stderr).
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use ohf_hostfactory::{HfError, Operation, parse_input};
+use serde_json::{Value, json};
+
+use crate::cli::{Global, HfArgs};
+use crate::commands::overrides;
+use crate::settings::Resolved;
+use crate::{output, wiring};
+
+fn answer(doc: &Value, ok: bool) -> ExitCode {
+    match serde_json::to_string_pretty(doc) {
+        Ok(text) => println!("{text}"),
+        Err(_) => println!("{doc}"),
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn fail(message: impl Into<String>) -> ExitCode {
+    answer(&json!({"message": message.into()}), false)
+}
+
+fn read_input(args: &HfArgs) -> Result<String, String> {
+    match &args.file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
+        None if std::io::stdin().is_terminal() => Ok(String::new()),
+        None => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(text)
+        }
+    }
+}
+
+pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
+    let Some(op) = Operation::parse(&args.operation) else {
+        let known: Vec<_> = Operation::ALL.iter().map(|o| o.name()).collect();
+        return fail(format!("unknown operation '{}'; operations: {}", args.operation, known.join(", ")));
+    };
+    let input = match read_input(args).map_err(HfError::Input).and_then(|t| parse_input(&t)) {
+        Ok(v) => v,
+        Err(e) => return answer(&e.to_json(), false),
+    };
+    let settings = match Resolved::load(&overrides(global)) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let _log = output::log_to_dir(&settings, global.verbose);
+    tracing::debug!(
+        confdir = %settings.confdir.display(),
+        workdir = %settings.workdir.display(),
+        config = ?settings.config_file,
+        operation = op.name(),
+        "starting"
+    );
+    let started = std::time::Instant::now();
+    let runtime = match wiring::build(&settings).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "cannot start");
+            return fail(format!("{e:#}"));
+        }
+    };
+    let outcome = ohf_hostfactory::run(&runtime.app, op, &input).await;
+    let millis = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(doc) => {
+            tracing::info!(operation = op.name(), millis, "done");
+            answer(&doc, true)
+        }
+        Err(e) => {
+            tracing::warn!(operation = op.name(), millis, error = %e, "refused");
+            answer(&e.to_json(), false)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The composition root: builds the application from resolved settings.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use ohf_app::{App, CloudProvider, EventBus, SystemClock, UuidIds};
+use ohf_cloud_sim::SimCloud;
+use ohf_store_sql::SqliteStore;
+
+use crate::catalog::FileCatalog;
+use crate::settings::{ProviderSpec, Resolved};
+
+pub struct Runtime {
+    pub app: App,
+    pub sims: Vec<Arc<SimCloud>>,
+}
+
+pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
+    let store = SqliteStore::open_url(&settings.database_url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", settings.database_url))?;
+    let clock = Arc::new(SystemClock);
+    let mut providers: Vec<Arc<dyn CloudProvider>> = Vec::new();
+    let mut sims = Vec::new();
+    for spec in &settings.providers {
+        match spec {
+            ProviderSpec::Sim { name, config, state_file } => {
+                let sim = Arc::new(SimCloud::persistent(name.clone(), config.clone(), clock.clone(), state_file.clone()));
+                sims.push(sim.clone());
+                providers.push(sim);
+            }
+        }
+    }
+    let app = App::new(
+        Arc::new(store),
+        Arc::new(FileCatalog::new(settings.templates_file.clone())),
+        providers,
+        clock,
+        Arc::new(UuidIds),
+        EventBus::default(),
+        settings.app.clone(),
+    )?;
+    Ok(Runtime { app, sims })
+}
