@@ -1,0 +1,3 @@
+mod scenarios;
+mod scripts;
+mod support;

@@ -1,0 +1,245 @@
+//! The application on in-memory adapters and the simulated cloud, with a hand-driven clock.
+
+use std::collections::BTreeMap;
+
+use ohf_app::{AppError, AppSettings, CloudProvider, DescribeQuery, MachineRef, RequestFilter, RequestMachines, RequestReturn, RequestStore};
+use ohf_cloud_sim::SimConfig;
+use ohf_domain::{ErrorCode, LifecyclePolicy, MachineStatus, PartialPolicy, Request, RequestId, RequestState};
+
+use crate::support::{Faulty, harness, harness_with};
+
+fn ask(template: &str, count: i64) -> RequestMachines {
+    RequestMachines { template_id: template.into(), count, ..Default::default() }
+}
+
+fn code(e: AppError) -> ErrorCode {
+    e.code()
+}
+
+async fn cycle(h: &crate::support::Harness, secs: u64) {
+    h.clock.advance_secs(secs);
+    h.app.reconcile(None).await;
+}
+
+async fn get(h: &crate::support::Harness, id: &RequestId) -> Request {
+    h.store.get(id).await.unwrap().unwrap()
+}
+
+/// What the cloud itself holds for a request, asked outside ohf (retrying injected faults).
+async fn sim_machines(h: &crate::support::Harness, id: &RequestId) -> Vec<ohf_domain::MachineObservation> {
+    let q = DescribeQuery { machine_ids: vec![], request_ids: vec![id.clone()] };
+    for _ in 0..50 {
+        if let Ok(found) = h.sim.describe(&q).await {
+            return found;
+        }
+    }
+    panic!("describe kept failing")
+}
+
+#[tokio::test]
+async fn a_request_completes_and_its_events_form_the_audit_trail() {
+    let h = harness(SimConfig::default(), AppSettings::default());
+    let mut live = h.app.bus().subscribe();
+    let r = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap();
+    assert_eq!(r.state(), RequestState::InProgress, "the first launch is made at once");
+    cycle(&h, 3).await;
+    let done = get(&h, r.id()).await;
+    assert_eq!(done.state(), RequestState::Completed);
+    assert_eq!(done.machines().len(), 3);
+    let history = h.app.history(r.id().as_str()).await.unwrap();
+    assert_eq!(Request::replay(&history).unwrap().state(), RequestState::Completed);
+    let mut published = 0;
+    while live.try_recv().is_ok() {
+        published += 1;
+    }
+    assert_eq!(published, history.len(), "every stored event was published");
+}
+
+#[tokio::test]
+async fn validation_refuses_before_anything_is_stored() {
+    let settings = AppSettings { account_limit: Some(12), ..AppSettings::default() };
+    let h = harness(SimConfig::default(), settings);
+    h.app.request_machines(ask("Spot-Compute", 5)).await.unwrap();
+    let refused = [
+        (ask("Missing", 1), ErrorCode::TemplateNotFound),
+        (ask("OnDemand-Minimal", 0), ErrorCode::ValidationError),
+        (ask("OnDemand-Minimal", 101), ErrorCode::ValidationError),
+        (ask("OnDemand-Minimal", 11), ErrorCode::InsufficientCapacity),
+        (ask("Spot-Compute", 8), ErrorCode::QuotaExceeded),
+        (RequestMachines { timeout: Some(59), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
+        (RequestMachines { timeout: Some(3601), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
+        (RequestMachines { tags: BTreeMap::from([("k".repeat(129), "v".into())]), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
+        (RequestMachines { priority: Some("urgent".into()), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
+        (RequestMachines { provider: Some("aws-9".into()), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
+    ];
+    for (cmd, expected) in refused {
+        let shown = format!("{cmd:?}");
+        let err = h.app.request_machines(cmd).await.unwrap_err();
+        assert_eq!(code(err), expected, "{shown}");
+    }
+    let all = h.app.list_requests(&RequestFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 1, "only the first request is stored");
+    let over = h.app.request_machines(ask("OnDemand-Minimal", 11)).await.unwrap_err();
+    assert_eq!(over.details()["availableCapacity"], 10);
+    let q = h.app.request_machines(ask("Spot-Compute", 8)).await.unwrap_err();
+    assert_eq!(q.details()["currentUsage"], 5);
+    assert_eq!(q.details()["requestedAdditional"], 8);
+    assert_eq!(q.details()["accountLimit"], 12);
+}
+
+#[tokio::test]
+async fn template_capacity_and_cloud_capacity_carry_figures() {
+    let sim = SimConfig { zones: vec!["z1".into()], capacity: BTreeMap::from([("c5.xlarge".into(), 4)]), ..SimConfig::default() };
+    let h = harness(sim, AppSettings::default());
+    h.app.request_machines(ask("OnDemand-Minimal", 8)).await.unwrap();
+    let err = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InsufficientCapacity);
+    assert_eq!(err.details()["availableCapacity"], 2);
+    assert_eq!(err.details()["templateId"], "OnDemand-Minimal");
+    let err = h.app.request_machines(ask("Spot-Compute", 5)).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InsufficientCapacity);
+    assert_eq!(err.details()["instanceType"], "c5.xlarge");
+    assert_eq!(err.details()["region"], "sim-east-1");
+    assert_eq!(err.details()["requestedCount"], 5);
+}
+
+#[tokio::test]
+async fn a_client_request_id_makes_creation_idempotent() {
+    let h = harness(SimConfig::default(), AppSettings::default());
+    let with_id = || RequestMachines { request_id: Some("custom-req-12345".into()), ..ask("OnDemand-Minimal", 2) };
+    let a = h.app.request_machines(with_id()).await.unwrap();
+    let b = h.app.request_machines(with_id()).await.unwrap();
+    assert_eq!(a.id(), b.id());
+    assert_eq!(a.id().as_str(), "custom-req-12345");
+    assert_eq!(sim_machines(&h, a.id()).await.len(), 2, "launched once");
+    let other = RequestMachines { request_id: Some("custom-req-12345".into()), ..ask("OnDemand-Minimal", 3) };
+    assert_eq!(h.app.request_machines(other).await.unwrap_err().code(), ErrorCode::DuplicateRequest);
+}
+
+#[tokio::test]
+async fn machines_that_never_come_up_time_out_and_are_terminated() {
+    let h = harness(SimConfig { stuck_rate: 1.0, ..SimConfig::default() }, AppSettings::default());
+    let r = h.app.request_machines(RequestMachines { timeout: Some(120), ..ask("OnDemand-Minimal", 2) }).await.unwrap();
+    cycle(&h, 60).await;
+    assert_eq!(get(&h, r.id()).await.state(), RequestState::InProgress);
+    cycle(&h, 61).await;
+    let timed_out = get(&h, r.id()).await;
+    assert_eq!(timed_out.state(), RequestState::Timeout);
+    assert_eq!(timed_out.hf_status(), "complete_with_error");
+    cycle(&h, 5).await;
+    let cloud = sim_machines(&h, r.id()).await;
+    assert_eq!(cloud.len(), 2);
+    assert!(cloud.iter().all(|m| m.status == MachineStatus::Terminated), "{cloud:?}");
+    let after = get(&h, r.id()).await;
+    assert!(!after.needs_work(), "cleanup is confirmed and finished");
+}
+
+#[tokio::test]
+async fn cancelling_terminates_what_was_launched() {
+    let h = harness(SimConfig::default(), AppSettings::default());
+    let r = h.app.request_machines(ask("OnDemand-Minimal", 2)).await.unwrap();
+    let c = h.app.cancel(r.id().as_str()).await.unwrap();
+    assert_eq!(c.state(), RequestState::Cancelled);
+    cycle(&h, 5).await;
+    assert!(sim_machines(&h, r.id()).await.iter().all(|m| m.status == MachineStatus::Terminated));
+    assert_eq!(h.app.cancel(r.id().as_str()).await.unwrap_err().code(), ErrorCode::IllegalTransition);
+    assert_eq!(h.app.cancel("req-none").await.unwrap_err().code(), ErrorCode::RequestNotFound);
+}
+
+#[tokio::test]
+async fn partial_capacity_ends_in_partial_success_or_cleanup() {
+    for (partial, expected, running) in [(PartialPolicy::Keep, RequestState::PartialSuccess, 2), (PartialPolicy::Cleanup, RequestState::Failed, 0)] {
+        let sim = SimConfig { zones: vec!["z1".into()], capacity: BTreeMap::from([("m5.large".into(), 2)]), ..SimConfig::default() };
+        let settings = AppSettings {
+            policy: LifecyclePolicy { max_launch_attempts: 3, partial, ..LifecyclePolicy::default() },
+            ..AppSettings::default()
+        };
+        let h = harness_with(sim, settings, |p| std::sync::Arc::new(Faulty { inner: p, lose_launch_answers: false, hide_capacity: true }));
+        let r = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap();
+        for _ in 0..6 {
+            cycle(&h, 60).await;
+        }
+        let end = get(&h, r.id()).await;
+        assert_eq!(end.state(), expected, "{partial:?}: {:?}", end.error());
+        assert_eq!(end.launch_attempts(), 3);
+        assert!(end.error().unwrap().contains("InsufficientInstanceCapacity"), "{:?}", end.error());
+        assert_eq!(end.hf_status(), "complete_with_error");
+        let up = sim_machines(&h, r.id()).await.iter().filter(|m| m.status == MachineStatus::Running).count();
+        assert_eq!(up, running, "{partial:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_launch_whose_answer_was_lost_is_adopted_not_repeated() {
+    let h = harness_with(SimConfig::default(), AppSettings::default(), |p| std::sync::Arc::new(Faulty { inner: p, lose_launch_answers: true, hide_capacity: false }));
+    let r = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap();
+    assert!(r.machines().is_empty(), "the answer never arrived");
+    for _ in 0..4 {
+        cycle(&h, 10).await;
+    }
+    let done = get(&h, r.id()).await;
+    assert_eq!(done.state(), RequestState::Completed, "{:?}", done.error());
+    assert_eq!(done.machines().len(), 3);
+    assert_eq!(sim_machines(&h, r.id()).await.len(), 3, "no second set of machines in the cloud");
+}
+
+#[tokio::test]
+async fn throttling_and_internal_errors_are_ridden_out() {
+    let sim = SimConfig { throttle_rate: 0.3, internal_error_rate: 0.1, seed: 3, ..SimConfig::default() };
+    let settings = AppSettings { policy: LifecyclePolicy { max_launch_attempts: 20, ..LifecyclePolicy::default() }, ..AppSettings::default() };
+    let h = harness(sim, settings);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(h.app.request_machines(ask("Spot-Compute", 3)).await.unwrap().id().clone());
+    }
+    for _ in 0..40 {
+        cycle(&h, 30).await;
+    }
+    for id in &ids {
+        let r = get(&h, id).await;
+        assert_eq!(r.state(), RequestState::Completed, "{id}: {:?}", r.error());
+        assert_eq!(sim_machines(&h, id).await.len(), 3, "exactly its machines, none twice");
+    }
+}
+
+#[tokio::test]
+async fn returns_terminate_and_name_only_returns_resolve() {
+    let h = harness(SimConfig::default(), AppSettings::default());
+    let r = h.app.request_machines(ask("OnDemand-Minimal", 2)).await.unwrap();
+    cycle(&h, 3).await;
+    let up = get(&h, r.id()).await;
+    let refs = vec![
+        MachineRef { id: None, name: up.machines()[0].name().map(String::from) },
+        MachineRef { id: Some(up.machines()[1].id().to_string()), name: None },
+        MachineRef { id: None, name: Some("ip-10-99-99-99.ec2.internal".into()) },
+    ];
+    let ret = h.app.request_return(RequestReturn { machines: refs, ..Default::default() }).await.unwrap();
+    cycle(&h, 3).await;
+    let done = get(&h, ret.id()).await;
+    assert_eq!(done.state(), RequestState::Failed, "one machine was unknown");
+    let results: Vec<_> = done.machines().iter().map(|m| done.hf_machine_result(m).0.as_str()).collect();
+    assert_eq!(results, ["succeed", "succeed", "fail"]);
+    assert!(sim_machines(&h, r.id()).await.iter().all(|m| m.status == MachineStatus::Terminated));
+    let holder = get(&h, r.id()).await;
+    assert!(holder.machines().iter().all(|m| m.returned_by() == Some(ret.id())));
+    assert_eq!(h.app.available_templates().await.unwrap()[0].available, Some(10));
+}
+
+#[tokio::test]
+async fn return_notices_name_interrupted_and_vanished_machines() {
+    let h = harness(SimConfig::default(), AppSettings::default());
+    let r = h.app.request_machines(ask("Spot-Compute", 3)).await.unwrap();
+    cycle(&h, 3).await;
+    let up = get(&h, r.id()).await;
+    assert!(h.app.return_notices(&[]).await.unwrap().is_empty());
+    h.sim.interrupt(up.machines()[0].id(), 120).await.unwrap();
+    h.sim.terminate(&[up.machines()[1].id().clone()]).await.unwrap();
+    h.clock.advance_secs(20);
+    let notices = h.app.return_notices(&[]).await.unwrap();
+    assert_eq!(notices.len(), 2);
+    let interrupted = notices.iter().find(|n| &n.machine_id == up.machines()[0].id()).unwrap();
+    assert_eq!(interrupted.grace_period, 100);
+    assert_eq!(interrupted.machine, up.machines()[0].name().unwrap());
+    let gone = notices.iter().find(|n| &n.machine_id == up.machines()[1].id()).unwrap();
+    assert_eq!(gone.grace_period, 0);
+}

@@ -1,0 +1,312 @@
+//! The provider scripts driven exactly as Host Factory drives them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{FAST_SIM, HfEnv};
+
+fn status(env: &HfEnv, id: &str) -> Value {
+    let (out, doc) = env.script("getRequestStatus", &json!({"requests": [{"requestId": id}]}));
+    assert!(out.status.success(), "{doc}");
+    doc["requests"][0].clone()
+}
+
+fn wait_status(env: &HfEnv, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = status(env, id);
+        if r["status"] == want {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{id} never became {want}: {r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn request(env: &HfEnv, template: &str, count: i64) -> String {
+    let (out, doc) = env.script("requestMachines", &json!({"template": {"templateId": template, "machineCount": count}}));
+    assert!(out.status.success(), "{doc}");
+    doc["requestId"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_host_factory_flow_provisions_and_returns_machines() {
+    let env = HfEnv::new(FAST_SIM);
+
+    let (out, doc) = env.script("getAvailableTemplates", &json!({}));
+    assert!(out.status.success());
+    let templates = doc["templates"].as_array().unwrap();
+    assert_eq!(templates.len(), 2);
+    for t in templates {
+        assert!(t["templateId"].is_string() && t["maxNumber"].is_number());
+        for attr in ["type", "ncpus", "nram"] {
+            let pair = t["attributes"][attr].as_array().unwrap_or_else(|| panic!("{attr} missing in {t}"));
+            assert_eq!(pair.len(), 2);
+            assert!(pair[1].is_string(), "attribute values are strings: {t}");
+        }
+    }
+    assert_eq!(templates[0]["attributes"]["nram"], json!(["Numeric", "8192"]), "derived from m5.large");
+
+    let id = request(&env, "OnDemand-Minimal", 3);
+    assert!(id.starts_with("req-"), "{id}");
+    let first = status(&env, &id);
+    assert!(first["status"] == "running" || first["status"] == "complete", "{first}");
+    let done = wait_status(&env, &id, "complete");
+    let machines = done["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 3);
+    for m in machines {
+        assert_eq!(m["result"], "succeed", "{m}");
+        assert_eq!(m["status"], "running");
+        assert!(m["name"].as_str().is_some_and(|n| n.ends_with(".ec2.internal")), "{m}");
+        assert!(m["privateIpAddress"].is_string());
+        assert!(m["launchtime"].is_i64(), "launchtime is integer epoch seconds: {m}");
+        assert_eq!(m["instanceTags"], "team=abc");
+        for field in ["machineId", "publicIpAddress", "message", "instanceType", "priceType", "cloudHostId"] {
+            assert!(m.get(field).is_some(), "{field} missing in {m}");
+        }
+    }
+    let (_, t) = env.script("getAvailableTemplates", &json!({}));
+    assert_eq!(t["templates"][0]["availableNumber"], 7);
+
+    // Host Factory sends the list form; return by name only for one of them.
+    let to_return: Vec<Value> = machines
+        .iter()
+        .enumerate()
+        .map(|(n, m)| if n == 0 { json!({"name": m["name"]}) } else { json!({"name": m["name"], "machineId": m["machineId"]}) })
+        .collect();
+    let (out, doc) = env.script("requestReturnMachines", &json!({"machines": to_return}));
+    assert!(out.status.success(), "{doc}");
+    let ret = doc["requestId"].as_str().unwrap().to_owned();
+    assert!(ret.starts_with("ret-"));
+    let back = wait_status(&env, &ret, "complete");
+    let returned = back["machines"].as_array().unwrap();
+    assert_eq!(returned.len(), 3);
+    assert!(returned.iter().all(|m| m["result"] == "succeed" && m["status"] == "terminated"), "{back}");
+    let (_, t) = env.script("getAvailableTemplates", &json!({}));
+    assert_eq!(t["templates"][0]["availableNumber"], 10, "returned machines free the template");
+}
+
+#[test]
+fn interrupted_and_stopped_machines_are_reported_for_return() {
+    let env = HfEnv::new(FAST_SIM);
+    let id = request(&env, "Spot-Compute", 3);
+    let done = wait_status(&env, &id, "complete");
+    let m: Vec<&Value> = done["machines"].as_array().unwrap().iter().collect();
+    let (out, doc) = env.script("getReturnRequests", &json!({}));
+    assert!(out.status.success());
+    assert_eq!(doc["requests"], json!([]), "nothing to return yet");
+
+    let out = env.ohf().args(["sim", "interrupt", m[0]["machineId"].as_str().unwrap(), "--notice", "120"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.ohf().args(["sim", "stop", m[1]["machineId"].as_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+
+    let known: Vec<Value> = m.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
+    let (out, doc) = env.script("getReturnRequests", &json!({"machines": known}));
+    assert!(out.status.success(), "{doc}");
+    assert_eq!(doc["status"], "complete");
+    let list = doc["requests"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{doc}");
+    let interrupted = list.iter().find(|r| r["machine"] == m[0]["name"]).expect("the interrupted machine");
+    let grace = interrupted["gracePeriod"].as_i64().unwrap();
+    assert!((100..=120).contains(&grace), "seconds left of the notice: {grace}");
+    let stopped = list.iter().find(|r| r["machine"] == m[1]["name"]).expect("the stopped machine");
+    assert_eq!(stopped["gracePeriod"], 0);
+}
+
+#[test]
+fn every_input_form_and_flag_is_accepted() {
+    let env = HfEnv::new(FAST_SIM);
+    let id = request(&env, "OnDemand-Minimal", 1);
+    let input = json!({"requests": {"requestId": id}}).to_string();
+    let file = env.path("single.json");
+    std::fs::write(&file, &input).unwrap();
+    for flag in ["-f", "--f", "--file"] {
+        let out = env.script_cmd("getRequestStatus").arg(flag).arg(&file).output().unwrap();
+        assert!(out.status.success(), "{flag}: {}", String::from_utf8_lossy(&out.stdout));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["requests"][0]["requestId"], id.as_str(), "{flag}");
+    }
+    let mut child = env
+        .script_cmd("getRequestStatus")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["requests"][0]["requestId"], id.as_str(), "standard input");
+
+    let (out, doc) = env.script("requestMachines", &json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": "2", "rc_account": "acct-7", "userData": "x"}}));
+    assert!(out.status.success(), "{doc}");
+    let (_, unknown) = env.script("getRequestStatus", &json!({"requests": [{"requestId": "req-unknown"}]}));
+    assert_eq!(unknown["requests"][0]["status"], "complete_with_error");
+    assert!(unknown["requests"][0]["message"].as_str().unwrap().contains("not found"));
+}
+
+#[test]
+fn bad_requests_are_refused_and_change_nothing() {
+    let env = HfEnv::new(FAST_SIM);
+    let keep = request(&env, "OnDemand-Minimal", 2);
+    let before = env.stored_requests();
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("requestMachines", json!({"template": {"templateId": "Nope", "machineCount": 1}}), "available: OnDemand-Minimal, Spot-Compute"),
+        ("requestMachines", json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 0}}), "must be positive"),
+        ("requestMachines", json!({"template": {"templateId": "Spot-Compute", "machineCount": 101}}), "cannot exceed 100"),
+        ("requestMachines", json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 9}}), "requested 9, available 8"),
+        ("requestMachines", json!({"template": {"machineCount": 1}}), "templateId"),
+        ("requestMachines", json!({}), "template"),
+        ("requestReturnMachines", json!({"machines": []}), "at least one machine"),
+        ("getRequestStatus", json!({"requests": []}), "at least one request"),
+    ];
+    for (op, input, expect) in cases {
+        let (out, doc) = env.script(op, &input);
+        assert!(!out.status.success(), "{op} {input} should fail");
+        let message = doc["message"].as_str().unwrap_or_else(|| panic!("{op}: {doc}"));
+        assert!(message.contains(expect), "{op} {input}: '{message}' should say '{expect}'");
+    }
+    for op in ["requestMachines", "getRequestStatus", "requestReturnMachines"] {
+        let file = env.path("bad.json");
+        std::fs::write(&file, "{\"template\": ").unwrap();
+        let out = env.script_cmd(op).arg("-f").arg(&file).output().unwrap();
+        assert!(!out.status.success());
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("even a failure answers in JSON");
+        assert!(doc["message"].as_str().unwrap().contains("not valid JSON"), "{doc}");
+    }
+    let out = env.script_cmd("getRequestStatus").arg("--bogus").output().unwrap();
+    assert!(!out.status.success());
+    assert!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["message"].is_string());
+
+    assert_eq!(env.stored_requests(), before, "nothing stored changed");
+    assert_eq!(status(&env, &keep)["machines"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_broken_template_file_is_an_error_not_an_empty_list() {
+    let env = HfEnv::new(FAST_SIM);
+    std::fs::write(env.path("conf/awsprov_templates.json"), "{\"templates\": [{\"templateId\": \"x\"}]}").unwrap();
+    let (out, doc) = env.script("getAvailableTemplates", &json!({}));
+    assert!(!out.status.success());
+    assert!(doc.get("templates").is_none());
+    assert!(doc["message"].as_str().unwrap().contains("maxNumber"), "{doc}");
+    std::fs::remove_file(env.path("conf/awsprov_templates.json")).unwrap();
+    let (out, doc) = env.script("getAvailableTemplates", &json!({}));
+    assert!(!out.status.success());
+    assert!(doc["message"].as_str().unwrap().contains("awsprov_templates.json"), "{doc}");
+}
+
+#[test]
+fn a_bad_config_is_a_clear_error() {
+    let env = HfEnv::new("[request]\nmax_machines_per_request = \"many\"\n");
+    let (out, doc) = env.script("getAvailableTemplates", &json!({}));
+    assert!(!out.status.success());
+    assert!(doc["message"].as_str().unwrap().contains("max_machines_per_request"), "{doc}");
+    let env = HfEnv::new("[[providers]]\nname = \"p\"\ntype = \"sim\"\nthrottle_rate = 2.0\n");
+    let (_, doc) = env.script("getAvailableTemplates", &json!({}));
+    assert!(doc["message"].as_str().unwrap().contains("throttle_rate"), "{doc}");
+    let env = HfEnv::new("[[providers]]\nname = \"p\"\ntype = \"sim\"\nlaunch_latncy_ms = 1\n");
+    let (_, doc) = env.script("getAvailableTemplates", &json!({}));
+    assert!(doc["message"].as_str().unwrap().contains("launch_latncy_ms"), "{doc}");
+}
+
+#[test]
+fn lsf_environment_variables_are_honoured() {
+    let env = HfEnv::new(FAST_SIM);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ohf"))
+        .args(["hf", "getAvailableTemplates"])
+        .env_remove("HF_PROVIDER_CONFDIR")
+        .env_remove("HF_PROVIDER_WORKDIR")
+        .env_remove("HF_PROVIDER_LOGDIR")
+        .env("PRO_CONF_DIR", env.path("conf"))
+        .env("PRO_DATA_DIR", env.path("work"))
+        .env("PRO_LSF_LOGDIR", env.path("log"))
+        .env("PROVIDER_NAME", "ohf")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let log = std::fs::read_to_string(env.path("log/ohf.log")).expect("logs go to the LSF log dir");
+    assert!(log.contains("getAvailableTemplates"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("INFO"), "no log line on stdout");
+}
+
+#[test]
+fn script_processes_running_at_once_lose_no_update() {
+    let env = HfEnv::new(FAST_SIM);
+    let spawn = |op: &str, input: Value, n: usize| {
+        let file = env.path(&format!("in-{op}-{n}.json"));
+        std::fs::write(&file, input.to_string()).unwrap();
+        env.script_cmd(op).arg("-f").arg(file).stdout(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let children: Vec<_> = (0..6)
+        .map(|n| spawn("requestMachines", json!({"template": {"templateId": "Spot-Compute", "machineCount": 2}}), n))
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            doc["requestId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    // Several pollers at once, each advancing every request.
+    let all: Vec<Value> = ids.iter().map(|id| json!({"requestId": id})).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pollers: Vec<_> = (0..3).map(|n| spawn("getRequestStatus", json!({"requests": all}), n)).collect();
+        let mut complete = true;
+        for p in pollers {
+            let out = p.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            complete &= doc["requests"].as_array().unwrap().iter().all(|r| r["status"] == "complete");
+        }
+        if complete {
+            break;
+        }
+        assert!(Instant::now() < deadline, "requests did not complete");
+    }
+    let stored = env.stored_requests();
+    assert_eq!(stored.len(), 6);
+    let mut machines: Vec<String> = Vec::new();
+    for r in &stored {
+        assert_eq!(r["machines"].as_array().unwrap().len(), 2, "exactly its count: {r}");
+        machines.extend(r["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()));
+    }
+    let total = machines.len();
+    machines.sort();
+    machines.dedup();
+    assert_eq!(machines.len(), total, "no machine in two requests");
+    assert_eq!(total, 12);
+}
+
+#[test]
+fn operator_commands_show_tables_and_json() {
+    let env = HfEnv::new(FAST_SIM);
+    let out = env.ohf().args(["request", "create", "-t", "OnDemand-Minimal", "-n", "2", "--tag", "project=x", "--wait"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("COMPLETED") && text.contains("2/2"), "{text}");
+    let stored = env.stored_requests();
+    let id = stored[0]["requestId"].as_str().unwrap();
+    assert_eq!(stored[0]["status"], "COMPLETED");
+    assert_eq!(stored[0]["tags"]["project"], "x");
+    let out = env.ohf().args(["request", "history", id, "-o", "json"]).output().unwrap();
+    let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(events[0]["event"]["type"], "created");
+    assert!(events.iter().any(|e| e["event"]["type"] == "state_changed" && e["event"]["to"] == "COMPLETED"));
+    let out = env.ohf().args(["request", "create", "-t", "Nope", "-n", "1", "-o", "json"]).output().unwrap();
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "TEMPLATE_NOT_FOUND");
+    assert_eq!(err["error"]["details"]["availableTemplates"], json!(["OnDemand-Minimal", "Spot-Compute"]));
+    let out = env.ohf().args(["templates", "validate"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 templates valid"));
+}
