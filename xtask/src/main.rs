@@ -1,1 +1,144 @@
-fn main() {}
+//! Project automation: `cargo xtask test` runs every test; `cargo xtask bench` measures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde_json::{Value, json};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <test|bench>\n  test   run every test of the workspace\n  bench  measure getRequestStatus of the release binary");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(mut cmd: Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot run {shown}"))?;
+    ensure!(status.success(), "{shown} failed with {status}");
+    Ok(())
+}
+
+fn has_nextest() -> bool {
+    cargo().args(["nextest", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--workspace", "--tests", "--bins"]);
+    run(build)?;
+    let mut cmd = cargo();
+    if has_nextest() {
+        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    cmd.args(extra);
+    run(cmd)
+}
+
+fn median(sorted: &[Duration]) -> Duration {
+    sorted[sorted.len() / 2]
+}
+
+fn bench(_extra: &[String]) -> anyhow::Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "ohf"]);
+    run(build)?;
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    let bin = target.join("release/ohf");
+    ensure!(bin.exists(), "{} was not built", bin.display());
+
+    for (label, latency_ms) in [("complete", 0u64), ("pending", 3_600_000u64)] {
+        let dir = tempfile_dir(label)?;
+        let ids = seed(&bin, &dir, latency_ms, 100, 10)?;
+        let input = dir.join("status.json");
+        let requests: Vec<Value> = ids.iter().map(|id| json!({"requestId": id})).collect();
+        std::fs::write(&input, json!({"requests": requests}).to_string())?;
+        // Warm up once, and check the answer is what it should be.
+        let doc = hf(&bin, &dir, "getRequestStatus", &input)?;
+        let list = doc["requests"].as_array().context("no requests in the answer")?;
+        ensure!(list.len() == 100 && list.iter().all(|r| r["machines"].as_array().is_some_and(|m| m.len() == 10)));
+        let want = if latency_ms == 0 { "complete" } else { "running" };
+        ensure!(list.iter().all(|r| r["status"] == want), "requests are not all {want}");
+        let mut times = Vec::new();
+        for _ in 0..41 {
+            let started = Instant::now();
+            hf(&bin, &dir, "getRequestStatus", &input)?;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "getRequestStatus, 100 requests x 10 machines, {label}: median {:.1} ms, p90 {:.1} ms, min {:.1} ms ({} runs)",
+            median(&times).as_secs_f64() * 1e3,
+            times[times.len() * 9 / 10].as_secs_f64() * 1e3,
+            times[0].as_secs_f64() * 1e3,
+            times.len()
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    Ok(())
+}
+
+fn tempfile_dir(label: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ohf-bench-{label}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    for d in ["conf", "work", "log"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    Ok(dir)
+}
+
+fn hf(bin: &Path, dir: &Path, op: &str, input: &Path) -> anyhow::Result<Value> {
+    let out = Command::new(bin)
+        .args(["hf", op, "-f"])
+        .arg(input)
+        .env("HF_PROVIDER_CONFDIR", dir.join("conf"))
+        .env("HF_PROVIDER_WORKDIR", dir.join("work"))
+        .env("HF_PROVIDER_LOGDIR", dir.join("log"))
+        .env("OHF_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()?;
+    let doc: Value = serde_json::from_slice(&out.stdout).with_context(|| format!("{op} answered no JSON"))?;
+    if !out.status.success() {
+        bail!("{op} failed: {doc}");
+    }
+    Ok(doc)
+}
+
+/// A provider instance with `requests` requests of `machines` machines each.
+fn seed(bin: &Path, dir: &Path, latency_ms: u64, requests: usize, machines: u32) -> anyhow::Result<Vec<String>> {
+    std::fs::write(
+        dir.join("conf/ohf.toml"),
+        format!("[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = {latency_ms}\n"),
+    )?;
+    std::fs::write(
+        dir.join("conf/awsprov_templates.json"),
+        json!({"templates": [{"templateId": "Bench", "maxNumber": -1, "imageId": "ami-1", "vmType": "m5.large"}]}).to_string(),
+    )?;
+    let input = dir.join("request.json");
+    std::fs::write(&input, json!({"template": {"templateId": "Bench", "machineCount": machines}}).to_string())?;
+    (0..requests)
+        .map(|_| {
+            let doc = hf(bin, dir, "requestMachines", &input)?;
+            doc["requestId"].as_str().map(String::from).context("no requestId")
+        })
+        .collect()
+}

@@ -110,8 +110,12 @@ async fn needing_work_lists_active_requests(store: Arc<dyn RequestStore>) {
     done.reconcile(&[observed("i-2", "req-b", MachineStatus::Running)], &[provider()], T0.plus_secs(2), &policy());
     assert_eq!(done.state(), RequestState::Completed);
     commit(&*store, &mut [&mut active, &mut done]).await.unwrap();
-    let ids: Vec<String> = store.needing_work().await.unwrap().iter().map(|r| r.id().to_string()).collect();
+    let ids: Vec<String> = store.needing_work(None).await.unwrap().iter().map(|r| r.id().to_string()).collect();
     assert_eq!(ids, ["req-a"]);
+    let scope = [done.id().clone(), active.id().clone(), RequestId::new("req-none").unwrap()];
+    let among: Vec<String> = store.needing_work(Some(&scope)).await.unwrap().iter().map(|r| r.id().to_string()).collect();
+    assert_eq!(among, ["req-a"]);
+    assert!(store.needing_work(Some(&[])).await.unwrap().is_empty());
 }
 
 async fn finds_holders_by_id_and_name(store: Arc<dyn RequestStore>) {

@@ -80,8 +80,12 @@ impl RequestStore for MemoryStore {
         Ok(list)
     }
 
-    async fn needing_work(&self) -> Result<Vec<Request>, StoreError> {
-        Ok(self.all().into_iter().filter(Request::needs_work).collect())
+    async fn needing_work(&self, ids: Option<&[RequestId]>) -> Result<Vec<Request>, StoreError> {
+        let all = match ids {
+            Some(ids) => self.get_many(ids).await?,
+            None => self.all(),
+        };
+        Ok(all.into_iter().filter(Request::needs_work).collect())
     }
 
     async fn find_holders(&self, ids: &[MachineId], names: &[String]) -> Result<Vec<Request>, StoreError> {

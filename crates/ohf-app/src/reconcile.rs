@@ -29,11 +29,7 @@ impl App {
     /// Safe to run again at any moment, and from several processes at once.
     pub async fn reconcile(&self, scope: Option<&[RequestId]>) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let loaded = match scope {
-            Some(ids) => self.store.get_many(ids).await,
-            None => self.store.needing_work().await,
-        };
-        let mut requests: Vec<Request> = match loaded {
+        let mut requests: Vec<Request> = match self.store.needing_work(scope).await {
             Ok(list) => list.into_iter().filter(Request::needs_work).collect(),
             Err(e) => {
                 report.errors.push(e.to_string());

@@ -189,8 +189,20 @@ impl RequestStore for SqliteStore {
         self.fetch(q).await
     }
 
-    async fn needing_work(&self) -> Result<Vec<Request>, StoreError> {
-        self.fetch(QueryBuilder::new("SELECT body, version FROM requests WHERE needs_work = 1")).await
+    async fn needing_work(&self, ids: Option<&[RequestId]>) -> Result<Vec<Request>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT body, version FROM requests WHERE needs_work = 1");
+        if let Some(ids) = ids {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in ids {
+                sep.push_bind(id.as_str());
+            }
+            q.push(")");
+        }
+        self.fetch(q).await
     }
 
     async fn find_holders(&self, ids: &[MachineId], names: &[String]) -> Result<Vec<Request>, StoreError> {

@@ -1,7 +1,7 @@
 //! `ohf hf <operation> -f <input.json>`: the Host Factory contract. Exactly one JSON document
 //! goes to stdout; logs go to a file in the log dir (or stderr).
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use ohf_hostfactory::{HfError, Operation, parse_input};
@@ -12,12 +12,15 @@ use crate::commands::overrides;
 use crate::settings::Resolved;
 use crate::{output, wiring};
 
+/// Writes the one JSON document of the answer to stdout in a single buffered write.
 fn answer(doc: &Value, ok: bool) -> ExitCode {
-    match serde_json::to_string_pretty(doc) {
-        Ok(text) => println!("{text}"),
-        Err(_) => println!("{doc}"),
+    let mut text = serde_json::to_vec_pretty(doc).unwrap_or_else(|_| doc.to_string().into_bytes());
+    text.push(b'\n');
+    let written = std::io::stdout().lock().write_all(&text).and_then(|()| std::io::stdout().lock().flush());
+    match (written, ok) {
+        (Ok(()), true) => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn fail(message: impl Into<String>) -> ExitCode {
