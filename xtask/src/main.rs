@@ -13,7 +13,9 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench>\n  test   run every test of the workspace\n  bench  measure getRequestStatus of the release binary");
+            eprintln!(
+                "usage: cargo xtask <test|bench>\n  test   run every test of the workspace\n  bench  measure getRequestStatus of the release binary"
+            );
             std::process::exit(2)
         }
     }
@@ -37,7 +39,12 @@ fn run(mut cmd: Command) -> anyhow::Result<()> {
 }
 
 fn has_nextest() -> bool {
-    cargo().args(["nextest", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
@@ -131,7 +138,8 @@ fn seed(bin: &Path, dir: &Path, latency_ms: u64, requests: usize, machines: u32)
     )?;
     std::fs::write(
         dir.join("conf/awsprov_templates.json"),
-        json!({"templates": [{"templateId": "Bench", "maxNumber": -1, "imageId": "ami-1", "vmType": "m5.large"}]}).to_string(),
+        json!({"templates": [{"templateId": "Bench", "maxNumber": -1, "imageId": "ami-1", "vmType": "m5.large"}]})
+            .to_string(),
     )?;
     let input = dir.join("request.json");
     std::fs::write(&input, json!({"template": {"templateId": "Bench", "machineCount": machines}}).to_string())?;

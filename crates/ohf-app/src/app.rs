@@ -9,12 +9,12 @@ use ohf_domain::{
 };
 use serde_json::Value;
 
+use crate::AppError;
 use crate::bus::EventBus;
 use crate::ports::{
     Clock, CloudProvider, DescribeQuery, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
     find_machine,
 };
-use crate::AppError;
 
 /// The rules of the application, from configuration.
 #[derive(Debug, Clone)]
@@ -134,8 +134,11 @@ impl App {
         let Some(wanted) = wanted else { return Ok(self.default_provider()) };
         self.providers.iter().find(|p| p.name().as_str() == wanted).ok_or_else(|| {
             let configured: Vec<_> = self.providers.iter().map(|p| p.name().to_string()).collect();
-            DomainError::validation("provider", format!("'{wanted}' is not configured; configured: {}", configured.join(", ")))
-                .into()
+            DomainError::validation(
+                "provider",
+                format!("'{wanted}' is not configured; configured: {}", configured.join(", ")),
+            )
+            .into()
         })
     }
 
@@ -179,7 +182,11 @@ impl App {
             let same = existing.kind() == RequestKind::Provision
                 && existing.template().map(Template::id) == Some(template.id())
                 && existing.count() == count.get();
-            return if same { Ok(existing) } else { Err(DomainError::DuplicateRequest { request_id: id.to_string() }.into()) };
+            return if same {
+                Ok(existing)
+            } else {
+                Err(DomainError::DuplicateRequest { request_id: id.to_string() }.into())
+            };
         }
 
         let provider = self.choose_provider(&template, cmd.provider.as_deref())?;
@@ -189,10 +196,11 @@ impl App {
             reason: e.message,
         })?;
         self.check_limits(&template, count.get()).await?;
-        if let Some(cap) = provider.capacity(&template).await.map_err(|error| AppError::Cloud {
-            provider: provider.name().to_string(),
-            error,
-        })? && cap.available < count.get()
+        if let Some(cap) = provider
+            .capacity(&template)
+            .await
+            .map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?
+            && cap.available < count.get()
         {
             return Err(DomainError::InsufficientCapacity {
                 requested: count.get(),
@@ -221,7 +229,11 @@ impl App {
             Ok(()) => {}
             // Another caller created the same client id a moment ago: answer with theirs.
             Err(StoreError::Conflict { .. }) => {
-                return self.store.get(&id).await?.ok_or_else(|| DomainError::DuplicateRequest { request_id: id.to_string() }.into());
+                return self
+                    .store
+                    .get(&id)
+                    .await?
+                    .ok_or_else(|| DomainError::DuplicateRequest { request_id: id.to_string() }.into());
             }
             Err(e) => return Err(e.into()),
         }
@@ -249,7 +261,12 @@ impl App {
         if let Some(limit) = self.settings.account_limit {
             let used: u32 = held.values().sum();
             if used + count > limit {
-                return Err(DomainError::QuotaExceeded { current_usage: used, requested_additional: count, account_limit: limit }.into());
+                return Err(DomainError::QuotaExceeded {
+                    current_usage: used,
+                    requested_additional: count,
+                    account_limit: limit,
+                }
+                .into());
             }
         }
         Ok(())
@@ -275,7 +292,9 @@ impl App {
         let mut names = Vec::new();
         for m in &cmd.machines {
             match (&m.id, &m.name) {
-                (None, None) => return Err(DomainError::validation("machines", "each machine needs a machineId or a name").into()),
+                (None, None) => {
+                    return Err(DomainError::validation("machines", "each machine needs a machineId or a name").into());
+                }
                 (id, name) => {
                     if let Some(id) = id {
                         ids.push(MachineId::new(id.clone())?);
@@ -290,9 +309,9 @@ impl App {
         let mut returned = Vec::new();
         for m in &cmd.machines {
             let id = m.id.clone().map(MachineId::new).transpose()?;
-            let found = holders
-                .iter()
-                .find_map(|h| find_machine(h, id.as_ref(), m.name.as_deref()).map(|machine| (h.id().clone(), machine.for_return())));
+            let found = holders.iter().find_map(|h| {
+                find_machine(h, id.as_ref(), m.name.as_deref()).map(|machine| (h.id().clone(), machine.for_return()))
+            });
             returned.push(match (found, id) {
                 (Some((holder, machine)), _) => ReturnedMachine { machine, holder: Some(holder), refusal: None },
                 (None, Some(id)) => ReturnedMachine {
@@ -333,7 +352,11 @@ impl App {
     pub async fn cancel(&self, id: &str) -> Result<Request, AppError> {
         let id = RequestId::new(id)?;
         for _ in 0..3 {
-            let mut request = self.store.get(&id).await?.ok_or_else(|| DomainError::RequestNotFound { request_id: id.to_string() })?;
+            let mut request = self
+                .store
+                .get(&id)
+                .await?
+                .ok_or_else(|| DomainError::RequestNotFound { request_id: id.to_string() })?;
             request.cancel(self.clock.now())?;
             match self.commit(&mut [&mut request]).await {
                 Ok(()) => {
@@ -386,7 +409,8 @@ impl App {
     /// left) and machines stopped or terminated outside ohf (grace 0). `known` are the hosts
     /// the scheduler holds; empty means every machine ohf holds.
     pub async fn return_notices(&self, known: &[MachineRef]) -> Result<Vec<ReturnNotice>, AppError> {
-        let ids: Vec<MachineId> = known.iter().filter_map(|m| m.id.clone()).filter_map(|i| MachineId::new(i).ok()).collect();
+        let ids: Vec<MachineId> =
+            known.iter().filter_map(|m| m.id.clone()).filter_map(|i| MachineId::new(i).ok()).collect();
         let names: Vec<String> = known.iter().filter_map(|m| m.name.clone()).collect();
         let holders = if known.is_empty() {
             self.store.list(&RequestFilter { kind: Some(RequestKind::Provision), ..Default::default() }).await?
@@ -397,7 +421,9 @@ impl App {
         for h in &holders {
             for m in h.machines() {
                 let asked = known.is_empty()
-                    || known.iter().any(|k| k.id.as_deref() == Some(m.id().as_str()) || (k.name.is_some() && k.name.as_deref() == m.name()));
+                    || known.iter().any(|k| {
+                        k.id.as_deref() == Some(m.id().as_str()) || (k.name.is_some() && k.name.as_deref() == m.name())
+                    });
                 if asked && m.returned_by().is_none() && !m.is_terminating() && m.failure().is_none() {
                     candidates.push(m);
                 }

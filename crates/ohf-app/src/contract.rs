@@ -1,11 +1,13 @@
 //! Contract test suites every implementation of a port must pass: run them from each
 //! adapter's tests against a fresh instance per case.
 
+#![allow(clippy::unwrap_used)] // a failed contract case panics with its reason
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ohf_domain::testing::{T0, observed, provision_spec, provider};
+use ohf_domain::testing::{T0, observed, provider, provision_spec};
 use ohf_domain::{
     ClientToken, LifecyclePolicy, MachineId, MachineStatus, Request, RequestId, RequestKind, RequestState,
     ReturnedMachine, Tags, Template, TimeoutSecs,
@@ -113,7 +115,8 @@ async fn needing_work_lists_active_requests(store: Arc<dyn RequestStore>) {
     let ids: Vec<String> = store.needing_work(None).await.unwrap().iter().map(|r| r.id().to_string()).collect();
     assert_eq!(ids, ["req-a"]);
     let scope = [done.id().clone(), active.id().clone(), RequestId::new("req-none").unwrap()];
-    let among: Vec<String> = store.needing_work(Some(&scope)).await.unwrap().iter().map(|r| r.id().to_string()).collect();
+    let among: Vec<String> =
+        store.needing_work(Some(&scope)).await.unwrap().iter().map(|r| r.id().to_string()).collect();
     assert_eq!(among, ["req-a"]);
     assert!(store.needing_work(Some(&[])).await.unwrap().is_empty());
 }
@@ -166,7 +169,8 @@ async fn lists_with_filters_newest_first(store: Arc<dyn RequestStore>) {
     let all = store.list(&RequestFilter::default()).await.unwrap();
     let ids: Vec<&str> = all.iter().map(|r| r.id().as_str()).collect();
     assert_eq!(ids, ["req-new", "req-old"]);
-    let cancelled = store.list(&RequestFilter { states: vec![RequestState::Cancelled], ..Default::default() }).await.unwrap();
+    let cancelled =
+        store.list(&RequestFilter { states: vec![RequestState::Cancelled], ..Default::default() }).await.unwrap();
     assert_eq!(cancelled.len(), 1);
     let returns = store.list(&RequestFilter { kind: Some(RequestKind::Return), ..Default::default() }).await.unwrap();
     assert!(returns.is_empty());
@@ -220,13 +224,25 @@ fn launch_request(template: &Template, request: &str, count: u32, attempt: u32) 
     let id = RequestId::new(request).unwrap();
     let tags = Tags::new([(tag_keys::REQUEST_ID.to_owned(), request.to_owned()), ("team".into(), "abc".into())].into())
         .unwrap();
-    LaunchRequest { token: ClientToken::for_launch(&id, attempt), request_id: id, template: template.clone(), count, tags, zones: vec![] }
+    LaunchRequest {
+        token: ClientToken::for_launch(&id, attempt),
+        request_id: id,
+        template: template.clone(),
+        count,
+        tags,
+        zones: vec![],
+    }
 }
 
-async fn wait_running(p: &dyn CloudProvider, ids: &[MachineId], settle: Duration) -> Vec<ohf_domain::MachineObservation> {
+async fn wait_running(
+    p: &dyn CloudProvider,
+    ids: &[MachineId],
+    settle: Duration,
+) -> Vec<ohf_domain::MachineObservation> {
     let deadline = tokio::time::Instant::now() + settle;
     loop {
-        let seen = p.describe(&DescribeQuery { machine_ids: ids.to_vec(), request_ids: vec![] }).await.expect("describe");
+        let seen =
+            p.describe(&DescribeQuery { machine_ids: ids.to_vec(), request_ids: vec![] }).await.expect("describe");
         if seen.len() == ids.len() && seen.iter().all(|o| o.status == MachineStatus::Running) {
             return seen;
         }
@@ -271,7 +287,8 @@ async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &
     p.terminate(&ids).await.expect("terminating twice is not an error");
     let deadline = tokio::time::Instant::now() + settle;
     loop {
-        let seen = p.describe(&DescribeQuery { machine_ids: ids.clone(), request_ids: vec![] }).await.expect("describe");
+        let seen =
+            p.describe(&DescribeQuery { machine_ids: ids.clone(), request_ids: vec![] }).await.expect("describe");
         let gone = ids.iter().all(|id| seen.iter().find(|o| &o.id == id).is_none_or(|o| o.status.is_going()));
         if gone {
             break;

@@ -93,7 +93,11 @@ impl RequestStore for MemoryStore {
             .all()
             .into_iter()
             .filter(|r| r.kind() == RequestKind::Provision)
-            .filter(|r| r.machines().iter().any(|m| ids.contains(m.id()) || m.name().is_some_and(|n| names.iter().any(|x| x == n))))
+            .filter(|r| {
+                r.machines()
+                    .iter()
+                    .any(|m| ids.contains(m.id()) || m.name().is_some_and(|n| names.iter().any(|x| x == n)))
+            })
             .collect())
     }
 

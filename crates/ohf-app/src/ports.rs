@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ohf_domain::{
-    ClientToken, EventEnvelope, Machine, MachineId, MachineObservation, ProviderName, Request, RequestId,
-    RequestKind, RequestState, Tags, Template, TemplateId, Timestamp,
+    ClientToken, EventEnvelope, Machine, MachineId, MachineObservation, ProviderName, Request, RequestId, RequestKind,
+    RequestState, Tags, Template, TemplateId, Timestamp,
 };
 
 /// Tag keys ohf puts on every resource it creates.
@@ -204,8 +204,5 @@ impl fmt::Display for CloudErrorKind {
 
 /// Finds the machine with this id or host name among a request's machines.
 pub fn find_machine<'a>(request: &'a Request, id: Option<&MachineId>, name: Option<&str>) -> Option<&'a Machine> {
-    request
-        .machines()
-        .iter()
-        .find(|m| id.is_some_and(|id| m.id() == id) || name.is_some_and(|n| m.name() == Some(n)))
+    request.machines().iter().find(|m| id.is_some_and(|id| m.id() == id) || name.is_some_and(|n| m.name() == Some(n)))
 }

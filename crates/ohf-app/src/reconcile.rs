@@ -149,7 +149,10 @@ fn describe_query(requests: &[Request], provider: &ProviderName) -> DescribeQuer
             query.request_ids.push(r.id().clone());
         }
         for m in r.machines() {
-            if m.provider() == provider && m.status() != MachineStatus::Terminated && !query.machine_ids.contains(m.id()) {
+            if m.provider() == provider
+                && m.status() != MachineStatus::Terminated
+                && !query.machine_ids.contains(m.id())
+            {
                 query.machine_ids.push(m.id().clone());
             }
         }

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ohf_app::{Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity};
+use ohf_app::{
+    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
+};
 use ohf_domain::{MachineId, MachineObservation, ProviderName, Template, instance_types};
 
 pub use config::SimConfig;
@@ -34,7 +36,12 @@ pub struct SimCloud {
 impl SimCloud {
     /// A simulated cloud whose state lives in this process only.
     pub fn in_memory(name: ProviderName, config: SimConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { name, config: Arc::new(config), clock, backing: Arc::new(Backing::Memory(Mutex::new(SimState::default()))) }
+        Self {
+            name,
+            config: Arc::new(config),
+            clock,
+            backing: Arc::new(Backing::Memory(Mutex::new(SimState::default()))),
+        }
     }
 
     /// A simulated cloud whose state lives in `path`, shared by every process that names it.
@@ -56,7 +63,11 @@ impl SimCloud {
                     Ok(f(&mut s, &config))
                 }
                 Backing::File(path) => state::with_file(path, |s| f(s, &config)).map_err(|e| {
-                    CloudError::new(CloudErrorKind::Unavailable, "SimStateUnavailable", format!("{}: {e}", path.display()))
+                    CloudError::new(
+                        CloudErrorKind::Unavailable,
+                        "SimStateUnavailable",
+                        format!("{}: {e}", path.display()),
+                    )
                 }),
             }
         };
@@ -112,16 +123,20 @@ impl CloudProvider for SimCloud {
     }
 
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
-        known_types(template).map(|_| ()).map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))
+        known_types(template)
+            .map(|_| ())
+            .map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))
     }
 
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
-        let types = known_types(template).map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))?;
+        let types = known_types(template)
+            .map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))?;
         let now = self.clock.now();
         let zones = self.config.zones.clone();
         let region = self.config.region.clone();
         let primary = types[0].clone();
-        let available = self.with_state(move |s, c| types.iter().map(|t| s.free(c, t, &zones, now)).sum::<u32>()).await?;
+        let available =
+            self.with_state(move |s, c| types.iter().map(|t| s.free(c, t, &zones, now)).sum::<u32>()).await?;
         Ok(Some(ProviderCapacity { available, instance_type: primary, region: Some(region) }))
     }
 

@@ -95,9 +95,15 @@ impl Instance {
             price_type: Some(if self.spot { PriceType::Spot } else { PriceType::Ondemand }),
             zone: Some(self.zone.clone()),
             launch_time: Some(Timestamp::from_unix_millis(self.launched_at)),
-            request_id: self.tags.get(ohf_app::ports::tag_keys::REQUEST_ID).and_then(|r| RequestId::new(r.clone()).ok()),
+            request_id: self
+                .tags
+                .get(ohf_app::ports::tag_keys::REQUEST_ID)
+                .and_then(|r| RequestId::new(r.clone()).ok()),
             tags: self.tags.clone(),
-            interruption_at: self.interrupt_at.map(Timestamp::from_unix_millis).filter(|_| status != MachineStatus::Terminated),
+            interruption_at: self
+                .interrupt_at
+                .map(Timestamp::from_unix_millis)
+                .filter(|_| status != MachineStatus::Terminated),
             cloud_host_id: None,
         }
     }
@@ -165,7 +171,8 @@ impl SimState {
         let now = now.unix_millis();
         self.counts.launch += 1;
         if let Some(ids) = self.tokens.get(request.token.as_str()) {
-            let machines = ids.iter().filter_map(|id| self.instances.get(id)).map(|i| i.observe(provider, now, config)).collect();
+            let machines =
+                ids.iter().filter_map(|id| self.instances.get(id)).map(|i| i.observe(provider, now, config)).collect();
             return Ok(LaunchResult { machines, shortfall: None });
         }
         if let Some(e) = self.fault(config, true) {
@@ -267,7 +274,9 @@ impl SimState {
             .values()
             .filter(|i| {
                 query.machine_ids.iter().any(|m| m.as_str() == i.id)
-                    || i.tags.get(ohf_app::ports::tag_keys::REQUEST_ID).is_some_and(|r| by_request.contains(&r.as_str()))
+                    || i.tags
+                        .get(ohf_app::ports::tag_keys::REQUEST_ID)
+                        .is_some_and(|r| by_request.contains(&r.as_str()))
             })
             .map(|i| i.observe(provider, now, config))
             .collect())

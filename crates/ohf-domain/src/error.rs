@@ -53,7 +53,9 @@ pub enum DomainError {
         region: Option<String>,
     },
 
-    #[error("account quota would be exceeded: {current_usage} in use, {requested_additional} requested, limit {account_limit}")]
+    #[error(
+        "account quota would be exceeded: {current_usage} in use, {requested_additional} requested, limit {account_limit}"
+    )]
     QuotaExceeded { current_usage: u32, requested_additional: u32, account_limit: u32 },
 
     #[error("invalid {field}: {message}")]
@@ -144,10 +146,7 @@ mod tests {
 
     #[test]
     fn template_not_found_names_the_available_templates() {
-        let e = DomainError::TemplateNotFound {
-            template_id: "nope".into(),
-            available: vec!["a".into(), "b".into()],
-        };
+        let e = DomainError::TemplateNotFound { template_id: "nope".into(), available: vec!["a".into(), "b".into()] };
         assert_eq!(e.to_string(), "template 'nope' not found; available: a, b");
         assert_eq!(e.code().as_str(), "TEMPLATE_NOT_FOUND");
         assert_eq!(e.details()["availableTemplates"], json!(["a", "b"]));

@@ -19,8 +19,7 @@ pub use event::{EventEnvelope, RequestEvent};
 pub use ids::{ClientToken, MachineId, ProviderName, RequestId, TemplateId};
 pub use machine::{Machine, MachineObservation, MachineResult, MachineStatus};
 pub use request::{
-    Decision, LifecyclePolicy, PartialPolicy, ProvisionSpec, Request, RequestKind, RequestState,
-    ReturnedMachine,
+    Decision, LifecyclePolicy, PartialPolicy, ProvisionSpec, Request, RequestKind, RequestState, ReturnedMachine,
 };
 pub use template::{PriceType, ProviderApi, Template};
 pub use time::Timestamp;

@@ -560,11 +560,10 @@ impl Request {
             .collect();
         for o in &mine {
             match self.machines.iter().find(|m| m.id() == &o.id) {
-                Some(m) => {
-                    if m.clone().absorb(o) {
-                        self.record(now, RequestEvent::MachineChanged { machine: (*o).clone() });
-                    }
+                Some(m) if m.clone().absorb(o) => {
+                    self.record(now, RequestEvent::MachineChanged { machine: (*o).clone() });
                 }
+                Some(_) => {}
                 None if self.kind == RequestKind::Provision => {
                     self.record(now, RequestEvent::MachineAdopted { machine: (*o).clone() });
                 }
@@ -664,7 +663,12 @@ impl Request {
             let token = ClientToken::for_launch(&self.id, attempt);
             self.record(
                 now,
-                RequestEvent::LaunchStarted { attempt, count: deficit, token: token.clone(), provider: provider.clone() },
+                RequestEvent::LaunchStarted {
+                    attempt,
+                    count: deficit,
+                    token: token.clone(),
+                    provider: provider.clone(),
+                },
             );
             return Some(LaunchOrder { attempt, count: deficit, token, provider });
         }
@@ -711,7 +715,13 @@ impl Request {
     }
 
     /// Records the outcome of launch `attempt`.
-    pub fn record_launch(&mut self, attempt: u32, machines: Vec<MachineObservation>, shortfall: Option<String>, now: Timestamp) {
+    pub fn record_launch(
+        &mut self,
+        attempt: u32,
+        machines: Vec<MachineObservation>,
+        shortfall: Option<String>,
+        now: Timestamp,
+    ) {
         self.record(now, RequestEvent::MachinesLaunched { attempt, machines, shortfall });
     }
 
@@ -731,14 +741,17 @@ impl Request {
 
     /// True while the reconcile step has anything left to do for this request.
     pub fn needs_work(&self) -> bool {
-        !self.state.is_terminal() || self.machines.iter().any(|m| m.is_terminating() && m.status() != MachineStatus::Terminated)
+        !self.state.is_terminal()
+            || self.machines.iter().any(|m| m.is_terminating() && m.status() != MachineStatus::Terminated)
     }
 
     /// Machines of the template this request holds or has reserved, for capacity checks.
     pub fn capacity_held(&self) -> u32 {
         match (self.kind, self.state.is_terminal()) {
             (RequestKind::Return, _) => 0,
-            (RequestKind::Provision, false) => self.count.max(self.machines.iter().filter(|m| m.is_held()).count() as u32),
+            (RequestKind::Provision, false) => {
+                self.count.max(self.machines.iter().filter(|m| m.is_held()).count() as u32)
+            }
             (RequestKind::Provision, true) => self.machines.iter().filter(|m| m.is_held()).count() as u32,
         }
     }

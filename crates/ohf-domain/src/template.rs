@@ -274,8 +274,8 @@ fn weights(field: &str, raw: Option<BTreeMap<String, Value>>) -> Result<BTreeMap
 impl Template {
     /// Parses and validates one template object of the Host Factory template file.
     pub fn from_json(raw: &Value) -> Result<Self, DomainError> {
-        let raw: RawTemplate = serde_json::from_value(raw.clone())
-            .map_err(|e| DomainError::validation("template", e.to_string()))?;
+        let raw: RawTemplate =
+            serde_json::from_value(raw.clone()).map_err(|e| DomainError::validation("template", e.to_string()))?;
         let id = match &raw.template_id {
             Some(Value::String(s)) => TemplateId::new(s.clone())?,
             Some(_) => return Err(DomainError::validation("templateId", "must be a string")),
@@ -526,7 +526,8 @@ mod tests {
     #[test]
     fn accepts_attributes_as_plain_values_or_pairs() {
         let mut raw = minimal();
-        raw["attributes"] = json!({"ncpus": 2, "nram": ["Numeric", "4096"], "type": ["String", "X86_64"], "gpu": false});
+        raw["attributes"] =
+            json!({"ncpus": 2, "nram": ["Numeric", "4096"], "type": ["String", "X86_64"], "gpu": false});
         let t = Template::from_json(&raw).unwrap();
         assert_eq!(t.attributes()["ncpus"].value, "2");
         assert_eq!(t.attributes()["nram"].value, "4096");
@@ -571,10 +572,22 @@ mod tests {
             (json!({"templateId": "t", "maxNumber": 10001, "imageId": "a", "vmType": "m5.large"}), "maxNumber"),
             (json!({"templateId": "t", "maxNumber": 1, "imageId": "a"}), "vmType"),
             (json!({"templateId": "t", "maxNumber": 1, "vmType": "m5.large"}), "imageId"),
-            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "priceType": "cheap"}), "priceType"),
-            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "providerApi": "Lambda"}), "providerApi"),
-            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "fleetType": "instant"}), "fleetType"),
-            (json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "percentOnDemand": 101, "providerApi": "EC2Fleet"}), "percentOnDemand"),
+            (
+                json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "priceType": "cheap"}),
+                "priceType",
+            ),
+            (
+                json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "providerApi": "Lambda"}),
+                "providerApi",
+            ),
+            (
+                json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "fleetType": "instant"}),
+                "fleetType",
+            ),
+            (
+                json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large", "percentOnDemand": 101, "providerApi": "EC2Fleet"}),
+                "percentOnDemand",
+            ),
         ];
         for (raw, field) in cases {
             let err = Template::from_json(&raw).unwrap_err();

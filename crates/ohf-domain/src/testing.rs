@@ -1,5 +1,7 @@
 //! Test support: sample values and a given/when/then helper for the request aggregate.
 
+#![allow(clippy::unwrap_used)] // test support: panicking is how it reports
+
 use std::collections::BTreeMap;
 
 use serde_json::json;

@@ -42,9 +42,7 @@ impl Timestamp {
         let secs = self.unix_secs();
         match ::time::OffsetDateTime::from_unix_timestamp(secs) {
             Ok(t) => t
-                .format(&::time::macros::format_description!(
-                    "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-                ))
+                .format(&::time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
                 .unwrap_or_else(|_| secs.to_string()),
             Err(_) => secs.to_string(),
         }

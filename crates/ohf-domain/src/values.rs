@@ -42,7 +42,10 @@ impl TimeoutSecs {
 
     pub fn new(secs: i64) -> Result<Self, DomainError> {
         if secs < i64::from(Self::MIN) {
-            return Err(DomainError::validation("timeout", format!("must be at least {} seconds, got {secs}", Self::MIN)));
+            return Err(DomainError::validation(
+                "timeout",
+                format!("must be at least {} seconds, got {secs}", Self::MIN),
+            ));
         }
         if secs > i64::from(Self::MAX) {
             return Err(DomainError::validation("timeout", format!("cannot exceed {} seconds, got {secs}", Self::MAX)));
@@ -70,7 +73,10 @@ impl Tags {
                 return Err(DomainError::validation("tags", "tag key must not be empty"));
             }
             if key.chars().count() > Self::MAX_KEY {
-                return Err(DomainError::validation("tags", format!("tag key '{key}' exceeds {} characters", Self::MAX_KEY)));
+                return Err(DomainError::validation(
+                    "tags",
+                    format!("tag key '{key}' exceeds {} characters", Self::MAX_KEY),
+                ));
             }
             if value.chars().count() > Self::MAX_VALUE {
                 return Err(DomainError::validation(

@@ -133,17 +133,23 @@ pub async fn get_available_templates(app: &App) -> Result<Value, HfError> {
 
 fn whole_number(v: &Value, field: &str) -> Result<i64, HfError> {
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| HfError::Input(format!("\"{field}\" must be a whole number, got {n}"))),
-        Value::String(s) => s.trim().parse().map_err(|_| HfError::Input(format!("\"{field}\" must be a whole number, got \"{s}\""))),
+        Value::Number(n) => {
+            n.as_i64().ok_or_else(|| HfError::Input(format!("\"{field}\" must be a whole number, got {n}")))
+        }
+        Value::String(s) => {
+            s.trim().parse().map_err(|_| HfError::Input(format!("\"{field}\" must be a whole number, got \"{s}\"")))
+        }
         other => Err(HfError::Input(format!("\"{field}\" must be a whole number, got {other}"))),
     }
 }
 
 pub async fn request_machines(app: &App, input: &Value) -> Result<Value, HfError> {
-    let template = input.get("template").filter(|t| t.is_object()).ok_or_else(|| {
-        HfError::Input("expected {\"template\": {\"templateId\": …, \"machineCount\": …}}".into())
-    })?;
-    let template_id = text_field(template, &["templateId"]).ok_or_else(|| HfError::Input("\"templateId\" is required".into()))?;
+    let template = input
+        .get("template")
+        .filter(|t| t.is_object())
+        .ok_or_else(|| HfError::Input("expected {\"template\": {\"templateId\": …, \"machineCount\": …}}".into()))?;
+    let template_id =
+        text_field(template, &["templateId"]).ok_or_else(|| HfError::Input("\"templateId\" is required".into()))?;
     let count = whole_number(template.get("machineCount").unwrap_or(&Value::Null), "machineCount")?;
     let mut tags = BTreeMap::new();
     let mut metadata = BTreeMap::new();
@@ -154,9 +160,8 @@ pub async fn request_machines(app: &App, input: &Value) -> Result<Value, HfError
     if let Some(user_data) = template.get("userData").or_else(|| input.get("userData")).filter(|v| !v.is_null()) {
         metadata.insert("userData".to_owned(), user_data.clone());
     }
-    let request = app
-        .request_machines(RequestMachines { template_id, count, tags, metadata, ..Default::default() })
-        .await?;
+    let request =
+        app.request_machines(RequestMachines { template_id, count, tags, metadata, ..Default::default() }).await?;
     Ok(json!({
         "requestId": request.id().as_str(),
         "message": format!("Request VM success from ohf: {} machines of {}.", request.count(),
@@ -179,7 +184,9 @@ fn machine_refs(input: &Value) -> Result<Vec<MachineRef>, HfError> {
 pub async fn request_return_machines(app: &App, input: &Value) -> Result<Value, HfError> {
     let machines = machine_refs(input)?;
     if machines.is_empty() {
-        return Err(HfError::Input("expected {\"machines\": [{\"name\": …, \"machineId\": …}]} with at least one machine".into()));
+        return Err(HfError::Input(
+            "expected {\"machines\": [{\"name\": …, \"machineId\": …}]} with at least one machine".into(),
+        ));
     }
     if machines.iter().any(|m| m.id.is_none() && m.name.is_none()) {
         return Err(HfError::Input("each machine needs a \"name\" or a \"machineId\"".into()));
@@ -232,7 +239,10 @@ pub fn render_request(r: &Request) -> Value {
 pub async fn get_request_status(app: &App, input: &Value) -> Result<Value, HfError> {
     let ids: Vec<String> = one_or_many(input.get("requests"), "requests")?
         .into_iter()
-        .map(|r| text_field(r, &["requestId", "request_id"]).ok_or_else(|| HfError::Input("each request needs a \"requestId\"".into())))
+        .map(|r| {
+            text_field(r, &["requestId", "request_id"])
+                .ok_or_else(|| HfError::Input("each request needs a \"requestId\"".into()))
+        })
         .collect::<Result<_, _>>()?;
     if ids.is_empty() {
         return Err(HfError::Input("expected {\"requests\": [{\"requestId\": …}]} with at least one request".into()));
@@ -262,7 +272,8 @@ pub async fn get_request_status(app: &App, input: &Value) -> Result<Value, HfErr
 pub async fn get_return_requests(app: &App, input: &Value) -> Result<Value, HfError> {
     let known = machine_refs(input)?;
     let notices = app.return_notices(&known).await?;
-    let requests: Vec<Value> = notices.iter().map(|n| json!({"machine": n.machine, "gracePeriod": n.grace_period})).collect();
+    let requests: Vec<Value> =
+        notices.iter().map(|n| json!({"machine": n.machine, "gracePeriod": n.grace_period})).collect();
     Ok(json!({
         "status": "complete",
         "message": if requests.is_empty() { "No machines to return." } else { "Machines the cloud is taking back." },

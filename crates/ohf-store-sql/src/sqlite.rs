@@ -27,7 +27,8 @@ impl SqliteStore {
 
     /// Opens a `sqlite:` URL.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
         if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         }
@@ -117,7 +118,8 @@ impl RequestStore for SqliteStore {
                     .await
                     .map_err(store_error)?;
                 if !r.machines().is_empty() {
-                    let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
+                    let mut q =
+                        QueryBuilder::<Sqlite>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
                     q.push_values(r.machines(), |mut b, m| {
                         b.push_bind(r.id().as_str()).push_bind(m.id().as_str()).push_bind(m.name());
                     });

@@ -51,12 +51,16 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Templates(TemplatesCmd::List) => {
             let list = rt.app.available_templates().await?;
             match out {
-                Output::Json => print_json(&json!(list.iter().map(|a| json!({
-                    "templateId": a.template.id().as_str(),
-                    "maxNumber": a.template.max_number().map_or(-1, i64::from),
-                    "availableNumber": a.available,
-                    "template": a.template,
-                })).collect::<Vec<_>>())),
+                Output::Json => print_json(&json!(
+                    list.iter()
+                        .map(|a| json!({
+                            "templateId": a.template.id().as_str(),
+                            "maxNumber": a.template.max_number().map_or(-1, i64::from),
+                            "availableNumber": a.available,
+                            "template": a.template,
+                        }))
+                        .collect::<Vec<_>>()
+                )),
                 Output::Table => println!("{}", templates_table(&list)),
             }
         }
@@ -75,7 +79,12 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
                 })),
                 Output::Table => println!(
                     "examined {} requests, changed {}, {} describe, {} launch and {} terminate calls, {} conflicts",
-                    report.examined, report.changed, report.describe_calls, report.launch_calls, report.terminate_calls, report.conflicts
+                    report.examined,
+                    report.changed,
+                    report.describe_calls,
+                    report.launch_calls,
+                    report.terminate_calls,
+                    report.conflicts
                 ),
             }
             if !report.errors.is_empty() {
@@ -90,7 +99,8 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
 
 fn validate_file(out: Output, file: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let templates = Template::parse_file(&text).map_err(ohf_app::AppError::from).with_context(|| file.display().to_string())?;
+    let templates =
+        Template::parse_file(&text).map_err(ohf_app::AppError::from).with_context(|| file.display().to_string())?;
     match out {
         Output::Json => print_json(&json!({
             "valid": true,
@@ -145,7 +155,12 @@ async fn create(rt: &Runtime, out: Output, args: CreateArgs) -> anyhow::Result<(
     let r = rt.app.request_machines(cmd).await?;
     if args.wait {
         if out == Output::Table {
-            println!("{}: {} machines of {} requested", r.id(), r.count(), r.template().map(|t| t.id().as_str()).unwrap_or("-"));
+            println!(
+                "{}: {} machines of {} requested",
+                r.id(),
+                r.count(),
+                r.template().map(|t| t.id().as_str()).unwrap_or("-")
+            );
         }
         let done = watch(&rt.app, r.id(), out == Output::Table).await?;
         show_one(out, &done);
@@ -160,11 +175,18 @@ async fn request(rt: &Runtime, out: Output, cmd: RequestCmd) -> anyhow::Result<(
     match cmd {
         RequestCmd::Create(args) => create(rt, out, args).await?,
         RequestCmd::Status { ids } => {
-            let valid: Vec<RequestId> = ids.iter().map(|i| RequestId::new(i.clone())).collect::<Result<_, _>>().map_err(ohf_app::AppError::from)?;
+            let valid: Vec<RequestId> = ids
+                .iter()
+                .map(|i| RequestId::new(i.clone()))
+                .collect::<Result<_, _>>()
+                .map_err(ohf_app::AppError::from)?;
             app.reconcile(Some(&valid)).await;
             let found = app.request_status(&ids).await?;
             if let Some((missing, _)) = found.iter().find(|(_, r)| r.is_none()) {
-                return Err(ohf_app::AppError::from(ohf_domain::DomainError::RequestNotFound { request_id: missing.clone() }).into());
+                return Err(ohf_app::AppError::from(ohf_domain::DomainError::RequestNotFound {
+                    request_id: missing.clone(),
+                })
+                .into());
             }
             let list: Vec<Request> = found.into_iter().filter_map(|(_, r)| r).collect();
             show(out, &list);
@@ -172,7 +194,10 @@ async fn request(rt: &Runtime, out: Output, cmd: RequestCmd) -> anyhow::Result<(
         RequestCmd::Watch { id } => {
             let id = RequestId::new(id).map_err(ohf_app::AppError::from)?;
             if app.request_status(&[id.to_string()]).await?[0].1.is_none() {
-                return Err(ohf_app::AppError::from(ohf_domain::DomainError::RequestNotFound { request_id: id.to_string() }).into());
+                return Err(ohf_app::AppError::from(ohf_domain::DomainError::RequestNotFound {
+                    request_id: id.to_string(),
+                })
+                .into());
             }
             let r = watch(app, &id, out == Output::Table).await?;
             show_one(out, &r);
@@ -199,7 +224,13 @@ async fn request(rt: &Runtime, out: Output, cmd: RequestCmd) -> anyhow::Result<(
                 Output::Json => print_json(&json!(events.iter().map(event_view).collect::<Vec<_>>())),
                 Output::Table => {
                     for e in &events {
-                        println!("{:>4}  {}  {:<22} {}", e.seq, e.at, e.event.name(), serde_json::to_string(&e.event).unwrap_or_default());
+                        println!(
+                            "{:>4}  {}  {:<22} {}",
+                            e.seq,
+                            e.at,
+                            e.event.name(),
+                            serde_json::to_string(&e.event).unwrap_or_default()
+                        );
                     }
                 }
             }
@@ -214,10 +245,17 @@ async fn return_machines(rt: &Runtime, out: Output, args: ReturnArgs) -> anyhow:
         .iter()
         .map(|m| {
             // EC2-style ids are ids; anything else is a host name.
-            if m.starts_with("i-") { MachineRef { id: Some(m.clone()), name: None } } else { MachineRef { id: None, name: Some(m.clone()) } }
+            if m.starts_with("i-") {
+                MachineRef { id: Some(m.clone()), name: None }
+            } else {
+                MachineRef { id: None, name: Some(m.clone()) }
+            }
         })
         .collect();
-    let r = rt.app.request_return(RequestReturn { machines, request_id: args.request_id, force: args.force, timeout: None }).await?;
+    let r = rt
+        .app
+        .request_return(RequestReturn { machines, request_id: args.request_id, force: args.force, timeout: None })
+        .await?;
     let r = if args.wait { watch(&rt.app, r.id(), out == Output::Table).await? } else { r };
     show_one(out, &r);
     Ok(())

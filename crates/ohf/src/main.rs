@@ -22,7 +22,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         // Host Factory reads stdout: even a bad command line answers with {"message": …}.
         Err(e) if args.get(1).is_some_and(|a| a == "hf") && e.use_stderr() => {
-            let message = e.to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
+            let message =
+                e.to_string().lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
             println!("{}", serde_json::json!({ "message": message }));
             return ExitCode::from(1);
         }

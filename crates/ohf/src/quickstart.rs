@@ -63,16 +63,29 @@ pub async fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let r = app
-        .request_machines(RequestMachines { template_id: "OnDemand-Minimal".into(), count: args.count, ..Default::default() })
+        .request_machines(RequestMachines {
+            template_id: "OnDemand-Minimal".into(),
+            count: args.count,
+            ..Default::default()
+        })
         .await?;
     say(format!("requested {} machines of OnDemand-Minimal: {}", r.count(), r.id()));
     let up = watch(app, r.id(), table).await?;
     let provision_secs = started.elapsed().as_secs_f64();
     say(format!("\n{} is {} after {provision_secs:.1} s:\n{}\n", up.id(), up.state(), machines_table(&up)));
-    anyhow::ensure!(up.state() == ohf_domain::RequestState::Completed, "request ended {}: {}", up.state(), up.error().unwrap_or_default());
+    anyhow::ensure!(
+        up.state() == ohf_domain::RequestState::Completed,
+        "request ended {}: {}",
+        up.state(),
+        up.error().unwrap_or_default()
+    );
 
     let started = Instant::now();
-    let machines = up.machines().iter().map(|m| MachineRef { id: Some(m.id().to_string()), name: m.name().map(String::from) }).collect();
+    let machines = up
+        .machines()
+        .iter()
+        .map(|m| MachineRef { id: Some(m.id().to_string()), name: m.name().map(String::from) })
+        .collect();
     let ret = app.request_return(RequestReturn { machines, ..Default::default() }).await?;
     say(format!("returning them: {}", ret.id()));
     let back = watch(app, ret.id(), table).await?;
@@ -83,7 +96,11 @@ pub async fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
     if table {
         println!("done: {} machines provisioned and returned.", up.machines().len());
         println!("try the Host Factory interface on the same state:");
-        println!("  echo '{{}}' | ohf --confdir {} --workdir {} hf getAvailableTemplates", confdir.display(), dir.join("work").display());
+        println!(
+            "  echo '{{}}' | ohf --confdir {} --workdir {} hf getAvailableTemplates",
+            confdir.display(),
+            dir.join("work").display()
+        );
     } else {
         print_json(&json!({
             "dir": dir.display().to_string(),

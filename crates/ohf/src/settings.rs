@@ -98,7 +98,7 @@ pub struct Resolved {
 }
 
 fn env_path(keys: &[&str]) -> Option<PathBuf> {
-    keys.iter().find_map(|k| std::env::var_os(k)).filter(|v| !v.is_empty()).map(PathBuf::from)
+    keys.iter().find_map(std::env::var_os).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 fn home() -> PathBuf {
@@ -127,7 +127,9 @@ impl Resolved {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment.merge(
-            Env::prefixed("OHF_").split("__").filter(|k| ENV_KEYS.iter().any(|top| k.as_str().split('.').next() == Some(*top))),
+            Env::prefixed("OHF_")
+                .split("__")
+                .filter(|k| ENV_KEYS.iter().any(|top| k.as_str().split('.').next() == Some(*top))),
         );
         let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
 
@@ -136,7 +138,9 @@ impl Resolved {
             .clone()
             .or(settings.workdir.clone())
             .or_else(|| env_path(&["HF_PROVIDER_WORKDIR", "PRO_DATA_DIR"]))
-            .unwrap_or_else(|| env_path(&["XDG_STATE_HOME"]).unwrap_or_else(|| home().join(".local/state")).join("ohf"));
+            .unwrap_or_else(|| {
+                env_path(&["XDG_STATE_HOME"]).unwrap_or_else(|| home().join(".local/state")).join("ohf")
+            });
         let logdir = flags
             .logdir
             .clone()
@@ -204,7 +208,11 @@ fn providers(raw: &[Value], confdir: &Path, workdir: &Path) -> anyhow::Result<Ve
             );
         }
         let name = ProviderName::new("sim-1").expect("valid name");
-        return Ok(vec![ProviderSpec::Sim { state_file: workdir.join("sim-sim-1.json"), name, config: SimConfig::default() }]);
+        return Ok(vec![ProviderSpec::Sim {
+            state_file: workdir.join("sim-sim-1.json"),
+            name,
+            config: SimConfig::default(),
+        }]);
     }
     let mut names = HashSet::new();
     raw.iter()
@@ -212,7 +220,9 @@ fn providers(raw: &[Value], confdir: &Path, workdir: &Path) -> anyhow::Result<Ve
         .map(|(i, value)| {
             let mut table = value.as_object().cloned().with_context(|| format!("providers[{i}] must be a table"))?;
             let name = match table.remove("name") {
-                Some(Value::String(s)) => ProviderName::new(s).map_err(|e| anyhow::anyhow!("providers[{i}].name: {e}"))?,
+                Some(Value::String(s)) => {
+                    ProviderName::new(s).map_err(|e| anyhow::anyhow!("providers[{i}].name: {e}"))?
+                }
                 _ => bail!("providers[{i}] needs a name"),
             };
             if !names.insert(name.clone()) {

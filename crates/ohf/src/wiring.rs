@@ -25,7 +25,8 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
     for spec in &settings.providers {
         match spec {
             ProviderSpec::Sim { name, config, state_file } => {
-                let sim = Arc::new(SimCloud::persistent(name.clone(), config.clone(), clock.clone(), state_file.clone()));
+                let sim =
+                    Arc::new(SimCloud::persistent(name.clone(), config.clone(), clock.clone(), state_file.clone()));
                 sims.push(sim.clone());
                 providers.push(sim);
             }

@@ -15,7 +15,14 @@ fn sim(config: SimConfig) -> (SimCloud, Arc<ManualClock>) {
 fn launch(request: &str, count: u32, attempt: u32) -> LaunchRequest {
     let id = RequestId::new(request).unwrap();
     let tags = Tags::new(BTreeMap::from([("ohf:request-id".to_owned(), request.to_owned())])).unwrap();
-    LaunchRequest { token: ClientToken::for_launch(&id, attempt), request_id: id, template: template(100), count, tags, zones: vec![] }
+    LaunchRequest {
+        token: ClientToken::for_launch(&id, attempt),
+        request_id: id,
+        template: template(100),
+        count,
+        tags,
+        zones: vec![],
+    }
 }
 
 fn by_request(request: &str) -> DescribeQuery {
@@ -30,7 +37,9 @@ async fn machines_are_pending_then_running_after_the_latency() {
     clock.advance_secs(2);
     let seen = cloud.describe(&by_request("req-1")).await.unwrap();
     assert!(seen.iter().all(|m| m.status == MachineStatus::Running));
-    assert!(seen.iter().all(|m| m.name.as_deref().is_some_and(|n| n.starts_with("ip-10-") && n.ends_with(".ec2.internal"))));
+    assert!(
+        seen.iter().all(|m| m.name.as_deref().is_some_and(|n| n.starts_with("ip-10-") && n.ends_with(".ec2.internal")))
+    );
 }
 
 #[tokio::test]
@@ -61,7 +70,13 @@ async fn faults_are_deterministic_under_a_seed() {
         let (cloud, _) = sim(config);
         let mut v = Vec::new();
         for n in 0..20 {
-            v.push(cloud.launch(&launch(&format!("req-{n}"), 1, 1)).await.map(|o| o.machines[0].id.clone()).map_err(|e| e.code));
+            v.push(
+                cloud
+                    .launch(&launch(&format!("req-{n}"), 1, 1))
+                    .await
+                    .map(|o| o.machines[0].id.clone())
+                    .map_err(|e| e.code),
+            );
         }
         v
     };

@@ -13,7 +13,8 @@ fn fast() -> SimConfig {
 #[tokio::test]
 async fn in_memory_sim_passes_the_cloud_contract() {
     let make = || async {
-        Arc::new(SimCloud::in_memory(ProviderName::new("sim-1").unwrap(), fast(), Arc::new(SystemClock))) as Arc<dyn CloudProvider>
+        Arc::new(SimCloud::in_memory(ProviderName::new("sim-1").unwrap(), fast(), Arc::new(SystemClock)))
+            as Arc<dyn CloudProvider>
     };
     cloud_contract(make, ohf_domain::testing::template(10), Duration::from_secs(10)).await;
 }

@@ -1,2 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
 mod behaviour;
 mod contract;

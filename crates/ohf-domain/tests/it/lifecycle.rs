@@ -70,10 +70,7 @@ fn machines_found_by_tag_are_adopted_not_launched_again() {
 
 #[test]
 fn completes_when_every_machine_runs() {
-    let running = [
-        observed("i-1", "req-1", MachineStatus::Running),
-        observed("i-2", "req-1", MachineStatus::Running),
-    ];
+    let running = [observed("i-1", "req-1", MachineStatus::Running), observed("i-2", "req-1", MachineStatus::Running)];
     let then = given(vec![
         created("req-1", 2),
         in_progress(),
@@ -92,10 +89,15 @@ fn completes_when_every_machine_runs() {
 #[test]
 fn pending_machines_are_executing() {
     let pending = [observed("i-1", "req-1", MachineStatus::Pending)];
-    let then = given(vec![created("req-1", 1), in_progress(), launch_started(1, 1), launched(1, &["i-1"], MachineStatus::Pending)])
-        .when(|r| r.reconcile(&pending, &[provider()], T0.plus_secs(1), &policy()))
-        .then_events(&[])
-        .then_state(RequestState::InProgress);
+    let then = given(vec![
+        created("req-1", 1),
+        in_progress(),
+        launch_started(1, 1),
+        launched(1, &["i-1"], MachineStatus::Pending),
+    ])
+    .when(|r| r.reconcile(&pending, &[provider()], T0.plus_secs(1), &policy()))
+    .then_events(&[])
+    .then_state(RequestState::InProgress);
     let m = &then.request.machines()[0];
     assert_eq!(then.request.hf_machine_result(m).0, MachineResult::Executing);
 }
@@ -104,10 +106,15 @@ fn pending_machines_are_executing() {
 fn a_timed_out_request_terminates_what_it_launched() {
     let pending = [observed("i-1", "req-1", MachineStatus::Pending)];
     let late = T0.plus_secs(i64::from(TimeoutSecs::DEFAULT.get()));
-    let then = given(vec![created("req-1", 1), in_progress(), launch_started(1, 1), launched(1, &["i-1"], MachineStatus::Pending)])
-        .when(|r| r.reconcile(&pending, &[provider()], late, &policy()))
-        .then_events(&["state_changed", "termination_requested"])
-        .then_state(RequestState::Timeout);
+    let then = given(vec![
+        created("req-1", 1),
+        in_progress(),
+        launch_started(1, 1),
+        launched(1, &["i-1"], MachineStatus::Pending),
+    ])
+    .when(|r| r.reconcile(&pending, &[provider()], late, &policy()))
+    .then_events(&["state_changed", "termination_requested"])
+    .then_state(RequestState::Timeout);
     assert_eq!(then.outcome.terminate, vec![(provider(), MachineId::new("i-1").unwrap())]);
     assert_eq!(then.request.hf_status(), "complete_with_error");
     let (result, message) = then.request.hf_machine_result(&then.request.machines()[0]);
@@ -120,9 +127,14 @@ fn a_timed_out_request_terminates_what_it_launched() {
 #[test]
 fn cleanup_ends_when_the_cloud_confirms_termination() {
     let late = T0.plus_secs(600);
-    let mut r = given(vec![created("req-1", 1), in_progress(), launch_started(1, 1), launched(1, &["i-1"], MachineStatus::Pending)])
-        .when(|r| r.reconcile(&[], &[], late, &policy()))
-        .request;
+    let mut r = given(vec![
+        created("req-1", 1),
+        in_progress(),
+        launch_started(1, 1),
+        launched(1, &["i-1"], MachineStatus::Pending),
+    ])
+    .when(|r| r.reconcile(&[], &[], late, &policy()))
+    .request;
     let down = [observed("i-1", "req-1", MachineStatus::Terminated)];
     let d = r.reconcile(&down, &[provider()], late.plus_secs(30), &policy());
     assert!(d.is_empty());
@@ -131,10 +143,15 @@ fn cleanup_ends_when_the_cloud_confirms_termination() {
 
 #[test]
 fn cancelling_terminates_launched_machines_and_is_final() {
-    let then = given(vec![created("req-1", 2), in_progress(), launch_started(1, 2), launched(1, &["i-1", "i-2"], MachineStatus::Running)])
-        .when(|r| r.cancel(T0.plus_secs(3)))
-        .then_events(&["state_changed", "termination_requested"])
-        .then_state(RequestState::Cancelled);
+    let then = given(vec![
+        created("req-1", 2),
+        in_progress(),
+        launch_started(1, 2),
+        launched(1, &["i-1", "i-2"], MachineStatus::Running),
+    ])
+    .when(|r| r.cancel(T0.plus_secs(3)))
+    .then_events(&["state_changed", "termination_requested"])
+    .then_state(RequestState::Cancelled);
     assert!(then.outcome.is_ok());
     let mut r = then.request;
     assert!(r.cancel(T0.plus_secs(4)).is_err(), "a cancelled request cannot be cancelled again");
@@ -153,9 +170,19 @@ fn a_shortfall_is_launched_again_after_the_backoff() {
     let d = r.reconcile(&one, &[provider()], T0.plus_secs(1), &policy());
     let order = d.launch.expect("relaunch of the remainder");
     assert_eq!((order.attempt, order.count), (2, 2));
-    r.record_launch_failure(2, "InsufficientInstanceCapacity".into(), "none left".into(), true, T0.plus_secs(1), &policy());
+    r.record_launch_failure(
+        2,
+        "InsufficientInstanceCapacity".into(),
+        "none left".into(),
+        true,
+        T0.plus_secs(1),
+        &policy(),
+    );
     assert!(r.reconcile(&one, &[provider()], T0.plus_secs(2), &policy()).launch.is_none(), "inside the backoff");
-    assert!(r.reconcile(&one, &[provider()], T0.plus_secs(10), &policy()).launch.is_none(), "backoff of attempt 2 is 10 s");
+    assert!(
+        r.reconcile(&one, &[provider()], T0.plus_secs(10), &policy()).launch.is_none(),
+        "backoff of attempt 2 is 10 s"
+    );
     let later = r.reconcile(&one, &[provider()], T0.plus_secs(11), &policy());
     assert_eq!(later.launch.map(|o| o.attempt), Some(3));
 }
@@ -219,7 +246,13 @@ fn attempts_are_bounded() {
         created("req-1", 1),
         in_progress(),
         launch_started(1, 1),
-        RequestEvent::LaunchFailed { attempt: 1, code: "RequestLimitExceeded".into(), message: "slow down".into(), retryable: true, retry_at: None },
+        RequestEvent::LaunchFailed {
+            attempt: 1,
+            code: "RequestLimitExceeded".into(),
+            message: "slow down".into(),
+            retryable: true,
+            retry_at: None,
+        },
     ])
     .when(|r| r.reconcile(&[], &[provider()], T0.plus_secs(60), &policy))
     .then_state(RequestState::Failed);
@@ -228,10 +261,7 @@ fn attempts_are_bounded() {
 
 #[test]
 fn a_machine_lost_before_completion_is_failed_and_replaced() {
-    let obs = [
-        observed("i-1", "req-1", MachineStatus::Running),
-        observed("i-2", "req-1", MachineStatus::Terminated),
-    ];
+    let obs = [observed("i-1", "req-1", MachineStatus::Running), observed("i-2", "req-1", MachineStatus::Terminated)];
     let then = given(vec![
         created("req-1", 2),
         in_progress(),
@@ -245,9 +275,14 @@ fn a_machine_lost_before_completion_is_failed_and_replaced() {
 
 #[test]
 fn machines_the_cloud_no_longer_knows_are_gone() {
-    let then = given(vec![created("req-1", 1), in_progress(), launch_started(1, 1), launched(1, &["i-1"], MachineStatus::Pending)])
-        .when(|r| r.reconcile(&[], &[provider()], T0.plus_secs(5), &policy()))
-        .then_events(&["machine_gone", "machine_failed", "launch_started"]);
+    let then = given(vec![
+        created("req-1", 1),
+        in_progress(),
+        launch_started(1, 1),
+        launched(1, &["i-1"], MachineStatus::Pending),
+    ])
+    .when(|r| r.reconcile(&[], &[provider()], T0.plus_secs(5), &policy()))
+    .then_events(&["machine_gone", "machine_failed", "launch_started"]);
     assert_eq!(then.request.machines()[0].status(), MachineStatus::Terminated);
 }
 
@@ -255,9 +290,14 @@ fn machines_the_cloud_no_longer_knows_are_gone() {
 fn pending_too_long_is_terminated_and_failed() {
     let policy = LifecyclePolicy { pending_timeout_secs: Some(120), ..policy() };
     let pending = [observed("i-1", "req-1", MachineStatus::Pending)];
-    let then = given(vec![created("req-1", 1), in_progress(), launch_started(1, 1), launched(1, &["i-1"], MachineStatus::Pending)])
-        .when(|r| r.reconcile(&pending, &[provider()], T0.plus_secs(121), &policy))
-        .then_events(&["termination_requested", "launch_started"]);
+    let then = given(vec![
+        created("req-1", 1),
+        in_progress(),
+        launch_started(1, 1),
+        launched(1, &["i-1"], MachineStatus::Pending),
+    ])
+    .when(|r| r.reconcile(&pending, &[provider()], T0.plus_secs(121), &policy))
+    .then_events(&["termination_requested", "launch_started"]);
     assert_eq!(then.outcome.terminate.len(), 1);
     let (result, message) = then.request.hf_machine_result(&then.request.machines()[0]);
     assert_eq!(result, MachineResult::Fail);
@@ -266,10 +306,7 @@ fn pending_too_long_is_terminated_and_failed() {
 
 #[test]
 fn surplus_machines_are_terminated() {
-    let obs = [
-        observed("i-1", "req-1", MachineStatus::Running),
-        observed("i-2", "req-1", MachineStatus::Running),
-    ];
+    let obs = [observed("i-1", "req-1", MachineStatus::Running), observed("i-2", "req-1", MachineStatus::Running)];
     let then = given(vec![created("req-1", 1), in_progress(), launch_started(1, 1)])
         .when(|r| r.reconcile(&obs, &[provider()], T0.plus_secs(5), &policy()))
         .then_state(RequestState::Completed);
@@ -284,12 +321,20 @@ fn returned(id: &str, holder: Option<&str>) -> ReturnedMachine {
 #[test]
 fn a_return_completes_when_every_machine_is_terminated() {
     let id = ohf_domain::RequestId::new("ret-1").unwrap();
-    let mut r = Request::return_machines(id, vec![returned("i-1", Some("req-1")), returned("i-2", Some("req-1"))], TimeoutSecs::DEFAULT, false, T0).unwrap();
+    let mut r = Request::return_machines(
+        id,
+        vec![returned("i-1", Some("req-1")), returned("i-2", Some("req-1"))],
+        TimeoutSecs::DEFAULT,
+        false,
+        T0,
+    )
+    .unwrap();
     let d = r.reconcile(&[], &[], T0, &policy());
     assert_eq!(d.terminate.len(), 2);
     assert_eq!(r.hf_status(), "running");
     assert_eq!(r.hf_machine_result(&r.machines()[0]).0, MachineResult::Executing);
-    let down = [observed("i-1", "req-1", MachineStatus::ShuttingDown), observed("i-2", "req-1", MachineStatus::Terminated)];
+    let down =
+        [observed("i-1", "req-1", MachineStatus::ShuttingDown), observed("i-2", "req-1", MachineStatus::Terminated)];
     let d = r.reconcile(&down, &[provider()], T0.plus_secs(2), &policy());
     assert!(d.terminate.is_empty(), "shutting-down needs no second call");
     assert_eq!(r.state(), RequestState::InProgress);
@@ -304,7 +349,9 @@ fn a_return_of_an_unknown_machine_fails_that_machine() {
     let id = ohf_domain::RequestId::new("ret-2").unwrap();
     let mut bad = returned("ip-10-9-9-9.ec2.internal", None);
     bad.refusal = Some("machine 'ip-10-9-9-9.ec2.internal' is not known to ohf".into());
-    let mut r = Request::return_machines(id, vec![bad, returned("i-1", Some("req-1"))], TimeoutSecs::DEFAULT, false, T0).unwrap();
+    let mut r =
+        Request::return_machines(id, vec![bad, returned("i-1", Some("req-1"))], TimeoutSecs::DEFAULT, false, T0)
+            .unwrap();
     let d = r.reconcile(&[], &[], T0, &policy());
     assert_eq!(d.terminate.len(), 1);
     r.reconcile(&[observed("i-1", "req-1", MachineStatus::Terminated)], &[provider()], T0.plus_secs(3), &policy());

@@ -28,7 +28,8 @@ async fn two_handles_on_one_file_see_each_other() {
     let path = dir.path().join("shared.db");
     let a = SqliteStore::open(&path).await.unwrap();
     let b = SqliteStore::open(&path).await.unwrap();
-    let mut r = ohf_domain::Request::provision(ohf_domain::testing::provision_spec("req-x", 1), ohf_domain::testing::T0);
+    let mut r =
+        ohf_domain::Request::provision(ohf_domain::testing::provision_spec("req-x", 1), ohf_domain::testing::T0);
     a.save(&[&r]).await.unwrap();
     r.mark_committed(1);
     assert_eq!(b.get(r.id()).await.unwrap().unwrap(), r);

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
 mod scenarios;
 mod scripts;
 mod support;

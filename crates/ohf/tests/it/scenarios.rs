@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use ohf_app::{AppError, AppSettings, CloudProvider, DescribeQuery, MachineRef, RequestFilter, RequestMachines, RequestReturn, RequestStore};
+use ohf_app::{
+    AppError, AppSettings, CloudProvider, DescribeQuery, MachineRef, RequestFilter, RequestMachines, RequestReturn,
+    RequestStore,
+};
 use ohf_cloud_sim::SimConfig;
 use ohf_domain::{ErrorCode, LifecyclePolicy, MachineStatus, PartialPolicy, Request, RequestId, RequestState};
 
@@ -68,7 +71,10 @@ async fn validation_refuses_before_anything_is_stored() {
         (ask("Spot-Compute", 8), ErrorCode::QuotaExceeded),
         (RequestMachines { timeout: Some(59), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
         (RequestMachines { timeout: Some(3601), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
-        (RequestMachines { tags: BTreeMap::from([("k".repeat(129), "v".into())]), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
+        (
+            RequestMachines { tags: BTreeMap::from([("k".repeat(129), "v".into())]), ..ask("OnDemand-Minimal", 1) },
+            ErrorCode::ValidationError,
+        ),
         (RequestMachines { priority: Some("urgent".into()), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
         (RequestMachines { provider: Some("aws-9".into()), ..ask("OnDemand-Minimal", 1) }, ErrorCode::ValidationError),
     ];
@@ -89,7 +95,11 @@ async fn validation_refuses_before_anything_is_stored() {
 
 #[tokio::test]
 async fn template_capacity_and_cloud_capacity_carry_figures() {
-    let sim = SimConfig { zones: vec!["z1".into()], capacity: BTreeMap::from([("c5.xlarge".into(), 4)]), ..SimConfig::default() };
+    let sim = SimConfig {
+        zones: vec!["z1".into()],
+        capacity: BTreeMap::from([("c5.xlarge".into(), 4)]),
+        ..SimConfig::default()
+    };
     let h = harness(sim, AppSettings::default());
     h.app.request_machines(ask("OnDemand-Minimal", 8)).await.unwrap();
     let err = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap_err();
@@ -148,13 +158,21 @@ async fn cancelling_terminates_what_was_launched() {
 
 #[tokio::test]
 async fn partial_capacity_ends_in_partial_success_or_cleanup() {
-    for (partial, expected, running) in [(PartialPolicy::Keep, RequestState::PartialSuccess, 2), (PartialPolicy::Cleanup, RequestState::Failed, 0)] {
-        let sim = SimConfig { zones: vec!["z1".into()], capacity: BTreeMap::from([("m5.large".into(), 2)]), ..SimConfig::default() };
+    for (partial, expected, running) in
+        [(PartialPolicy::Keep, RequestState::PartialSuccess, 2), (PartialPolicy::Cleanup, RequestState::Failed, 0)]
+    {
+        let sim = SimConfig {
+            zones: vec!["z1".into()],
+            capacity: BTreeMap::from([("m5.large".into(), 2)]),
+            ..SimConfig::default()
+        };
         let settings = AppSettings {
             policy: LifecyclePolicy { max_launch_attempts: 3, partial, ..LifecyclePolicy::default() },
             ..AppSettings::default()
         };
-        let h = harness_with(sim, settings, |p| std::sync::Arc::new(Faulty { inner: p, lose_launch_answers: false, hide_capacity: true }));
+        let h = harness_with(sim, settings, |p| {
+            std::sync::Arc::new(Faulty { inner: p, lose_launch_answers: false, hide_capacity: true })
+        });
         let r = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap();
         for _ in 0..6 {
             cycle(&h, 60).await;
@@ -171,7 +189,9 @@ async fn partial_capacity_ends_in_partial_success_or_cleanup() {
 
 #[tokio::test]
 async fn a_launch_whose_answer_was_lost_is_adopted_not_repeated() {
-    let h = harness_with(SimConfig::default(), AppSettings::default(), |p| std::sync::Arc::new(Faulty { inner: p, lose_launch_answers: true, hide_capacity: false }));
+    let h = harness_with(SimConfig::default(), AppSettings::default(), |p| {
+        std::sync::Arc::new(Faulty { inner: p, lose_launch_answers: true, hide_capacity: false })
+    });
     let r = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap();
     assert!(r.machines().is_empty(), "the answer never arrived");
     for _ in 0..4 {
@@ -186,7 +206,10 @@ async fn a_launch_whose_answer_was_lost_is_adopted_not_repeated() {
 #[tokio::test]
 async fn throttling_and_internal_errors_are_ridden_out() {
     let sim = SimConfig { throttle_rate: 0.3, internal_error_rate: 0.1, seed: 3, ..SimConfig::default() };
-    let settings = AppSettings { policy: LifecyclePolicy { max_launch_attempts: 20, ..LifecyclePolicy::default() }, ..AppSettings::default() };
+    let settings = AppSettings {
+        policy: LifecyclePolicy { max_launch_attempts: 20, ..LifecyclePolicy::default() },
+        ..AppSettings::default()
+    };
     let h = harness(sim, settings);
     let mut ids = Vec::new();
     for _ in 0..5 {

@@ -25,7 +25,8 @@ fn wait_status(env: &HfEnv, id: &str, want: &str) -> Value {
 }
 
 fn request(env: &HfEnv, template: &str, count: i64) -> String {
-    let (out, doc) = env.script("requestMachines", &json!({"template": {"templateId": template, "machineCount": count}}));
+    let (out, doc) =
+        env.script("requestMachines", &json!({"template": {"templateId": template, "machineCount": count}}));
     assert!(out.status.success(), "{doc}");
     doc["requestId"].as_str().unwrap().to_owned()
 }
@@ -70,11 +71,18 @@ fn the_host_factory_flow_provisions_and_returns_machines() {
     assert_eq!(t["templates"][0]["availableNumber"], 7);
 
     // Host Factory sends the list form; return by name only for one of them.
-    let to_return: Vec<Value> = machines
-        .iter()
-        .enumerate()
-        .map(|(n, m)| if n == 0 { json!({"name": m["name"]}) } else { json!({"name": m["name"], "machineId": m["machineId"]}) })
-        .collect();
+    let to_return: Vec<Value> =
+        machines
+            .iter()
+            .enumerate()
+            .map(|(n, m)| {
+                if n == 0 {
+                    json!({"name": m["name"]})
+                } else {
+                    json!({"name": m["name"], "machineId": m["machineId"]})
+                }
+            })
+            .collect();
     let (out, doc) = env.script("requestReturnMachines", &json!({"machines": to_return}));
     assert!(out.status.success(), "{doc}");
     let ret = doc["requestId"].as_str().unwrap().to_owned();
@@ -97,7 +105,8 @@ fn interrupted_and_stopped_machines_are_reported_for_return() {
     assert!(out.status.success());
     assert_eq!(doc["requests"], json!([]), "nothing to return yet");
 
-    let out = env.ohf().args(["sim", "interrupt", m[0]["machineId"].as_str().unwrap(), "--notice", "120"]).output().unwrap();
+    let out =
+        env.ohf().args(["sim", "interrupt", m[0]["machineId"].as_str().unwrap(), "--notice", "120"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = env.ohf().args(["sim", "stop", m[1]["machineId"].as_str().unwrap()]).output().unwrap();
     assert!(out.status.success());
@@ -155,10 +164,26 @@ fn bad_requests_are_refused_and_change_nothing() {
     let before = env.stored_requests();
 
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("requestMachines", json!({"template": {"templateId": "Nope", "machineCount": 1}}), "available: OnDemand-Minimal, Spot-Compute"),
-        ("requestMachines", json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 0}}), "must be positive"),
-        ("requestMachines", json!({"template": {"templateId": "Spot-Compute", "machineCount": 101}}), "cannot exceed 100"),
-        ("requestMachines", json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 9}}), "requested 9, available 8"),
+        (
+            "requestMachines",
+            json!({"template": {"templateId": "Nope", "machineCount": 1}}),
+            "available: OnDemand-Minimal, Spot-Compute",
+        ),
+        (
+            "requestMachines",
+            json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 0}}),
+            "must be positive",
+        ),
+        (
+            "requestMachines",
+            json!({"template": {"templateId": "Spot-Compute", "machineCount": 101}}),
+            "cannot exceed 100",
+        ),
+        (
+            "requestMachines",
+            json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 9}}),
+            "requested 9, available 8",
+        ),
         ("requestMachines", json!({"template": {"machineCount": 1}}), "templateId"),
         ("requestMachines", json!({}), "template"),
         ("requestReturnMachines", json!({"machines": []}), "at least one machine"),
@@ -289,7 +314,11 @@ fn script_processes_running_at_once_lose_no_update() {
 #[test]
 fn operator_commands_show_tables_and_json() {
     let env = HfEnv::new(FAST_SIM);
-    let out = env.ohf().args(["request", "create", "-t", "OnDemand-Minimal", "-n", "2", "--tag", "project=x", "--wait"]).output().unwrap();
+    let out = env
+        .ohf()
+        .args(["request", "create", "-t", "OnDemand-Minimal", "-n", "2", "--tag", "project=x", "--wait"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("COMPLETED") && text.contains("2/2"), "{text}");

@@ -124,8 +124,9 @@ impl HfEnv {
         let file = tempfile::NamedTempFile::new_in(self.dir.path()).unwrap();
         std::fs::write(file.path(), input.to_string()).unwrap();
         let out = self.script_cmd(op).arg("-f").arg(file.path()).output().unwrap();
-        let doc = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{op}: stdout is not one JSON document ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+        let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{op}: stdout is not one JSON document ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        });
         (out, doc)
     }
 
