@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::request::Creation;
 use crate::{
     EventEnvelope, MachineCount, MachineId, MachineObservation, MachineStatus, Priority, ProviderName, ProvisionSpec,
     Request, RequestEvent, RequestId, RequestState, Tags, Template, TimeoutSecs, Timestamp,
@@ -64,24 +63,7 @@ pub fn observed(id: &str, request: &str, status: MachineStatus) -> MachineObserv
 
 /// The `Created` event of a provision request.
 pub fn created(id: &str, count: u32) -> RequestEvent {
-    let spec = provision_spec(id, count);
-    RequestEvent::Created {
-        creation: Box::new(Creation {
-            id: spec.id,
-            kind: crate::RequestKind::Provision,
-            template: Some(spec.template),
-            count,
-            timeout: spec.timeout,
-            tags: spec.tags,
-            metadata: spec.metadata,
-            priority: spec.priority,
-            zones: spec.zones,
-            provider: Some(spec.provider),
-            machines: Vec::new(),
-            holders: BTreeMap::new(),
-            force: false,
-        }),
-    }
+    Request::provision(provision_spec(id, count), T0).uncommitted()[0].event.clone()
 }
 
 /// Starts a scenario from a history of events, all at `T0`.

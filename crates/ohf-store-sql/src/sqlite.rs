@@ -64,6 +64,21 @@ impl SqliteStore {
     }
 }
 
+/// Appends `(v1, v2, …)` with every value bound; `(NULL)` when there are none, which matches nothing.
+fn push_list<'a>(q: &mut QueryBuilder<'a, Sqlite>, values: impl IntoIterator<Item = &'a str>) {
+    q.push("(");
+    let mut sep = q.separated(", ");
+    let mut any = false;
+    for v in values {
+        sep.push_bind(v);
+        any = true;
+    }
+    if !any {
+        sep.push("NULL");
+    }
+    q.push(")");
+}
+
 fn template_id(r: &Request) -> Option<String> {
     r.template().map(|t| t.id().to_string())
 }
@@ -159,24 +174,16 @@ impl RequestStore for SqliteStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = QueryBuilder::new("SELECT body, version FROM requests WHERE id IN (");
-        let mut sep = q.separated(", ");
-        for id in ids {
-            sep.push_bind(id.as_str());
-        }
-        q.push(")");
+        let mut q = QueryBuilder::new("SELECT body, version FROM requests WHERE id IN ");
+        push_list(&mut q, ids.iter().map(RequestId::as_str));
         self.fetch(q).await
     }
 
     async fn list(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
         let mut q = QueryBuilder::new("SELECT body, version FROM requests WHERE 1 = 1");
         if !filter.states.is_empty() {
-            q.push(" AND state IN (");
-            let mut sep = q.separated(", ");
-            for s in &filter.states {
-                sep.push_bind(s.as_str());
-            }
-            q.push(")");
+            q.push(" AND state IN ");
+            push_list(&mut q, filter.states.iter().map(|s| s.as_str()));
         }
         if let Some(kind) = filter.kind {
             q.push(" AND kind = ").push_bind(kind.as_str());
@@ -197,12 +204,8 @@ impl RequestStore for SqliteStore {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            q.push(" AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in ids {
-                sep.push_bind(id.as_str());
-            }
-            q.push(")");
+            q.push(" AND id IN ");
+            push_list(&mut q, ids.iter().map(RequestId::as_str));
         }
         self.fetch(q).await
     }
@@ -212,24 +215,12 @@ impl RequestStore for SqliteStore {
             return Ok(Vec::new());
         }
         let mut q = QueryBuilder::new(
-            "SELECT body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE machine_id IN (",
+            "SELECT body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE machine_id IN ",
         );
-        let mut sep = q.separated(", ");
-        for id in ids {
-            sep.push_bind(id.as_str());
-        }
-        if ids.is_empty() {
-            sep.push("NULL");
-        }
-        q.push(") OR name IN (");
-        let mut sep = q.separated(", ");
-        for n in names {
-            sep.push_bind(n.as_str());
-        }
-        if names.is_empty() {
-            sep.push("NULL");
-        }
-        q.push("))");
+        push_list(&mut q, ids.iter().map(MachineId::as_str));
+        q.push(" OR name IN ");
+        push_list(&mut q, names.iter().map(String::as_str));
+        q.push(")");
         self.fetch(q).await
     }
 
