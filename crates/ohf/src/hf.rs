@@ -53,6 +53,9 @@ pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
         Err(e) => return fail(format!("{e:#}")),
     };
     let _log = output::log_to_dir(&settings, global.verbose);
+    let provider = std::env::var("HF_PROVIDER_NAME").or_else(|_| std::env::var("PROVIDER_NAME")).unwrap_or_default();
+    let span = tracing::info_span!("hf", provider = %provider, operation = op.name());
+    let _entered = span.enter();
     tracing::debug!(
         confdir = %settings.confdir.display(),
         workdir = %settings.workdir.display(),
