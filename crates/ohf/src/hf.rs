@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use ohf_hostfactory::{HfError, Operation, parse_input};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::cli::{Global, HfArgs};
 use crate::commands::overrides;
@@ -55,31 +56,33 @@ pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
     let _log = output::log_to_dir(&settings, global.verbose);
     let provider = std::env::var("HF_PROVIDER_NAME").or_else(|_| std::env::var("PROVIDER_NAME")).unwrap_or_default();
     let span = tracing::info_span!("hf", provider = %provider, operation = op.name());
-    let _entered = span.enter();
+    execute(&settings, op, &input).instrument(span).await
+}
+
+async fn execute(settings: &Resolved, op: Operation, input: &Value) -> ExitCode {
     tracing::debug!(
         confdir = %settings.confdir.display(),
         workdir = %settings.workdir.display(),
         config = ?settings.config_file,
-        operation = op.name(),
         "starting"
     );
     let started = std::time::Instant::now();
-    let runtime = match wiring::build(&settings).await {
+    let runtime = match wiring::build(settings).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "cannot start");
             return fail(format!("{e:#}"));
         }
     };
-    let outcome = ohf_hostfactory::run(&runtime.app, op, &input).await;
+    let outcome = ohf_hostfactory::run(&runtime.app, op, input).await;
     let millis = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(doc) => {
-            tracing::info!(operation = op.name(), millis, "done");
+            tracing::info!(millis, "done");
             answer(&doc, true)
         }
         Err(e) => {
-            tracing::warn!(operation = op.name(), millis, error = %e, "refused");
+            tracing::warn!(millis, error = %e, "refused");
             answer(&e.to_json(), false)
         }
     }
