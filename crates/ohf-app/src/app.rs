@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::AppError;
 use crate::bus::EventBus;
 use crate::ports::{
-    Clock, CloudProvider, DescribeQuery, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
+    Clock, CloudProvider, DescribeQuery, Fence, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
     find_machine,
 };
 
@@ -143,9 +143,9 @@ impl App {
     }
 
     /// Stores requests with their events, then publishes the events.
-    pub(crate) async fn commit(&self, batch: &mut [&mut Request]) -> Result<(), StoreError> {
+    pub(crate) async fn commit(&self, batch: &mut [&mut Request], fence: Option<&Fence>) -> Result<(), StoreError> {
         let view: Vec<&Request> = batch.iter().map(|r| &**r).collect();
-        self.store.save(&view).await?;
+        self.store.save(&view, fence).await?;
         let events: Vec<_> = batch.iter().flat_map(|r| r.uncommitted().to_vec()).collect();
         for r in batch.iter_mut() {
             let v = r.version() + 1;
@@ -225,7 +225,7 @@ impl App {
             provider: provider.name().clone(),
         };
         let mut request = Request::provision(spec, self.clock.now());
-        match self.commit(&mut [&mut request]).await {
+        match self.commit(&mut [&mut request], None).await {
             Ok(()) => {}
             // Another caller created the same client id a moment ago: answer with theirs.
             Err(StoreError::Conflict { .. }) => {
@@ -342,7 +342,7 @@ impl App {
         }
         let mut batch: Vec<&mut Request> = vec![&mut ret];
         batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
-        self.commit(&mut batch).await?;
+        self.commit(&mut batch, None).await?;
         tracing::info!(request_id = %id, machines = ret.count(), "return request accepted");
         self.reconcile(Some(std::slice::from_ref(&id))).await;
         Ok(self.store.get(&id).await?.unwrap_or(ret))
@@ -358,7 +358,7 @@ impl App {
                 .await?
                 .ok_or_else(|| DomainError::RequestNotFound { request_id: id.to_string() })?;
             request.cancel(self.clock.now())?;
-            match self.commit(&mut [&mut request]).await {
+            match self.commit(&mut [&mut request], None).await {
                 Ok(()) => {
                     tracing::info!(request_id = %id, "request cancelled");
                     self.reconcile(Some(std::slice::from_ref(&id))).await;

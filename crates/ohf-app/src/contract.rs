@@ -13,7 +13,9 @@ use ohf_domain::{
     ReturnedMachine, Tags, Template, TimeoutSecs,
 };
 
-use crate::ports::{CloudProvider, DescribeQuery, LaunchRequest, RequestFilter, RequestStore, StoreError, tag_keys};
+use crate::ports::{
+    CloudProvider, DescribeQuery, Fence, LaunchRequest, RequestFilter, RequestStore, StoreError, tag_keys,
+};
 
 fn policy() -> LifecyclePolicy {
     LifecyclePolicy::default()
@@ -21,7 +23,7 @@ fn policy() -> LifecyclePolicy {
 
 async fn commit(store: &dyn RequestStore, batch: &mut [&mut Request]) -> Result<(), StoreError> {
     let view: Vec<&Request> = batch.iter().map(|r| &**r).collect();
-    store.save(&view).await?;
+    store.save(&view, None).await?;
     for r in batch.iter_mut() {
         let v = r.version() + 1;
         r.mark_committed(v);
@@ -53,6 +55,9 @@ where
     counts_capacity_per_template(fresh().await).await;
     lists_with_filters_newest_first(fresh().await).await;
     concurrent_writers_lose_no_update(fresh().await).await;
+    claims_share_work_among_workers(fresh().await).await;
+    fenced_writes_need_the_claim(fresh().await).await;
+    one_worker_leads_a_job(fresh().await).await;
 }
 
 async fn saves_and_reads_back(store: Arc<dyn RequestStore>) {
@@ -206,6 +211,65 @@ async fn concurrent_writers_lose_no_update(store: Arc<dyn RequestStore>) {
     let end = store.get(r.id()).await.unwrap().unwrap();
     assert_eq!(end.machines().len(), writers, "every writer's machine is there");
     assert_eq!(end.version(), 1 + writers as u64);
+}
+
+async fn claims_share_work_among_workers(store: Arc<dyn RequestStore>) {
+    let mut reqs: Vec<Request> = (0..3).map(|n| launched(&format!("req-{n}"), 1, &[])).collect();
+    let mut done = launched("req-done", 1, &["i-9"]);
+    done.reconcile(&[observed("i-9", "req-done", MachineStatus::Running)], &[provider()], T0.plus_secs(1), &policy());
+    let mut batch: Vec<&mut Request> = reqs.iter_mut().collect();
+    batch.push(&mut done);
+    commit(&*store, &mut batch).await.unwrap();
+    let ttl = 30_000;
+    let ids = |v: &[Request]| {
+        let mut ids: Vec<String> = v.iter().map(|r| r.id().to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let w1 = store.claim("w1", T0, ttl, 2).await.unwrap();
+    assert_eq!(w1.len(), 2, "up to the limit");
+    let w2 = store.claim("w2", T0.plus_secs(1), ttl, 10).await.unwrap();
+    assert_eq!(w2.len(), 1, "only what w1 does not hold, and never finished requests");
+    assert!(ids(&w1).iter().all(|id| !ids(&w2).contains(id)));
+    let renewed = store.claim("w1", T0.plus_secs(10), ttl, 10).await.unwrap();
+    assert_eq!(ids(&renewed), ids(&w1), "w1 renews its own claims and takes nothing held by w2");
+    let taken = store.claim("w2", T0.plus_secs(41), ttl, 10).await.unwrap();
+    assert_eq!(taken.len(), 3, "expired claims are taken over");
+    let first = w1[0].id().clone();
+    let spans = store.claim_history(&first).await.unwrap();
+    let workers: Vec<&str> = spans.iter().map(|s| s.worker.as_str()).collect();
+    assert_eq!(workers, ["w1", "w2"]);
+    assert_eq!((spans[0].since, spans[0].until), (T0, T0.plus_secs(40)), "one span, extended by the renewal");
+    assert!(spans[0].until <= spans[1].since, "no overlap");
+    store.release("w2", &[first.clone()], T0.plus_secs(50)).await.unwrap();
+    let back = store.claim("w1", T0.plus_secs(51), ttl, 10).await.unwrap();
+    assert_eq!(ids(&back), [first.to_string()], "a released request is free at once");
+    assert_eq!(store.claim_history(&first).await.unwrap()[1].until, T0.plus_secs(50));
+}
+
+async fn fenced_writes_need_the_claim(store: Arc<dyn RequestStore>) {
+    let mut r = launched("req-f", 1, &[]);
+    commit(&*store, &mut [&mut r]).await.unwrap();
+    store.claim("w1", T0, 30_000, 10).await.unwrap();
+    let mut copy = store.get(r.id()).await.unwrap().unwrap();
+    copy.record_launch(1, vec![observed("i-1", "req-f", MachineStatus::Pending)], None, T0.plus_secs(1));
+    let late = Fence { worker: "w1".into(), now: T0.plus_secs(31) };
+    let err = store.save(&[&copy], Some(&late)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "an expired claim fences the write out");
+    let other = Fence { worker: "w2".into(), now: T0.plus_secs(2) };
+    assert!(store.save(&[&copy], Some(&other)).await.is_err(), "another worker's claim fences the write out");
+    let own = Fence { worker: "w1".into(), now: T0.plus_secs(2) };
+    store.save(&[&copy], Some(&own)).await.expect("the holder writes");
+    assert_eq!(store.get(r.id()).await.unwrap().unwrap().machines().len(), 1);
+}
+
+async fn one_worker_leads_a_job(store: Arc<dyn RequestStore>) {
+    assert!(store.lead("sweep", "w1", T0, 10_000).await.unwrap());
+    assert!(!store.lead("sweep", "w2", T0.plus_secs(1), 10_000).await.unwrap());
+    assert!(store.lead("sweep", "w1", T0.plus_secs(5), 10_000).await.unwrap(), "the leader keeps it");
+    assert!(store.lead("other", "w2", T0.plus_secs(5), 10_000).await.unwrap(), "jobs are independent");
+    assert!(store.lead("sweep", "w2", T0.plus_secs(16), 10_000).await.unwrap(), "an expired lease moves");
+    assert!(!store.lead("sweep", "w1", T0.plus_secs(17), 10_000).await.unwrap());
 }
 
 /// Runs every cloud-provider case against a provider from `fresh`, with `template` as the

@@ -14,7 +14,8 @@ pub use app::{App, AppSettings, MachineRef, RequestMachines, RequestReturn, Retu
 pub use bus::{EventBus, EventHandler};
 pub use error::AppError;
 pub use ports::{
-    CatalogError, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, IdGenerator, LaunchRequest,
-    LaunchResult, ProviderCapacity, RequestFilter, RequestStore, StoreError, SystemClock, TemplateCatalog, UuidIds,
+    CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence, IdGenerator,
+    LaunchRequest, LaunchResult, ProviderCapacity, RequestFilter, RequestStore, StoreError, SystemClock,
+    TemplateCatalog, UuidIds,
 };
 pub use reconcile::ReconcileReport;

@@ -8,18 +8,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use ohf_domain::{EventEnvelope, MachineId, Request, RequestId, RequestKind, Template, TemplateId, Timestamp};
 
-use crate::ports::{CatalogError, Clock, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog};
+use crate::ports::{
+    CatalogError, ClaimSpan, Clock, Fence, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
+};
 
 #[derive(Default)]
 struct Entry {
     request: Option<Request>,
     history: Vec<EventEnvelope>,
+    /// The worker holding the request and until when.
+    claim: Option<(String, Timestamp)>,
+    spans: Vec<ClaimSpan>,
+}
+
+impl Entry {
+    fn held_by_other(&self, worker: &str, now: Timestamp) -> bool {
+        self.claim.as_ref().is_some_and(|(w, until)| w != worker && *until >= now)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<RequestId, Entry>,
+    leases: HashMap<String, (String, Timestamp)>,
 }
 
 /// A request store in memory.
 #[derive(Default)]
 pub struct MemoryStore {
-    entries: Mutex<HashMap<RequestId, Entry>>,
+    inner: Mutex<Inner>,
 }
 
 impl MemoryStore {
@@ -27,42 +44,105 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn all(&self) -> Vec<Request> {
-        self.lock().values().filter_map(|e| e.request.clone()).collect()
+        self.lock().entries.values().filter_map(|e| e.request.clone()).collect()
     }
 }
 
 #[async_trait]
 impl RequestStore for MemoryStore {
-    async fn save(&self, batch: &[&Request]) -> Result<(), StoreError> {
-        let mut entries = self.lock();
+    async fn save(&self, batch: &[&Request], fence: Option<&Fence>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
         for r in batch {
-            let stored = entries.get(r.id()).and_then(|e| e.request.as_ref()).map(Request::version).unwrap_or(0);
-            if stored != r.version() {
+            let entry = inner.entries.get(r.id());
+            let stored = entry.and_then(|e| e.request.as_ref()).map(Request::version).unwrap_or(0);
+            let fenced_out = match (fence, entry) {
+                (Some(f), Some(e)) if r.version() > 0 => {
+                    !e.claim.as_ref().is_some_and(|(w, until)| *w == f.worker && *until >= f.now)
+                }
+                _ => false,
+            };
+            if stored != r.version() || fenced_out {
                 return Err(StoreError::Conflict { request_id: r.id().to_string() });
             }
         }
         for r in batch {
             let mut copy = (*r).clone();
             copy.mark_committed(r.version() + 1);
-            let entry = entries.entry(r.id().clone()).or_default();
+            let entry = inner.entries.entry(r.id().clone()).or_default();
             entry.history.extend(r.uncommitted().iter().cloned());
+            if !copy.needs_work() {
+                entry.claim = None;
+            }
             entry.request = Some(copy);
         }
         Ok(())
     }
 
+    async fn claim(&self, worker: &str, now: Timestamp, ttl_ms: i64, limit: u32) -> Result<Vec<Request>, StoreError> {
+        let mut inner = self.lock();
+        let until = now.plus_millis(ttl_ms);
+        let mut candidates: Vec<(Timestamp, RequestId)> = inner
+            .entries
+            .iter()
+            .filter(|(_, e)| e.request.as_ref().is_some_and(Request::needs_work) && !e.held_by_other(worker, now))
+            .map(|(id, e)| (e.request.as_ref().map(Request::updated_at).unwrap_or(now), id.clone()))
+            .collect();
+        candidates.sort();
+        candidates.truncate(limit as usize);
+        let mut claimed = Vec::new();
+        for (_, id) in candidates {
+            let Some(e) = inner.entries.get_mut(&id) else { continue };
+            let renewing = e.claim.as_ref().is_some_and(|(w, u)| w == worker && *u >= now);
+            match e.spans.last_mut() {
+                Some(span) if renewing => span.until = until,
+                _ => e.spans.push(ClaimSpan { worker: worker.to_owned(), since: now, until }),
+            }
+            e.claim = Some((worker.to_owned(), until));
+            claimed.extend(e.request.clone());
+        }
+        Ok(claimed)
+    }
+
+    async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for id in ids {
+            if let Some(e) = inner.entries.get_mut(id)
+                && e.claim.as_ref().is_some_and(|(w, _)| w == worker)
+            {
+                e.claim = None;
+                if let Some(span) = e.spans.last_mut().filter(|s| s.worker == worker && s.until > now) {
+                    span.until = now;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn lead(&self, job: &str, worker: &str, now: Timestamp, ttl_ms: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let free = inner.leases.get(job).is_none_or(|(w, until)| w == worker || *until < now);
+        if free {
+            inner.leases.insert(job.to_owned(), (worker.to_owned(), now.plus_millis(ttl_ms)));
+        }
+        Ok(free)
+    }
+
+    async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError> {
+        Ok(self.lock().entries.get(id).map(|e| e.spans.clone()).unwrap_or_default())
+    }
+
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
-        Ok(self.lock().get(id).and_then(|e| e.request.clone()))
+        Ok(self.lock().entries.get(id).and_then(|e| e.request.clone()))
     }
 
     async fn get_many(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError> {
-        let entries = self.lock();
-        Ok(ids.iter().filter_map(|id| entries.get(id).and_then(|e| e.request.clone())).collect())
+        let inner = self.lock();
+        Ok(ids.iter().filter_map(|id| inner.entries.get(id).and_then(|e| e.request.clone())).collect())
     }
 
     async fn list(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
@@ -112,7 +192,7 @@ impl RequestStore for MemoryStore {
     }
 
     async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError> {
-        Ok(self.lock().get(id).map(|e| e.history.clone()).unwrap_or_default())
+        Ok(self.lock().entries.get(id).map(|e| e.history.clone()).unwrap_or_default())
     }
 }
 

@@ -40,13 +40,39 @@ pub struct RequestFilter {
     pub limit: Option<u32>,
 }
 
+/// A worker's proof that it still holds its claims: a save under a fence is refused (as a
+/// conflict) for a request whose claim the worker no longer holds at `now`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub worker: String,
+    pub now: Timestamp,
+}
+
+/// One period during which one worker held a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSpan {
+    pub worker: String,
+    pub since: Timestamp,
+    pub until: Timestamp,
+}
+
 /// Where requests and their audit trails live.
 #[async_trait]
 pub trait RequestStore: Send + Sync + 'static {
     /// Stores every request of `batch` with its uncommitted events, all or nothing. A request
-    /// at version 0 is inserted; any other must still be at the version it was read at.
-    /// The caller marks each request committed at `version + 1` afterwards.
-    async fn save(&self, batch: &[&Request]) -> Result<(), StoreError>;
+    /// at version 0 is inserted; any other must still be at the version it was read at, and,
+    /// under a fence, still be claimed by the fence's worker. The caller marks each request
+    /// committed at `version + 1` afterwards. A request that needs no more work loses its claim.
+    async fn save(&self, batch: &[&Request], fence: Option<&Fence>) -> Result<(), StoreError>;
+    /// Claims up to `limit` requests with work left that no other worker holds at `now`
+    /// (renewing this worker's own claims) until `now + ttl_ms`, and returns them.
+    async fn claim(&self, worker: &str, now: Timestamp, ttl_ms: i64, limit: u32) -> Result<Vec<Request>, StoreError>;
+    /// Gives up this worker's claims on `ids` at `now`.
+    async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError>;
+    /// Takes or keeps the lease on a periodic `job` so that one worker at a time runs it.
+    async fn lead(&self, job: &str, worker: &str, now: Timestamp, ttl_ms: i64) -> Result<bool, StoreError>;
+    /// Who held a request when, oldest first.
+    async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError>;
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
     /// The requests of `ids` that exist, in no particular order.
     async fn get_many(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError>;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use ohf_domain::{MachineId, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags};
 
 use crate::App;
-use crate::ports::{DescribeQuery, LaunchRequest, StoreError, tag_keys};
+use crate::ports::{DescribeQuery, Fence, LaunchRequest, StoreError, tag_keys};
 
 /// What one reconcile cycle did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,14 +28,20 @@ impl App {
     /// One reconcile cycle over the requests of `scope`, or every request with work left.
     /// Safe to run again at any moment, and from several processes at once.
     pub async fn reconcile(&self, scope: Option<&[RequestId]>) -> ReconcileReport {
+        match self.store.needing_work(scope).await {
+            Ok(list) => self.reconcile_requests(list, None).await,
+            Err(e) => ReconcileReport { errors: vec![e.to_string()], ..ReconcileReport::default() },
+        }
+    }
+
+    /// One reconcile cycle over requests a worker has claimed; every write is fenced by the claim.
+    pub async fn reconcile_claimed(&self, requests: Vec<Request>, fence: &Fence) -> ReconcileReport {
+        self.reconcile_requests(requests, Some(fence)).await
+    }
+
+    async fn reconcile_requests(&self, requests: Vec<Request>, fence: Option<&Fence>) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let mut requests: Vec<Request> = match self.store.needing_work(scope).await {
-            Ok(list) => list.into_iter().filter(Request::needs_work).collect(),
-            Err(e) => {
-                report.errors.push(e.to_string());
-                return report;
-            }
-        };
+        let mut requests: Vec<Request> = requests.into_iter().filter(Request::needs_work).collect();
         report.examined = requests.len();
         if requests.is_empty() {
             return report;
@@ -70,7 +76,7 @@ impl App {
             }
             if !request.uncommitted().is_empty() {
                 report.changed += 1;
-                if !self.commit_or_note(request, &mut report).await {
+                if !self.commit_or_note(request, fence, &mut report).await {
                     continue;
                 }
             }
@@ -109,7 +115,7 @@ impl App {
                     );
                 }
             }
-            self.commit_or_note(request, &mut report).await;
+            self.commit_or_note(request, fence, &mut report).await;
         }
 
         for provider in &self.providers {
@@ -126,8 +132,8 @@ impl App {
         report
     }
 
-    async fn commit_or_note(&self, request: &mut Request, report: &mut ReconcileReport) -> bool {
-        match self.commit(&mut [request]).await {
+    async fn commit_or_note(&self, request: &mut Request, fence: Option<&Fence>, report: &mut ReconcileReport) -> bool {
+        match self.commit(&mut [request], fence).await {
             Ok(()) => true,
             Err(StoreError::Conflict { .. }) => {
                 report.conflicts += 1;

@@ -30,3 +30,23 @@ pub fn store_error(e: sqlx::Error) -> StoreError {
         other => StoreError::Unavailable(other.to_string()),
     }
 }
+
+/// Brings a schema up to date. Several processes may open a fresh database at once; the loser
+/// of that race finds the schema in place on its next try.
+pub async fn migrate<DB>(migrator: &sqlx::migrate::Migrator, pool: &sqlx::Pool<DB>) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+{
+    let mut last = None;
+    for _ in 0..5 {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    Err(StoreError::Unavailable(format!("migrations failed: {}", last.map(|e| e.to_string()).unwrap_or_default())))
+}

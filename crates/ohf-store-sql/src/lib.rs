@@ -1,8 +1,12 @@
 //! SQL adapters of the request store. SQLite is the embedded default: one file under the work
 //! directory, safe for several processes at once (WAL, busy timeout, immediate transactions,
-//! optimistic versions).
+//! optimistic versions). Postgres serves several daemons sharing work (claims with
+//! `FOR UPDATE SKIP LOCKED`). Both run the same queries.
 
 mod codec;
+mod postgres;
 mod sqlite;
+mod store_impl;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -1,0 +1,53 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use ohf_app::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::codec::{migrate, store_error};
+use crate::store_impl::sql_request_store;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The request store in Postgres, shared by several daemons and Host Factory masters.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Opens a `postgres://` URL and brings the schema up to date. `schema`, when given, is
+    /// created if needed and used for every table (one database can hold several installations).
+    pub async fn open(url: &str, schema: Option<&str>, max_connections: u32) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{e}")))?;
+        if let Some(schema) = schema {
+            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.is_empty() {
+                return Err(StoreError::Unavailable(format!("schema name '{schema}' must be letters, digits and _")));
+            }
+            let admin =
+                PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(store_error)?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&admin).await.map_err(store_error)?;
+            admin.close().await;
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(store_error)?;
+        migrate(&MIGRATOR, &pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(store_error)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+sql_request_store!(PostgresStore, Postgres, lock = " FOR UPDATE SKIP LOCKED");

@@ -1,0 +1,336 @@
+//! The `RequestStore` implementation shared by the SQL stores. Every query is built with
+//! `QueryBuilder`, which writes each database's placeholders, so one text serves SQLite and
+//! Postgres; `begin` opens a write transaction and `lock` is appended to row selections
+//! that claim work (`FOR UPDATE SKIP LOCKED` on Postgres).
+
+/// Appends `(v1, v2, …)` with every value bound; `(NULL)` when there are none, which matches nothing.
+macro_rules! push_list {
+    ($q:expr, $values:expr) => {{
+        $q.push("(");
+        let mut sep = $q.separated(", ");
+        let mut any = false;
+        for v in $values {
+            sep.push_bind(v);
+            any = true;
+        }
+        if !any {
+            sep.push("NULL");
+        }
+        $q.push(")");
+    }};
+}
+
+macro_rules! sql_request_store {
+    ($store:ty, $db:ty, lock = $lock:literal) => {
+        impl $store {
+            async fn fetch(&self, mut query: sqlx::QueryBuilder<'_, $db>) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let rows = query.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
+                rows.iter().map(|row| $crate::codec::decode_request(row.get("body"), row.get("version"))).collect()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl ohf_app::RequestStore for $store {
+            async fn save(
+                &self,
+                batch: &[&ohf_domain::Request],
+                fence: Option<&ohf_app::Fence>,
+            ) -> Result<(), ohf_app::StoreError> {
+                use $crate::codec::{encode_event, encode_request, store_error};
+                use ohf_app::StoreError;
+                use sqlx::QueryBuilder;
+                let mut tx = self.begin().await?;
+                for r in batch {
+                    let body = encode_request(r)?;
+                    let conflict = || StoreError::Conflict { request_id: r.id().to_string() };
+                    let mut q = QueryBuilder::<$db>::new("");
+                    if r.version() == 0 {
+                        q.push("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, version, body) VALUES (");
+                        q.separated(", ")
+                            .push_bind(r.id().as_str())
+                            .push_bind(r.kind().as_str())
+                            .push_bind(r.state().as_str())
+                            .push_bind(r.template().map(|t| t.id().to_string()))
+                            .push_bind(r.created_at().unix_millis())
+                            .push_bind(r.updated_at().unix_millis())
+                            .push_bind(r.needs_work())
+                            .push_bind(i64::from(r.capacity_held()))
+                            .push_bind(1_i64)
+                            .push_bind(&body);
+                        q.push(") ON CONFLICT (id) DO NOTHING");
+                    } else {
+                        q.push("UPDATE requests SET state = ").push_bind(r.state().as_str());
+                        q.push(", updated_at = ").push_bind(r.updated_at().unix_millis());
+                        q.push(", needs_work = ").push_bind(r.needs_work());
+                        q.push(", capacity_held = ").push_bind(i64::from(r.capacity_held()));
+                        q.push(", version = version + 1, body = ").push_bind(&body);
+                        if !r.needs_work() {
+                            q.push(", claimed_by = NULL, claim_until = 0");
+                        }
+                        q.push(" WHERE id = ").push_bind(r.id().as_str());
+                        q.push(" AND version = ").push_bind(r.version() as i64);
+                        if let Some(f) = fence {
+                            q.push(" AND claimed_by = ").push_bind(f.worker.as_str());
+                            q.push(" AND claim_until >= ").push_bind(f.now.unix_millis());
+                        }
+                    }
+                    let written = q.build().execute(&mut *tx).await.map_err(store_error)?;
+                    if written.rows_affected() != 1 {
+                        // Dropping the transaction rolls it back.
+                        return Err(conflict());
+                    }
+                    if r.kind() == ohf_domain::RequestKind::Provision {
+                        let mut q = QueryBuilder::<$db>::new("DELETE FROM request_machines WHERE request_id = ");
+                        q.push_bind(r.id().as_str());
+                        q.build().execute(&mut *tx).await.map_err(store_error)?;
+                        if !r.machines().is_empty() {
+                            let mut q = QueryBuilder::<$db>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
+                            q.push_values(r.machines(), |mut b, m| {
+                                b.push_bind(r.id().as_str()).push_bind(m.id().as_str()).push_bind(m.name());
+                            });
+                            q.build().execute(&mut *tx).await.map_err(store_error)?;
+                        }
+                    }
+                    if !r.uncommitted().is_empty() {
+                        let events = r
+                            .uncommitted()
+                            .iter()
+                            .map(|e| Ok((e.seq as i64, e.at.unix_millis(), e.event.name(), encode_event(&e.event)?)))
+                            .collect::<Result<Vec<_>, StoreError>>()?;
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_events (request_id, seq, at, kind, body) ");
+                        q.push_values(events, |mut b, (seq, at, kind, body)| {
+                            b.push_bind(r.id().as_str()).push_bind(seq).push_bind(at).push_bind(kind).push_bind(body);
+                        });
+                        q.build().execute(&mut *tx).await.map_err(|err| match &err {
+                            sqlx::Error::Database(d) if d.is_unique_violation() => conflict(),
+                            _ => store_error(err),
+                        })?;
+                    }
+                }
+                tx.commit().await.map_err(store_error)
+            }
+
+            async fn claim(
+                &self,
+                worker: &str,
+                now: ohf_domain::Timestamp,
+                ttl_ms: i64,
+                limit: u32,
+            ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::{QueryBuilder, Row};
+                let now = now.unix_millis();
+                let until = now + ttl_ms;
+                let mut tx = self.begin().await?;
+                let mut q = QueryBuilder::<$db>::new("SELECT id FROM requests WHERE needs_work AND (claimed_by IS NULL OR claimed_by = ");
+                q.push_bind(worker).push(" OR claim_until < ").push_bind(now);
+                q.push(") ORDER BY updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
+                let ids: Vec<String> = q
+                    .build()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(store_error)?
+                    .iter()
+                    .map(|row| row.get::<String, _>("id"))
+                    .collect();
+                if ids.is_empty() {
+                    tx.commit().await.map_err(store_error)?;
+                    return Ok(Vec::new());
+                }
+                // Renewals extend the live span; new claims open one.
+                let mut q = QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
+                q.push_bind(until).push(" WHERE worker = ").push_bind(worker).push(" AND request_id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
+                    .push_bind(worker)
+                    .push(" AND r.claim_until >= ")
+                    .push_bind(now)
+                    .push(")");
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO claim_history (request_id, worker, held_since, held_until) SELECT id, ");
+                q.push_bind(worker).push(", ").push_bind(now).push(", ").push_bind(until);
+                q.push(" FROM requests WHERE id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                q.push(" AND (COALESCE(claimed_by, '') <> ").push_bind(worker).push(" OR claim_until < ").push_bind(now).push(")");
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_since = CASE WHEN COALESCE(claimed_by, '') = ");
+                q.push_bind(worker).push(" AND claim_until >= ").push_bind(now).push(" THEN claim_since ELSE ").push_bind(now);
+                q.push(" END, claimed_by = ").push_bind(worker).push(", claim_until = ").push_bind(until);
+                q.push(" WHERE id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                let mut q = QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                let rows = q.build().fetch_all(&mut *tx).await.map_err(store_error)?;
+                let claimed = rows
+                    .iter()
+                    .map(|row| $crate::codec::decode_request(row.get("body"), row.get("version")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tx.commit().await.map_err(store_error)?;
+                Ok(claimed)
+            }
+
+            async fn release(
+                &self,
+                worker: &str,
+                ids: &[ohf_domain::RequestId],
+                now: ohf_domain::Timestamp,
+            ) -> Result<(), ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::QueryBuilder;
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let now = now.unix_millis();
+                let mut tx = self.begin().await?;
+                let mut q = QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
+                q.push_bind(now).push(" WHERE worker = ").push_bind(worker).push(" AND held_until > ").push_bind(now);
+                q.push(" AND request_id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
+                q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
+                    .push_bind(worker)
+                    .push(")");
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claimed_by = NULL, claim_until = 0 WHERE claimed_by = ");
+                q.push_bind(worker).push(" AND id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                tx.commit().await.map_err(store_error)
+            }
+
+            async fn lead(
+                &self,
+                job: &str,
+                worker: &str,
+                now: ohf_domain::Timestamp,
+                ttl_ms: i64,
+            ) -> Result<bool, ohf_app::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO leases (job, worker, expires_at) VALUES (");
+                q.separated(", ").push_bind(job).push_bind(worker).push_bind(now.unix_millis() + ttl_ms);
+                q.push(") ON CONFLICT (job) DO UPDATE SET worker = excluded.worker, expires_at = excluded.expires_at");
+                q.push(" WHERE leases.worker = excluded.worker OR leases.expires_at < ").push_bind(now.unix_millis());
+                let done = q.build().execute(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_history(&self, id: &ohf_domain::RequestId) -> Result<Vec<ohf_app::ClaimSpan>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT worker, held_since, held_until FROM claim_history WHERE request_id = ",
+                );
+                q.push_bind(id.as_str()).push(" ORDER BY held_since, held_until");
+                let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(rows
+                    .iter()
+                    .map(|row| ohf_app::ClaimSpan {
+                        worker: row.get("worker"),
+                        since: ohf_domain::Timestamp::from_unix_millis(row.get("held_since")),
+                        until: ohf_domain::Timestamp::from_unix_millis(row.get("held_until")),
+                    })
+                    .collect())
+            }
+
+            async fn get(&self, id: &ohf_domain::RequestId) -> Result<Option<ohf_domain::Request>, ohf_app::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id = ");
+                q.push_bind(id.as_str());
+                Ok(self.fetch(q).await?.pop())
+            }
+
+            async fn get_many(&self, ids: &[ohf_domain::RequestId]) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
+                self.fetch(q).await
+            }
+
+            async fn list(&self, filter: &ohf_app::RequestFilter) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE 1 = 1");
+                if !filter.states.is_empty() {
+                    q.push(" AND state IN ");
+                    $crate::store_impl::push_list!(q, filter.states.iter().map(|s| s.as_str()));
+                }
+                if let Some(kind) = filter.kind {
+                    q.push(" AND kind = ").push_bind(kind.as_str());
+                }
+                if let Some(t) = &filter.template {
+                    q.push(" AND template_id = ").push_bind(t.as_str());
+                }
+                q.push(" ORDER BY created_at DESC, id DESC");
+                if let Some(limit) = filter.limit {
+                    q.push(" LIMIT ").push_bind(i64::from(limit));
+                }
+                self.fetch(q).await
+            }
+
+            async fn needing_work(
+                &self,
+                ids: Option<&[ohf_domain::RequestId]>,
+            ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE needs_work");
+                if let Some(ids) = ids {
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    q.push(" AND id IN ");
+                    $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
+                }
+                self.fetch(q).await
+            }
+
+            async fn find_holders(
+                &self,
+                ids: &[ohf_domain::MachineId],
+                names: &[String],
+            ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+                if ids.is_empty() && names.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE machine_id IN ",
+                );
+                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::MachineId::as_str));
+                q.push(" OR name IN ");
+                $crate::store_impl::push_list!(q, names.iter().map(String::as_str));
+                q.push(")");
+                self.fetch(q).await
+            }
+
+            async fn capacity_held(
+                &self,
+            ) -> Result<std::collections::HashMap<ohf_domain::TemplateId, u32>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT template_id, CAST(SUM(capacity_held) AS BIGINT) AS held FROM requests
+                     WHERE template_id IS NOT NULL AND capacity_held > 0 GROUP BY template_id",
+                )
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::codec::store_error)?;
+                rows.iter()
+                    .map(|row| {
+                        let id: String = row.get("template_id");
+                        let held: i64 = row.get("held");
+                        let id = ohf_domain::TemplateId::new(id).map_err(|e| ohf_app::StoreError::Corrupt(e.to_string()))?;
+                        Ok((id, held as u32))
+                    })
+                    .collect()
+            }
+
+            async fn history(&self, id: &ohf_domain::RequestId) -> Result<Vec<ohf_domain::EventEnvelope>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT seq, at, body FROM request_events WHERE request_id = ");
+                q.push_bind(id.as_str()).push(" ORDER BY seq");
+                let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
+                rows.iter()
+                    .map(|row| $crate::codec::decode_event(id, row.get("seq"), row.get("at"), row.get("body")))
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use {push_list, sql_request_store};
