@@ -5,6 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+
+mod postgres;
 use serde_json::{Value, json};
 
 fn main() -> anyhow::Result<()> {
@@ -51,14 +53,19 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let mut build = cargo();
     build.args(["build", "--workspace", "--tests", "--bins"]);
     run(build)?;
+    let postgres = postgres::ensure()?;
+    println!("xtask: postgres at {}", postgres.url);
     let mut cmd = cargo();
+    cmd.env("OHF_TEST_DATABASE_URL", &postgres.url);
     if has_nextest() {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
         cmd.args(["test", "--workspace", "--no-fail-fast"]);
     }
     cmd.args(extra);
-    run(cmd)
+    let outcome = run(cmd);
+    postgres.stop();
+    outcome
 }
 
 fn median(sorted: &[Duration]) -> Duration {

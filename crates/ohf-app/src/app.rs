@@ -26,6 +26,8 @@ pub struct AppSettings {
     pub return_timeout: TimeoutSecs,
     /// Most machines held across all templates (the account quota), when set.
     pub account_limit: Option<u32>,
+    /// This installation's name, tagged on every machine (`ohf:cluster`).
+    pub cluster: String,
 }
 
 impl Default for AppSettings {
@@ -36,6 +38,7 @@ impl Default for AppSettings {
             default_timeout: TimeoutSecs::DEFAULT,
             return_timeout: TimeoutSecs::DEFAULT,
             account_limit: None,
+            cluster: "default".into(),
         }
     }
 }
@@ -437,7 +440,7 @@ impl App {
             if machine_ids.is_empty() {
                 continue;
             }
-            let query = DescribeQuery { machine_ids: machine_ids.clone(), request_ids: Vec::new() };
+            let query = DescribeQuery { machine_ids: machine_ids.clone(), ..Default::default() };
             let seen = provider
                 .describe(&query)
                 .await

@@ -306,7 +306,7 @@ async fn wait_running(
     let deadline = tokio::time::Instant::now() + settle;
     loop {
         let seen =
-            p.describe(&DescribeQuery { machine_ids: ids.to_vec(), request_ids: vec![] }).await.expect("describe");
+            p.describe(&DescribeQuery { machine_ids: ids.to_vec(), ..Default::default() }).await.expect("describe");
         if seen.len() == ids.len() && seen.iter().all(|o| o.status == MachineStatus::Running) {
             return seen;
         }
@@ -326,7 +326,7 @@ async fn launches_tagged_machines_idempotently(p: Arc<dyn CloudProvider>, templa
     b.sort();
     assert_eq!(a, b, "the same token gives the same machines");
     let by_tag = p
-        .describe(&DescribeQuery { machine_ids: vec![], request_ids: vec![RequestId::new(request.clone()).unwrap()] })
+        .describe(&DescribeQuery { request_ids: vec![RequestId::new(request.clone()).unwrap()], ..Default::default() })
         .await
         .expect("describe by tag");
     assert_eq!(by_tag.len(), 3, "exactly the launched machines carry the request tag");
@@ -352,7 +352,7 @@ async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &
     let deadline = tokio::time::Instant::now() + settle;
     loop {
         let seen =
-            p.describe(&DescribeQuery { machine_ids: ids.clone(), request_ids: vec![] }).await.expect("describe");
+            p.describe(&DescribeQuery { machine_ids: ids.clone(), ..Default::default() }).await.expect("describe");
         let gone = ids.iter().all(|id| seen.iter().find(|o| &o.id == id).is_none_or(|o| o.status.is_going()));
         if gone {
             break;
@@ -364,6 +364,6 @@ async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &
 
 async fn describes_nothing_for_unknown_ids(p: Arc<dyn CloudProvider>) {
     let ghost = RequestId::new(format!("req-ghost-{}", uuid::Uuid::new_v4().simple())).unwrap();
-    let seen = p.describe(&DescribeQuery { machine_ids: vec![], request_ids: vec![ghost] }).await.expect("describe");
+    let seen = p.describe(&DescribeQuery { request_ids: vec![ghost], ..Default::default() }).await.expect("describe");
     assert!(seen.is_empty());
 }

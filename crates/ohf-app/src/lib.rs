@@ -8,7 +8,9 @@ mod error;
 pub mod memory;
 pub mod ports;
 mod reconcile;
+mod sweep;
 pub mod view;
+pub mod worker;
 
 pub use app::{App, AppSettings, MachineRef, RequestMachines, RequestReturn, ReturnNotice, TemplateAvailability};
 pub use bus::{EventBus, EventHandler};
@@ -19,3 +21,5 @@ pub use ports::{
     TemplateCatalog, UuidIds,
 };
 pub use reconcile::ReconcileReport;
+pub use sweep::SweepReport;
+pub use worker::{Worker, WorkerConfig, WorkerStatus};

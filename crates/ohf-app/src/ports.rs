@@ -16,6 +16,8 @@ pub mod tag_keys {
     pub const REQUEST_ID: &str = "ohf:request-id";
     pub const TEMPLATE_ID: &str = "ohf:template-id";
     pub const PROVIDER: &str = "ohf:provider";
+    /// The installation that owns the machine; sweeps never touch another's.
+    pub const CLUSTER: &str = "ohf:cluster";
     pub const NAME: &str = "Name";
 }
 
@@ -154,11 +156,13 @@ pub struct LaunchResult {
     pub shortfall: Option<CloudError>,
 }
 
-/// What to describe: machines by id, and every machine tagged with one of `request_ids`.
+/// What to describe: machines by id, every machine tagged with one of `request_ids`, and,
+/// when `cluster` is set, every live machine tagged with that cluster.
 #[derive(Debug, Clone, Default)]
 pub struct DescribeQuery {
     pub machine_ids: Vec<MachineId>,
     pub request_ids: Vec<RequestId>,
+    pub cluster: Option<String>,
 }
 
 /// How many machines of a template a provider can launch now.

@@ -34,12 +34,12 @@ impl App {
         }
     }
 
-    /// One reconcile cycle over requests a worker has claimed; every write is fenced by the claim.
-    pub async fn reconcile_claimed(&self, requests: Vec<Request>, fence: &Fence) -> ReconcileReport {
-        self.reconcile_requests(requests, Some(fence)).await
+    /// One reconcile cycle over requests `worker` has claimed; every write is fenced by the claim.
+    pub async fn reconcile_claimed(&self, requests: Vec<Request>, worker: &str) -> ReconcileReport {
+        self.reconcile_requests(requests, Some(worker)).await
     }
 
-    async fn reconcile_requests(&self, requests: Vec<Request>, fence: Option<&Fence>) -> ReconcileReport {
+    async fn reconcile_requests(&self, requests: Vec<Request>, worker: Option<&str>) -> ReconcileReport {
         let mut report = ReconcileReport::default();
         let mut requests: Vec<Request> = requests.into_iter().filter(Request::needs_work).collect();
         report.examined = requests.len();
@@ -76,7 +76,7 @@ impl App {
             }
             if !request.uncommitted().is_empty() {
                 report.changed += 1;
-                if !self.commit_or_note(request, fence, &mut report).await {
+                if !self.commit_or_note(request, worker, &mut report).await {
                     continue;
                 }
             }
@@ -91,7 +91,7 @@ impl App {
                 request_id: request.id().clone(),
                 count: order.count,
                 token: order.token,
-                tags: launch_tags(request, &template, provider.name()),
+                tags: launch_tags(request, &template, provider.name(), &self.settings.cluster),
                 zones: request.zones().to_vec(),
                 template,
             };
@@ -115,7 +115,7 @@ impl App {
                     );
                 }
             }
-            self.commit_or_note(request, fence, &mut report).await;
+            self.commit_or_note(request, worker, &mut report).await;
         }
 
         for provider in &self.providers {
@@ -132,8 +132,10 @@ impl App {
         report
     }
 
-    async fn commit_or_note(&self, request: &mut Request, fence: Option<&Fence>, report: &mut ReconcileReport) -> bool {
-        match self.commit(&mut [request], fence).await {
+    async fn commit_or_note(&self, request: &mut Request, worker: Option<&str>, report: &mut ReconcileReport) -> bool {
+        // The fence is stamped when the write is made: a claim that ran out mid-step refuses it.
+        let fence = worker.map(|w| Fence { worker: w.to_owned(), now: self.clock.now() });
+        match self.commit(&mut [request], fence.as_ref()).await {
             Ok(()) => true,
             Err(StoreError::Conflict { .. }) => {
                 report.conflicts += 1;
@@ -167,12 +169,13 @@ fn describe_query(requests: &[Request], provider: &ProviderName) -> DescribeQuer
 }
 
 /// The template's tags, then the request's, then ohf's ownership tags, which win.
-fn launch_tags(request: &Request, template: &ohf_domain::Template, provider: &ProviderName) -> Tags {
+fn launch_tags(request: &Request, template: &ohf_domain::Template, provider: &ProviderName, cluster: &str) -> Tags {
     let ownership = Tags::new(
         [
             (tag_keys::REQUEST_ID, request.id().to_string()),
             (tag_keys::TEMPLATE_ID, template.id().to_string()),
             (tag_keys::PROVIDER, provider.to_string()),
+            (tag_keys::CLUSTER, cluster.to_owned()),
             (tag_keys::NAME, format!("ohf-{}", request.id())),
         ]
         .into_iter()

@@ -14,6 +14,8 @@ pub struct SimConfig {
     pub capacity_per_zone: u32,
     /// Per instance type overrides of `capacity_per_zone`.
     pub capacity: BTreeMap<String, u32>,
+    /// Time every API call takes to answer.
+    pub api_latency_ms: u64,
     /// Time from launch to running.
     pub launch_latency_ms: u64,
     /// Time from terminate to terminated.
@@ -41,6 +43,7 @@ impl Default for SimConfig {
             zones: vec!["sim-east-1a".into(), "sim-east-1b".into(), "sim-east-1c".into()],
             capacity_per_zone: 1000,
             capacity: BTreeMap::new(),
+            api_latency_ms: 0,
             launch_latency_ms: 2000,
             shutdown_latency_ms: 1000,
             throttle_rate: 0.0,

@@ -54,6 +54,9 @@ impl SimCloud {
         &self,
         f: impl FnOnce(&mut SimState, &SimConfig) -> T + Send + 'static,
     ) -> Result<T, CloudError> {
+        if self.config.api_latency_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(self.config.api_latency_ms)).await;
+        }
         let backing = self.backing.clone();
         let config = self.config.clone();
         let run = move || -> Result<T, CloudError> {

@@ -269,6 +269,12 @@ impl SimState {
         }
         self.prune(now, config);
         let by_request: Vec<&str> = query.request_ids.iter().map(RequestId::as_str).collect();
+        let cluster = query.cluster.as_deref();
+        let in_cluster = |i: &Instance| {
+            cluster.is_some()
+                && i.tags.get(ohf_app::ports::tag_keys::CLUSTER).map(String::as_str) == cluster
+                && i.status(now, config) != MachineStatus::Terminated
+        };
         Ok(self
             .instances
             .values()
@@ -277,6 +283,7 @@ impl SimState {
                     || i.tags
                         .get(ohf_app::ports::tag_keys::REQUEST_ID)
                         .is_some_and(|r| by_request.contains(&r.as_str()))
+                    || in_cluster(i)
             })
             .map(|i| i.observe(provider, now, config))
             .collect())

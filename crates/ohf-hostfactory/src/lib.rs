@@ -69,13 +69,20 @@ pub fn parse_input(text: &str) -> Result<Value, HfError> {
     Ok(value)
 }
 
+/// How the operations behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// getRequestStatus advances the requests it names before answering (no daemon needed).
+    pub advance_on_poll: bool,
+}
+
 /// Runs one operation on parsed input.
-pub async fn run(app: &App, op: Operation, input: &Value) -> Result<Value, HfError> {
+pub async fn run(app: &App, op: Operation, input: &Value, options: Options) -> Result<Value, HfError> {
     match op {
         Operation::GetAvailableTemplates => get_available_templates(app).await,
         Operation::RequestMachines => request_machines(app, input).await,
         Operation::RequestReturnMachines => request_return_machines(app, input).await,
-        Operation::GetRequestStatus => get_request_status(app, input).await,
+        Operation::GetRequestStatus => get_request_status(app, input, options).await,
         Operation::GetReturnRequests => get_return_requests(app, input).await,
     }
 }
@@ -236,7 +243,7 @@ pub fn render_request(r: &Request) -> Value {
     })
 }
 
-pub async fn get_request_status(app: &App, input: &Value) -> Result<Value, HfError> {
+pub async fn get_request_status(app: &App, input: &Value, options: Options) -> Result<Value, HfError> {
     let ids: Vec<String> = one_or_many(input.get("requests"), "requests")?
         .into_iter()
         .map(|r| {
@@ -248,10 +255,12 @@ pub async fn get_request_status(app: &App, input: &Value) -> Result<Value, HfErr
         return Err(HfError::Input("expected {\"requests\": [{\"requestId\": …}]} with at least one request".into()));
     }
     // Each poll advances the lifecycle: the same step the daemon runs in the background.
-    let valid: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
-    let report = app.reconcile(Some(&valid)).await;
-    if !report.errors.is_empty() {
-        tracing::warn!(errors = ?report.errors, "reconcile met errors; status shows the last known state");
+    if options.advance_on_poll {
+        let valid: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
+        let report = app.reconcile(Some(&valid)).await;
+        if !report.errors.is_empty() {
+            tracing::warn!(errors = ?report.errors, "reconcile met errors; status shows the last known state");
+        }
     }
     let found = app.request_status(&ids).await?;
     let requests: Vec<Value> = found

@@ -25,9 +25,17 @@ impl PostgresStore {
             if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.is_empty() {
                 return Err(StoreError::Unavailable(format!("schema name '{schema}' must be letters, digits and _")));
             }
+            // CREATE SCHEMA IF NOT EXISTS is not safe when several processes run it at once;
+            // an advisory lock held for the transaction makes them take turns.
             let admin =
                 PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(store_error)?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&admin).await.map_err(store_error)?;
+            let mut tx = admin.begin().await.map_err(store_error)?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7426846)").execute(&mut *tx).await.map_err(store_error)?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
             admin.close().await;
             options = options.options([("search_path", schema)]);
         }

@@ -57,11 +57,29 @@ pub enum Command {
     Return(ReturnArgs),
     /// Run one reconcile cycle over every request with work left
     Reconcile,
+    /// Terminate machines of this cluster that no request accounts for
+    Sweep {
+        /// Leave machines younger than this alone (seconds)
+        #[arg(long, default_value_t = 600)]
+        min_age: u64,
+    },
+    /// Run the daemon: advance every request in the background, with health endpoints
+    Serve(ServeArgs),
     /// Fault injection on a simulated provider
     #[command(subcommand)]
     Sim(SimCmd),
     /// Provision and return machines on the simulated cloud, end to end
     Quickstart(QuickstartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of /healthz, /readyz and /status (overrides serve.listen)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Worker id, unique among daemons sharing a store (overrides serve.worker_id)
+    #[arg(long)]
+    pub worker_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -67,8 +67,8 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Templates(TemplatesCmd::Validate { file }) => {
             validate_file(out, file.as_deref().unwrap_or(&settings.templates_file))?
         }
-        Command::Request(cmd) => request(&rt, out, cmd).await?,
-        Command::Return(args) => return_machines(&rt, out, args).await?,
+        Command::Request(cmd) => request(&rt, out, cmd, settings.advance_on_poll).await?,
+        Command::Return(args) => return_machines(&rt, out, args, settings.advance_on_poll).await?,
         Command::Reconcile => {
             let report = rt.app.reconcile(None).await;
             match out {
@@ -92,7 +92,26 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Sim(cmd) => sim(&rt, out, cmd).await?,
-        Command::Hf(_) | Command::Quickstart(_) => unreachable!("dispatched above"),
+        Command::Sweep { min_age } => {
+            let report = rt.app.sweep_orphans(min_age as i64).await;
+            match out {
+                Output::Json => print_json(&json!({
+                    "examined": report.examined,
+                    "terminated": report.terminated.iter().map(|(id, why)| json!({"machineId": id.as_str(), "reason": why})).collect::<Vec<_>>(),
+                    "errors": report.errors,
+                })),
+                Output::Table => {
+                    println!("examined {} machines, terminated {}", report.examined, report.terminated.len());
+                    for (id, why) in &report.terminated {
+                        println!("  {id}: {why}");
+                    }
+                }
+            }
+            if !report.errors.is_empty() {
+                bail!("sweep met errors: {}", report.errors.join("; "));
+            }
+        }
+        Command::Hf(_) | Command::Quickstart(_) | Command::Serve(_) => unreachable!("dispatched elsewhere"),
     }
     Ok(())
 }
@@ -140,7 +159,7 @@ fn show_one(out: Output, r: &Request) {
     }
 }
 
-async fn create(rt: &Runtime, out: Output, args: CreateArgs) -> anyhow::Result<()> {
+async fn create(rt: &Runtime, out: Output, args: CreateArgs, advance: bool) -> anyhow::Result<()> {
     let cmd = RequestMachines {
         template_id: args.template,
         count: args.count,
@@ -162,7 +181,7 @@ async fn create(rt: &Runtime, out: Output, args: CreateArgs) -> anyhow::Result<(
                 r.template().map(|t| t.id().as_str()).unwrap_or("-")
             );
         }
-        let done = watch(&rt.app, r.id(), out == Output::Table).await?;
+        let done = watch(&rt.app, r.id(), out == Output::Table, advance).await?;
         show_one(out, &done);
     } else {
         show_one(out, &r);
@@ -170,17 +189,19 @@ async fn create(rt: &Runtime, out: Output, args: CreateArgs) -> anyhow::Result<(
     Ok(())
 }
 
-async fn request(rt: &Runtime, out: Output, cmd: RequestCmd) -> anyhow::Result<()> {
+async fn request(rt: &Runtime, out: Output, cmd: RequestCmd, advance: bool) -> anyhow::Result<()> {
     let app = &rt.app;
     match cmd {
-        RequestCmd::Create(args) => create(rt, out, args).await?,
+        RequestCmd::Create(args) => create(rt, out, args, advance).await?,
         RequestCmd::Status { ids } => {
             let valid: Vec<RequestId> = ids
                 .iter()
                 .map(|i| RequestId::new(i.clone()))
                 .collect::<Result<_, _>>()
                 .map_err(ohf_app::AppError::from)?;
-            app.reconcile(Some(&valid)).await;
+            if advance {
+                app.reconcile(Some(&valid)).await;
+            }
             let found = app.request_status(&ids).await?;
             if let Some((missing, _)) = found.iter().find(|(_, r)| r.is_none()) {
                 return Err(ohf_app::AppError::from(ohf_domain::DomainError::RequestNotFound {
@@ -199,7 +220,7 @@ async fn request(rt: &Runtime, out: Output, cmd: RequestCmd) -> anyhow::Result<(
                 })
                 .into());
             }
-            let r = watch(app, &id, out == Output::Table).await?;
+            let r = watch(app, &id, out == Output::Table, advance).await?;
             show_one(out, &r);
         }
         RequestCmd::Cancel { id } => {
@@ -211,7 +232,9 @@ async fn request(rt: &Runtime, out: Output, cmd: RequestCmd) -> anyhow::Result<(
                 .iter()
                 .map(|s| RequestState::parse(s).with_context(|| format!("unknown state '{s}'")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            app.reconcile(None).await;
+            if advance {
+                app.reconcile(None).await;
+            }
             let list = app.list_requests(&RequestFilter { states, limit: Some(limit), ..Default::default() }).await?;
             match out {
                 Output::Json => print_json(&json!(list.iter().map(request_view).collect::<Vec<_>>())),
@@ -239,7 +262,7 @@ async fn request(rt: &Runtime, out: Output, cmd: RequestCmd) -> anyhow::Result<(
     Ok(())
 }
 
-async fn return_machines(rt: &Runtime, out: Output, args: ReturnArgs) -> anyhow::Result<()> {
+async fn return_machines(rt: &Runtime, out: Output, args: ReturnArgs, advance: bool) -> anyhow::Result<()> {
     let machines = args
         .machines
         .iter()
@@ -256,7 +279,7 @@ async fn return_machines(rt: &Runtime, out: Output, args: ReturnArgs) -> anyhow:
         .app
         .request_return(RequestReturn { machines, request_id: args.request_id, force: args.force, timeout: None })
         .await?;
-    let r = if args.wait { watch(&rt.app, r.id(), out == Output::Table).await? } else { r };
+    let r = if args.wait { watch(&rt.app, r.id(), out == Output::Table, advance).await? } else { r };
     show_one(out, &r);
     Ok(())
 }
@@ -286,8 +309,9 @@ async fn sim(rt: &Runtime, out: Output, cmd: SimCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Advances `id` once a second until it finishes, showing machines up out of machines asked.
-pub async fn watch(app: &App, id: &RequestId, progress: bool) -> anyhow::Result<Request> {
+/// Follows `id` until it finishes, showing machines up out of machines asked; advances it on
+/// each look when `advance` (no daemon does).
+pub async fn watch(app: &App, id: &RequestId, progress: bool, advance: bool) -> anyhow::Result<Request> {
     let bar = if progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
@@ -296,7 +320,9 @@ pub async fn watch(app: &App, id: &RequestId, progress: bool) -> anyhow::Result<
     );
     bar.set_prefix(id.to_string());
     loop {
-        app.reconcile(Some(std::slice::from_ref(id))).await;
+        if advance {
+            app.reconcile(Some(std::slice::from_ref(id))).await;
+        }
         let r = app
             .request_status(&[id.to_string()])
             .await?

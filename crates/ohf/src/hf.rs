@@ -74,7 +74,8 @@ async fn execute(settings: &Resolved, op: Operation, input: &Value) -> ExitCode 
             return fail(format!("{e:#}"));
         }
     };
-    let outcome = ohf_hostfactory::run(&runtime.app, op, input).await;
+    let options = ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll };
+    let outcome = ohf_hostfactory::run(&runtime.app, op, input, options).await;
     let millis = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(doc) => {

@@ -7,6 +7,7 @@ mod commands;
 mod hf;
 mod output;
 mod quickstart;
+mod serve;
 mod settings;
 mod wiring;
 
@@ -29,7 +30,12 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // One-shot commands start fastest on one thread; the daemon gets a thread per core.
+    let runtime = match &cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -39,6 +45,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Hf(args) => hf::run(&cli.global, &args).await,
+            Command::Serve(args) => serve::run(&cli.global, &args).await,
             command => commands::run(&cli.global, command).await,
         }
     })

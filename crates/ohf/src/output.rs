@@ -39,7 +39,11 @@ pub fn log_to_stderr(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter(level)).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub fn print_json(v: &Value) {

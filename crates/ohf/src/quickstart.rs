@@ -70,7 +70,7 @@ pub async fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
         })
         .await?;
     say(format!("requested {} machines of OnDemand-Minimal: {}", r.count(), r.id()));
-    let up = watch(app, r.id(), table).await?;
+    let up = watch(app, r.id(), table, true).await?;
     let provision_secs = started.elapsed().as_secs_f64();
     say(format!("\n{} is {} after {provision_secs:.1} s:\n{}\n", up.id(), up.state(), machines_table(&up)));
     anyhow::ensure!(
@@ -88,7 +88,7 @@ pub async fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
         .collect();
     let ret = app.request_return(RequestReturn { machines, ..Default::default() }).await?;
     say(format!("returning them: {}", ret.id()));
-    let back = watch(app, ret.id(), table).await?;
+    let back = watch(app, ret.id(), table, true).await?;
     let return_secs = started.elapsed().as_secs_f64();
     say(format!("\n{} is {} after {return_secs:.1} s:\n{}\n", back.id(), back.state(), machines_table(&back)));
     anyhow::ensure!(back.state() == ohf_domain::RequestState::Completed, "return ended {}", back.state());

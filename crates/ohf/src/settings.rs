@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Everything ohf reads from configuration.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Where `awsprov_templates.json` and `ohf.toml` live.
@@ -26,13 +26,76 @@ pub struct Settings {
     pub logdir: Option<PathBuf>,
     /// The template file; relative paths are taken from the conf dir.
     pub templates_file: Option<PathBuf>,
-    /// `sqlite:<path>`; default: `ohf.db` in the work dir.
+    /// `sqlite:<path>` or `postgres://…`; default: `ohf.db` in the work dir.
     pub database_url: Option<String>,
+    /// Postgres only: the schema holding ohf's tables (created if needed).
+    pub database_schema: Option<String>,
+    /// Postgres only: connections per process.
+    pub database_max_connections: u32,
+    /// This installation's name, tagged on every machine; orphan sweeps touch only their own.
+    pub cluster: String,
     /// A tracing filter such as `info` or `ohf_app=debug`.
     pub log_level: Option<String>,
+    /// Each status poll (Host Factory's getRequestStatus, `ohf request status|list|watch`)
+    /// advances the requests it reads. Turn off when `ohf serve` daemons own the lifecycle.
+    pub advance_on_poll: bool,
     pub request: RequestSettings,
+    pub serve: ServeSettings,
     /// Provider instances: tables with `name`, `type` and the type's own fields.
     pub providers: Vec<Value>,
+}
+
+/// The daemon, `ohf serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeSettings {
+    /// Address of the health endpoints (/healthz, /readyz, /status).
+    pub listen: String,
+    pub interval_ms: u64,
+    pub claim_ttl_secs: u64,
+    pub batch: u32,
+    /// Unique among daemons sharing a store; default: host name and process id.
+    pub worker_id: Option<String>,
+    /// How long an in-flight cycle may take to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Seconds between orphan sweeps; 0 turns them off.
+    pub sweep_interval_secs: u64,
+    pub sweep_min_age_secs: u64,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            interval_ms: 2000,
+            claim_ttl_secs: 30,
+            batch: 500,
+            worker_id: None,
+            shutdown_grace_secs: 30,
+            sweep_interval_secs: 300,
+            sweep_min_age_secs: 600,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            confdir: None,
+            workdir: None,
+            logdir: None,
+            templates_file: None,
+            database_url: None,
+            database_schema: None,
+            database_max_connections: 8,
+            cluster: "default".into(),
+            log_level: None,
+            request: RequestSettings::default(),
+            advance_on_poll: true,
+            serve: ServeSettings::default(),
+            providers: Vec::new(),
+        }
+    }
 }
 
 /// The request rules of the request-management seed.
@@ -91,7 +154,11 @@ pub struct Resolved {
     pub logdir: PathBuf,
     pub templates_file: PathBuf,
     pub database_url: String,
+    pub database_schema: Option<String>,
+    pub database_max_connections: u32,
     pub log_level: String,
+    pub advance_on_poll: bool,
+    pub serve: ServeSettings,
     pub config_file: Option<PathBuf>,
     pub app: AppSettings,
     pub providers: Vec<ProviderSpec>,
@@ -106,7 +173,20 @@ fn home() -> PathBuf {
 }
 
 /// The top-level keys `OHF_` variables may set; other `OHF_` variables (OHF_BIN, …) are not settings.
-const ENV_KEYS: [&str; 7] = ["confdir", "workdir", "logdir", "templates_file", "database_url", "log_level", "request"];
+const ENV_KEYS: [&str; 12] = [
+    "confdir",
+    "workdir",
+    "logdir",
+    "templates_file",
+    "database_url",
+    "database_schema",
+    "database_max_connections",
+    "cluster",
+    "log_level",
+    "request",
+    "advance_on_poll",
+    "serve",
+];
 
 impl Resolved {
     pub fn load(flags: &Overrides) -> anyhow::Result<Self> {
@@ -126,11 +206,12 @@ impl Resolved {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(
-            Env::prefixed("OHF_")
-                .split("__")
-                .filter(|k| ENV_KEYS.iter().any(|top| k.as_str().split('.').next() == Some(*top))),
-        );
+        figment = figment.merge(Env::prefixed("OHF_").split("__").filter(|k| {
+            // The key arrives in the variable's own case, before `__` becomes nesting.
+            let lower = k.as_str().to_ascii_lowercase();
+            let top = lower.split("__").next().unwrap_or_default().split('.').next().unwrap_or_default();
+            ENV_KEYS.contains(&top)
+        }));
         let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
 
         let workdir = flags
@@ -157,10 +238,17 @@ impl Resolved {
             .clone()
             .or(settings.database_url.clone())
             .unwrap_or_else(|| format!("sqlite:{}", workdir.join("ohf.db").display()));
-        if !database_url.starts_with("sqlite:") {
-            bail!("database_url '{database_url}': only sqlite: URLs are supported");
+        if !["sqlite:", "postgres://", "postgresql://"].iter().any(|p| database_url.starts_with(p)) {
+            bail!("database_url must start with sqlite:, postgres:// or postgresql://");
         }
-        let app = app_settings(&settings.request)?;
+        if settings.cluster.is_empty() || settings.cluster.len() > 64 {
+            bail!("cluster must be 1 to 64 characters");
+        }
+        if settings.serve.interval_ms == 0 || settings.serve.claim_ttl_secs == 0 || settings.serve.batch == 0 {
+            bail!("serve.interval_ms, serve.claim_ttl_secs and serve.batch must be positive");
+        }
+        let mut app = app_settings(&settings.request)?;
+        app.cluster = settings.cluster.clone();
         let providers = providers(&settings.providers, &confdir, &workdir)?;
         Ok(Self {
             confdir,
@@ -168,7 +256,11 @@ impl Resolved {
             logdir,
             templates_file,
             database_url,
+            database_schema: settings.database_schema,
+            database_max_connections: settings.database_max_connections,
             log_level: settings.log_level.unwrap_or_else(|| "info".into()),
+            advance_on_poll: settings.advance_on_poll,
+            serve: settings.serve,
             config_file,
             app,
             providers,
@@ -196,6 +288,7 @@ fn app_settings(r: &RequestSettings) -> anyhow::Result<AppSettings> {
         default_timeout: timeout("default_timeout_secs", r.default_timeout_secs)?,
         return_timeout: timeout("return_timeout_secs", r.return_timeout_secs)?,
         account_limit: r.account_limit,
+        cluster: "default".into(),
     })
 }
 

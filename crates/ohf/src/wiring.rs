@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use ohf_app::{App, CloudProvider, EventBus, SystemClock, UuidIds};
+use ohf_app::{App, CloudProvider, EventBus, RequestStore, SystemClock, UuidIds};
 use ohf_cloud_sim::SimCloud;
-use ohf_store_sql::SqliteStore;
+use ohf_store_sql::{PostgresStore, SqliteStore};
 
 use crate::catalog::FileCatalog;
 use crate::settings::{ProviderSpec, Resolved};
@@ -16,9 +16,22 @@ pub struct Runtime {
 }
 
 pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
-    let store = SqliteStore::open_url(&settings.database_url)
+    let store: Arc<dyn RequestStore> = if settings.database_url.starts_with("sqlite:") {
+        Arc::new(
+            SqliteStore::open_url(&settings.database_url)
+                .await
+                .with_context(|| format!("cannot open the store at {}", settings.database_url))?,
+        )
+    } else {
+        let store = PostgresStore::open(
+            &settings.database_url,
+            settings.database_schema.as_deref(),
+            settings.database_max_connections,
+        )
         .await
-        .with_context(|| format!("cannot open the store at {}", settings.database_url))?;
+        .context("cannot open the postgres store")?;
+        Arc::new(store)
+    };
     let clock = Arc::new(SystemClock);
     let mut providers: Vec<Arc<dyn CloudProvider>> = Vec::new();
     let mut sims = Vec::new();
@@ -33,7 +46,7 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         }
     }
     let app = App::new(
-        Arc::new(store),
+        store,
         Arc::new(FileCatalog::new(settings.templates_file.clone())),
         providers,
         clock,

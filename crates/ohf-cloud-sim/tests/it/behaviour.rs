@@ -26,7 +26,7 @@ fn launch(request: &str, count: u32, attempt: u32) -> LaunchRequest {
 }
 
 fn by_request(request: &str) -> DescribeQuery {
-    DescribeQuery { machine_ids: vec![], request_ids: vec![RequestId::new(request).unwrap()] }
+    DescribeQuery { request_ids: vec![RequestId::new(request).unwrap()], ..Default::default() }
 }
 
 #[tokio::test]

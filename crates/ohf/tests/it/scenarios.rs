@@ -30,7 +30,7 @@ async fn get(h: &crate::support::Harness, id: &RequestId) -> Request {
 
 /// What the cloud itself holds for a request, asked outside ohf (retrying injected faults).
 async fn sim_machines(h: &crate::support::Harness, id: &RequestId) -> Vec<ohf_domain::MachineObservation> {
-    let q = DescribeQuery { machine_ids: vec![], request_ids: vec![id.clone()] };
+    let q = DescribeQuery { request_ids: vec![id.clone()], ..Default::default() };
     for _ in 0..50 {
         if let Ok(found) = h.sim.describe(&q).await {
             return found;

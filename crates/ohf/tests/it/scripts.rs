@@ -339,3 +339,26 @@ fn operator_commands_show_tables_and_json() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 templates valid"));
 }
+
+#[test]
+fn environment_variables_override_the_config_file() {
+    let env = HfEnv::new(FAST_SIM);
+    let elsewhere = env.path("elsewhere/state.db");
+    let run = |count: &str| {
+        env.ohf()
+            .env("OHF_REQUEST__MAX_MACHINES_PER_REQUEST", "2")
+            .env("OHF_DATABASE_URL", format!("sqlite:{}", elsewhere.display()))
+            .args(["request", "create", "-t", "OnDemand-Minimal", "-n", count, "-o", "json"])
+            .output()
+            .unwrap()
+    };
+    let refused = run("3");
+    assert!(!refused.status.success());
+    let err: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert!(err["error"]["message"].as_str().unwrap().contains("cannot exceed 2"), "{err}");
+    assert!(run("2").status.success());
+    assert!(elsewhere.exists(), "OHF_DATABASE_URL chose the store");
+    let out = env.ohf().env("OHF_REQUEST__DEFAULT_TIMEOUT_SECS", "5").args(["request", "list"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("default_timeout_secs"), "a bad value names its key");
+}

@@ -1,0 +1,154 @@
+//! The background worker of `ohf serve`: claims requests with work left, reconciles them under
+//! its claims, and runs periodic jobs under leases so that one worker of many runs each.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ohf_domain::{RequestEvent, RequestId, Timestamp};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use crate::App;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique among the workers sharing a store.
+    pub id: String,
+    /// Time between cycles when nothing wakes the worker.
+    pub interval: Duration,
+    /// How long a claim lasts without renewal; a dead worker's requests move after this.
+    pub claim_ttl: Duration,
+    /// Most requests claimed per cycle.
+    pub batch: u32,
+    /// Time between orphan sweeps (one worker of many runs each); `None` disables them.
+    pub sweep_interval: Option<Duration>,
+    /// Machines younger than this are never swept.
+    pub sweep_min_age: Duration,
+}
+
+/// What the worker has done, for health checks and `ohf serve` status.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerStatus {
+    pub worker: String,
+    pub cycles: u64,
+    pub last_cycle_at: Option<String>,
+    #[serde(skip)]
+    pub last_cycle: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub held: usize,
+    pub launches: u64,
+    pub conflicts: u64,
+    pub swept: u64,
+    pub stopping: bool,
+}
+
+pub struct Worker {
+    app: Arc<App>,
+    config: WorkerConfig,
+    status: Mutex<WorkerStatus>,
+    wake: Notify,
+}
+
+impl Worker {
+    pub fn new(app: Arc<App>, config: WorkerConfig) -> Self {
+        let status = WorkerStatus { worker: config.id.clone(), ..WorkerStatus::default() };
+        Self { app, config, status: Mutex::new(status), wake: Notify::new() }
+    }
+
+    pub fn status(&self) -> WorkerStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut WorkerStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Runs until `shutdown` turns true. A cycle under way is finished (the caller bounds how
+    /// long it may take); then the worker's claims are released so others take over at once.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut events = self.app.bus().subscribe();
+        let mut held: Vec<RequestId> = Vec::new();
+        let mut last_sweep: Option<tokio::time::Instant> = None;
+        loop {
+            held = self.cycle(held).await;
+            if let Some(every) = self.config.sweep_interval
+                && last_sweep.is_none_or(|t| t.elapsed() >= every)
+            {
+                last_sweep = Some(tokio::time::Instant::now());
+                self.sweep(every).await;
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(self.config.interval) => {}
+                _ = self.wake.notified() => {}
+                // New and cancelled requests are worked at once, not at the next tick.
+                Ok(e) = events.recv() => {
+                    let urgent = matches!(&e.event, RequestEvent::Created { .. })
+                        || matches!(&e.event, RequestEvent::StateChanged { to: ohf_domain::RequestState::Cancelled, .. });
+                    if !urgent {
+                        continue;
+                    }
+                }
+            }
+        }
+        self.update(|s| s.stopping = true);
+        let now = self.app.clock.now();
+        if let Err(e) = self.app.store.release(&self.config.id, &held, now).await {
+            tracing::warn!(worker = %self.config.id, error = %e, "claims not released; they expire by themselves");
+        }
+        tracing::info!(worker = %self.config.id, released = held.len(), "worker stopped");
+    }
+
+    /// Asks for a cycle now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    async fn cycle(&self, held: Vec<RequestId>) -> Vec<RequestId> {
+        let now = self.app.clock.now();
+        let ttl = self.config.claim_ttl.as_millis() as i64;
+        let claimed = match self.app.store.claim(&self.config.id, now, ttl, self.config.batch).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(worker = %self.config.id, error = %e, "claim failed");
+                self.update(|s| s.last_error = Some(e.to_string()));
+                return held;
+            }
+        };
+        let ids: Vec<RequestId> = claimed.iter().map(|r| r.id().clone()).collect();
+        let report = self.app.reconcile_claimed(claimed, &self.config.id).await;
+        let done_at = self.app.clock.now();
+        self.update(|s| {
+            s.cycles += 1;
+            s.last_cycle = Some(done_at);
+            s.last_cycle_at = Some(done_at.to_rfc3339());
+            s.held = ids.len();
+            s.launches += report.launch_calls as u64;
+            s.conflicts += report.conflicts as u64;
+            s.last_error = report.errors.first().cloned();
+        });
+        if !report.errors.is_empty() {
+            tracing::warn!(worker = %self.config.id, errors = ?report.errors, "cycle met errors");
+        }
+        ids
+    }
+
+    async fn sweep(&self, every: Duration) {
+        let now = self.app.clock.now();
+        match self.app.store.lead("orphan-sweep", &self.config.id, now, every.as_millis() as i64).await {
+            Ok(true) => {
+                let report = self.app.sweep_orphans(self.config.sweep_min_age.as_secs() as i64).await;
+                self.update(|s| s.swept += report.terminated.len() as u64);
+                if !report.terminated.is_empty() || !report.errors.is_empty() {
+                    tracing::info!(worker = %self.config.id, terminated = report.terminated.len(), errors = ?report.errors, "orphan sweep");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "sweep lease failed"),
+        }
+    }
+}

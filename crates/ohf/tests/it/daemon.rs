@@ -1,0 +1,233 @@
+//! `ohf serve` daemons on one Postgres: shared work, SIGKILL takeover, clean SIGTERM.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ohf_app::{CloudProvider, DescribeQuery, RequestStore, SystemClock};
+use ohf_cloud_sim::{SimCloud, SimConfig};
+use ohf_domain::{ProviderName, Request, RequestId, RequestState};
+use ohf_store_sql::PostgresStore;
+use serde_json::Value;
+
+use crate::support::HfEnv;
+
+fn postgres_url() -> String {
+    std::env::var("OHF_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A provider instance on Postgres (its own schema) and a shared simulated cloud.
+struct Cluster {
+    env: HfEnv,
+    schema: String,
+    daemons: Vec<Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for d in &mut self.daemons {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        let schema = self.schema.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&postgres_url()).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+impl Cluster {
+    /// `sim` is the simulated provider's settings, one `key = value` a line.
+    fn new(sim: &str, claim_ttl_secs: u64) -> Self {
+        let schema = format!("ohf_test_{}", uuid::Uuid::new_v4().simple());
+        let toml = format!(
+            "database_url = \"{url}\"\ndatabase_schema = \"{schema}\"\nadvance_on_poll = false\n\
+             [serve]\ninterval_ms = 100\nclaim_ttl_secs = {claim_ttl_secs}\nbatch = 40\nshutdown_grace_secs = 20\nsweep_interval_secs = 0\n\
+             [request]\nmax_launch_attempts = 20\nlaunch_backoff_base_secs = 1\nlaunch_backoff_max_secs = 2\n\
+             [[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nshutdown_latency_ms = 300\n{sim}",
+            url = postgres_url()
+        );
+        Self { env: HfEnv::new(&toml), schema, daemons: Vec::new() }
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(self.env.path("log")).unwrap().flatten() {
+            all += &format!("--- {}\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+        all
+    }
+
+    fn start_daemon(&mut self, worker: &str) -> usize {
+        let log = std::fs::File::create(self.env.path(&format!("log/{worker}.log"))).unwrap();
+        let child = self
+            .env
+            .ohf()
+            .args(["serve", "--listen", "127.0.0.1:0", "--worker-id", worker])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemons.push(child);
+        self.daemons.len() - 1
+    }
+
+    /// Creates `n` requests of `count` machines through the CLI, several processes at a time.
+    fn create(&self, n: usize, count: u32) -> Vec<String> {
+        let mut ids = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
+            let children: Vec<_> = chunk
+                .iter()
+                .map(|_| {
+                    self.env
+                        .ohf()
+                        .args(["request", "create", "-t", "Spot-Compute", "-n", &count.to_string(), "-o", "json"])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            for c in children {
+                let out = c.wait_with_output().unwrap();
+                let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                assert!(out.status.success(), "{shown}");
+                let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+                ids.push(doc["requestId"].as_str().unwrap().to_owned());
+            }
+        }
+        ids
+    }
+
+    async fn store(&self) -> PostgresStore {
+        PostgresStore::open(&postgres_url(), Some(&self.schema), 2).await.expect("postgres; run `cargo xtask test`")
+    }
+
+    fn sim(&self) -> SimCloud {
+        SimCloud::persistent(
+            ProviderName::new("sim-1").unwrap(),
+            SimConfig::default(),
+            Arc::new(SystemClock),
+            self.env.path("work/sim-sim-1.json"),
+        )
+    }
+}
+
+async fn load(store: &PostgresStore, ids: &[String]) -> Vec<Request> {
+    let ids: Vec<RequestId> = ids.iter().map(|i| RequestId::new(i.clone()).unwrap()).collect();
+    store.get_many(&ids).await.unwrap()
+}
+
+async fn wait_all(
+    cluster: &Cluster,
+    store: &PostgresStore,
+    ids: &[String],
+    done: usize,
+    within: Duration,
+) -> Vec<Request> {
+    let deadline = Instant::now() + within;
+    loop {
+        let all = load(store, ids).await;
+        let finished = all.iter().filter(|r| r.state() == RequestState::Completed).count();
+        if finished >= done {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "only {finished} of {done} requests completed\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_share_the_work_and_survive_a_sigkill() {
+    let mut cluster = Cluster::new("launch_latency_ms = 1000\nthrottle_rate = 0.2\napi_latency_ms = 5\n", 3);
+    cluster.start_daemon("daemon-a");
+    cluster.start_daemon("daemon-b");
+    let ids = cluster.create(200, 2);
+    let store = cluster.store().await;
+    wait_all(&cluster, &store, &ids, 60, Duration::from_secs(60)).await;
+    let a = &mut cluster.daemons[0];
+    a.kill().unwrap(); // SIGKILL: no chance to release its claims
+    a.wait().unwrap();
+    let all = wait_all(&cluster, &store, &ids, ids.len(), Duration::from_secs(120)).await;
+
+    let sim = cluster.sim();
+    let request_ids: Vec<RequestId> = all.iter().map(|r| r.id().clone()).collect();
+    let in_cloud = sim.describe(&DescribeQuery { request_ids, ..Default::default() }).await.unwrap();
+    let mut per_request: HashMap<String, usize> = HashMap::new();
+    for o in &in_cloud {
+        *per_request.entry(o.request_id.as_ref().unwrap().to_string()).or_default() += 1;
+    }
+    let mut workers_seen = std::collections::HashSet::new();
+    for r in &all {
+        assert_eq!(r.machines().len(), 2, "{}: exactly its machine count", r.id());
+        assert_eq!(per_request.get(r.id().as_str()), Some(&2), "{}: no machine launched twice", r.id());
+        let spans = store.claim_history(r.id()).await.unwrap();
+        for (i, x) in spans.iter().enumerate() {
+            workers_seen.insert(x.worker.clone());
+            for y in &spans[i + 1..] {
+                let overlap = x.since < y.until && y.since < x.until;
+                assert!(
+                    x.worker == y.worker || !overlap,
+                    "{}: worked by {} and {} at once",
+                    r.id(),
+                    x.worker,
+                    y.worker
+                );
+            }
+        }
+    }
+    assert!(workers_seen.contains("daemon-a") && workers_seen.contains("daemon-b"), "both daemons took part");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_cycle_leaves_no_partial_state() {
+    // Slow answers keep the worker inside a cycle most of the time.
+    let mut cluster = Cluster::new("api_latency_ms = 300\nlaunch_latency_ms = 2500\n", 30);
+    let d = cluster.start_daemon("daemon-t");
+    let ids = cluster.create(20, 3);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = cluster.daemons[d].id();
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(s) = cluster.daemons[d].try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(25), "the daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "a clean stop exits 0: {exit}\n{}", cluster.logs());
+    let log = std::fs::read_to_string(cluster.env.path("log/daemon-t.log")).unwrap();
+    assert!(log.contains("stopping") && log.contains("worker stopped"), "{log}");
+
+    let store = cluster.store().await;
+    let stored = load(&store, &ids).await;
+    assert_eq!(stored.len(), 20);
+    for r in &stored {
+        let history = store.history(r.id()).await.unwrap();
+        let replayed = Request::replay(&history).unwrap();
+        assert_eq!(
+            (replayed.state(), replayed.machines(), replayed.seq()),
+            (r.state(), r.machines(), r.seq()),
+            "{}: the stored request is its history",
+            r.id()
+        );
+    }
+    let now = ohf_app::Clock::now(&SystemClock);
+    let free = store.claim("someone-else", now, 1000, 100).await.unwrap();
+    let unfinished = stored.iter().filter(|r| r.needs_work()).count();
+    assert_eq!(free.len(), unfinished, "the stopped daemon released its claims");
+    store.release("someone-else", &free.iter().map(|r| r.id().clone()).collect::<Vec<_>>(), now).await.unwrap();
+
+    cluster.start_daemon("daemon-u");
+    let all = wait_all(&cluster, &store, &ids, ids.len(), Duration::from_secs(60)).await;
+    assert!(all.iter().all(|r| r.machines().len() == 3));
+}
