@@ -266,3 +266,47 @@ async fn return_notices_name_interrupted_and_vanished_machines() {
     let gone = notices.iter().find(|n| &n.machine_id == up.machines()[1].id()).unwrap();
     assert_eq!(gone.grace_period, 0);
 }
+
+#[tokio::test]
+async fn the_sweep_terminates_only_this_clusters_unaccounted_machines() {
+    use ohf_app::{CloudProvider, LaunchRequest};
+    use ohf_domain::{ClientToken, Tags};
+    let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
+    let stray = |request: &str, cluster: &str| {
+        let id = RequestId::new(request).unwrap();
+        let tags = Tags::new(BTreeMap::from([
+            ("ohf:request-id".to_owned(), request.to_owned()),
+            ("ohf:cluster".to_owned(), cluster.to_owned()),
+        ]))
+        .unwrap();
+        LaunchRequest {
+            token: ClientToken::for_launch(&id, 99),
+            request_id: id,
+            template: crate::support::templates()[0].clone(),
+            count: 1,
+            tags,
+            zones: vec![],
+        }
+    };
+    let done = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
+    cycle(&h, 1).await;
+    assert_eq!(get(&h, done.id()).await.state(), RequestState::Completed);
+    let busy = h.app.request_machines(RequestMachines { timeout: Some(3600), ..ask("OnDemand-Minimal", 1) }).await.unwrap();
+    assert_eq!(get(&h, busy.id()).await.state(), RequestState::InProgress);
+    let ghost = h.sim.launch(&stray("req-ghost", "default")).await.unwrap().machines[0].id.clone();
+    let leaked = h.sim.launch(&stray(done.id().as_str(), "default")).await.unwrap().machines[0].id.clone();
+    let foreign = h.sim.launch(&stray("req-other", "another-cluster")).await.unwrap().machines[0].id.clone();
+    let adoptable = h.sim.launch(&stray(busy.id().as_str(), "default")).await.unwrap().machines[0].id.clone();
+
+    assert!(h.app.sweep_orphans(600).await.terminated.is_empty(), "young machines are left alone");
+    h.clock.advance_secs(601);
+    let report = h.app.sweep_orphans(600).await;
+    let mut gone: Vec<_> = report.terminated.iter().map(|(id, _)| id.clone()).collect();
+    gone.sort();
+    let mut expected = vec![ghost.clone(), leaked.clone()];
+    expected.sort();
+    assert_eq!(gone, expected, "{report:?}");
+    assert!(report.terminated.iter().any(|(id, why)| id == &ghost && why.contains("unknown")));
+    let alive = h.sim.describe(&DescribeQuery { machine_ids: vec![foreign, adoptable], ..Default::default() }).await.unwrap();
+    assert!(alive.iter().all(|m| m.status == MachineStatus::Running), "another cluster's machine and an in-progress request's machine stay");
+}
