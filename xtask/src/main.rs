@@ -76,6 +76,26 @@ fn bench(_extra: &[String]) -> anyhow::Result<()> {
     let mut build = cargo();
     build.args(["build", "--release", "-p", "ohf"]);
     run(build)?;
+    hf_bench()?;
+    // Application-layer throughput and memory, on SQLite and Postgres.
+    let postgres = postgres::ensure()?;
+    let outcome = (|| {
+        for mode in [None, Some("rss"), Some("rss-postgres")] {
+            let mut cmd = cargo();
+            cmd.env("OHF_TEST_DATABASE_URL", &postgres.url).args(["bench", "-p", "ohf", "--bench", "app"]);
+            if let Some(mode) = mode {
+                cmd.args(["--", mode]);
+            }
+            run(cmd)?;
+        }
+        Ok(())
+    })();
+    postgres.stop();
+    outcome
+}
+
+/// One getRequestStatus invocation of the release binary for 100 requests of 10 machines.
+fn hf_bench() -> anyhow::Result<()> {
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
     let bin = target.join("release/ohf");
     ensure!(bin.exists(), "{} was not built", bin.display());

@@ -9,12 +9,12 @@ use ohf_domain::{
 };
 use serde_json::Value;
 
-use crate::AppError;
 use crate::bus::EventBus;
 use crate::ports::{
     Clock, CloudProvider, DescribeQuery, Fence, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
     find_machine,
 };
+use crate::{AppError, ReconcileReport};
 
 /// The rules of the application, from configuration.
 #[derive(Debug, Clone)]
@@ -227,7 +227,11 @@ impl App {
             zones: cmd.zones,
             provider: provider.name().clone(),
         };
-        let mut request = Request::provision(spec, self.clock.now());
+        let now = self.clock.now();
+        let mut request = Request::provision(spec, now);
+        // A new request's first step needs no look at the cloud (nothing of it exists yet):
+        // it is decided here and stored with the request, and the launch follows at once.
+        let first = request.reconcile(&[], &[], now, &self.settings.policy);
         match self.commit(&mut [&mut request], None).await {
             Ok(()) => {}
             // Another caller created the same client id a moment ago: answer with theirs.
@@ -241,8 +245,10 @@ impl App {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(request_id = %id, count = count.get(), "provision request accepted");
-        self.reconcile(Some(std::slice::from_ref(&id))).await;
-        Ok(self.store.get(&id).await?.unwrap_or(request))
+        if let Some(order) = first.launch {
+            self.launch(&mut request, order, None, &mut ReconcileReport::default()).await;
+        }
+        Ok(request)
     }
 
     async fn check_limits(&self, template: &Template, count: u32) -> Result<(), AppError> {
@@ -336,6 +342,8 @@ impl App {
         let now = self.clock.now();
         let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Return));
         let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, now)?;
+        // Its first step (terminate every machine) is stored with it and made at once.
+        let first = ret.reconcile(&[], &[], now, &self.settings.policy);
         for h in holders.iter_mut() {
             let mine: Vec<MachineId> =
                 ret.holders().iter().filter(|(_, holder)| *holder == h.id()).map(|(m, _)| m.clone()).collect();
@@ -347,8 +355,8 @@ impl App {
         batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
         self.commit(&mut batch, None).await?;
         tracing::info!(request_id = %id, machines = ret.count(), "return request accepted");
-        self.reconcile(Some(std::slice::from_ref(&id))).await;
-        Ok(self.store.get(&id).await?.unwrap_or(ret))
+        self.terminate(&first.terminate.into_iter().collect(), &mut ReconcileReport::default()).await;
+        Ok(ret)
     }
 
     /// Cancels a request and terminates what it launched.

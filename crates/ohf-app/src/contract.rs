@@ -241,7 +241,7 @@ async fn claims_share_work_among_workers(store: Arc<dyn RequestStore>) {
     assert_eq!(workers, ["w1", "w2"]);
     assert_eq!((spans[0].since, spans[0].until), (T0, T0.plus_secs(40)), "one span, extended by the renewal");
     assert!(spans[0].until <= spans[1].since, "no overlap");
-    store.release("w2", &[first.clone()], T0.plus_secs(50)).await.unwrap();
+    store.release("w2", std::slice::from_ref(&first), T0.plus_secs(50)).await.unwrap();
     let back = store.claim("w1", T0.plus_secs(51), ttl, 10).await.unwrap();
     assert_eq!(ids(&back), [first.to_string()], "a released request is free at once");
     assert_eq!(store.claim_history(&first).await.unwrap()[1].until, T0.plus_secs(50));

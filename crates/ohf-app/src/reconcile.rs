@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use ohf_domain::request::LaunchOrder;
 use ohf_domain::{MachineId, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags};
 
 use crate::App;
@@ -81,46 +82,65 @@ impl App {
                 }
             }
             to_terminate.extend(decision.terminate);
-            let Some(order) = decision.launch else { continue };
-            let Some(provider) = self.provider(&order.provider) else {
-                report.errors.push(format!("provider {} is no longer configured", order.provider));
-                continue;
-            };
-            let Some(template) = request.template().cloned() else { continue };
-            let launch = LaunchRequest {
-                request_id: request.id().clone(),
-                count: order.count,
-                token: order.token,
-                tags: launch_tags(request, &template, provider.name(), &self.settings.cluster),
-                zones: request.zones().to_vec(),
-                template,
-            };
-            report.launch_calls += 1;
-            let now = self.clock.now();
-            match provider.launch(&launch).await {
-                Ok(result) => {
-                    tracing::info!(request_id = %request.id(), attempt = order.attempt, launched = result.machines.len(), "launched");
-                    let shortfall = result.shortfall.map(|e| e.to_string());
-                    request.record_launch(order.attempt, result.machines, shortfall, now);
-                }
-                Err(e) => {
-                    tracing::warn!(request_id = %request.id(), attempt = order.attempt, error = %e, "launch failed");
-                    request.record_launch_failure(
-                        order.attempt,
-                        e.code,
-                        e.message,
-                        e.kind.is_retryable(),
-                        now,
-                        &self.settings.policy,
-                    );
-                }
+            if let Some(order) = decision.launch {
+                self.launch(request, order, worker, &mut report).await;
             }
-            self.commit_or_note(request, worker, &mut report).await;
         }
+        self.terminate(&to_terminate, &mut report).await;
+        report
+    }
 
+    /// Makes launch `order` of `request` (already stored as started), records its outcome and
+    /// stores it.
+    pub(crate) async fn launch(
+        &self,
+        request: &mut Request,
+        order: LaunchOrder,
+        worker: Option<&str>,
+        report: &mut ReconcileReport,
+    ) {
+        let Some(provider) = self.provider(&order.provider) else {
+            report.errors.push(format!("provider {} is no longer configured", order.provider));
+            return;
+        };
+        let Some(template) = request.template().cloned() else { return };
+        let launch = LaunchRequest {
+            request_id: request.id().clone(),
+            count: order.count,
+            token: order.token,
+            tags: launch_tags(request, &template, provider.name(), &self.settings.cluster),
+            zones: request.zones().to_vec(),
+            template,
+        };
+        report.launch_calls += 1;
+        let outcome = provider.launch(&launch).await;
+        let now = self.clock.now();
+        match outcome {
+            Ok(result) => {
+                tracing::info!(request_id = %request.id(), attempt = order.attempt, launched = result.machines.len(), "launched");
+                let shortfall = result.shortfall.map(|e| e.to_string());
+                request.record_launch(order.attempt, result.machines, shortfall, now);
+            }
+            Err(e) => {
+                tracing::warn!(request_id = %request.id(), attempt = order.attempt, error = %e, "launch failed");
+                request.record_launch_failure(
+                    order.attempt,
+                    e.code,
+                    e.message,
+                    e.kind.is_retryable(),
+                    now,
+                    &self.settings.policy,
+                );
+            }
+        }
+        self.commit_or_note(request, worker, report).await;
+    }
+
+    /// Asks each provider to terminate its machines of `machines`, in batches.
+    pub(crate) async fn terminate(&self, machines: &BTreeSet<(ProviderName, MachineId)>, report: &mut ReconcileReport) {
         for provider in &self.providers {
             let ids: Vec<MachineId> =
-                to_terminate.iter().filter(|(p, _)| p == provider.name()).map(|(_, id)| id.clone()).collect();
+                machines.iter().filter(|(p, _)| p == provider.name()).map(|(_, id)| id.clone()).collect();
             for chunk in ids.chunks(BATCH) {
                 report.terminate_calls += 1;
                 if let Err(e) = provider.terminate(chunk).await {
@@ -129,7 +149,6 @@ impl App {
                 }
             }
         }
-        report
     }
 
     async fn commit_or_note(&self, request: &mut Request, worker: Option<&str>, report: &mut ReconcileReport) -> bool {

@@ -13,6 +13,22 @@ pub fn decode_request(body: &str, version: i64) -> Result<Request, StoreError> {
     Ok(r)
 }
 
+/// The machines of `r` that its uncommitted events added or may have renamed.
+pub fn touched_machines(r: &Request) -> Vec<&ohf_domain::Machine> {
+    let mut ids = std::collections::HashSet::new();
+    for e in r.uncommitted() {
+        match &e.event {
+            RequestEvent::MachinesLaunched { machines, .. } => ids.extend(machines.iter().map(|m| &m.id)),
+            RequestEvent::MachineAdopted { machine } | RequestEvent::MachineChanged { machine } => {
+                ids.insert(&machine.id);
+            }
+            RequestEvent::Created { creation } => ids.extend(creation.machines.iter().map(|m| m.id())),
+            _ => {}
+        }
+    }
+    r.machines().iter().filter(|m| ids.contains(m.id())).collect()
+}
+
 pub fn encode_event(e: &RequestEvent) -> Result<String, StoreError> {
     serde_json::to_string(e).map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))
 }

@@ -80,17 +80,15 @@ macro_rules! sql_request_store {
                         // Dropping the transaction rolls it back.
                         return Err(conflict());
                     }
-                    if r.kind() == ohf_domain::RequestKind::Provision {
-                        let mut q = QueryBuilder::<$db>::new("DELETE FROM request_machines WHERE request_id = ");
-                        q.push_bind(r.id().as_str());
+                    // Machines never leave a request: index the ones these events brought or renamed.
+                    let touched = $crate::codec::touched_machines(r);
+                    if r.kind() == ohf_domain::RequestKind::Provision && !touched.is_empty() {
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
+                        q.push_values(touched, |mut b, m| {
+                            b.push_bind(r.id().as_str()).push_bind(m.id().as_str()).push_bind(m.name());
+                        });
+                        q.push(" ON CONFLICT (request_id, machine_id) DO UPDATE SET name = excluded.name");
                         q.build().execute(&mut *tx).await.map_err(store_error)?;
-                        if !r.machines().is_empty() {
-                            let mut q = QueryBuilder::<$db>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
-                            q.push_values(r.machines(), |mut b, m| {
-                                b.push_bind(r.id().as_str()).push_bind(m.id().as_str()).push_bind(m.name());
-                            });
-                            q.build().execute(&mut *tx).await.map_err(store_error)?;
-                        }
                     }
                     if !r.uncommitted().is_empty() {
                         let events = r

@@ -291,7 +291,8 @@ async fn the_sweep_terminates_only_this_clusters_unaccounted_machines() {
     let done = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
     cycle(&h, 1).await;
     assert_eq!(get(&h, done.id()).await.state(), RequestState::Completed);
-    let busy = h.app.request_machines(RequestMachines { timeout: Some(3600), ..ask("OnDemand-Minimal", 1) }).await.unwrap();
+    let busy =
+        h.app.request_machines(RequestMachines { timeout: Some(3600), ..ask("OnDemand-Minimal", 1) }).await.unwrap();
     assert_eq!(get(&h, busy.id()).await.state(), RequestState::InProgress);
     let ghost = h.sim.launch(&stray("req-ghost", "default")).await.unwrap().machines[0].id.clone();
     let leaked = h.sim.launch(&stray(done.id().as_str(), "default")).await.unwrap().machines[0].id.clone();
@@ -307,6 +308,10 @@ async fn the_sweep_terminates_only_this_clusters_unaccounted_machines() {
     expected.sort();
     assert_eq!(gone, expected, "{report:?}");
     assert!(report.terminated.iter().any(|(id, why)| id == &ghost && why.contains("unknown")));
-    let alive = h.sim.describe(&DescribeQuery { machine_ids: vec![foreign, adoptable], ..Default::default() }).await.unwrap();
-    assert!(alive.iter().all(|m| m.status == MachineStatus::Running), "another cluster's machine and an in-progress request's machine stay");
+    let alive =
+        h.sim.describe(&DescribeQuery { machine_ids: vec![foreign, adoptable], ..Default::default() }).await.unwrap();
+    assert!(
+        alive.iter().all(|m| m.status == MachineStatus::Running),
+        "another cluster's machine and an in-progress request's machine stay"
+    );
 }

@@ -362,3 +362,21 @@ fn environment_variables_override_the_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("default_timeout_secs"), "a bad value names its key");
 }
+
+#[test]
+fn the_shipped_sample_configuration_loads() {
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/hostfactory/conf");
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ohf"))
+        .arg("--confdir")
+        .arg(&conf)
+        .arg("--workdir")
+        .arg(work.path())
+        .args(["templates", "list", "-o", "json"])
+        .env_remove("OHF_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 2);
+}

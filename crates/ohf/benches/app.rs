@@ -1,0 +1,252 @@
+//! Application-layer throughput and memory: request creations per second and status queries
+//! per second on SQLite and on Postgres, and resident memory of a reconcile pass over 10,000
+//! active requests holding 100,000 machines. Figures are printed, never asserted.
+//!
+//! `cargo bench -p ohf --bench app [-- rss]`; Postgres from `OHF_TEST_DATABASE_URL` (default
+//! the local server). `cargo xtask bench` runs it with a Postgres it makes sure of.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use ohf_app::memory::StaticCatalog;
+use ohf_app::{
+    App, AppSettings, CloudError, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
+    ProviderCapacity, RequestMachines, RequestStore, SystemClock, UuidIds,
+};
+use ohf_domain::{MachineId, MachineObservation, MachineStatus, ProviderName, RequestId, Template, Timestamp};
+use ohf_store_sql::{PostgresStore, SqliteStore};
+
+/// A cloud that answers at once from memory, so the figures are ohf's own.
+struct FastCloud {
+    name: ProviderName,
+    /// Machines stay pending when false: requests remain active.
+    start: bool,
+    state: Mutex<FastState>,
+}
+
+#[derive(Default)]
+struct FastState {
+    next: u64,
+    by_request: HashMap<RequestId, Vec<u64>>,
+    by_token: HashMap<String, Vec<u64>>,
+}
+
+impl FastCloud {
+    fn observe(&self, n: u64, request: &RequestId) -> MachineObservation {
+        MachineObservation {
+            id: MachineId::new(format!("i-{n:017x}")).expect("valid id"),
+            provider: self.name.clone(),
+            status: if self.start { MachineStatus::Running } else { MachineStatus::Pending },
+            name: Some(format!("ip-10-{}-{}-{}.ec2.internal", (n >> 16) & 255, (n >> 8) & 255, n & 255)),
+            private_ip: Some(format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)),
+            public_ip: None,
+            instance_type: Some("m5.large".into()),
+            price_type: None,
+            zone: Some("bench-1a".into()),
+            launch_time: Some(Timestamp::from_unix_secs(1_800_000_000)),
+            request_id: Some(request.clone()),
+            tags: Default::default(),
+            interruption_at: None,
+            cloud_host_id: None,
+        }
+    }
+}
+
+#[async_trait]
+impl CloudProvider for FastCloud {
+    fn name(&self) -> &ProviderName {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "bench"
+    }
+    async fn check_template(&self, _: &Template) -> Result<(), CloudError> {
+        Ok(())
+    }
+    async fn capacity(&self, _: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
+        Ok(None)
+    }
+    async fn launch(&self, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        let mut s = self.state.lock().expect("lock");
+        let ids = match s.by_token.get(r.token.as_str()) {
+            Some(ids) => ids.clone(),
+            None => {
+                let ids: Vec<u64> = (0..r.count).map(|i| s.next + u64::from(i)).collect();
+                s.next += u64::from(r.count);
+                s.by_token.insert(r.token.to_string(), ids.clone());
+                s.by_request.entry(r.request_id.clone()).or_default().extend(&ids);
+                ids
+            }
+        };
+        Ok(LaunchResult { machines: ids.iter().map(|n| self.observe(*n, &r.request_id)).collect(), shortfall: None })
+    }
+    async fn describe(&self, q: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
+        let s = self.state.lock().expect("lock");
+        Ok(q.request_ids
+            .iter()
+            .flat_map(|r| s.by_request.get(r).into_iter().flatten().map(move |n| self.observe(*n, r)))
+            .collect())
+    }
+    async fn terminate(&self, _: &[MachineId]) -> Result<(), CloudError> {
+        Ok(())
+    }
+}
+
+fn app(store: Arc<dyn RequestStore>, start: bool) -> App {
+    let template = Template::from_json(&serde_json::json!({
+        "templateId": "Bench", "maxNumber": -1, "imageId": "ami-1", "vmType": "m5.large"
+    }))
+    .expect("template");
+    let cloud = FastCloud { name: ProviderName::new("fast").expect("name"), start, state: Mutex::default() };
+    App::new(
+        store,
+        Arc::new(StaticCatalog(vec![template])),
+        vec![Arc::new(cloud)],
+        Arc::new(SystemClock),
+        Arc::new(UuidIds),
+        EventBus::default(),
+        AppSettings::default(),
+    )
+    .expect("app")
+}
+
+fn ask(count: i64) -> RequestMachines {
+    RequestMachines { template_id: "Bench".into(), count, ..Default::default() }
+}
+
+fn postgres_url() -> String {
+    std::env::var("OHF_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn postgres(schema: &str) -> Arc<dyn RequestStore> {
+    Arc::new(PostgresStore::open(&postgres_url(), Some(schema), 16).await.expect("postgres"))
+}
+
+async fn drop_schema(schema: &str) {
+    if let Ok(pool) = sqlx::PgPool::connect(&postgres_url()).await {
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await;
+    }
+}
+
+/// Creations per second (each with its first launch), then status queries per second.
+async fn throughput(label: &str, store: Arc<dyn RequestStore>, creations: usize, queries: usize, tasks: usize) {
+    let app = Arc::new(app(store, true));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let app = app.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..creations / tasks {
+                ids.push(app.request_machines(ask(10)).await.expect("create").id().to_string());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.extend(h.await.expect("task"));
+    }
+    let create_rate = ids.len() as f64 / started.elapsed().as_secs_f64();
+
+    let ids = Arc::new(ids);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let app = app.clone();
+        let ids = ids.clone();
+        handles.push(tokio::spawn(async move {
+            for q in 0..queries / tasks {
+                let id = &ids[(q * 7919 + t * 104_729) % ids.len()];
+                let found = app.request_status(std::slice::from_ref(id)).await.expect("status");
+                assert!(found[0].1.is_some());
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("task");
+    }
+    let query_rate = queries as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "{label}: {create_rate:.0} creations/s (10 machines each, with the first launch), {query_rate:.0} status queries/s ({tasks} tasks)"
+    );
+}
+
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 10,000 active requests of 10 pending machines, then a full reconcile pass in claimed
+/// batches as the daemon makes it; resident memory before and after.
+async fn memory(store: Arc<dyn RequestStore>, label: &str) {
+    let app = app(store.clone(), false);
+    let (before, _) = rss_kib();
+    let started = Instant::now();
+    for _ in 0..10_000 {
+        app.request_machines(ask(10)).await.expect("create");
+    }
+    let fill = started.elapsed();
+    let (filled, _) = rss_kib();
+    let started = Instant::now();
+    let mut examined = 0;
+    let mut machines = 0;
+    loop {
+        let batch = store.claim("bench", ohf_app::Clock::now(&SystemClock), 60_000, 500).await.expect("claim");
+        if batch.is_empty() {
+            break;
+        }
+        machines += batch.iter().map(|r| r.machines().len()).sum::<usize>();
+        let ids: Vec<RequestId> = batch.iter().map(|r| r.id().clone()).collect();
+        examined += app.reconcile_claimed(batch, "bench").await.examined;
+        // Hand the batch back marked done for this pass, as the next cycle would renew it.
+        store.release("bench", &ids, ohf_app::Clock::now(&SystemClock)).await.expect("release");
+        if examined >= 10_000 {
+            break;
+        }
+    }
+    let (after, peak) = rss_kib();
+    println!(
+        "{label}: 10,000 active requests holding {machines} machines: filled in {:.1} s, reconcile pass over {examined} in {:.1} s; resident {} MiB before, {} MiB filled, {} MiB after, peak {} MiB",
+        fill.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        before / 1024,
+        filled / 1024,
+        after / 1024,
+        peak / 1024
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if args.iter().any(|a| a == "rss") {
+            let store = Arc::new(SqliteStore::open(&dir.path().join("rss.db")).await.expect("sqlite"));
+            memory(store, "sqlite").await;
+            return;
+        }
+        if args.iter().any(|a| a == "rss-postgres") {
+            let schema = format!("ohf_bench_{}", std::process::id());
+            memory(postgres(&schema).await, "postgres").await;
+            drop_schema(&schema).await;
+            return;
+        }
+        let sqlite = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).await.expect("sqlite"));
+        throughput("sqlite", sqlite, 4000, 40_000, 4).await;
+        let schema = format!("ohf_bench_{}", std::process::id());
+        throughput("postgres", postgres(&schema).await, 4000, 40_000, 8).await;
+        drop_schema(&schema).await;
+    });
+}
