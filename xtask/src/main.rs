@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
+mod emulator;
 mod postgres;
 use serde_json::{Value, json};
 
@@ -14,9 +15,10 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("emulator") => emulator::command(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bench>\n  test   run every test of the workspace\n  bench  measure getRequestStatus of the release binary"
+                "usage: cargo xtask <test|bench|emulator>\n  test      run every test of the workspace (starts Postgres and the AWS emulator as needed)\n  bench     measure the release binary and the application layer\n  emulator  start|stop|status the AWS emulator (moto) on a loopback port"
             );
             std::process::exit(2)
         }
@@ -55,8 +57,16 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     run(build)?;
     let postgres = postgres::ensure()?;
     println!("xtask: postgres at {}", postgres.url);
+    let aws = match emulator::start() {
+        Ok(e) => e,
+        Err(e) => {
+            postgres.stop();
+            return Err(e);
+        }
+    };
+    println!("xtask: aws emulator at {}", aws.url);
     let mut cmd = cargo();
-    cmd.env("OHF_TEST_DATABASE_URL", &postgres.url);
+    cmd.env("OHF_TEST_DATABASE_URL", &postgres.url).env("OHF_TEST_AWS_ENDPOINT", &aws.url);
     if has_nextest() {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
@@ -65,6 +75,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     cmd.args(extra);
     let outcome = run(cmd);
     postgres.stop();
+    aws.stop();
     outcome
 }
 

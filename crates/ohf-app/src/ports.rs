@@ -18,6 +18,8 @@ pub mod tag_keys {
     pub const PROVIDER: &str = "ohf:provider";
     /// The installation that owns the machine; sweeps never touch another's.
     pub const CLUSTER: &str = "ohf:cluster";
+    /// The client token of the launch that made the machine.
+    pub const LAUNCH_TOKEN: &str = "ohf:launch-token";
     pub const NAME: &str = "Name";
 }
 

@@ -1,0 +1,299 @@
+//! Launches: RunInstances, and EC2 Fleet (`instant`) from a launch template made once per
+//! template version.
+
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, DefaultTargetCapacityType, EbsBlockDevice, FleetLaunchTemplateConfigRequest,
+    FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest, FleetType,
+    IamInstanceProfileSpecification, InstanceMarketOptionsRequest, InstanceType,
+    LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateSpecification, MarketType,
+    OnDemandOptionsRequest, RequestLaunchTemplateData, ResourceType, SpotAllocationStrategy, SpotMarketOptions,
+    SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest, VolumeType,
+};
+use ohf_app::ports::tag_keys;
+use ohf_app::{CloudError, CloudErrorKind, LaunchRequest, LaunchResult};
+use ohf_domain::{PriceType, Template};
+
+use crate::AwsProvider;
+use crate::errors::{kind_of, translate};
+
+fn tags(request: &LaunchRequest, resource: ResourceType) -> TagSpecification {
+    let mut spec = TagSpecification::builder().resource_type(resource);
+    for (k, v) in request.tags.iter() {
+        spec = spec.tags(Tag::builder().key(k).value(v).build());
+    }
+    spec.tags(Tag::builder().key(tag_keys::LAUNCH_TOKEN).value(request.token.as_str()).build()).build()
+}
+
+/// The machines an earlier call with this launch's token made, if any. EC2 also honours the
+/// client token itself; looking first makes a repeated launch safe on any endpoint.
+async fn already_launched(p: &AwsProvider, r: &LaunchRequest) -> Result<Option<LaunchResult>, CloudError> {
+    let filters = vec![
+        Filter::builder().name(format!("tag:{}", tag_keys::LAUNCH_TOKEN)).values(r.token.as_str()).build(),
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(vec!["pending".into(), "running".into(), "stopping".into(), "stopped".into()]))
+            .build(),
+    ];
+    let found = p.describe_instances(&[], filters).await?;
+    Ok((!found.is_empty()).then(|| LaunchResult { machines: p.observe(&found), shortfall: None }))
+}
+
+fn user_data(template: &Template) -> Result<Option<String>, CloudError> {
+    let Some(path) = template.user_data_script() else { return Ok(None) };
+    let bytes = std::fs::read(path).map_err(|e| {
+        CloudError::new(CloudErrorKind::Validation, "UserDataUnreadable", format!("userDataScript {path}: {e}"))
+    })?;
+    Ok(Some(aws_smithy_types::base64::encode(bytes)))
+}
+
+fn instance_profile(template: &Template) -> Option<IamInstanceProfileSpecification> {
+    template.instance_profile().map(|p| {
+        let b = IamInstanceProfileSpecification::builder();
+        if p.starts_with("arn:") { b.arn(p).build() } else { b.name(p).build() }
+    })
+}
+
+/// The root volume, when the template sizes it. `/dev/xvda` is the root device of the
+/// Amazon Linux and most HVM images.
+fn root_volume(template: &Template) -> Option<BlockDeviceMapping> {
+    if template.root_device_volume_size().is_none() && template.volume_type().is_none() {
+        return None;
+    }
+    let mut ebs = EbsBlockDevice::builder().delete_on_termination(true);
+    if let Some(size) = template.root_device_volume_size() {
+        ebs = ebs.volume_size(size as i32);
+    }
+    if let Some(t) = template.volume_type() {
+        ebs = ebs.volume_type(VolumeType::from(t));
+    }
+    if let Some(iops) = template.iops() {
+        ebs = ebs.iops(iops as i32);
+    }
+    Some(BlockDeviceMapping::builder().device_name("/dev/xvda").ebs(ebs.build()).build())
+}
+
+/// One RunInstances call for `count` machines of the preferred type, all or nothing
+/// (MinCount = MaxCount): a shortage fails the call, which is retried, rather than leaving a
+/// partial launch whose size depends on the endpoint.
+pub async fn run_instances(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+    if let Some(done) = already_launched(p, r).await? {
+        return Ok(done);
+    }
+    let t = &r.template;
+    let mut call = p
+        .ec2()
+        .run_instances()
+        .min_count(r.count as i32)
+        .max_count(r.count as i32)
+        .client_token(r.token.as_str())
+        .tag_specifications(tags(r, ResourceType::Instance))
+        .tag_specifications(tags(r, ResourceType::Volume))
+        .set_security_group_ids((!t.security_group_ids().is_empty()).then(|| t.security_group_ids().to_vec()))
+        .set_key_name(t.key_name().map(String::from))
+        .set_iam_instance_profile(instance_profile(t))
+        .set_user_data(user_data(t)?)
+        .set_image_id(t.image_id().map(String::from));
+    if let Some(vm) = t.primary_vm_type() {
+        call = call.instance_type(InstanceType::from(vm));
+    }
+    if let Some(id) = t.launch_template_id() {
+        call = call.launch_template(LaunchTemplateSpecification::builder().launch_template_id(id).build());
+    }
+    // Several subnets: each launch attempt uses the next, spreading retries over zones.
+    if !t.subnet_ids().is_empty() {
+        let n = r.token.as_str().bytes().fold(0usize, |a, b| a.wrapping_add(b as usize)) % t.subnet_ids().len();
+        call = call.subnet_id(&t.subnet_ids()[n]);
+    }
+    if let Some(root) = root_volume(t) {
+        call = call.block_device_mappings(root);
+    }
+    if t.price_type() == PriceType::Spot {
+        let mut spot = SpotMarketOptions::builder();
+        if let Some(price) = t.max_spot_price() {
+            spot = spot.max_price(price.to_string());
+        }
+        call = call.instance_market_options(
+            InstanceMarketOptionsRequest::builder().market_type(MarketType::Spot).spot_options(spot.build()).build(),
+        );
+    }
+    let out = call.send().await.map_err(|e| translate("RunInstances", e))?;
+    let machines = p.observe(out.instances());
+    let shortfall = (machines.len() < r.count as usize).then(|| {
+        CloudError::new(
+            CloudErrorKind::Capacity,
+            "InsufficientInstanceCapacity",
+            format!("RunInstances launched {} of {}", machines.len(), r.count),
+        )
+    });
+    Ok(LaunchResult { machines, shortfall })
+}
+
+/// The launch template of a template version: named after the template and a digest of its
+/// launch fields, created the first time and reused by every later request.
+async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, CloudError> {
+    let t = &r.template;
+    if let Some(id) = t.launch_template_id() {
+        return Ok(id.to_owned());
+    }
+    let version = serde_json::to_string(t).unwrap_or_default();
+    let digest =
+        version.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let name = format!("ohf-{}-{digest:016x}", t.id());
+    let found = p.ec2().describe_launch_templates().launch_template_names(&name).send().await;
+    match found {
+        Ok(out) => {
+            if let Some(id) = out.launch_templates().first().and_then(|lt| lt.launch_template_id()) {
+                return Ok(id.to_owned());
+            }
+        }
+        Err(e) => {
+            let e = translate("DescribeLaunchTemplates", e);
+            if e.kind != CloudErrorKind::NotFound {
+                return Err(e);
+            }
+        }
+    }
+    let mut data = RequestLaunchTemplateData::builder()
+        .set_image_id(t.image_id().map(String::from))
+        .set_key_name(t.key_name().map(String::from))
+        .set_security_group_ids((!t.security_group_ids().is_empty()).then(|| t.security_group_ids().to_vec()))
+        .set_user_data(user_data(t)?);
+    if let Some(profile) = t.instance_profile() {
+        let b = LaunchTemplateIamInstanceProfileSpecificationRequest::builder();
+        data = data.iam_instance_profile(if profile.starts_with("arn:") {
+            b.arn(profile).build()
+        } else {
+            b.name(profile).build()
+        });
+    }
+    let created = p
+        .ec2()
+        .create_launch_template()
+        .launch_template_name(&name)
+        .launch_template_data(data.build())
+        .client_token(format!("ohf-lt-{digest:016x}"))
+        .send()
+        .await;
+    match created {
+        Ok(out) => out.launch_template().and_then(|lt| lt.launch_template_id()).map(String::from).ok_or_else(|| {
+            CloudError::new(CloudErrorKind::Internal, "NoLaunchTemplateId", "CreateLaunchTemplate answered no id")
+        }),
+        Err(e) => {
+            let e = translate("CreateLaunchTemplate", e);
+            // Another process made it a moment ago.
+            if e.code.contains("AlreadyExists") || e.code.contains("InUse") {
+                let out = p
+                    .ec2()
+                    .describe_launch_templates()
+                    .launch_template_names(&name)
+                    .send()
+                    .await
+                    .map_err(|e| translate("DescribeLaunchTemplates", e))?;
+                return out
+                    .launch_templates()
+                    .first()
+                    .and_then(|lt| lt.launch_template_id())
+                    .map(String::from)
+                    .ok_or(e);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// One instant EC2 Fleet: every type and subnet of the template as overrides, on-demand and
+/// spot shares from the template, the fleet's allocation strategies.
+pub async fn ec2_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+    if let Some(done) = already_launched(p, r).await? {
+        return Ok(done);
+    }
+    let t = &r.template;
+    let template_id = launch_template(p, r).await?;
+    let subnets: Vec<Option<String>> =
+        if t.subnet_ids().is_empty() { vec![None] } else { t.subnet_ids().iter().cloned().map(Some).collect() };
+    let mut config = FleetLaunchTemplateConfigRequest::builder().launch_template_specification(
+        FleetLaunchTemplateSpecificationRequest::builder().launch_template_id(&template_id).version("$Latest").build(),
+    );
+    for (vm, weight) in t.vm_types() {
+        for subnet in &subnets {
+            let mut o = FleetLaunchTemplateOverridesRequest::builder()
+                .instance_type(InstanceType::from(vm.as_str()))
+                .weighted_capacity(f64::from(*weight))
+                .set_subnet_id(subnet.clone());
+            if let Some(prio) = t.vm_types_priority().get(vm) {
+                o = o.priority(f64::from(*prio));
+            }
+            if let Some(price) = t.max_spot_price() {
+                o = o.max_price(price.to_string());
+            }
+            config = config.overrides(o.build());
+        }
+    }
+    let total = r.count as i32;
+    let on_demand = match t.price_type() {
+        PriceType::Ondemand => total,
+        PriceType::Spot => 0,
+        PriceType::Heterogeneous => (total * t.percent_on_demand().unwrap_or(0) as i32 + 99) / 100,
+    };
+    let default =
+        if on_demand == total { DefaultTargetCapacityType::OnDemand } else { DefaultTargetCapacityType::Spot };
+    let capacity = TargetCapacitySpecificationRequest::builder()
+        .total_target_capacity(total)
+        .on_demand_target_capacity(on_demand)
+        .spot_target_capacity(total - on_demand)
+        .default_target_capacity_type(default)
+        .build();
+    let spot_strategy =
+        t.allocation_strategy().map(fleet_strategy).unwrap_or(SpotAllocationStrategy::PriceCapacityOptimized);
+    let mut call = p
+        .ec2()
+        .create_fleet()
+        .r#type(FleetType::Instant)
+        .client_token(r.token.as_str())
+        .launch_template_configs(config.build())
+        .target_capacity_specification(capacity)
+        .spot_options(SpotOptionsRequest::builder().allocation_strategy(spot_strategy).build())
+        .tag_specifications(tags(r, ResourceType::Instance));
+    if let Some(s) = t.allocation_strategy_on_demand() {
+        let strategy = if s.eq_ignore_ascii_case("prioritized") { "prioritized" } else { "lowest-price" };
+        call = call.on_demand_options(
+            OnDemandOptionsRequest::builder()
+                .allocation_strategy(aws_sdk_ec2::types::FleetOnDemandAllocationStrategy::from(strategy))
+                .build(),
+        );
+    }
+    let out = call.send().await.map_err(|e| translate("CreateFleet", e))?;
+    let ids: Vec<String> = out.instances().iter().flat_map(|i| i.instance_ids().iter().cloned()).collect();
+    let first_error = out.errors().first().map(|e| {
+        let code = e.error_code().unwrap_or("FleetError").to_owned();
+        CloudError::new(kind_of(&code), code, format!("CreateFleet: {}", e.error_message().unwrap_or_default()))
+    });
+    if ids.is_empty() {
+        return Err(first_error.unwrap_or_else(|| {
+            CloudError::new(CloudErrorKind::Capacity, "UnfulfillableCapacity", "CreateFleet launched nothing")
+        }));
+    }
+    let machines = p.observe(&p.describe_instances(&ids, Vec::new()).await?);
+    let shortfall = (machines.len() < r.count as usize).then(|| {
+        first_error.unwrap_or_else(|| {
+            CloudError::new(
+                CloudErrorKind::Capacity,
+                "UnfulfillableCapacity",
+                format!("CreateFleet launched {} of {}", machines.len(), r.count),
+            )
+        })
+    });
+    Ok(LaunchResult { machines, shortfall })
+}
+
+/// Host Factory's allocation strategy words to EC2 Fleet's.
+fn fleet_strategy(s: &str) -> SpotAllocationStrategy {
+    match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+        "lowestprice" => SpotAllocationStrategy::LowestPrice,
+        "diversified" => SpotAllocationStrategy::Diversified,
+        "capacityoptimized" => SpotAllocationStrategy::CapacityOptimized,
+        "capacityoptimizedprioritized" => SpotAllocationStrategy::CapacityOptimizedPrioritized,
+        _ => SpotAllocationStrategy::PriceCapacityOptimized,
+    }
+}

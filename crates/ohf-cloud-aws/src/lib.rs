@@ -1,0 +1,227 @@
+//! The AWS adapter of the cloud-provider port: the only crate that uses the AWS SDK.
+//!
+//! Launches go through RunInstances or EC2 Fleet (`instant`), carry ohf's client token and
+//! tags, and reuse one launch template per template version. Describes are batched: at most
+//! one call by instance ids and one by request tag per reconcile cycle (paginated), whatever
+//! the number of requests. Terminations go in batches of 1,000.
+
+mod config;
+mod errors;
+mod launch;
+mod observe;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::Filter;
+use ohf_app::ports::tag_keys;
+use ohf_app::{
+    CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
+};
+use ohf_domain::template::ProviderApi;
+use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+
+pub use config::{AwsConfig, Secret};
+pub use errors::kind_of;
+
+/// EC2 takes at most 1,000 instance ids per call.
+const BATCH: usize = 1000;
+/// EC2 takes at most 200 values per filter.
+const FILTER_VALUES: usize = 200;
+
+/// One AWS account and region.
+pub struct AwsProvider {
+    name: ProviderName,
+    ec2: Client,
+    region: String,
+}
+
+impl AwsProvider {
+    /// Connects with `config`; credentials come from the standard chain unless the config
+    /// names a profile, a credentials file or static keys.
+    pub async fn connect(name: ProviderName, config: &AwsConfig) -> Result<Self, String> {
+        config.validate()?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()))
+            .timeout_config(
+                TimeoutConfig::builder().connect_timeout(Duration::from_millis(config.connect_timeout_ms)).build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(config.request_attempts));
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(file) = &config.credentials_file {
+            use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+            let files = EnvConfigFiles::builder()
+                .include_default_config_file(true)
+                .with_file(EnvConfigFileKind::Credentials, file)
+                .build();
+            loader = loader.profile_files(files);
+        }
+        if let (Some(key), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            let creds = aws_sdk_ec2::config::Credentials::new(key, secret.expose(), None, None, "ohf-config");
+            loader = loader.credentials_provider(creds);
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        Ok(Self { name, ec2: Client::new(&shared), region: config.region.clone() })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub(crate) fn ec2(&self) -> &Client {
+        &self.ec2
+    }
+
+    /// Describes instances by id (in batches) and by filter, following every page.
+    pub(crate) async fn describe_instances(
+        &self,
+        ids: &[String],
+        filters: Vec<Filter>,
+    ) -> Result<Vec<aws_sdk_ec2::types::Instance>, CloudError> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut call = self.ec2.describe_instances().set_next_token(next.take()).set_filters(Some(filters.clone()));
+            if !ids.is_empty() {
+                call = call.set_instance_ids(Some(ids.to_vec()));
+            }
+            let page = call.send().await.map_err(|e| errors::translate("DescribeInstances", e))?;
+            for r in page.reservations() {
+                out.extend(r.instances().iter().cloned());
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn observe(&self, instances: &[aws_sdk_ec2::types::Instance]) -> Vec<MachineObservation> {
+        instances.iter().filter_map(|i| observe::observation(&self.name, i)).collect()
+    }
+}
+
+fn supported(template: &Template) -> Result<(), CloudError> {
+    let refuse = |m: String| Err(CloudError::new(CloudErrorKind::Validation, "UnsupportedTemplate", m));
+    match template.provider_api() {
+        ProviderApi::RunInstances | ProviderApi::Ec2Fleet => {}
+        other => {
+            return refuse(format!(
+                "providerApi {} is not supported by this build (RunInstances, EC2Fleet)",
+                other.as_str()
+            ));
+        }
+    }
+    if template.provider_api() == ProviderApi::Ec2Fleet
+        && template.fleet_type().is_some_and(|f| f != ohf_domain::template::FleetType::Instant)
+    {
+        return refuse("EC2Fleet supports fleetType instant in this build".into());
+    }
+    if template.image_id().is_none() && template.launch_template_id().is_none() {
+        return refuse("the template needs imageId or launchTemplateId".into());
+    }
+    if template.vm_types().is_empty() && template.launch_template_id().is_none() {
+        return refuse("the template needs vmType or vmTypes".into());
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CloudProvider for AwsProvider {
+    fn name(&self) -> &ProviderName {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
+        supported(template)
+    }
+
+    async fn capacity(&self, _template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
+        // EC2 publishes no free-capacity figure; a shortage shows at launch.
+        Ok(None)
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        supported(&request.template)?;
+        match request.template.provider_api() {
+            ProviderApi::Ec2Fleet => launch::ec2_fleet(self, request).await,
+            _ => launch::run_instances(self, request).await,
+        }
+    }
+
+    async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
+        let mut found = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let ids: Vec<String> = query.machine_ids.iter().map(|m| m.to_string()).collect();
+        for chunk in ids.chunks(BATCH) {
+            match self.describe_instances(chunk, Vec::new()).await {
+                Ok(list) => found.extend(list),
+                // One unknown id fails the whole call: ask again without the missing ones.
+                Err(e) if e.kind == CloudErrorKind::NotFound => {
+                    let known = observe::without_missing(chunk, &e.message);
+                    if !known.is_empty() {
+                        found.extend(self.describe_instances(&known, Vec::new()).await?);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let requests: Vec<String> = query.request_ids.iter().map(|r| r.to_string()).collect();
+        for chunk in requests.chunks(FILTER_VALUES) {
+            let filter = Filter::builder()
+                .name(format!("tag:{}", tag_keys::REQUEST_ID))
+                .set_values(Some(chunk.to_vec()))
+                .build();
+            found.extend(self.describe_instances(&[], vec![filter]).await?);
+        }
+        if let Some(cluster) = &query.cluster {
+            let filters = vec![
+                Filter::builder().name(format!("tag:{}", tag_keys::CLUSTER)).values(cluster).build(),
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(vec!["pending".into(), "running".into(), "stopping".into(), "stopped".into()]))
+                    .build(),
+            ];
+            found.extend(self.describe_instances(&[], filters).await?);
+        }
+        found.retain(|i| i.instance_id().is_some_and(|id| seen.insert(id.to_owned())));
+        Ok(self.observe(&found))
+    }
+
+    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
+        let ids: Vec<String> = ids.iter().map(|m| m.to_string()).collect();
+        for chunk in ids.chunks(BATCH) {
+            let result = self.ec2.terminate_instances().set_instance_ids(Some(chunk.to_vec())).send().await;
+            match result.map_err(|e| errors::translate("TerminateInstances", e)) {
+                Ok(_) => {}
+                // Gone already is what we wanted; terminate the rest.
+                Err(e) if e.kind == CloudErrorKind::NotFound => {
+                    let known = observe::without_missing(chunk, &e.message);
+                    if !known.is_empty() {
+                        self.ec2
+                            .terminate_instances()
+                            .set_instance_ids(Some(known))
+                            .send()
+                            .await
+                            .map_err(|e| errors::translate("TerminateInstances", e))?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

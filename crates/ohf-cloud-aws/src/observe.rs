@@ -1,0 +1,62 @@
+//! EC2 instances as ohf observes them.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Instance, InstanceLifecycleType, InstanceStateName};
+use ohf_app::ports::tag_keys;
+use ohf_domain::{MachineId, MachineObservation, MachineStatus, PriceType, ProviderName, RequestId, Timestamp};
+
+pub fn status(state: &InstanceStateName) -> MachineStatus {
+    match state {
+        InstanceStateName::Pending => MachineStatus::Pending,
+        InstanceStateName::Running => MachineStatus::Running,
+        InstanceStateName::Stopping => MachineStatus::Stopping,
+        InstanceStateName::Stopped => MachineStatus::Stopped,
+        InstanceStateName::ShuttingDown => MachineStatus::ShuttingDown,
+        _ => MachineStatus::Terminated,
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(String::from)
+}
+
+pub fn observation(provider: &ProviderName, i: &Instance) -> Option<MachineObservation> {
+    let id = MachineId::new(i.instance_id()?.to_owned()).ok()?;
+    let tags: BTreeMap<String, String> =
+        i.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect();
+    let spot = i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
+    Some(MachineObservation {
+        id,
+        provider: provider.clone(),
+        status: i.state().and_then(|s| s.name()).map(status).unwrap_or(MachineStatus::Pending),
+        name: non_empty(i.private_dns_name()),
+        private_ip: non_empty(i.private_ip_address()),
+        public_ip: non_empty(i.public_ip_address()),
+        instance_type: i.instance_type().map(|t| t.as_str().to_owned()),
+        price_type: Some(if spot { PriceType::Spot } else { PriceType::Ondemand }),
+        zone: non_empty(i.placement().and_then(|p| p.availability_zone())),
+        launch_time: i.launch_time().map(|t| Timestamp::from_unix_millis(t.to_millis().unwrap_or(t.secs() * 1000))),
+        request_id: tags.get(tag_keys::REQUEST_ID).and_then(|r| RequestId::new(r.clone()).ok()),
+        tags,
+        interruption_at: None,
+        cloud_host_id: None,
+    })
+}
+
+/// The ids of `ids` that an InvalidInstanceID.NotFound message does not name.
+pub fn without_missing(ids: &[String], message: &str) -> Vec<String> {
+    ids.iter().filter(|id| !message.contains(id.as_str())).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_messages_name_the_missing_ids() {
+        let ids = vec!["i-1".to_owned(), "i-2".to_owned(), "i-3".to_owned()];
+        let msg = "TerminateInstances: The instance IDs 'i-1, i-3' do not exist";
+        assert_eq!(without_missing(&ids, msg), ["i-2"]);
+    }
+}

@@ -1,0 +1,144 @@
+//! The AWS adapter against a LocalStack-compatible emulator (moto's server, started by
+//! `cargo xtask test`, or any endpoint in `OHF_TEST_AWS_ENDPOINT`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ohf_app::contract::cloud_contract;
+use ohf_app::{CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest};
+use ohf_cloud_aws::{AwsConfig, AwsProvider, Secret};
+use ohf_domain::{ClientToken, MachineStatus, ProviderName, RequestId, Tags, Template};
+use serde_json::json;
+
+fn endpoint() -> String {
+    std::env::var("OHF_TEST_AWS_ENDPOINT")
+        .expect("OHF_TEST_AWS_ENDPOINT names the AWS emulator; `cargo xtask test` starts one and sets it")
+}
+
+fn config() -> AwsConfig {
+    let mut c = AwsConfig::new("us-east-1");
+    c.endpoint_url = Some(endpoint());
+    c.access_key_id = Some("testing".into());
+    c.secret_access_key = Some(Secret::new("testing"));
+    c
+}
+
+async fn provider() -> AwsProvider {
+    AwsProvider::connect(ProviderName::new("aws-test").unwrap(), &config()).await.unwrap()
+}
+
+/// An image the emulator knows.
+async fn image() -> String {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let ec2 = aws_sdk_ec2::Client::new(&shared);
+    let images = ec2.describe_images().owners("amazon").send().await.unwrap();
+    images.images().iter().find_map(|i| i.image_id()).expect("the emulator lists images").to_owned()
+}
+
+fn template(image: &str, extra: serde_json::Value) -> Template {
+    let mut t = json!({"templateId": "Aws-Test", "maxNumber": 100, "imageId": image, "vmType": "t3.micro", "instanceTags": "team=abc"});
+    if let (Some(base), Some(more)) = (t.as_object_mut(), extra.as_object()) {
+        base.extend(more.clone());
+    }
+    Template::from_json(&t).unwrap()
+}
+
+fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
+    let id = RequestId::new(request).unwrap();
+    let tags = Tags::new(
+        [("ohf:request-id".to_owned(), request.to_owned()), ("ohf:cluster".to_owned(), "test".to_owned())].into(),
+    )
+    .unwrap();
+    LaunchRequest {
+        token: ClientToken::for_launch(&id, 1),
+        request_id: id,
+        template: template.clone(),
+        count,
+        tags,
+        zones: vec![],
+    }
+}
+
+#[tokio::test]
+async fn the_aws_adapter_passes_the_cloud_contract() {
+    let image = image().await;
+    cloud_contract(
+        || async { Arc::new(provider().await) as Arc<dyn CloudProvider> },
+        template(&image, json!({})),
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ec2_fleet_instant_launches_from_one_reused_launch_template() {
+    let p = provider().await;
+    let image = image().await;
+    let t = template(
+        &image,
+        json!({"templateId": "Fleet-Test", "vmTypes": {"t3.micro": 1, "t3.small": 1}, "providerApi": "EC2Fleet", "fleetType": "instant"}),
+    );
+    let request = format!("req-fleet-{}", uuid::Uuid::new_v4().simple());
+    let out = p.launch(&launch(&t, &request, 3)).await.unwrap();
+    assert_eq!(out.machines.len(), 3, "{:?}", out.shortfall);
+    let second = format!("req-fleet-{}", uuid::Uuid::new_v4().simple());
+    p.launch(&launch(&t, &second, 1)).await.unwrap();
+    let seen = p
+        .describe(&DescribeQuery { request_ids: vec![RequestId::new(request.clone()).unwrap()], ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter()
+            .all(|m| m.tags.get("team").map(String::as_str) == Some("abc") || m.tags.contains_key("ohf:request-id"))
+    );
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let ec2 = aws_sdk_ec2::Client::new(&shared);
+    let templates = ec2.describe_launch_templates().send().await.unwrap();
+    let ours = templates
+        .launch_templates()
+        .iter()
+        .filter(|lt| lt.launch_template_name().is_some_and(|n| n.starts_with("ohf-Fleet-Test-")))
+        .count();
+    assert_eq!(ours, 1, "one launch template per template version, reused");
+    let ids: Vec<_> = seen.iter().map(|m| m.id.clone()).collect();
+    p.terminate(&ids).await.unwrap();
+}
+
+#[tokio::test]
+async fn aws_errors_keep_their_code_and_kind() {
+    let p = provider().await;
+    let t = template("ami-00000000000000000", json!({}));
+    let err = p.launch(&launch(&t, "req-bad-ami", 1)).await.unwrap_err();
+    assert!(err.code.starts_with("InvalidAMIID"), "{err:?}");
+    assert!(!err.kind.is_retryable());
+    assert!(err.to_string().contains("RunInstances"), "{err}");
+    let unsupported = template("ami-1", json!({"providerApi": "ASG"}));
+    let err = p.check_template(&unsupported).await.unwrap_err();
+    assert_eq!(err.kind, CloudErrorKind::Validation);
+    assert!(err.message.contains("ASG"));
+}
+
+#[tokio::test]
+async fn terminated_machines_are_reported_terminated_and_unknown_ids_are_skipped() {
+    let p = provider().await;
+    let t = template(&image().await, json!({}));
+    let request = format!("req-term-{}", uuid::Uuid::new_v4().simple());
+    let out = p.launch(&launch(&t, &request, 2)).await.unwrap();
+    let mut ids: Vec<_> = out.machines.iter().map(|m| m.id.clone()).collect();
+    ids.push(ohf_domain::MachineId::new("i-0123456789abcdef0").unwrap());
+    p.terminate(&ids).await.expect("an unknown id does not stop the others");
+    let seen = p.describe(&DescribeQuery { machine_ids: ids.clone(), ..Default::default() }).await.unwrap();
+    assert_eq!(seen.len(), 2, "the unknown id is skipped");
+    assert!(seen.iter().all(|m| matches!(m.status, MachineStatus::ShuttingDown | MachineStatus::Terminated)));
+}
