@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ohf_app::AppSettings;
+use ohf_cloud_aws::AwsConfig;
 use ohf_cloud_sim::SimConfig;
 use ohf_domain::{LifecyclePolicy, PartialPolicy, ProviderName, TimeoutSecs};
 use serde::{Deserialize, Serialize};
@@ -144,6 +145,7 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub enum ProviderSpec {
     Sim { name: ProviderName, config: SimConfig, state_file: PathBuf },
+    Aws { name: ProviderName, config: AwsConfig },
 }
 
 /// Settings with every directory decided and every value checked.
@@ -250,6 +252,13 @@ impl Resolved {
         let mut app = app_settings(&settings.request)?;
         app.cluster = settings.cluster.clone();
         let providers = providers(&settings.providers, &confdir, &workdir)?;
+        // AWS_INSTANCE_PENDING_TIMEOUT_SEC applies when ohf's own setting is absent.
+        if app.policy.pending_timeout_secs.is_none() {
+            app.policy.pending_timeout_secs = providers.iter().find_map(|p| match p {
+                ProviderSpec::Aws { config, .. } => config.instance_pending_timeout_secs,
+                ProviderSpec::Sim { .. } => None,
+            });
+        }
         Ok(Self {
             confdir,
             workdir,
@@ -294,11 +303,15 @@ fn app_settings(r: &RequestSettings) -> anyhow::Result<AppSettings> {
 
 fn providers(raw: &[Value], confdir: &Path, workdir: &Path) -> anyhow::Result<Vec<ProviderSpec>> {
     if raw.is_empty() {
-        if confdir.join("awsprov_config.json").exists() {
-            bail!(
-                "{} is present but this build has no AWS provider; name the providers in ohf.toml (type = \"sim\")",
-                confdir.join("awsprov_config.json").display()
-            );
+        // An IBM installation: its awsprov_config.json names the account, read as it is.
+        let ibm = confdir.join("awsprov_config.json");
+        if ibm.exists() {
+            let config = AwsConfig::from_awsprov_config(&ibm).map_err(|e| anyhow::anyhow!(e))?;
+            let name = std::env::var("HF_PROVIDER_NAME")
+                .or_else(|_| std::env::var("PROVIDER_NAME"))
+                .unwrap_or_else(|_| "aws".into());
+            let name = ProviderName::new(name).map_err(|e| anyhow::anyhow!("provider name: {e}"))?;
+            return Ok(vec![ProviderSpec::Aws { name, config }]);
         }
         let name = ProviderName::new("sim-1").expect("valid name");
         return Ok(vec![ProviderSpec::Sim {
@@ -337,7 +350,13 @@ fn providers(raw: &[Value], confdir: &Path, workdir: &Path) -> anyhow::Result<Ve
                     config.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
                     Ok(ProviderSpec::Sim { name, config, state_file })
                 }
-                other => bail!("provider '{name}': type '{other}' is not available in this build; available: sim"),
+                "aws" => {
+                    let config: AwsConfig = serde_json::from_value(Value::Object(table))
+                        .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+                    config.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+                    Ok(ProviderSpec::Aws { name, config })
+                }
+                other => bail!("provider '{name}': type '{other}' is not known; types: sim, aws"),
             }
         })
         .collect()

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ohf_app::{App, CloudProvider, EventBus, RequestStore, SystemClock, UuidIds};
+use ohf_cloud_aws::AwsProvider;
 use ohf_cloud_sim::SimCloud;
 use ohf_store_sql::{PostgresStore, SqliteStore};
 
@@ -42,6 +43,12 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
                     Arc::new(SimCloud::persistent(name.clone(), config.clone(), clock.clone(), state_file.clone()));
                 sims.push(sim.clone());
                 providers.push(sim);
+            }
+            ProviderSpec::Aws { name, config } => {
+                let aws = AwsProvider::connect(name.clone(), config)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+                providers.push(Arc::new(aws));
             }
         }
     }

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
+mod aws;
 mod daemon;
 mod scenarios;
 mod scripts;

@@ -1,0 +1,57 @@
+//! docs/aws.md's IAM policy names exactly the EC2 actions the adapter calls.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn pascal(snake: &str) -> String {
+    snake.split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect()
+}
+
+/// The EC2 operations called in the adapter's source: `ec2().<op>()` and `self.ec2.<op>()`.
+fn called() -> BTreeSet<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut ops = BTreeSet::new();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let text: String = std::fs::read_to_string(entry.unwrap().path()).unwrap().split_whitespace().collect();
+        for marker in ["ec2().", "self.ec2."] {
+            for (at, _) in text.match_indices(marker) {
+                let rest = &text[at + marker.len()..];
+                let op: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                if rest[op.len()..].starts_with("()") && !op.is_empty() {
+                    ops.insert(format!("ec2:{}", pascal(&op)));
+                }
+            }
+        }
+    }
+    ops
+}
+
+fn documented() -> BTreeSet<String> {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/aws.md")).unwrap();
+    let policy = doc.split("```json").nth(1).unwrap().split("```").next().unwrap();
+    let json: serde_json::Value = serde_json::from_str(policy).unwrap();
+    let mut actions = BTreeSet::new();
+    for statement in json["Statement"].as_array().unwrap() {
+        match &statement["Action"] {
+            serde_json::Value::String(a) => {
+                actions.insert(a.clone());
+            }
+            serde_json::Value::Array(list) => actions.extend(list.iter().map(|a| a.as_str().unwrap().to_owned())),
+            _ => panic!("Action must be a string or a list"),
+        }
+    }
+    actions
+}
+
+#[test]
+fn the_documented_policy_lists_exactly_the_calls_ohf_makes() {
+    let called = called();
+    assert!(called.contains("ec2:RunInstances") && called.contains("ec2:DescribeInstances"), "{called:?}");
+    let documented = documented();
+    let missing: Vec<_> = called.difference(&documented).collect();
+    assert!(missing.is_empty(), "docs/aws.md lacks {missing:?}");
+    // Beyond the calls: tagging on create and passing the instance role.
+    let extra: BTreeSet<_> = documented.difference(&called).cloned().collect();
+    let expected: BTreeSet<String> = ["ec2:CreateTags".to_owned(), "iam:PassRole".to_owned()].into();
+    assert_eq!(extra, expected, "docs/aws.md names actions ohf does not need");
+}

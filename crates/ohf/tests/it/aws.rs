@@ -1,0 +1,110 @@
+//! The Host Factory flow on the AWS adapter against the emulator (`cargo xtask test` starts
+//! one and sets OHF_TEST_AWS_ENDPOINT).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::HfEnv;
+
+fn endpoint() -> String {
+    std::env::var("OHF_TEST_AWS_ENDPOINT")
+        .expect("OHF_TEST_AWS_ENDPOINT names the AWS emulator; `cargo xtask test` starts one and sets it")
+}
+
+async fn ec2() -> aws_sdk_ec2::Client {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    aws_sdk_ec2::Client::new(&shared)
+}
+
+/// A provider instance on the emulator, its templates using an image the emulator knows.
+async fn aws_env(cluster: &str) -> HfEnv {
+    let image =
+        ec2().await.describe_images().owners("amazon").send().await.unwrap().images()[0].image_id().unwrap().to_owned();
+    let toml = format!(
+        "cluster = \"{cluster}\"\n[[providers]]\nname = \"aws-test\"\ntype = \"aws\"\nregion = \"us-east-1\"\n\
+         endpoint_url = \"{}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
+        endpoint()
+    );
+    let env = HfEnv::new(&toml);
+    let templates = json!({"templates": [
+        {"templateId": "Aws-OnDemand", "maxNumber": 20, "imageId": image, "vmType": "t3.micro", "instanceTags": "team=abc"},
+        {"templateId": "Aws-Fleet", "maxNumber": 20, "imageId": image, "vmTypes": {"t3.micro": 1, "t3.small": 1},
+         "providerApi": "EC2Fleet", "fleetType": "instant", "instanceTags": "team=abc"}
+    ]});
+    std::fs::write(env.path("conf/awsprov_templates.json"), templates.to_string()).unwrap();
+    env
+}
+
+fn wait_status(env: &HfEnv, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (out, doc) = env.script("getRequestStatus", &json!({"requests": [{"requestId": id}]}));
+        assert!(out.status.success(), "{doc}");
+        if doc["requests"][0]["status"] == want {
+            return doc["requests"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "{id} never became {want}: {doc}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+async fn provision_and_return(template: &str) {
+    let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env(&cluster).await;
+    let (out, doc) = env.script("requestMachines", &json!({"template": {"templateId": template, "machineCount": 3}}));
+    assert!(out.status.success(), "{doc}");
+    let id = doc["requestId"].as_str().unwrap().to_owned();
+    let done = wait_status(&env, &id, "complete");
+    let machines = done["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 3);
+
+    // A describe of our own, not through ohf.
+    let ids: Vec<String> = machines.iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
+    let seen = ec2().await.describe_instances().set_instance_ids(Some(ids.clone())).send().await.unwrap();
+    let instances: Vec<_> = seen.reservations().iter().flat_map(|r| r.instances()).collect();
+    assert_eq!(instances.len(), 3);
+    for i in &instances {
+        assert_eq!(i.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
+        let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
+        assert_eq!(tag("ohf:request-id").as_deref(), Some(id.as_str()));
+        assert_eq!(tag("ohf:template-id").as_deref(), Some(template));
+        assert_eq!(tag("ohf:provider").as_deref(), Some("aws-test"));
+        assert_eq!(tag("ohf:cluster").as_deref(), Some(cluster.as_str()));
+        assert_eq!(tag("team").as_deref(), Some("abc"));
+        assert!(tag("Name").is_some());
+    }
+    for m in machines {
+        assert_eq!(m["result"], "succeed");
+        assert!(m["name"].as_str().is_some_and(|n| !n.is_empty()));
+        assert!(m["launchtime"].is_i64());
+    }
+
+    let returns: Vec<Value> =
+        machines.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
+    let (out, doc) = env.script("requestReturnMachines", &json!({"machines": returns}));
+    assert!(out.status.success(), "{doc}");
+    let ret = doc["requestId"].as_str().unwrap().to_owned();
+    let back = wait_status(&env, &ret, "complete");
+    assert!(back["machines"].as_array().unwrap().iter().all(|m| m["result"] == "succeed"));
+    let seen = ec2().await.describe_instances().set_instance_ids(Some(ids)).send().await.unwrap();
+    for i in seen.reservations().iter().flat_map(|r| r.instances()) {
+        let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default();
+        assert!(state == "terminated" || state == "shutting-down", "{state}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_instances_flow_provisions_and_returns() {
+    provision_and_return("Aws-OnDemand").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_fleet_instant_flow_provisions_and_returns() {
+    provision_and_return("Aws-Fleet").await;
+}
