@@ -58,7 +58,11 @@ impl App {
             report.describe_calls += 1;
             match provider.describe(&query).await {
                 Ok(found) => {
-                    observations.extend(found);
+                    // A machine tagged for another installation is never ours to adopt.
+                    let cluster = &self.settings.cluster;
+                    observations.extend(
+                        found.into_iter().filter(|o| o.tags.get(tag_keys::CLUSTER).is_none_or(|c| c == cluster)),
+                    );
                     described.push(provider.name().clone());
                 }
                 Err(e) => {

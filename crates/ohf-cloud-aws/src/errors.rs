@@ -100,4 +100,35 @@ mod tests {
         assert!(kind_of("RequestLimitExceeded").is_retryable());
         assert!(!kind_of("UnauthorizedOperation").is_retryable());
     }
+
+    /// What EC2 answers and the emulator cannot: the SDK's own service errors, translated.
+    fn service_error(code: &str, message: &str) -> CloudError {
+        use aws_sdk_ec2::operation::run_instances::RunInstancesError;
+        use aws_smithy_types::error::ErrorMetadata;
+        let err = RunInstancesError::generic(ErrorMetadata::builder().code(code).message(message).build());
+        translate("RunInstances", SdkError::<RunInstancesError, ()>::service_error(err, ()))
+    }
+
+    #[test]
+    fn service_errors_keep_the_aws_code_and_message() {
+        let throttled = service_error("RequestLimitExceeded", "Request limit exceeded.");
+        assert_eq!((throttled.kind, throttled.code.as_str()), (CloudErrorKind::Throttling, "RequestLimitExceeded"));
+        assert!(throttled.kind.is_retryable());
+        let capacity = service_error(
+            "InsufficientInstanceCapacity",
+            "We currently do not have sufficient m5.large capacity in the Availability Zone you requested (us-east-1a).",
+        );
+        assert_eq!(capacity.kind, CloudErrorKind::Capacity);
+        assert!(
+            capacity.to_string().starts_with("InsufficientInstanceCapacity: RunInstances: We currently"),
+            "{capacity}"
+        );
+        let denied = service_error("UnauthorizedOperation", "You are not authorized to perform this operation.");
+        assert_eq!(denied.kind, CloudErrorKind::Auth);
+        assert!(!denied.kind.is_retryable());
+        assert!(denied.to_string().contains("not authorized"));
+        let quota =
+            service_error("VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit");
+        assert_eq!(quota.kind, CloudErrorKind::Quota);
+    }
 }

@@ -82,7 +82,7 @@ pub async fn run_instances(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchR
     }
     let t = &r.template;
     let mut call = p
-        .ec2()
+        .ec2("RunInstances")
         .run_instances()
         .min_count(r.count as i32)
         .max_count(r.count as i32)
@@ -140,7 +140,7 @@ async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, C
     let digest =
         version.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     let name = format!("ohf-{}-{digest:016x}", t.id());
-    let found = p.ec2().describe_launch_templates().launch_template_names(&name).send().await;
+    let found = p.ec2("DescribeLaunchTemplates").describe_launch_templates().launch_template_names(&name).send().await;
     match found {
         Ok(out) => {
             if let Some(id) = out.launch_templates().first().and_then(|lt| lt.launch_template_id()) {
@@ -168,7 +168,7 @@ async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, C
         });
     }
     let created = p
-        .ec2()
+        .ec2("CreateLaunchTemplate")
         .create_launch_template()
         .launch_template_name(&name)
         .launch_template_data(data.build())
@@ -184,7 +184,7 @@ async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, C
             // Another process made it a moment ago.
             if e.code.contains("AlreadyExists") || e.code.contains("InUse") {
                 let out = p
-                    .ec2()
+                    .ec2("DescribeLaunchTemplates")
                     .describe_launch_templates()
                     .launch_template_names(&name)
                     .send()
@@ -247,7 +247,7 @@ pub async fn ec2_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResul
     let spot_strategy =
         t.allocation_strategy().map(fleet_strategy).unwrap_or(SpotAllocationStrategy::PriceCapacityOptimized);
     let mut call = p
-        .ec2()
+        .ec2("CreateFleet")
         .create_fleet()
         .r#type(FleetType::Instant)
         .client_token(r.token.as_str())

@@ -38,6 +38,7 @@ pub struct AwsProvider {
     name: ProviderName,
     ec2: Client,
     region: String,
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl AwsProvider {
@@ -70,15 +71,22 @@ impl AwsProvider {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
-        Ok(Self { name, ec2: Client::new(&shared), region: config.region.clone() })
+        Ok(Self { name, ec2: Client::new(&shared), region: config.region.clone(), calls: Default::default() })
     }
 
     pub fn region(&self) -> &str {
         &self.region
     }
 
-    pub(crate) fn ec2(&self) -> &Client {
+    /// The EC2 client, counting one call of `operation`.
+    pub(crate) fn ec2(&self, operation: &'static str) -> &Client {
+        *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
         &self.ec2
+    }
+
+    /// How many calls of each EC2 operation this provider has made.
+    pub fn calls(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Describes instances by id (in batches) and by filter, following every page.
@@ -90,8 +98,15 @@ impl AwsProvider {
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let mut call = self.ec2.describe_instances().set_next_token(next.take()).set_filters(Some(filters.clone()));
-            if !ids.is_empty() {
+            let mut call = self
+                .ec2("DescribeInstances")
+                .describe_instances()
+                .set_next_token(next.take())
+                .set_filters(Some(filters.clone()));
+            if ids.is_empty() {
+                // Filters page; the largest page keeps a cycle to one call per filter.
+                call = call.max_results(1000);
+            } else {
                 call = call.set_instance_ids(Some(ids.to_vec()));
             }
             let page = call.send().await.map_err(|e| errors::translate("DescribeInstances", e))?;
@@ -204,14 +219,19 @@ impl CloudProvider for AwsProvider {
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
         let ids: Vec<String> = ids.iter().map(|m| m.to_string()).collect();
         for chunk in ids.chunks(BATCH) {
-            let result = self.ec2.terminate_instances().set_instance_ids(Some(chunk.to_vec())).send().await;
+            let result = self
+                .ec2("TerminateInstances")
+                .terminate_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await;
             match result.map_err(|e| errors::translate("TerminateInstances", e)) {
                 Ok(_) => {}
                 // Gone already is what we wanted; terminate the rest.
                 Err(e) if e.kind == CloudErrorKind::NotFound => {
                     let known = observe::without_missing(chunk, &e.message);
                     if !known.is_empty() {
-                        self.ec2
+                        self.ec2("TerminateInstances")
                             .terminate_instances()
                             .set_instance_ids(Some(known))
                             .send()

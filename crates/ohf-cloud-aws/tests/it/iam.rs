@@ -7,20 +7,24 @@ fn pascal(snake: &str) -> String {
     snake.split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect()
 }
 
-/// The EC2 operations called in the adapter's source: `ec2().<op>()` and `self.ec2.<op>()`.
+/// The EC2 operations called in the adapter's source: `ec2("Op").<op>()`.
 fn called() -> BTreeSet<String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut ops = BTreeSet::new();
     for entry in std::fs::read_dir(src).unwrap() {
         let text: String = std::fs::read_to_string(entry.unwrap().path()).unwrap().split_whitespace().collect();
-        for marker in ["ec2().", "self.ec2."] {
-            for (at, _) in text.match_indices(marker) {
-                let rest = &text[at + marker.len()..];
-                let op: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-                if rest[op.len()..].starts_with("()") && !op.is_empty() {
-                    ops.insert(format!("ec2:{}", pascal(&op)));
-                }
-            }
+        for (at, _) in text.match_indices("ec2(\"") {
+            let label_start = at + "ec2(\"".len();
+            let Some(close) = text[label_start..].find("\").") else { continue };
+            let label = &text[label_start..label_start + close];
+            let rest = &text[label_start + close + 3..];
+            let op: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            assert!(
+                rest[op.len()..].starts_with("()") && !op.is_empty(),
+                "a counted call without an operation: {label}"
+            );
+            assert_eq!(label, pascal(&op), "the call counter's label names the operation called");
+            ops.insert(format!("ec2:{}", pascal(&op)));
         }
     }
     ops
