@@ -11,6 +11,8 @@ pub struct InstanceTypeInfo {
     pub vcpus: u32,
     pub threads_per_core: u32,
     pub memory_mib: u64,
+    /// Host Factory's `type` attribute: `X86_64` or `ARM64`.
+    pub arch: &'static str,
 }
 
 impl InstanceTypeInfo {
@@ -32,7 +34,12 @@ fn table() -> &'static HashMap<&'static str, InstanceTypeInfo> {
                 let vcpus = f.next()?.parse().ok()?;
                 let threads_per_core = f.next()?.parse().ok()?;
                 let memory_mib = f.next()?.parse().ok()?;
-                Some((name, InstanceTypeInfo { vcpus, threads_per_core, memory_mib }))
+                let arch = match f.next()? {
+                    "arm64" => "ARM64",
+                    "x86_64" => "X86_64",
+                    _ => return None,
+                };
+                Some((name, InstanceTypeInfo { vcpus, threads_per_core, memory_mib, arch }))
             })
             .collect()
     })
@@ -67,7 +74,8 @@ mod tests {
         let t2 = lookup("t2.medium").unwrap();
         assert_eq!(t2.ncpus(), 2);
         let graviton = lookup("c6g.xlarge").unwrap();
-        assert_eq!(graviton.ncpus(), 4);
+        assert_eq!((graviton.ncpus(), graviton.arch), (4, "ARM64"));
+        assert_eq!(m5.arch, "X86_64");
         assert!(lookup("z9.huge").is_none());
     }
 }

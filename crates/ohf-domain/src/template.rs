@@ -363,28 +363,47 @@ impl Template {
         for (name, value) in &raw.attributes {
             template.attributes.insert(name.clone(), Attribute::parse(name, value)?);
         }
-        template.derive_attributes();
+        template.derive_attributes()?;
         Ok(template)
     }
 
     /// Fills `type`, `ncpus` and `nram` from the instance-type table when the template omits
-    /// them: the smallest figures across the template's types, so no machine falls short.
-    fn derive_attributes(&mut self) {
+    /// them: the smallest figures across the template's types, so no machine falls short. A
+    /// figure the table cannot give must be written in the template; it is never guessed.
+    fn derive_attributes(&mut self) -> Result<(), DomainError> {
+        let missing = ["type", "ncpus", "nram"].iter().any(|k| !self.attributes.contains_key(*k));
+        if !missing {
+            return Ok(());
+        }
+        let unknown: Vec<&str> =
+            self.vm_types.keys().filter(|t| instance_types::lookup(t).is_none()).map(String::as_str).collect();
+        if self.vm_types.is_empty() || !unknown.is_empty() {
+            let why = if unknown.is_empty() {
+                "the template names no instance type".to_owned()
+            } else {
+                format!("the instance type table does not know {}", unknown.join(", "))
+            };
+            return Err(DomainError::validation("attributes", format!("set type, ncpus and nram: {why}")));
+        }
         let infos: Vec<_> = self.vm_types.keys().filter_map(|t| instance_types::lookup(t)).collect();
         let numeric = |v: String| Attribute { kind: AttributeKind::Numeric, value: v };
         if !self.attributes.contains_key("ncpus") {
-            let ncpus = infos.iter().map(|i| i.ncpus()).min().unwrap_or(1);
+            let ncpus = infos.iter().map(|i| i.ncpus()).min().unwrap_or_default();
             self.attributes.insert("ncpus".into(), numeric(ncpus.to_string()));
         }
         if !self.attributes.contains_key("nram") {
-            let nram = infos.iter().map(|i| i.memory_mib).min().unwrap_or(1024);
+            let nram = infos.iter().map(|i| i.memory_mib).min().unwrap_or_default();
             self.attributes.insert("nram".into(), numeric(nram.to_string()));
         }
         if !self.attributes.contains_key("type") {
-            let arm = self.vm_types.keys().any(|t| t.split('.').next().is_some_and(|f| f.ends_with('g')));
-            let arch = if arm { "ARM64" } else { "X86_64" };
-            self.attributes.insert("type".into(), Attribute { kind: AttributeKind::String, value: arch.into() });
+            let mut arches: Vec<&str> = infos.iter().map(|i| i.arch).collect();
+            arches.dedup();
+            if arches.len() > 1 {
+                return Err(DomainError::validation("attributes", "set type: the instance types mix architectures"));
+            }
+            self.attributes.insert("type".into(), Attribute { kind: AttributeKind::String, value: arches[0].into() });
         }
+        Ok(())
     }
 
     /// Parses a whole template file, `{"templates": [...]}`; every template must be valid and
@@ -593,6 +612,18 @@ mod tests {
             let err = Template::from_json(&raw).unwrap_err();
             assert!(err.to_string().contains(field), "{err} should name {field}");
         }
+    }
+
+    #[test]
+    fn figures_the_table_cannot_give_are_never_guessed() {
+        let mut raw = minimal();
+        raw["vmType"] = json!("z9.huge");
+        let err = Template::from_json(&raw).unwrap_err();
+        assert!(err.to_string().contains("does not know z9.huge"), "{err}");
+        raw["attributes"] = json!({"type": "X86_64", "ncpus": 8, "nram": 65536});
+        assert!(Template::from_json(&raw).is_ok(), "given figures need no table");
+        let graviton = json!({"templateId": "Arm", "maxNumber": 1, "imageId": "ami-1", "vmType": "m7g.large"});
+        assert_eq!(Template::from_json(&graviton).unwrap().attributes()["type"].value, "ARM64");
     }
 
     #[test]
