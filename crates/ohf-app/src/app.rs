@@ -379,7 +379,8 @@ impl App {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::Conflict { request_id: id.to_string() }.into())
+        // Another writer kept changing it: it is mid-transition. Say so rather than queue.
+        Err(AppError::Busy { request_id: id.to_string(), retry_after_secs: 1 })
     }
 
     /// Every template with how many more machines it may have.

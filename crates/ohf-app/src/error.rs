@@ -16,6 +16,9 @@ pub enum AppError {
     Cloud { provider: String, error: CloudError },
     #[error("configuration: {0}")]
     Configuration(String),
+    /// The request is in the middle of a transition; try again after the hint.
+    #[error("request '{request_id}' is busy; retry after {retry_after_secs} s")]
+    Busy { request_id: String, retry_after_secs: u64 },
 }
 
 impl AppError {
@@ -25,12 +28,16 @@ impl AppError {
             Self::Store(_) => ErrorCode::StoreError,
             Self::Catalog(_) | Self::Configuration(_) => ErrorCode::ConfigurationError,
             Self::Cloud { .. } => ErrorCode::ProviderError,
+            Self::Busy { .. } => ErrorCode::ResourceBusy,
         }
     }
 
     pub fn details(&self) -> Value {
         match self {
             Self::Domain(e) => e.details(),
+            Self::Busy { request_id, retry_after_secs } => {
+                json!({"requestId": request_id, "retryAfter": retry_after_secs})
+            }
             Self::Cloud { provider, error } => json!({
                 "provider": provider,
                 "providerCode": error.code,
@@ -43,7 +50,7 @@ impl AppError {
     /// Worth trying again later: the store or the cloud was briefly unavailable.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Store(StoreError::Unavailable(_) | StoreError::Conflict { .. }) => true,
+            Self::Store(StoreError::Unavailable(_) | StoreError::Conflict { .. }) | Self::Busy { .. } => true,
             Self::Cloud { error, .. } => error.kind.is_retryable(),
             _ => false,
         }

@@ -1,6 +1,6 @@
 //! `ohf serve`: the daemon. A worker advances every request in the background under claims,
 //! so several daemons on one Postgres share the work; /healthz, /readyz and /status report on
-//! it. SIGTERM or SIGINT stops it cleanly: the cycle under way finishes (within the grace
+//! it, and POST /rpc is the HTTP JSON API (ohf-http). SIGTERM or SIGINT stops it cleanly: the cycle under way finishes (within the grace
 //! period), claims are released, and the process exits 0.
 
 use std::process::ExitCode;
@@ -62,14 +62,15 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(s.shutdown_grace_secs);
     let runtime = wiring::build(&settings).await?;
     let app = Arc::new(runtime.app);
-    let worker = Arc::new(Worker::new(app, config.clone()));
+    let worker = Arc::new(Worker::new(app.clone(), config.clone()));
     let health =
         Arc::new(Health { worker: worker.clone(), interval: config.interval, clock: Arc::new(ohf_app::SystemClock) });
     let router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/status", get(|State(h): State<Arc<Health>>| async move { Json(h.worker.status()) }))
-        .with_state(health);
+        .with_state(health)
+        .merge(ohf_http::router(app));
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(worker = %config.id, addr = %listener.local_addr()?, store = store_kind(&settings), "serving");

@@ -231,3 +231,48 @@ async fn sigterm_mid_cycle_leaves_no_partial_state() {
     let all = wait_all(&cluster, &store, &ids, ids.len(), Duration::from_secs(60)).await;
     assert!(all.iter().all(|r| r.machines().len() == 3));
 }
+
+/// POST /rpc over a plain socket; (HTTP status, JSON body).
+fn rpc(port: u16, method: &str, params: Value) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"method": method, "params": params}).to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "POST /rpc HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = answer.split("\r\n\r\n").nth(1).unwrap();
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_daemon_serves_the_http_api_and_advances_what_it_accepts() {
+    let env = HfEnv::new(
+        "advance_on_poll = false\n[serve]\ninterval_ms = 100\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 300\n",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut daemon =
+        env.ohf().args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the daemon did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, v) =
+        rpc(port, "requestMachines", serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 2}));
+    assert_eq!(status, 200, "{v}");
+    let id = v["result"]["requestId"].as_str().unwrap().to_owned();
+    let done = loop {
+        let (_, v) = rpc(port, "getRequestStatus", serde_json::json!({"requestId": id}));
+        if v["result"]["status"] == "COMPLETED" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the daemon never completed {id}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["result"]["machines"].as_array().unwrap().len(), 2);
+    let (status, v) = rpc(port, "requestMachines", serde_json::json!({"templateId": "Missing", "machineCount": 1}));
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("TEMPLATE_NOT_FOUND")));
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    assert!(daemon.wait().unwrap().success());
+}

@@ -153,9 +153,10 @@ impl HfEnv {
             .env_remove("PRO_DATA_DIR");
     }
 
-    /// Every request ohf holds, through the operator interface.
+    /// Every request ohf holds, as stored: through the operator interface, without advancing.
     pub fn stored_requests(&self) -> Vec<Value> {
-        let out = self.ohf().args(["request", "list", "-o", "json"]).output().unwrap();
+        let out =
+            self.ohf().env("OHF_ADVANCE_ON_POLL", "false").args(["request", "list", "-o", "json"]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
     }
