@@ -534,7 +534,10 @@ impl Request {
             self.time_out(now);
         } else if !self.state.is_terminal() {
             match self.kind {
-                RequestKind::Provision => decision.launch = self.advance_provision(now, policy),
+                RequestKind::Provision => {
+                    let seen = self.provider.as_ref().is_some_and(|p| described.contains(p));
+                    decision.launch = self.advance_provision(now, policy, seen);
+                }
                 RequestKind::Return => self.advance_return(now),
             }
         }
@@ -633,7 +636,10 @@ impl Request {
         }
     }
 
-    fn advance_provision(&mut self, now: Timestamp, policy: &LifecyclePolicy) -> Option<LaunchOrder> {
+    /// `seen`: the provider answered this cycle's describe, so every machine of the request
+    /// that exists is known. A new launch attempt is started only then (or for the first
+    /// attempt, when nothing can exist yet); repeating the outstanding attempt is always safe.
+    fn advance_provision(&mut self, now: Timestamp, policy: &LifecyclePolicy, seen: bool) -> Option<LaunchOrder> {
         let provider = self.provider.clone()?;
         let alive: Vec<&Machine> = self.machines.iter().filter(|m| m.is_alive()).collect();
         let running: Vec<MachineId> =
@@ -656,7 +662,7 @@ impl Request {
         }
         let can_launch = !self.launch.exhausted && self.launch.attempts < policy.max_launch_attempts;
         if can_launch {
-            if self.launch.retry_at.is_some_and(|t| now < t) {
+            if self.launch.retry_at.is_some_and(|t| now < t) || (self.launch.attempts > 0 && !seen) {
                 return None;
             }
             let attempt = self.launch.attempts + 1;

@@ -7,13 +7,15 @@
 //! change itself happens in the background, so clients poll `getRequestStatus` (or watch)
 //! until it shows.
 
+mod access;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use ohf_app::view::{event_view, request_view};
@@ -97,12 +99,57 @@ fn invalid(field: &str, message: impl Into<String>) -> Answer {
     DomainError::validation(field, message).into()
 }
 
-/// The routes of the API.
-pub fn router(app: Arc<App>) -> Router {
-    Router::new().route("/rpc", post(rpc)).with_state(app)
+pub use access::{ApiToken, RateLimit, Role};
+
+/// Who may call, and how often.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// Bearer tokens; none configured means every caller is an admin (listen on loopback).
+    pub tokens: Vec<ApiToken>,
+    pub rate_limit: Option<RateLimit>,
 }
 
-async fn rpc(State(app): State<Arc<App>>, body: Bytes) -> Response {
+struct Api {
+    app: Arc<App>,
+    tokens: Vec<ApiToken>,
+    limiter: Option<access::Limiter>,
+}
+
+/// The routes of the API, open to every caller.
+pub fn router(app: Arc<App>) -> Router {
+    router_with(app, ApiOptions::default(), Arc::new(ohf_app::SystemClock))
+}
+
+/// The routes of the API with authentication and rate limits; `clock` paces the limits.
+pub fn router_with(app: Arc<App>, options: ApiOptions, clock: Arc<dyn ohf_app::Clock>) -> Router {
+    let limiter = options.rate_limit.map(|l| access::Limiter::new(l, clock));
+    let api = Arc::new(Api { app, tokens: options.tokens, limiter });
+    Router::new().route("/rpc", post(rpc)).with_state(api)
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str, retry_after: Option<u64>) -> Response {
+    Answer::Error { status, code: code.into(), message: message.into(), details: json!({}), retry_after }
+        .into_response()
+}
+
+async fn rpc(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let (client, role) = if api.tokens.is_empty() {
+        ("anonymous".to_owned(), Role::Admin)
+    } else {
+        match access::authenticate(&api.tokens, presented) {
+            Some(t) => (t.name.clone(), t.role),
+            None => {
+                return refuse(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "a valid bearer token is required", None);
+            }
+        }
+    };
+    if let Some(limiter) = &api.limiter
+        && let Err(wait) = limiter.take(&client)
+    {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many calls; retry later", Some(wait));
+    }
+    let app = &api.app;
     let call: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return invalid("body", format!("not valid JSON: {e}")).into_response(),
@@ -115,8 +162,11 @@ async fn rpc(State(app): State<Arc<App>>, body: Bytes) -> Response {
         Some(p @ Value::Object(_)) => p.clone(),
         Some(_) => return invalid("params", "must be an object").into_response(),
     };
-    tracing::debug!(method, "rpc");
-    dispatch(&app, method, &params).await.into_response()
+    if role < access::needed(method) {
+        return refuse(StatusCode::FORBIDDEN, "PERMISSION_DENIED", &format!("'{client}' may not call {method}"), None);
+    }
+    tracing::debug!(method, client = %client, "rpc");
+    dispatch(app, method, &params).await.into_response()
 }
 
 async fn dispatch(app: &App, method: &str, p: &Value) -> Answer {

@@ -70,10 +70,17 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         .route("/readyz", get(ready))
         .route("/status", get(|State(h): State<Arc<Health>>| async move { Json(h.worker.status()) }))
         .with_state(health)
-        .merge(ohf_http::router(app));
+        .merge(ohf_http::router_with(
+            app,
+            ohf_http::ApiOptions { tokens: s.tokens.clone(), rate_limit: s.rate_limit },
+            Arc::new(ohf_app::SystemClock),
+        ));
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(worker = %config.id, addr = %listener.local_addr()?, store = store_kind(&settings), "serving");
+    if s.tokens.is_empty() && !listener.local_addr()?.ip().is_loopback() {
+        tracing::warn!("the HTTP API has no tokens and listens beyond loopback: anyone who reaches it may call it");
+    }
 
     let (stop, stopped) = watch::channel(false);
     let worker_task = tokio::spawn({

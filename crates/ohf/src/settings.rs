@@ -62,6 +62,12 @@ pub struct ServeSettings {
     /// Seconds between orphan sweeps; 0 turns them off.
     pub sweep_interval_secs: u64,
     pub sweep_min_age_secs: u64,
+    /// Bearer tokens of the HTTP API with their roles; none means no authentication.
+    #[serde(skip_serializing)]
+    pub tokens: Vec<ohf_http::ApiToken>,
+    /// Calls per client of the HTTP API.
+    #[serde(skip_serializing)]
+    pub rate_limit: Option<ohf_http::RateLimit>,
 }
 
 impl Default for ServeSettings {
@@ -75,6 +81,8 @@ impl Default for ServeSettings {
             shutdown_grace_secs: 30,
             sweep_interval_secs: 300,
             sweep_min_age_secs: 600,
+            tokens: Vec::new(),
+            rate_limit: None,
         }
     }
 }
@@ -248,6 +256,12 @@ impl Resolved {
         }
         if settings.serve.interval_ms == 0 || settings.serve.claim_ttl_secs == 0 || settings.serve.batch == 0 {
             bail!("serve.interval_ms, serve.claim_ttl_secs and serve.batch must be positive");
+        }
+        if settings.serve.rate_limit.is_some_and(|r| !(r.per_sec > 0.0 && r.burst >= 1.0)) {
+            bail!("serve.rate_limit needs per_sec above 0 and burst of at least 1");
+        }
+        if settings.serve.tokens.iter().any(|t| t.token.len() < 16) {
+            bail!("serve.tokens: every token must be at least 16 characters");
         }
         let mut app = app_settings(&settings.request)?;
         app.cluster = settings.cluster.clone();

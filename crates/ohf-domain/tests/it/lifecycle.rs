@@ -389,3 +389,25 @@ fn capacity_held_counts_reservations_then_live_machines() {
     r.cancel(T0.plus_secs(1)).unwrap();
     assert_eq!(r.capacity_held(), 0);
 }
+
+#[test]
+fn a_new_attempt_waits_until_the_cloud_has_been_seen() {
+    // Attempt 1 failed as far as this copy knows; machines of it may exist all the same.
+    let history = || {
+        vec![
+            created("req-1", 2),
+            in_progress(),
+            launch_started(1, 2),
+            RequestEvent::LaunchFailed { attempt: 1, code: "RequestLimitExceeded".into(), message: "slow down".into(), retryable: true, retry_at: None },
+        ]
+    };
+    let blind = given(history()).when(|r| r.reconcile(&[], &[], T0.plus_secs(30), &policy()));
+    assert!(blind.outcome.launch.is_none(), "no describe answered: no new launch");
+    let found = [observed("i-1", "req-1", MachineStatus::Running), observed("i-2", "req-1", MachineStatus::Running)];
+    let seen = given(history())
+        .when(|r| r.reconcile(&found, &[provider()], T0.plus_secs(30), &policy()))
+        .then_state(RequestState::Completed);
+    assert!(seen.outcome.launch.is_none(), "the machines of attempt 1 are adopted instead");
+    let empty = given(history()).when(|r| r.reconcile(&[], &[provider()], T0.plus_secs(30), &policy()));
+    assert_eq!(empty.outcome.launch.map(|o| o.attempt), Some(2), "seen and nothing there: launch again");
+}

@@ -246,3 +246,75 @@ async fn a_busy_request_answers_423_with_retry_after_and_succeeds_later() {
     let (s, v) = api.call("cancelRequest", json!({"requestId": id})).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("ILLEGAL_TRANSITION")));
 }
+
+async fn call_as(
+    router: &axum::Router,
+    token: Option<&str>,
+    method: &str,
+    params: Value,
+) -> (StatusCode, Option<String>, Value) {
+    let mut req = Request::post("/rpc").header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Body::from(json!({"method": method, "params": params}).to_string())).unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, retry, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn tokens() -> Vec<ohf_http::ApiToken> {
+    serde_json::from_value(json!([
+        {"name": "dashboard", "token": "read-token", "role": "reader"},
+        {"name": "scheduler", "token": "ops-token", "role": "operator"}
+    ]))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_and_roles_decide_who_may_call_what() {
+    let api = api(AppSettings::default());
+    let options = ohf_http::ApiOptions { tokens: tokens(), rate_limit: None };
+    let router = ohf_http::router_with(api.app.clone(), options, Arc::new(SystemClock));
+    let create = json!({"templateId": "standard-compute", "machineCount": 1});
+    let (s, _, v) = call_as(&router, None, "listRequests", json!({})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED")));
+    let (s, _, _) = call_as(&router, Some("wrong"), "listRequests", json!({})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, v) = call_as(&router, Some("read-token"), "requestMachines", create.clone()).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("PERMISSION_DENIED")));
+    let (s, _, _) = call_as(&router, Some("read-token"), "listRequests", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "readers query");
+    let (s, _, v) = call_as(&router, Some("ops-token"), "requestMachines", create).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, _, v) = call_as(&router, Some("read-token"), "listRequests", json!({})).await;
+    assert_eq!(v["result"]["requests"].as_array().unwrap().len(), 1, "only the operator's request was stored");
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_answers_429_and_succeeds_after_the_wait() {
+    let api = api(AppSettings::default());
+    let clock = Arc::new(ohf_app::memory::ManualClock::new(ohf_domain::testing::T0));
+    let options =
+        ohf_http::ApiOptions { tokens: tokens(), rate_limit: Some(ohf_http::RateLimit { per_sec: 0.5, burst: 3.0 }) };
+    let router = ohf_http::router_with(api.app.clone(), options, clock.clone());
+    for _ in 0..3 {
+        assert_eq!(call_as(&router, Some("read-token"), "listRequests", json!({})).await.0, StatusCode::OK);
+    }
+    let (s, retry, v) = call_as(&router, Some("read-token"), "listRequests", json!({})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("RATE_LIMITED")));
+    assert_eq!(retry.as_deref(), Some("2"), "one call refills in 2 s at 0.5/s");
+    assert_eq!(
+        call_as(&router, Some("ops-token"), "listRequests", json!({})).await.0,
+        StatusCode::OK,
+        "limits are per client"
+    );
+    clock.advance_secs(2);
+    assert_eq!(
+        call_as(&router, Some("read-token"), "listRequests", json!({})).await.0,
+        StatusCode::OK,
+        "after the wait"
+    );
+}

@@ -1,0 +1,110 @@
+//! Who may call what, and how often: bearer tokens with roles, and a token bucket per client.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use ohf_app::Clock;
+use serde::Deserialize;
+
+/// What a token may do: readers query, operators also request and return, admins also change
+/// providers and configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Reader,
+    Operator,
+    Admin,
+}
+
+/// A bearer token from configuration. The token itself never prints.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("token", &"[redacted]")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// The role a method needs.
+pub fn needed(method: &str) -> Role {
+    match method {
+        "requestMachines" | "requestReturnMachines" | "cancelRequest" => Role::Operator,
+        _ => Role::Reader,
+    }
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token that `authorization` ("Bearer …") presents, if it is one of `tokens`.
+pub fn authenticate<'a>(tokens: &'a [ApiToken], authorization: Option<&str>) -> Option<&'a ApiToken> {
+    let presented = authorization?.strip_prefix("Bearer ")?.trim();
+    tokens.iter().find(|t| same(&t.token, presented))
+}
+
+/// Calls allowed per client: `burst` at once, refilled at `per_sec`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+/// A token bucket per client.
+pub struct Limiter {
+    limit: RateLimit,
+    clock: Arc<dyn Clock>,
+    buckets: Mutex<HashMap<String, (f64, i64)>>,
+}
+
+impl Limiter {
+    pub fn new(limit: RateLimit, clock: Arc<dyn Clock>) -> Self {
+        Self { limit, clock, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one call for `client`; when none is left, the whole seconds until one is.
+    pub fn take(&self, client: &str) -> Result<(), u64> {
+        let now = self.clock.now().unix_millis();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = buckets.entry(client.to_owned()).or_insert((self.limit.burst, now));
+        let refill = (now - *last).max(0) as f64 / 1000.0 * self.limit.per_sec;
+        *tokens = (*tokens + refill).min(self.limit.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.limit.per_sec).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_print_and_compare_whole() {
+        let t = ApiToken { name: "ops".into(), token: "s3cret".into(), role: Role::Operator };
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let tokens = [t];
+        assert!(authenticate(&tokens, Some("Bearer s3cret")).is_some());
+        assert!(authenticate(&tokens, Some("Bearer s3cre")).is_none());
+        assert!(authenticate(&tokens, Some("s3cret")).is_none());
+        assert!(authenticate(&tokens, None).is_none());
+        assert!(Role::Admin > Role::Operator && Role::Operator > Role::Reader);
+    }
+}
