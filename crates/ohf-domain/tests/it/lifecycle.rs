@@ -398,7 +398,13 @@ fn a_new_attempt_waits_until_the_cloud_has_been_seen() {
             created("req-1", 2),
             in_progress(),
             launch_started(1, 2),
-            RequestEvent::LaunchFailed { attempt: 1, code: "RequestLimitExceeded".into(), message: "slow down".into(), retryable: true, retry_at: None },
+            RequestEvent::LaunchFailed {
+                attempt: 1,
+                code: "RequestLimitExceeded".into(),
+                message: "slow down".into(),
+                retryable: true,
+                retry_at: None,
+            },
         ]
     };
     let blind = given(history()).when(|r| r.reconcile(&[], &[], T0.plus_secs(30), &policy()));
