@@ -29,6 +29,79 @@ async fn provider() -> AwsProvider {
 
 /// An EC2 client of our own on the emulator, to look without going through ohf.
 async fn sdk() -> aws_sdk_ec2::Client {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    aws_sdk_ec2::Client::new(&shared)
+}
+
+/// An image the emulator knows.
+async fn image() -> String {
+    let ec2 = sdk().await;
+    let images = ec2.describe_images().owners("amazon").send().await.unwrap();
+    images.images().iter().find_map(|i| i.image_id()).expect("the emulator lists images").to_owned()
+}
+
+fn template(image: &str, extra: serde_json::Value) -> Template {
+    let mut t = json!({"templateId": "Aws-Test", "maxNumber": 100, "imageId": image, "vmType": "t3.micro", "instanceTags": "team=abc"});
+    if let (Some(base), Some(more)) = (t.as_object_mut(), extra.as_object()) {
+        base.extend(more.clone());
+    }
+    Template::from_json(&t).unwrap()
+}
+
+fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
+    let id = RequestId::new(request).unwrap();
+    let tags = Tags::new(
+        [("ohf:request-id".to_owned(), request.to_owned()), ("ohf:cluster".to_owned(), "test".to_owned())].into(),
+    )
+    .unwrap();
+    LaunchRequest {
+        token: ClientToken::for_launch(&id, 1),
+        request_id: id,
+        template: template.clone(),
+        count,
+        tags,
+        zones: vec![],
+    }
+}
+
+#[tokio::test]
+async fn the_aws_adapter_passes_the_cloud_contract() {
+    let image = image().await;
+    cloud_contract(
+        || async { Arc::new(provider().await) as Arc<dyn CloudProvider> },
+        template(&image, json!({})),
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ec2_fleet_instant_launches_from_one_reused_launch_template() {
+    let p = provider().await;
+    let image = image().await;
+    let t = template(
+        &image,
+        json!({"templateId": "Fleet-Test", "vmTypes": {"t3.micro": 1, "t3.small": 1}, "providerApi": "EC2Fleet", "fleetType": "instant"}),
+    );
+    let request = format!("req-fleet-{}", uuid::Uuid::new_v4().simple());
+    let out = p.launch(&launch(&t, &request, 3)).await.unwrap();
+    assert_eq!(out.machines.len(), 3, "{:?}", out.shortfall);
+    let second = format!("req-fleet-{}", uuid::Uuid::new_v4().simple());
+    p.launch(&launch(&t, &second, 1)).await.unwrap();
+    let seen = p
+        .describe(&DescribeQuery { request_ids: vec![RequestId::new(request.clone()).unwrap()], ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter()
+            .all(|m| m.tags.get("team").map(String::as_str) == Some("abc") || m.tags.contains_key("ohf:request-id"))
+    );
     let ec2 = sdk().await;
     let templates = ec2.describe_launch_templates().send().await.unwrap();
     let ours = templates
