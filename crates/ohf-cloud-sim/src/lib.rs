@@ -31,6 +31,8 @@ pub struct SimCloud {
     config: Arc<SimConfig>,
     clock: Arc<dyn Clock>,
     backing: Arc<Backing>,
+    /// Describes made through this handle; also numbers their fault draws.
+    describes: std::sync::atomic::AtomicU64,
 }
 
 impl SimCloud {
@@ -41,17 +43,26 @@ impl SimCloud {
             config: Arc::new(config),
             clock,
             backing: Arc::new(Backing::Memory(Mutex::new(SimState::default()))),
+            describes: Default::default(),
         }
     }
 
     /// A simulated cloud whose state lives in `path`, shared by every process that names it.
     pub fn persistent(name: ProviderName, config: SimConfig, clock: Arc<dyn Clock>, path: PathBuf) -> Self {
-        Self { name, config: Arc::new(config), clock, backing: Arc::new(Backing::File(path)) }
+        Self {
+            name,
+            config: Arc::new(config),
+            clock,
+            backing: Arc::new(Backing::File(path)),
+            describes: Default::default(),
+        }
     }
 
-    /// Runs `f` on the state: under the mutex in memory, under the file lock on disk.
+    /// Runs `f` on the state: under the mutex in memory, under the file lock on disk. A read
+    /// (`write` false) takes a shared lock and writes nothing back.
     async fn with_state<T: Send + 'static>(
         &self,
+        write: bool,
         f: impl FnOnce(&mut SimState, &SimConfig) -> T + Send + 'static,
     ) -> Result<T, CloudError> {
         if self.config.api_latency_ms > 0 {
@@ -65,7 +76,14 @@ impl SimCloud {
                     let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
                     Ok(f(&mut s, &config))
                 }
-                Backing::File(path) => state::with_file(path, |s| f(s, &config)).map_err(|e| {
+                Backing::File(path) => {
+                    if write {
+                        state::with_file(path, |s| f(s, &config))
+                    } else {
+                        state::read_file(path, |s| f(s, &config))
+                    }
+                }
+                .map_err(|e| {
                     CloudError::new(
                         CloudErrorKind::Unavailable,
                         "SimStateUnavailable",
@@ -86,19 +104,21 @@ impl SimCloud {
     pub async fn interrupt(&self, id: &MachineId, notice_secs: u32) -> Result<bool, CloudError> {
         let now = self.clock.now();
         let id = id.to_string();
-        self.with_state(move |s, _| s.interrupt(&id, now, notice_secs)).await
+        self.with_state(true, move |s, _| s.interrupt(&id, now, notice_secs)).await
     }
 
     /// Stops `id` as if someone outside ohf had stopped it.
     pub async fn stop(&self, id: &MachineId) -> Result<bool, CloudError> {
         let now = self.clock.now();
         let id = id.to_string();
-        self.with_state(move |s, _| s.stop(&id, now)).await
+        self.with_state(true, move |s, _| s.stop(&id, now)).await
     }
 
     /// How many calls of each kind this cloud has served (launch, describe, terminate).
+    /// Launches and terminations are counted in the shared state; describes by this handle.
     pub async fn call_counts(&self) -> Result<state::CallCounts, CloudError> {
-        self.with_state(|s, _| s.counts.clone()).await
+        let describes = self.describes.load(std::sync::atomic::Ordering::SeqCst);
+        self.with_state(false, move |s, _| state::CallCounts { describe: describes, ..s.counts.clone() }).await
     }
 }
 
@@ -139,7 +159,7 @@ impl CloudProvider for SimCloud {
         let region = self.config.region.clone();
         let primary = types[0].clone();
         let available =
-            self.with_state(move |s, c| types.iter().map(|t| s.free(c, t, &zones, now)).sum::<u32>()).await?;
+            self.with_state(false, move |s, c| types.iter().map(|t| s.free(c, t, &zones, now)).sum::<u32>()).await?;
         Ok(Some(ProviderCapacity { available, instance_type: primary, region: Some(region) }))
     }
 
@@ -149,19 +169,23 @@ impl CloudProvider for SimCloud {
         let now = self.clock.now();
         let name = self.name.clone();
         let request = request.clone();
-        self.with_state(move |s, c| s.launch(c, &name, &request, &types, now)).await?
+        self.with_state(true, move |s, c| s.launch(c, &name, &request, &types, now)).await?
     }
 
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         let now = self.clock.now();
         let name = self.name.clone();
         let query = query.clone();
-        self.with_state(move |s, c| s.describe(c, &name, &query, now)).await?
+        let n = self.describes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(e) = state::describe_fault(&self.config, n) {
+            return Err(e);
+        }
+        self.with_state(false, move |s, c| s.describe(c, &name, &query, now)).await
     }
 
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
         let now = self.clock.now();
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        self.with_state(move |s, c| s.terminate(c, &ids, now)).await?
+        self.with_state(true, move |s, c| s.terminate(c, &ids, now)).await?
     }
 }

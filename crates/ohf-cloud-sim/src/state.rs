@@ -109,10 +109,29 @@ impl Instance {
     }
 }
 
+/// The `n`th number of the seeded sequence, uniform in [0, 1).
+fn draw_at(seed: u64, n: u64) -> f64 {
+    (splitmix64(seed ^ n.wrapping_mul(0x2545_f491_4f6c_dd1d)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A describe's fault, drawn from a sequence of the caller's own: describes write nothing.
+pub fn describe_fault(config: &SimConfig, n: u64) -> Option<CloudError> {
+    let seed = config.seed.rotate_left(17) ^ 0x5ec0_4d5e;
+    if draw_at(seed, 2 * n) < config.throttle_rate {
+        let mut e = CloudError::new(CloudErrorKind::Throttling, "RequestLimitExceeded", "request limit exceeded");
+        e.retry_after = Some(std::time::Duration::from_secs(1));
+        return Some(e);
+    }
+    if draw_at(seed, 2 * n + 1) < config.internal_error_rate {
+        return Some(CloudError::new(CloudErrorKind::Internal, "InternalError", "an internal error has occurred"));
+    }
+    None
+}
+
 impl SimState {
     fn draw(&mut self, config: &SimConfig) -> f64 {
         self.draws += 1;
-        (splitmix64(config.seed ^ self.draws.wrapping_mul(0x2545_f491_4f6c_dd1d)) >> 11) as f64 / (1u64 << 53) as f64
+        draw_at(config.seed, self.draws)
     }
 
     /// A fault for this call, drawn from the configured rates.
@@ -170,6 +189,7 @@ impl SimState {
     ) -> Result<LaunchResult, CloudError> {
         let now = now.unix_millis();
         self.counts.launch += 1;
+        self.prune(now, config);
         if let Some(ids) = self.tokens.get(request.token.as_str()) {
             let machines =
                 ids.iter().filter_map(|id| self.instances.get(id)).map(|i| i.observe(provider, now, config)).collect();
@@ -255,19 +275,15 @@ impl SimState {
         Ok(LaunchResult { machines, shortfall })
     }
 
+    /// What the query names; reads only, so it runs under a shared lock and writes nothing.
     pub fn describe(
-        &mut self,
+        &self,
         config: &SimConfig,
         provider: &ProviderName,
         query: &DescribeQuery,
         now: Timestamp,
-    ) -> Result<Vec<MachineObservation>, CloudError> {
+    ) -> Vec<MachineObservation> {
         let now = now.unix_millis();
-        self.counts.describe += 1;
-        if let Some(e) = self.fault(config, false) {
-            return Err(e);
-        }
-        self.prune(now, config);
         let by_request: Vec<&str> = query.request_ids.iter().map(RequestId::as_str).collect();
         let cluster = query.cluster.as_deref();
         let in_cluster = |i: &Instance| {
@@ -275,8 +291,7 @@ impl SimState {
                 && i.tags.get(ohf_app::ports::tag_keys::CLUSTER).map(String::as_str) == cluster
                 && i.status(now, config) != MachineStatus::Terminated
         };
-        Ok(self
-            .instances
+        self.instances
             .values()
             .filter(|i| {
                 query.machine_ids.iter().any(|m| m.as_str() == i.id)
@@ -286,7 +301,7 @@ impl SimState {
                     || in_cluster(i)
             })
             .map(|i| i.observe(provider, now, config))
-            .collect())
+            .collect()
     }
 
     pub fn terminate(&mut self, config: &SimConfig, ids: &[String], now: Timestamp) -> Result<(), CloudError> {
@@ -323,6 +338,30 @@ impl SimState {
     }
 }
 
+fn read(path: &Path) -> std::io::Result<SimState> {
+    match File::open(path) {
+        Ok(mut file) => {
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SimState::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `f` on a copy of the state in `path`, read under a shared lock; nothing is written.
+pub fn read_file<T>(path: &Path, f: impl FnOnce(&mut SimState) -> T) -> std::io::Result<T> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.with_extension("lock"))?;
+    lock.lock_shared()?;
+    let out = f(&mut read(path)?);
+    lock.unlock()?;
+    Ok(out)
+}
+
 /// Runs `f` on the state in `path` under an exclusive lock, writing it back atomically.
 pub fn with_file<T>(path: &Path, f: impl FnOnce(&mut SimState) -> T) -> std::io::Result<T> {
     if let Some(dir) = path.parent() {
@@ -331,15 +370,7 @@ pub fn with_file<T>(path: &Path, f: impl FnOnce(&mut SimState) -> T) -> std::io:
     let lock_path = path.with_extension("lock");
     let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     lock.lock()?;
-    let mut state = match File::open(path) {
-        Ok(mut file) => {
-            let mut text = String::new();
-            file.read_to_string(&mut text)?;
-            serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimState::default(),
-        Err(e) => return Err(e),
-    };
+    let mut state = read(path)?;
     let out = f(&mut state);
     let tmp = path.with_extension("tmp");
     {
