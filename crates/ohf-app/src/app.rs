@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ohf_domain::{
     DomainError, LifecyclePolicy, Machine, MachineCount, MachineId, MachineStatus, Priority, ProviderName,
-    ProvisionSpec, Request, RequestId, RequestKind, ReturnedMachine, Tags, Template, TemplateId, TimeoutSecs,
+    ProvisionSpec, Request, RequestId, RequestKind, ReturnedMachine, Tags, Template, TimeoutSecs,
 };
 use serde_json::Value;
 
@@ -468,14 +468,5 @@ impl App {
             }
         }
         Ok(notices)
-    }
-
-    /// Every template, for validation.
-    pub async fn templates(&self) -> Result<Vec<Template>, AppError> {
-        Ok(self.catalog.templates().await?)
-    }
-
-    pub fn template_id(id: &str) -> Result<TemplateId, AppError> {
-        Ok(TemplateId::new(id)?)
     }
 }

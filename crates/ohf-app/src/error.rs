@@ -46,13 +46,4 @@ impl AppError {
             _ => json!({}),
         }
     }
-
-    /// Worth trying again later: the store or the cloud was briefly unavailable.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Store(StoreError::Unavailable(_) | StoreError::Conflict { .. }) | Self::Busy { .. } => true,
-            Self::Cloud { error, .. } => error.kind.is_retryable(),
-            _ => false,
-        }
-    }
 }

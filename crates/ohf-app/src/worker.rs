@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ohf_domain::{RequestEvent, RequestId, Timestamp};
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::App;
 
@@ -47,13 +47,12 @@ pub struct Worker {
     app: Arc<App>,
     config: WorkerConfig,
     status: Mutex<WorkerStatus>,
-    wake: Notify,
 }
 
 impl Worker {
     pub fn new(app: Arc<App>, config: WorkerConfig) -> Self {
         let status = WorkerStatus { worker: config.id.clone(), ..WorkerStatus::default() };
-        Self { app, config, status: Mutex::new(status), wake: Notify::new() }
+        Self { app, config, status: Mutex::new(status) }
     }
 
     pub fn status(&self) -> WorkerStatus {
@@ -84,7 +83,6 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep(self.config.interval) => {}
-                _ = self.wake.notified() => {}
                 // New and cancelled requests are worked at once, not at the next tick.
                 Ok(e) = events.recv() => {
                     let urgent = matches!(&e.event, RequestEvent::Created { .. })
@@ -101,11 +99,6 @@ impl Worker {
             tracing::warn!(worker = %self.config.id, error = %e, "claims not released; they expire by themselves");
         }
         tracing::info!(worker = %self.config.id, released = held.len(), "worker stopped");
-    }
-
-    /// Asks for a cycle now.
-    pub fn wake(&self) {
-        self.wake.notify_one();
     }
 
     async fn cycle(&self, held: Vec<RequestId>) -> Vec<RequestId> {
