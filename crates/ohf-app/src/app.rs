@@ -80,6 +80,13 @@ pub struct TemplateAvailability {
     pub available: Option<u32>,
 }
 
+/// The verdict on a template document.
+#[derive(Debug, Clone)]
+pub enum TemplateCheck {
+    Valid(Box<Template>),
+    Invalid { field: String, message: String },
+}
+
 /// A machine the cloud is taking back, with the seconds left before it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReturnNotice {
@@ -395,6 +402,89 @@ impl App {
                 TemplateAvailability { template, available }
             })
             .collect())
+    }
+
+    /// One template with how many more machines it may have.
+    pub async fn template_info(&self, id: &str) -> Result<TemplateAvailability, AppError> {
+        let template = self.template(id).await?;
+        let held = self.store.capacity_held().await?;
+        let used = held.get(template.id()).copied().unwrap_or(0);
+        let available = template.max_number().map(|max| max.saturating_sub(used));
+        Ok(TemplateAvailability { template, available })
+    }
+
+    /// Checks one template document: ohf's rules, then the provider that would serve it. A
+    /// template that breaks a rule is an answer, not an error.
+    pub async fn validate_template(&self, raw: &Value) -> Result<TemplateCheck, AppError> {
+        let invalid = |field: String, message: String| Ok(TemplateCheck::Invalid { field, message });
+        let template = match Template::from_json(raw) {
+            Ok(t) => t,
+            Err(DomainError::Validation { field, message }) => return invalid(field, message),
+            Err(e) => return invalid("template".into(), e.to_string()),
+        };
+        let provider = match self.choose_provider(&template, None) {
+            Ok(p) => p,
+            Err(e) => return invalid("provider".into(), e.to_string()),
+        };
+        match provider.check_template(&template).await {
+            Ok(()) => Ok(TemplateCheck::Valid(Box::new(template))),
+            Err(e) => {
+                invalid("template".into(), format!("provider '{}' cannot serve it: {}", provider.name(), e.message))
+            }
+        }
+    }
+
+    /// The events of a request from sequence number `from` on (a request's events are numbered
+    /// from 0; its `seq()` is the next one), with the request after them. Waits up to `wait` for
+    /// the first new event unless the request is final; events stored by other processes are
+    /// seen within `poll`.
+    pub async fn changes(
+        &self,
+        id: &str,
+        from: u64,
+        wait: std::time::Duration,
+        poll: std::time::Duration,
+    ) -> Result<(Request, Vec<ohf_domain::EventEnvelope>), AppError> {
+        let id = RequestId::new(id)?;
+        let mut live = self.bus.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let request = self
+                .store
+                .get(&id)
+                .await?
+                .ok_or_else(|| DomainError::RequestNotFound { request_id: id.to_string() })?;
+            if request.seq() > from {
+                let events: Vec<_> = self.store.history(&id).await?.into_iter().filter(|e| e.seq >= from).collect();
+                // The request read above may be older than the history read after it.
+                let request = if events.last().is_some_and(|e| e.seq >= request.seq()) {
+                    self.store.get(&id).await?.unwrap_or(request)
+                } else {
+                    request
+                };
+                let next = request.seq();
+                return Ok((request, events.into_iter().filter(|e| e.seq < next).collect()));
+            }
+            if request.state().is_terminal() && !request.needs_work() {
+                return Ok((request, Vec::new()));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok((request, Vec::new()));
+            }
+            let nap = (deadline - now).min(poll);
+            let mine = async {
+                loop {
+                    match live.recv().await {
+                        Ok(e) if e.request_id == id => return,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(nap, mine).await;
+        }
     }
 
     /// The requests of `ids`, each with `None` when ohf does not know it.

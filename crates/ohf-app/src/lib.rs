@@ -1,6 +1,8 @@
 //! The application core of ohf: ports, command and query handlers, the event bus and the
 //! reconcile step that advances every request.
 
+pub mod access;
+pub mod api;
 mod app;
 pub mod bus;
 pub mod contract;
@@ -12,7 +14,9 @@ mod sweep;
 pub mod view;
 pub mod worker;
 
-pub use app::{App, AppSettings, MachineRef, RequestMachines, RequestReturn, ReturnNotice, TemplateAvailability};
+pub use app::{
+    App, AppSettings, MachineRef, RequestMachines, RequestReturn, ReturnNotice, TemplateAvailability, TemplateCheck,
+};
 pub use bus::{EventBus, EventHandler};
 pub use error::AppError;
 pub use ports::{

@@ -37,6 +37,7 @@ struct Inner {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    contended: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryStore {
@@ -48,6 +49,12 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// While on, every change to a stored request conflicts, as when other writers keep
+    /// changing it (new requests still save): for tests of busy answers.
+    pub fn set_contended(&self, on: bool) {
+        self.contended.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn all(&self) -> Vec<Request> {
         self.lock().entries.values().filter_map(|e| e.request.clone()).collect()
     }
@@ -56,6 +63,9 @@ impl MemoryStore {
 #[async_trait]
 impl RequestStore for MemoryStore {
     async fn save(&self, batch: &[&Request], fence: Option<&Fence>) -> Result<(), StoreError> {
+        if self.contended.load(std::sync::atomic::Ordering::SeqCst) && batch.iter().all(|r| r.version() > 0) {
+            return Err(StoreError::Conflict { request_id: batch[0].id().to_string() });
+        }
         let mut inner = self.lock();
         for r in batch {
             let entry = inner.entries.get(r.id());

@@ -54,3 +54,29 @@ pub fn event_view(e: &EventEnvelope) -> Value {
         "event": e.event,
     })
 }
+
+pub fn reconcile_view(r: &crate::ReconcileReport) -> Value {
+    json!({
+        "examined": r.examined, "changed": r.changed, "describeCalls": r.describe_calls,
+        "launchCalls": r.launch_calls, "terminateCalls": r.terminate_calls,
+        "conflicts": r.conflicts, "errors": r.errors,
+    })
+}
+
+pub fn sweep_view(r: &crate::SweepReport) -> Value {
+    json!({
+        "examined": r.examined,
+        "terminated": r.terminated.iter().map(|(id, why)| json!({"machineId": id.as_str(), "reason": why})).collect::<Vec<_>>(),
+        "errors": r.errors,
+    })
+}
+
+/// A template with how many more machines it may have (-1: unlimited).
+pub fn template_view(a: &crate::TemplateAvailability) -> Value {
+    json!({
+        "templateId": a.template.id().as_str(),
+        "maxNumber": a.template.max_number().map_or(-1, i64::from),
+        "availableNumber": a.available.map_or(-1, i64::from),
+        "template": a.template.to_hf(),
+    })
+}

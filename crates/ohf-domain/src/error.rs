@@ -18,9 +18,41 @@ pub enum ErrorCode {
     ConfigurationError,
     StoreError,
     InternalError,
+    /// The caller presented no valid credentials.
+    Unauthenticated,
+    /// The caller's role may not make this call.
+    PermissionDenied,
+    /// The caller is over its rate limit.
+    RateLimited,
+    /// No such API method.
+    MethodNotFound,
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 17] = [
+        Self::TemplateNotFound,
+        Self::InsufficientCapacity,
+        Self::QuotaExceeded,
+        Self::ValidationError,
+        Self::ProviderIncompatible,
+        Self::RequestNotFound,
+        Self::DuplicateRequest,
+        Self::IllegalTransition,
+        Self::ResourceBusy,
+        Self::ProviderError,
+        Self::ConfigurationError,
+        Self::StoreError,
+        Self::InternalError,
+        Self::Unauthenticated,
+        Self::PermissionDenied,
+        Self::RateLimited,
+        Self::MethodNotFound,
+    ];
+
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TemplateNotFound => "TEMPLATE_NOT_FOUND",
@@ -36,6 +68,10 @@ impl ErrorCode {
             Self::ConfigurationError => "CONFIGURATION_ERROR",
             Self::StoreError => "STORE_ERROR",
             Self::InternalError => "INTERNAL_ERROR",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::MethodNotFound => "METHOD_NOT_FOUND",
         }
     }
 }

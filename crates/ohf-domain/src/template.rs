@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::instance_types;
 use crate::{DomainError, ProviderName, Tags, TemplateId};
@@ -424,6 +424,52 @@ impl Template {
             templates.push(t);
         }
         Ok(templates)
+    }
+
+    /// The template in Host Factory's field names, with derived attributes filled in and unset
+    /// fields left out.
+    pub fn to_hf(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        let mut put = |k: &str, v: Value| {
+            if !(v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(|m| m.is_empty()))
+            {
+                out.insert(k.to_owned(), v);
+            }
+        };
+        put("templateId", json!(self.id.as_str()));
+        put("maxNumber", json!(self.max_number));
+        let attributes: serde_json::Map<String, Value> =
+            self.attributes.iter().map(|(k, a)| (k.clone(), json!([a.kind.as_str(), a.value]))).collect();
+        put("attributes", Value::Object(attributes));
+        put("imageId", json!(self.image_id));
+        put("subnetIds", json!(self.subnet_ids));
+        put("vmTypes", json!(self.vm_types));
+        put("vmTypesOnDemand", json!(self.vm_types_on_demand));
+        put("vmTypesPriority", json!(self.vm_types_priority));
+        put("priceType", json!(self.price_type.as_str()));
+        put("percentOnDemand", json!(self.percent_on_demand));
+        put("allocationStrategy", json!(self.allocation_strategy));
+        put("allocationStrategyOnDemand", json!(self.allocation_strategy_on_demand));
+        put("maxSpotPrice", json!(self.max_spot_price));
+        put("spotFleetRequestExpiry", json!(self.spot_fleet_request_expiry_mins));
+        put("poolsCount", json!(self.pools_count));
+        put("fleetRole", json!(self.fleet_role));
+        put("securityGroupIds", json!(self.security_group_ids));
+        put("keyName", json!(self.key_name));
+        put("instanceProfile", json!(self.instance_profile));
+        put("userDataScript", json!(self.user_data_script));
+        put(
+            "instanceTags",
+            if self.instance_tags.is_empty() { Value::Null } else { json!(self.instance_tags.to_hf()) },
+        );
+        put("rootDeviceVolumeSize", json!(self.root_device_volume_size));
+        put("volumeType", json!(self.volume_type));
+        put("iops", json!(self.iops));
+        put("launchTemplateId", json!(self.launch_template_id));
+        put("providerApi", json!(self.provider_api.as_str()));
+        put("fleetType", json!(self.fleet_type.map(|f| format!("{f:?}").to_lowercase())));
+        put("provider", json!(self.provider.as_ref().map(|p| p.as_str())));
+        Value::Object(out)
     }
 
     pub fn id(&self) -> &TemplateId {

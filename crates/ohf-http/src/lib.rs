@@ -1,16 +1,16 @@
 //! The HTTP JSON API of `ohf serve`, in the shape of the request-management seed:
 //! `POST /rpc` with `{"method": "requestMachines", "params": {…}}` answers `{"result": …}` or
-//! `{"error": {"code": "TEMPLATE_NOT_FOUND", "message": …, "details": …}}`. One table maps every
-//! error code to an HTTP status; a busy request answers 423 with `Retry-After`.
+//! `{"error": {"code": "TEMPLATE_NOT_FOUND", "message": …, "details": …}}`. Statuses come from
+//! the one table in `ohf_app::api`; a busy request answers 423 and a client over its rate limit
+//! 429, both with `Retry-After`.
 //!
 //! An accepted mutation answers with the request's state at that moment, not a bare "ok": the
-//! change itself happens in the background, so clients poll `getRequestStatus` (or watch)
-//! until it shows.
-
-mod access;
+//! change itself happens in the background, so clients poll `getRequestStatus` or long-poll
+//! `watchRequest` until it shows.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,88 +18,47 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use ohf_app::view::{event_view, request_view};
-use ohf_app::{App, AppError, MachineRef, RequestFilter, RequestMachines, RequestReturn};
+use ohf_app::access::{self, Limiter};
+pub use ohf_app::access::{ApiToken, RateLimit, Role};
+use ohf_app::api::ApiError;
+use ohf_app::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
+use ohf_app::{App, MachineRef, RequestFilter, RequestMachines, RequestReturn, TemplateCheck};
 use ohf_domain::{DomainError, ErrorCode, RequestKind, RequestState};
 use serde_json::{Map, Value, json};
 
 /// Every method of the API.
-pub const METHODS: [&str; 8] = [
+pub const METHODS: [&str; 13] = [
     "requestMachines",
     "requestReturnMachines",
     "getRequestStatus",
     "getReturnRequests",
     "cancelRequest",
     "listRequests",
-    "getAvailableTemplates",
+    "watchRequest",
     "getRequestHistory",
+    "getAvailableTemplates",
+    "getTemplate",
+    "validateTemplate",
+    "reconcile",
+    "sweepOrphans",
 ];
 
-/// The one table from error codes to HTTP statuses.
-pub fn http_status(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::ValidationError => StatusCode::BAD_REQUEST,
-        ErrorCode::TemplateNotFound | ErrorCode::RequestNotFound => StatusCode::NOT_FOUND,
-        ErrorCode::DuplicateRequest | ErrorCode::IllegalTransition => StatusCode::CONFLICT,
-        ErrorCode::InsufficientCapacity => StatusCode::CONFLICT,
-        ErrorCode::QuotaExceeded => StatusCode::FORBIDDEN,
-        ErrorCode::ProviderIncompatible => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::ResourceBusy => StatusCode::LOCKED,
-        ErrorCode::ProviderError => StatusCode::BAD_GATEWAY,
-        ErrorCode::StoreError => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::ConfigurationError | ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+/// The longest a `watchRequest` call waits for a change.
+const MAX_WATCH_WAIT: Duration = Duration::from_secs(60);
+
+/// An error as an HTTP response: the seed's body, the table's status, `Retry-After` when given.
+pub fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.wire().http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(e.to_json())).into_response();
+    if let Some(secs) = e.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    response
 }
 
-/// An answer of the API: a result, or an error with its status and optional retry hint.
-enum Answer {
-    Result(Value),
-    Error { status: StatusCode, code: String, message: String, details: Value, retry_after: Option<u64> },
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid(field, message)
 }
-
-impl From<AppError> for Answer {
-    fn from(e: AppError) -> Self {
-        let retry_after = match &e {
-            AppError::Busy { retry_after_secs, .. } => Some(*retry_after_secs),
-            _ => None,
-        };
-        Answer::Error {
-            status: http_status(e.code()),
-            code: e.code().as_str().to_owned(),
-            message: e.to_string(),
-            details: e.details(),
-            retry_after,
-        }
-    }
-}
-
-impl From<DomainError> for Answer {
-    fn from(e: DomainError) -> Self {
-        AppError::from(e).into()
-    }
-}
-
-impl IntoResponse for Answer {
-    fn into_response(self) -> Response {
-        match self {
-            Answer::Result(result) => (StatusCode::OK, axum::Json(json!({"result": result}))).into_response(),
-            Answer::Error { status, code, message, details, retry_after } => {
-                let body = json!({"error": {"code": code, "message": message, "details": details}});
-                let mut response = (status, axum::Json(body)).into_response();
-                if let Some(secs) = retry_after {
-                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                }
-                response
-            }
-        }
-    }
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> Answer {
-    DomainError::validation(field, message).into()
-}
-
-pub use access::{ApiToken, RateLimit, Role};
 
 /// Who may call, and how often.
 #[derive(Debug, Clone, Default)]
@@ -109,10 +68,43 @@ pub struct ApiOptions {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// The gate every call passes: who is calling, whether their role allows the method, and
+/// whether they are within their rate limit. Shared by every ingress of one daemon.
+pub struct Gate {
+    tokens: Vec<ApiToken>,
+    limiter: Option<Limiter>,
+}
+
+impl Gate {
+    pub fn new(options: ApiOptions, clock: Arc<dyn ohf_app::Clock>) -> Self {
+        Self { tokens: options.tokens, limiter: options.rate_limit.map(|l| Limiter::new(l, clock)) }
+    }
+
+    /// Admits a call of `method` presenting `authorization`; answers with the caller's name.
+    pub fn admit(&self, authorization: Option<&str>, method: &str) -> Result<String, ApiError> {
+        let Some((client, role)) = access::caller(&self.tokens, authorization) else {
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required"));
+        };
+        if let Some(limiter) = &self.limiter
+            && let Err(wait) = limiter.take(&client)
+        {
+            let mut e = ApiError::new(ErrorCode::RateLimited, "too many calls; retry later");
+            e.details = json!({"retryAfter": wait});
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+        if role < access::needed(method) {
+            let mut e = ApiError::new(ErrorCode::PermissionDenied, format!("'{client}' may not call {method}"));
+            e.details = json!({"method": method, "needs": format!("{:?}", access::needed(method)).to_lowercase()});
+            return Err(e);
+        }
+        Ok(client)
+    }
+}
+
 struct Api {
     app: Arc<App>,
-    tokens: Vec<ApiToken>,
-    limiter: Option<access::Limiter>,
+    gate: Arc<Gate>,
 }
 
 /// The routes of the API, open to every caller.
@@ -122,98 +114,115 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// The routes of the API with authentication and rate limits; `clock` paces the limits.
 pub fn router_with(app: Arc<App>, options: ApiOptions, clock: Arc<dyn ohf_app::Clock>) -> Router {
-    let limiter = options.rate_limit.map(|l| access::Limiter::new(l, clock));
-    let api = Arc::new(Api { app, tokens: options.tokens, limiter });
-    Router::new().route("/rpc", post(rpc)).with_state(api)
+    gated_router(app, Arc::new(Gate::new(options, clock)))
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str, retry_after: Option<u64>) -> Response {
-    Answer::Error { status, code: code.into(), message: message.into(), details: json!({}), retry_after }
-        .into_response()
+/// The routes of the API behind a gate shared with other ingresses.
+pub fn gated_router(app: Arc<App>, gate: Arc<Gate>) -> Router {
+    Router::new().route("/rpc", post(rpc)).with_state(Arc::new(Api { app, gate }))
 }
 
 async fn rpc(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
-    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let (client, role) = if api.tokens.is_empty() {
-        ("anonymous".to_owned(), Role::Admin)
-    } else {
-        match access::authenticate(&api.tokens, presented) {
-            Some(t) => (t.name.clone(), t.role),
-            None => {
-                return refuse(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "a valid bearer token is required", None);
-            }
-        }
-    };
-    if let Some(limiter) = &api.limiter
-        && let Err(wait) = limiter.take(&client)
-    {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many calls; retry later", Some(wait));
+    match answer(&api, &headers, &body).await {
+        Ok(result) => (StatusCode::OK, axum::Json(json!({"result": result}))).into_response(),
+        Err(e) => error_response(&e),
     }
-    let app = &api.app;
-    let call: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return invalid("body", format!("not valid JSON: {e}")).into_response(),
-    };
+}
+
+async fn answer(api: &Api, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    // Unauthenticated callers learn nothing about the body, not even whether it parses.
+    if access::caller(&api.gate.tokens, presented).is_none() {
+        return Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required"));
+    }
+    let call: Value = serde_json::from_slice(body).map_err(|e| invalid("body", format!("not valid JSON: {e}")))?;
     let Some(method) = call.get("method").and_then(Value::as_str) else {
-        return invalid("method", "a call is {\"method\": …, \"params\": {…}}").into_response();
+        return Err(invalid("method", "a call is {\"method\": …, \"params\": {…}}"));
     };
     let params = match call.get("params") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(p @ Value::Object(_)) => p.clone(),
-        Some(_) => return invalid("params", "must be an object").into_response(),
+        Some(_) => return Err(invalid("params", "must be an object")),
     };
-    if role < access::needed(method) {
-        return refuse(StatusCode::FORBIDDEN, "PERMISSION_DENIED", &format!("'{client}' may not call {method}"), None);
-    }
+    let client = api.gate.admit(presented, method)?;
     tracing::debug!(method, client = %client, "rpc");
-    dispatch(app, method, &params).await.into_response()
+    call_method(&api.app, method, &params).await
 }
 
-async fn dispatch(app: &App, method: &str, p: &Value) -> Answer {
-    let outcome = match method {
+/// Runs one method of the API on `app`: the JSON API without its transport, for in-process
+/// callers that want the same answers.
+pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, ApiError> {
+    match method {
         "requestMachines" => request_machines(app, p).await,
         "requestReturnMachines" => request_return(app, p).await,
         "getRequestStatus" => request_status(app, p).await,
         "getReturnRequests" => return_requests(app, p).await,
-        "cancelRequest" => match text(p, "requestId") {
-            Ok(id) => app.cancel(&id).await.map(|r| request_view(&r)).map_err(Answer::from),
-            Err(e) => Err(e),
-        },
+        "cancelRequest" => Ok(request_view(&app.cancel(&text(p, "requestId")?).await?)),
         "listRequests" => list_requests(app, p).await,
-        "getAvailableTemplates" => app
-            .available_templates()
-            .await
-            .map(|list| {
-                let templates: Vec<Value> = list
-                    .iter()
-                    .map(|a| json!({"templateId": a.template.id().as_str(), "availableNumber": a.available, "template": a.template}))
-                    .collect();
-                json!({"templates": templates})
-            })
-            .map_err(Answer::from),
-        "getRequestHistory" => match text(p, "requestId") {
-            Ok(id) => app
-                .history(&id)
-                .await
-                .map(|events| json!({"requestId": id, "events": events.iter().map(event_view).collect::<Vec<_>>()}))
-                .map_err(Answer::from),
-            Err(e) => Err(e),
-        },
-        other => Err(Answer::Error {
-            status: StatusCode::NOT_FOUND,
-            code: "METHOD_NOT_FOUND".into(),
-            message: format!("method '{other}' not found"),
-            details: json!({"method": other, "availableMethods": METHODS}),
-            retry_after: None,
-        }),
-    };
-    match outcome {
-        Ok(result) => Answer::Result(result),
-        Err(answer) => answer,
+        "watchRequest" => watch_request(app, p).await,
+        "getAvailableTemplates" => {
+            let list = app.available_templates().await?;
+            Ok(json!({"templates": list.iter().map(template_view).collect::<Vec<_>>()}))
+        }
+        "getTemplate" => Ok(template_view(&app.template_info(&text(p, "templateId")?).await?)),
+        "validateTemplate" => validate_template(app, p).await,
+        "getRequestHistory" => {
+            let id = text(p, "requestId")?;
+            let events = app.history(&id).await?;
+            Ok(json!({"requestId": id, "events": events.iter().map(event_view).collect::<Vec<_>>()}))
+        }
+        "reconcile" => Ok(reconcile_view(&app.reconcile(None).await)),
+        "sweepOrphans" => {
+            let min_age = integer(p, "minAgeSeconds")?.unwrap_or(600).max(0);
+            Ok(sweep_view(&app.sweep_orphans(min_age).await))
+        }
+        other => {
+            let mut e = ApiError::new(ErrorCode::MethodNotFound, format!("method '{other}' not found"));
+            e.details = json!({"method": other, "availableMethods": METHODS});
+            Err(e)
+        }
     }
 }
 
-fn text(p: &Value, field: &str) -> Result<String, Answer> {
+async fn watch_request(app: &App, p: &Value) -> Result<Value, ApiError> {
+    let id = text(p, "requestId")?;
+    let from = integer(p, "fromSeq")?.unwrap_or(0);
+    if from < 0 {
+        return Err(invalid("fromSeq", "must not be negative"));
+    }
+    let wait = match integer(p, "waitSeconds")? {
+        Some(w) if w < 0 => return Err(invalid("waitSeconds", "must not be negative")),
+        Some(w) => Duration::from_secs(w as u64).min(MAX_WATCH_WAIT),
+        None => Duration::from_secs(20),
+    };
+    let (request, events) = app.changes(&id, from as u64, wait, Duration::from_millis(500)).await?;
+    let next = events.last().map_or(from as u64, |e| e.seq + 1);
+    let done = request.state().is_terminal() && !request.needs_work() && next >= request.seq();
+    Ok(json!({
+        "request": request_view(&request),
+        "events": events.iter().map(event_view).collect::<Vec<_>>(),
+        "nextSeq": next,
+        "final": done,
+    }))
+}
+
+async fn validate_template(app: &App, p: &Value) -> Result<Value, ApiError> {
+    let raw = match p.get("template") {
+        Some(t @ Value::Object(_)) => t,
+        _ => return Err(invalid("template", "is required: one template object")),
+    };
+    Ok(match app.validate_template(raw).await? {
+        TemplateCheck::Valid(t) => {
+            json!({"valid": true, "templateId": t.id().as_str(), "problems": [], "template": t.to_hf()})
+        }
+        TemplateCheck::Invalid { field, message } => {
+            let id = raw.get("templateId").and_then(Value::as_str).unwrap_or_default();
+            json!({"valid": false, "templateId": id, "problems": [{"field": field, "message": message}]})
+        }
+    })
+}
+
+fn text(p: &Value, field: &str) -> Result<String, ApiError> {
     match p.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         Some(Value::Null) | None => Err(invalid(field, "is required")),
@@ -221,21 +230,21 @@ fn text(p: &Value, field: &str) -> Result<String, Answer> {
     }
 }
 
-fn optional_text(p: &Value, field: &str) -> Result<Option<String>, Answer> {
+fn optional_text(p: &Value, field: &str) -> Result<Option<String>, ApiError> {
     match p.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(_) => text(p, field).map(Some),
     }
 }
 
-fn integer(p: &Value, field: &str) -> Result<Option<i64>, Answer> {
+fn integer(p: &Value, field: &str) -> Result<Option<i64>, ApiError> {
     match p.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_i64().map(Some).ok_or_else(|| invalid(field, format!("must be a whole number, got {v}"))),
     }
 }
 
-fn string_map(p: &Value, field: &str) -> Result<BTreeMap<String, String>, Answer> {
+fn string_map(p: &Value, field: &str) -> Result<BTreeMap<String, String>, ApiError> {
     match p.get(field) {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => m
@@ -251,7 +260,7 @@ fn string_map(p: &Value, field: &str) -> Result<BTreeMap<String, String>, Answer
     }
 }
 
-async fn request_machines(app: &App, p: &Value) -> Result<Value, Answer> {
+async fn request_machines(app: &App, p: &Value) -> Result<Value, ApiError> {
     let metadata: BTreeMap<String, Value> = match p.get("metadata") {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(m)) => m.clone().into_iter().collect(),
@@ -273,28 +282,40 @@ async fn request_machines(app: &App, p: &Value) -> Result<Value, Answer> {
         zones,
         provider: optional_text(p, "provider")?,
     };
-    app.request_machines(cmd).await.map(|r| request_view(&r)).map_err(Answer::from)
+    Ok(request_view(&app.request_machines(cmd).await?))
 }
 
-async fn request_return(app: &App, p: &Value) -> Result<Value, Answer> {
-    let ids = match p.get("machineIds") {
-        Some(Value::Array(ids)) => ids
-            .iter()
-            .map(|v| v.as_str().map(String::from).ok_or_else(|| invalid("machineIds", "must list strings")))
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => return Err(invalid("machineIds", "is required: a list of machine ids")),
+async fn request_return(app: &App, p: &Value) -> Result<Value, ApiError> {
+    let list = |field: &str| -> Result<Vec<String>, ApiError> {
+        match p.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(String::from).ok_or_else(|| invalid(field, "must list strings")))
+                .collect(),
+            Some(_) => Err(invalid(field, "must be a list of strings")),
+        }
     };
-    let machines = ids.into_iter().map(|id| MachineRef { id: Some(id), name: None }).collect();
+    let ids = list("machineIds")?;
+    let names = list("machineNames")?;
+    if ids.is_empty() && names.is_empty() {
+        return Err(invalid("machineIds", "is required: a list of machine ids (or machineNames: host names)"));
+    }
+    let machines = ids
+        .into_iter()
+        .map(|id| MachineRef { id: Some(id), name: None })
+        .chain(names.into_iter().map(|name| MachineRef { id: None, name: Some(name) }))
+        .collect();
     let force = p.get("force").and_then(Value::as_bool).unwrap_or(false);
     let cmd =
         RequestReturn { machines, request_id: optional_text(p, "requestId")?, force, timeout: integer(p, "timeout")? };
-    app.request_return(cmd).await.map(|r| request_view(&r)).map_err(Answer::from)
+    Ok(request_view(&app.request_return(cmd).await?))
 }
 
-async fn request_status(app: &App, p: &Value) -> Result<Value, Answer> {
+async fn request_status(app: &App, p: &Value) -> Result<Value, ApiError> {
     if let Some(Value::Array(ids)) = p.get("requestIds") {
         let ids: Vec<String> = ids.iter().filter_map(Value::as_str).map(String::from).collect();
-        let found = app.request_status(&ids).await.map_err(Answer::from)?;
+        let found = app.request_status(&ids).await?;
         let requests: Vec<Value> = found
             .iter()
             .map(|(id, r)| match r {
@@ -305,13 +326,13 @@ async fn request_status(app: &App, p: &Value) -> Result<Value, Answer> {
         return Ok(json!({"requests": requests}));
     }
     let id = text(p, "requestId")?;
-    match app.request_status(std::slice::from_ref(&id)).await.map_err(Answer::from)?.pop() {
+    match app.request_status(std::slice::from_ref(&id)).await?.pop() {
         Some((_, Some(r))) => Ok(request_view(&r)),
         _ => Err(DomainError::RequestNotFound { request_id: id }.into()),
     }
 }
 
-async fn return_requests(app: &App, p: &Value) -> Result<Value, Answer> {
+async fn return_requests(app: &App, p: &Value) -> Result<Value, ApiError> {
     // The seed asks after one return request by id; Host Factory asks which hosts the cloud takes back.
     if p.get("requestId").is_some() {
         let status = request_status(app, p).await?;
@@ -331,7 +352,7 @@ async fn return_requests(app: &App, p: &Value) -> Result<Value, Answer> {
             .collect(),
         Some(_) => return Err(invalid("machines", "must be a list")),
     };
-    let notices = app.return_notices(&known).await.map_err(Answer::from)?;
+    let notices = app.return_notices(&known).await?;
     let requests: Vec<Value> = notices
         .iter()
         .map(|n| json!({"machine": n.machine, "machineId": n.machine_id.as_str(), "gracePeriod": n.grace_period}))
@@ -339,7 +360,7 @@ async fn return_requests(app: &App, p: &Value) -> Result<Value, Answer> {
     Ok(json!({"requests": requests}))
 }
 
-async fn list_requests(app: &App, p: &Value) -> Result<Value, Answer> {
+async fn list_requests(app: &App, p: &Value) -> Result<Value, ApiError> {
     let states = match p.get("status") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],
@@ -356,7 +377,6 @@ async fn list_requests(app: &App, p: &Value) -> Result<Value, Answer> {
         Some("return") => Some(RequestKind::Return),
         Some(other) => return Err(invalid("kind", format!("'{other}' is not provision or return"))),
     };
-    let list =
-        app.list_requests(&RequestFilter { states, kind, limit, ..Default::default() }).await.map_err(Answer::from)?;
+    let list = app.list_requests(&RequestFilter { states, kind, limit, ..Default::default() }).await?;
     Ok(json!({"requests": list.iter().map(request_view).collect::<Vec<_>>()}))
 }

@@ -35,6 +35,35 @@ pub struct Global {
     /// More log output on stderr (-v info, -vv debug)
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Run through the daemon at this URL (http:// or https://) instead of on the local store
+    #[arg(long, global = true, env = "OHF_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token for --server
+    #[arg(long, global = true, env = "OHF_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed the daemon's certificate
+    #[arg(long, global = true, env = "OHF_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for a daemon that requires mutual TLS
+    #[arg(long, global = true, env = "OHF_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM) for --client-cert
+    #[arg(long, global = true, env = "OHF_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl Global {
+    /// How to reach the daemon, when one is named.
+    pub fn client_options(&self) -> Option<crate::client::ClientOptions> {
+        let server = self.server.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
+        Some(crate::client::ClientOptions {
+            server: server.to_owned(),
+            token: self.token.clone(),
+            ca_cert: self.ca_cert.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,7 +103,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address of /healthz, /readyz and /status (overrides serve.listen)
+    /// Address of the APIs (gRPC, HTTP JSON) and /healthz, /readyz, /status (overrides serve.listen)
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Worker id, unique among daemons sharing a store (overrides serve.worker_id)

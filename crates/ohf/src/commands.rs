@@ -1,4 +1,5 @@
-//! Operator commands.
+//! Operator commands. Each goes through the JSON API's methods: in-process on the local store,
+//! or over the wire to a daemon (`--server`), with the same output either way.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -6,12 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use ohf_app::view::{event_view, request_view};
-use ohf_app::{App, MachineRef, RequestFilter, RequestMachines, RequestReturn};
-use ohf_domain::{MachineId, Request, RequestId, RequestState, Template};
-use serde_json::json;
+use ohf_domain::{MachineId, Template};
+use serde_json::{Value, json};
 
 use crate::cli::{Command, CreateArgs, Global, Output, RequestCmd, ReturnArgs, SimCmd, TemplatesCmd};
+use crate::client::Remote;
 use crate::output::{self, machines_table, print_json, requests_table, templates_table, up_count};
 use crate::settings::{Overrides, Resolved};
 use crate::wiring::{self, Runtime};
@@ -37,6 +37,70 @@ pub async fn run(global: &Global, command: Command) -> ExitCode {
     }
 }
 
+/// Where the methods run.
+pub enum Backend {
+    /// On this process's own application; `advance` reconciles what a poll reads first.
+    Local {
+        rt: Runtime,
+        advance: bool,
+    },
+    Remote(Remote),
+}
+
+impl Backend {
+    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        match self {
+            Backend::Local { rt, advance } => {
+                if *advance {
+                    advance_before(rt, method, &params).await;
+                }
+                Ok(ohf_http::call_method(&rt.app, method, &params).await?)
+            }
+            Backend::Remote(remote) => remote.call(method, &params).await,
+        }
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self, Backend::Local { .. })
+    }
+}
+
+/// Without a daemon, a poll moves the requests it reads forward first.
+async fn advance_before(rt: &Runtime, method: &str, params: &Value) {
+    let ids = |field: &str| -> Vec<ohf_domain::RequestId> {
+        match &params[field] {
+            Value::String(id) => vec![id.clone()],
+            Value::Array(list) => list.iter().filter_map(Value::as_str).map(String::from).collect(),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .filter_map(|id| ohf_domain::RequestId::new(id).ok())
+        .collect()
+    };
+    match method {
+        "getRequestStatus" | "watchRequest" => {
+            let mut wanted = ids("requestId");
+            wanted.extend(ids("requestIds"));
+            if !wanted.is_empty() {
+                rt.app.reconcile(Some(&wanted)).await;
+            }
+        }
+        "listRequests" => {
+            rt.app.reconcile(None).await;
+        }
+        _ => {}
+    }
+}
+
+async fn backend(global: &Global) -> anyhow::Result<Backend> {
+    if let Some(options) = global.client_options() {
+        return Ok(Backend::Remote(Remote::new(&options)?));
+    }
+    let settings = Resolved::load(&overrides(global))?;
+    let advance = settings.advance_on_poll;
+    Ok(Backend::Local { rt: wiring::build(&settings).await?, advance })
+}
+
 async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
     if let Command::Quickstart(args) = &command {
         return crate::quickstart::run(global, args).await;
@@ -44,74 +108,77 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
     if let Command::Templates(TemplatesCmd::Validate { file: Some(file) }) = &command {
         return validate_file(global.output, file);
     }
-    let settings = Resolved::load(&overrides(global))?;
-    let rt = wiring::build(&settings).await?;
+    if let Command::Templates(TemplatesCmd::Validate { file: None }) = &command {
+        let settings = Resolved::load(&overrides(global))?;
+        return validate_file(global.output, &settings.templates_file);
+    }
     let out = global.output;
+    let backend = backend(global).await?;
     match command {
         Command::Templates(TemplatesCmd::List) => {
-            let list = rt.app.available_templates().await?;
+            let list = backend.call("getAvailableTemplates", json!({})).await?;
+            let list = list["templates"].as_array().cloned().unwrap_or_default();
             match out {
-                Output::Json => print_json(&json!(
-                    list.iter()
-                        .map(|a| json!({
-                            "templateId": a.template.id().as_str(),
-                            "maxNumber": a.template.max_number().map_or(-1, i64::from),
-                            "availableNumber": a.available,
-                            "template": a.template,
-                        }))
-                        .collect::<Vec<_>>()
-                )),
+                Output::Json => print_json(&Value::Array(list)),
                 Output::Table => println!("{}", templates_table(&list)),
             }
         }
-        Command::Templates(TemplatesCmd::Validate { file }) => {
-            validate_file(out, file.as_deref().unwrap_or(&settings.templates_file))?
-        }
-        Command::Request(cmd) => request(&rt, out, cmd, settings.advance_on_poll).await?,
-        Command::Return(args) => return_machines(&rt, out, args, settings.advance_on_poll).await?,
+        Command::Request(cmd) => request(&backend, out, cmd).await?,
+        Command::Return(args) => return_machines(&backend, out, args).await?,
         Command::Reconcile => {
-            let report = rt.app.reconcile(None).await;
+            let report = backend.call("reconcile", json!({})).await?;
             match out {
-                Output::Json => print_json(&json!({
-                    "examined": report.examined, "changed": report.changed, "describeCalls": report.describe_calls,
-                    "launchCalls": report.launch_calls, "terminateCalls": report.terminate_calls,
-                    "conflicts": report.conflicts, "errors": report.errors,
-                })),
+                Output::Json => print_json(&report),
                 Output::Table => println!(
                     "examined {} requests, changed {}, {} describe, {} launch and {} terminate calls, {} conflicts",
-                    report.examined,
-                    report.changed,
-                    report.describe_calls,
-                    report.launch_calls,
-                    report.terminate_calls,
-                    report.conflicts
+                    report["examined"],
+                    report["changed"],
+                    report["describeCalls"],
+                    report["launchCalls"],
+                    report["terminateCalls"],
+                    report["conflicts"]
                 ),
             }
-            if !report.errors.is_empty() {
-                bail!("reconcile met errors: {}", report.errors.join("; "));
-            }
+            errors_of(&report, "reconcile")?;
         }
-        Command::Sim(cmd) => sim(&rt, out, cmd).await?,
+        Command::Sim(cmd) => match &backend {
+            Backend::Local { rt, .. } => sim(rt, out, cmd).await?,
+            Backend::Remote(_) => {
+                bail!("sim commands change the simulated cloud's own state file; run them without --server")
+            }
+        },
         Command::Sweep { min_age } => {
-            let report = rt.app.sweep_orphans(min_age as i64).await;
+            let report = backend.call("sweepOrphans", json!({"minAgeSeconds": min_age})).await?;
             match out {
-                Output::Json => print_json(&json!({
-                    "examined": report.examined,
-                    "terminated": report.terminated.iter().map(|(id, why)| json!({"machineId": id.as_str(), "reason": why})).collect::<Vec<_>>(),
-                    "errors": report.errors,
-                })),
+                Output::Json => print_json(&report),
                 Output::Table => {
-                    println!("examined {} machines, terminated {}", report.examined, report.terminated.len());
-                    for (id, why) in &report.terminated {
-                        println!("  {id}: {why}");
+                    let terminated = report["terminated"].as_array().cloned().unwrap_or_default();
+                    println!("examined {} machines, terminated {}", report["examined"], terminated.len());
+                    for t in &terminated {
+                        println!("  {}: {}", text(&t["machineId"]), text(&t["reason"]));
                     }
                 }
             }
-            if !report.errors.is_empty() {
-                bail!("sweep met errors: {}", report.errors.join("; "));
-            }
+            errors_of(&report, "sweep")?;
         }
-        Command::Hf(_) | Command::Quickstart(_) | Command::Serve(_) => unreachable!("dispatched elsewhere"),
+        Command::Hf(_)
+        | Command::Quickstart(_)
+        | Command::Serve(_)
+        | Command::Templates(TemplatesCmd::Validate { .. }) => {
+            unreachable!("dispatched elsewhere")
+        }
+    }
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+fn errors_of(report: &Value, what: &str) -> anyhow::Result<()> {
+    let errors: Vec<String> = report["errors"].as_array().map(|e| e.iter().map(text).collect()).unwrap_or_default();
+    if !errors.is_empty() {
+        bail!("{what} met errors: {}", errors.join("; "));
     }
     Ok(())
 }
@@ -140,48 +207,51 @@ fn parse_tags(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn show(out: Output, requests: &[Request]) {
+fn show(out: Output, requests: &[Value]) {
     match out {
-        Output::Json => print_json(&json!(requests.iter().map(request_view).collect::<Vec<_>>())),
+        Output::Json => print_json(&json!(requests)),
         Output::Table => {
             println!("{}", requests_table(requests));
-            for r in requests.iter().filter(|r| !r.machines().is_empty()) {
-                println!("\n{}:\n{}", r.id(), machines_table(r));
+            for r in requests.iter().filter(|r| r["machines"].as_array().is_some_and(|m| !m.is_empty())) {
+                println!("\n{}:\n{}", text(&r["requestId"]), machines_table(r));
             }
         }
     }
 }
 
-fn show_one(out: Output, r: &Request) {
+fn show_one(out: Output, r: &Value) {
     match out {
-        Output::Json => print_json(&request_view(r)),
+        Output::Json => print_json(r),
         Output::Table => show(out, std::slice::from_ref(r)),
     }
 }
 
-async fn create(rt: &Runtime, out: Output, args: CreateArgs, advance: bool) -> anyhow::Result<()> {
-    let cmd = RequestMachines {
-        template_id: args.template,
-        count: args.count,
-        request_id: args.request_id,
-        timeout: args.timeout,
-        tags: parse_tags(&args.tags)?,
-        metadata: BTreeMap::new(),
-        priority: args.priority,
-        zones: args.zones,
-        provider: args.provider,
-    };
-    let r = rt.app.request_machines(cmd).await?;
+async fn create(backend: &Backend, out: Output, args: CreateArgs) -> anyhow::Result<()> {
+    let mut params = json!({
+        "templateId": args.template,
+        "machineCount": args.count,
+        "tags": parse_tags(&args.tags)?,
+        "placement": {"availabilityZones": args.zones},
+    });
+    for (field, value) in [("requestId", args.request_id), ("priority", args.priority), ("provider", args.provider)] {
+        if let Some(v) = value {
+            params[field] = json!(v);
+        }
+    }
+    if let Some(t) = args.timeout {
+        params["timeout"] = json!(t);
+    }
+    let r = backend.call("requestMachines", params).await?;
     if args.wait {
         if out == Output::Table {
             println!(
                 "{}: {} machines of {} requested",
-                r.id(),
-                r.count(),
-                r.template().map(|t| t.id().as_str()).unwrap_or("-")
+                text(&r["requestId"]),
+                r["machineCount"],
+                r["templateId"].as_str().unwrap_or("-")
             );
         }
-        let done = watch(&rt.app, r.id(), out == Output::Table, advance).await?;
+        let done = watch(backend, &text(&r["requestId"]), out == Output::Table).await?;
         show_one(out, &done);
     } else {
         show_one(out, &r);
@@ -189,71 +259,43 @@ async fn create(rt: &Runtime, out: Output, args: CreateArgs, advance: bool) -> a
     Ok(())
 }
 
-async fn request(rt: &Runtime, out: Output, cmd: RequestCmd, advance: bool) -> anyhow::Result<()> {
-    let app = &rt.app;
+async fn request(backend: &Backend, out: Output, cmd: RequestCmd) -> anyhow::Result<()> {
     match cmd {
-        RequestCmd::Create(args) => create(rt, out, args, advance).await?,
+        RequestCmd::Create(args) => create(backend, out, args).await?,
         RequestCmd::Status { ids } => {
-            let valid: Vec<RequestId> = ids
-                .iter()
-                .map(|i| RequestId::new(i.clone()))
-                .collect::<Result<_, _>>()
-                .map_err(ohf_app::AppError::from)?;
-            if advance {
-                app.reconcile(Some(&valid)).await;
+            let found = backend.call("getRequestStatus", json!({"requestIds": ids})).await?;
+            let list = found["requests"].as_array().cloned().unwrap_or_default();
+            if let Some(missing) = list.iter().find(|r| r.get("error").is_some()) {
+                let id = text(&missing["requestId"]);
+                return Err(ohf_app::AppError::from(ohf_domain::DomainError::RequestNotFound { request_id: id }).into());
             }
-            let found = app.request_status(&ids).await?;
-            if let Some((missing, _)) = found.iter().find(|(_, r)| r.is_none()) {
-                return Err(ohf_app::AppError::from(ohf_domain::DomainError::RequestNotFound {
-                    request_id: missing.clone(),
-                })
-                .into());
-            }
-            let list: Vec<Request> = found.into_iter().filter_map(|(_, r)| r).collect();
             show(out, &list);
         }
         RequestCmd::Watch { id } => {
-            let id = RequestId::new(id).map_err(ohf_app::AppError::from)?;
-            if app.request_status(&[id.to_string()]).await?[0].1.is_none() {
-                return Err(ohf_app::AppError::from(ohf_domain::DomainError::RequestNotFound {
-                    request_id: id.to_string(),
-                })
-                .into());
-            }
-            let r = watch(app, &id, out == Output::Table, advance).await?;
+            let r = watch(backend, &id, out == Output::Table).await?;
             show_one(out, &r);
         }
         RequestCmd::Cancel { id } => {
-            let r = app.cancel(&id).await?;
+            let r = backend.call("cancelRequest", json!({"requestId": id})).await?;
             show_one(out, &r);
         }
         RequestCmd::List { state, limit } => {
-            let states = state
-                .iter()
-                .map(|s| RequestState::parse(s).with_context(|| format!("unknown state '{s}'")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            if advance {
-                app.reconcile(None).await;
-            }
-            let list = app.list_requests(&RequestFilter { states, limit: Some(limit), ..Default::default() }).await?;
+            let found = backend.call("listRequests", json!({"status": state, "limit": limit})).await?;
+            let list = found["requests"].as_array().cloned().unwrap_or_default();
             match out {
-                Output::Json => print_json(&json!(list.iter().map(request_view).collect::<Vec<_>>())),
+                Output::Json => print_json(&Value::Array(list)),
                 Output::Table => println!("{}", requests_table(&list)),
             }
         }
         RequestCmd::History { id } => {
-            let events = app.history(&id).await?;
+            let found = backend.call("getRequestHistory", json!({"requestId": id})).await?;
+            let events = found["events"].as_array().cloned().unwrap_or_default();
             match out {
-                Output::Json => print_json(&json!(events.iter().map(event_view).collect::<Vec<_>>())),
+                Output::Json => print_json(&Value::Array(events)),
                 Output::Table => {
                     for e in &events {
-                        println!(
-                            "{:>4}  {}  {:<22} {}",
-                            e.seq,
-                            e.at,
-                            e.event.name(),
-                            serde_json::to_string(&e.event).unwrap_or_default()
-                        );
+                        let name = e["event"]["type"].as_str().unwrap_or("-");
+                        println!("{:>4}  {}  {:<22} {}", e["seq"], text(&e["at"]), name, e["event"]);
                     }
                 }
             }
@@ -262,24 +304,15 @@ async fn request(rt: &Runtime, out: Output, cmd: RequestCmd, advance: bool) -> a
     Ok(())
 }
 
-async fn return_machines(rt: &Runtime, out: Output, args: ReturnArgs, advance: bool) -> anyhow::Result<()> {
-    let machines = args
-        .machines
-        .iter()
-        .map(|m| {
-            // EC2-style ids are ids; anything else is a host name.
-            if m.starts_with("i-") {
-                MachineRef { id: Some(m.clone()), name: None }
-            } else {
-                MachineRef { id: None, name: Some(m.clone()) }
-            }
-        })
-        .collect();
-    let r = rt
-        .app
-        .request_return(RequestReturn { machines, request_id: args.request_id, force: args.force, timeout: None })
-        .await?;
-    let r = if args.wait { watch(&rt.app, r.id(), out == Output::Table, advance).await? } else { r };
+async fn return_machines(backend: &Backend, out: Output, args: ReturnArgs) -> anyhow::Result<()> {
+    // EC2-style ids are ids; anything else is a host name.
+    let (ids, names): (Vec<String>, Vec<String>) = args.machines.iter().cloned().partition(|m| m.starts_with("i-"));
+    let mut params = json!({"machineIds": ids, "machineNames": names, "force": args.force});
+    if let Some(id) = args.request_id {
+        params["requestId"] = json!(id);
+    }
+    let r = backend.call("requestReturnMachines", params).await?;
+    let r = if args.wait { watch(backend, &text(&r["requestId"]), out == Output::Table).await? } else { r };
     show_one(out, &r);
     Ok(())
 }
@@ -309,35 +342,35 @@ async fn sim(rt: &Runtime, out: Output, cmd: SimCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Follows `id` until it finishes, showing machines up out of machines asked; advances it on
-/// each look when `advance` (no daemon does).
-pub async fn watch(app: &App, id: &RequestId, progress: bool, advance: bool) -> anyhow::Result<Request> {
+/// Follows a request until it finishes, showing machines up out of machines asked: one
+/// long-poll after another on a daemon, a look every half second on the local store (each look
+/// advances it when no daemon does).
+pub async fn watch(backend: &Backend, id: &str, progress: bool) -> anyhow::Result<Value> {
     let bar = if progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    bar.set_prefix(id.to_string());
+    bar.set_prefix(id.to_owned());
+    let wait = if backend.is_local() { 0 } else { 20 };
+    let mut from = 0u64;
     loop {
-        if advance {
-            app.reconcile(Some(std::slice::from_ref(id))).await;
-        }
-        let r = app
-            .request_status(&[id.to_string()])
-            .await?
-            .pop()
-            .and_then(|(_, r)| r)
-            .with_context(|| format!("request {id} disappeared"))?;
-        bar.set_length(u64::from(r.count()));
-        bar.set_position(up_count(&r));
-        let noun = if r.kind() == ohf_domain::RequestKind::Return { "terminated" } else { "up" };
-        bar.set_message(format!("{noun} · {}", r.state()));
-        if r.state().is_terminal() {
+        let update =
+            backend.call("watchRequest", json!({"requestId": id, "fromSeq": from, "waitSeconds": wait})).await?;
+        let r = &update["request"];
+        bar.set_length(r["machineCount"].as_u64().unwrap_or(0));
+        bar.set_position(up_count(r));
+        let noun = if r["kind"] == "return" { "terminated" } else { "up" };
+        bar.set_message(format!("{noun} · {}", text(&r["status"])));
+        if update["final"] == true {
             bar.finish();
-            return Ok(r);
+            return Ok(r.clone());
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        from = update["nextSeq"].as_u64().unwrap_or(from);
+        if backend.is_local() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         bar.tick();
     }
 }

@@ -49,6 +49,9 @@ pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return answer(&e.to_json(), false),
     };
+    if let Some(options) = global.client_options() {
+        return remote(&options, op, &input).await;
+    }
     let settings = match Resolved::load(&overrides(global)) {
         Ok(s) => s,
         Err(e) => return fail(format!("{e:#}")),
@@ -57,6 +60,19 @@ pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
     let provider = std::env::var("HF_PROVIDER_NAME").or_else(|_| std::env::var("PROVIDER_NAME")).unwrap_or_default();
     let span = tracing::info_span!("hf", provider = %provider, operation = op.name());
     execute(&settings, op, &input).instrument(span).await
+}
+
+/// Runs the operation on the daemon named by `OHF_SERVER` (or `--server`): the same document,
+/// produced there.
+async fn remote(options: &crate::client::ClientOptions, op: Operation, input: &Value) -> ExitCode {
+    let client = match crate::client::Remote::new(options) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    match client.host_factory(op.name(), input).await {
+        Ok((doc, ok)) => answer(&doc, ok),
+        Err(e) => fail(format!("{e:#}")),
+    }
 }
 
 async fn execute(settings: &Resolved, op: Operation, input: &Value) -> ExitCode {

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod cli;
+mod client;
 mod commands;
 mod hf;
 mod output;

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use comfy_table::{Table, presets};
 use ohf_app::AppError;
-use ohf_domain::{MachineStatus, Request, RequestKind};
+use ohf_app::api::ApiError;
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 
@@ -52,13 +52,16 @@ pub fn print_json(v: &Value) {
 
 /// Prints a failure: `{"error": {code, message, details}}` in JSON mode, a line on stderr otherwise.
 pub fn print_error(output: Output, e: &anyhow::Error) {
-    let app = e.downcast_ref::<AppError>();
-    let code = app.map(|a| a.code().as_str()).unwrap_or("ERROR");
+    let api = e
+        .downcast_ref::<ApiError>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<AppError>().map(|a| ApiError::from(a.clone())));
+    let code = api.as_ref().map(|a| a.code.as_str()).unwrap_or("ERROR");
     match output {
         Output::Json => print_json(&json!({"error": {
             "code": code,
             "message": format!("{e:#}"),
-            "details": app.map(AppError::details).unwrap_or(json!({})),
+            "details": api.as_ref().map(|a| a.details.clone()).unwrap_or(json!({})),
         }})),
         Output::Table => eprintln!("error [{code}]: {e:#}"),
     }
@@ -71,60 +74,69 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-pub fn up_count(r: &Request) -> u64 {
-    let done = |s: MachineStatus| match r.kind() {
-        RequestKind::Provision => s == MachineStatus::Running,
-        RequestKind::Return => s == MachineStatus::Terminated,
-    };
-    r.machines().iter().filter(|m| m.failure().is_none() && done(m.status())).count() as u64
+/// A field of a view as table text: `-` when absent.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
-pub fn requests_table(list: &[Request]) -> String {
+/// Machines of a request view that are up (provision) or gone (return).
+pub fn up_count(r: &Value) -> u64 {
+    let done = if r["kind"] == "return" { "terminated" } else { "running" };
+    r["machines"].as_array().map_or(0, |m| m.iter().filter(|m| m["status"] == done).count() as u64)
+}
+
+pub fn requests_table(list: &[Value]) -> String {
     let mut t = table(&["REQUEST", "KIND", "STATE", "TEMPLATE", "MACHINES", "CREATED", "MESSAGE"]);
     for r in list {
         t.add_row(vec![
-            r.id().to_string(),
-            r.kind().as_str().to_owned(),
-            r.state().to_string(),
-            r.template().map(|t| t.id().to_string()).unwrap_or_else(|| "-".into()),
-            format!("{}/{}", up_count(r), r.count()),
-            r.created_at().to_rfc3339(),
-            r.error().unwrap_or_default().to_owned(),
+            cell(&r["requestId"]),
+            cell(&r["kind"]),
+            cell(&r["status"]),
+            cell(&r["templateId"]),
+            format!("{}/{}", up_count(r), cell(&r["machineCount"])),
+            cell(&r["createdAt"]),
+            r["errorMessage"].as_str().unwrap_or_default().to_owned(),
         ]);
     }
     t.to_string()
 }
 
-pub fn machines_table(r: &Request) -> String {
+pub fn machines_table(r: &Value) -> String {
     let mut t = table(&["MACHINE", "NAME", "STATUS", "RESULT", "PRIVATE IP", "TYPE", "ZONE", "MESSAGE"]);
-    for m in r.machines() {
-        let (result, message) = r.hf_machine_result(m);
+    for m in r["machines"].as_array().into_iter().flatten() {
         t.add_row(vec![
-            m.id().to_string(),
-            m.name().unwrap_or("-").to_owned(),
-            m.status().to_string(),
-            result.as_str().to_owned(),
-            m.private_ip().unwrap_or("-").to_owned(),
-            m.instance_type().unwrap_or("-").to_owned(),
-            m.zone().unwrap_or("-").to_owned(),
-            message,
+            cell(&m["machineId"]),
+            cell(&m["name"]),
+            cell(&m["status"]),
+            cell(&m["result"]),
+            cell(&m["privateIpAddress"]),
+            cell(&m["instanceType"]),
+            cell(&m["availabilityZone"]),
+            m["message"].as_str().unwrap_or_default().to_owned(),
         ]);
     }
     t.to_string()
 }
 
-pub fn templates_table(list: &[ohf_app::TemplateAvailability]) -> String {
+pub fn templates_table(list: &[Value]) -> String {
     let mut t = table(&["TEMPLATE", "MAX", "AVAILABLE", "TYPES", "PRICE", "API", "NCPUS", "NRAM"]);
+    let limit = |v: &Value| if v.as_i64() == Some(-1) { "unlimited".to_owned() } else { cell(v) };
     for a in list {
-        let tpl = &a.template;
-        let attr = |k: &str| tpl.attributes().get(k).map(|v| v.value.clone()).unwrap_or_default();
+        let tpl = &a["template"];
+        let attr = |k: &str| tpl["attributes"][k].get(1).map(cell).unwrap_or_default();
+        let types =
+            tpl["vmTypes"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default();
         t.add_row(vec![
-            tpl.id().to_string(),
-            tpl.max_number().map_or("unlimited".into(), |n| n.to_string()),
-            a.available.map_or("unlimited".into(), |n| n.to_string()),
-            tpl.vm_types().keys().cloned().collect::<Vec<_>>().join(","),
-            tpl.price_type().to_string(),
-            tpl.provider_api().as_str().to_owned(),
+            cell(&a["templateId"]),
+            limit(&a["maxNumber"]),
+            limit(&a["availableNumber"]),
+            types,
+            cell(&tpl["priceType"]),
+            cell(&tpl["providerApi"]),
             attr("ncpus"),
             attr("nram"),
         ]);

@@ -3,11 +3,10 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use ohf_app::{MachineRef, RequestMachines, RequestReturn};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::cli::{Global, Output, QuickstartArgs};
-use crate::commands::watch;
+use crate::commands::{Backend, watch};
 use crate::output::{machines_table, print_json, templates_table};
 use crate::settings::{Overrides, Resolved};
 use crate::wiring;
@@ -48,53 +47,55 @@ pub async fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
         logdir: Some(dir.join("log")),
         database_url: None,
     })?;
-    let rt = wiring::build(&settings).await?;
-    let app = &rt.app;
+    let backend = Backend::Local { rt: wiring::build(&settings).await?, advance: true };
     let table = global.output == Output::Table;
     let say = |s: String| {
         if table {
             println!("{s}");
         }
     };
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
 
     say(format!("ohf quickstart: SQLite and the simulated cloud in {}\n", dir.display()));
-    let templates = app.available_templates().await?;
-    say(format!("templates:\n{}\n", templates_table(&templates)));
+    let templates = backend.call("getAvailableTemplates", json!({})).await?;
+    say(format!("templates:\n{}\n", templates_table(templates["templates"].as_array().map_or(&[], Vec::as_slice))));
 
     let started = Instant::now();
-    let r = app
-        .request_machines(RequestMachines {
-            template_id: "OnDemand-Minimal".into(),
-            count: args.count,
-            ..Default::default()
-        })
-        .await?;
-    say(format!("requested {} machines of OnDemand-Minimal: {}", r.count(), r.id()));
-    let up = watch(app, r.id(), table, true).await?;
+    let r =
+        backend.call("requestMachines", json!({"templateId": "OnDemand-Minimal", "machineCount": args.count})).await?;
+    say(format!("requested {} machines of OnDemand-Minimal: {}", r["machineCount"], text(&r["requestId"])));
+    let up = watch(&backend, &text(&r["requestId"]), table).await?;
     let provision_secs = started.elapsed().as_secs_f64();
-    say(format!("\n{} is {} after {provision_secs:.1} s:\n{}\n", up.id(), up.state(), machines_table(&up)));
+    say(format!(
+        "\n{} is {} after {provision_secs:.1} s:\n{}\n",
+        text(&up["requestId"]),
+        text(&up["status"]),
+        machines_table(&up)
+    ));
     anyhow::ensure!(
-        up.state() == ohf_domain::RequestState::Completed,
+        up["status"] == "COMPLETED",
         "request ended {}: {}",
-        up.state(),
-        up.error().unwrap_or_default()
+        text(&up["status"]),
+        text(&up["errorMessage"])
     );
 
     let started = Instant::now();
-    let machines = up
-        .machines()
-        .iter()
-        .map(|m| MachineRef { id: Some(m.id().to_string()), name: m.name().map(String::from) })
-        .collect();
-    let ret = app.request_return(RequestReturn { machines, ..Default::default() }).await?;
-    say(format!("returning them: {}", ret.id()));
-    let back = watch(app, ret.id(), table, true).await?;
+    let ids: Vec<Value> = up["machines"].as_array().into_iter().flatten().map(|m| m["machineId"].clone()).collect();
+    let count = ids.len();
+    let ret = backend.call("requestReturnMachines", json!({"machineIds": ids})).await?;
+    say(format!("returning them: {}", text(&ret["requestId"])));
+    let back = watch(&backend, &text(&ret["requestId"]), table).await?;
     let return_secs = started.elapsed().as_secs_f64();
-    say(format!("\n{} is {} after {return_secs:.1} s:\n{}\n", back.id(), back.state(), machines_table(&back)));
-    anyhow::ensure!(back.state() == ohf_domain::RequestState::Completed, "return ended {}", back.state());
+    say(format!(
+        "\n{} is {} after {return_secs:.1} s:\n{}\n",
+        text(&back["requestId"]),
+        text(&back["status"]),
+        machines_table(&back)
+    ));
+    anyhow::ensure!(back["status"] == "COMPLETED", "return ended {}", text(&back["status"]));
 
     if table {
-        println!("done: {} machines provisioned and returned.", up.machines().len());
+        println!("done: {count} machines provisioned and returned.");
         println!("try the Host Factory interface on the same state:");
         println!(
             "  echo '{{}}' | ohf --confdir {} --workdir {} hf getAvailableTemplates",
@@ -104,8 +105,8 @@ pub async fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
     } else {
         print_json(&json!({
             "dir": dir.display().to_string(),
-            "provisionRequest": ohf_app::view::request_view(&up),
-            "returnRequest": ohf_app::view::request_view(&back),
+            "provisionRequest": up,
+            "returnRequest": back,
             "provisionSeconds": provision_secs,
             "returnSeconds": return_secs,
         }));

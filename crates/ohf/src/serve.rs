@@ -1,7 +1,9 @@
 //! `ohf serve`: the daemon. A worker advances every request in the background under claims,
-//! so several daemons on one Postgres share the work; /healthz, /readyz and /status report on
-//! it, and POST /rpc is the HTTP JSON API (ohf-http). SIGTERM or SIGINT stops it cleanly: the cycle under way finishes (within the grace
-//! period), claims are released, and the process exits 0.
+//! so several daemons on one Postgres share the work. One listener (TLS optional) serves the
+//! gRPC API (ohf-grpc, with health and reflection), the HTTP JSON API (`POST /rpc`, ohf-http),
+//! the Host Factory operations for scripts in client mode (`POST /hf/{operation}`) and /healthz,
+//! /readyz, /status. SIGTERM or SIGINT stops it cleanly: the cycle under way finishes (within
+//! the grace period), claims are released, and the process exits 0.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,17 +11,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
 use ohf_app::{Worker, WorkerConfig};
+use ohf_hostfactory::{HfError, Operation, parse_input};
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::cli::{Global, ServeArgs};
 use crate::commands::overrides;
-use crate::settings::Resolved;
+use crate::settings::{Resolved, TlsSettings};
 use crate::wiring;
 
 struct Health {
@@ -65,21 +69,34 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let worker = Arc::new(Worker::new(app.clone(), config.clone()));
     let health =
         Arc::new(Health { worker: worker.clone(), interval: config.interval, clock: Arc::new(ohf_app::SystemClock) });
-    let router = Router::new()
+    let gate = Arc::new(ohf_http::Gate::new(
+        ohf_http::ApiOptions { tokens: s.tokens.clone(), rate_limit: s.rate_limit },
+        Arc::new(ohf_app::SystemClock),
+    ));
+    let hf = Arc::new(HostFactory {
+        app: app.clone(),
+        gate: gate.clone(),
+        options: ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll },
+    });
+    let http = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(ready))
         .route("/status", get(|State(h): State<Arc<Health>>| async move { Json(h.worker.status()) }))
         .with_state(health)
-        .merge(ohf_http::router_with(
-            app,
-            ohf_http::ApiOptions { tokens: s.tokens.clone(), rate_limit: s.rate_limit },
-            Arc::new(ohf_app::SystemClock),
-        ));
+        .route("/hf/{operation}", post(host_factory).with_state(hf))
+        .merge(ohf_http::gated_router(app.clone(), gate.clone()));
+    let grpc = ohf_grpc::routes(app, gate).await.context("cannot set up the gRPC services")?;
+    let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(http));
+    let mut server = tonic::transport::Server::builder().accept_http1(true);
+    if let Some(tls) = &s.tls {
+        server = server.tls_config(tls_config(tls)?).context("invalid TLS settings")?;
+    }
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(worker = %config.id, addr = %listener.local_addr()?, store = store_kind(&settings), "serving");
-    if s.tokens.is_empty() && !listener.local_addr()?.ip().is_loopback() {
-        tracing::warn!("the HTTP API has no tokens and listens beyond loopback: anyone who reaches it may call it");
+    let addr = listener.local_addr()?;
+    tracing::info!(worker = %config.id, %addr, tls = s.tls.is_some(), store = store_kind(&settings), "serving");
+    if s.tokens.is_empty() && !addr.ip().is_loopback() {
+        tracing::warn!("the APIs have no tokens and listen beyond loopback: anyone who reaches them may call them");
     }
 
     let (stop, stopped) = watch::channel(false);
@@ -89,9 +106,11 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         async move { worker.run(stopped).await }
     });
     let mut server_stop = stopped.clone();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
+        server
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = server_stop.wait_for(|s| *s).await;
             })
             .await
@@ -110,6 +129,48 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn tls_config(tls: &TlsSettings) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?);
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca_file {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}
+
+/// The Host Factory operations for scripts running in client mode.
+struct HostFactory {
+    app: Arc<ohf_app::App>,
+    gate: Arc<ohf_http::Gate>,
+    options: ohf_hostfactory::Options,
+}
+
+async fn host_factory(
+    State(hf): State<Arc<HostFactory>>,
+    Path(operation): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(op) = Operation::parse(&operation) else {
+        let known: Vec<_> = Operation::ALL.iter().map(|o| o.name()).collect();
+        let message = format!("unknown operation '{operation}'; operations: {}", known.join(", "));
+        return (StatusCode::NOT_FOUND, Json(json!({"message": message}))).into_response();
+    };
+    if let Err(e) = hf.gate.admit(authorization, op.name()) {
+        return ohf_http::error_response(&e);
+    }
+    let input = match std::str::from_utf8(&body).map_err(|e| HfError::Input(e.to_string())).and_then(parse_input) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(e.to_json())).into_response(),
+    };
+    match ohf_hostfactory::run(&hf.app, op, &input, hf.options).await {
+        Ok(doc) => (StatusCode::OK, Json(doc)).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Json(e.to_json())).into_response(),
+    }
 }
 
 fn store_kind(settings: &Resolved) -> &'static str {

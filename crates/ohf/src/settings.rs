@@ -65,9 +65,20 @@ pub struct ServeSettings {
     /// Bearer tokens of the HTTP API with their roles; none means no authentication.
     #[serde(skip_serializing)]
     pub tokens: Vec<ohf_http::ApiToken>,
-    /// Calls per client of the HTTP API.
+    /// Calls per client of the APIs.
     #[serde(skip_serializing)]
     pub rate_limit: Option<ohf_http::RateLimit>,
+    /// TLS for both APIs; with `client_ca_file`, clients must present a certificate it signed.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The daemon's certificate and key (PEM), and the CA of client certificates for mutual TLS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for ServeSettings {
@@ -83,6 +94,7 @@ impl Default for ServeSettings {
             sweep_min_age_secs: 600,
             tokens: Vec::new(),
             rate_limit: None,
+            tls: None,
         }
     }
 }

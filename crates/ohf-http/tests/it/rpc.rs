@@ -1,71 +1,17 @@
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ohf_app::memory::{MemoryStore, SequentialIds, StaticCatalog};
-use ohf_app::{App, AppSettings, ClaimSpan, EventBus, Fence, RequestFilter, RequestStore, StoreError, SystemClock};
+use ohf_app::{App, AppSettings, EventBus, SystemClock};
 use ohf_cloud_sim::{SimCloud, SimConfig};
-use ohf_domain::{
-    EventEnvelope, MachineId, ProviderName, Request as OhfRequest, RequestId, Template, TemplateId, Timestamp,
-};
+use ohf_domain::{ProviderName, Template};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// A store whose saves conflict while `busy` is set, as when another writer keeps changing a request.
-struct Contended {
-    inner: MemoryStore,
-    busy: AtomicBool,
-}
-
-#[async_trait]
-impl RequestStore for Contended {
-    async fn save(&self, batch: &[&OhfRequest], fence: Option<&Fence>) -> Result<(), StoreError> {
-        if self.busy.load(Ordering::SeqCst) && batch.iter().all(|r| r.version() > 0) {
-            return Err(StoreError::Conflict { request_id: batch[0].id().to_string() });
-        }
-        self.inner.save(batch, fence).await
-    }
-    async fn claim(&self, w: &str, now: Timestamp, ttl: i64, limit: u32) -> Result<Vec<OhfRequest>, StoreError> {
-        self.inner.claim(w, now, ttl, limit).await
-    }
-    async fn release(&self, w: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError> {
-        self.inner.release(w, ids, now).await
-    }
-    async fn lead(&self, job: &str, w: &str, now: Timestamp, ttl: i64) -> Result<bool, StoreError> {
-        self.inner.lead(job, w, now, ttl).await
-    }
-    async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError> {
-        self.inner.claim_history(id).await
-    }
-    async fn get(&self, id: &RequestId) -> Result<Option<OhfRequest>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn get_many(&self, ids: &[RequestId]) -> Result<Vec<OhfRequest>, StoreError> {
-        self.inner.get_many(ids).await
-    }
-    async fn list(&self, f: &RequestFilter) -> Result<Vec<OhfRequest>, StoreError> {
-        self.inner.list(f).await
-    }
-    async fn needing_work(&self, ids: Option<&[RequestId]>) -> Result<Vec<OhfRequest>, StoreError> {
-        self.inner.needing_work(ids).await
-    }
-    async fn find_holders(&self, ids: &[MachineId], names: &[String]) -> Result<Vec<OhfRequest>, StoreError> {
-        self.inner.find_holders(ids, names).await
-    }
-    async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError> {
-        self.inner.capacity_held().await
-    }
-    async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.inner.history(id).await
-    }
-}
-
 struct Api {
     app: Arc<App>,
-    store: Arc<Contended>,
+    store: Arc<MemoryStore>,
 }
 
 fn api(settings: AppSettings) -> Api {
@@ -79,7 +25,7 @@ fn api(settings: AppSettings) -> Api {
         )
         .unwrap(),
     ];
-    let store = Arc::new(Contended { inner: MemoryStore::new(), busy: AtomicBool::new(false) });
+    let store = Arc::new(MemoryStore::new());
     let sim = SimCloud::in_memory(
         ProviderName::new("sim-1").unwrap(),
         SimConfig { launch_latency_ms: 0, shutdown_latency_ms: 0, ..SimConfig::default() },
@@ -232,14 +178,14 @@ async fn a_busy_request_answers_423_with_retry_after_and_succeeds_later() {
     let api = api(AppSettings::default());
     let (_, v) = api.call("requestMachines", json!({"templateId": "standard-compute", "machineCount": 2})).await;
     let id = v["result"]["requestId"].as_str().unwrap().to_owned();
-    api.store.busy.store(true, Ordering::SeqCst);
+    api.store.set_contended(true);
     let (s, retry, v) =
         api.call_raw(&json!({"method": "cancelRequest", "params": {"requestId": id}}).to_string()).await;
     assert_eq!(s, StatusCode::LOCKED, "{v}");
     assert_eq!(retry.as_deref(), Some("1"));
     assert_eq!(v["error"]["code"], "RESOURCE_BUSY");
     assert_eq!(v["error"]["details"]["retryAfter"], 1);
-    api.store.busy.store(false, Ordering::SeqCst);
+    api.store.set_contended(false);
     let (s, v) = api.call("cancelRequest", json!({"requestId": id})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["result"]["status"], "CANCELLED", "an accepted mutation answers with the state");

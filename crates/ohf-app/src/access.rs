@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use ohf_app::Clock;
+use crate::Clock;
 use serde::Deserialize;
 
 /// What a token may do: readers query, operators also request and return, admins also change
@@ -36,12 +36,22 @@ impl fmt::Debug for ApiToken {
     }
 }
 
-/// The role a method needs.
+/// The role an API method needs, by its name in the JSON API (gRPC methods map to the same
+/// names: `RequestMachines` is `requestMachines`).
 pub fn needed(method: &str) -> Role {
     match method {
         "requestMachines" | "requestReturnMachines" | "cancelRequest" => Role::Operator,
+        "reconcile" | "sweepOrphans" => Role::Admin,
         _ => Role::Reader,
     }
+}
+
+/// Who is calling: a token's name and role, or anyone when no tokens are configured.
+pub fn caller(tokens: &[ApiToken], authorization: Option<&str>) -> Option<(String, Role)> {
+    if tokens.is_empty() {
+        return Some(("anonymous".to_owned(), Role::Admin));
+    }
+    authenticate(tokens, authorization).map(|t| (t.name.clone(), t.role))
 }
 
 /// Compares in time independent of where the strings differ.

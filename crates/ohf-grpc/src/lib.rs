@@ -1,0 +1,37 @@
+//! The gRPC API of `ohf serve` (`proto/ohf/v1`): requests and templates, the standard
+//! `grpc.health.v1` health service and server reflection. Calls pass the same gate as the HTTP
+//! JSON API (tokens, roles, rate limits) and errors map through the same table
+//! (`ohf_app::api::wire`).
+
+mod convert;
+mod service;
+
+pub use service::{RequestApi, TemplateApi, status};
+
+/// The generated messages, services and clients of `ohf.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ohf.v1");
+
+    /// The encoded descriptors of `proto/ohf/v1` and its imports, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ohf_descriptor.bin"));
+}
+
+use std::sync::Arc;
+
+use ohf_app::App;
+use ohf_http::Gate;
+use tonic::service::Routes;
+
+/// Every gRPC service of the daemon, ready to serve beside other routes.
+pub async fn routes(app: Arc<App>, gate: Arc<Gate>) -> Result<Routes, tonic_reflection::server::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<pb::request_service_server::RequestServiceServer<RequestApi>>().await;
+    reporter.set_serving::<pb::template_service_server::TemplateServiceServer<TemplateApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let requests = pb::request_service_server::RequestServiceServer::new(RequestApi::new(app.clone(), gate.clone()));
+    let templates = pb::template_service_server::TemplateServiceServer::new(TemplateApi::new(app, gate));
+    Ok(Routes::new(health).add_service(reflection).add_service(requests).add_service(templates))
+}
