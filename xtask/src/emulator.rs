@@ -9,14 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
-fn cache() -> PathBuf {
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    PathBuf::from(home).join(".cache/ohf")
-}
-
-fn venv() -> PathBuf {
-    cache().join("moto-venv")
-}
+use crate::python::cache;
 
 fn state_file() -> PathBuf {
     cache().join("emulator.json")
@@ -38,17 +31,7 @@ impl Emulator {
 
 /// Installs moto's server once; later calls find it in place.
 fn install() -> anyhow::Result<PathBuf> {
-    let server = venv().join("bin/moto_server");
-    if server.exists() {
-        return Ok(server);
-    }
-    std::fs::create_dir_all(cache())?;
-    eprintln!("xtask: installing moto's server into {}", venv().display());
-    let ok = Command::new("python3").args(["-m", "venv"]).arg(venv()).status().context("python3 -m venv")?;
-    ensure!(ok.success(), "python3 -m venv failed");
-    let pip = venv().join("bin/pip");
-    let ok = Command::new(&pip).args(["install", "--quiet", "moto[server]>=5,<6"]).status().context("pip install")?;
-    ensure!(ok.success(), "pip install 'moto[server]' failed");
+    let server = crate::python::venv("moto-venv", &["moto[server]>=5,<6"])?.join("bin/moto_server");
     ensure!(server.exists(), "moto_server was not installed");
     Ok(server)
 }

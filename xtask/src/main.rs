@@ -8,6 +8,7 @@ use anyhow::{Context, bail, ensure};
 
 mod emulator;
 mod postgres;
+mod python;
 use serde_json::{Value, json};
 
 fn main() -> anyhow::Result<()> {
@@ -65,8 +66,18 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         }
     };
     println!("xtask: aws emulator at {}", aws.url);
+    let grpc_python = match python::grpc() {
+        Ok(p) => p,
+        Err(e) => {
+            postgres.stop();
+            aws.stop();
+            return Err(e);
+        }
+    };
     let mut cmd = cargo();
-    cmd.env("OHF_TEST_DATABASE_URL", &postgres.url).env("OHF_TEST_AWS_ENDPOINT", &aws.url);
+    cmd.env("OHF_TEST_DATABASE_URL", &postgres.url)
+        .env("OHF_TEST_AWS_ENDPOINT", &aws.url)
+        .env("OHF_TEST_GRPC_PYTHON", &grpc_python);
     if has_nextest() {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {

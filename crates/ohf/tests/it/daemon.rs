@@ -11,7 +11,7 @@ use ohf_domain::{ProviderName, Request, RequestId, RequestState};
 use ohf_store_sql::PostgresStore;
 use serde_json::Value;
 
-use crate::support::HfEnv;
+use crate::support::{Daemon, HfEnv};
 
 fn postgres_url() -> String {
     std::env::var("OHF_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -250,14 +250,9 @@ fn the_daemon_serves_the_http_api_and_advances_what_it_accepts() {
     let env = HfEnv::new(
         "advance_on_poll = false\n[serve]\ninterval_ms = 100\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 300\n",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut daemon =
-        env.ohf().args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stderr(Stdio::null()).spawn().unwrap();
+    let daemon = Daemon::start(&env);
+    let port = daemon.port;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the daemon did not listen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let (status, v) =
         rpc(port, "requestMachines", serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 2}));
     assert_eq!(status, 200, "{v}");
@@ -273,6 +268,5 @@ fn the_daemon_serves_the_http_api_and_advances_what_it_accepts() {
     assert_eq!(done["result"]["machines"].as_array().unwrap().len(), 2);
     let (status, v) = rpc(port, "requestMachines", serde_json::json!({"templateId": "Missing", "machineCount": 1}));
     assert_eq!((status, v["error"]["code"].as_str()), (404, Some("TEMPLATE_NOT_FOUND")));
-    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
-    assert!(daemon.wait().unwrap().success());
+    assert!(daemon.stop().success());
 }

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
 mod aws;
+mod client;
 mod daemon;
 mod scenarios;
 mod scripts;

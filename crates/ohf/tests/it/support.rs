@@ -149,6 +149,11 @@ impl HfEnv {
             .env("HF_PROVIDER_WORKDIR", self.path("work"))
             .env("HF_PROVIDER_LOGDIR", self.path("log"))
             .env_remove("OHF_CONFIG")
+            .env_remove("OHF_SERVER")
+            .env_remove("OHF_TOKEN")
+            .env_remove("OHF_CA_CERT")
+            .env_remove("OHF_CLIENT_CERT")
+            .env_remove("OHF_CLIENT_KEY")
             .env_remove("PRO_CONF_DIR")
             .env_remove("PRO_DATA_DIR");
     }
@@ -169,3 +174,47 @@ type = "sim"
 launch_latency_ms = 300
 shutdown_latency_ms = 200
 "#;
+
+/// `ohf serve` running in an environment, stopped with SIGTERM when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Daemon {
+    /// Starts the daemon on a free loopback port and waits until it listens.
+    pub fn start(env: &HfEnv) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = env
+            .ohf()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the daemon did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
