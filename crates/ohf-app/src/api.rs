@@ -118,3 +118,31 @@ mod tests {
         assert_eq!(wire(ErrorCode::TemplateNotFound).grpc, GrpcCode::NotFound);
     }
 }
+
+#[cfg(test)]
+mod documented {
+    use super::*;
+
+    /// docs/api.md shows the table; it must say what the code does, for every code.
+    #[test]
+    fn the_documented_table_is_the_table() {
+        let doc = include_str!("../../../docs/api.md");
+        for code in ErrorCode::ALL {
+            let w = wire(code);
+            let grpc = match w.grpc {
+                GrpcCode::InvalidArgument => "INVALID_ARGUMENT",
+                GrpcCode::NotFound => "NOT_FOUND",
+                GrpcCode::AlreadyExists => "ALREADY_EXISTS",
+                GrpcCode::PermissionDenied => "PERMISSION_DENIED",
+                GrpcCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+                GrpcCode::FailedPrecondition => "FAILED_PRECONDITION",
+                GrpcCode::Unimplemented => "UNIMPLEMENTED",
+                GrpcCode::Internal => "INTERNAL",
+                GrpcCode::Unavailable => "UNAVAILABLE",
+                GrpcCode::Unauthenticated => "UNAUTHENTICATED",
+            };
+            let row = format!("| {} | {} | {} |", code.as_str(), w.http, grpc);
+            assert!(doc.contains(&row), "docs/api.md lacks the row {row}");
+        }
+    }
+}

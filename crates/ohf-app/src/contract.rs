@@ -58,6 +58,7 @@ where
     claims_share_work_among_workers(fresh().await).await;
     fenced_writes_need_the_claim(fresh().await).await;
     one_worker_leads_a_job(fresh().await).await;
+    shared_state_is_compare_and_set(fresh().await).await;
 }
 
 async fn saves_and_reads_back(store: Arc<dyn RequestStore>) {
@@ -366,4 +367,17 @@ async fn describes_nothing_for_unknown_ids(p: Arc<dyn CloudProvider>) {
     let ghost = RequestId::new(format!("req-ghost-{}", uuid::Uuid::new_v4().simple())).unwrap();
     let seen = p.describe(&DescribeQuery { request_ids: vec![ghost], ..Default::default() }).await.expect("describe");
     assert!(seen.is_empty());
+}
+
+async fn shared_state_is_compare_and_set(store: Arc<dyn RequestStore>) {
+    assert_eq!(store.load_shared("breaker/a").await.unwrap(), (None, 0));
+    assert!(store.store_shared("breaker/a", "one", 0).await.unwrap());
+    assert!(!store.store_shared("breaker/a", "again", 0).await.unwrap(), "a second first write loses");
+    assert_eq!(store.load_shared("breaker/a").await.unwrap(), (Some("one".into()), 1));
+    assert!(!store.store_shared("breaker/a", "stale", 2).await.unwrap());
+    assert!(store.store_shared("breaker/a", "two", 1).await.unwrap());
+    assert!(store.store_shared("breaker/b", "x", 0).await.unwrap());
+    assert!(store.store_shared("other/c", "y", 0).await.unwrap());
+    let listed = store.list_shared("breaker/").await.unwrap();
+    assert_eq!(listed, vec![("breaker/a".into(), "two".into(), 2), ("breaker/b".into(), "x".into(), 1)]);
 }

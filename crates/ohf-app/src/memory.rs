@@ -31,6 +31,7 @@ impl Entry {
 struct Inner {
     entries: HashMap<RequestId, Entry>,
     leases: HashMap<String, (String, Timestamp)>,
+    shared: std::collections::BTreeMap<String, (String, i64)>,
 }
 
 /// A request store in memory.
@@ -140,6 +141,30 @@ impl RequestStore for MemoryStore {
             inner.leases.insert(job.to_owned(), (worker.to_owned(), now.plus_millis(ttl_ms)));
         }
         Ok(free)
+    }
+
+    async fn load_shared(&self, key: &str) -> Result<(Option<String>, i64), StoreError> {
+        Ok(self.lock().shared.get(key).map_or((None, 0), |(v, n)| (Some(v.clone()), *n)))
+    }
+
+    async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let current = inner.shared.get(key).map_or(0, |(_, n)| *n);
+        if current != expected {
+            return Ok(false);
+        }
+        inner.shared.insert(key.to_owned(), (value.to_owned(), current + 1));
+        Ok(true)
+    }
+
+    async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .shared
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (v, n))| (k.clone(), v.clone(), *n))
+            .collect())
     }
 
     async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError> {

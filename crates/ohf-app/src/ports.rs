@@ -75,6 +75,14 @@ pub trait RequestStore: Send + Sync + 'static {
     async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError>;
     /// Takes or keeps the lease on a periodic `job` so that one worker at a time runs it.
     async fn lead(&self, job: &str, worker: &str, now: Timestamp, ttl_ms: i64) -> Result<bool, StoreError>;
+    /// Shared state other than requests (circuit breakers, …): the value under `key` with its
+    /// version, 0 when absent.
+    async fn load_shared(&self, key: &str) -> Result<(Option<String>, i64), StoreError>;
+    /// Stores `value` under `key` if its version is still `expected` (0: absent); false when
+    /// another writer came first. Every process sharing the store sees the same value.
+    async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, StoreError>;
+    /// Every shared value whose key starts with `prefix`, with its version.
+    async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError>;
     /// Who held a request when, oldest first.
     async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError>;
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;

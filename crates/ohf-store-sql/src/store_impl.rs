@@ -212,6 +212,41 @@ macro_rules! sql_request_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn load_shared(&self, key: &str) -> Result<(Option<String>, i64), ohf_app::StoreError> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT value, version FROM shared_state WHERE key = ");
+                q.push_bind(key);
+                let row = q.build().fetch_optional(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(row.map_or((None, 0), |r| (Some(r.get("value")), r.get("version"))))
+            }
+
+            async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, ohf_app::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("");
+                if expected == 0 {
+                    q.push("INSERT INTO shared_state (key, value, version) VALUES (");
+                    q.separated(", ").push_bind(key).push_bind(value).push_bind(1_i64);
+                    q.push(") ON CONFLICT (key) DO NOTHING");
+                } else {
+                    q.push("UPDATE shared_state SET value = ").push_bind(value);
+                    q.push(", version = version + 1 WHERE key = ").push_bind(key);
+                    q.push(" AND version = ").push_bind(expected);
+                }
+                let done = q.build().execute(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT key, value, version FROM shared_state WHERE key >= ");
+                q.push_bind(prefix).push(" ORDER BY key");
+                let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| (r.get::<String, _>("key"), r.get::<String, _>("value"), r.get::<i64, _>("version")))
+                    .take_while(|(k, _, _)| k.starts_with(prefix))
+                    .collect())
+            }
+
             async fn claim_history(&self, id: &ohf_domain::RequestId) -> Result<Vec<ohf_app::ClaimSpan>, ohf_app::StoreError> {
                 use sqlx::Row;
                 let mut q = sqlx::QueryBuilder::<$db>::new(

@@ -1,8 +1,9 @@
 //! Application-layer throughput and memory: request creations per second and status queries
-//! per second on SQLite and on Postgres, and resident memory of a reconcile pass over 10,000
-//! active requests holding 100,000 machines. Figures are printed, never asserted.
+//! per second on SQLite and on Postgres, resident memory of a reconcile pass over 10,000
+//! active requests holding 100,000 machines, and GetRequestStatus over gRPC with 64 concurrent
+//! clients. Figures are printed, never asserted.
 //!
-//! `cargo bench -p ohf --bench app [-- rss]`; Postgres from `OHF_TEST_DATABASE_URL` (default
+//! `cargo bench -p ohf --bench app [-- rss|rss-postgres|grpc]`; Postgres from `OHF_TEST_DATABASE_URL` (default
 //! the local server). `cargo xtask bench` runs it with a Postgres it makes sure of.
 
 use std::collections::HashMap;
@@ -174,6 +175,65 @@ async fn throughput(label: &str, store: Arc<dyn RequestStore>, creations: usize,
     );
 }
 
+/// GetRequestStatus over gRPC on a loopback socket: `clients` concurrent clients, each on its
+/// own connection, for `secs` seconds after a second of warm-up; calls/s and p50/p99 latency.
+async fn grpc(store: Arc<dyn RequestStore>, clients: usize, secs: u64) {
+    use ohf_grpc::pb;
+    let app = Arc::new(app(store, true));
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(app.request_machines(ask(10)).await.expect("create").id().to_string());
+    }
+    app.reconcile(None).await;
+    let gate = Arc::new(ohf_http::Gate::new(ohf_http::ApiOptions::default(), Arc::new(SystemClock)));
+    let routes = ohf_grpc::routes(app, gate).await.expect("routes");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let ids = Arc::new(ids);
+    let warm = Instant::now() + std::time::Duration::from_secs(1);
+    let end = warm + std::time::Duration::from_secs(secs);
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let (ids, addr) = (ids.clone(), addr.clone());
+        handles.push(tokio::spawn(async move {
+            let mut client = pb::request_service_client::RequestServiceClient::connect(addr).await.expect("connect");
+            let mut latencies = Vec::new();
+            let mut n = c;
+            loop {
+                let ask = pb::GetRequestStatusRequest { request_ids: vec![ids[n % ids.len()].clone()] };
+                n += 7;
+                let t = Instant::now();
+                let answer = client.get_request_status(ask).await.expect("status").into_inner();
+                assert_eq!(answer.requests[0].machines.len(), 10);
+                let done = Instant::now();
+                if done > end {
+                    return latencies;
+                }
+                if t >= warm {
+                    latencies.push(done - t);
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("client"));
+    }
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "grpc GetRequestStatus, {clients} clients, 1 request of 10 machines per call: {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms",
+        all.len() as f64 / secs as f64,
+        pct(0.50),
+        pct(0.99)
+    );
+}
+
 fn rss_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
@@ -235,6 +295,11 @@ fn main() {
         if args.iter().any(|a| a == "rss") {
             let store = Arc::new(SqliteStore::open(&dir.path().join("rss.db")).await.expect("sqlite"));
             memory(store, "sqlite").await;
+            return;
+        }
+        if args.iter().any(|a| a == "grpc") {
+            let store = Arc::new(SqliteStore::open(&dir.path().join("grpc.db")).await.expect("sqlite"));
+            grpc(store, 64, 10).await;
             return;
         }
         if args.iter().any(|a| a == "rss-postgres") {

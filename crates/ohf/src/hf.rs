@@ -50,7 +50,10 @@ pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
         Err(e) => return answer(&e.to_json(), false),
     };
     if let Some(options) = global.client_options() {
-        return remote(&options, op, &input).await;
+        // The daemon holds the state; a local config only says where to log, when there is one.
+        let _log = Resolved::load(&overrides(global)).ok().map(|s| output::log_to_dir(&s, global.verbose));
+        let span = tracing::info_span!("hf", server = %options.server, operation = op.name());
+        return remote(&options, op, &input).instrument(span).await;
     }
     let settings = match Resolved::load(&overrides(global)) {
         Ok(s) => s,
@@ -70,8 +73,14 @@ async fn remote(options: &crate::client::ClientOptions, op: Operation, input: &V
         Err(e) => return fail(format!("{e:#}")),
     };
     match client.host_factory(op.name(), input).await {
-        Ok((doc, ok)) => answer(&doc, ok),
-        Err(e) => fail(format!("{e:#}")),
+        Ok((doc, ok)) => {
+            tracing::info!(ok, "done on the daemon");
+            answer(&doc, ok)
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "the daemon did not answer");
+            fail(format!("{e:#}"))
+        }
     }
 }
 

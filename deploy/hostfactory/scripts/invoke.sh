@@ -1,6 +1,8 @@
 #!/bin/sh
 # Shared by the five Host Factory provider scripts: finds the ohf binary and runs one
 # operation. The binary is found through $OHF_BIN, then PATH, then bin/ beside this folder.
+# With OHF_SERVER set (and OHF_TOKEN, OHF_CA_CERT as needed), the operation runs on that ohf
+# daemon instead of the local store, with the same output.
 set -u
 op="$1"
 shift

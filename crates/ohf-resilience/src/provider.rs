@@ -1,0 +1,335 @@
+//! `Resilient`: a cloud provider with every call protected. Per operation: the circuit breaker
+//! of the provider's service (state in the store, shared by every process), a client-side rate
+//! limit shared by every call of the process, a deadline that bounds the whole operation, and
+//! retries of transient failures with exponential backoff and jitter, honouring `Retry-After`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ohf_app::{
+    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
+    RequestStore,
+};
+use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::breaker::{Admission, Breaker, CircuitState};
+use crate::config::ResilienceConfig;
+
+pub const RUN_INSTANCES: &str = "ec2_run_instances";
+pub const DESCRIBE_INSTANCES: &str = "ec2_describe_instances";
+pub const TERMINATE_INSTANCES: &str = "ec2_terminate_instances";
+
+/// Whether a failure is worth another attempt within the operation. Capacity shortfalls are
+/// not: the request's lifecycle retries the launch on a later cycle, where it can change
+/// subnet or type, without holding up the rest of the cycle.
+pub fn retryable(e: &CloudError) -> bool {
+    matches!(
+        e.kind,
+        CloudErrorKind::Throttling | CloudErrorKind::Unavailable | CloudErrorKind::Internal | CloudErrorKind::Timeout
+    ) && e.code != CIRCUIT_OPEN
+}
+
+/// Whether a failure says the service is unwell (and counts toward opening its breaker); the
+/// caller's own mistakes (validation, auth, not found) and capacity shortfalls do not.
+pub fn unhealthy(e: &CloudError) -> bool {
+    retryable(e)
+}
+
+pub const CIRCUIT_OPEN: &str = "CircuitOpen";
+
+/// Counters of one operation in this process.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpMetrics {
+    pub calls: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub retries: u64,
+    pub timeouts: u64,
+    /// Refused at once by an open breaker.
+    pub rejected: u64,
+    /// Times a call waited for the client-side rate limit.
+    pub rate_limited: u64,
+    pub total_latency_ms: u64,
+    /// Failures by the provider's error code.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl OpMetrics {
+    pub fn success_rate(&self) -> Option<f64> {
+        let done = self.successes + self.failures;
+        (done > 0).then(|| self.successes as f64 / done as f64)
+    }
+}
+
+pub struct Resilient {
+    inner: Arc<dyn CloudProvider>,
+    service: String,
+    config: ResilienceConfig,
+    store: Arc<dyn RequestStore>,
+    clock: Arc<dyn Clock>,
+    buckets: Mutex<HashMap<&'static str, (f64, Instant)>>,
+    metrics: Mutex<BTreeMap<&'static str, OpMetrics>>,
+    seed: Mutex<u64>,
+}
+
+/// The store key of a provider's breaker for one service.
+pub fn breaker_key(provider: &str, service: &str) -> String {
+    format!("breaker/{provider}/{service}")
+}
+
+impl Resilient {
+    pub fn new(
+        inner: Arc<dyn CloudProvider>,
+        config: ResilienceConfig,
+        store: Arc<dyn RequestStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let service = format!("{}_ec2", inner.kind());
+        let seed = clock.now().unix_millis() as u64 ^ u64::from(std::process::id()).rotate_left(32);
+        Self {
+            inner,
+            service,
+            config,
+            store,
+            clock,
+            buckets: Mutex::default(),
+            metrics: Mutex::default(),
+            seed: Mutex::new(seed | 1),
+        }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// This process's counters per operation.
+    pub fn metrics(&self) -> BTreeMap<&'static str, OpMetrics> {
+        self.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn count(&self, op: &'static str, f: impl FnOnce(&mut OpMetrics)) {
+        f(self.metrics.lock().unwrap_or_else(|p| p.into_inner()).entry(op).or_default());
+    }
+
+    /// A number in [0, 1) for jitter (xorshift; quality is beside the point).
+    fn draw(&self) -> f64 {
+        let mut s = self.seed.lock().unwrap_or_else(|p| p.into_inner());
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        (*s >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Applies `change` to the shared breaker and stores it when it changed; another process
+    /// writing first makes it read and apply again. A store that cannot be reached leaves the
+    /// breaker closed (the cloud call itself is the better judge then).
+    async fn breaker<T>(&self, change: impl Fn(&mut Breaker) -> T) -> T {
+        let key = breaker_key(self.inner.name().as_str(), &self.service);
+        let now = self.clock.now();
+        for _ in 0..8 {
+            let (raw, version) = match self.store.load_shared(&key).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, key, "breaker state unavailable");
+                    return change(&mut Breaker::new(now));
+                }
+            };
+            let mut b = raw.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_else(|| Breaker::new(now));
+            let before = b.clone();
+            let out = change(&mut b);
+            if b == before {
+                return out;
+            }
+            let Ok(text) = serde_json::to_string(&b) else { return out };
+            match self.store.store_shared(&key, &text, version).await {
+                Ok(true) => {
+                    if b.state != before.state {
+                        self.log_transition(&before, &b);
+                    }
+                    return out;
+                }
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, key, "breaker state not stored");
+                    return out;
+                }
+            }
+        }
+        change(&mut Breaker::new(now))
+    }
+
+    fn log_transition(&self, before: &Breaker, after: &Breaker) {
+        if !self.config.error_handling.log_circuit_breaker_state_changes {
+            return;
+        }
+        let (provider, service) = (self.inner.name().as_str(), self.service.as_str());
+        let (from, to) = (before.state.as_str(), after.state.as_str());
+        match after.state {
+            CircuitState::Open if self.config.error_handling.alert_on_circuit_breaker_open => {
+                tracing::error!(provider, service, from, to, failures = after.failures, "circuit breaker opened")
+            }
+            _ => tracing::warn!(provider, service, from, to, "circuit breaker changed state"),
+        }
+    }
+
+    /// Takes one call from the operation's bucket, waiting for it unless that would pass
+    /// `deadline`.
+    async fn take_token(&self, op: &'static str, deadline: Instant) -> Result<(), CloudError> {
+        let Some(bucket) = self.config.rate_limit.operations.get(op).filter(|_| self.config.rate_limit.enabled) else {
+            return Ok(());
+        };
+        loop {
+            let wait = {
+                let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                let (tokens, last) = buckets.entry(op).or_insert((bucket.burst, now));
+                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * bucket.per_sec).min(bucket.burst);
+                *last = now;
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    None
+                } else {
+                    Some(Duration::from_secs_f64((1.0 - *tokens) / bucket.per_sec))
+                }
+            };
+            let Some(wait) = wait else { return Ok(()) };
+            if Instant::now() + wait > deadline {
+                return Err(CloudError::new(
+                    CloudErrorKind::Throttling,
+                    "ClientRateLimit",
+                    format!("{op}: the client-side rate limit leaves no call before the deadline"),
+                ));
+            }
+            self.count(op, |m| m.rate_limited += 1);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Runs one operation under the breaker, the rate limit, the deadline and retries.
+    pub async fn run<T, F, Fut>(&self, op: &'static str, call: F) -> Result<T, CloudError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        let retry = self.config.retry.policy(op);
+        let breaker = self.config.circuit_breaker.policy(&self.service);
+        let budget = self.config.timeout.of(op);
+        let deadline = Instant::now() + budget;
+        let mut attempt = 0u32;
+        loop {
+            if self.config.circuit_breaker.enabled
+                && let Admission::Refused { retry_after } = self.breaker(|b| b.admit(self.clock.now(), &breaker)).await
+            {
+                self.count(op, |m| m.rejected += 1);
+                let mut e = CloudError::new(
+                    CloudErrorKind::Unavailable,
+                    CIRCUIT_OPEN,
+                    format!(
+                        "the circuit breaker of {} on provider '{}' is open after repeated failures; calls fail fast for {} s",
+                        self.service,
+                        self.inner.name(),
+                        retry_after.as_secs().max(1)
+                    ),
+                );
+                e.retry_after = Some(retry_after);
+                return Err(e);
+            }
+            self.take_token(op, deadline).await?;
+            self.count(op, |m| m.calls += 1);
+            let started = Instant::now();
+            let left = deadline.saturating_duration_since(started);
+            let outcome = match tokio::time::timeout(left, call()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.count(op, |m| m.timeouts += 1);
+                    Err(CloudError::new(
+                        CloudErrorKind::Timeout,
+                        "Timeout",
+                        format!("{op} did not finish within its {} s deadline", budget.as_secs_f64()),
+                    ))
+                }
+            };
+            let ms = started.elapsed().as_millis() as u64;
+            match outcome {
+                Ok(v) => {
+                    self.count(op, |m| {
+                        m.successes += 1;
+                        m.total_latency_ms += ms;
+                    });
+                    if self.config.circuit_breaker.enabled {
+                        self.breaker(|b| b.on_success(self.clock.now())).await;
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    self.count(op, |m| {
+                        m.failures += 1;
+                        m.total_latency_ms += ms;
+                        *m.errors.entry(e.code.clone()).or_default() += 1;
+                    });
+                    if self.config.circuit_breaker.enabled && unhealthy(&e) {
+                        self.breaker(|b| b.on_failure(self.clock.now(), &breaker)).await;
+                    }
+                    attempt += 1;
+                    if !retryable(&e) || attempt >= retry.max_attempts {
+                        return Err(e);
+                    }
+                    let mut pause = retry.delay(attempt - 1, self.draw());
+                    if let Some(asked) = e.retry_after {
+                        pause = pause.max(asked);
+                    }
+                    if Instant::now() + pause >= deadline {
+                        return Err(e);
+                    }
+                    if self.config.error_handling.log_retries {
+                        tracing::info!(provider = %self.inner.name(), op, attempt, pause_ms = pause.as_millis() as u64, error = %e, "retrying");
+                    }
+                    self.count(op, |m| m.retries += 1);
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CloudProvider for Resilient {
+    fn name(&self) -> &ProviderName {
+        self.inner.name()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
+        self.inner.check_template(template).await
+    }
+    async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
+        self.inner.capacity(template).await
+    }
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        // Repeating a launch is safe: its client token returns the machines of the first try.
+        self.run(RUN_INSTANCES, || self.inner.launch(request)).await
+    }
+    async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
+        self.run(DESCRIBE_INSTANCES, || self.inner.describe(query)).await
+    }
+    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
+        self.run(TERMINATE_INSTANCES, || self.inner.terminate(ids)).await
+    }
+}
+
+/// Every breaker in the store, by key, as every process sharing the store sees them.
+pub async fn breakers(store: &dyn RequestStore) -> Result<Vec<(String, Breaker)>, ohf_app::StoreError> {
+    Ok(store
+        .list_shared("breaker/")
+        .await?
+        .into_iter()
+        .filter_map(|(k, v, _)| serde_json::from_str(&v).ok().map(|b| (k, b)))
+        .collect())
+}

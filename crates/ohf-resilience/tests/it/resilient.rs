@@ -1,0 +1,232 @@
+//! The resilient provider under a hand-driven breaker clock and tokio's paused time, in front
+//! of a provider that answers from a script.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ohf_app::memory::{ManualClock, MemoryStore};
+use ohf_app::{
+    CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
+    RequestStore,
+};
+use ohf_domain::testing::T0;
+use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+use ohf_resilience::config::{BreakerOverride, Bucket, RetryOverride};
+use ohf_resilience::{CIRCUIT_OPEN, CircuitState, ResilienceConfig, Resilient, breakers};
+use tokio::time::Instant;
+
+/// Answers describes from a script (Ok when it runs out), taking `delay` each, and notes when
+/// each call came.
+struct Scripted {
+    name: ProviderName,
+    script: Mutex<VecDeque<Result<(), CloudError>>>,
+    calls: Mutex<Vec<Instant>>,
+    delay: Duration,
+}
+
+fn scripted(script: Vec<Result<(), CloudError>>, delay: Duration) -> Arc<Scripted> {
+    Arc::new(Scripted {
+        name: ProviderName::new("sim-1").unwrap(),
+        script: Mutex::new(script.into()),
+        calls: Mutex::default(),
+        delay,
+    })
+}
+
+impl Scripted {
+    fn calls(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl CloudProvider for Scripted {
+    fn name(&self) -> &ProviderName {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+    async fn check_template(&self, _: &Template) -> Result<(), CloudError> {
+        Ok(())
+    }
+    async fn capacity(&self, _: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
+        Ok(None)
+    }
+    async fn launch(&self, _: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        unreachable!("not scripted")
+    }
+    async fn describe(&self, _: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
+        self.calls.lock().unwrap().push(Instant::now());
+        tokio::time::sleep(self.delay).await;
+        let next = self.script.lock().unwrap().pop_front().unwrap_or(Ok(()));
+        next.map(|()| Vec::new())
+    }
+    async fn terminate(&self, _: &[MachineId]) -> Result<(), CloudError> {
+        Ok(())
+    }
+}
+
+fn err(kind: CloudErrorKind, code: &str) -> Result<(), CloudError> {
+    Err(CloudError::new(kind, code, "scripted"))
+}
+
+fn unavailable() -> Result<(), CloudError> {
+    err(CloudErrorKind::Unavailable, "ServiceUnavailable")
+}
+
+/// Retries: 5 attempts, 1 s doubling to at most 3 s, no jitter; no rate limits; the breaker
+/// off unless a test turns it on.
+fn config() -> ResilienceConfig {
+    let mut c = ResilienceConfig::default();
+    c.retry.operations.insert(
+        "ec2_describe_instances".into(),
+        RetryOverride {
+            max_attempts: Some(5),
+            base_delay: Some(1.0),
+            max_delay: Some(3.0),
+            jitter: Some(false),
+            ..Default::default()
+        },
+    );
+    c.rate_limit.enabled = false;
+    c.circuit_breaker.enabled = false;
+    c
+}
+
+struct Setup {
+    cloud: Arc<Scripted>,
+    resilient: Resilient,
+    clock: Arc<ManualClock>,
+    store: Arc<MemoryStore>,
+}
+
+fn setup(script: Vec<Result<(), CloudError>>, delay: Duration, config: ResilienceConfig) -> Setup {
+    let cloud = scripted(script, delay);
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Arc::new(MemoryStore::new());
+    let resilient = Resilient::new(cloud.clone(), config, store.clone(), clock.clone());
+    Setup { cloud, resilient, clock, store }
+}
+
+async fn describe(r: &Resilient) -> Result<Vec<MachineObservation>, CloudError> {
+    r.describe(&DescribeQuery::default()).await
+}
+
+fn gaps(calls: &[Instant]) -> Vec<u64> {
+    calls.windows(2).map(|w| (w[1] - w[0]).as_millis() as u64).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_non_retryable_error_stops_at_once() {
+    let s = setup(vec![err(CloudErrorKind::Validation, "InvalidParameterValue")], Duration::ZERO, config());
+    let e = describe(&s.resilient).await.unwrap_err();
+    assert_eq!(e.code, "InvalidParameterValue");
+    assert_eq!(s.cloud.calls().len(), 1);
+    let s = setup(vec![err(CloudErrorKind::Auth, "UnauthorizedOperation")], Duration::ZERO, config());
+    assert!(describe(&s.resilient).await.is_err());
+    assert_eq!(s.cloud.calls().len(), 1, "auth failures are not retried either");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_growing_capped_delays() {
+    let s = setup(vec![unavailable(), unavailable(), unavailable(), unavailable()], Duration::ZERO, config());
+    describe(&s.resilient).await.unwrap();
+    assert_eq!(gaps(&s.cloud.calls()), [1000, 2000, 3000, 3000]);
+    let m = &s.resilient.metrics()["ec2_describe_instances"];
+    assert_eq!((m.calls, m.successes, m.failures, m.retries), (5, 1, 4, 4));
+    assert_eq!(m.errors["ServiceUnavailable"], 4);
+
+    let s = setup(vec![unavailable(); 9], Duration::ZERO, config());
+    assert_eq!(describe(&s.resilient).await.unwrap_err().code, "ServiceUnavailable");
+    assert_eq!(s.cloud.calls().len(), 5, "attempts stop at max_attempts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_from_the_remote_side_is_obeyed() {
+    let mut throttled = CloudError::new(CloudErrorKind::Throttling, "RequestLimitExceeded", "slow down");
+    throttled.retry_after = Some(Duration::from_secs(7));
+    let s = setup(vec![Err(throttled)], Duration::ZERO, config());
+    describe(&s.resilient).await.unwrap();
+    assert_eq!(gaps(&s.cloud.calls()), [7000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_bounds_the_whole_operation() {
+    let mut c = config();
+    c.timeout.operations.insert("ec2_describe_instances".into(), 5.0);
+    let s = setup(vec![], Duration::from_secs(100), c);
+    let started = Instant::now();
+    let e = describe(&s.resilient).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (CloudErrorKind::Timeout, "Timeout"));
+    assert_eq!(started.elapsed(), Duration::from_secs(5), "no attempt outlives the deadline");
+    assert_eq!(s.resilient.metrics()["ec2_describe_instances"].timeouts, 1);
+
+    let mut c = config();
+    c.timeout.operations.insert("ec2_describe_instances".into(), 2.5);
+    let s = setup(vec![unavailable(); 9], Duration::ZERO, c);
+    assert!(describe(&s.resilient).await.is_err());
+    assert_eq!(s.cloud.calls().len(), 2, "no retry is started that the deadline would cut off");
+}
+
+fn with_breaker() -> ResilienceConfig {
+    let mut c = config();
+    c.circuit_breaker.enabled = true;
+    c.circuit_breaker.services.insert(
+        "sim_ec2".into(),
+        BreakerOverride { failure_threshold: Some(3), reset_timeout: Some(30.0), half_open_timeout: Some(15.0) },
+    );
+    c.retry.operations.get_mut("ec2_describe_instances").unwrap().max_attempts = Some(1);
+    c
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
+    let s = setup(vec![unavailable(), unavailable(), unavailable(), unavailable()], Duration::ZERO, with_breaker());
+    for _ in 0..3 {
+        assert_eq!(describe(&s.resilient).await.unwrap_err().code, "ServiceUnavailable");
+    }
+    let e = describe(&s.resilient).await.unwrap_err();
+    assert_eq!(e.code, CIRCUIT_OPEN);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(30)));
+    assert_eq!(s.cloud.calls().len(), 3, "an open breaker does not call the cloud");
+    assert_eq!(s.resilient.metrics()["ec2_describe_instances"].rejected, 1);
+
+    s.clock.advance_secs(30);
+    assert_eq!(describe(&s.resilient).await.unwrap_err().code, "ServiceUnavailable", "the probe failed");
+    assert_eq!(describe(&s.resilient).await.unwrap_err().code, CIRCUIT_OPEN, "and the breaker reopened");
+    s.clock.advance_secs(30);
+    describe(&s.resilient).await.unwrap();
+    let (_, b) = breakers(&*s.store).await.unwrap().pop().unwrap();
+    assert_eq!((b.state, b.opened), (CircuitState::Closed, 2));
+    describe(&s.resilient).await.unwrap();
+    assert_eq!(s.cloud.calls().len(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn processes_sharing_a_store_share_the_breaker() {
+    let s = setup(vec![unavailable(); 3], Duration::ZERO, with_breaker());
+    for _ in 0..3 {
+        assert!(describe(&s.resilient).await.is_err());
+    }
+    let other_cloud = scripted(vec![], Duration::ZERO);
+    let store: Arc<dyn RequestStore> = s.store.clone();
+    let other = Resilient::new(other_cloud.clone(), with_breaker(), store, s.clock.clone());
+    assert_eq!(describe(&other).await.unwrap_err().code, CIRCUIT_OPEN, "a fresh process starts from the stored state");
+    assert!(other_cloud.calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_wait_for_the_client_side_rate_limit() {
+    let mut c = config();
+    c.rate_limit.enabled = true;
+    c.rate_limit.operations.insert("ec2_describe_instances".into(), Bucket { burst: 2.0, per_sec: 1.0 });
+    let s = setup(vec![], Duration::ZERO, c);
+    for _ in 0..4 {
+        describe(&s.resilient).await.unwrap();
+    }
+    assert_eq!(gaps(&s.cloud.calls()), [0, 1000, 1000], "a burst of 2, then one a second");
+    assert_eq!(s.resilient.metrics()["ec2_describe_instances"].rate_limited, 2);
+}
