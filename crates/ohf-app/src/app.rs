@@ -487,6 +487,21 @@ impl App {
         }
     }
 
+    /// Shared state other than requests whose key starts with `prefix` (such as `breaker/`),
+    /// as every process on the store sees it.
+    pub async fn shared_state(&self, prefix: &str) -> Result<Vec<(String, Value)>, AppError> {
+        Ok(self
+            .store
+            .list_shared(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, v, _)| {
+                let value = serde_json::from_str(&v).unwrap_or(Value::String(v));
+                (k, value)
+            })
+            .collect())
+    }
+
     /// The requests of `ids`, each with `None` when ohf does not know it.
     pub async fn request_status(&self, ids: &[String]) -> Result<Vec<(String, Option<Request>)>, AppError> {
         let parsed: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();

@@ -27,7 +27,7 @@ use ohf_domain::{DomainError, ErrorCode, RequestKind, RequestState};
 use serde_json::{Map, Value, json};
 
 /// Every method of the API.
-pub const METHODS: [&str; 13] = [
+pub const METHODS: [&str; 14] = [
     "requestMachines",
     "requestReturnMachines",
     "getRequestStatus",
@@ -39,6 +39,7 @@ pub const METHODS: [&str; 13] = [
     "getAvailableTemplates",
     "getTemplate",
     "validateTemplate",
+    "getResilienceStatus",
     "reconcile",
     "sweepOrphans",
 ];
@@ -171,6 +172,7 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
             let events = app.history(&id).await?;
             Ok(json!({"requestId": id, "events": events.iter().map(event_view).collect::<Vec<_>>()}))
         }
+        "getResilienceStatus" => resilience_status(app).await,
         "reconcile" => Ok(reconcile_view(&app.reconcile(None).await)),
         "sweepOrphans" => {
             let min_age = integer(p, "minAgeSeconds")?.unwrap_or(600).max(0);
@@ -182,6 +184,25 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
             Err(e)
         }
     }
+}
+
+/// Every circuit breaker as the store holds it: shared by every process, so this is the state
+/// the next call of any of them meets.
+async fn resilience_status(app: &App) -> Result<Value, ApiError> {
+    let breakers: Vec<Value> = app
+        .shared_state("breaker/")
+        .await?
+        .into_iter()
+        .map(|(key, state)| {
+            let mut parts = key.splitn(3, '/').skip(1);
+            let mut view = json!({"provider": parts.next(), "service": parts.next()});
+            if let (Value::Object(v), Value::Object(fields)) = (&mut view, state) {
+                v.extend(fields);
+            }
+            view
+        })
+        .collect();
+    Ok(json!({"breakers": breakers}))
 }
 
 async fn watch_request(app: &App, p: &Value) -> Result<Value, ApiError> {

@@ -94,6 +94,9 @@ pub enum Command {
     },
     /// Run the daemon: advance every request in the background, with health endpoints
     Serve(ServeArgs),
+    /// Circuit breakers of every provider, as every process sharing the store sees them
+    #[command(subcommand)]
+    Resilience(ResilienceCmd),
     /// Fault injection on a simulated provider
     #[command(subcommand)]
     Sim(SimCmd),
@@ -199,6 +202,12 @@ pub struct ReturnArgs {
     /// Wait until every machine is terminated
     #[arg(long)]
     pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResilienceCmd {
+    /// Breaker states (CLOSED, OPEN, HALF_OPEN) with their failures and when they changed
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

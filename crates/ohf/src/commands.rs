@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ohf_domain::{MachineId, Template};
 use serde_json::{Value, json};
 
-use crate::cli::{Command, CreateArgs, Global, Output, RequestCmd, ReturnArgs, SimCmd, TemplatesCmd};
+use crate::cli::{Command, CreateArgs, Global, Output, RequestCmd, ResilienceCmd, ReturnArgs, SimCmd, TemplatesCmd};
 use crate::client::Remote;
 use crate::output::{self, machines_table, print_json, requests_table, templates_table, up_count};
 use crate::settings::{Overrides, Resolved};
@@ -140,6 +140,14 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
                 ),
             }
             errors_of(&report, "reconcile")?;
+        }
+        Command::Resilience(ResilienceCmd::Status) => {
+            let status = backend.call("getResilienceStatus", json!({})).await?;
+            let breakers = status["breakers"].as_array().cloned().unwrap_or_default();
+            match out {
+                Output::Json => print_json(&status),
+                Output::Table => println!("{}", output::breakers_table(&breakers)),
+            }
         }
         Command::Sim(cmd) => match &backend {
             Backend::Local { rt, .. } => sim(rt, out, cmd).await?,

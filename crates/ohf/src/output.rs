@@ -143,3 +143,22 @@ pub fn templates_table(list: &[Value]) -> String {
     }
     t.to_string()
 }
+
+pub fn breakers_table(list: &[Value]) -> String {
+    let mut t = table(&["PROVIDER", "SERVICE", "STATE", "FAILURES", "OPENED", "SINCE", "LAST FAILURE"]);
+    let time = |v: &Value| {
+        v.as_i64().map(|ms| ohf_domain::Timestamp::from_unix_millis(ms).to_rfc3339()).unwrap_or_else(|| "-".into())
+    };
+    for b in list {
+        t.add_row(vec![
+            cell(&b["provider"]),
+            cell(&b["service"]),
+            cell(&b["state"]),
+            cell(&b["failures"]),
+            cell(&b["opened"]),
+            time(&b["changed_at"]),
+            time(&b["last_failure_at"]),
+        ]);
+    }
+    t.to_string()
+}

@@ -66,6 +66,7 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(s.shutdown_grace_secs);
     let runtime = wiring::build(&settings).await?;
     let app = Arc::new(runtime.app);
+    let metrics = Arc::new(Metrics { app: app.clone(), providers: runtime.resilient });
     let worker = Arc::new(Worker::new(app.clone(), config.clone()));
     let health =
         Arc::new(Health { worker: worker.clone(), interval: config.interval, clock: Arc::new(ohf_app::SystemClock) });
@@ -84,6 +85,7 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         .route("/status", get(|State(h): State<Arc<Health>>| async move { Json(h.worker.status()) }))
         .with_state(health)
         .route("/hf/{operation}", post(host_factory).with_state(hf))
+        .route("/metrics", get(prometheus).with_state(metrics))
         .merge(ohf_http::gated_router(app.clone(), gate.clone()));
     let grpc = ohf_grpc::routes(app, gate).await.context("cannot set up the gRPC services")?;
     let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(http));
@@ -129,6 +131,53 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `/metrics` reports: every provider's call counters in this process, and the breakers
+/// every process shares.
+struct Metrics {
+    app: Arc<ohf_app::App>,
+    providers: Vec<Arc<ohf_resilience::Resilient>>,
+}
+
+/// The Prometheus text format.
+async fn prometheus(State(m): State<Arc<Metrics>>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let counters: [(&str, &str, fn(&ohf_resilience::OpMetrics) -> u64); 7] = [
+        ("ohf_cloud_calls_total", "cloud calls made", |o| o.calls),
+        ("ohf_cloud_successes_total", "cloud operations that succeeded", |o| o.successes),
+        ("ohf_cloud_failures_total", "cloud calls that failed", |o| o.failures),
+        ("ohf_cloud_retries_total", "retries after transient failures", |o| o.retries),
+        ("ohf_cloud_timeouts_total", "calls cut off by their deadline", |o| o.timeouts),
+        ("ohf_cloud_rejected_total", "calls refused by an open circuit breaker", |o| o.rejected),
+        ("ohf_cloud_rate_limited_total", "calls that waited for the client-side rate limit", |o| o.rate_limited),
+    ];
+    let all: Vec<_> =
+        m.providers.iter().map(|p| (ohf_app::CloudProvider::name(&**p).to_string(), p.metrics())).collect();
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (provider, ops) in &all {
+            for (op, o) in ops {
+                let _ = writeln!(out, "{name}{{provider=\"{provider}\",operation=\"{op}\"}} {}", get(o));
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ohf_circuit_breaker_state 0 closed, 1 half open, 2 open\n# TYPE ohf_circuit_breaker_state gauge"
+    );
+    for (key, b) in m.app.shared_state("breaker/").await.unwrap_or_default() {
+        let mut parts = key.splitn(3, '/').skip(1);
+        let (provider, service) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let state = match b["state"].as_str() {
+            Some("OPEN") => 2,
+            Some("HALF_OPEN") => 1,
+            _ => 0,
+        };
+        let _ = writeln!(out, "ohf_circuit_breaker_state{{provider=\"{provider}\",service=\"{service}\"}} {state}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 fn tls_config(tls: &TlsSettings) -> anyhow::Result<tonic::transport::ServerTlsConfig> {

@@ -44,6 +44,9 @@ pub struct Settings {
     pub serve: ServeSettings,
     /// Provider instances: tables with `name`, `type` and the type's own fields.
     pub providers: Vec<Value>,
+    /// Circuit breakers, retries, timeouts and rate limits of every cloud call: the resilience
+    /// seed's block, as it is.
+    pub resilience: ohf_resilience::ResilienceConfig,
 }
 
 /// The daemon, `ohf serve`.
@@ -115,6 +118,7 @@ impl Default for Settings {
             advance_on_poll: true,
             serve: ServeSettings::default(),
             providers: Vec::new(),
+            resilience: ohf_resilience::ResilienceConfig::default(),
         }
     }
 }
@@ -184,6 +188,7 @@ pub struct Resolved {
     pub config_file: Option<PathBuf>,
     pub app: AppSettings,
     pub providers: Vec<ProviderSpec>,
+    pub resilience: ohf_resilience::ResilienceConfig,
 }
 
 fn env_path(keys: &[&str]) -> Option<PathBuf> {
@@ -195,7 +200,7 @@ fn home() -> PathBuf {
 }
 
 /// The top-level keys `OHF_` variables may set; other `OHF_` variables (OHF_BIN, …) are not settings.
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 13] = [
     "confdir",
     "workdir",
     "logdir",
@@ -208,6 +213,7 @@ const ENV_KEYS: [&str; 12] = [
     "request",
     "advance_on_poll",
     "serve",
+    "resilience",
 ];
 
 impl Resolved {
@@ -226,7 +232,12 @@ impl Resolved {
             if !file.exists() {
                 bail!("config file {} does not exist", file.display());
             }
-            figment = figment.merge(Toml::file_exact(file));
+            // The same keys in JSON (such as the resilience seed's block, as it is) or TOML.
+            figment = if file.extension().is_some_and(|e| e == "json") {
+                figment.merge(figment::providers::Json::file_exact(file))
+            } else {
+                figment.merge(Toml::file_exact(file))
+            };
         }
         figment = figment.merge(Env::prefixed("OHF_").split("__").filter(|k| {
             // The key arrives in the variable's own case, before `__` becomes nesting.
@@ -275,6 +286,7 @@ impl Resolved {
         if settings.serve.tokens.iter().any(|t| t.token.len() < 16) {
             bail!("serve.tokens: every token must be at least 16 characters");
         }
+        settings.resilience.validate()?;
         let mut app = app_settings(&settings.request)?;
         app.cluster = settings.cluster.clone();
         let providers = providers(&settings.providers, &confdir, &workdir)?;
@@ -296,6 +308,7 @@ impl Resolved {
             log_level: settings.log_level.unwrap_or_else(|| "info".into()),
             advance_on_poll: settings.advance_on_poll,
             serve: settings.serve,
+            resilience: settings.resilience,
             config_file,
             app,
             providers,

@@ -6,6 +6,7 @@ use anyhow::Context;
 use ohf_app::{App, CloudProvider, EventBus, RequestStore, SystemClock, UuidIds};
 use ohf_cloud_aws::AwsProvider;
 use ohf_cloud_sim::SimCloud;
+use ohf_resilience::Resilient;
 use ohf_store_sql::{PostgresStore, SqliteStore};
 
 use crate::catalog::FileCatalog;
@@ -14,6 +15,8 @@ use crate::settings::{ProviderSpec, Resolved};
 pub struct Runtime {
     pub app: App,
     pub sims: Vec<Arc<SimCloud>>,
+    /// Every provider as the app calls it: behind its breaker, retries, deadlines and limits.
+    pub resilient: Vec<Arc<Resilient>>,
 }
 
 pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
@@ -45,13 +48,28 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
                 providers.push(sim);
             }
             ProviderSpec::Aws { name, config } => {
-                let aws = AwsProvider::connect(name.clone(), config)
+                let mut config = config.clone();
+                if settings.resilience.retry.enabled {
+                    // ohf retries; the SDK's own retries would multiply with them.
+                    config.request_attempts = 1;
+                }
+                let aws = AwsProvider::connect(name.clone(), &config)
                     .await
                     .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
                 providers.push(Arc::new(aws));
             }
         }
     }
+    let resilient: Vec<Arc<Resilient>> = providers
+        .into_iter()
+        .map(|p| {
+            let mut config = settings.resilience.clone();
+            // The client-side buckets are EC2's; the simulated cloud has its own throttling.
+            config.rate_limit.enabled &= p.kind() == "aws";
+            Arc::new(Resilient::new(p, config, store.clone(), clock.clone()))
+        })
+        .collect();
+    let providers = resilient.iter().map(|r| r.clone() as Arc<dyn CloudProvider>).collect();
     let app = App::new(
         store,
         Arc::new(FileCatalog::new(settings.templates_file.clone())),
@@ -61,5 +79,5 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         EventBus::default(),
         settings.app.clone(),
     )?;
-    Ok(Runtime { app, sims })
+    Ok(Runtime { app, sims, resilient })
 }

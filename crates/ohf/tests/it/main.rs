@@ -3,6 +3,7 @@
 mod aws;
 mod client;
 mod daemon;
+mod resilience;
 mod scenarios;
 mod scripts;
 mod support;
