@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 
 use crate::support::HfEnv;
 
-fn endpoint() -> String {
+pub fn endpoint() -> String {
     std::env::var("OHF_TEST_AWS_ENDPOINT")
         .expect("OHF_TEST_AWS_ENDPOINT names the AWS emulator; `cargo xtask test` starts one and sets it")
 }
 
-async fn ec2() -> aws_sdk_ec2::Client {
+pub async fn ec2() -> aws_sdk_ec2::Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint())
@@ -24,12 +24,17 @@ async fn ec2() -> aws_sdk_ec2::Client {
 
 /// A provider instance on the emulator, its templates using an image the emulator knows.
 async fn aws_env(cluster: &str) -> HfEnv {
+    aws_env_at(cluster, &endpoint(), "").await
+}
+
+/// As `aws_env`, reaching the emulator at `url` (a proxy in front of it, say), with more
+/// settings in `extra`.
+pub async fn aws_env_at(cluster: &str, url: &str, extra: &str) -> HfEnv {
     let image =
         ec2().await.describe_images().owners("amazon").send().await.unwrap().images()[0].image_id().unwrap().to_owned();
     let toml = format!(
-        "cluster = \"{cluster}\"\n[[providers]]\nname = \"aws-test\"\ntype = \"aws\"\nregion = \"us-east-1\"\n\
-         endpoint_url = \"{}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
-        endpoint()
+        "cluster = \"{cluster}\"\n{extra}\n[[providers]]\nname = \"aws-test\"\ntype = \"aws\"\nregion = \"us-east-1\"\n\
+         endpoint_url = \"{url}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
     );
     let env = HfEnv::new(&toml);
     let templates = json!({"templates": [

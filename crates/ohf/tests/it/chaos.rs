@@ -1,0 +1,127 @@
+//! The Host Factory flow on the AWS emulator behind a fault-injecting proxy: calls throttled,
+//! failed, slowed, dropped, answers lost, or the endpoint down altogether.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::aws::{aws_env_at, ec2, endpoint};
+use crate::fault_proxy::FaultProxy;
+use crate::support::HfEnv;
+
+/// Quick retries and a breaker that recovers within seconds, so the test runs in seconds.
+const FAST_RESILIENCE: &str = r#"
+[resilience.retry]
+default_base_delay = 0.2
+default_max_delay = 1.0
+[resilience.retry.operations.ec2_run_instances]
+max_attempts = 5
+base_delay = 0.2
+max_delay = 1.0
+[resilience.circuit_breaker.services.aws_ec2]
+failure_threshold = 3
+reset_timeout = 2
+half_open_timeout = 10
+"#;
+
+fn status(env: &HfEnv, id: &str) -> Value {
+    let (_, doc) = env.script("getRequestStatus", &json!({"requests": [{"requestId": id}]}));
+    doc["requests"][0].clone()
+}
+
+fn wait_complete(env: &HfEnv, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = status(env, id);
+        if r["status"] == "complete" {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{id} did not complete: {r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Instances per `ohf:request-id` of a cluster, by a describe of our own straight at the emulator.
+async fn instances_by_request(cluster: &str) -> BTreeMap<String, usize> {
+    let filter = aws_sdk_ec2::types::Filter::builder().name("tag:ohf:cluster").values(cluster).build();
+    let seen = ec2().await.describe_instances().filters(filter).send().await.unwrap();
+    let mut by = BTreeMap::new();
+    for i in seen.reservations().iter().flat_map(|r| r.instances()) {
+        let live = i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "running" || n.as_str() == "pending");
+        let request = i.tags().iter().find(|t| t.key() == Some("ohf:request-id")).and_then(|t| t.value());
+        if let (true, Some(request)) = (live, request) {
+            *by.entry(request.to_owned()).or_default() += 1;
+        }
+    }
+    by
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_30_percent_of_calls_failing_every_request_completes_without_duplicates() {
+    let proxy = FaultProxy::start(&endpoint(), 0.3, 20_261_125);
+    let cluster = format!("chaos-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env_at(&cluster, &proxy.url, FAST_RESILIENCE).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (out, doc) =
+            env.script("requestMachines", &json!({"template": {"templateId": "Aws-OnDemand", "machineCount": 2}}));
+        assert!(out.status.success(), "{doc}");
+        ids.push(doc["requestId"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let done = wait_complete(&env, id, Duration::from_secs(180));
+        assert_eq!(done["machines"].as_array().unwrap().len(), 2, "{done}");
+    }
+    let seen = instances_by_request(&cluster).await;
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen.values().all(|&n| n == 2), "no request got a second set of machines: {seen:?}");
+    let c = &proxy.counts;
+    let calls = c.connections.load(Ordering::SeqCst);
+    assert!(c.faults() * 5 >= calls, "faults were injected: {} of {calls}", c.faults());
+    for (what, n) in [
+        ("throttled", &c.throttled),
+        ("internal", &c.internal),
+        ("slow", &c.slow),
+        ("dropped", &c.dropped),
+        ("lost answers", &c.lost_answers),
+    ] {
+        assert!(n.load(Ordering::SeqCst) > 0, "no {what} were injected");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_endpoint_down_calls_fail_fast_and_recover_when_it_returns() {
+    let proxy = FaultProxy::start(&endpoint(), 0.0, 1);
+    let cluster = format!("down-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env_at(&cluster, &proxy.url, FAST_RESILIENCE).await;
+    proxy.set_down(true);
+    let (out, doc) =
+        env.script("requestMachines", &json!({"template": {"templateId": "Aws-OnDemand", "machineCount": 1}}));
+    assert!(out.status.success(), "the request is accepted while the cloud is down: {doc}");
+    let id = doc["requestId"].as_str().unwrap().to_owned();
+
+    let breaker = || {
+        let out = env.ohf().args(["resilience", "status", "-o", "json"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["breakers"][0]["state"].as_str().unwrap_or("none").to_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while breaker() != "OPEN" {
+        status(&env, &id);
+        assert!(Instant::now() < deadline, "the breaker never opened");
+    }
+    let before = proxy.counts.connections.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let r = status(&env, &id);
+    assert!(started.elapsed() < Duration::from_secs(2), "an open breaker fails fast");
+    assert_ne!(r["status"], "complete");
+    assert_eq!(proxy.counts.connections.load(Ordering::SeqCst), before, "and does not call the endpoint");
+
+    proxy.set_down(false);
+    let done = wait_complete(&env, &id, Duration::from_secs(60));
+    assert_eq!(done["machines"].as_array().unwrap().len(), 1);
+    assert_eq!(breaker(), "CLOSED", "a successful probe closed the breaker");
+    assert_eq!(instances_by_request(&cluster).await.get(&id), Some(&1));
+}
