@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResilienceConfig {
     pub circuit_breaker: BreakerConfig,
@@ -15,18 +15,6 @@ pub struct ResilienceConfig {
     pub timeout: TimeoutConfig,
     pub error_handling: ErrorHandling,
     pub rate_limit: RateLimitConfig,
-}
-
-impl Default for ResilienceConfig {
-    fn default() -> Self {
-        Self {
-            circuit_breaker: BreakerConfig::default(),
-            retry: RetryConfig::default(),
-            timeout: TimeoutConfig::default(),
-            error_handling: ErrorHandling::default(),
-            rate_limit: RateLimitConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

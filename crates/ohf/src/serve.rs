@@ -144,7 +144,8 @@ struct Metrics {
 async fn prometheus(State(m): State<Arc<Metrics>>) -> Response {
     use std::fmt::Write;
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&ohf_resilience::OpMetrics) -> u64); 7] = [
+    type Counter = (&'static str, &'static str, fn(&ohf_resilience::OpMetrics) -> u64);
+    let counters: [Counter; 7] = [
         ("ohf_cloud_calls_total", "cloud calls made", |o| o.calls),
         ("ohf_cloud_successes_total", "cloud operations that succeeded", |o| o.successes),
         ("ohf_cloud_failures_total", "cloud calls that failed", |o| o.failures),
