@@ -487,6 +487,11 @@ impl App {
         }
     }
 
+    /// Each provider's own report of its calls in this process, by provider name.
+    pub fn provider_reports(&self) -> Vec<(String, Value)> {
+        self.providers.iter().filter_map(|p| p.report().map(|r| (p.name().to_string(), r))).collect()
+    }
+
     /// Shared state other than requests whose key starts with `prefix` (such as `breaker/`),
     /// as every process on the store sees it.
     pub async fn shared_state(&self, prefix: &str) -> Result<Vec<(String, Value)>, AppError> {

@@ -199,6 +199,11 @@ pub trait CloudProvider: Send + Sync + 'static {
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError>;
     /// Asks for termination; machines already gone are not an error.
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError>;
+    /// How this provider's calls have gone in this process (counters per operation), when it
+    /// keeps such figures.
+    fn report(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// The time, as the application sees it.

@@ -202,7 +202,19 @@ async fn resilience_status(app: &App) -> Result<Value, ApiError> {
             view
         })
         .collect();
-    Ok(json!({"breakers": breakers}))
+    // Counters are per process: through a daemon, the daemon's.
+    let providers: Vec<Value> = app
+        .provider_reports()
+        .into_iter()
+        .map(|(name, report)| {
+            let mut v = json!({"provider": name});
+            if let (Value::Object(v), Value::Object(fields)) = (&mut v, report) {
+                v.extend(fields);
+            }
+            v
+        })
+        .collect();
+    Ok(json!({"breakers": breakers, "providers": providers}))
 }
 
 async fn watch_request(app: &App, p: &Value) -> Result<Value, ApiError> {

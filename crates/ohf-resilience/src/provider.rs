@@ -322,6 +322,18 @@ impl CloudProvider for Resilient {
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
         self.run(TERMINATE_INSTANCES, || self.inner.terminate(ids)).await
     }
+    fn report(&self) -> Option<serde_json::Value> {
+        let operations: serde_json::Map<String, serde_json::Value> = self
+            .metrics()
+            .into_iter()
+            .map(|(op, m)| {
+                let mut v = serde_json::to_value(&m).unwrap_or_default();
+                v["successRate"] = serde_json::json!(m.success_rate());
+                (op.to_owned(), v)
+            })
+            .collect();
+        Some(serde_json::json!({"service": self.service, "operations": operations}))
+    }
 }
 
 /// Every breaker in the store, by key, as every process sharing the store sees them.

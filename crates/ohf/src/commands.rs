@@ -144,9 +144,15 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Resilience(ResilienceCmd::Status) => {
             let status = backend.call("getResilienceStatus", json!({})).await?;
             let breakers = status["breakers"].as_array().cloned().unwrap_or_default();
+            let providers = status["providers"].as_array().cloned().unwrap_or_default();
             match out {
                 Output::Json => print_json(&status),
-                Output::Table => println!("{}", output::breakers_table(&breakers)),
+                Output::Table => {
+                    println!("{}", output::breakers_table(&breakers));
+                    if providers.iter().any(|p| p["operations"].as_object().is_some_and(|o| !o.is_empty())) {
+                        println!("\n{}", output::operations_table(&providers));
+                    }
+                }
             }
         }
         Command::Sim(cmd) => match &backend {

@@ -162,3 +162,28 @@ pub fn breakers_table(list: &[Value]) -> String {
     }
     t.to_string()
 }
+
+/// Calls per provider and operation in the process that answered (the daemon, with --server).
+pub fn operations_table(providers: &[Value]) -> String {
+    let mut t = table(&["PROVIDER", "OPERATION", "CALLS", "SUCCESS RATE", "RETRIES", "TIMEOUTS", "REFUSED", "ERRORS"]);
+    for p in providers {
+        for (op, m) in p["operations"].as_object().into_iter().flatten() {
+            let rate = m["successRate"].as_f64().map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+            let errors = m["errors"]
+                .as_object()
+                .map(|e| e.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default();
+            t.add_row(vec![
+                cell(&p["provider"]),
+                op.clone(),
+                cell(&m["calls"]),
+                rate,
+                cell(&m["retries"]),
+                cell(&m["timeouts"]),
+                cell(&m["rejected"]),
+                errors,
+            ]);
+        }
+    }
+    t.to_string()
+}

@@ -167,6 +167,22 @@ fn operator_commands_run_through_the_daemon_with_the_same_output() {
     let back = remote(OPERATOR, &args);
     assert_eq!(doc(&back)["status"], "COMPLETED", "{}", String::from_utf8_lossy(&back.stderr));
 
+    // The daemon's own counters, through the query and as metrics.
+    let status = doc(&remote(READER, &["resilience", "status", "-o", "json"]));
+    let sim = status["providers"].as_array().unwrap().iter().find(|p| p["provider"] == "sim-1").unwrap().clone();
+    assert_eq!(sim["service"], "sim_ec2");
+    assert!(sim["operations"]["ec2_run_instances"]["calls"].as_u64().unwrap() >= 1, "{sim}");
+    assert!(sim["operations"]["ec2_describe_instances"]["successRate"].as_f64().is_some(), "{sim}");
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(metrics.contains("ohf_cloud_calls_total{provider=\"sim-1\",operation=\"ec2_run_instances\"}"), "{metrics}");
+
     let wrong = remote("not-a-token-at-all", &["request", "list", "-o", "json"]);
     assert!(!wrong.status.success());
     assert_eq!(doc(&wrong)["error"]["code"], "UNAUTHENTICATED");
