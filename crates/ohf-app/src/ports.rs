@@ -199,6 +199,13 @@ pub trait CloudProvider: Send + Sync + 'static {
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError>;
     /// Asks for termination; machines already gone are not an error.
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError>;
+    /// Deletes what the provider made for templates and keeps between requests (launch
+    /// templates, …) that no template in `keep` needs any more, among the resources of
+    /// `cluster`; answers the names of what it deleted.
+    async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
+        let _ = (keep, cluster);
+        Ok(Vec::new())
+    }
     /// How this provider's calls have gone in this process (counters per operation), when it
     /// keeps such figures.
     fn report(&self) -> Option<serde_json::Value> {

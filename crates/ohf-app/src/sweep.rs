@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use ohf_domain::{MachineId, RequestId};
+use ohf_domain::{MachineId, RequestId, Template};
 
 use crate::App;
 use crate::ports::{DescribeQuery, tag_keys};
@@ -14,6 +14,8 @@ pub struct SweepReport {
     pub examined: usize,
     /// Machines terminated because no request holds them, with why.
     pub terminated: Vec<(MachineId, String)>,
+    /// Provider resources no template needs any more (launch templates), deleted.
+    pub pruned: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -24,7 +26,28 @@ impl App {
     pub async fn sweep_orphans(&self, min_age_secs: i64) -> SweepReport {
         let mut report = SweepReport::default();
         let now = self.clock.now();
+        // Templates in use: the catalog's, and the versions active requests were made with.
+        let keep: Option<Vec<Template>> = match (self.catalog.templates().await, self.store.needing_work(None).await) {
+            (Ok(mut keep), Ok(active)) => {
+                keep.extend(active.iter().filter_map(|r| r.template().cloned()));
+                Some(keep)
+            }
+            (Err(e), _) => {
+                report.errors.push(format!("templates: {e}"));
+                None
+            }
+            (_, Err(e)) => {
+                report.errors.push(e.to_string());
+                None
+            }
+        };
         for provider in &self.providers {
+            if let Some(keep) = &keep {
+                match provider.prune(keep, &self.settings.cluster).await {
+                    Ok(deleted) => report.pruned.extend(deleted),
+                    Err(e) => report.errors.push(format!("prune on {}: {e}", provider.name())),
+                }
+            }
             let query = DescribeQuery { cluster: Some(self.settings.cluster.clone()), ..Default::default() };
             let seen = match provider.describe(&query).await {
                 Ok(seen) => seen,

@@ -67,6 +67,7 @@ pub fn sweep_view(r: &crate::SweepReport) -> Value {
     json!({
         "examined": r.examined,
         "terminated": r.terminated.iter().map(|(id, why)| json!({"machineId": id.as_str(), "reason": why})).collect::<Vec<_>>(),
+        "launchTemplatesDeleted": r.pruned,
         "errors": r.errors,
     })
 }

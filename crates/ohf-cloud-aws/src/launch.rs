@@ -25,6 +25,17 @@ fn tags(request: &LaunchRequest, resource: ResourceType) -> TagSpecification {
     spec.tags(Tag::builder().key(tag_keys::LAUNCH_TOKEN).value(request.token.as_str()).build()).build()
 }
 
+/// Only ohf's ownership tags (cluster, template, provider): for resources shared by requests.
+fn owned(request: &LaunchRequest, resource: ResourceType) -> TagSpecification {
+    let mut spec = TagSpecification::builder().resource_type(resource);
+    for (k, v) in request.tags.iter() {
+        if [tag_keys::CLUSTER, tag_keys::TEMPLATE_ID, tag_keys::PROVIDER].contains(&k) {
+            spec = spec.tags(Tag::builder().key(k).value(v).build());
+        }
+    }
+    spec.build()
+}
+
 /// The machines an earlier call with this launch's token made, if any. EC2 also honours the
 /// client token itself; looking first makes a repeated launch safe on any endpoint.
 async fn already_launched(p: &AwsProvider, r: &LaunchRequest) -> Result<Option<LaunchResult>, CloudError> {
@@ -129,17 +140,23 @@ pub async fn run_instances(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchR
     Ok(LaunchResult { machines, shortfall })
 }
 
-/// The launch template of a template version: named after the template and a digest of its
-/// launch fields, created the first time and reused by every later request.
+/// The name of a template version's launch template: the template id and a digest of the
+/// whole template, so a changed template gets a new one.
+pub(crate) fn launch_template_name(t: &Template) -> (String, u64) {
+    let version = serde_json::to_string(t).unwrap_or_default();
+    let digest =
+        version.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (format!("ohf-{}-{digest:016x}", t.id()), digest)
+}
+
+/// The launch template of a template version, created the first time and reused by every
+/// later request; tagged with the cluster, so the orphan sweep can delete it once unused.
 async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, CloudError> {
     let t = &r.template;
     if let Some(id) = t.launch_template_id() {
         return Ok(id.to_owned());
     }
-    let version = serde_json::to_string(t).unwrap_or_default();
-    let digest =
-        version.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    let name = format!("ohf-{}-{digest:016x}", t.id());
+    let (name, digest) = launch_template_name(t);
     let found = p.ec2("DescribeLaunchTemplates").describe_launch_templates().launch_template_names(&name).send().await;
     match found {
         Ok(out) => {
@@ -172,6 +189,7 @@ async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, C
         .create_launch_template()
         .launch_template_name(&name)
         .launch_template_data(data.build())
+        .tag_specifications(owned(r, ResourceType::LaunchTemplate))
         .client_token(format!("ohf-lt-{digest:016x}"))
         .send()
         .await;

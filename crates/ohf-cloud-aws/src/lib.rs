@@ -244,4 +244,60 @@ impl CloudProvider for AwsProvider {
         }
         Ok(())
     }
+
+    /// Deletes this cluster's launch templates that no template version in `keep` is made
+    /// from (a template changed or removed, its requests finished).
+    async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
+        let wanted: std::collections::HashSet<String> = keep
+            .iter()
+            .filter(|t| t.launch_template_id().is_none())
+            .map(|t| launch::launch_template_name(t).0)
+            .collect();
+        let mut unused = Vec::new();
+        let mut next = None;
+        loop {
+            let page = self
+                .ec2("DescribeLaunchTemplates")
+                .describe_launch_templates()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name(format!("tag:{}", ohf_app::ports::tag_keys::CLUSTER))
+                        .values(cluster)
+                        .build(),
+                )
+                .max_results(200)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| errors::translate("DescribeLaunchTemplates", e))?;
+            for lt in page.launch_templates() {
+                if let (Some(id), Some(name)) = (lt.launch_template_id(), lt.launch_template_name())
+                    && name.starts_with("ohf-")
+                    && !wanted.contains(name)
+                {
+                    unused.push((id.to_owned(), name.to_owned()));
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        let mut deleted = Vec::new();
+        for (id, name) in unused {
+            match self.ec2("DeleteLaunchTemplate").delete_launch_template().launch_template_id(&id).send().await {
+                Ok(_) => {
+                    tracing::info!(launch_template = %name, "deleted an unused launch template");
+                    deleted.push(name);
+                }
+                Err(e) => {
+                    let e = errors::translate("DeleteLaunchTemplate", e);
+                    if e.kind != CloudErrorKind::NotFound {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(deleted)
+    }
 }

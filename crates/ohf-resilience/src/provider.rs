@@ -322,6 +322,9 @@ impl CloudProvider for Resilient {
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
         self.run(TERMINATE_INSTANCES, || self.inner.terminate(ids)).await
     }
+    async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
+        self.inner.prune(keep, cluster).await
+    }
     fn report(&self) -> Option<serde_json::Value> {
         let operations: serde_json::Map<String, serde_json::Value> = self
             .metrics()

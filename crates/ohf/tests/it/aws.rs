@@ -209,3 +209,41 @@ mod app_level {
         assert!(done.is_empty(), "every request completed in the cycle");
     }
 }
+
+/// This cluster's launch templates, by name, through a describe of our own.
+async fn launch_templates(cluster: &str) -> Vec<String> {
+    let filter = aws_sdk_ec2::types::Filter::builder().name("tag:ohf:cluster").values(cluster).build();
+    let out = ec2().await.describe_launch_templates().filters(filter).send().await.unwrap();
+    out.launch_templates().iter().filter_map(|lt| lt.launch_template_name()).map(String::from).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_templates_are_reused_and_deleted_once_no_template_needs_them() {
+    let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env(&cluster).await;
+    for _ in 0..2 {
+        let (out, doc) =
+            env.script("requestMachines", &json!({"template": {"templateId": "Aws-Fleet", "machineCount": 1}}));
+        assert!(out.status.success(), "{doc}");
+        wait_status(&env, doc["requestId"].as_str().unwrap(), "complete");
+    }
+    let made = launch_templates(&cluster).await;
+    assert_eq!(made.len(), 1, "one launch template for both requests: {made:?}");
+    assert!(made[0].starts_with("ohf-Aws-Fleet-"), "{made:?}");
+
+    let sweep = || {
+        let out = env.ohf().args(["sweep", "--min-age", "100000", "-o", "json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(sweep()["launchTemplatesDeleted"], json!([]), "still the current version");
+
+    // The template changes: its old launch template is no longer made from anything.
+    let file = env.path("conf/awsprov_templates.json");
+    let changed = std::fs::read_to_string(&file).unwrap().replace("team=abc", "team=xyz");
+    std::fs::write(&file, changed).unwrap();
+    let report = sweep();
+    assert_eq!(report["launchTemplatesDeleted"], json!(made), "{report}");
+    assert_eq!(report["terminated"], json!([]), "machines are another matter");
+    assert!(launch_templates(&cluster).await.is_empty());
+}
