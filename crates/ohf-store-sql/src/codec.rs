@@ -13,6 +13,31 @@ pub fn decode_request(body: &str, version: i64) -> Result<Request, StoreError> {
     Ok(r)
 }
 
+/// Requests decoded before, by id with their version. A stored version of a request never
+/// changes (every write makes a new one), so a hit is exact in every process; reads skip the
+/// JSON decode of requests that did not change since.
+#[derive(Default)]
+pub struct Decoded(std::sync::Mutex<std::collections::HashMap<String, (i64, Request)>>);
+
+impl Decoded {
+    const MAX: usize = 8192;
+
+    pub fn get(&self, id: &str, body: &str, version: i64) -> Result<Request, StoreError> {
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, r)) = cache.get(id)
+            && *v == version
+        {
+            return Ok(r.clone());
+        }
+        let r = decode_request(body, version)?;
+        if cache.len() >= Self::MAX {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), (version, r.clone()));
+        Ok(r)
+    }
+}
+
 /// The machines of `r` that its uncommitted events added or may have renamed.
 pub fn touched_machines(r: &Request) -> Vec<&ohf_domain::Machine> {
     let mut ids = std::collections::HashSet::new();

@@ -14,6 +14,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    decoded: std::sync::Arc<crate::codec::Decoded>,
 }
 
 impl PostgresStore {
@@ -46,7 +47,7 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         migrate(&MIGRATOR, &pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, decoded: Default::default() })
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {

@@ -14,6 +14,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    decoded: std::sync::Arc<crate::codec::Decoded>,
 }
 
 impl SqliteStore {
@@ -37,7 +38,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(store_error)?;
         migrate(&MIGRATOR, &pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, decoded: Default::default() })
     }
 
     /// A write transaction that takes the write lock at once, so a busy database is waited

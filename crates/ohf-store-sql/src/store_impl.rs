@@ -26,7 +26,7 @@ macro_rules! sql_request_store {
             async fn fetch(&self, mut query: sqlx::QueryBuilder<'_, $db>) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
                 use sqlx::Row;
                 let rows = query.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
-                rows.iter().map(|row| $crate::codec::decode_request(row.get("body"), row.get("version"))).collect()
+                rows.iter().map(|row| self.decoded.get(row.get("id"), row.get("body"), row.get("version"))).collect()
             }
         }
 
@@ -265,7 +265,7 @@ macro_rules! sql_request_store {
             }
 
             async fn get(&self, id: &ohf_domain::RequestId) -> Result<Option<ohf_domain::Request>, ohf_app::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id = ");
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id = ");
                 q.push_bind(id.as_str());
                 Ok(self.fetch(q).await?.pop())
             }
@@ -274,13 +274,13 @@ macro_rules! sql_request_store {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id IN ");
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
                 $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
                 self.fetch(q).await
             }
 
             async fn list(&self, filter: &ohf_app::RequestFilter) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE 1 = 1");
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE 1 = 1");
                 if !filter.states.is_empty() {
                     q.push(" AND state IN ");
                     $crate::store_impl::push_list!(q, filter.states.iter().map(|s| s.as_str()));
@@ -302,7 +302,7 @@ macro_rules! sql_request_store {
                 &self,
                 ids: Option<&[ohf_domain::RequestId]>,
             ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE needs_work");
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE needs_work");
                 if let Some(ids) = ids {
                     if ids.is_empty() {
                         return Ok(Vec::new());
@@ -322,7 +322,7 @@ macro_rules! sql_request_store {
                     return Ok(Vec::new());
                 }
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE machine_id IN ",
+                    "SELECT id, body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE machine_id IN ",
                 );
                 $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::MachineId::as_str));
                 q.push(" OR name IN ");

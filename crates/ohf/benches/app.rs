@@ -177,7 +177,7 @@ async fn throughput(label: &str, store: Arc<dyn RequestStore>, creations: usize,
 
 /// GetRequestStatus over gRPC on a loopback socket: `clients` concurrent clients, each on its
 /// own connection, for `secs` seconds after a second of warm-up; calls/s and p50/p99 latency.
-async fn grpc(store: Arc<dyn RequestStore>, clients: usize, secs: u64) {
+async fn grpc(label: &str, store: Arc<dyn RequestStore>, clients: usize, secs: u64) {
     use ohf_grpc::pb;
     let app = Arc::new(app(store, true));
     let mut ids = Vec::new();
@@ -190,9 +190,7 @@ async fn grpc(store: Arc<dyn RequestStore>, clients: usize, secs: u64) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(ohf_grpc::incoming(listener)),
     );
     let ids = Arc::new(ids);
     let warm = Instant::now() + std::time::Duration::from_secs(1);
@@ -227,7 +225,7 @@ async fn grpc(store: Arc<dyn RequestStore>, clients: usize, secs: u64) {
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
     println!(
-        "grpc GetRequestStatus, {clients} clients, 1 request of 10 machines per call: {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms",
+        "grpc GetRequestStatus ({label} store), {clients} clients, 1 request of 10 machines per call: {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms",
         all.len() as f64 / secs as f64,
         pct(0.50),
         pct(0.99)
@@ -299,7 +297,9 @@ fn main() {
         }
         if args.iter().any(|a| a == "grpc") {
             let store = Arc::new(SqliteStore::open(&dir.path().join("grpc.db")).await.expect("sqlite"));
-            grpc(store, 64, 10).await;
+            grpc("sqlite", store, 64, 10).await;
+            // The same over the in-memory store: what the transport itself costs.
+            grpc("memory", Arc::new(ohf_app::memory::MemoryStore::new()), 64, 10).await;
             return;
         }
         if args.iter().any(|a| a == "rss-postgres") {

@@ -108,7 +108,7 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         async move { worker.run(stopped).await }
     });
     let mut server_stop = stopped.clone();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = ohf_grpc::incoming(listener);
     let server = tokio::spawn(async move {
         server
             .add_routes(routes)

@@ -64,9 +64,7 @@ async fn daemon(options: ApiOptions, clock: Arc<dyn Clock>, launch_latency_ms: u
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        tonic::transport::Server::builder().add_routes(routes).serve_with_incoming(ohf_grpc::incoming(listener)),
     );
     Daemon { addr, store }
 }
