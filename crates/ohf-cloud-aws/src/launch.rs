@@ -140,10 +140,11 @@ pub async fn run_instances(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchR
     Ok(LaunchResult { machines, shortfall })
 }
 
-/// The name of a template version's launch template: the template id and a digest of the
-/// whole template, so a changed template gets a new one.
-pub(crate) fn launch_template_name(t: &Template) -> (String, u64) {
-    let version = serde_json::to_string(t).unwrap_or_default();
+/// The name of a template version's launch template in a cluster: the template id and a digest
+/// of the cluster and the whole template, so a changed template gets a new one and two
+/// clusters in one account never share (or delete) each other's.
+pub(crate) fn launch_template_name(t: &Template, cluster: &str) -> (String, u64) {
+    let version = format!("{cluster}\n{}", serde_json::to_string(t).unwrap_or_default());
     let digest =
         version.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     (format!("ohf-{}-{digest:016x}", t.id()), digest)
@@ -156,7 +157,8 @@ async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, C
     if let Some(id) = t.launch_template_id() {
         return Ok(id.to_owned());
     }
-    let (name, digest) = launch_template_name(t);
+    let cluster = r.tags.iter().find(|(k, _)| *k == tag_keys::CLUSTER).map_or("", |(_, v)| v);
+    let (name, digest) = launch_template_name(t, cluster);
     let found = p.ec2("DescribeLaunchTemplates").describe_launch_templates().launch_template_names(&name).send().await;
     match found {
         Ok(out) => {

@@ -251,7 +251,7 @@ impl CloudProvider for AwsProvider {
         let wanted: std::collections::HashSet<String> = keep
             .iter()
             .filter(|t| t.launch_template_id().is_none())
-            .map(|t| launch::launch_template_name(t).0)
+            .map(|t| launch::launch_template_name(t, cluster).0)
             .collect();
         let mut unused = Vec::new();
         let mut next = None;
