@@ -310,3 +310,28 @@ fn tls_and_mutual_tls_guard_both_apis() {
     });
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn tokens_never_reach_the_log() {
+    let env = HfEnv::new(&config(""));
+    let log_path = env.path("log/daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let daemon = Daemon::start_with(&env, &["-vv"], log);
+    let url = daemon.url();
+    for token in [OPERATOR, READER, "a-wrong-token-0123456789"] {
+        env.ohf().args(["--server", &url, "--token", token, "request", "list"]).output().unwrap();
+        script(&env, Some((&url, token)), "getAvailableTemplates", &json!({}));
+    }
+    let created = env
+        .ohf()
+        .args(["--server", &url, "--token", OPERATOR, "request", "create", "-t", "OnDemand-Minimal", "-n", "1"])
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    assert!(daemon.stop().success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("rpc") || text.contains("request"), "the daemon logged at debug: {text:.300}");
+    for token in [OPERATOR, READER, "a-wrong-token-0123456789"] {
+        assert!(!text.contains(token), "a token reached the log");
+    }
+}

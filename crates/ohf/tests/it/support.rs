@@ -184,13 +184,14 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon on a free loopback port and waits until it listens.
     pub fn start(env: &HfEnv) -> Self {
+        Self::start_with(env, &[], std::process::Stdio::null())
+    }
+
+    /// As `start`, with more arguments and the daemon's log going to `log`.
+    pub fn start_with(env: &HfEnv, args: &[&str], log: impl Into<std::process::Stdio>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = env
-            .ohf()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child =
+            env.ohf().args(args).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stderr(log).spawn().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(std::time::Instant::now() < deadline, "the daemon did not listen");
