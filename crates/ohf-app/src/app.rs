@@ -80,6 +80,15 @@ pub struct TemplateAvailability {
     pub available: Option<u32>,
 }
 
+impl TemplateAvailability {
+    /// `template` with what its `maxNumber` leaves beside the machines `held` per template.
+    fn of(template: Template, held: &HashMap<ohf_domain::TemplateId, u32>) -> Self {
+        let used = held.get(template.id()).copied().unwrap_or(0);
+        let available = template.max_number().map(|max| max.saturating_sub(used));
+        Self { template, available }
+    }
+}
+
 /// The verdict on a template document.
 #[derive(Debug, Clone)]
 pub enum TemplateCheck {
@@ -394,23 +403,14 @@ impl App {
     pub async fn available_templates(&self) -> Result<Vec<TemplateAvailability>, AppError> {
         let templates = self.catalog.templates().await?;
         let held = self.store.capacity_held().await?;
-        Ok(templates
-            .into_iter()
-            .map(|template| {
-                let used = held.get(template.id()).copied().unwrap_or(0);
-                let available = template.max_number().map(|max| max.saturating_sub(used));
-                TemplateAvailability { template, available }
-            })
-            .collect())
+        Ok(templates.into_iter().map(|template| TemplateAvailability::of(template, &held)).collect())
     }
 
     /// One template with how many more machines it may have.
     pub async fn template_info(&self, id: &str) -> Result<TemplateAvailability, AppError> {
         let template = self.template(id).await?;
         let held = self.store.capacity_held().await?;
-        let used = held.get(template.id()).copied().unwrap_or(0);
-        let available = template.max_number().map(|max| max.saturating_sub(used));
-        Ok(TemplateAvailability { template, available })
+        Ok(TemplateAvailability::of(template, &held))
     }
 
     /// Checks one template document: ohf's rules, then the provider that would serve it. A

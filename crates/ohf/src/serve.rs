@@ -168,14 +168,16 @@ async fn prometheus(State(m): State<Arc<Metrics>>) -> Response {
         out,
         "# HELP ohf_circuit_breaker_state 0 closed, 1 half open, 2 open\n# TYPE ohf_circuit_breaker_state gauge"
     );
-    for (key, b) in m.app.shared_state("breaker/").await.unwrap_or_default() {
-        let mut parts = key.splitn(3, '/').skip(1);
-        let (provider, service) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    // The breakers as the JSON API shows them (one reading of the stored state).
+    let status = ohf_http::call_method(&m.app, "getResilienceStatus", &json!({})).await.unwrap_or_default();
+    for b in status["breakers"].as_array().into_iter().flatten() {
         let state = match b["state"].as_str() {
             Some("OPEN") => 2,
             Some("HALF_OPEN") => 1,
             _ => 0,
         };
+        let (provider, service) =
+            (b["provider"].as_str().unwrap_or_default(), b["service"].as_str().unwrap_or_default());
         let _ = writeln!(out, "ohf_circuit_breaker_state{{provider=\"{provider}\",service=\"{service}\"}} {state}");
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
