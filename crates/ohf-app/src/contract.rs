@@ -296,6 +296,7 @@ fn launch_request(template: &Template, request: &str, count: u32, attempt: u32) 
         count,
         tags,
         zones: vec![],
+        following: None,
     }
 }
 

@@ -157,13 +157,19 @@ pub struct LaunchRequest {
     /// The template's, the request's and ohf's ownership tags.
     pub tags: Tags,
     pub zones: Vec<String>,
+    /// The cloud request (fleet, group) an earlier call of this launch placed: look at it
+    /// instead of placing one.
+    pub following: Option<String>,
 }
 
 /// What a launch produced: the machines, and why it fell short when it launched fewer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LaunchResult {
     pub machines: Vec<MachineObservation>,
     pub shortfall: Option<CloudError>,
+    /// The cloud request (fleet, group) that goes on delivering machines: the launch is called
+    /// again, with this as `following`, until it answers `None`.
+    pub filling: Option<String>,
 }
 
 /// What to describe: machines by id, every machine tagged with one of `request_ids`, and,
@@ -199,6 +205,12 @@ pub trait CloudProvider: Send + Sync + 'static {
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError>;
     /// Asks for termination; machines already gone are not an error.
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError>;
+    /// Stops cloud request `resource` (a fleet, a group a launch placed) from launching more;
+    /// the machines it made are left to `terminate`.
+    async fn release(&self, resource: &str) -> Result<(), CloudError> {
+        let _ = resource;
+        Ok(())
+    }
     /// Deletes what the provider made for templates and keeps between requests (launch
     /// templates, …) that no template in `keep` needs any more, among the resources of
     /// `cluster`; answers the names of what it deleted.

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use ohf_domain::request::LaunchOrder;
+use ohf_domain::request::{LaunchOrder, Release};
 use ohf_domain::{MachineId, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags};
 
 use crate::App;
-use crate::ports::{DescribeQuery, Fence, LaunchRequest, StoreError, tag_keys};
+use crate::ports::{DescribeQuery, Fence, LaunchRequest, LaunchResult, StoreError, tag_keys};
 
 /// What one reconcile cycle did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +86,9 @@ impl App {
                 }
             }
             to_terminate.extend(decision.terminate);
+            if let Some(release) = decision.release {
+                self.release(request, release, worker, &mut report).await;
+            }
             if let Some(order) = decision.launch {
                 self.launch(request, order, worker, &mut report).await;
             }
@@ -114,12 +117,17 @@ impl App {
             token: order.token,
             tags: launch_tags(request, &template, provider.name(), &self.settings.cluster),
             zones: request.zones().to_vec(),
+            following: order.following,
             template,
         };
         report.launch_calls += 1;
         let outcome = provider.launch(&launch).await;
         let now = self.clock.now();
         match outcome {
+            Ok(LaunchResult { machines, filling: Some(resource), .. }) => {
+                tracing::debug!(request_id = %request.id(), attempt = order.attempt, %resource, held = machines.len(), "filling");
+                request.record_filling(order.attempt, resource, machines, now);
+            }
             Ok(result) => {
                 tracing::info!(request_id = %request.id(), attempt = order.attempt, launched = result.machines.len(), "launched");
                 let shortfall = result.shortfall.map(|e| e.to_string());
@@ -138,6 +146,31 @@ impl App {
             }
         }
         self.commit_or_note(request, worker, report).await;
+    }
+
+    /// Stops the cloud request of a request that ended, and records it once done.
+    async fn release(
+        &self,
+        request: &mut Request,
+        release: Release,
+        worker: Option<&str>,
+        report: &mut ReconcileReport,
+    ) {
+        let Some(provider) = self.provider(&release.provider) else {
+            report.errors.push(format!("provider {} is no longer configured", release.provider));
+            return;
+        };
+        match provider.release(&release.resource).await {
+            Ok(()) => {
+                tracing::info!(request_id = %request.id(), resource = %release.resource, "released");
+                request.record_release(release.attempt, release.resource, self.clock.now());
+                self.commit_or_note(request, worker, report).await;
+            }
+            Err(e) => {
+                tracing::warn!(request_id = %request.id(), error = %e, "release failed; retried next cycle");
+                report.errors.push(format!("release on {}: {e}", provider.name()));
+            }
+        }
     }
 
     /// Asks each provider to terminate its machines of `machines`, in batches.

@@ -1,5 +1,5 @@
 //! Launches: RunInstances, and EC2 Fleet (`instant`) from a launch template made once per
-//! template version.
+//! template version; the pieces fleets and groups share (`crate::fleets`).
 
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::types::{
@@ -17,7 +17,7 @@ use ohf_domain::{PriceType, Template};
 use crate::AwsProvider;
 use crate::errors::{kind_of, translate};
 
-fn tags(request: &LaunchRequest, resource: ResourceType) -> TagSpecification {
+pub(crate) fn tags(request: &LaunchRequest, resource: ResourceType) -> TagSpecification {
     let mut spec = TagSpecification::builder().resource_type(resource);
     for (k, v) in request.tags.iter() {
         spec = spec.tags(Tag::builder().key(k).value(v).build());
@@ -36,6 +36,13 @@ fn owned(request: &LaunchRequest, resource: ResourceType) -> TagSpecification {
     spec.build()
 }
 
+/// Instance states that still hold a machine.
+pub(crate) const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+pub(crate) fn is_live(state: &aws_sdk_ec2::types::InstanceStateName) -> bool {
+    LIVE.contains(&state.as_str())
+}
+
 /// The machines an earlier call with this launch's token made, if any. EC2 also honours the
 /// client token itself; looking first makes a repeated launch safe on any endpoint.
 async fn already_launched(p: &AwsProvider, r: &LaunchRequest) -> Result<Option<LaunchResult>, CloudError> {
@@ -43,11 +50,11 @@ async fn already_launched(p: &AwsProvider, r: &LaunchRequest) -> Result<Option<L
         Filter::builder().name(format!("tag:{}", tag_keys::LAUNCH_TOKEN)).values(r.token.as_str()).build(),
         Filter::builder()
             .name("instance-state-name")
-            .set_values(Some(vec!["pending".into(), "running".into(), "stopping".into(), "stopped".into()]))
+            .set_values(Some(LIVE.iter().map(|s| s.to_string()).collect()))
             .build(),
     ];
     let found = p.describe_instances(&[], filters).await?;
-    Ok((!found.is_empty()).then(|| LaunchResult { machines: p.observe(&found), shortfall: None }))
+    Ok((!found.is_empty()).then(|| LaunchResult { machines: p.observe(&found), ..LaunchResult::default() }))
 }
 
 fn user_data(template: &Template) -> Result<Option<String>, CloudError> {
@@ -88,6 +95,10 @@ fn root_volume(template: &Template) -> Option<BlockDeviceMapping> {
 /// (MinCount = MaxCount): a shortage fails the call, which is retried, rather than leaving a
 /// partial launch whose size depends on the endpoint.
 pub async fn run_instances(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+    run_instances_as(p, r, r.template.price_type() == PriceType::Spot).await
+}
+
+async fn run_instances_as(p: &AwsProvider, r: &LaunchRequest, spot: bool) -> Result<LaunchResult, CloudError> {
     if let Some(done) = already_launched(p, r).await? {
         return Ok(done);
     }
@@ -119,7 +130,7 @@ pub async fn run_instances(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchR
     if let Some(root) = root_volume(t) {
         call = call.block_device_mappings(root);
     }
-    if t.price_type() == PriceType::Spot {
+    if spot {
         let mut spot = SpotMarketOptions::builder();
         if let Some(price) = t.max_spot_price() {
             spot = spot.max_price(price.to_string());
@@ -137,7 +148,7 @@ pub async fn run_instances(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchR
             format!("RunInstances launched {} of {}", machines.len(), r.count),
         )
     });
-    Ok(LaunchResult { machines, shortfall })
+    Ok(LaunchResult { machines, shortfall, filling: None })
 }
 
 /// The name of a template version's launch template in a cluster: the template id and a digest
@@ -152,7 +163,7 @@ pub(crate) fn launch_template_name(t: &Template, cluster: &str) -> (String, u64)
 
 /// The launch template of a template version, created the first time and reused by every
 /// later request; tagged with the cluster, so the orphan sweep can delete it once unused.
-async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, CloudError> {
+pub(crate) async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, CloudError> {
     let t = &r.template;
     if let Some(id) = t.launch_template_id() {
         return Ok(id.to_owned());
@@ -222,40 +233,40 @@ async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Result<String, C
     }
 }
 
-/// One instant EC2 Fleet: every type and subnet of the template as overrides, on-demand and
-/// spot shares from the template, the fleet's allocation strategies.
-pub async fn ec2_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
-    if let Some(done) = already_launched(p, r).await? {
-        return Ok(done);
-    }
-    let t = &r.template;
-    let template_id = launch_template(p, r).await?;
+/// Every type of the template in every subnet, with its weight.
+pub(crate) fn overrides(t: &Template) -> Vec<(String, u32, Option<String>)> {
     let subnets: Vec<Option<String>> =
         if t.subnet_ids().is_empty() { vec![None] } else { t.subnet_ids().iter().cloned().map(Some).collect() };
+    t.vm_types().iter().flat_map(|(vm, w)| subnets.iter().map(|s| (vm.clone(), *w, s.clone()))).collect()
+}
+
+/// A CreateFleet call of type `kind` for launch `r`: every type and subnet of the template as
+/// overrides, on-demand and spot shares from the template, the fleet's allocation strategies.
+pub(crate) async fn fleet_call(
+    p: &AwsProvider,
+    r: &LaunchRequest,
+    kind: FleetType,
+) -> Result<aws_sdk_ec2::operation::create_fleet::builders::CreateFleetFluentBuilder, CloudError> {
+    let t = &r.template;
+    let template_id = launch_template(p, r).await?;
     let mut config = FleetLaunchTemplateConfigRequest::builder().launch_template_specification(
         FleetLaunchTemplateSpecificationRequest::builder().launch_template_id(&template_id).version("$Latest").build(),
     );
-    for (vm, weight) in t.vm_types() {
-        for subnet in &subnets {
-            let mut o = FleetLaunchTemplateOverridesRequest::builder()
-                .instance_type(InstanceType::from(vm.as_str()))
-                .weighted_capacity(f64::from(*weight))
-                .set_subnet_id(subnet.clone());
-            if let Some(prio) = t.vm_types_priority().get(vm) {
-                o = o.priority(f64::from(*prio));
-            }
-            if let Some(price) = t.max_spot_price() {
-                o = o.max_price(price.to_string());
-            }
-            config = config.overrides(o.build());
+    for (vm, weight, subnet) in overrides(t) {
+        let mut o = FleetLaunchTemplateOverridesRequest::builder()
+            .instance_type(InstanceType::from(vm.as_str()))
+            .weighted_capacity(f64::from(weight))
+            .set_subnet_id(subnet);
+        if let Some(prio) = t.vm_types_priority().get(&vm) {
+            o = o.priority(f64::from(*prio));
         }
+        if let Some(price) = t.max_spot_price() {
+            o = o.max_price(price.to_string());
+        }
+        config = config.overrides(o.build());
     }
     let total = r.count as i32;
-    let on_demand = match t.price_type() {
-        PriceType::Ondemand => total,
-        PriceType::Spot => 0,
-        PriceType::Heterogeneous => (total * t.percent_on_demand().unwrap_or(0) as i32 + 99) / 100,
-    };
+    let on_demand = crate::fleets::on_demand_share(t, total);
     let default =
         if on_demand == total { DefaultTargetCapacityType::OnDemand } else { DefaultTargetCapacityType::Spot };
     let capacity = TargetCapacitySpecificationRequest::builder()
@@ -264,17 +275,17 @@ pub async fn ec2_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResul
         .spot_target_capacity(total - on_demand)
         .default_target_capacity_type(default)
         .build();
-    let spot_strategy =
-        t.allocation_strategy().map(fleet_strategy).unwrap_or(SpotAllocationStrategy::PriceCapacityOptimized);
+    let spot_strategy = SpotAllocationStrategy::from(
+        fleet_strategy(t.allocation_strategy().unwrap_or("priceCapacityOptimized")).as_str(),
+    );
     let mut call = p
         .ec2("CreateFleet")
         .create_fleet()
-        .r#type(FleetType::Instant)
+        .r#type(kind)
         .client_token(r.token.as_str())
         .launch_template_configs(config.build())
         .target_capacity_specification(capacity)
-        .spot_options(SpotOptionsRequest::builder().allocation_strategy(spot_strategy).build())
-        .tag_specifications(tags(r, ResourceType::Instance));
+        .spot_options(SpotOptionsRequest::builder().allocation_strategy(spot_strategy).build());
     if let Some(s) = t.allocation_strategy_on_demand() {
         let strategy = if s.eq_ignore_ascii_case("prioritized") { "prioritized" } else { "lowest-price" };
         call = call.on_demand_options(
@@ -283,6 +294,27 @@ pub async fn ec2_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResul
                 .build(),
         );
     }
+    Ok(call)
+}
+
+/// On-demand machines for the part of launch `r` a spot request did not fill, under a token of
+/// their own.
+pub(crate) async fn run_on_demand(p: &AwsProvider, r: &LaunchRequest, count: u32) -> Result<LaunchResult, CloudError> {
+    let digest = r.token.as_str().trim_start_matches("ohf-");
+    let token = ohf_domain::ClientToken::new(format!("ohf-od-{}", &digest[..digest.len().min(56)]))
+        .map_err(|e| CloudError::new(CloudErrorKind::Internal, "BadToken", e.to_string()))?;
+    let mut on_demand = r.clone();
+    on_demand.count = count;
+    on_demand.token = token;
+    run_instances_as(p, &on_demand, false).await
+}
+
+/// One instant EC2 Fleet.
+pub async fn ec2_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+    if let Some(done) = already_launched(p, r).await? {
+        return Ok(done);
+    }
+    let call = fleet_call(p, r, FleetType::Instant).await?.tag_specifications(tags(r, ResourceType::Instance));
     let out = call.send().await.map_err(|e| translate("CreateFleet", e))?;
     let ids: Vec<String> = out.instances().iter().flat_map(|i| i.instance_ids().iter().cloned()).collect();
     let first_error = out.errors().first().map(|e| {
@@ -304,16 +336,18 @@ pub async fn ec2_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResul
             )
         })
     });
-    Ok(LaunchResult { machines, shortfall })
+    Ok(LaunchResult { machines, shortfall, filling: None })
 }
 
-/// Host Factory's allocation strategy words to EC2 Fleet's.
-fn fleet_strategy(s: &str) -> SpotAllocationStrategy {
+/// Host Factory's allocation strategy words (`capacityOptimized`, `lowest-price`, …) in EC2
+/// Fleet's and Auto Scaling's spelling.
+pub(crate) fn fleet_strategy(s: &str) -> String {
     match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
-        "lowestprice" => SpotAllocationStrategy::LowestPrice,
-        "diversified" => SpotAllocationStrategy::Diversified,
-        "capacityoptimized" => SpotAllocationStrategy::CapacityOptimized,
-        "capacityoptimizedprioritized" => SpotAllocationStrategy::CapacityOptimizedPrioritized,
-        _ => SpotAllocationStrategy::PriceCapacityOptimized,
+        "lowestprice" => "lowest-price",
+        "diversified" => "diversified",
+        "capacityoptimized" => "capacity-optimized",
+        "capacityoptimizedprioritized" => "capacity-optimized-prioritized",
+        _ => "price-capacity-optimized",
     }
+    .to_owned()
 }

@@ -7,6 +7,7 @@
 
 mod config;
 mod errors;
+mod fleets;
 mod launch;
 mod observe;
 
@@ -29,7 +30,7 @@ pub use config::{AwsConfig, Secret};
 pub use errors::kind_of;
 
 /// EC2 takes at most 1,000 instance ids per call.
-const BATCH: usize = 1000;
+pub(crate) const BATCH: usize = 1000;
 /// EC2 takes at most 200 values per filter.
 const FILTER_VALUES: usize = 200;
 
@@ -37,6 +38,7 @@ const FILTER_VALUES: usize = 200;
 pub struct AwsProvider {
     name: ProviderName,
     ec2: Client,
+    autoscaling: aws_sdk_autoscaling::Client,
     region: String,
     calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -71,7 +73,13 @@ impl AwsProvider {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
-        Ok(Self { name, ec2: Client::new(&shared), region: config.region.clone(), calls: Default::default() })
+        Ok(Self {
+            name,
+            ec2: Client::new(&shared),
+            autoscaling: aws_sdk_autoscaling::Client::new(&shared),
+            region: config.region.clone(),
+            calls: Default::default(),
+        })
     }
 
     pub fn region(&self) -> &str {
@@ -84,7 +92,13 @@ impl AwsProvider {
         &self.ec2
     }
 
-    /// How many calls of each EC2 operation this provider has made.
+    /// The Auto Scaling client, counting one call of `operation`.
+    pub(crate) fn asg(&self, operation: &'static str) -> &aws_sdk_autoscaling::Client {
+        *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
+        &self.autoscaling
+    }
+
+    /// How many calls of each EC2 and Auto Scaling operation this provider has made.
     pub fn calls(&self) -> std::collections::BTreeMap<&'static str, u64> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -127,19 +141,8 @@ impl AwsProvider {
 
 fn supported(template: &Template) -> Result<(), CloudError> {
     let refuse = |m: String| Err(CloudError::new(CloudErrorKind::Validation, "UnsupportedTemplate", m));
-    match template.provider_api() {
-        ProviderApi::RunInstances | ProviderApi::Ec2Fleet => {}
-        other => {
-            return refuse(format!(
-                "providerApi {} is not supported by this build (RunInstances, EC2Fleet)",
-                other.as_str()
-            ));
-        }
-    }
-    if template.provider_api() == ProviderApi::Ec2Fleet
-        && template.fleet_type().is_some_and(|f| f != ohf_domain::template::FleetType::Instant)
-    {
-        return refuse("EC2Fleet supports fleetType instant in this build".into());
+    if template.provider_api() == ProviderApi::SpotFleet && template.fleet_role().is_none() {
+        return refuse("SpotFleet needs fleetRole: the IAM role that lets Spot Fleet launch instances".into());
     }
     if template.image_id().is_none() && template.launch_template_id().is_none() {
         return refuse("the template needs imageId or launchTemplateId".into());
@@ -171,9 +174,13 @@ impl CloudProvider for AwsProvider {
 
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
         supported(&request.template)?;
+        use ohf_domain::template::FleetType;
         match request.template.provider_api() {
-            ProviderApi::Ec2Fleet => launch::ec2_fleet(self, request).await,
-            _ => launch::run_instances(self, request).await,
+            ProviderApi::RunInstances => launch::run_instances(self, request).await,
+            ProviderApi::Ec2Fleet if request.template.fleet_type().is_none_or(|f| f == FleetType::Instant) => {
+                launch::ec2_fleet(self, request).await
+            }
+            _ => fleets::launch(self, request).await,
         }
     }
 
@@ -217,7 +224,7 @@ impl CloudProvider for AwsProvider {
     }
 
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
-        let ids: Vec<String> = ids.iter().map(|m| m.to_string()).collect();
+        let ids = fleets::shrink_owners(self, &fleets::ids(ids)).await?;
         for chunk in ids.chunks(BATCH) {
             let result = self
                 .ec2("TerminateInstances")
@@ -243,6 +250,10 @@ impl CloudProvider for AwsProvider {
             }
         }
         Ok(())
+    }
+
+    async fn release(&self, resource: &str) -> Result<(), CloudError> {
+        fleets::release(self, resource).await
     }
 
     /// Deletes this cluster's launch templates that no template version in `keep` is made

@@ -193,7 +193,7 @@ impl SimState {
         if let Some(ids) = self.tokens.get(request.token.as_str()) {
             let machines =
                 ids.iter().filter_map(|id| self.instances.get(id)).map(|i| i.observe(provider, now, config)).collect();
-            return Ok(LaunchResult { machines, shortfall: None });
+            return Ok(LaunchResult { machines, ..LaunchResult::default() });
         }
         if let Some(e) = self.fault(config, true) {
             return Err(e);
@@ -272,7 +272,7 @@ impl SimState {
         });
         let machines = ids.iter().map(|id| self.instances[id].observe(provider, now, config)).collect();
         self.tokens.insert(request.token.to_string(), ids);
-        Ok(LaunchResult { machines, shortfall })
+        Ok(LaunchResult { machines, shortfall, filling: None })
     }
 
     /// What the query names; reads only, so it runs under a shared lock and writes nothing.

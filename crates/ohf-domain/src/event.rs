@@ -8,17 +8,62 @@ use crate::{ClientToken, MachineId, MachineObservation, ProviderName, RequestId,
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RequestEvent {
-    Created { creation: Box<Creation> },
-    StateChanged { from: RequestState, to: RequestState, error: Option<String> },
-    LaunchStarted { attempt: u32, count: u32, token: ClientToken, provider: ProviderName },
-    MachinesLaunched { attempt: u32, machines: Vec<MachineObservation>, shortfall: Option<String> },
-    LaunchFailed { attempt: u32, code: String, message: String, retryable: bool, retry_at: Option<Timestamp> },
-    MachineAdopted { machine: MachineObservation },
-    MachineChanged { machine: MachineObservation },
-    MachineGone { machine_id: MachineId },
-    MachineFailed { machine_id: MachineId, message: String },
-    TerminationRequested { machine_ids: Vec<MachineId>, reason: String },
-    MachineReturned { machine_id: MachineId, return_request: RequestId },
+    Created {
+        creation: Box<Creation>,
+    },
+    StateChanged {
+        from: RequestState,
+        to: RequestState,
+        error: Option<String>,
+    },
+    LaunchStarted {
+        attempt: u32,
+        count: u32,
+        token: ClientToken,
+        provider: ProviderName,
+    },
+    MachinesLaunched {
+        attempt: u32,
+        machines: Vec<MachineObservation>,
+        shortfall: Option<String>,
+        /// The cloud request (fleet, group) that goes on delivering this attempt's machines;
+        /// the attempt stays outstanding and is followed each cycle until it is filled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filling: Option<String>,
+    },
+    /// The cloud request of an attempt was stopped: the request no longer wants its machines.
+    LaunchReleased {
+        attempt: u32,
+        resource: String,
+    },
+    LaunchFailed {
+        attempt: u32,
+        code: String,
+        message: String,
+        retryable: bool,
+        retry_at: Option<Timestamp>,
+    },
+    MachineAdopted {
+        machine: MachineObservation,
+    },
+    MachineChanged {
+        machine: MachineObservation,
+    },
+    MachineGone {
+        machine_id: MachineId,
+    },
+    MachineFailed {
+        machine_id: MachineId,
+        message: String,
+    },
+    TerminationRequested {
+        machine_ids: Vec<MachineId>,
+        reason: String,
+    },
+    MachineReturned {
+        machine_id: MachineId,
+        return_request: RequestId,
+    },
 }
 
 impl RequestEvent {
@@ -30,6 +75,7 @@ impl RequestEvent {
             Self::LaunchStarted { .. } => "launch_started",
             Self::MachinesLaunched { .. } => "machines_launched",
             Self::LaunchFailed { .. } => "launch_failed",
+            Self::LaunchReleased { .. } => "launch_released",
             Self::MachineAdopted { .. } => "machine_adopted",
             Self::MachineChanged { .. } => "machine_changed",
             Self::MachineGone { .. } => "machine_gone",

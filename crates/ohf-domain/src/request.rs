@@ -187,6 +187,8 @@ pub struct LaunchOrder {
     pub count: u32,
     pub token: ClientToken,
     pub provider: ProviderName,
+    /// The cloud request this attempt placed and is filling from, to follow rather than place.
+    pub following: Option<String>,
 }
 
 /// The cloud calls one reconcile step asks for, after its events are stored.
@@ -194,11 +196,21 @@ pub struct LaunchOrder {
 pub struct Decision {
     pub launch: Option<LaunchOrder>,
     pub terminate: Vec<(ProviderName, MachineId)>,
+    /// A cloud request (fleet, group) still filling for a request that ended: stop it.
+    pub release: Option<Release>,
+}
+
+/// A cloud request to stop, so it launches nothing more for a request that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub attempt: u32,
+    pub provider: ProviderName,
+    pub resource: String,
 }
 
 impl Decision {
     pub fn is_empty(&self) -> bool {
-        self.launch.is_none() && self.terminate.is_empty()
+        self.launch.is_none() && self.terminate.is_empty() && self.release.is_none()
     }
 }
 
@@ -210,6 +222,9 @@ struct LaunchProgress {
     exhausted: bool,
     retry_at: Option<Timestamp>,
     last_error: Option<String>,
+    /// The cloud request (fleet, group) the outstanding attempt is filling from.
+    #[serde(default)]
+    filling: Option<String>,
 }
 
 /// A provision or return request.
@@ -399,8 +414,11 @@ impl Request {
                 self.launch.outstanding = Some((*attempt, *count));
                 self.launch.retry_at = None;
             }
-            RequestEvent::MachinesLaunched { machines, shortfall, .. } => {
-                self.launch.outstanding = None;
+            RequestEvent::MachinesLaunched { machines, shortfall, filling, .. } => {
+                if filling.is_none() {
+                    self.launch.outstanding = None;
+                }
+                self.launch.filling = filling.clone();
                 for o in machines {
                     self.add_machine(o);
                 }
@@ -413,6 +431,10 @@ impl Request {
                 self.launch.exhausted |= !retryable;
                 self.launch.retry_at = *retry_at;
                 self.launch.last_error = Some(format!("{code}: {message}"));
+            }
+            RequestEvent::LaunchReleased { .. } => {
+                self.launch.outstanding = None;
+                self.launch.filling = None;
             }
             RequestEvent::MachineAdopted { machine } => self.add_machine(machine),
             RequestEvent::MachineChanged { machine } => {
@@ -541,6 +563,13 @@ impl Request {
                 RequestKind::Return => self.advance_return(now),
             }
         }
+        if self.state.is_terminal()
+            && self.state != RequestState::Completed
+            && let (Some(resource), Some((attempt, _)), Some(provider)) =
+                (&self.launch.filling, self.launch.outstanding, &self.provider)
+        {
+            decision.release = Some(Release { attempt, provider: provider.clone(), resource: resource.clone() });
+        }
         decision.terminate = self
             .machines
             .iter()
@@ -654,7 +683,8 @@ impl Request {
             return None;
         }
         if let Some((attempt, count)) = self.launch.outstanding {
-            return Some(LaunchOrder { attempt, count, token: ClientToken::for_launch(&self.id, attempt), provider });
+            let token = ClientToken::for_launch(&self.id, attempt);
+            return Some(LaunchOrder { attempt, count, token, provider, following: self.launch.filling.clone() });
         }
         let deficit = self.count.saturating_sub(alive_count);
         if deficit == 0 {
@@ -676,7 +706,7 @@ impl Request {
                     provider: provider.clone(),
                 },
             );
-            return Some(LaunchOrder { attempt, count: deficit, token, provider });
+            return Some(LaunchOrder { attempt, count: deficit, token, provider, following: None });
         }
         if pending > 0 {
             return None;
@@ -728,7 +758,32 @@ impl Request {
         shortfall: Option<String>,
         now: Timestamp,
     ) {
-        self.record(now, RequestEvent::MachinesLaunched { attempt, machines, shortfall });
+        self.record(now, RequestEvent::MachinesLaunched { attempt, machines, shortfall, filling: None });
+    }
+
+    /// Records that launch `attempt` placed a cloud request (`resource`) that is still
+    /// delivering, with the machines it holds so far; nothing when nothing changed since the
+    /// last look.
+    pub fn record_filling(
+        &mut self,
+        attempt: u32,
+        resource: String,
+        machines: Vec<MachineObservation>,
+        now: Timestamp,
+    ) {
+        let known = |o: &MachineObservation| self.machines.iter().any(|m| m.id() == &o.id && !m.clone().absorb(o));
+        if self.launch.filling.as_ref() == Some(&resource) && machines.iter().all(known) {
+            return;
+        }
+        self.record(
+            now,
+            RequestEvent::MachinesLaunched { attempt, machines, shortfall: None, filling: Some(resource) },
+        );
+    }
+
+    /// Records that the cloud request of `attempt` was stopped.
+    pub fn record_release(&mut self, attempt: u32, resource: String, now: Timestamp) {
+        self.record(now, RequestEvent::LaunchReleased { attempt, resource });
     }
 
     /// Records a refused launch `attempt`.
@@ -748,6 +803,7 @@ impl Request {
     /// True while the reconcile step has anything left to do for this request.
     pub fn needs_work(&self) -> bool {
         !self.state.is_terminal()
+            || (self.state != RequestState::Completed && self.launch.filling.is_some())
             || self.machines.iter().any(|m| m.is_terminating() && m.status() != MachineStatus::Terminated)
     }
 

@@ -21,8 +21,47 @@ use crate::breaker::{Admission, Breaker, CircuitState};
 use crate::config::ResilienceConfig;
 
 pub const RUN_INSTANCES: &str = "ec2_run_instances";
+pub const CREATE_FLEET: &str = "ec2_create_fleet";
+pub const SPOT_FLEET_REQUEST: &str = "spot_fleet_request";
+pub const AUTOSCALING_CREATE_GROUP: &str = "autoscaling_create_group";
 pub const DESCRIBE_INSTANCES: &str = "ec2_describe_instances";
 pub const TERMINATE_INSTANCES: &str = "ec2_terminate_instances";
+pub const RELEASE_FLEET: &str = "ec2_delete_fleets";
+pub const RELEASE_SPOT_FLEET: &str = "spot_fleet_cancel";
+pub const RELEASE_GROUP: &str = "autoscaling_delete_group";
+
+/// The service an operation calls; each has its own breaker.
+fn service_of(op: &str) -> &'static str {
+    if op.starts_with("spot_fleet") {
+        "spot_fleet"
+    } else if op.starts_with("autoscaling") {
+        "autoscaling"
+    } else {
+        "ec2"
+    }
+}
+
+/// The operation a launch of `template` makes.
+fn launch_op(template: &Template) -> &'static str {
+    match template.provider_api() {
+        ohf_domain::ProviderApi::RunInstances => RUN_INSTANCES,
+        ohf_domain::ProviderApi::Ec2Fleet => CREATE_FLEET,
+        ohf_domain::ProviderApi::SpotFleet => SPOT_FLEET_REQUEST,
+        ohf_domain::ProviderApi::Asg => AUTOSCALING_CREATE_GROUP,
+    }
+}
+
+/// The operation that stops a cloud request a launch placed (`sfr-…` spot fleets, `fleet-…`
+/// EC2 fleets, groups otherwise).
+fn release_op(resource: &str) -> &'static str {
+    if resource.starts_with("sfr-") {
+        RELEASE_SPOT_FLEET
+    } else if resource.starts_with("fleet-") {
+        RELEASE_FLEET
+    } else {
+        RELEASE_GROUP
+    }
+}
 
 /// Whether a failure is worth another attempt within the operation. Capacity shortfalls are
 /// not: the request's lifecycle retries the launch on a later cycle, where it can change
@@ -69,7 +108,6 @@ impl OpMetrics {
 
 pub struct Resilient {
     inner: Arc<dyn CloudProvider>,
-    service: String,
     config: ResilienceConfig,
     store: Arc<dyn RequestStore>,
     clock: Arc<dyn Clock>,
@@ -90,11 +128,9 @@ impl Resilient {
         store: Arc<dyn RequestStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let service = format!("{}_ec2", inner.kind());
         let seed = clock.now().unix_millis() as u64 ^ u64::from(std::process::id()).rotate_left(32);
         Self {
             inner,
-            service,
             config,
             store,
             clock,
@@ -104,8 +140,9 @@ impl Resilient {
         }
     }
 
-    pub fn service(&self) -> &str {
-        &self.service
+    /// The breaker name of one service of this provider: `aws_ec2`, `aws_autoscaling`, …
+    pub fn service(&self, service: &str) -> String {
+        format!("{}_{service}", self.inner.kind())
     }
 
     /// This process's counters per operation.
@@ -129,8 +166,8 @@ impl Resilient {
     /// Applies `change` to the shared breaker and stores it when it changed; another process
     /// writing first makes it read and apply again. A store that cannot be reached leaves the
     /// breaker closed (the cloud call itself is the better judge then).
-    async fn breaker<T>(&self, change: impl Fn(&mut Breaker) -> T) -> T {
-        let key = breaker_key(self.inner.name().as_str(), &self.service);
+    async fn breaker<T>(&self, service: &str, change: impl Fn(&mut Breaker) -> T) -> T {
+        let key = breaker_key(self.inner.name().as_str(), service);
         let now = self.clock.now();
         for _ in 0..8 {
             let (raw, version) = match self.store.load_shared(&key).await {
@@ -150,7 +187,7 @@ impl Resilient {
             match self.store.store_shared(&key, &text, version).await {
                 Ok(true) => {
                     if b.state != before.state {
-                        self.log_transition(&before, &b);
+                        self.log_transition(service, &before, &b);
                     }
                     return out;
                 }
@@ -164,11 +201,11 @@ impl Resilient {
         change(&mut Breaker::new(now))
     }
 
-    fn log_transition(&self, before: &Breaker, after: &Breaker) {
+    fn log_transition(&self, service: &str, before: &Breaker, after: &Breaker) {
         if !self.config.error_handling.log_circuit_breaker_state_changes {
             return;
         }
-        let (provider, service) = (self.inner.name().as_str(), self.service.as_str());
+        let provider = self.inner.name().as_str();
         let (from, to) = (before.state.as_str(), after.state.as_str());
         match after.state {
             CircuitState::Open if self.config.error_handling.alert_on_circuit_breaker_open => {
@@ -218,13 +255,15 @@ impl Resilient {
         Fut: Future<Output = Result<T, CloudError>>,
     {
         let retry = self.config.retry.policy(op);
-        let breaker = self.config.circuit_breaker.policy(&self.service);
+        let service = self.service(service_of(op));
+        let breaker = self.config.circuit_breaker.policy(&service);
         let budget = self.config.timeout.of(op);
         let deadline = Instant::now() + budget;
         let mut attempt = 0u32;
         loop {
             if self.config.circuit_breaker.enabled
-                && let Admission::Refused { retry_after } = self.breaker(|b| b.admit(self.clock.now(), &breaker)).await
+                && let Admission::Refused { retry_after } =
+                    self.breaker(&service, |b| b.admit(self.clock.now(), &breaker)).await
             {
                 self.count(op, |m| m.rejected += 1);
                 let mut e = CloudError::new(
@@ -232,7 +271,7 @@ impl Resilient {
                     CIRCUIT_OPEN,
                     format!(
                         "the circuit breaker of {} on provider '{}' is open after repeated failures; calls fail fast for {} s",
-                        self.service,
+                        service,
                         self.inner.name(),
                         retry_after.as_secs().max(1)
                     ),
@@ -263,7 +302,7 @@ impl Resilient {
                         m.total_latency_ms += ms;
                     });
                     if self.config.circuit_breaker.enabled {
-                        self.breaker(|b| b.on_success(self.clock.now())).await;
+                        self.breaker(&service, |b| b.on_success(self.clock.now())).await;
                     }
                     return Ok(v);
                 }
@@ -274,7 +313,7 @@ impl Resilient {
                         *m.errors.entry(e.code.clone()).or_default() += 1;
                     });
                     if self.config.circuit_breaker.enabled && unhealthy(&e) {
-                        self.breaker(|b| b.on_failure(self.clock.now(), &breaker)).await;
+                        self.breaker(&service, |b| b.on_failure(self.clock.now(), &breaker)).await;
                     }
                     attempt += 1;
                     if !retryable(&e) || attempt >= retry.max_attempts {
@@ -314,7 +353,10 @@ impl CloudProvider for Resilient {
     }
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
         // Repeating a launch is safe: its client token returns the machines of the first try.
-        self.run(RUN_INSTANCES, || self.inner.launch(request)).await
+        self.run(launch_op(&request.template), || self.inner.launch(request)).await
+    }
+    async fn release(&self, resource: &str) -> Result<(), CloudError> {
+        self.run(release_op(resource), || self.inner.release(resource)).await
     }
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         self.run(DESCRIBE_INSTANCES, || self.inner.describe(query)).await
@@ -335,7 +377,7 @@ impl CloudProvider for Resilient {
                 (op.to_owned(), v)
             })
             .collect();
-        Some(serde_json::json!({"service": self.service, "operations": operations}))
+        Some(serde_json::json!({"service": self.service("ec2"), "operations": operations}))
     }
 }
 

@@ -81,7 +81,10 @@ impl CloudProvider for FastCloud {
                 ids
             }
         };
-        Ok(LaunchResult { machines: ids.iter().map(|n| self.observe(*n, &r.request_id)).collect(), shortfall: None })
+        Ok(LaunchResult {
+            machines: ids.iter().map(|n| self.observe(*n, &r.request_id)).collect(),
+            ..LaunchResult::default()
+        })
     }
     async fn describe(&self, q: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         let s = self.state.lock().expect("lock");

@@ -66,6 +66,7 @@ fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
         count,
         tags,
         zones: vec![],
+        following: None,
     }
 }
 
@@ -122,10 +123,10 @@ async fn aws_errors_keep_their_code_and_kind() {
     assert!(err.code.starts_with("InvalidAMIID"), "{err:?}");
     assert!(!err.kind.is_retryable());
     assert!(err.to_string().contains("RunInstances"), "{err}");
-    let unsupported = template("ami-1", json!({"providerApi": "ASG"}));
-    let err = p.check_template(&unsupported).await.unwrap_err();
+    let roleless = template("ami-1", json!({"providerApi": "SpotFleet", "priceType": "spot"}));
+    let err = p.check_template(&roleless).await.unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::Validation);
-    assert!(err.message.contains("ASG"));
+    assert!(err.message.contains("fleetRole"), "{err}");
 }
 
 #[tokio::test]

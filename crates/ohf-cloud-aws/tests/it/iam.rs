@@ -7,24 +7,27 @@ fn pascal(snake: &str) -> String {
     snake.split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect()
 }
 
-/// The EC2 operations called in the adapter's source: `ec2("Op").<op>()`.
+/// The operations called in the adapter's source: `ec2("Op").<op>()` and
+/// `asg("Op").<op>()` (Auto Scaling).
 fn called() -> BTreeSet<String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut ops = BTreeSet::new();
     for entry in std::fs::read_dir(src).unwrap() {
         let text: String = std::fs::read_to_string(entry.unwrap().path()).unwrap().split_whitespace().collect();
-        for (at, _) in text.match_indices("ec2(\"") {
-            let label_start = at + "ec2(\"".len();
-            let Some(close) = text[label_start..].find("\").") else { continue };
-            let label = &text[label_start..label_start + close];
-            let rest = &text[label_start + close + 3..];
-            let op: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-            assert!(
-                rest[op.len()..].starts_with("()") && !op.is_empty(),
-                "a counted call without an operation: {label}"
-            );
-            assert_eq!(label, pascal(&op), "the call counter's label names the operation called");
-            ops.insert(format!("ec2:{}", pascal(&op)));
+        for (client, service) in [("ec2(\"", "ec2"), ("asg(\"", "autoscaling")] {
+            for (at, _) in text.match_indices(client) {
+                let label_start = at + client.len();
+                let Some(close) = text[label_start..].find("\").") else { continue };
+                let label = &text[label_start..label_start + close];
+                let rest = &text[label_start + close + 3..];
+                let op: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                assert!(
+                    rest[op.len()..].starts_with("()") && !op.is_empty(),
+                    "a counted call without an operation: {label}"
+                );
+                assert_eq!(label, pascal(&op), "the call counter's label names the operation called");
+                ops.insert(format!("{service}:{}", pascal(&op)));
+            }
         }
     }
     ops
@@ -54,8 +57,9 @@ fn the_documented_policy_lists_exactly_the_calls_ohf_makes() {
     let documented = documented();
     let missing: Vec<_> = called.difference(&documented).collect();
     assert!(missing.is_empty(), "docs/aws.md lacks {missing:?}");
-    // Beyond the calls: tagging on create and passing the instance role.
+    // Beyond the calls: passing the instance and fleet roles, and the role Auto Scaling
+    // needs the first time it is used in an account.
     let extra: BTreeSet<_> = documented.difference(&called).cloned().collect();
-    let expected: BTreeSet<String> = ["ec2:CreateTags".to_owned(), "iam:PassRole".to_owned()].into();
+    let expected: BTreeSet<String> = ["iam:PassRole".to_owned(), "iam:CreateServiceLinkedRole".to_owned()].into();
     assert_eq!(extra, expected, "docs/aws.md names actions ohf does not need");
 }

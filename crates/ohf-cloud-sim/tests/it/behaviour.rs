@@ -22,6 +22,7 @@ fn launch(request: &str, count: u32, attempt: u32) -> LaunchRequest {
         count,
         tags,
         zones: vec![],
+        following: None,
     }
 }
 

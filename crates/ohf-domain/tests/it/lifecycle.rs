@@ -23,6 +23,7 @@ fn launched(attempt: u32, ids: &[&str], status: MachineStatus) -> RequestEvent {
         attempt,
         machines: ids.iter().map(|id| observed(id, "req-1", status)).collect(),
         shortfall: None,
+        filling: None,
     }
 }
 
@@ -416,4 +417,55 @@ fn a_new_attempt_waits_until_the_cloud_has_been_seen() {
     assert!(seen.outcome.launch.is_none(), "the machines of attempt 1 are adopted instead");
     let empty = given(history()).when(|r| r.reconcile(&[], &[provider()], T0.plus_secs(30), &policy()));
     assert_eq!(empty.outcome.launch.map(|o| o.attempt), Some(2), "seen and nothing there: launch again");
+}
+
+fn filling(attempt: u32, ids: &[&str], resource: &str) -> RequestEvent {
+    RequestEvent::MachinesLaunched {
+        attempt,
+        machines: ids.iter().map(|id| observed(id, "req-1", MachineStatus::Running)).collect(),
+        shortfall: None,
+        filling: Some(resource.into()),
+    }
+}
+
+#[test]
+fn a_fleet_still_filling_is_followed_instead_of_launching_again() {
+    let history = || vec![created("req-1", 3), in_progress(), launch_started(1, 3), filling(1, &["i-1"], "fleet-1")];
+    let found = [observed("i-1", "req-1", MachineStatus::Running)];
+    let step = given(history()).when(|r| r.reconcile(&found, &[provider()], T0.plus_secs(30), &policy()));
+    let order = step.outcome.launch.clone().expect("the fleet is looked at again");
+    assert_eq!((order.attempt, order.count, order.following.as_deref()), (1, 3, Some("fleet-1")));
+    assert_eq!(step.then_state(RequestState::InProgress).request.launch_attempts(), 1, "no second fleet");
+
+    // Looking again and finding nothing new records nothing.
+    let same = given(history()).when(|r| r.record_filling(1, "fleet-1".into(), found.to_vec(), T0.plus_secs(31)));
+    assert!(same.event_names().is_empty(), "{:?}", same.event_names());
+    let more = vec![found[0].clone(), observed("i-2", "req-1", MachineStatus::Pending)];
+    given(history()).when(|r| r.record_filling(1, "fleet-1".into(), more, T0)).then_events(&["machines_launched"]);
+}
+
+#[test]
+fn a_fleet_filling_for_a_request_that_ended_is_released_once() {
+    let history = || vec![created("req-1", 3), in_progress(), launch_started(1, 3), filling(1, &[], "fleet-1")];
+    let late = T0.plus_secs(3600);
+    let step = given(history()).when(|r| r.reconcile(&[], &[provider()], late, &policy()));
+    let step = step.then_state(RequestState::Timeout);
+    let release = step.outcome.release.clone().expect("the fleet is stopped");
+    assert_eq!((release.attempt, release.resource.as_str()), (1, "fleet-1"));
+    assert!(step.outcome.launch.is_none());
+    let mut r = step.request.clone();
+    assert!(r.needs_work(), "the release is work left");
+    r.record_release(1, "fleet-1".into(), late);
+    assert!(!r.needs_work());
+    assert!(r.reconcile(&[], &[provider()], late, &policy()).release.is_none());
+}
+
+#[test]
+fn a_completed_request_keeps_its_fleet() {
+    let history = vec![created("req-1", 1), in_progress(), launch_started(1, 1), filling(1, &["i-1"], "fleet-1")];
+    let found = [observed("i-1", "req-1", MachineStatus::Running)];
+    let step = given(history).when(|r| r.reconcile(&found, &[provider()], T0.plus_secs(30), &policy()));
+    let step = step.then_state(RequestState::Completed);
+    assert!(step.outcome.release.is_none() && step.outcome.launch.is_none());
+    assert!(!step.request.needs_work());
 }

@@ -12,14 +12,21 @@ pub fn endpoint() -> String {
         .expect("OHF_TEST_AWS_ENDPOINT names the AWS emulator; `cargo xtask test` starts one and sets it")
 }
 
-pub async fn ec2() -> aws_sdk_ec2::Client {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint())
         .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
         .load()
-        .await;
-    aws_sdk_ec2::Client::new(&shared)
+        .await
+}
+
+pub async fn ec2() -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(&sdk_config().await)
+}
+
+async fn autoscaling() -> aws_sdk_autoscaling::Client {
+    aws_sdk_autoscaling::Client::new(&sdk_config().await)
 }
 
 /// A provider instance on the emulator, its templates using an image the emulator knows.
@@ -40,7 +47,16 @@ pub async fn aws_env_at(cluster: &str, url: &str, extra: &str) -> HfEnv {
     let templates = json!({"templates": [
         {"templateId": "Aws-OnDemand", "maxNumber": 20, "imageId": image, "vmType": "t3.micro", "instanceTags": "team=abc"},
         {"templateId": "Aws-Fleet", "maxNumber": 20, "imageId": image, "vmTypes": {"t3.micro": 1, "t3.small": 1},
-         "providerApi": "EC2Fleet", "fleetType": "instant", "instanceTags": "team=abc"}
+         "providerApi": "EC2Fleet", "fleetType": "instant", "instanceTags": "team=abc"},
+        {"templateId": "Aws-FleetRequest", "maxNumber": 20, "imageId": image, "vmTypes": {"t3.micro": 1},
+         "providerApi": "EC2Fleet", "fleetType": "request", "instanceTags": "team=abc"},
+        {"templateId": "Aws-FleetMaintain", "maxNumber": 20, "imageId": image, "vmTypes": {"t3.micro": 1},
+         "providerApi": "EC2Fleet", "fleetType": "maintain", "instanceTags": "team=abc"},
+        {"templateId": "Aws-SpotFleet", "maxNumber": 20, "imageId": image, "vmTypes": {"t3.micro": 1},
+         "priceType": "spot", "providerApi": "SpotFleet", "fleetType": "request", "allocationStrategy": "lowestPrice",
+         "fleetRole": "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role", "instanceTags": "team=abc"},
+        {"templateId": "Aws-Asg", "maxNumber": 20, "imageId": image, "vmTypes": {"t3.micro": 1},
+         "providerApi": "ASG", "instanceTags": "team=abc"}
     ]});
     std::fs::write(env.path("conf/awsprov_templates.json"), templates.to_string()).unwrap();
     env
@@ -59,7 +75,8 @@ fn wait_status(env: &HfEnv, id: &str, want: &str) -> Value {
     }
 }
 
-async fn provision_and_return(template: &str) {
+/// `placed`: the template's API places a fleet or group that holds the machines.
+async fn provision_and_return(template: &str, placed: bool) {
     let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
     let env = aws_env(&cluster).await;
     let (out, doc) = env.script("requestMachines", &json!({"template": {"templateId": template, "machineCount": 3}}));
@@ -90,6 +107,9 @@ async fn provision_and_return(template: &str) {
         assert!(m["launchtime"].is_i64());
     }
 
+    let holders = placements(&id).await;
+    assert_eq!(holders.len(), usize::from(placed), "{holders:?}");
+
     let returns: Vec<Value> =
         machines.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
     let (out, doc) = env.script("requestReturnMachines", &json!({"machines": returns}));
@@ -102,16 +122,70 @@ async fn provision_and_return(template: &str) {
         let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default();
         assert!(state == "terminated" || state == "shutting-down", "{state}");
     }
+    let left = placements(&id).await;
+    assert!(left.is_empty(), "the request's fleet or group is gone after the return: {left:?}");
+}
+
+/// The fleets, spot fleets and groups tagged with `request` that are not deleted, through
+/// calls of our own.
+async fn placements(request: &str) -> Vec<String> {
+    let tagged = |tags: Vec<(Option<String>, Option<String>)>| {
+        tags.iter().any(|(k, v)| k.as_deref() == Some("ohf:request-id") && v.as_deref() == Some(request))
+    };
+    let mut left = Vec::new();
+    let ec2 = ec2().await;
+    for f in ec2.describe_fleets().send().await.unwrap().fleets() {
+        let state = f.fleet_state().map(|s| s.as_str().to_owned()).unwrap_or_default();
+        if tagged(f.tags().iter().map(|t| (t.key().map(String::from), t.value().map(String::from))).collect())
+            && !state.starts_with("deleted")
+        {
+            left.push(format!("{} {state}", f.fleet_id().unwrap_or_default()));
+        }
+    }
+    for f in ec2.describe_spot_fleet_requests().send().await.unwrap().spot_fleet_request_configs() {
+        let state = f.spot_fleet_request_state().map(|s| s.as_str().to_owned()).unwrap_or_default();
+        if tagged(f.tags().iter().map(|t| (t.key().map(String::from), t.value().map(String::from))).collect())
+            && !state.starts_with("cancelled")
+        {
+            left.push(format!("{} {state}", f.spot_fleet_request_id().unwrap_or_default()));
+        }
+    }
+    for g in autoscaling().await.describe_auto_scaling_groups().send().await.unwrap().auto_scaling_groups() {
+        if tagged(g.tags().iter().map(|t| (t.key().map(String::from), t.value().map(String::from))).collect()) {
+            left.push(g.auto_scaling_group_name().unwrap_or_default().to_owned());
+        }
+    }
+    left
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_instances_flow_provisions_and_returns() {
-    provision_and_return("Aws-OnDemand").await;
+    provision_and_return("Aws-OnDemand", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ec2_fleet_instant_flow_provisions_and_returns() {
-    provision_and_return("Aws-Fleet").await;
+    provision_and_return("Aws-Fleet", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_fleet_request_flow_provisions_and_returns() {
+    provision_and_return("Aws-FleetRequest", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_fleet_maintain_flow_provisions_and_returns() {
+    provision_and_return("Aws-FleetMaintain", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_fleet_flow_provisions_and_returns() {
+    provision_and_return("Aws-SpotFleet", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_scaling_group_flow_provisions_and_returns() {
+    provision_and_return("Aws-Asg", true).await;
 }
 
 mod app_level {

@@ -286,6 +286,7 @@ async fn the_sweep_terminates_only_this_clusters_unaccounted_machines() {
             count: 1,
             tags,
             zones: vec![],
+            following: None,
         }
     };
     let done = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();

@@ -1,0 +1,722 @@
+//! Launches that place a cloud request which goes on delivering machines: EC2 Fleet
+//! (`request`, `maintain`), Spot Fleet and Auto Scaling groups.
+//!
+//! The first call places the request (found again by its launch token after a crash) and
+//! answers it as `filling`; every later call follows it: lists its instances, tags those it made
+//! with the request's tags (fleets of these types cannot tag instances at launch), and answers
+//! them, still `filling` until the request holds its count. A heterogeneous template's spot
+//! fleet that has not filled by `spotFleetRequestExpiry` is stopped where it stands and the
+//! remainder asked for on demand.
+//!
+//! Returns shrink the owning fleet or group before terminating, so nothing replaces the
+//! returned machines, and delete it with its last machine. Before changing a fleet or a group
+//! the adapter waits while it is modifying or scaling, and reads every change back.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_autoscaling::types as asg;
+use aws_sdk_ec2::types::{
+    AllocationStrategy, BatchState, ExcessCapacityTerminationPolicy, FleetActivityStatus, FleetStateCode, FleetType,
+    Instance, LaunchTemplateConfig, LaunchTemplateOverrides, ResourceType, SpotFleetRequestConfigData, Tag,
+    TargetCapacitySpecificationRequest,
+};
+use ohf_app::ports::tag_keys;
+use ohf_app::{CloudError, CloudErrorKind, LaunchRequest, LaunchResult};
+use ohf_domain::template::{FleetType as HfFleetType, ProviderApi};
+use ohf_domain::{MachineId, PriceType, Template};
+
+use crate::AwsProvider;
+use crate::errors::translate;
+use crate::launch::{self, fleet_strategy, tags};
+
+/// The tag ohf puts on a fleet's instances naming the fleet, for returns.
+pub const FLEET_TAG: &str = "ohf:fleet-id";
+/// The tags AWS itself puts on the instances of a fleet or a group.
+const AWS_FLEET_TAGS: [&str; 2] = ["aws:ec2:fleet-id", "aws:ec2spot:fleet-request-id"];
+const AWS_GROUP_TAG: &str = "aws:autoscaling:groupName";
+
+/// How long a change waits for a busy fleet or group, and how often it looks.
+const BUSY_WAIT: Duration = Duration::from_secs(120);
+const BUSY_POLL: Duration = Duration::from_secs(2);
+
+fn internal(code: &str, message: impl Into<String>) -> CloudError {
+    CloudError::new(CloudErrorKind::Internal, code, message)
+}
+
+/// Places or follows the cloud request of launch `r`.
+pub async fn launch(p: &AwsProvider, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+    let placed = match &r.following {
+        Some(id) => Some(id.clone()),
+        None => find(p, r).await?,
+    };
+    let Some(id) = placed else {
+        let id = place(p, r).await?;
+        tracing::info!(request_id = %r.request_id, resource = %id, count = r.count, "placed");
+        return Ok(LaunchResult { filling: Some(id), ..LaunchResult::default() });
+    };
+    follow(p, r, &id).await
+}
+
+/// The cloud request an earlier call of this launch placed, if any. EC2 also honours the
+/// client token; looking first makes a repeated launch safe on any endpoint.
+async fn find(p: &AwsProvider, r: &LaunchRequest) -> Result<Option<String>, CloudError> {
+    let token = r.token.as_str();
+    let has_token =
+        |tags: &[Tag]| tags.iter().any(|t| t.key() == Some(tag_keys::LAUNCH_TOKEN) && t.value() == Some(token));
+    match r.template.provider_api() {
+        ProviderApi::Asg => Ok(group(p, token).await?.map(|_| token.to_owned())),
+        ProviderApi::SpotFleet => {
+            let mut next = None;
+            loop {
+                let page = p
+                    .ec2("DescribeSpotFleetRequests")
+                    .describe_spot_fleet_requests()
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| translate("DescribeSpotFleetRequests", e))?;
+                for f in page.spot_fleet_request_configs() {
+                    if has_token(f.tags()) && !is_cancelled(f.spot_fleet_request_state()) {
+                        return Ok(f.spot_fleet_request_id().map(String::from));
+                    }
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                    _ => return Ok(None),
+                }
+            }
+        }
+        _ => {
+            let mut next = None;
+            loop {
+                let page = p
+                    .ec2("DescribeFleets")
+                    .describe_fleets()
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| translate("DescribeFleets", e))?;
+                for f in page.fleets() {
+                    if has_token(f.tags()) && !is_deleted(f.fleet_state()) {
+                        return Ok(f.fleet_id().map(String::from));
+                    }
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                    _ => return Ok(None),
+                }
+            }
+        }
+    }
+}
+
+fn is_deleted(state: Option<&FleetStateCode>) -> bool {
+    matches!(
+        state,
+        Some(
+            FleetStateCode::Deleted
+                | FleetStateCode::DeletedRunning
+                | FleetStateCode::DeletedTerminatingInstances
+                | FleetStateCode::Failed
+        )
+    )
+}
+
+fn is_cancelled(state: Option<&BatchState>) -> bool {
+    matches!(
+        state,
+        Some(
+            BatchState::Cancelled
+                | BatchState::CancelledRunning
+                | BatchState::CancelledTerminatingInstances
+                | BatchState::Failed
+        )
+    )
+}
+
+fn fleet_type(t: &Template) -> FleetType {
+    match t.fleet_type() {
+        Some(HfFleetType::Maintain) => FleetType::Maintain,
+        _ => FleetType::Request,
+    }
+}
+
+/// The machines of `total` to ask on demand, from the template's price type.
+pub(crate) fn on_demand_share(t: &Template, total: i32) -> i32 {
+    match t.price_type() {
+        PriceType::Ondemand => total,
+        PriceType::Spot => 0,
+        PriceType::Heterogeneous => (total * t.percent_on_demand().unwrap_or(0) as i32 + 99) / 100,
+    }
+}
+
+async fn place(p: &AwsProvider, r: &LaunchRequest) -> Result<String, CloudError> {
+    match r.template.provider_api() {
+        ProviderApi::Asg => place_group(p, r).await,
+        ProviderApi::SpotFleet => place_spot_fleet(p, r).await,
+        _ => {
+            let out = launch::fleet_call(p, r, fleet_type(&r.template))
+                .await?
+                .tag_specifications(tags(r, ResourceType::Fleet))
+                .send()
+                .await
+                .map_err(|e| translate("CreateFleet", e))?;
+            out.fleet_id().map(String::from).ok_or_else(|| internal("NoFleetId", "CreateFleet answered no fleet id"))
+        }
+    }
+}
+
+async fn place_spot_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<String, CloudError> {
+    let t = &r.template;
+    let role = match t.fleet_role() {
+        Some(role) => role.to_owned(),
+        None => {
+            return Err(CloudError::new(
+                CloudErrorKind::Validation,
+                "MissingFleetRole",
+                "SpotFleet needs the template's fleetRole: the IAM role that lets Spot Fleet launch instances",
+            ));
+        }
+    };
+    let template_id = launch::launch_template(p, r).await?;
+    let mut config = LaunchTemplateConfig::builder().launch_template_specification(
+        aws_sdk_ec2::types::FleetLaunchTemplateSpecification::builder()
+            .launch_template_id(&template_id)
+            .version("$Latest")
+            .build(),
+    );
+    for (vm, weight, subnet) in launch::overrides(t) {
+        let mut o = LaunchTemplateOverrides::builder()
+            .instance_type(aws_sdk_ec2::types::InstanceType::from(vm.as_str()))
+            .weighted_capacity(f64::from(weight))
+            .set_subnet_id(subnet);
+        if let Some(prio) = t.vm_types_priority().get(&vm) {
+            o = o.priority(f64::from(*prio));
+        }
+        config = config.overrides(o.build());
+    }
+    let total = r.count as i32;
+    let strategy = match fleet_strategy(t.allocation_strategy().unwrap_or("priceCapacityOptimized")).as_str() {
+        "lowest-price" => AllocationStrategy::LowestPrice,
+        "diversified" => AllocationStrategy::Diversified,
+        "capacity-optimized" => AllocationStrategy::CapacityOptimized,
+        "capacity-optimized-prioritized" => AllocationStrategy::CapacityOptimizedPrioritized,
+        _ => AllocationStrategy::PriceCapacityOptimized,
+    };
+    let data = SpotFleetRequestConfigData::builder()
+        .iam_fleet_role(role)
+        .target_capacity(total)
+        .on_demand_target_capacity(on_demand_share(t, total))
+        .allocation_strategy(strategy)
+        .r#type(fleet_type(t))
+        .client_token(r.token.as_str())
+        .set_spot_price(t.max_spot_price().map(|p| p.to_string()))
+        .launch_template_configs(config.build())
+        .tag_specifications(tags(r, ResourceType::SpotFleetRequest))
+        .build();
+    let out = p
+        .ec2("RequestSpotFleet")
+        .request_spot_fleet()
+        .spot_fleet_request_config(data)
+        .send()
+        .await
+        .map_err(|e| translate("RequestSpotFleet", e))?;
+    out.spot_fleet_request_id()
+        .map(String::from)
+        .ok_or_else(|| internal("NoSpotFleetRequestId", "RequestSpotFleet answered no request id"))
+}
+
+/// A group per launch attempt, named by its token, its instances tagged at launch.
+async fn place_group(p: &AwsProvider, r: &LaunchRequest) -> Result<String, CloudError> {
+    let t = &r.template;
+    let name = r.token.as_str().to_owned();
+    let template_id = launch::launch_template(p, r).await?;
+    let spec = asg::LaunchTemplateSpecification::builder().launch_template_id(&template_id).version("$Latest").build();
+    let total = r.count as i32;
+    let mut call = p
+        .asg("CreateAutoScalingGroup")
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(&name)
+        .min_size(0)
+        .max_size(total)
+        .desired_capacity(total);
+    let simple = t.price_type() == PriceType::Ondemand && t.vm_types().len() <= 1;
+    if simple {
+        call = call.launch_template(spec);
+    } else {
+        let mut lt = asg::LaunchTemplate::builder().launch_template_specification(spec);
+        for (vm, weight) in t.vm_types() {
+            lt = lt.overrides(
+                asg::LaunchTemplateOverrides::builder().instance_type(vm).weighted_capacity(weight.to_string()).build(),
+            );
+        }
+        let percent = match t.price_type() {
+            PriceType::Ondemand => 100,
+            PriceType::Spot => 0,
+            PriceType::Heterogeneous => t.percent_on_demand().unwrap_or(0) as i32,
+        };
+        let distribution = asg::InstancesDistribution::builder()
+            .on_demand_base_capacity(0)
+            .on_demand_percentage_above_base_capacity(percent)
+            .spot_allocation_strategy(fleet_strategy(t.allocation_strategy().unwrap_or("priceCapacityOptimized")))
+            .set_spot_max_price(t.max_spot_price().map(|p| p.to_string()))
+            .build();
+        call = call.mixed_instances_policy(
+            asg::MixedInstancesPolicy::builder()
+                .launch_template(lt.build())
+                .instances_distribution(distribution)
+                .build(),
+        );
+    }
+    if t.subnet_ids().is_empty() {
+        call = call.set_availability_zones(Some(zones(p, r).await?));
+    } else {
+        call = call.vpc_zone_identifier(t.subnet_ids().join(","));
+    }
+    let token_tag = (tag_keys::LAUNCH_TOKEN, r.token.as_str());
+    for (k, v) in r.tags.iter().chain(std::iter::once(token_tag)) {
+        let tag = asg::Tag::builder()
+            .key(k)
+            .value(v)
+            .propagate_at_launch(true)
+            .resource_id(&name)
+            .resource_type("auto-scaling-group")
+            .build();
+        call = call.tags(tag);
+    }
+    match call.send().await.map_err(|e| translate("CreateAutoScalingGroup", e)) {
+        Ok(_) => Ok(name),
+        // Made a moment ago by an earlier try of this launch.
+        Err(e) if e.code == "AlreadyExists" => Ok(name),
+        Err(e) => Err(e),
+    }
+}
+
+/// The zones a group without subnets spreads over: the request's, else the region's.
+async fn zones(p: &AwsProvider, r: &LaunchRequest) -> Result<Vec<String>, CloudError> {
+    if !r.zones.is_empty() {
+        return Ok(r.zones.clone());
+    }
+    let out = p
+        .ec2("DescribeAvailabilityZones")
+        .describe_availability_zones()
+        .send()
+        .await
+        .map_err(|e| translate("DescribeAvailabilityZones", e))?;
+    Ok(out.availability_zones().iter().filter_map(|z| z.zone_name().map(String::from)).collect())
+}
+
+/// What a placed request looks like now.
+struct Placement {
+    /// Instances it made that are not gone.
+    instances: Vec<String>,
+    /// It will launch nothing more (deleted, cancelled, failed, or fulfilled and of type request).
+    stopped: bool,
+    error: Option<CloudError>,
+    age: Duration,
+}
+
+async fn look(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
+    if id.starts_with("sfr-") {
+        look_spot_fleet(p, id).await
+    } else if id.starts_with("fleet-") {
+        look_fleet(p, id).await
+    } else {
+        Ok(group(p, id).await?.map(|g| Placement {
+            instances: g.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
+            stopped: false,
+            error: None,
+            age: g.created_time().map(age).unwrap_or_default(),
+        }))
+    }
+}
+
+fn age(t: &aws_smithy_types::DateTime) -> Duration {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    Duration::from_secs(now.saturating_sub(t.secs()).max(0) as u64)
+}
+
+async fn look_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
+    let out = match p.ec2("DescribeFleets").describe_fleets().fleet_ids(id).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let e = translate("DescribeFleets", e);
+            return if e.kind == CloudErrorKind::NotFound { Ok(None) } else { Err(e) };
+        }
+    };
+    let Some(f) = out.fleets().first() else { return Ok(None) };
+    let error = f.errors().first().map(|e| {
+        let code = e.error_code().unwrap_or("FleetError").to_owned();
+        CloudError::new(
+            crate::kind_of(&code),
+            code,
+            format!("EC2 Fleet {id}: {}", e.error_message().unwrap_or_default()),
+        )
+    });
+    let stopped = is_deleted(f.fleet_state()) || f.activity_status() == Some(&FleetActivityStatus::Error);
+    let mut instances = Vec::new();
+    let mut next = None;
+    loop {
+        let page = p
+            .ec2("DescribeFleetInstances")
+            .describe_fleet_instances()
+            .fleet_id(id)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| translate("DescribeFleetInstances", e))?;
+        instances.extend(page.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(Some(Placement { instances, stopped, error, age: f.create_time().map(age).unwrap_or_default() }))
+}
+
+async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
+    let out =
+        match p.ec2("DescribeSpotFleetRequests").describe_spot_fleet_requests().spot_fleet_request_ids(id).send().await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let e = translate("DescribeSpotFleetRequests", e);
+                return if e.kind == CloudErrorKind::NotFound { Ok(None) } else { Err(e) };
+            }
+        };
+    let Some(f) = out.spot_fleet_request_configs().first() else { return Ok(None) };
+    let stopped = is_cancelled(f.spot_fleet_request_state())
+        || f.activity_status() == Some(&aws_sdk_ec2::types::ActivityStatus::Error);
+    let error = stopped.then(|| {
+        CloudError::new(CloudErrorKind::Capacity, "SpotFleetError", format!("Spot Fleet {id} stopped before it filled"))
+    });
+    let mut instances = Vec::new();
+    let mut next = None;
+    loop {
+        let page = p
+            .ec2("DescribeSpotFleetInstances")
+            .describe_spot_fleet_instances()
+            .spot_fleet_request_id(id)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| translate("DescribeSpotFleetInstances", e))?;
+        instances.extend(page.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(Some(Placement { instances, stopped, error, age: f.create_time().map(age).unwrap_or_default() }))
+}
+
+async fn group(p: &AwsProvider, name: &str) -> Result<Option<asg::AutoScalingGroup>, CloudError> {
+    let out = p
+        .asg("DescribeAutoScalingGroups")
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .map_err(|e| translate("DescribeAutoScalingGroups", e))?;
+    Ok(out.auto_scaling_groups().iter().find(|g| g.status().is_none_or(|s| !s.starts_with("Delete"))).cloned())
+}
+
+/// Looks at placed request `id`: tags its new instances for the request and answers them,
+/// `filling` until the request's count is held.
+async fn follow(p: &AwsProvider, r: &LaunchRequest, id: &str) -> Result<LaunchResult, CloudError> {
+    let Some(placement) = look(p, id).await? else {
+        return Err(CloudError::new(
+            CloudErrorKind::Capacity,
+            "PlacementGone",
+            format!("{id} no longer exists; it was deleted outside ohf"),
+        ));
+    };
+    let mut found = if placement.instances.is_empty() {
+        Vec::new()
+    } else {
+        p.describe_instances(&placement.instances, Vec::new()).await?
+    };
+    found.retain(|i| i.state().and_then(|s| s.name()).is_some_and(launch::is_live));
+    let tagged = tag_untagged(p, r, id, &found).await?;
+    let mut machines = p.observe(&found);
+    for m in machines.iter_mut().filter(|m| tagged.iter().any(|t| t == m.id.as_str())) {
+        m.tags.extend(r.tags.iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+        m.request_id = Some(r.request_id.clone());
+    }
+    let held = machines.len() as u32;
+    if held >= r.count {
+        return Ok(LaunchResult { machines, ..LaunchResult::default() });
+    }
+    let expiry = Duration::from_secs(u64::from(r.template.spot_fleet_request_expiry_mins()) * 60);
+    let fleet = !matches!(r.template.provider_api(), ProviderApi::Asg);
+    if fleet && r.template.price_type() == PriceType::Heterogeneous && placement.age >= expiry {
+        // The spot part did not fill in time: keep what came and ask on demand for the rest.
+        stop_fleet(p, id, false).await?;
+        let remainder = r.count - held;
+        tracing::info!(request_id = %r.request_id, resource = id, remainder, "spot did not fill by its expiry; asking on demand");
+        let on_demand = launch::run_on_demand(p, r, remainder).await?;
+        machines.extend(on_demand.machines);
+        return Ok(LaunchResult { machines, shortfall: on_demand.shortfall, filling: None });
+    }
+    if placement.stopped {
+        stop_fleet(p, id, false).await?;
+        let shortfall = placement.error.unwrap_or_else(|| {
+            CloudError::new(
+                CloudErrorKind::Capacity,
+                "UnfulfillableCapacity",
+                format!("{id} stopped with {held} of {}", r.count),
+            )
+        });
+        return Ok(LaunchResult { machines, shortfall: Some(shortfall), filling: None });
+    }
+    Ok(LaunchResult { machines, shortfall: None, filling: Some(id.to_owned()) })
+}
+
+/// Tags the instances of placed request `id` that do not carry the request's tags yet (fleets
+/// of type request and maintain cannot tag them at launch); answers the ids it tagged.
+async fn tag_untagged(
+    p: &AwsProvider,
+    r: &LaunchRequest,
+    id: &str,
+    found: &[Instance],
+) -> Result<Vec<String>, CloudError> {
+    let untagged: Vec<String> = found
+        .iter()
+        .filter(|i| !i.tags().iter().any(|t| t.key() == Some(tag_keys::REQUEST_ID)) || !has_owner(i))
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect();
+    if untagged.is_empty() {
+        return Ok(untagged);
+    }
+    let mut wanted: Vec<Tag> = r.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    wanted.push(Tag::builder().key(tag_keys::LAUNCH_TOKEN).value(r.token.as_str()).build());
+    if !id.starts_with(r.token.as_str()) {
+        wanted.push(Tag::builder().key(FLEET_TAG).value(id).build());
+    }
+    p.ec2("CreateTags")
+        .create_tags()
+        .set_resources(Some(untagged.clone()))
+        .set_tags(Some(wanted.clone()))
+        .send()
+        .await
+        .map_err(|e| translate("CreateTags", e))?;
+    Ok(untagged)
+}
+
+/// The fleet or group that owns an instance, from its tags.
+fn owner(i: &Instance) -> Option<String> {
+    let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
+    tag(AWS_GROUP_TAG).or_else(|| tag(FLEET_TAG)).or_else(|| AWS_FLEET_TAGS.iter().find_map(|k| tag(k)))
+}
+
+fn has_owner(i: &Instance) -> bool {
+    owner(i).is_some()
+}
+
+/// Stops placed request `id` from launching more, its machines kept (`terminate`: with them).
+async fn stop_fleet(p: &AwsProvider, id: &str, terminate: bool) -> Result<(), CloudError> {
+    if id.starts_with("sfr-") {
+        p.ec2("CancelSpotFleetRequests")
+            .cancel_spot_fleet_requests()
+            .spot_fleet_request_ids(id)
+            .terminate_instances(terminate)
+            .send()
+            .await
+            .map_err(|e| translate("CancelSpotFleetRequests", e))?;
+        confirm(|| async { Ok(look_spot_fleet(p, id).await?.is_none_or(|f| f.stopped)) }, id, "cancelled").await
+    } else if id.starts_with("fleet-") {
+        p.ec2("DeleteFleets")
+            .delete_fleets()
+            .fleet_ids(id)
+            .terminate_instances(terminate)
+            .send()
+            .await
+            .map_err(|e| translate("DeleteFleets", e))?;
+        confirm(|| async { Ok(look_fleet(p, id).await?.is_none_or(|f| f.stopped)) }, id, "deleted").await
+    } else {
+        let Some(g) = group(p, id).await? else { return Ok(()) };
+        let live = g.instances().len() as i32;
+        if terminate || live == 0 {
+            wait_for_group(p, id).await?;
+            p.asg("DeleteAutoScalingGroup")
+                .delete_auto_scaling_group()
+                .auto_scaling_group_name(id)
+                .force_delete(true)
+                .send()
+                .await
+                .map_err(|e| translate("DeleteAutoScalingGroup", e))?;
+            return confirm(|| async { Ok(group(p, id).await?.is_none()) }, id, "deleted").await;
+        }
+        resize_group(p, id, live).await
+    }
+}
+
+/// Stops placed request `resource` for a request that ended.
+pub async fn release(p: &AwsProvider, resource: &str) -> Result<(), CloudError> {
+    stop_fleet(p, resource, false).await
+}
+
+async fn resize_group(p: &AwsProvider, name: &str, size: i32) -> Result<(), CloudError> {
+    wait_for_group(p, name).await?;
+    p.asg("UpdateAutoScalingGroup")
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(0)
+        .max_size(size)
+        .desired_capacity(size)
+        .send()
+        .await
+        .map_err(|e| translate("UpdateAutoScalingGroup", e))?;
+    confirm(|| async { Ok(group(p, name).await?.is_none_or(|g| g.desired_capacity() == Some(size))) }, name, "resized")
+        .await
+}
+
+/// Waits while a scaling activity of group `name` runs.
+async fn wait_for_group(p: &AwsProvider, name: &str) -> Result<(), CloudError> {
+    confirm(
+        || async {
+            let out = p
+                .asg("DescribeScalingActivities")
+                .describe_scaling_activities()
+                .auto_scaling_group_name(name)
+                .max_records(20)
+                .send()
+                .await
+                .map_err(|e| translate("DescribeScalingActivities", e))?;
+            use asg::ScalingActivityStatusCode as S;
+            Ok(out
+                .activities()
+                .iter()
+                .all(|a| matches!(a.status_code(), Some(S::Successful | S::Failed | S::Cancelled) | None)))
+        },
+        name,
+        "idle",
+    )
+    .await
+}
+
+/// Polls `done` until it holds, within the busy wait; a 2xx answer alone never marks a change
+/// done.
+async fn confirm<F, Fut>(done: F, what: &str, state: &str) -> Result<(), CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, CloudError>>,
+{
+    let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+    loop {
+        if done().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() + BUSY_POLL > deadline {
+            return Err(CloudError::new(
+                CloudErrorKind::Unavailable,
+                "ResourceBusy",
+                format!("{what} is not {state} after {} s; tried again next cycle", BUSY_WAIT.as_secs()),
+            ));
+        }
+        tokio::time::sleep(BUSY_POLL).await;
+    }
+}
+
+/// Terminates `ids`, shrinking each owning fleet or group first so that nothing replaces them,
+/// and deleting it when they are its last machines. Answers the ids left to a plain
+/// TerminateInstances.
+pub async fn shrink_owners(p: &AwsProvider, ids: &[String]) -> Result<Vec<String>, CloudError> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(crate::BATCH) {
+        match p.describe_instances(chunk, Vec::new()).await {
+            Ok(list) => found.extend(list),
+            Err(e) if e.kind == CloudErrorKind::NotFound => {
+                let known = crate::observe::without_missing(chunk, &e.message);
+                if !known.is_empty() {
+                    found.extend(p.describe_instances(&known, Vec::new()).await?);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut owned: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for i in &found {
+        if let (Some(owner), Some(id)) = (owner(i), i.instance_id()) {
+            owned.entry(owner).or_default().insert(id.to_owned());
+        }
+    }
+    let mut done: HashSet<String> = HashSet::new();
+    for (owner, going) in owned {
+        if shrink(p, &owner, &going).await? {
+            done.extend(going);
+        }
+    }
+    Ok(ids.iter().filter(|id| !done.contains(*id)).cloned().collect())
+}
+
+/// Shrinks fleet or group `owner` by `going`; true when that also terminated them.
+async fn shrink(p: &AwsProvider, owner: &str, going: &HashSet<String>) -> Result<bool, CloudError> {
+    if owner.starts_with("sfr-") || owner.starts_with("fleet-") {
+        let Some(fleet) = look(p, owner).await? else { return Ok(false) };
+        if fleet.stopped {
+            return Ok(false);
+        }
+        let staying = fleet.instances.iter().filter(|i| !going.contains(*i)).count() as i32;
+        if staying == 0 {
+            tracing::info!(fleet = owner, "deleting the fleet with its last machines");
+            stop_fleet(p, owner, true).await?;
+            return Ok(true);
+        }
+        if owner.starts_with("sfr-") {
+            p.ec2("ModifySpotFleetRequest")
+                .modify_spot_fleet_request()
+                .spot_fleet_request_id(owner)
+                .target_capacity(staying)
+                .excess_capacity_termination_policy(ExcessCapacityTerminationPolicy::NoTermination)
+                .send()
+                .await
+                .map_err(|e| translate("ModifySpotFleetRequest", e))?;
+        } else {
+            p.ec2("ModifyFleet")
+                .modify_fleet()
+                .fleet_id(owner)
+                .excess_capacity_termination_policy(
+                    aws_sdk_ec2::types::FleetExcessCapacityTerminationPolicy::NoTermination,
+                )
+                .target_capacity_specification(
+                    TargetCapacitySpecificationRequest::builder().total_target_capacity(staying).build(),
+                )
+                .send()
+                .await
+                .map_err(|e| translate("ModifyFleet", e))?;
+        }
+        return Ok(false);
+    }
+    let Some(g) = group(p, owner).await? else { return Ok(false) };
+    let members: Vec<String> = g.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
+    if members.iter().all(|m| going.contains(m)) {
+        tracing::info!(group = owner, "deleting the group with its last machines");
+        stop_fleet(p, owner, true).await?;
+        return Ok(true);
+    }
+    wait_for_group(p, owner).await?;
+    for id in members.iter().filter(|m| going.contains(*m)) {
+        p.asg("TerminateInstanceInAutoScalingGroup")
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(id)
+            .should_decrement_desired_capacity(true)
+            .send()
+            .await
+            .map_err(|e| translate("TerminateInstanceInAutoScalingGroup", e))?;
+    }
+    let staying = (members.len() - going.len().min(members.len())) as i32;
+    confirm(
+        || async { Ok(group(p, owner).await?.is_none_or(|g| g.desired_capacity() <= Some(staying))) },
+        owner,
+        "shrunk",
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Machine ids as strings.
+pub fn ids(machines: &[MachineId]) -> Vec<String> {
+    machines.iter().map(|m| m.to_string()).collect()
+}
