@@ -205,8 +205,8 @@ pub trait CloudProvider: Send + Sync + 'static {
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError>;
     /// Asks for termination; machines already gone are not an error.
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError>;
-    /// Stops cloud request `resource` (a fleet, a group a launch placed) from launching more;
-    /// the machines it made are left to `terminate`.
+    /// Stops cloud request `resource` (a fleet, a group a launch placed) of a request that
+    /// ended without completing, terminating the machines it made: the request keeps none.
     async fn release(&self, resource: &str) -> Result<(), CloudError> {
         let _ = resource;
         Ok(())

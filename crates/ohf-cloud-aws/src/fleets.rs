@@ -552,9 +552,10 @@ async fn stop_fleet(p: &AwsProvider, id: &str, terminate: bool) -> Result<(), Cl
     }
 }
 
-/// Stops placed request `resource` for a request that ended.
+/// Stops placed request `resource` of a request that ended (timed out, cancelled), with
+/// every machine it made: the request keeps none of them.
 pub async fn release(p: &AwsProvider, resource: &str) -> Result<(), CloudError> {
-    stop_fleet(p, resource, false).await
+    stop_fleet(p, resource, true).await
 }
 
 async fn resize_group(p: &AwsProvider, name: &str, size: i32) -> Result<(), CloudError> {

@@ -31,7 +31,8 @@ pub enum RequestEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         filling: Option<String>,
     },
-    /// The cloud request of an attempt was stopped: the request no longer wants its machines.
+    /// The cloud request of an attempt was stopped with its machines: the request ended
+    /// without completing.
     LaunchReleased {
         attempt: u32,
         resource: String,

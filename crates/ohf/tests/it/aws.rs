@@ -209,14 +209,18 @@ mod app_level {
     }
 
     async fn app(provider: Arc<dyn CloudProvider>, store: Arc<MemoryStore>) -> App {
+        app_with(provider, store, json!({"vmType": "t3.micro"})).await
+    }
+
+    /// An app whose one template, `Aws-App`, has the fields of `fields` too.
+    async fn app_with(provider: Arc<dyn CloudProvider>, store: Arc<MemoryStore>, fields: serde_json::Value) -> App {
         let image = ec2().await.describe_images().owners("amazon").send().await.unwrap().images()[0]
             .image_id()
             .unwrap()
             .to_owned();
-        let template = Template::from_json(
-            &json!({"templateId": "Aws-App", "maxNumber": -1, "imageId": image, "vmType": "t3.micro"}),
-        )
-        .unwrap();
+        let mut doc = json!({"templateId": "Aws-App", "maxNumber": -1, "imageId": image});
+        doc.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        let template = Template::from_json(&doc).unwrap();
         let settings =
             AppSettings { cluster: format!("test-{}", uuid::Uuid::new_v4().simple()), ..AppSettings::default() };
         App::new(
@@ -255,6 +259,32 @@ mod app_level {
             .unwrap();
         let count = tagged.reservations().iter().map(|x| x.instances().len()).sum::<usize>();
         assert_eq!(count, 3, "no second set of machines");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_cancelled_while_its_group_fills_stops_the_group_with_its_machines() {
+        let store = Arc::new(MemoryStore::new());
+        let fields = json!({"vmTypes": {"t3.micro": 1}, "providerApi": "ASG"});
+        let app = app_with(aws().await, store.clone(), fields).await;
+        let r = app.request_machines(ask(2)).await.unwrap();
+        assert!(r.machines().is_empty(), "the group was placed; its machines come later");
+        assert_eq!(super::placements(r.id().as_str()).await.len(), 1);
+        app.cancel(r.id().as_str()).await.unwrap();
+        app.reconcile(None).await;
+        let done = store.get(r.id()).await.unwrap().unwrap();
+        assert_eq!(done.state(), RequestState::Cancelled);
+        let names: Vec<_> = store.history(r.id()).await.unwrap().iter().map(|e| e.event.name()).collect();
+        assert!(names.contains(&"launch_released"), "{names:?}");
+        assert!(super::placements(r.id().as_str()).await.is_empty(), "the group is gone");
+        let tagged = ec2()
+            .await
+            .describe_instances()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:ohf:request-id").values(r.id().as_str()).build())
+            .filters(aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("running").build())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tagged.reservations().iter().map(|x| x.instances().len()).sum::<usize>(), 0, "nothing left running");
     }
 
     /// Describe calls per reconcile cycle do not grow with the number of requests (20 here,
@@ -320,4 +350,52 @@ async fn launch_templates_are_reused_and_deleted_once_no_template_needs_them() {
     assert_eq!(report["launchTemplatesDeleted"], json!(made), "{report}");
     assert_eq!(report["terminated"], json!([]), "machines are another matter");
     assert!(launch_templates(&cluster).await.is_empty());
+}
+
+/// A return of part of a fleet's or group's machines shrinks it: the rest keep running and
+/// nothing replaces the returned one; returning the rest deletes it.
+async fn partial_return_shrinks(template: &str) {
+    let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env(&cluster).await;
+    let (_, doc) = env.script("requestMachines", &json!({"template": {"templateId": template, "machineCount": 3}}));
+    let id = doc["requestId"].as_str().unwrap().to_owned();
+    let done = wait_status(&env, &id, "complete");
+    let machines = done["machines"].as_array().unwrap().clone();
+    let give_back = |ms: &[Value]| {
+        let list: Vec<Value> = ms.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
+        let (out, doc) = env.script("requestReturnMachines", &json!({"machines": list}));
+        assert!(out.status.success(), "{doc}");
+        wait_status(&env, doc["requestId"].as_str().unwrap(), "complete");
+    };
+    give_back(&machines[..1]);
+    assert_eq!(placements(&id).await.len(), 1, "the fleet or group stays for the other machines");
+    let live = |ids: Vec<String>| async move {
+        let seen = ec2().await.describe_instances().set_instance_ids(Some(ids)).send().await.unwrap();
+        seen.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "running"))
+            .count()
+    };
+    let ids = |ms: &[Value]| ms.iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(live(ids(&machines[1..])).await, 2, "the machines not returned keep running");
+    assert_eq!(live(ids(&machines[..1])).await, 0);
+    // Nothing replaced the returned machine.
+    let filter = aws_sdk_ec2::types::Filter::builder().name("tag:ohf:cluster").values(&cluster).build();
+    let running = aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("running").build();
+    let all = ec2().await.describe_instances().filters(filter).filters(running).send().await.unwrap();
+    assert_eq!(all.reservations().iter().map(|r| r.instances().len()).sum::<usize>(), 2);
+
+    give_back(&machines[1..]);
+    assert!(placements(&id).await.is_empty(), "returning the last machines deletes it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_return_shrinks_the_group() {
+    partial_return_shrinks("Aws-Asg").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_return_shrinks_the_spot_fleet() {
+    partial_return_shrinks("Aws-SpotFleet").await;
 }

@@ -125,3 +125,46 @@ async fn with_the_endpoint_down_calls_fail_fast_and_recover_when_it_returns() {
     assert_eq!(breaker(), "CLOSED", "a successful probe closed the breaker");
     assert_eq!(instances_by_request(&cluster).await.get(&id), Some(&1));
 }
+
+/// The Host Factory `requestMachines` process is killed right after its launch call reached the
+/// cloud (the proxy holds the answer back); the next `getRequestStatus` adopts what was made.
+async fn killed_after_the_launch_call(template: &str, action: &str) {
+    let proxy = FaultProxy::start(&endpoint(), 0.0, 1);
+    let cluster = format!("kill-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env_at(&cluster, &proxy.url, "").await;
+    proxy.hold(Some(action));
+    let input = env.path("request.json");
+    std::fs::write(&input, json!({"template": {"templateId": template, "machineCount": 3}}).to_string()).unwrap();
+    let mut child = env.ohf().args(["hf", "requestMachines", "-f"]).arg(&input).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.counts.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the launch call never reached the cloud");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.hold(None);
+
+    let stored = env.stored_requests();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let id = stored[0]["requestId"].as_str().unwrap().to_owned();
+    let done = wait_complete(&env, &id, Duration::from_secs(60));
+    assert_eq!(done["machines"].as_array().unwrap().len(), 3, "{done}");
+    let by = instances_by_request(&cluster).await;
+    assert_eq!(by.get(&id), Some(&3), "exactly the machines of the killed launch: {by:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_after_run_instances_leaves_no_duplicate() {
+    killed_after_the_launch_call("Aws-OnDemand", "RunInstances").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_after_placing_a_group_leaves_no_duplicate() {
+    killed_after_the_launch_call("Aws-Asg", "CreateAutoScalingGroup").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_after_placing_a_fleet_leaves_no_duplicate() {
+    killed_after_the_launch_call("Aws-FleetRequest", "CreateFleet").await;
+}

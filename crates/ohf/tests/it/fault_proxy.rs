@@ -2,7 +2,9 @@
 //! answers a call with throttling (503 RequestLimitExceeded) or an internal error (500), holds
 //! it for seconds before forwarding, drops the connection before forwarding, or forwards and
 //! then drops the connection so the answer is lost (each in turn). `set_down` refuses every call, as a dead
-//! endpoint does. One request per connection; it runs on a thread of its own.
+//! endpoint does; `hold` forwards the calls of one action and never answers them, so a process
+//! can be killed right after its call reached the cloud. One request per connection; it runs on
+//! a thread of its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +23,8 @@ pub struct Counts {
     pub dropped: AtomicU64,
     pub lost_answers: AtomicU64,
     pub refused: AtomicU64,
+    /// Calls forwarded whose answers are held back.
+    pub held: AtomicU64,
 }
 
 impl Counts {
@@ -36,6 +40,7 @@ pub struct FaultProxy {
     pub url: String,
     pub counts: Arc<Counts>,
     down: Arc<AtomicBool>,
+    hold: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl FaultProxy {
@@ -47,7 +52,8 @@ impl FaultProxy {
         let url = format!("http://{}", std_listener.local_addr().unwrap());
         let counts = Arc::new(Counts::default());
         let down = Arc::new(AtomicBool::new(false));
-        let (c, d) = (counts.clone(), down.clone());
+        let hold = Arc::new(std::sync::Mutex::new(None));
+        let (c, d, h) = (counts.clone(), down.clone(), hold.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
@@ -66,11 +72,18 @@ impl FaultProxy {
                         injected = injected.wrapping_add(1);
                         injected % 5
                     });
-                    tokio::spawn(serve(client, upstream.clone(), fault, c.clone(), d.clone()));
+                    let held = h.lock().unwrap().clone();
+                    tokio::spawn(serve(client, upstream.clone(), fault, c.clone(), d.clone(), held));
                 }
             });
         });
-        Self { url, counts, down }
+        Self { url, counts, down, hold }
+    }
+
+    /// Forwards calls of `action` (`RunInstances`, …) and holds their answers back; `None`
+    /// answers every call again.
+    pub fn hold(&self, action: Option<&str>) {
+        *self.hold.lock().unwrap() = action.map(|a| format!("Action={a}&"));
     }
 
     pub fn set_down(&self, down: bool) {
@@ -133,13 +146,27 @@ async fn forward(upstream: &str, request: &[u8]) -> Option<Vec<u8>> {
     Some(answer)
 }
 
-async fn serve(mut client: TcpStream, upstream: String, fault: Option<u8>, c: Arc<Counts>, down: Arc<AtomicBool>) {
+async fn serve(
+    mut client: TcpStream,
+    upstream: String,
+    fault: Option<u8>,
+    c: Arc<Counts>,
+    down: Arc<AtomicBool>,
+    hold: Option<String>,
+) {
     c.connections.fetch_add(1, Ordering::SeqCst);
     if down.load(Ordering::SeqCst) {
         c.refused.fetch_add(1, Ordering::SeqCst);
         return;
     }
     let Some(request) = read_request(&mut client).await else { return };
+    if let Some(action) = hold
+        && String::from_utf8_lossy(&request).contains(action.as_str())
+    {
+        let _ = forward(&upstream, &request).await;
+        c.held.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+    }
     let answer = match fault {
         Some(0) => {
             c.throttled.fetch_add(1, Ordering::SeqCst);
