@@ -3,7 +3,9 @@
 //! Launches go through RunInstances or EC2 Fleet (`instant`), carry ohf's client token and
 //! tags, and reuse one launch template per template version. Describes are batched: at most
 //! one call by instance ids and one by request tag per reconcile cycle (paginated), whatever
-//! the number of requests. Terminations go in batches of 1,000.
+//! the number of requests (plus, when spot machines run, one call for AWS's interruption
+//! notices). Terminations go in batches of 1,000. EC2 Fleet `request`/`maintain`, Spot Fleet and
+//! Auto Scaling groups live in `fleets`.
 
 mod config;
 mod errors;
@@ -24,7 +26,7 @@ use ohf_app::{
     CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
 };
 use ohf_domain::template::ProviderApi;
-use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+use ohf_domain::{MachineId, MachineObservation, MachineStatus, ProviderName, Template};
 
 pub use config::{AwsConfig, Secret};
 pub use errors::kind_of;
@@ -134,6 +136,33 @@ impl AwsProvider {
         }
     }
 
+    /// The interruption notices AWS has given for the spot instances `ids`: one call per 200.
+    async fn interruption_notices(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::BTreeMap<String, ohf_domain::Timestamp>, CloudError> {
+        let mut notices = std::collections::BTreeMap::new();
+        for chunk in ids.chunks(FILTER_VALUES) {
+            let out = self
+                .ec2("DescribeSpotInstanceRequests")
+                .describe_spot_instance_requests()
+                .filters(Filter::builder().name("instance-id").set_values(Some(chunk.to_vec())).build())
+                .filters(
+                    Filter::builder()
+                        .name("status-code")
+                        .values("marked-for-termination")
+                        .values("marked-for-stop")
+                        .values("marked-for-hibernation")
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| errors::translate("DescribeSpotInstanceRequests", e))?;
+            notices.extend(observe::interruptions(out.spot_instance_requests()));
+        }
+        Ok(notices)
+    }
+
     fn observe(&self, instances: &[aws_sdk_ec2::types::Instance]) -> Vec<MachineObservation> {
         instances.iter().filter_map(|i| observe::observation(&self.name, i)).collect()
     }
@@ -220,7 +249,24 @@ impl CloudProvider for AwsProvider {
             found.extend(self.describe_instances(&[], filters).await?);
         }
         found.retain(|i| i.instance_id().is_some_and(|id| seen.insert(id.to_owned())));
-        Ok(self.observe(&found))
+        let mut observed = self.observe(&found);
+        let spot: Vec<String> = observed
+            .iter()
+            .filter(|o| o.price_type == Some(ohf_domain::PriceType::Spot) && o.status == MachineStatus::Running)
+            .map(|o| o.id.to_string())
+            .collect();
+        if !spot.is_empty() {
+            // Notices are worth having, not worth failing the cycle for.
+            match self.interruption_notices(&spot).await {
+                Ok(notices) => {
+                    for o in &mut observed {
+                        o.interruption_at = notices.get(o.id.as_str()).copied();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "spot interruption notices unavailable this cycle"),
+            }
+        }
+        Ok(observed)
     }
 
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {

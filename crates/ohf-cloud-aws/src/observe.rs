@@ -44,6 +44,26 @@ pub fn observation(provider: &ProviderName, i: &Instance) -> Option<MachineObser
     })
 }
 
+/// How long AWS gives a spot instance between its interruption notice and taking it back.
+pub const INTERRUPTION_NOTICE_SECS: i64 = 120;
+
+/// When AWS takes back each spot instance it has noticed for interruption: its spot request's
+/// status is `marked-for-termination` (or `marked-for-stop`, `marked-for-hibernation`) since the
+/// status's update time, and the instance goes two minutes after that.
+pub fn interruptions(requests: &[aws_sdk_ec2::types::SpotInstanceRequest]) -> BTreeMap<String, Timestamp> {
+    requests
+        .iter()
+        .filter_map(|r| {
+            let status = r.status()?;
+            if !status.code()?.starts_with("marked-for-") {
+                return None;
+            }
+            let at = status.update_time().map_or(0, |t| t.secs());
+            Some((r.instance_id()?.to_owned(), Timestamp::from_unix_millis((at + INTERRUPTION_NOTICE_SECS) * 1000)))
+        })
+        .collect()
+}
+
 /// The ids of `ids` that an InvalidInstanceID.NotFound message does not name.
 pub fn without_missing(ids: &[String], message: &str) -> Vec<String> {
     ids.iter().filter(|id| !message.contains(id.as_str())).cloned().collect()
@@ -52,6 +72,29 @@ pub fn without_missing(ids: &[String], message: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marked_spot_requests_are_interruptions_two_minutes_after_their_notice() {
+        use aws_sdk_ec2::types::{SpotInstanceRequest, SpotInstanceStatus};
+        let request = |id: &str, code: &str| {
+            SpotInstanceRequest::builder()
+                .instance_id(id)
+                .status(
+                    SpotInstanceStatus::builder()
+                        .code(code)
+                        .update_time(aws_smithy_types::DateTime::from_secs(1_000))
+                        .build(),
+                )
+                .build()
+        };
+        let found = interruptions(&[
+            request("i-1", "marked-for-termination"),
+            request("i-2", "fulfilled"),
+            request("i-3", "marked-for-stop"),
+        ]);
+        let at = Timestamp::from_unix_millis(1_120_000);
+        assert_eq!(found, BTreeMap::from([("i-1".to_owned(), at), ("i-3".to_owned(), at)]));
+    }
 
     #[test]
     fn not_found_messages_name_the_missing_ids() {

@@ -107,6 +107,12 @@ async fn provision_and_return(template: &str, placed: bool) {
         assert!(m["launchtime"].is_i64());
     }
 
+    // Running machines with no interruption notice: nothing to give back.
+    let hosts: Vec<Value> = machines.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
+    let (out, notices) = env.script("getReturnRequests", &json!({"machines": hosts}));
+    assert!(out.status.success(), "{notices}");
+    assert_eq!(notices["requests"], json!([]), "{notices}");
+
     let holders = placements(&id).await;
     assert_eq!(holders.len(), usize::from(placed), "{holders:?}");
 
