@@ -315,6 +315,10 @@ struct Placement {
     stopped: bool,
     error: Option<CloudError>,
     age: Duration,
+    /// A change is under way (the fleet is `modifying`).
+    busy: bool,
+    /// The capacity it is asked to hold.
+    target: Option<i32>,
 }
 
 async fn look(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
@@ -328,6 +332,8 @@ async fn look(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError
             stopped: false,
             error: None,
             age: g.created_time().map(age).unwrap_or_default(),
+            busy: false,
+            target: g.desired_capacity(),
         }))
     }
 }
@@ -372,7 +378,10 @@ async fn look_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, Clou
             _ => break,
         }
     }
-    Ok(Some(Placement { instances, stopped, error, age: f.create_time().map(age).unwrap_or_default() }))
+    let busy = f.fleet_state() == Some(&FleetStateCode::Modifying);
+    let target = f.target_capacity_specification().and_then(|t| t.total_target_capacity());
+    let age = f.create_time().map(age).unwrap_or_default();
+    Ok(Some(Placement { instances, stopped, error, age, busy, target }))
 }
 
 async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
@@ -408,7 +417,10 @@ async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>,
             _ => break,
         }
     }
-    Ok(Some(Placement { instances, stopped, error, age: f.create_time().map(age).unwrap_or_default() }))
+    let busy = f.spot_fleet_request_state() == Some(&BatchState::Modifying);
+    let target = f.spot_fleet_request_config().and_then(|c| c.target_capacity());
+    let age = f.create_time().map(age).unwrap_or_default();
+    Ok(Some(Placement { instances, stopped, error, age, busy, target }))
 }
 
 async fn group(p: &AwsProvider, name: &str) -> Result<Option<asg::AutoScalingGroup>, CloudError> {
@@ -665,6 +677,8 @@ async fn shrink(p: &AwsProvider, owner: &str, going: &HashSet<String>) -> Result
             stop_fleet(p, owner, true).await?;
             return Ok(true);
         }
+        // A fleet mid-change takes no other; wait for it, and read the change back after.
+        confirm(|| async { Ok(look(p, owner).await?.is_none_or(|f| !f.busy)) }, owner, "steady").await?;
         if owner.starts_with("sfr-") {
             p.ec2("ModifySpotFleetRequest")
                 .modify_spot_fleet_request()
@@ -688,6 +702,8 @@ async fn shrink(p: &AwsProvider, owner: &str, going: &HashSet<String>) -> Result
                 .await
                 .map_err(|e| translate("ModifyFleet", e))?;
         }
+        confirm(|| async { Ok(look(p, owner).await?.is_none_or(|f| f.target == Some(staying))) }, owner, "shrunk")
+            .await?;
         return Ok(false);
     }
     let Some(g) = group(p, owner).await? else { return Ok(false) };
