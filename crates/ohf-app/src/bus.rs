@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ohf_domain::EventEnvelope;
+use ohf_domain::{EventEnvelope, Timestamp};
+use serde::Serialize;
 use tokio::sync::broadcast;
 
 /// Reacts to stored events (projections, notifications, logs).
@@ -13,11 +14,20 @@ pub trait EventHandler: Send + Sync + 'static {
     async fn handle(&self, event: &EventEnvelope);
 }
 
+/// Something that happened outside any request, for live subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SystemEvent {
+    /// A provider's circuit breaker for one service changed state.
+    BreakerChanged { provider: String, service: String, from: String, to: String, failures: u32, at: Timestamp },
+}
+
 /// Fans stored events out to handlers and to live subscribers.
 #[derive(Clone)]
 pub struct EventBus {
     handlers: Vec<Arc<dyn EventHandler>>,
     live: broadcast::Sender<EventEnvelope>,
+    system: broadcast::Sender<SystemEvent>,
 }
 
 impl Default for EventBus {
@@ -29,7 +39,18 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new(handlers: Vec<Arc<dyn EventHandler>>) -> Self {
         let (live, _) = broadcast::channel(1024);
-        Self { handlers, live }
+        let (system, _) = broadcast::channel(256);
+        Self { handlers, live, system }
+    }
+
+    /// Live system events from now on.
+    pub fn subscribe_system(&self) -> broadcast::Receiver<SystemEvent> {
+        self.system.subscribe()
+    }
+
+    pub fn publish_system(&self, event: SystemEvent) {
+        tracing::debug!(?event, "system event");
+        let _ = self.system.send(event);
     }
 
     /// Live events from now on; a subscriber that falls behind is told how many it missed.

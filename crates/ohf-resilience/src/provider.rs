@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ohf_app::{
-    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
-    RequestStore,
+    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
+    ProviderCapacity, RequestStore, SystemEvent,
 };
 use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
 use serde::Serialize;
@@ -114,6 +114,7 @@ pub struct Resilient {
     buckets: Mutex<HashMap<&'static str, (f64, Instant)>>,
     metrics: Mutex<BTreeMap<&'static str, OpMetrics>>,
     seed: Mutex<u64>,
+    bus: Option<EventBus>,
 }
 
 /// The store key of a provider's breaker for one service.
@@ -137,7 +138,14 @@ impl Resilient {
             buckets: Mutex::default(),
             metrics: Mutex::default(),
             seed: Mutex::new(seed | 1),
+            bus: None,
         }
+    }
+
+    /// Publishes every breaker change this wrapper makes on `bus`.
+    pub fn with_bus(mut self, bus: EventBus) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// The breaker name of one service of this provider: `aws_ec2`, `aws_autoscaling`, …
@@ -202,11 +210,21 @@ impl Resilient {
     }
 
     fn log_transition(&self, service: &str, before: &Breaker, after: &Breaker) {
+        let provider = self.inner.name().as_str();
+        let (from, to) = (before.state.as_str(), after.state.as_str());
+        if let Some(bus) = &self.bus {
+            bus.publish_system(SystemEvent::BreakerChanged {
+                provider: provider.to_owned(),
+                service: service.to_owned(),
+                from: from.to_owned(),
+                to: to.to_owned(),
+                failures: after.failures,
+                at: self.clock.now(),
+            });
+        }
         if !self.config.error_handling.log_circuit_breaker_state_changes {
             return;
         }
-        let provider = self.inner.name().as_str();
-        let (from, to) = (before.state.as_str(), after.state.as_str());
         match after.state {
             CircuitState::Open if self.config.error_handling.alert_on_circuit_breaker_open => {
                 tracing::error!(provider, service, from, to, failures = after.failures, "circuit breaker opened")

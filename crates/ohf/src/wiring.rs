@@ -60,13 +60,14 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
             }
         }
     }
+    let bus = EventBus::default();
     let resilient: Vec<Arc<Resilient>> = providers
         .into_iter()
         .map(|p| {
             let mut config = settings.resilience.clone();
             // The client-side buckets are EC2's; the simulated cloud has its own throttling.
             config.rate_limit.enabled &= p.kind() == "aws";
-            Arc::new(Resilient::new(p, config, store.clone(), clock.clone()))
+            Arc::new(Resilient::new(p, config, store.clone(), clock.clone()).with_bus(bus.clone()))
         })
         .collect();
     let providers = resilient.iter().map(|r| r.clone() as Arc<dyn CloudProvider>).collect();
@@ -76,7 +77,7 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         providers,
         clock,
         Arc::new(UuidIds),
-        EventBus::default(),
+        bus,
         settings.app.clone(),
     )?;
     Ok(Runtime { app, sims, resilient })

@@ -206,6 +206,24 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn breaker_changes_are_published_as_events() {
+    let bus = ohf_app::EventBus::default();
+    let mut events = bus.subscribe_system();
+    let s = setup(vec![unavailable(); 3], Duration::ZERO, with_breaker());
+    let resilient = Resilient::new(s.cloud.clone(), with_breaker(), s.store.clone(), s.clock.clone()).with_bus(bus);
+    for _ in 0..3 {
+        assert!(describe(&resilient).await.is_err());
+    }
+    s.clock.advance_secs(30);
+    describe(&resilient).await.unwrap();
+    let mut seen = Vec::new();
+    while let Ok(ohf_app::SystemEvent::BreakerChanged { service, from, to, .. }) = events.try_recv() {
+        seen.push(format!("{service} {from}->{to}"));
+    }
+    assert_eq!(seen, ["sim_ec2 CLOSED->OPEN", "sim_ec2 OPEN->HALF_OPEN", "sim_ec2 HALF_OPEN->CLOSED"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn processes_sharing_a_store_share_the_breaker() {
     let s = setup(vec![unavailable(); 3], Duration::ZERO, with_breaker());
     for _ in 0..3 {
