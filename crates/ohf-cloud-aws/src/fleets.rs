@@ -495,7 +495,7 @@ async fn tag_untagged(
 ) -> Result<Vec<String>, CloudError> {
     let untagged: Vec<String> = found
         .iter()
-        .filter(|i| !i.tags().iter().any(|t| t.key() == Some(tag_keys::REQUEST_ID)) || !has_owner(i))
+        .filter(|i| !i.tags().iter().any(|t| t.key() == Some(tag_keys::REQUEST_ID)) || owner(i).is_none())
         .filter_map(|i| i.instance_id().map(String::from))
         .collect();
     if untagged.is_empty() {
@@ -520,10 +520,6 @@ async fn tag_untagged(
 fn owner(i: &Instance) -> Option<String> {
     let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
     tag(AWS_GROUP_TAG).or_else(|| tag(FLEET_TAG)).or_else(|| AWS_FLEET_TAGS.iter().find_map(|k| tag(k)))
-}
-
-fn has_owner(i: &Instance) -> bool {
-    owner(i).is_some()
 }
 
 /// Stops placed request `id` from launching more, its machines kept (`terminate`: with them).
@@ -636,19 +632,7 @@ where
 /// and deleting it when they are its last machines. Answers the ids left to a plain
 /// TerminateInstances.
 pub async fn shrink_owners(p: &AwsProvider, ids: &[String]) -> Result<Vec<String>, CloudError> {
-    let mut found = Vec::new();
-    for chunk in ids.chunks(crate::BATCH) {
-        match p.describe_instances(chunk, Vec::new()).await {
-            Ok(list) => found.extend(list),
-            Err(e) if e.kind == CloudErrorKind::NotFound => {
-                let known = crate::observe::without_missing(chunk, &e.message);
-                if !known.is_empty() {
-                    found.extend(p.describe_instances(&known, Vec::new()).await?);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let found = p.describe_known(ids).await?;
     let mut owned: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for i in &found {
         if let (Some(owner), Some(id)) = (owner(i), i.instance_id()) {

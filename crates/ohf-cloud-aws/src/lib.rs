@@ -136,6 +136,25 @@ impl AwsProvider {
         }
     }
 
+    /// The instances of `ids` that exist, in batches; unknown ids are skipped.
+    pub(crate) async fn describe_known(&self, ids: &[String]) -> Result<Vec<aws_sdk_ec2::types::Instance>, CloudError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(BATCH) {
+            match self.describe_instances(chunk, Vec::new()).await {
+                Ok(list) => found.extend(list),
+                // One unknown id fails the whole call: ask again without the missing ones.
+                Err(e) if e.kind == CloudErrorKind::NotFound => {
+                    let known = observe::without_missing(chunk, &e.message);
+                    if !known.is_empty() {
+                        found.extend(self.describe_instances(&known, Vec::new()).await?);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+
     /// The interruption notices AWS has given for the spot instances `ids`: one call per 200.
     async fn interruption_notices(
         &self,
@@ -217,19 +236,7 @@ impl CloudProvider for AwsProvider {
         let mut found = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let ids: Vec<String> = query.machine_ids.iter().map(|m| m.to_string()).collect();
-        for chunk in ids.chunks(BATCH) {
-            match self.describe_instances(chunk, Vec::new()).await {
-                Ok(list) => found.extend(list),
-                // One unknown id fails the whole call: ask again without the missing ones.
-                Err(e) if e.kind == CloudErrorKind::NotFound => {
-                    let known = observe::without_missing(chunk, &e.message);
-                    if !known.is_empty() {
-                        found.extend(self.describe_instances(&known, Vec::new()).await?);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        found.extend(self.describe_known(&ids).await?);
         let requests: Vec<String> = query.request_ids.iter().map(|r| r.to_string()).collect();
         for chunk in requests.chunks(FILTER_VALUES) {
             let filter = Filter::builder()
