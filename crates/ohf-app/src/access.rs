@@ -41,7 +41,9 @@ impl fmt::Debug for ApiToken {
 pub fn needed(method: &str) -> Role {
     match method {
         "requestMachines" | "requestReturnMachines" | "cancelRequest" => Role::Operator,
-        "reconcile" | "sweepOrphans" => Role::Admin,
+        "executeProviderOperation" => Role::Operator,
+        "reconcile" | "sweepOrphans" | "registerProviderStrategy" | "configureProviderStrategy"
+        | "updateProviderHealth" => Role::Admin,
         _ => Role::Reader,
     }
 }

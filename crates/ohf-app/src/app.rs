@@ -9,7 +9,10 @@ use ohf_domain::{
 };
 use serde_json::Value;
 
+use ohf_provider_strategy::{Origin, ProviderEntry, StrategyConfig};
+
 use crate::bus::EventBus;
+use crate::providers::{ProviderFactory, Registry, Slot};
 use crate::ports::{
     Clock, CloudProvider, DescribeQuery, Fence, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
     find_machine,
@@ -108,7 +111,7 @@ pub struct ReturnNotice {
 pub struct App {
     pub(crate) store: Arc<dyn RequestStore>,
     pub(crate) catalog: Arc<dyn TemplateCatalog>,
-    pub(crate) providers: Vec<Arc<dyn CloudProvider>>,
+    pub(crate) registry: Registry,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) bus: EventBus,
@@ -129,7 +132,44 @@ impl App {
         if providers.is_empty() {
             return Err(AppError::Configuration("at least one provider must be configured".into()));
         }
-        Ok(Self { store, catalog, providers, clock, ids, bus, settings })
+        let app = Self { store, catalog, registry: Registry::new(StrategyConfig::default()), clock, ids, bus, settings };
+        for (i, p) in providers.into_iter().enumerate() {
+            let entry = ProviderEntry {
+                strategy_name: p.name().to_string(),
+                provider_type: p.kind().to_owned(),
+                strategy_config: serde_json::Map::new(),
+                capabilities: BTreeMap::new(),
+                priority: i32::try_from(i).unwrap_or(i32::MAX),
+                weight: 1,
+                enabled: true,
+                origin: Origin::Config,
+            };
+            app.add_provider(entry, p);
+        }
+        Ok(app)
+    }
+
+    /// Sets the registrations of configured providers (capabilities, priority, weight,
+    /// enabled) and the strategy configuration the store does not override.
+    pub fn with_strategy(self, entries: Vec<ProviderEntry>, config: StrategyConfig) -> Self {
+        for entry in entries {
+            if let Some(slot) = self.registry.slot(&entry.strategy_name) {
+                self.registry.put(Slot { entry, provider: slot.provider });
+            }
+        }
+        self.registry.set_config(config);
+        self
+    }
+
+    /// Lets the app build providers registered at run time.
+    pub fn with_factory(mut self, factory: Arc<dyn ProviderFactory>) -> Self {
+        self.registry.factory = Some(factory);
+        self
+    }
+
+    /// Every provider, as the app calls them.
+    pub(crate) fn providers(&self) -> Vec<Arc<dyn CloudProvider>> {
+        self.registry.providers()
     }
 
     pub fn bus(&self) -> &EventBus {
@@ -140,25 +180,12 @@ impl App {
         &self.settings
     }
 
-    pub(crate) fn provider(&self, name: &ProviderName) -> Option<&Arc<dyn CloudProvider>> {
-        self.providers.iter().find(|p| p.name() == name)
+    pub(crate) fn provider(&self, name: &ProviderName) -> Option<Arc<dyn CloudProvider>> {
+        self.registry.slot(name.as_str()).map(|s| s.provider as Arc<dyn CloudProvider>)
     }
 
-    fn default_provider(&self) -> &Arc<dyn CloudProvider> {
-        &self.providers[0]
-    }
-
-    fn choose_provider(&self, template: &Template, asked: Option<&str>) -> Result<&Arc<dyn CloudProvider>, AppError> {
-        let wanted = asked.or(template.provider().map(ProviderName::as_str));
-        let Some(wanted) = wanted else { return Ok(self.default_provider()) };
-        self.providers.iter().find(|p| p.name().as_str() == wanted).ok_or_else(|| {
-            let configured: Vec<_> = self.providers.iter().map(|p| p.name().to_string()).collect();
-            DomainError::validation(
-                "provider",
-                format!("'{wanted}' is not configured; configured: {}", configured.join(", ")),
-            )
-            .into()
-        })
+    fn default_provider(&self) -> Arc<dyn CloudProvider> {
+        self.providers().swap_remove(0)
     }
 
     /// Stores requests with their events, then publishes the events.
@@ -174,7 +201,7 @@ impl App {
         Ok(())
     }
 
-    async fn template(&self, id: &str) -> Result<Template, AppError> {
+    pub(crate) async fn template(&self, id: &str) -> Result<Template, AppError> {
         let templates = self.catalog.templates().await?;
         match templates.iter().find(|t| t.id().as_str() == id) {
             Some(t) => Ok(t.clone()),
@@ -208,7 +235,7 @@ impl App {
             };
         }
 
-        let provider = self.choose_provider(&template, cmd.provider.as_deref())?;
+        let provider = self.choose_provider(&template, cmd.provider.as_deref()).await?;
         provider.check_template(&template).await.map_err(|e| DomainError::ProviderIncompatible {
             template_id: template.id().to_string(),
             provider: provider.name().to_string(),
@@ -422,7 +449,7 @@ impl App {
             Err(DomainError::Validation { field, message }) => return invalid(field, message),
             Err(e) => return invalid("template".into(), e.to_string()),
         };
-        let provider = match self.choose_provider(&template, None) {
+        let provider = match self.choose_provider(&template, None).await {
             Ok(p) => p,
             Err(e) => return invalid("provider".into(), e.to_string()),
         };
@@ -489,7 +516,7 @@ impl App {
 
     /// Each provider's own report of its calls in this process, by provider name.
     pub fn provider_reports(&self) -> Vec<(String, Value)> {
-        self.providers.iter().filter_map(|p| p.report().map(|r| (p.name().to_string(), r))).collect()
+        self.providers().iter().filter_map(|p| p.report().map(|r| (p.name().to_string(), r))).collect()
     }
 
     /// Shared state other than requests whose key starts with `prefix` (such as `breaker/`),
@@ -553,7 +580,7 @@ impl App {
         }
         let now = self.clock.now();
         let mut notices = Vec::new();
-        for provider in &self.providers {
+        for provider in &self.providers() {
             let machine_ids: Vec<MachineId> =
                 candidates.iter().filter(|m| m.provider() == provider.name()).map(|m| m.id().clone()).collect();
             if machine_ids.is_empty() {

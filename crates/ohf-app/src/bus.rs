@@ -20,6 +20,12 @@ pub trait EventHandler: Send + Sync + 'static {
 pub enum SystemEvent {
     /// A provider's circuit breaker for one service changed state.
     BreakerChanged { provider: String, service: String, from: String, to: String, failures: u32, at: Timestamp },
+    /// A provider was chosen for an operation.
+    ProviderSelected { operation: String, provider: String, policy: String, reason: String, at: Timestamp },
+    /// A request's launches moved to another provider after a failure.
+    ProviderFailover { request_id: String, from: String, to: String, reason: String, at: Timestamp },
+    /// A provider turned healthy or unhealthy.
+    ProviderHealthChanged { provider: String, healthy: bool, source: String, message: String, at: Timestamp },
 }
 
 /// Fans stored events out to handlers and to live subscribers.

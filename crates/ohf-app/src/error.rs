@@ -16,6 +16,9 @@ pub enum AppError {
     Cloud { provider: String, error: CloudError },
     #[error("configuration: {0}")]
     Configuration(String),
+    /// No provider meets the selection criteria.
+    #[error("{message}")]
+    NoProvider { message: String, passed_over: Value },
     /// The request is in the middle of a transition; try again after the hint.
     #[error("request '{request_id}' is busy; retry after {retry_after_secs} s")]
     Busy { request_id: String, retry_after_secs: u64 },
@@ -27,7 +30,7 @@ impl AppError {
             Self::Domain(e) => e.code(),
             Self::Store(_) => ErrorCode::StoreError,
             Self::Catalog(_) | Self::Configuration(_) => ErrorCode::ConfigurationError,
-            Self::Cloud { .. } => ErrorCode::ProviderError,
+            Self::Cloud { .. } | Self::NoProvider { .. } => ErrorCode::ProviderError,
             Self::Busy { .. } => ErrorCode::ResourceBusy,
         }
     }
@@ -43,6 +46,7 @@ impl AppError {
                 "providerCode": error.code,
                 "retryable": error.kind.is_retryable(),
             }),
+            Self::NoProvider { passed_over, .. } => json!({"passedOver": passed_over}),
             _ => json!({}),
         }
     }

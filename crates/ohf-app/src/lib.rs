@@ -9,7 +9,10 @@ pub mod contract;
 mod error;
 pub mod memory;
 pub mod ports;
+pub mod providers;
 mod reconcile;
+pub mod shared;
+mod strategy;
 mod sweep;
 pub mod view;
 pub mod worker;
@@ -24,6 +27,8 @@ pub use ports::{
     LaunchRequest, LaunchResult, ProviderCapacity, RequestFilter, RequestStore, StoreError, SystemClock,
     TemplateCatalog, UuidIds,
 };
+pub use providers::ProviderFactory;
 pub use reconcile::ReconcileReport;
+pub use strategy::METHODS as STRATEGY_METHODS;
 pub use sweep::SweepReport;
 pub use worker::{Worker, WorkerConfig, WorkerStatus};

@@ -195,6 +195,15 @@ pub trait CloudProvider: Send + Sync + 'static {
     fn name(&self) -> &ProviderName;
     /// `sim`, `aws`, …
     fn kind(&self) -> &'static str;
+    /// What this kind of provider can do (`instances`, `spot_instances`, `fleets`, …), for
+    /// capability-based selection; a registration may add or take away some.
+    fn capabilities(&self) -> &'static [&'static str] {
+        &["instances"]
+    }
+    /// One cheap call that shows whether the provider answers at all.
+    async fn health_check(&self) -> Result<(), CloudError> {
+        self.describe(&DescribeQuery::default()).await.map(|_| ())
+    }
     /// Refuses templates this provider cannot launch, saying why.
     async fn check_template(&self, template: &Template) -> Result<(), CloudError>;
     /// Capacity for the template, when the provider knows it.

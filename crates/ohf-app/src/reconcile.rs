@@ -50,7 +50,7 @@ impl App {
 
         let mut observations = Vec::new();
         let mut described = Vec::new();
-        for provider in &self.providers {
+        for provider in &self.providers() {
             let query = describe_query(&requests, provider.name());
             if query.machine_ids.is_empty() && query.request_ids.is_empty() {
                 continue;
@@ -135,6 +135,7 @@ impl App {
             }
             Err(e) => {
                 tracing::warn!(request_id = %request.id(), attempt = order.attempt, error = %e, "launch failed");
+                let target = self.failover_target(request, &e).await;
                 request.record_launch_failure(
                     order.attempt,
                     e.code,
@@ -143,6 +144,19 @@ impl App {
                     now,
                     &self.settings.policy,
                 );
+                if let Some((to, reason)) = target {
+                    let from = provider.name().to_string();
+                    if request.fail_over(to.clone(), reason.clone(), now) {
+                        tracing::warn!(request_id = %request.id(), %from, %to, "failing over");
+                        self.bus.publish_system(crate::SystemEvent::ProviderFailover {
+                            request_id: request.id().to_string(),
+                            from,
+                            to: to.to_string(),
+                            reason,
+                            at: now,
+                        });
+                    }
+                }
             }
         }
         self.commit_or_note(request, worker, report).await;
@@ -175,7 +189,7 @@ impl App {
 
     /// Asks each provider to terminate its machines of `machines`, in batches.
     pub(crate) async fn terminate(&self, machines: &BTreeSet<(ProviderName, MachineId)>, report: &mut ReconcileReport) {
-        for provider in &self.providers {
+        for provider in &self.providers() {
             let ids: Vec<MachineId> =
                 machines.iter().filter(|(p, _)| p == provider.name()).map(|(_, id)| id.clone()).collect();
             for chunk in ids.chunks(BATCH) {
@@ -209,7 +223,9 @@ impl App {
 fn describe_query(requests: &[Request], provider: &ProviderName) -> DescribeQuery {
     let mut query = DescribeQuery::default();
     for r in requests {
-        if r.kind() == RequestKind::Provision && !r.state().is_terminal() && r.provider() == Some(provider) {
+        // Machines of an attempt on a provider the request failed over from may still show up.
+        let launched_here = r.provider() == Some(provider) || r.providers_tried().contains(provider);
+        if r.kind() == RequestKind::Provision && !r.state().is_terminal() && launched_here {
             query.request_ids.push(r.id().clone());
         }
         for m in r.machines() {

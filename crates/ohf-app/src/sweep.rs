@@ -41,7 +41,7 @@ impl App {
                 None
             }
         };
-        for provider in &self.providers {
+        for provider in &self.providers() {
             if let Some(keep) = &keep {
                 match provider.prune(keep, &self.settings.cluster).await {
                     Ok(deleted) => report.pruned.extend(deleted),

@@ -69,8 +69,15 @@ impl Worker {
         let mut events = self.app.bus().subscribe();
         let mut held: Vec<RequestId> = Vec::new();
         let mut last_sweep: Option<tokio::time::Instant> = None;
+        let mut last_check: Option<tokio::time::Instant> = None;
         loop {
             held = self.cycle(held).await;
+            // Read each time: configureProviderStrategy may change it while the daemon runs.
+            let every = Duration::from_secs(self.app.health_check_interval());
+            if last_check.is_none_or(|t| t.elapsed() >= every) {
+                last_check = Some(tokio::time::Instant::now());
+                self.check_providers(every).await;
+            }
             if let Some(every) = self.config.sweep_interval
                 && last_sweep.is_none_or(|t| t.elapsed() >= every)
             {
@@ -128,6 +135,21 @@ impl Worker {
             tracing::warn!(worker = %self.config.id, errors = ?report.errors, "cycle met errors");
         }
         ids
+    }
+
+    /// Health checks of every provider, by one worker of many per interval.
+    async fn check_providers(&self, every: Duration) {
+        let now = self.app.clock.now();
+        // The lease runs a little short of the interval, so the next check is never skipped.
+        let ttl = (every.as_millis() as i64 * 9 / 10).max(1);
+        match self.app.store.lead("provider-health", &self.config.id, now, ttl).await {
+            Ok(true) => {
+                let checks = self.app.check_providers().await;
+                tracing::debug!(worker = %self.config.id, ?checks, "provider health checks");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "health check lease failed"),
+        }
     }
 
     async fn sweep(&self, every: Duration) {

@@ -211,6 +211,21 @@ impl CloudProvider for AwsProvider {
         "aws"
     }
 
+    fn capabilities(&self) -> &'static [&'static str] {
+        &["instances", "spot_instances", "fleets", "auto_scaling", "launch_templates"]
+    }
+
+    async fn health_check(&self) -> Result<(), CloudError> {
+        // One page of at most five: the cheapest call the policy already allows.
+        self.ec2("DescribeInstances")
+            .describe_instances()
+            .max_results(5)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| errors::translate("DescribeInstances", e))
+    }
+
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         supported(template)
     }

@@ -145,6 +145,10 @@ impl CloudProvider for SimCloud {
         "sim"
     }
 
+    fn capabilities(&self) -> &'static [&'static str] {
+        &["instances", "spot_instances", "fleets", "auto_scaling"]
+    }
+
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         known_types(template)
             .map(|_| ())

@@ -37,6 +37,13 @@ pub enum RequestEvent {
         attempt: u32,
         resource: String,
     },
+    /// New launches of the request go to another provider: the one it was on failed (failover).
+    /// Machines already launched stay with the provider that holds them.
+    ProviderChanged {
+        from: ProviderName,
+        to: ProviderName,
+        reason: String,
+    },
     LaunchFailed {
         attempt: u32,
         code: String,
@@ -76,6 +83,7 @@ impl RequestEvent {
             Self::LaunchStarted { .. } => "launch_started",
             Self::MachinesLaunched { .. } => "machines_launched",
             Self::LaunchFailed { .. } => "launch_failed",
+            Self::ProviderChanged { .. } => "provider_changed",
             Self::LaunchReleased { .. } => "launch_released",
             Self::MachineAdopted { .. } => "machine_adopted",
             Self::MachineChanged { .. } => "machine_changed",

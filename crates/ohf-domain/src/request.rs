@@ -225,6 +225,9 @@ struct LaunchProgress {
     /// The cloud request (fleet, group) the outstanding attempt is filling from.
     #[serde(default)]
     filling: Option<String>,
+    /// Every provider an attempt was started on, oldest first.
+    #[serde(default)]
+    tried: Vec<ProviderName>,
 }
 
 /// A provision or return request.
@@ -409,7 +412,10 @@ impl Request {
                     self.error = error.clone();
                 }
             }
-            RequestEvent::LaunchStarted { attempt, count, .. } => {
+            RequestEvent::LaunchStarted { attempt, count, provider, .. } => {
+                if !self.launch.tried.contains(provider) {
+                    self.launch.tried.push(provider.clone());
+                }
                 self.launch.attempts = *attempt;
                 self.launch.outstanding = Some((*attempt, *count));
                 self.launch.retry_at = None;
@@ -431,6 +437,11 @@ impl Request {
                 self.launch.exhausted |= !retryable;
                 self.launch.retry_at = *retry_at;
                 self.launch.last_error = Some(format!("{code}: {message}"));
+            }
+            RequestEvent::ProviderChanged { to, .. } => {
+                self.provider = Some(to.clone());
+                self.launch.retry_at = None;
+                self.launch.exhausted = false;
             }
             RequestEvent::LaunchReleased { .. } => {
                 self.launch.outstanding = None;
@@ -798,6 +809,24 @@ impl Request {
     ) {
         let retry_at = retryable.then(|| now.plus_secs(i64::from(policy.launch_backoff_secs(attempt))));
         self.record(now, RequestEvent::LaunchFailed { attempt, code, message, retryable, retry_at });
+    }
+
+    /// Moves the request's next launches to provider `to` after a failure on its current one.
+    /// Nothing happens once the request has ended, while an attempt is outstanding, or when
+    /// `to` is the current provider.
+    pub fn fail_over(&mut self, to: ProviderName, reason: String, now: Timestamp) -> bool {
+        let Some(from) = self.provider.clone() else { return false };
+        if self.state.is_terminal() || self.kind != RequestKind::Provision || self.launch.outstanding.is_some() || from == to
+        {
+            return false;
+        }
+        self.record(now, RequestEvent::ProviderChanged { from, to, reason });
+        true
+    }
+
+    /// Every provider a launch of this request was started on, oldest first.
+    pub fn providers_tried(&self) -> &[ProviderName] {
+        &self.launch.tried
     }
 
     /// True while the reconcile step has anything left to do for this request.

@@ -174,13 +174,15 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
         }
         "getResilienceStatus" => resilience_status(app).await,
         "reconcile" => Ok(reconcile_view(&app.reconcile(None).await)),
+        m if ohf_app::STRATEGY_METHODS.contains(&m) => Ok(app.provider_call(m, p).await?),
         "sweepOrphans" => {
             let min_age = integer(p, "minAgeSeconds")?.unwrap_or(600).max(0);
             Ok(sweep_view(&app.sweep_orphans(min_age).await))
         }
         other => {
             let mut e = ApiError::new(ErrorCode::MethodNotFound, format!("method '{other}' not found"));
-            e.details = json!({"method": other, "availableMethods": METHODS});
+            let available: Vec<&str> = METHODS.iter().chain(ohf_app::STRATEGY_METHODS.iter()).copied().collect();
+            e.details = json!({"method": other, "availableMethods": available});
             Err(e)
         }
     }

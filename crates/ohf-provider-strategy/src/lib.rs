@@ -8,6 +8,14 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+pub mod config;
+pub mod health;
+pub mod metrics;
+
+pub use config::{ConfigError, HealthBreaker, Origin, ProviderEntry, StrategyConfig};
+pub use health::Health;
+pub use metrics::{Bucket, OperationType, Summary};
+
 /// How to choose among the providers that meet the criteria.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -219,3 +227,5 @@ pub fn select(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_state;

@@ -363,6 +363,13 @@ impl CloudProvider for Resilient {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+    fn capabilities(&self) -> &'static [&'static str] {
+        self.inner.capabilities()
+    }
+    async fn health_check(&self) -> Result<(), CloudError> {
+        // Through the breaker: an open one answers at once, a half-open one takes it as a probe.
+        self.run(DESCRIBE_INSTANCES, || self.inner.health_check()).await
+    }
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.inner.check_template(template).await
     }

@@ -102,6 +102,63 @@ pub enum Command {
     Sim(SimCmd),
     /// Provision and return machines on the simulated cloud, end to end
     Quickstart(QuickstartArgs),
+    /// Run CREATE_INSTANCES, TERMINATE_INSTANCES, GET_INSTANCE_STATUS, VALIDATE_TEMPLATE,
+    /// GET_AVAILABLE_TEMPLATES or HEALTH_CHECK on a chosen provider
+    #[command(name = "executeProviderOperation")]
+    ExecuteProviderOperation(MethodArgs),
+    /// Show which provider an operation would go to, and why
+    #[command(name = "selectProviderStrategy")]
+    SelectProviderStrategy(MethodArgs),
+    /// Register a provider instance (kept in the store)
+    #[command(name = "registerProviderStrategy")]
+    RegisterProviderStrategy(MethodArgs),
+    /// Set the selection policy, criteria, fallbacks, health checks (kept in the store)
+    #[command(name = "configureProviderStrategy")]
+    ConfigureProviderStrategy(MethodArgs),
+    /// Mark a provider healthy or unhealthy from outside
+    #[command(name = "updateProviderHealth")]
+    UpdateProviderHealth(MethodArgs),
+    /// Health of every provider, or of provider_name
+    #[command(name = "getProviderHealth")]
+    GetProviderHealth(MethodArgs),
+    /// Registered providers (healthy_only: just the healthy, enabled ones)
+    #[command(name = "listAvailableProviders")]
+    ListAvailableProviders(MethodArgs),
+    /// Operation counts, success rates, latency percentiles and errors per provider
+    #[command(name = "getProviderMetrics")]
+    GetProviderMetrics(MethodArgs),
+    /// What each provider can do, its limits and figures
+    #[command(name = "getProviderCapabilities")]
+    GetProviderCapabilities(MethodArgs),
+}
+
+impl Command {
+    /// The provider-strategy method this command is, with its arguments.
+    pub fn strategy_method(&self) -> Option<(&'static str, &MethodArgs)> {
+        Some(match self {
+            Self::ExecuteProviderOperation(a) => ("executeProviderOperation", a),
+            Self::SelectProviderStrategy(a) => ("selectProviderStrategy", a),
+            Self::RegisterProviderStrategy(a) => ("registerProviderStrategy", a),
+            Self::ConfigureProviderStrategy(a) => ("configureProviderStrategy", a),
+            Self::UpdateProviderHealth(a) => ("updateProviderHealth", a),
+            Self::GetProviderHealth(a) => ("getProviderHealth", a),
+            Self::ListAvailableProviders(a) => ("listAvailableProviders", a),
+            Self::GetProviderMetrics(a) => ("getProviderMetrics", a),
+            Self::GetProviderCapabilities(a) => ("getProviderCapabilities", a),
+            _ => return None,
+        })
+    }
+}
+
+/// The document of a provider-strategy method: inline or from a file (none: `{}`).
+#[derive(Debug, Args)]
+pub struct MethodArgs {
+    /// The method's JSON document
+    #[arg(long, conflicts_with = "file", value_name = "JSON")]
+    pub data: Option<String>,
+    /// A file holding the JSON document
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -175,6 +175,19 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
             }
             errors_of(&report, "sweep")?;
         }
+        Command::ExecuteProviderOperation(_)
+        | Command::SelectProviderStrategy(_)
+        | Command::RegisterProviderStrategy(_)
+        | Command::ConfigureProviderStrategy(_)
+        | Command::UpdateProviderHealth(_)
+        | Command::GetProviderHealth(_)
+        | Command::ListAvailableProviders(_)
+        | Command::GetProviderMetrics(_)
+        | Command::GetProviderCapabilities(_) => {
+            let (method, args) = command.strategy_method().expect("a provider-strategy method");
+            let answer = backend.call(method, method_document(args)?).await?;
+            print_json(&answer);
+        }
         Command::Hf(_)
         | Command::Quickstart(_)
         | Command::Serve(_)
@@ -183,6 +196,23 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The document of `--data` or `--file`; bad JSON is a validation error naming where it was.
+fn method_document(args: &crate::cli::MethodArgs) -> anyhow::Result<Value> {
+    let (text, field) = match (&args.data, &args.file) {
+        (Some(d), _) => (d.clone(), "data".to_owned()),
+        (None, Some(f)) => (
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+            format!("file {}", f.display()),
+        ),
+        (None, None) => return Ok(json!({})),
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(ohf_app::api::ApiError::invalid(&field, "must be a JSON object").into()),
+        Err(e) => Err(ohf_app::api::ApiError::invalid(&field, format!("not valid JSON: {e}")).into()),
+    }
 }
 
 fn text(v: &Value) -> String {

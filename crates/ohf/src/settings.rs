@@ -13,6 +13,7 @@ use ohf_cloud_aws::AwsConfig;
 use ohf_cloud_sim::SimConfig;
 use ohf_domain::{LifecyclePolicy, PartialPolicy, ProviderName, TimeoutSecs};
 use serde::{Deserialize, Serialize};
+use ohf_provider_strategy::{Origin, ProviderEntry, StrategyConfig};
 use serde_json::Value;
 
 /// Everything ohf reads from configuration.
@@ -47,6 +48,9 @@ pub struct Settings {
     /// Circuit breakers, retries, timeouts and rate limits of every cloud call: the resilience
     /// seed's block, as it is.
     pub resilience: ohf_resilience::ResilienceConfig,
+    /// How providers are chosen, failed over and checked: the provider-strategy seed's
+    /// `configureProviderStrategy` document. What `configureProviderStrategy` stores wins.
+    pub provider_strategy: StrategyConfig,
 }
 
 /// The daemon, `ohf serve`.
@@ -119,6 +123,7 @@ impl Default for Settings {
             serve: ServeSettings::default(),
             providers: Vec::new(),
             resilience: ohf_resilience::ResilienceConfig::default(),
+            provider_strategy: StrategyConfig::default(),
         }
     }
 }
@@ -165,11 +170,19 @@ pub struct Overrides {
     pub database_url: Option<String>,
 }
 
-/// A configured provider instance.
+/// A configured provider instance: its registration (name, type, capabilities, priority,
+/// weight, enabled) and what its type needs.
 #[derive(Debug, Clone)]
-pub enum ProviderSpec {
-    Sim { name: ProviderName, config: SimConfig, state_file: PathBuf },
-    Aws { name: ProviderName, config: AwsConfig },
+pub struct ProviderSpec {
+    pub name: ProviderName,
+    pub entry: ProviderEntry,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    Sim { config: SimConfig, state_file: PathBuf },
+    Aws { config: AwsConfig },
 }
 
 /// Settings with every directory decided and every value checked.
@@ -189,6 +202,7 @@ pub struct Resolved {
     pub app: AppSettings,
     pub providers: Vec<ProviderSpec>,
     pub resilience: ohf_resilience::ResilienceConfig,
+    pub provider_strategy: StrategyConfig,
 }
 
 fn env_path(keys: &[&str]) -> Option<PathBuf> {
@@ -287,14 +301,15 @@ impl Resolved {
             bail!("serve.tokens: every token must be at least 16 characters");
         }
         settings.resilience.validate()?;
+        settings.provider_strategy.validate().map_err(|e| anyhow::anyhow!("provider_strategy.{e}"))?;
         let mut app = app_settings(&settings.request)?;
         app.cluster = settings.cluster.clone();
         let providers = providers(&settings.providers, &confdir, &workdir)?;
         // AWS_INSTANCE_PENDING_TIMEOUT_SEC applies when ohf's own setting is absent.
         if app.policy.pending_timeout_secs.is_none() {
-            app.policy.pending_timeout_secs = providers.iter().find_map(|p| match p {
-                ProviderSpec::Aws { config, .. } => config.instance_pending_timeout_secs,
-                ProviderSpec::Sim { .. } => None,
+            app.policy.pending_timeout_secs = providers.iter().find_map(|p| match &p.kind {
+                ProviderKind::Aws { config } => config.instance_pending_timeout_secs,
+                ProviderKind::Sim { .. } => None,
             });
         }
         Ok(Self {
@@ -309,6 +324,7 @@ impl Resolved {
             advance_on_poll: settings.advance_on_poll,
             serve: settings.serve,
             resilience: settings.resilience,
+            provider_strategy: settings.provider_strategy,
             config_file,
             app,
             providers,
@@ -350,14 +366,11 @@ fn providers(raw: &[Value], confdir: &Path, workdir: &Path) -> anyhow::Result<Ve
                 .or_else(|_| std::env::var("PROVIDER_NAME"))
                 .unwrap_or_else(|_| "aws".into());
             let name = ProviderName::new(name).map_err(|e| anyhow::anyhow!("provider name: {e}"))?;
-            return Ok(vec![ProviderSpec::Aws { name, config }]);
+            return Ok(vec![ProviderSpec { entry: entry(&name, "aws", 0), name, kind: ProviderKind::Aws { config } }]);
         }
         let name = ProviderName::new("sim-1").expect("valid name");
-        return Ok(vec![ProviderSpec::Sim {
-            state_file: workdir.join("sim-sim-1.json"),
-            name,
-            config: SimConfig::default(),
-        }]);
+        let kind = ProviderKind::Sim { state_file: workdir.join("sim-sim-1.json"), config: SimConfig::default() };
+        return Ok(vec![ProviderSpec { entry: entry(&name, "sim", 0), name, kind }]);
     }
     let mut names = HashSet::new();
     raw.iter()
@@ -365,9 +378,7 @@ fn providers(raw: &[Value], confdir: &Path, workdir: &Path) -> anyhow::Result<Ve
         .map(|(i, value)| {
             let mut table = value.as_object().cloned().with_context(|| format!("providers[{i}] must be a table"))?;
             let name = match table.remove("name") {
-                Some(Value::String(s)) => {
-                    ProviderName::new(s).map_err(|e| anyhow::anyhow!("providers[{i}].name: {e}"))?
-                }
+                Some(Value::String(s)) => s,
                 _ => bail!("providers[{i}] needs a name"),
             };
             if !names.insert(name.clone()) {
@@ -375,28 +386,73 @@ fn providers(raw: &[Value], confdir: &Path, workdir: &Path) -> anyhow::Result<Ve
             }
             let kind = match table.remove("type") {
                 Some(Value::String(s)) => s,
-                _ => bail!("provider '{name}' needs a type (sim)"),
+                _ => bail!("provider '{name}' needs a type (sim, aws)"),
             };
-            match kind.as_str() {
-                "sim" => {
-                    let state_file = match table.remove("state_file") {
-                        Some(Value::String(p)) => workdir.join(p),
-                        None => workdir.join(format!("sim-{name}.json")),
-                        Some(_) => bail!("provider '{name}': state_file must be a path"),
-                    };
-                    let config: SimConfig = serde_json::from_value(Value::Object(table))
-                        .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
-                    config.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
-                    Ok(ProviderSpec::Sim { name, config, state_file })
+            // The registration's own fields; the rest is the type's.
+            let mut reg = serde_json::Map::new();
+            reg.insert("strategy_name".into(), Value::String(name.clone()));
+            reg.insert("provider_type".into(), Value::String(kind));
+            for field in ["capabilities", "priority", "weight", "enabled"] {
+                if let Some(v) = table.remove(field) {
+                    reg.insert(field.into(), v);
                 }
-                "aws" => {
-                    let config: AwsConfig = serde_json::from_value(Value::Object(table))
-                        .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
-                    config.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
-                    Ok(ProviderSpec::Aws { name, config })
-                }
-                other => bail!("provider '{name}': type '{other}' is not known; types: sim, aws"),
             }
+            reg.entry("priority").or_insert(Value::from(i));
+            let entry: ProviderEntry = serde_json::from_value(Value::Object(reg))
+                .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            entry.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            let spec = provider_spec(entry, table, workdir)?;
+            Ok(spec)
         })
         .collect()
+}
+
+/// The registration of a provider declared without one.
+fn entry(name: &ProviderName, kind: &str, priority: i32) -> ProviderEntry {
+    ProviderEntry {
+        strategy_name: name.to_string(),
+        provider_type: kind.into(),
+        strategy_config: serde_json::Map::new(),
+        capabilities: Default::default(),
+        priority,
+        weight: 1,
+        enabled: true,
+        origin: Origin::Config,
+    }
+}
+
+/// The provider a registration describes, its type's fields in `table` (a `[[providers]]`
+/// table without the registration's fields, or `registerProviderStrategy`'s strategy_config).
+pub fn provider_spec(
+    mut entry: ProviderEntry,
+    mut table: serde_json::Map<String, Value>,
+    workdir: &Path,
+) -> anyhow::Result<ProviderSpec> {
+    let name = ProviderName::new(entry.strategy_name.clone()).map_err(|e| anyhow::anyhow!("provider name: {e}"))?;
+    entry.strategy_config = table.clone();
+    let kind = match entry.provider_type.as_str() {
+        "sim" => {
+            let state_file = match table.remove("state_file") {
+                Some(Value::String(p)) => workdir.join(p),
+                None => workdir.join(format!("sim-{name}.json")),
+                Some(_) => bail!("provider '{name}': state_file must be a path"),
+            };
+            let config: SimConfig = serde_json::from_value(Value::Object(table))
+                .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            config.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            ProviderKind::Sim { config, state_file }
+        }
+        "aws" => {
+            // The seed's registration says `endpoint`; ohf.toml says `endpoint_url`.
+            if let Some(v) = table.remove("endpoint") {
+                table.insert("endpoint_url".into(), v);
+            }
+            let config: AwsConfig = serde_json::from_value(Value::Object(table))
+                .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            config.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            ProviderKind::Aws { config }
+        }
+        other => bail!("provider '{name}': type '{other}' is not known; types: sim, aws"),
+    };
+    Ok(ProviderSpec { name, entry, kind })
 }

@@ -1,22 +1,79 @@
 //! The composition root: builds the application from resolved settings.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ohf_app::{App, CloudProvider, EventBus, RequestStore, SystemClock, UuidIds};
+use async_trait::async_trait;
+use ohf_app::{App, Clock, CloudProvider, EventBus, ProviderFactory, RequestStore, SystemClock, UuidIds};
 use ohf_cloud_aws::AwsProvider;
 use ohf_cloud_sim::SimCloud;
-use ohf_resilience::Resilient;
+use ohf_provider_strategy::ProviderEntry;
+use ohf_resilience::{ResilienceConfig, Resilient};
 use ohf_store_sql::{PostgresStore, SqliteStore};
 
 use crate::catalog::FileCatalog;
-use crate::settings::{ProviderSpec, Resolved};
+use crate::settings::{ProviderKind, ProviderSpec, Resolved, provider_spec};
 
 pub struct Runtime {
     pub app: App,
     pub sims: Vec<Arc<SimCloud>>,
-    /// Every provider as the app calls it: behind its breaker, retries, deadlines and limits.
+    /// Every configured provider as the app calls it: behind its breaker, retries, deadlines
+    /// and limits.
     pub resilient: Vec<Arc<Resilient>>,
+}
+
+/// Builds providers, each behind its resilience wrapper: the configured ones at start, the
+/// registered ones (`registerProviderStrategy`) whenever they come.
+struct Builder {
+    store: Arc<dyn RequestStore>,
+    clock: Arc<dyn Clock>,
+    bus: EventBus,
+    resilience: ResilienceConfig,
+    workdir: PathBuf,
+}
+
+impl Builder {
+    async fn build(&self, spec: &ProviderSpec) -> anyhow::Result<(Arc<Resilient>, Option<Arc<SimCloud>>)> {
+        let (provider, sim): (Arc<dyn CloudProvider>, _) = match &spec.kind {
+            ProviderKind::Sim { config, state_file } => {
+                let sim = Arc::new(SimCloud::persistent(
+                    spec.name.clone(),
+                    config.clone(),
+                    self.clock.clone(),
+                    state_file.clone(),
+                ));
+                (sim.clone(), Some(sim))
+            }
+            ProviderKind::Aws { config } => {
+                let mut config = config.clone();
+                if self.resilience.retry.enabled {
+                    // ohf retries; the SDK's own retries would multiply with them.
+                    config.request_attempts = 1;
+                }
+                let aws = AwsProvider::connect(spec.name.clone(), &config)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("provider '{}': {e}", spec.name))?;
+                (Arc::new(aws), None)
+            }
+        };
+        let mut config = self.resilience.clone();
+        // The client-side buckets are EC2's; the simulated cloud has its own throttling.
+        config.rate_limit.enabled &= provider.kind() == "aws";
+        let resilient =
+            Resilient::new(provider, config, self.store.clone(), self.clock.clone()).with_bus(self.bus.clone());
+        Ok((Arc::new(resilient), sim))
+    }
+}
+
+#[async_trait]
+impl ProviderFactory for Builder {
+    async fn build(&self, entry: &ProviderEntry) -> Result<Arc<dyn CloudProvider>, String> {
+        let spec =
+            provider_spec(entry.clone(), entry.strategy_config.clone(), &self.workdir).map_err(|e| format!("{e:#}"))?;
+        let (provider, _) = Builder::build(self, &spec).await.map_err(|e| format!("{e:#}"))?;
+        Ok(provider)
+    }
 }
 
 pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
@@ -37,39 +94,21 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         Arc::new(store)
     };
     let clock = Arc::new(SystemClock);
-    let mut providers: Vec<Arc<dyn CloudProvider>> = Vec::new();
-    let mut sims = Vec::new();
-    for spec in &settings.providers {
-        match spec {
-            ProviderSpec::Sim { name, config, state_file } => {
-                let sim =
-                    Arc::new(SimCloud::persistent(name.clone(), config.clone(), clock.clone(), state_file.clone()));
-                sims.push(sim.clone());
-                providers.push(sim);
-            }
-            ProviderSpec::Aws { name, config } => {
-                let mut config = config.clone();
-                if settings.resilience.retry.enabled {
-                    // ohf retries; the SDK's own retries would multiply with them.
-                    config.request_attempts = 1;
-                }
-                let aws = AwsProvider::connect(name.clone(), &config)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
-                providers.push(Arc::new(aws));
-            }
-        }
-    }
     let bus = EventBus::default();
-    let resilient: Vec<Arc<Resilient>> = providers
-        .into_iter()
-        .map(|p| {
-            let mut config = settings.resilience.clone();
-            // The client-side buckets are EC2's; the simulated cloud has its own throttling.
-            config.rate_limit.enabled &= p.kind() == "aws";
-            Arc::new(Resilient::new(p, config, store.clone(), clock.clone()).with_bus(bus.clone()))
-        })
-        .collect();
+    let builder = Arc::new(Builder {
+        store: store.clone(),
+        clock: clock.clone(),
+        bus: bus.clone(),
+        resilience: settings.resilience.clone(),
+        workdir: settings.workdir.clone(),
+    });
+    let mut sims = Vec::new();
+    let mut resilient = Vec::new();
+    for spec in &settings.providers {
+        let (provider, sim) = builder.build(spec).await?;
+        sims.extend(sim);
+        resilient.push(provider);
+    }
     let providers = resilient.iter().map(|r| r.clone() as Arc<dyn CloudProvider>).collect();
     let app = App::new(
         store,
@@ -79,6 +118,9 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         Arc::new(UuidIds),
         bus,
         settings.app.clone(),
-    )?;
+    )?
+    .with_strategy(settings.providers.iter().map(|p| p.entry.clone()).collect(), settings.provider_strategy.clone())
+    .with_factory(builder);
+    app.load_registered().await.context("cannot read the registered providers")?;
     Ok(Runtime { app, sims, resilient })
 }

@@ -1,0 +1,253 @@
+//! The provider registry: every provider instance with its registration (type, capabilities,
+//! priority, weight, enabled), each behind `Measured`, which records every operation's figures
+//! and the provider's health in the store's shared state, so that every process sharing the
+//! store chooses from the same picture.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+use ohf_provider_strategy::metrics::{self, Bucket, OperationType};
+use ohf_provider_strategy::{Health, ProviderEntry, StrategyConfig};
+
+use crate::bus::{EventBus, SystemEvent};
+use crate::ports::{
+    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
+    RequestStore,
+};
+use crate::shared;
+
+/// Shared-state keys of the registry.
+pub mod keys {
+    pub const HEALTH: &str = "provider-health/";
+    pub const METRICS: &str = "provider-metrics/";
+    pub const ENTRY: &str = "provider/";
+    pub const CONFIG: &str = "strategy/config";
+    pub const CURSOR: &str = "strategy/cursor";
+
+    pub fn health(provider: &str) -> String {
+        format!("{HEALTH}{provider}")
+    }
+
+    pub fn metrics(provider: &str, op: &str, slot: i64) -> String {
+        format!("{METRICS}{provider}/{op}/{slot}")
+    }
+}
+
+/// Builds the provider a registration describes (with whatever the composition root puts
+/// around providers), for providers registered at run time and after a restart.
+#[async_trait]
+pub trait ProviderFactory: Send + Sync + 'static {
+    async fn build(&self, entry: &ProviderEntry) -> Result<Arc<dyn CloudProvider>, String>;
+}
+
+/// One provider instance: its registration and the provider, measured.
+#[derive(Clone)]
+pub struct Slot {
+    pub entry: ProviderEntry,
+    pub provider: Arc<Measured>,
+}
+
+/// The provider instances of the app, in registration order.
+pub(crate) struct Registry {
+    slots: RwLock<Vec<Slot>>,
+    pub(crate) config: Arc<RwLock<StrategyConfig>>,
+    pub(crate) factory: Option<Arc<dyn ProviderFactory>>,
+}
+
+impl Registry {
+    pub(crate) fn new(config: StrategyConfig) -> Self {
+        Self { slots: RwLock::new(Vec::new()), config: Arc::new(RwLock::new(config)), factory: None }
+    }
+
+    pub(crate) fn slots(&self) -> Vec<Slot> {
+        self.slots.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn slot(&self, name: &str) -> Option<Slot> {
+        self.slots().into_iter().find(|s| s.entry.strategy_name == name)
+    }
+
+    /// Every provider, as the app calls them.
+    pub(crate) fn providers(&self) -> Vec<Arc<dyn CloudProvider>> {
+        self.slots().into_iter().map(|s| s.provider as Arc<dyn CloudProvider>).collect()
+    }
+
+    /// Adds or replaces the instance named by `slot.entry`.
+    pub(crate) fn put(&self, slot: Slot) {
+        if let Ok(mut slots) = self.slots.write() {
+            match slots.iter_mut().find(|s| s.entry.strategy_name == slot.entry.strategy_name) {
+                Some(s) => *s = slot,
+                None => slots.push(slot),
+            }
+        }
+    }
+
+    pub(crate) fn config(&self) -> StrategyConfig {
+        self.config.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn set_config(&self, config: StrategyConfig) {
+        if let Ok(mut c) = self.config.write() {
+            *c = config;
+        }
+    }
+}
+
+/// A provider whose every operation is counted, timed and fed into its health.
+pub struct Measured {
+    inner: Arc<dyn CloudProvider>,
+    store: Arc<dyn RequestStore>,
+    clock: Arc<dyn Clock>,
+    bus: EventBus,
+    config: Arc<RwLock<StrategyConfig>>,
+    active: AtomicU32,
+    /// Last seen health had no failures: a success then needs no write.
+    clean: AtomicBool,
+}
+
+impl Measured {
+    pub(crate) fn new(
+        inner: Arc<dyn CloudProvider>,
+        store: Arc<dyn RequestStore>,
+        clock: Arc<dyn Clock>,
+        bus: EventBus,
+        config: Arc<RwLock<StrategyConfig>>,
+    ) -> Self {
+        Self { inner, store, clock, bus, config, active: AtomicU32::new(0), clean: AtomicBool::new(false) }
+    }
+
+    /// Operations in flight on this provider in this process.
+    pub fn active_operations(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    async fn measure<T>(
+        &self,
+        op: OperationType,
+        call: impl Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, CloudError> {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let out = call.await;
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.record(op, ms, out.as_ref().err()).await;
+        out
+    }
+
+    /// Adds one operation to the figures and, when it speaks of the provider, to its health.
+    /// The store being unavailable loses figures, never the operation.
+    pub(crate) async fn record(&self, op: OperationType, ms: u64, error: Option<&CloudError>) {
+        let now = self.clock.now().unix_millis();
+        let name = self.inner.name().as_str();
+        let key = keys::metrics(name, op.as_str(), metrics::slot_of(now));
+        let code = error.map(|e| e.code.as_str());
+        if let Err(e) = shared::update(&*self.store, &key, Bucket::default, |b| b.add(now, ms, code)).await {
+            tracing::warn!(provider = name, error = %e, "provider figures not stored");
+        }
+        // A refused template or an unknown machine says nothing about the provider's health.
+        let speaks = error.is_none_or(|e| !matches!(e.kind, CloudErrorKind::Validation | CloudErrorKind::NotFound));
+        if !speaks || (error.is_none() && self.clean.load(Ordering::Relaxed)) {
+            return;
+        }
+        let breaker = self.config.read().map(|c| c.circuit_breaker_config.clone()).unwrap_or_default();
+        self.change_health(|h| {
+            h.record_operation(op.as_str(), code, now, &breaker);
+        })
+        .await;
+    }
+
+    /// Changes the stored health and publishes a change of verdict.
+    pub(crate) async fn change_health(&self, change: impl FnMut(&mut Health)) -> Option<Health> {
+        let now = self.clock.now().unix_millis();
+        let name = self.inner.name().as_str();
+        match shared::update(&*self.store, &keys::health(name), || Health::unknown(now), change).await {
+            Ok((before, after)) => {
+                self.clean.store(after.is_healthy && after.consecutive_failures == 0, Ordering::Relaxed);
+                if before.healthy_at(now) != after.healthy_at(now) {
+                    let level_unhealthy = !after.healthy_at(now);
+                    if level_unhealthy {
+                        tracing::warn!(provider = name, message = %after.status_message, "provider unhealthy");
+                    } else {
+                        tracing::info!(provider = name, message = %after.status_message, "provider healthy");
+                    }
+                    self.bus.publish_system(SystemEvent::ProviderHealthChanged {
+                        provider: name.to_owned(),
+                        healthy: after.healthy_at(now),
+                        source: after.source.clone(),
+                        message: after.status_message.clone(),
+                        at: self.clock.now(),
+                    });
+                }
+                Some(after)
+            }
+            Err(e) => {
+                tracing::warn!(provider = name, error = %e, "provider health not stored");
+                None
+            }
+        }
+    }
+
+    /// Runs a health check now and records its verdict.
+    pub(crate) async fn check_health(&self) -> (Result<(), CloudError>, u64) {
+        let started = Instant::now();
+        let out = self.inner.health_check().await;
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = self.clock.now().unix_millis();
+        let key = keys::metrics(self.inner.name().as_str(), OperationType::HealthCheck.as_str(), metrics::slot_of(now));
+        let code = out.as_ref().err().map(|e| e.code.clone());
+        if let Err(e) = shared::update(&*self.store, &key, Bucket::default, |b| b.add(now, ms, code.as_deref())).await {
+            tracing::warn!(error = %e, "provider figures not stored");
+        }
+        let verdict = out.as_ref().map(|_| ()).map_err(|e| (e.code.clone(), e.message.clone()));
+        self.change_health(|h| {
+            h.record_check(verdict.clone(), now);
+        })
+        .await;
+        (out, ms)
+    }
+}
+
+#[async_trait]
+impl CloudProvider for Measured {
+    fn name(&self) -> &ProviderName {
+        self.inner.name()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> &'static [&'static str] {
+        self.inner.capabilities()
+    }
+    async fn health_check(&self) -> Result<(), CloudError> {
+        self.check_health().await.0
+    }
+    async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
+        self.measure(OperationType::ValidateTemplate, self.inner.check_template(template)).await
+    }
+    async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
+        self.inner.capacity(template).await
+    }
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        self.measure(OperationType::CreateInstances, self.inner.launch(request)).await
+    }
+    async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
+        self.measure(OperationType::GetInstanceStatus, self.inner.describe(query)).await
+    }
+    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
+        self.measure(OperationType::TerminateInstances, self.inner.terminate(ids)).await
+    }
+    async fn release(&self, resource: &str) -> Result<(), CloudError> {
+        self.measure(OperationType::TerminateInstances, self.inner.release(resource)).await
+    }
+    async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
+        self.inner.prune(keep, cluster).await
+    }
+    fn report(&self) -> Option<serde_json::Value> {
+        self.inner.report()
+    }
+}

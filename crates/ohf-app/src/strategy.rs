@@ -1,0 +1,774 @@
+//! The provider-strategy seed's use cases: choosing a provider for an operation (policy,
+//! criteria, health, figures), failing a launch over to another provider, registering and
+//! configuring providers (kept in the store), health updates and checks, figures and
+//! capabilities. The commands and queries take and answer the seed's documents.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ohf_domain::{DomainError, PriceType, ProviderApi, ProviderName, Request, Template};
+use ohf_provider_strategy::config::{self, ConfigError, Origin, validate_criteria};
+use ohf_provider_strategy::metrics::{self, Bucket, HOUR_MS, OperationType, Summary};
+use ohf_provider_strategy::{Candidate, Criteria, Health, ProviderEntry, Selection, SelectionPolicy, StrategyConfig};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::bus::SystemEvent;
+use crate::ports::{CloudError, CloudErrorKind, CloudProvider, DescribeQuery};
+use crate::providers::{Measured, Slot, keys};
+use crate::{App, AppError, MachineRef, RequestMachines, RequestReturn, shared};
+
+/// Every command and query of the seed, by its method name.
+pub const METHODS: [&str; 9] = [
+    "executeProviderOperation",
+    "selectProviderStrategy",
+    "registerProviderStrategy",
+    "configureProviderStrategy",
+    "updateProviderHealth",
+    "getProviderHealth",
+    "listAvailableProviders",
+    "getProviderMetrics",
+    "getProviderCapabilities",
+];
+
+/// What a provider knows how to do beyond its capabilities, for `include_limitations`.
+fn limitations(kind: &str) -> Vec<&'static str> {
+    match kind {
+        "aws" => vec![
+            "at most 1000 instance ids per describe or terminate call",
+            "EC2 API request rates per account and region (client-side buckets: RunInstances 5 burst, 2/s)",
+            "Spot Fleet needs an IAM fleet role (fleetRole)",
+        ],
+        "sim" => vec!["simulated: machines exist only in the simulation's state file"],
+        _ => Vec::new(),
+    }
+}
+
+fn invalid(e: ConfigError) -> AppError {
+    DomainError::validation(&e.field, e.message).into()
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(p: &Value, what: &str) -> Result<T, AppError> {
+    let p = if p.is_null() { &Value::Object(Map::new()) } else { p };
+    config::parse(p, what).map_err(invalid)
+}
+
+/// The capabilities a template needs of the provider that launches it.
+fn needed_capabilities(t: &Template) -> Vec<String> {
+    let mut needed = vec!["instances".to_owned()];
+    if t.price_type() != PriceType::Ondemand {
+        needed.push("spot_instances".into());
+    }
+    match t.provider_api() {
+        ProviderApi::Ec2Fleet | ProviderApi::SpotFleet => needed.push("fleets".into()),
+        ProviderApi::Asg => needed.push("auto_scaling".into()),
+        ProviderApi::RunInstances => {}
+    }
+    needed
+}
+
+/// Whether an operation's failure is the provider's (worth another provider), rather than
+/// the request's own.
+pub(crate) fn fails_over(e: &CloudError) -> bool {
+    !matches!(e.kind, CloudErrorKind::Validation | CloudErrorKind::NotFound)
+}
+
+fn now_draw() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
+fn summary_view(s: &Summary) -> Value {
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteParams {
+    operation_type: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    strategy_override: Option<String>,
+    #[serde(default)]
+    selection_criteria: Option<Criteria>,
+    #[serde(default)]
+    selection_policy: Option<SelectionPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectParams {
+    operation_type: String,
+    #[serde(default)]
+    selection_criteria: Option<Criteria>,
+    #[serde(default)]
+    selection_policy: Option<SelectionPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthUpdate {
+    provider_name: String,
+    health_status: HealthStatus,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthStatus {
+    is_healthy: bool,
+    #[serde(default)]
+    status_message: Option<String>,
+    #[serde(default)]
+    error_details: Option<ErrorDetails>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErrorDetails {
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    retry_after: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ProviderQuery {
+    provider_name: Option<String>,
+    healthy_only: bool,
+    provider_type: Option<String>,
+    time_range_hours: Option<f64>,
+    include_operation_breakdown: bool,
+    include_error_details: bool,
+    include_performance_metrics: bool,
+    include_limitations: bool,
+}
+
+fn operation(name: &str) -> Result<OperationType, AppError> {
+    OperationType::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = OperationType::ALL.iter().map(|o| o.as_str()).collect();
+        DomainError::validation("operation_type", format!("'{name}' is not known; known: {}", known.join(", "))).into()
+    })
+}
+
+impl App {
+    /// Runs one of the seed's provider-strategy methods on its document.
+    pub async fn provider_call(&self, method: &str, p: &Value) -> Result<Value, AppError> {
+        match method {
+            "executeProviderOperation" => self.execute_provider_operation(parse(p, "data")?).await,
+            "selectProviderStrategy" => {
+                let q: SelectParams = parse(p, "data")?;
+                let op = operation(&q.operation_type)?;
+                if let Some(c) = &q.selection_criteria {
+                    validate_criteria(c, "selection_criteria").map_err(invalid)?;
+                }
+                let s = self.select_provider(op, q.selection_criteria.as_ref(), q.selection_policy, None, &[]).await?;
+                Ok(selection_view(op, &s))
+            }
+            "registerProviderStrategy" => self.register_provider(parse(p, "data")?).await,
+            "configureProviderStrategy" => self.configure_strategy(p).await,
+            "updateProviderHealth" => self.update_provider_health(parse(p, "data")?).await,
+            "getProviderHealth" => self.provider_health(&parse(p, "data")?).await,
+            "listAvailableProviders" => self.list_available_providers(&parse(p, "data")?).await,
+            "getProviderMetrics" => self.provider_metrics(&parse(p, "data")?).await,
+            "getProviderCapabilities" => self.provider_capabilities(&parse(p, "data")?).await,
+            other => Err(DomainError::validation("method", format!("'{other}' is not a provider-strategy method")).into()),
+        }
+    }
+
+    fn slot_named(&self, name: &str, field: &str) -> Result<Slot, AppError> {
+        self.registry.slot(name).ok_or_else(|| {
+            let known: Vec<String> = self.registry.slots().into_iter().map(|s| s.entry.strategy_name).collect();
+            DomainError::validation(field, format!("'{name}' is not registered; registered: {}", known.join(", ")))
+                .into()
+        })
+    }
+
+    fn slots_asked(&self, name: Option<&str>) -> Result<Vec<Slot>, AppError> {
+        match name {
+            Some(n) => Ok(vec![self.slot_named(n, "provider_name")?]),
+            None => Ok(self.registry.slots()),
+        }
+    }
+
+    /// Health as the store holds it, with an OPEN circuit breaker counted as unhealthy for
+    /// the recovery timeout after it opened.
+    async fn healths(&self) -> Result<BTreeMap<String, (Health, bool, Vec<Value>)>, AppError> {
+        let now = self.clock.now().unix_millis();
+        let recovery = i64::try_from(self.registry.config().circuit_breaker_config.recovery_timeout).unwrap_or(60) * 1000;
+        let mut stored: BTreeMap<String, Health> = BTreeMap::new();
+        for (key, value, _) in self.store.list_shared(keys::HEALTH).await? {
+            if let Ok(h) = serde_json::from_str(&value) {
+                stored.insert(key.trim_start_matches(keys::HEALTH).to_owned(), h);
+            }
+        }
+        let mut breakers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for (key, value, _) in self.store.list_shared("breaker/").await? {
+            let mut parts = key.splitn(3, '/').skip(1);
+            let (Some(provider), Some(service)) = (parts.next(), parts.next()) else { continue };
+            let Ok(Value::Object(mut b)) = serde_json::from_str::<Value>(&value) else { continue };
+            b.insert("service".into(), json!(service));
+            breakers.entry(provider.to_owned()).or_default().push(Value::Object(b));
+        }
+        let mut out = BTreeMap::new();
+        for slot in self.registry.slots() {
+            let name = slot.entry.strategy_name.clone();
+            let health = stored.remove(&name).unwrap_or_else(|| Health::unknown(now));
+            let theirs = breakers.remove(&name).unwrap_or_default();
+            let open = theirs.iter().any(|b| {
+                b["state"] == "OPEN" && b["changed_at"].as_i64().is_some_and(|t| now - t < recovery)
+            });
+            let healthy = health.healthy_at(now) && !open;
+            out.insert(name, (health, healthy, theirs));
+        }
+        Ok(out)
+    }
+
+    /// The figures of `op` on `provider` over the last `since_ms`.
+    async fn figures(&self, provider: &str, op: OperationType, since: i64) -> Result<Summary, AppError> {
+        let now = self.clock.now().unix_millis();
+        let hours = ((now - since) / HOUR_MS + 1).clamp(1, metrics::KEPT_HOURS);
+        let buckets: Vec<Bucket> = if hours <= 2 {
+            let mut list = Vec::new();
+            for h in 0..hours {
+                let key = keys::metrics(provider, op.as_str(), metrics::slot_of(now - h * HOUR_MS));
+                list.push(shared::load(&*self.store, &key, Bucket::default).await?.0);
+            }
+            list
+        } else {
+            let prefix = format!("{}{provider}/{}/", keys::METRICS, op.as_str());
+            self.store.list_shared(&prefix).await?.iter().filter_map(|(_, v, _)| serde_json::from_str(v).ok()).collect()
+        };
+        // A ring slot may hold an hour a week old: only hours inside the range count.
+        let buckets: Vec<Bucket> = buckets.into_iter().filter(|b| b.hour <= now).collect();
+        Ok(metrics::summarize(&buckets, since))
+    }
+
+    async fn candidates(&self, op: OperationType) -> Result<Vec<Candidate>, AppError> {
+        let healths = self.healths().await?;
+        let since = self.clock.now().unix_millis() - HOUR_MS;
+        let mut list = Vec::new();
+        for slot in self.registry.slots() {
+            let name = slot.entry.strategy_name.clone();
+            let figures = self.figures(&name, op, since).await?;
+            list.push(Candidate {
+                provider_type: slot.entry.provider_type.clone(),
+                capabilities: slot.entry.capabilities_with(slot.provider.capabilities()),
+                priority: slot.entry.priority,
+                weight: slot.entry.weight,
+                enabled: slot.entry.enabled,
+                healthy: healths.get(&name).is_none_or(|h| h.1),
+                active_operations: slot.provider.active_operations(),
+                response_time_ms: figures.average_response_time_ms,
+                success_rate: figures.success_rate,
+                name,
+            });
+        }
+        Ok(list)
+    }
+
+    /// Chooses a provider for `op`: the call's criteria (else the configured ones) plus what
+    /// `template` needs, under the call's policy (else the configured one), never one of
+    /// `exclude`.
+    pub async fn select_provider(
+        &self,
+        op: OperationType,
+        criteria: Option<&Criteria>,
+        policy: Option<SelectionPolicy>,
+        template: Option<&Template>,
+        exclude: &[ProviderName],
+    ) -> Result<Selection, AppError> {
+        let config = self.registry.config();
+        let mut criteria = criteria.cloned().unwrap_or(config.selection_criteria);
+        if let Some(t) = template {
+            for c in needed_capabilities(t) {
+                if !criteria.required_capabilities.contains(&c) {
+                    criteria.required_capabilities.push(c);
+                }
+            }
+        }
+        criteria.exclude_strategies.extend(exclude.iter().map(|p| p.to_string()));
+        let policy = policy.unwrap_or(config.default_selection_policy);
+        let candidates = self.candidates(op).await?;
+        let cursor = if matches!(policy, SelectionPolicy::RoundRobin | SelectionPolicy::WeightedRoundRobin) {
+            shared::update(&*self.store, keys::CURSOR, || 0u64, |c| *c = c.wrapping_add(1)).await?.0
+        } else {
+            0
+        };
+        let selection = ohf_provider_strategy::select(&candidates, policy, &criteria, cursor, now_draw())
+            .map_err(|e| AppError::NoProvider { message: e.to_string(), passed_over: serde_json::to_value(&e.passed_over).unwrap_or_default() })?;
+        tracing::debug!(operation = op.as_str(), provider = %selection.selected, reason = %selection.reason, "provider selected");
+        self.bus.publish_system(SystemEvent::ProviderSelected {
+            operation: op.as_str().into(),
+            provider: selection.selected.clone(),
+            policy: format!("{policy:?}"),
+            reason: selection.reason.clone(),
+            at: self.clock.now(),
+        });
+        Ok(selection)
+    }
+
+    /// The provider a new request goes to: the one asked for, else the template's, else the
+    /// only one, else the selection's.
+    pub(crate) async fn choose_provider(
+        &self,
+        template: &Template,
+        asked: Option<&str>,
+    ) -> Result<Arc<Measured>, AppError> {
+        let wanted = asked.or(template.provider().map(ProviderName::as_str));
+        if let Some(wanted) = wanted {
+            let slot = self.slot_named(wanted, "provider")?;
+            if !slot.entry.enabled {
+                return Err(DomainError::validation("provider", format!("'{wanted}' is disabled")).into());
+            }
+            return Ok(slot.provider);
+        }
+        let slots = self.registry.slots();
+        if let [only] = slots.as_slice() {
+            return Ok(only.provider.clone());
+        }
+        let s = self.select_provider(OperationType::CreateInstances, None, None, Some(template), &[]).await?;
+        Ok(self.slot_named(&s.selected, "provider")?.provider)
+    }
+
+    /// Where a request whose launch on its provider just failed with `error` goes next: the
+    /// configured fallbacks in order, else the selection among the others; never a provider
+    /// the request already tried, a disabled or unhealthy one, or one that refuses the
+    /// template.
+    pub(crate) async fn failover_target(&self, request: &Request, error: &CloudError) -> Option<(ProviderName, String)> {
+        let template = request.template()?;
+        let current = request.provider()?;
+        if !fails_over(error) || self.registry.slots().len() < 2 {
+            return None;
+        }
+        let tried: Vec<ProviderName> = request.providers_tried().iter().chain([current]).cloned().collect();
+        let config = self.registry.config();
+        let healths = self.healths().await.ok()?;
+        let fits = |slot: &Slot| {
+            let caps = slot.entry.capabilities_with(slot.provider.capabilities());
+            slot.entry.enabled
+                && !tried.iter().any(|t| t.as_str() == slot.entry.strategy_name)
+                && healths.get(&slot.entry.strategy_name).is_none_or(|h| h.1)
+                && needed_capabilities(template).iter().all(|c| caps.contains(c))
+        };
+        let mut order: Vec<Slot> = Vec::new();
+        if config.fallback_strategies.is_empty() {
+            if let Ok(s) = self.select_provider(OperationType::CreateInstances, None, None, Some(template), &tried).await
+                && let Some(slot) = self.registry.slot(&s.selected)
+            {
+                order.push(slot);
+            }
+        } else {
+            order = config.fallback_strategies.iter().filter_map(|n| self.registry.slot(n)).collect();
+        }
+        for slot in order.into_iter().filter(|s| fits(s)) {
+            if slot.provider.check_template(template).await.is_ok() {
+                let reason = format!("launch on {current} failed: {error}");
+                return Some((slot.provider.name().clone(), reason));
+            }
+        }
+        None
+    }
+
+    async fn execute_provider_operation(&self, q: ExecuteParams) -> Result<Value, AppError> {
+        let op = operation(&q.operation_type)?;
+        if let Some(c) = &q.selection_criteria {
+            validate_criteria(c, "selection_criteria").map_err(invalid)?;
+        }
+        let params = Value::Object(q.parameters.clone());
+        let started = std::time::Instant::now();
+        let text = |field: &str| params.get(field).and_then(Value::as_str).map(str::to_owned);
+        let template = match text("template_id") {
+            Some(id) => Some(self.template(&id).await?),
+            None => None,
+        };
+        // The provider: the override, else the selection.
+        let (provider, selection) = match &q.strategy_override {
+            Some(name) => (self.slot_named(name, "strategy_override")?.provider, None),
+            None if op == OperationType::HealthCheck => (self.registry.slots()[0].provider.clone(), None),
+            None => {
+                let s = self
+                    .select_provider(op, q.selection_criteria.as_ref(), q.selection_policy, template.as_ref(), &[])
+                    .await?;
+                (self.slot_named(&s.selected, "provider")?.provider, Some(s))
+            }
+        };
+        let result = match op {
+            OperationType::CreateInstances => {
+                let Some(template) = &template else {
+                    return Err(DomainError::validation("parameters.template_id", "is required").into());
+                };
+                let count = params.get("count").and_then(Value::as_i64).ok_or_else(|| {
+                    AppError::from(DomainError::validation("parameters.count", "is required: a whole number"))
+                })?;
+                let request = self
+                    .request_machines(RequestMachines {
+                        template_id: template.id().to_string(),
+                        count,
+                        request_id: text("request_id"),
+                        provider: Some(provider.name().to_string()),
+                        ..RequestMachines::default()
+                    })
+                    .await?;
+                json!({"request_id": request.id().as_str(), "status": request.state().as_str(),
+                       "machine_count": request.count()})
+            }
+            OperationType::TerminateInstances => {
+                let ids = string_list(&params, "instance_ids")?;
+                let request = self
+                    .request_return(RequestReturn {
+                        machines: ids.into_iter().map(|id| MachineRef { id: Some(id), name: None }).collect(),
+                        ..RequestReturn::default()
+                    })
+                    .await?;
+                json!({"request_id": request.id().as_str(), "status": request.state().as_str(),
+                       "machine_count": request.machines().len()})
+            }
+            OperationType::GetInstanceStatus => {
+                let ids = string_list(&params, "instance_ids")?;
+                let machine_ids = ids
+                    .iter()
+                    .map(|i| ohf_domain::MachineId::new(i.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(AppError::from)?;
+                let seen = provider
+                    .describe(&DescribeQuery { machine_ids, ..Default::default() })
+                    .await
+                    .map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?;
+                json!({"instances": seen.iter().map(|o| json!({
+                    "instance_id": o.id.as_str(), "status": o.status.to_string(), "instance_type": o.instance_type,
+                    "private_ip": o.private_ip, "host_name": o.name, "zone": o.zone,
+                })).collect::<Vec<_>>()})
+            }
+            OperationType::ValidateTemplate => {
+                let Some(template) = &template else {
+                    return Err(DomainError::validation("parameters.template_id", "is required").into());
+                };
+                match provider.check_template(template).await {
+                    Ok(()) => json!({"valid": true, "template_id": template.id().as_str()}),
+                    Err(e) => json!({"valid": false, "template_id": template.id().as_str(), "reason": e.to_string()}),
+                }
+            }
+            OperationType::GetAvailableTemplates => {
+                let mut list = Vec::new();
+                for t in self.catalog.templates().await? {
+                    if provider.check_template(&t).await.is_ok() {
+                        list.push(json!(t.id().as_str()));
+                    }
+                }
+                json!({"templates": list})
+            }
+            OperationType::HealthCheck => {
+                let slots = match &q.strategy_override {
+                    Some(_) => vec![self.slot_named(provider.name().as_str(), "strategy_override")?],
+                    None => self.registry.slots(),
+                };
+                let mut checks = Vec::new();
+                for slot in slots {
+                    let (out, ms) = slot.provider.check_health().await;
+                    checks.push(json!({
+                        "provider_name": slot.entry.strategy_name, "is_healthy": out.is_ok(),
+                        "response_time_ms": ms, "error": out.err().map(|e| e.to_string()),
+                    }));
+                }
+                json!({"providers": checks})
+            }
+        };
+        Ok(json!({
+            "success": true,
+            "operation_type": op.as_str(),
+            "provider_name": provider.name().as_str(),
+            "selection": selection.as_ref().map(|s| selection_view(op, s)),
+            "execution_time_ms": started.elapsed().as_millis() as u64,
+            "result": result,
+        }))
+    }
+
+    async fn register_provider(&self, mut entry: ProviderEntry) -> Result<Value, AppError> {
+        entry.validate().map_err(invalid)?;
+        entry.origin = Origin::Registered;
+        if let Some(existing) = self.registry.slot(&entry.strategy_name)
+            && existing.entry.origin == Origin::Config
+        {
+            return Err(DomainError::validation(
+                "strategy_name",
+                format!("'{}' comes from the config file; change it there", entry.strategy_name),
+            )
+            .into());
+        }
+        let Some(factory) = self.registry.factory.clone() else {
+            return Err(AppError::Configuration("this process cannot build providers at run time".into()));
+        };
+        let provider = factory.build(&entry).await.map_err(|m| DomainError::validation("strategy_config", m))?;
+        let text = serde_json::to_string(&entry).map_err(|e| AppError::Configuration(e.to_string()))?;
+        let key = format!("{}{}", keys::ENTRY, entry.strategy_name);
+        let (_, version) = self.store.load_shared(&key).await?;
+        if !self.store.store_shared(&key, &text, version).await? {
+            return Err(AppError::Busy { request_id: entry.strategy_name.clone(), retry_after_secs: 1 });
+        }
+        let view = entry_view(&entry, provider.capabilities());
+        self.add_provider(entry, provider);
+        Ok(json!({"registered": true, "provider": view}))
+    }
+
+    /// Adds a provider instance, measured, to the registry.
+    pub fn add_provider(&self, entry: ProviderEntry, provider: Arc<dyn CloudProvider>) {
+        let measured = Arc::new(Measured::new(
+            provider,
+            self.store.clone(),
+            self.clock.clone(),
+            self.bus.clone(),
+            self.registry.config.clone(),
+        ));
+        self.registry.put(Slot { entry, provider: measured });
+    }
+
+    /// Takes in the registrations and strategy configuration kept in the store: a restarted
+    /// process (every Host Factory call is one) sees what was registered and configured.
+    pub async fn load_registered(&self) -> Result<(), AppError> {
+        let (raw, _) = self.store.load_shared(keys::CONFIG).await?;
+        if let Some(raw) = raw {
+            let stored: StrategyConfig = serde_json::from_str(&raw)
+                .map_err(|e| AppError::Configuration(format!("stored strategy configuration: {e}")))?;
+            self.registry.set_config(stored);
+        }
+        let Some(factory) = self.registry.factory.clone() else { return Ok(()) };
+        for (key, value, _) in self.store.list_shared(keys::ENTRY).await? {
+            let entry: ProviderEntry = match serde_json::from_str(&value) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "stored provider registration unreadable; skipped");
+                    continue;
+                }
+            };
+            if self.registry.slot(&entry.strategy_name).is_some_and(|s| s.entry.origin == Origin::Config) {
+                continue;
+            }
+            match factory.build(&entry).await {
+                Ok(p) => self.add_provider(entry, p),
+                Err(e) => tracing::warn!(provider = %entry.strategy_name, error = %e, "registered provider not built"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn configure_strategy(&self, p: &Value) -> Result<Value, AppError> {
+        let Value::Object(given) = p else {
+            return Err(DomainError::validation("data", "must be an object").into());
+        };
+        // Fields not given keep their current values.
+        let mut merged = serde_json::to_value(self.registry.config()).unwrap_or_default();
+        if let Value::Object(m) = &mut merged {
+            m.extend(given.clone());
+        }
+        let config: StrategyConfig = parse(&merged, "data")?;
+        config.validate().map_err(invalid)?;
+        for name in &config.fallback_strategies {
+            self.slot_named(name, "fallback_strategies")?;
+        }
+        let text = serde_json::to_string(&config).map_err(|e| AppError::Configuration(e.to_string()))?;
+        let (_, version) = self.store.load_shared(keys::CONFIG).await?;
+        if !self.store.store_shared(keys::CONFIG, &text, version).await? {
+            return Err(AppError::Busy { request_id: keys::CONFIG.into(), retry_after_secs: 1 });
+        }
+        self.registry.set_config(config.clone());
+        Ok(json!({"configured": true, "configuration": config}))
+    }
+
+    async fn update_provider_health(&self, u: HealthUpdate) -> Result<Value, AppError> {
+        let slot = self.slot_named(&u.provider_name, "provider_name")?;
+        let source = u.source.unwrap_or_else(|| "external".into());
+        let now = self.clock.now().unix_millis();
+        let status = u.health_status;
+        let message = status
+            .status_message
+            .unwrap_or_else(|| if status.is_healthy { "healthy".into() } else { "unhealthy".into() });
+        let (code, retry_after) = status.error_details.map_or((None, None), |d| (d.error_code, d.retry_after));
+        let after = slot
+            .provider
+            .change_health(|h| {
+                h.record_update(status.is_healthy, message.clone(), code.clone(), retry_after, &source, now);
+            })
+            .await
+            .ok_or_else(|| AppError::Configuration("the health could not be stored".into()))?;
+        Ok(json!({"provider_name": u.provider_name, "updated": true, "health_status": health_view(&after, after.healthy_at(now), now)}))
+    }
+
+    async fn provider_health(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+        let slots = self.slots_asked(q.provider_name.as_deref())?;
+        let healths = self.healths().await?;
+        let now = self.clock.now().unix_millis();
+        let list: Vec<Value> = slots
+            .iter()
+            .filter_map(|s| healths.get(&s.entry.strategy_name).map(|h| (s, h)))
+            .map(|(s, (h, healthy, breakers))| {
+                let mut v = health_view(h, *healthy, now);
+                v["provider_name"] = json!(s.entry.strategy_name);
+                v["circuit_breakers"] = json!(breakers);
+                v
+            })
+            .collect();
+        let healthy = list.iter().filter(|v| v["is_healthy"] == true).count();
+        Ok(json!({"providers": list, "healthy_count": healthy, "unhealthy_count": list.len() - healthy}))
+    }
+
+    async fn list_available_providers(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+        let healths = self.healths().await?;
+        let list: Vec<Value> = self
+            .registry
+            .slots()
+            .iter()
+            .filter(|s| q.provider_type.as_ref().is_none_or(|t| &s.entry.provider_type == t))
+            .map(|s| (s, healths.get(&s.entry.strategy_name).is_none_or(|h| h.1)))
+            .filter(|(s, healthy)| !q.healthy_only || (*healthy && s.entry.enabled))
+            .map(|(s, healthy)| {
+                let mut v = entry_view(&s.entry, s.provider.capabilities());
+                v["is_healthy"] = json!(healthy);
+                v
+            })
+            .collect();
+        Ok(json!({"providers": list, "count": list.len(), "selection_policy": self.registry.config().default_selection_policy}))
+    }
+
+    async fn provider_metrics(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+        let hours = q.time_range_hours.unwrap_or(24.0);
+        if !(hours > 0.0 && hours <= metrics::KEPT_HOURS as f64) {
+            return Err(DomainError::validation("time_range_hours", "must be more than 0 and at most 168").into());
+        }
+        let since = self.clock.now().unix_millis() - (hours * HOUR_MS as f64) as i64;
+        let mut list = Vec::new();
+        for slot in self.slots_asked(q.provider_name.as_deref())? {
+            let name = &slot.entry.strategy_name;
+            let mut all: Vec<Bucket> = Vec::new();
+            let mut breakdown = Map::new();
+            let prefix = format!("{}{name}/", keys::METRICS);
+            let now = self.clock.now().unix_millis();
+            let stored = self.store.list_shared(&prefix).await?;
+            for op in OperationType::ALL {
+                let of_op = format!("{prefix}{}/", op.as_str());
+                let buckets: Vec<Bucket> = stored
+                    .iter()
+                    .filter(|(k, _, _)| k.starts_with(&of_op))
+                    .filter_map(|(_, v, _)| serde_json::from_str(v).ok())
+                    .filter(|b: &Bucket| b.hour <= now)
+                    .collect();
+                let s = metrics::summarize(&buckets, since);
+                if s.total_operations > 0 {
+                    let mut v = summary_view(&s);
+                    if !q.include_error_details {
+                        v.as_object_mut().map(|m| m.remove("errors"));
+                    }
+                    breakdown.insert(op.as_str().into(), v);
+                }
+                all.extend(buckets);
+            }
+            let total = metrics::summarize(&all, since);
+            let mut v = summary_view(&total);
+            if !q.include_error_details {
+                v.as_object_mut().map(|m| m.remove("errors"));
+            }
+            v["provider_name"] = json!(name);
+            v["active_operations"] = json!(slot.provider.active_operations());
+            if q.include_operation_breakdown {
+                v["operations"] = Value::Object(breakdown);
+            }
+            list.push(v);
+        }
+        Ok(json!({"time_range_hours": hours, "providers": list}))
+    }
+
+    async fn provider_capabilities(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+        let mut list = Vec::new();
+        let since = self.clock.now().unix_millis() - 24 * HOUR_MS;
+        for slot in self.slots_asked(q.provider_name.as_deref())? {
+            let caps = slot.entry.capabilities_with(slot.provider.capabilities());
+            let mut all: BTreeMap<String, bool> = slot.entry.capabilities.clone();
+            for c in &caps {
+                all.insert(c.clone(), true);
+            }
+            let mut v = json!({
+                "provider_name": slot.entry.strategy_name,
+                "provider_type": slot.entry.provider_type,
+                "capabilities": all,
+                "supported_operations": OperationType::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+            });
+            if q.include_limitations {
+                v["limitations"] = json!(limitations(&slot.entry.provider_type));
+            }
+            if q.include_performance_metrics {
+                let mut perf = Map::new();
+                for op in [OperationType::CreateInstances, OperationType::GetInstanceStatus, OperationType::TerminateInstances] {
+                    perf.insert(op.as_str().into(), summary_view(&self.figures(&slot.entry.strategy_name, op, since).await?));
+                }
+                v["performance_metrics"] = Value::Object(perf);
+            }
+            list.push(v);
+        }
+        Ok(json!({"providers": list}))
+    }
+
+    /// Runs every provider's health check (the daemon does, at `health_check_interval`).
+    pub async fn check_providers(&self) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        for slot in self.registry.slots().into_iter().filter(|s| s.entry.enabled) {
+            let (result, _) = slot.provider.check_health().await;
+            out.push((slot.entry.strategy_name, result.is_ok()));
+        }
+        out
+    }
+
+    /// Seconds between health checks.
+    pub fn health_check_interval(&self) -> u64 {
+        self.registry.config().health_check_interval
+    }
+}
+
+fn string_list(p: &Value, field: &str) -> Result<Vec<String>, AppError> {
+    match p.get(field) {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| DomainError::validation(&format!("parameters.{field}"), "must be a list of strings").into()),
+        _ => Err(DomainError::validation(&format!("parameters.{field}"), "is required: a list of ids").into()),
+    }
+}
+
+fn selection_view(op: OperationType, s: &Selection) -> Value {
+    json!({
+        "operation_type": op.as_str(),
+        "selected_strategy": s.selected,
+        "selection_policy": s.policy,
+        "selection_reason": s.reason,
+        "passed_over": s.passed_over,
+    })
+}
+
+fn entry_view(e: &ProviderEntry, of_type: &[&str]) -> Value {
+    json!({
+        "strategy_name": e.strategy_name,
+        "provider_type": e.provider_type,
+        "strategy_config": e.strategy_config,
+        "capabilities": e.capabilities_with(of_type),
+        "priority": e.priority,
+        "weight": e.weight,
+        "enabled": e.enabled,
+        "origin": e.origin,
+    })
+}
+
+fn health_view(h: &Health, healthy: bool, now: i64) -> Value {
+    let at = |ms: i64| ohf_domain::Timestamp::from_unix_millis(ms).to_rfc3339();
+    json!({
+        "is_healthy": healthy,
+        "status_message": h.status_message,
+        "source": h.source,
+        "error_code": h.error_code,
+        "consecutive_failures": h.consecutive_failures,
+        "since": at(h.since),
+        "unhealthy_until": h.unhealthy_until.filter(|t| *t > now).map(at),
+        "last_check": h.last_check.map(at),
+    })
+}
