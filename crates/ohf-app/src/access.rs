@@ -42,7 +42,10 @@ pub fn needed(method: &str) -> Role {
     match method {
         "requestMachines" | "requestReturnMachines" | "cancelRequest" => Role::Operator,
         "executeProviderOperation" => Role::Operator,
-        "reconcile" | "sweepOrphans" | "registerProviderStrategy" | "configureProviderStrategy"
+        "reconcile"
+        | "sweepOrphans"
+        | "registerProviderStrategy"
+        | "configureProviderStrategy"
         | "updateProviderHealth" => Role::Admin,
         _ => Role::Reader,
     }

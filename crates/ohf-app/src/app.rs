@@ -12,11 +12,11 @@ use serde_json::Value;
 use ohf_provider_strategy::{Origin, ProviderEntry, StrategyConfig};
 
 use crate::bus::EventBus;
-use crate::providers::{ProviderFactory, Registry, Slot};
 use crate::ports::{
     Clock, CloudProvider, DescribeQuery, Fence, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
     find_machine,
 };
+use crate::providers::{ProviderFactory, Registry, Slot};
 use crate::{AppError, ReconcileReport};
 
 /// The rules of the application, from configuration.
@@ -132,7 +132,8 @@ impl App {
         if providers.is_empty() {
             return Err(AppError::Configuration("at least one provider must be configured".into()));
         }
-        let app = Self { store, catalog, registry: Registry::new(StrategyConfig::default()), clock, ids, bus, settings };
+        let app =
+            Self { store, catalog, registry: Registry::new(StrategyConfig::default()), clock, ids, bus, settings };
         for (i, p) in providers.into_iter().enumerate() {
             let entry = ProviderEntry {
                 strategy_name: p.name().to_string(),

@@ -90,7 +90,7 @@ struct ExecuteParams {
     #[serde(default)]
     strategy_override: Option<String>,
     #[serde(default)]
-    selection_criteria: Option<Criteria>,
+    selection_criteria: Option<Value>,
     #[serde(default)]
     selection_policy: Option<SelectionPolicy>,
 }
@@ -100,7 +100,7 @@ struct ExecuteParams {
 struct SelectParams {
     operation_type: String,
     #[serde(default)]
-    selection_criteria: Option<Criteria>,
+    selection_criteria: Option<Value>,
     #[serde(default)]
     selection_policy: Option<SelectionPolicy>,
 }
@@ -161,10 +161,8 @@ impl App {
             "selectProviderStrategy" => {
                 let q: SelectParams = parse(p, "data")?;
                 let op = operation(&q.operation_type)?;
-                if let Some(c) = &q.selection_criteria {
-                    validate_criteria(c, "selection_criteria").map_err(invalid)?;
-                }
-                let s = self.select_provider(op, q.selection_criteria.as_ref(), q.selection_policy, None, &[]).await?;
+                let criteria = self.criteria_with(q.selection_criteria.as_ref())?;
+                let s = self.select_provider(op, Some(&criteria), q.selection_policy, None, &[]).await?;
                 Ok(selection_view(op, &s))
             }
             "registerProviderStrategy" => self.register_provider(parse(p, "data")?).await,
@@ -174,8 +172,26 @@ impl App {
             "listAvailableProviders" => self.list_available_providers(&parse(p, "data")?).await,
             "getProviderMetrics" => self.provider_metrics(&parse(p, "data")?).await,
             "getProviderCapabilities" => self.provider_capabilities(&parse(p, "data")?).await,
-            other => Err(DomainError::validation("method", format!("'{other}' is not a provider-strategy method")).into()),
+            other => {
+                Err(DomainError::validation("method", format!("'{other}' is not a provider-strategy method")).into())
+            }
         }
+    }
+
+    /// The configured criteria with the fields a call gives put over them.
+    fn criteria_with(&self, given: Option<&Value>) -> Result<Criteria, AppError> {
+        let configured = self.registry.config().selection_criteria;
+        let Some(given) = given else { return Ok(configured) };
+        let Value::Object(given) = given else {
+            return Err(DomainError::validation("selection_criteria", "must be an object").into());
+        };
+        let mut merged = serde_json::to_value(configured).unwrap_or_default();
+        if let Value::Object(m) = &mut merged {
+            m.extend(given.clone());
+        }
+        let criteria: Criteria = config::parse(&merged, "selection_criteria").map_err(invalid)?;
+        validate_criteria(&criteria, "selection_criteria").map_err(invalid)?;
+        Ok(criteria)
     }
 
     fn slot_named(&self, name: &str, field: &str) -> Result<Slot, AppError> {
@@ -197,7 +213,8 @@ impl App {
     /// the recovery timeout after it opened.
     async fn healths(&self) -> Result<BTreeMap<String, (Health, bool, Vec<Value>)>, AppError> {
         let now = self.clock.now().unix_millis();
-        let recovery = i64::try_from(self.registry.config().circuit_breaker_config.recovery_timeout).unwrap_or(60) * 1000;
+        let recovery =
+            i64::try_from(self.registry.config().circuit_breaker_config.recovery_timeout).unwrap_or(60) * 1000;
         let mut stored: BTreeMap<String, Health> = BTreeMap::new();
         for (key, value, _) in self.store.list_shared(keys::HEALTH).await? {
             if let Ok(h) = serde_json::from_str(&value) {
@@ -217,9 +234,9 @@ impl App {
             let name = slot.entry.strategy_name.clone();
             let health = stored.remove(&name).unwrap_or_else(|| Health::unknown(now));
             let theirs = breakers.remove(&name).unwrap_or_default();
-            let open = theirs.iter().any(|b| {
-                b["state"] == "OPEN" && b["changed_at"].as_i64().is_some_and(|t| now - t < recovery)
-            });
+            let open = theirs
+                .iter()
+                .any(|b| b["state"] == "OPEN" && b["changed_at"].as_i64().is_some_and(|t| now - t < recovery));
             let healthy = health.healthy_at(now) && !open;
             out.insert(name, (health, healthy, theirs));
         }
@@ -297,13 +314,18 @@ impl App {
         } else {
             0
         };
-        let selection = ohf_provider_strategy::select(&candidates, policy, &criteria, cursor, now_draw())
-            .map_err(|e| AppError::NoProvider { message: e.to_string(), passed_over: serde_json::to_value(&e.passed_over).unwrap_or_default() })?;
+        let selection =
+            ohf_provider_strategy::select(&candidates, policy, &criteria, cursor, now_draw()).map_err(|e| {
+                AppError::NoProvider {
+                    message: e.to_string(),
+                    passed_over: serde_json::to_value(&e.passed_over).unwrap_or_default(),
+                }
+            })?;
         tracing::debug!(operation = op.as_str(), provider = %selection.selected, reason = %selection.reason, "provider selected");
         self.bus.publish_system(SystemEvent::ProviderSelected {
             operation: op.as_str().into(),
             provider: selection.selected.clone(),
-            policy: format!("{policy:?}"),
+            policy: policy.as_str().into(),
             reason: selection.reason.clone(),
             at: self.clock.now(),
         });
@@ -337,7 +359,11 @@ impl App {
     /// configured fallbacks in order, else the selection among the others; never a provider
     /// the request already tried, a disabled or unhealthy one, or one that refuses the
     /// template.
-    pub(crate) async fn failover_target(&self, request: &Request, error: &CloudError) -> Option<(ProviderName, String)> {
+    pub(crate) async fn failover_target(
+        &self,
+        request: &Request,
+        error: &CloudError,
+    ) -> Option<(ProviderName, String)> {
         let template = request.template()?;
         let current = request.provider()?;
         if !fails_over(error) || self.registry.slots().len() < 2 {
@@ -355,7 +381,8 @@ impl App {
         };
         let mut order: Vec<Slot> = Vec::new();
         if config.fallback_strategies.is_empty() {
-            if let Ok(s) = self.select_provider(OperationType::CreateInstances, None, None, Some(template), &tried).await
+            if let Ok(s) =
+                self.select_provider(OperationType::CreateInstances, None, None, Some(template), &tried).await
                 && let Some(slot) = self.registry.slot(&s.selected)
             {
                 order.push(slot);
@@ -374,9 +401,7 @@ impl App {
 
     async fn execute_provider_operation(&self, q: ExecuteParams) -> Result<Value, AppError> {
         let op = operation(&q.operation_type)?;
-        if let Some(c) = &q.selection_criteria {
-            validate_criteria(c, "selection_criteria").map_err(invalid)?;
-        }
+        let criteria = self.criteria_with(q.selection_criteria.as_ref())?;
         let params = Value::Object(q.parameters.clone());
         let started = std::time::Instant::now();
         let text = |field: &str| params.get(field).and_then(Value::as_str).map(str::to_owned);
@@ -389,9 +414,7 @@ impl App {
             Some(name) => (self.slot_named(name, "strategy_override")?.provider, None),
             None if op == OperationType::HealthCheck => (self.registry.slots()[0].provider.clone(), None),
             None => {
-                let s = self
-                    .select_provider(op, q.selection_criteria.as_ref(), q.selection_policy, template.as_ref(), &[])
-                    .await?;
+                let s = self.select_provider(op, Some(&criteria), q.selection_policy, template.as_ref(), &[]).await?;
                 (self.slot_named(&s.selected, "provider")?.provider, Some(s))
             }
         };
@@ -593,7 +616,9 @@ impl App {
             })
             .await
             .ok_or_else(|| AppError::Configuration("the health could not be stored".into()))?;
-        Ok(json!({"provider_name": u.provider_name, "updated": true, "health_status": health_view(&after, after.healthy_at(now), now)}))
+        Ok(
+            json!({"provider_name": u.provider_name, "updated": true, "health_status": health_view(&after, after.healthy_at(now), now)}),
+        )
     }
 
     async fn provider_health(&self, q: &ProviderQuery) -> Result<Value, AppError> {
@@ -629,7 +654,9 @@ impl App {
                 v
             })
             .collect();
-        Ok(json!({"providers": list, "count": list.len(), "selection_policy": self.registry.config().default_selection_policy}))
+        Ok(
+            json!({"providers": list, "count": list.len(), "selection_policy": self.registry.config().default_selection_policy}),
+        )
     }
 
     async fn provider_metrics(&self, q: &ProviderQuery) -> Result<Value, AppError> {
@@ -699,8 +726,15 @@ impl App {
             }
             if q.include_performance_metrics {
                 let mut perf = Map::new();
-                for op in [OperationType::CreateInstances, OperationType::GetInstanceStatus, OperationType::TerminateInstances] {
-                    perf.insert(op.as_str().into(), summary_view(&self.figures(&slot.entry.strategy_name, op, since).await?));
+                for op in [
+                    OperationType::CreateInstances,
+                    OperationType::GetInstanceStatus,
+                    OperationType::TerminateInstances,
+                ] {
+                    perf.insert(
+                        op.as_str().into(),
+                        summary_view(&self.figures(&slot.entry.strategy_name, op, since).await?),
+                    );
                 }
                 v["performance_metrics"] = Value::Object(perf);
             }
@@ -727,12 +761,12 @@ impl App {
 
 fn string_list(p: &Value, field: &str) -> Result<Vec<String>, AppError> {
     match p.get(field) {
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| DomainError::validation(&format!("parameters.{field}"), "must be a list of strings").into()),
-        _ => Err(DomainError::validation(&format!("parameters.{field}"), "is required: a list of ids").into()),
+        Some(Value::Array(items)) if !items.is_empty() => {
+            items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
+                DomainError::validation(format!("parameters.{field}"), "must be a list of strings").into()
+            })
+        }
+        _ => Err(DomainError::validation(format!("parameters.{field}"), "is required: a list of ids").into()),
     }
 }
 
@@ -747,10 +781,19 @@ fn selection_view(op: OperationType, s: &Selection) -> Value {
 }
 
 fn entry_view(e: &ProviderEntry, of_type: &[&str]) -> Value {
+    // Keys and passwords never leave the store.
+    let config: Map<String, Value> = e
+        .strategy_config
+        .iter()
+        .map(|(k, v)| {
+            let secret = ["secret", "password", "token"].iter().any(|s| k.to_ascii_lowercase().contains(s));
+            (k.clone(), if secret { json!("***") } else { v.clone() })
+        })
+        .collect();
     json!({
         "strategy_name": e.strategy_name,
         "provider_type": e.provider_type,
-        "strategy_config": e.strategy_config,
+        "strategy_config": config,
         "capabilities": e.capabilities_with(of_type),
         "priority": e.priority,
         "weight": e.weight,

@@ -816,7 +816,10 @@ impl Request {
     /// `to` is the current provider.
     pub fn fail_over(&mut self, to: ProviderName, reason: String, now: Timestamp) -> bool {
         let Some(from) = self.provider.clone() else { return false };
-        if self.state.is_terminal() || self.kind != RequestKind::Provision || self.launch.outstanding.is_some() || from == to
+        if self.state.is_terminal()
+            || self.kind != RequestKind::Provision
+            || self.launch.outstanding.is_some()
+            || from == to
         {
             return false;
         }

@@ -79,9 +79,10 @@ impl Health {
             None => {
                 self.streaks.remove(op);
                 self.consecutive_failures = self.streaks.values().copied().max().unwrap_or(0);
-                // Only what operations decided, operations undo; an outside verdict stands
-                // until its own time runs out.
-                if !self.is_healthy && (self.source == sources::OPERATIONS || self.healthy_at(now)) {
+                // Only what operations decided, operations undo (once no operation is on a
+                // failing streak any more); an outside verdict stands until its time runs out.
+                let streak_over = self.consecutive_failures < breaker.failure_threshold;
+                if !self.is_healthy && streak_over && (self.source == sources::OPERATIONS || self.healthy_at(now)) {
                     self.set(true, "operations succeed again".into(), sources::OPERATIONS, None, now);
                     self.unhealthy_until = None;
                 }

@@ -32,6 +32,21 @@ pub enum SelectionPolicy {
 }
 
 impl SelectionPolicy {
+    /// The seed's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FirstAvailable => "FIRST_AVAILABLE",
+            Self::RoundRobin => "ROUND_ROBIN",
+            Self::WeightedRoundRobin => "WEIGHTED_ROUND_ROBIN",
+            Self::LeastConnections => "LEAST_CONNECTIONS",
+            Self::FastestResponse => "FASTEST_RESPONSE",
+            Self::HighestSuccessRate => "HIGHEST_SUCCESS_RATE",
+            Self::CapabilityBased => "CAPABILITY_BASED",
+            Self::HealthBased => "HEALTH_BASED",
+            Self::Random => "RANDOM",
+        }
+    }
+
     pub const ALL: [SelectionPolicy; 9] = [
         Self::FirstAvailable,
         Self::RoundRobin,
@@ -218,7 +233,7 @@ pub fn select(
         if i != index {
             passed_over.push(PassedOver {
                 name: c.name.clone(),
-                reason: format!("eligible; {policy:?} chose {}", chosen.name),
+                reason: format!("eligible; {} chose {}", policy.as_str(), chosen.name),
             });
         }
     }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds (ms) of the latency histogram's buckets; the last one takes the rest.
-pub const LATENCY_BOUNDS_MS: [u64; 14] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 180_000];
+pub const LATENCY_BOUNDS_MS: [u64; 14] =
+    [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 180_000];
 
 pub const HOUR_MS: i64 = 3_600_000;
 /// Hours of figures kept: a week.

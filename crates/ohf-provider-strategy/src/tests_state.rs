@@ -24,6 +24,9 @@ fn failures_in_a_row_make_a_provider_unhealthy_until_the_recovery_timeout() {
     assert_eq!(h.consecutive_failures, 2);
     assert!(h.record_operation(LAUNCH, Some("InternalError"), 5_000, &BREAKER), "the third in a row flips it");
     assert!(!h.healthy_at(5_000));
+    // Other operations succeeding do not heal a provider whose launches keep failing.
+    h.record_operation("GET_INSTANCE_STATUS", None, 5_500, &BREAKER);
+    assert!(!h.healthy_at(5_500));
     assert_eq!(h.error_code.as_deref(), Some("InternalError"));
     assert_eq!(h.source, sources::OPERATIONS);
     assert!(h.status_message.contains("CREATE_INSTANCES failed 3 times in a row"), "{}", h.status_message);
@@ -41,7 +44,14 @@ fn failures_in_a_row_make_a_provider_unhealthy_until_the_recovery_timeout() {
 #[test]
 fn an_outside_update_holds_for_its_retry_after_and_a_passing_check_does_not_undo_it() {
     let mut h = Health::unknown(0);
-    assert!(h.record_update(false, "Rate limit exceeded".into(), Some("RATE_LIMIT".into()), Some(300), "monitoring_system", 1_000));
+    assert!(h.record_update(
+        false,
+        "Rate limit exceeded".into(),
+        Some("RATE_LIMIT".into()),
+        Some(300),
+        "monitoring_system",
+        1_000
+    ));
     assert!(!h.record_check(Ok(()), 2_000));
     assert!(!h.healthy_at(2_000));
     assert_eq!(h.source, "monitoring_system");
@@ -107,8 +117,8 @@ fn the_seed_configuration_and_registration_read_as_written_and_bad_values_are_na
     c.validate().unwrap();
     assert_eq!(c.default_selection_policy, SelectionPolicy::CapabilityBased);
     assert_eq!(c.fallback_strategies, ["aws-backup", "aws-secondary"]);
-    let e = config::parse::<StrategyConfig>(&json!({"default_selection_policy": "CHEAPEST"}), "configuration")
-        .unwrap_err();
+    let e =
+        config::parse::<StrategyConfig>(&json!({"default_selection_policy": "CHEAPEST"}), "configuration").unwrap_err();
     assert!(e.message.contains("CHEAPEST"), "{e}");
     let mut c = StrategyConfig::default();
     c.selection_criteria.min_success_rate = Some(120.0);

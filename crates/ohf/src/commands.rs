@@ -41,7 +41,7 @@ pub async fn run(global: &Global, command: Command) -> ExitCode {
 pub enum Backend {
     /// On this process's own application; `advance` reconciles what a poll reads first.
     Local {
-        rt: Runtime,
+        rt: Box<Runtime>,
         advance: bool,
     },
     Remote(Remote),
@@ -98,7 +98,7 @@ async fn backend(global: &Global) -> anyhow::Result<Backend> {
     }
     let settings = Resolved::load(&overrides(global))?;
     let advance = settings.advance_on_poll;
-    Ok(Backend::Local { rt: wiring::build(&settings).await?, advance })
+    Ok(Backend::Local { rt: Box::new(wiring::build(&settings).await?), advance })
 }
 
 async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {

@@ -47,7 +47,7 @@ pub async fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
         logdir: Some(dir.join("log")),
         database_url: None,
     })?;
-    let backend = Backend::Local { rt: wiring::build(&settings).await?, advance: true };
+    let backend = Backend::Local { rt: Box::new(wiring::build(&settings).await?), advance: true };
     let table = global.output == Output::Table;
     let say = |s: String| {
         if table {

@@ -12,8 +12,8 @@ use ohf_app::AppSettings;
 use ohf_cloud_aws::AwsConfig;
 use ohf_cloud_sim::SimConfig;
 use ohf_domain::{LifecyclePolicy, PartialPolicy, ProviderName, TimeoutSecs};
-use serde::{Deserialize, Serialize};
 use ohf_provider_strategy::{Origin, ProviderEntry, StrategyConfig};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Everything ohf reads from configuration.
@@ -398,8 +398,8 @@ fn providers(raw: &[Value], confdir: &Path, workdir: &Path) -> anyhow::Result<Ve
                 }
             }
             reg.entry("priority").or_insert(Value::from(i));
-            let entry: ProviderEntry = serde_json::from_value(Value::Object(reg))
-                .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            let entry: ProviderEntry =
+                serde_json::from_value(Value::Object(reg)).map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
             entry.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
             let spec = provider_spec(entry, table, workdir)?;
             Ok(spec)
@@ -437,8 +437,8 @@ pub fn provider_spec(
                 None => workdir.join(format!("sim-{name}.json")),
                 Some(_) => bail!("provider '{name}': state_file must be a path"),
             };
-            let config: SimConfig = serde_json::from_value(Value::Object(table))
-                .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            let config: SimConfig =
+                serde_json::from_value(Value::Object(table)).map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
             config.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
             ProviderKind::Sim { config, state_file }
         }
@@ -447,8 +447,8 @@ pub fn provider_spec(
             if let Some(v) = table.remove("endpoint") {
                 table.insert("endpoint_url".into(), v);
             }
-            let config: AwsConfig = serde_json::from_value(Value::Object(table))
-                .map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
+            let config: AwsConfig =
+                serde_json::from_value(Value::Object(table)).map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
             config.validate().map_err(|e| anyhow::anyhow!("provider '{name}': {e}"))?;
             ProviderKind::Aws { config }
         }

@@ -349,7 +349,7 @@ async fn health_and_reflection_answer() {
     let d = open().await;
     let channel = Channel::from_shared(d.addr.clone()).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "ohf.v1.RequestService", "ohf.v1.TemplateService"] {
+    for service in ["", "ohf.v1.RequestService", "ohf.v1.TemplateService", "ohf.v1.ProviderStrategyService"] {
         let check = tonic_health::pb::HealthCheckRequest { service: service.into() };
         assert_eq!(health.check(check).await.unwrap().into_inner().status(), ServingStatus::Serving, "{service}");
     }
@@ -366,4 +366,88 @@ async fn health_and_reflection_answer() {
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"ohf.v1.RequestService".to_owned()), "{names:?}");
     assert!(names.contains(&"ohf.v1.TemplateService".to_owned()), "{names:?}");
+    assert!(names.contains(&"ohf.v1.ProviderStrategyService".to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn provider_strategy_methods_answer_the_seeds_documents_and_refuse_bad_fields() {
+    use ohf_grpc::pb::provider_strategy_service_client::ProviderStrategyServiceClient;
+
+    let d = open().await;
+    let mut client = ProviderStrategyServiceClient::connect(d.addr.clone()).await.unwrap();
+    let answer = |a: tonic::Response<pb::ProviderAnswer>| ohf_grpc::from_struct(&a.into_inner().result.unwrap());
+    let executed = client
+        .execute_provider_operation(pb::ExecuteProviderOperationRequest {
+            operation_type: "CREATE_INSTANCES".into(),
+            parameters: Some(prost_types::Struct {
+                fields: [
+                    (
+                        "template_id".to_owned(),
+                        prost_types::Value {
+                            kind: Some(prost_types::value::Kind::StringValue("standard-compute".into())),
+                        },
+                    ),
+                    ("count".to_owned(), prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(2.0)) }),
+                ]
+                .into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let executed = answer(executed);
+    assert_eq!(executed["provider_name"], "sim-1", "{executed}");
+    assert!(executed["result"]["request_id"].as_str().unwrap().starts_with("req-"), "{executed}");
+
+    let listed = answer(client.list_available_providers(pb::ProviderQuery::default()).await.unwrap());
+    assert_eq!(listed["providers"][0]["strategy_name"], "sim-1", "{listed}");
+    let metrics = answer(
+        client
+            .get_provider_metrics(pb::ProviderQuery { include_operation_breakdown: true, ..Default::default() })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(metrics["providers"][0]["operations"]["CREATE_INSTANCES"]["total_operations"], 1, "{metrics}");
+    let updated = answer(
+        client
+            .update_provider_health(pb::UpdateProviderHealthRequest {
+                provider_name: "sim-1".into(),
+                health_status: Some(pb::HealthStatus {
+                    is_healthy: false,
+                    status_message: "maintenance".into(),
+                    error_details: Some(pb::HealthErrorDetails { error_code: "MAINT".into(), retry_after: Some(60) }),
+                }),
+                source: "ops".into(),
+            })
+            .await
+            .unwrap(),
+    );
+    assert_eq!(updated["health_status"]["status_message"], "maintenance", "{updated}");
+    assert_eq!(updated["health_status"]["is_healthy"], false);
+
+    let e = client
+        .update_provider_health(pb::UpdateProviderHealthRequest {
+            provider_name: "nobody".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((e.code(), ohf_code(&e).as_str()), (Code::InvalidArgument, "VALIDATION_ERROR"));
+    let e = client
+        .configure_provider_strategy(pb::ConfigureProviderStrategyRequest {
+            default_selection_policy: Some("CHEAPEST".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("CHEAPEST"), "{}", e.message());
+    let e = client
+        .select_provider_strategy(pb::SelectProviderStrategyRequest {
+            operation_type: "REBOOT".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
 }

@@ -194,6 +194,61 @@ async fn auto_scaling_group_flow_provisions_and_returns() {
     provision_and_return("Aws-Asg", true).await;
 }
 
+/// Two AWS provider instances, the first by priority at an endpoint where nothing listens: the
+/// Host Factory flow completes on the other, and the return reaches the provider holding the
+/// machines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_aws_provider_dead_the_flow_completes_on_the_other_and_returns_reach_it() {
+    let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!(
+        "[resilience.retry]\ndefault_max_attempts = 2\ndefault_base_delay = 0.1\ndefault_max_delay = 0.2\n\
+         [resilience.retry.operations.ec2_run_instances]\nmax_attempts = 2\nbase_delay = 0.1\nmax_delay = 0.2\n\
+         [[providers]]\nname = \"aws-dead\"\ntype = \"aws\"\nregion = \"us-east-1\"\n\
+         endpoint_url = \"http://127.0.0.1:{dead}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n"
+    );
+    let env = aws_env_at(&cluster, &endpoint(), &extra).await;
+    let (out, doc) =
+        env.script("requestMachines", &json!({"template": {"templateId": "Aws-OnDemand", "machineCount": 2}}));
+    assert!(out.status.success(), "{doc}");
+    let id = doc["requestId"].as_str().unwrap().to_owned();
+    let done = wait_status(&env, &id, "complete");
+    let machines = done["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 2);
+    let ids: Vec<String> = machines.iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
+    let seen = ec2().await.describe_instances().set_instance_ids(Some(ids.clone())).send().await.unwrap();
+    for i in seen.reservations().iter().flat_map(|r| r.instances()) {
+        let provider = i.tags().iter().find(|t| t.key() == Some("ohf:provider")).and_then(|t| t.value());
+        assert_eq!(provider, Some("aws-test"));
+    }
+    let history = env.ohf().args(["request", "history", &id, "-o", "json"]).output().unwrap();
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let moved: Vec<&Value> =
+        history.as_array().unwrap().iter().map(|e| &e["event"]).filter(|e| e["type"] == "provider_changed").collect();
+    assert_eq!(moved.len(), 1, "{history}");
+    assert_eq!((moved[0]["from"].as_str(), moved[0]["to"].as_str()), (Some("aws-dead"), Some("aws-test")));
+
+    let returns: Vec<Value> =
+        machines.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
+    let (out, doc) = env.script("requestReturnMachines", &json!({"machines": returns}));
+    assert!(out.status.success(), "{doc}");
+    wait_status(&env, doc["requestId"].as_str().unwrap(), "complete");
+    let seen = ec2().await.describe_instances().set_instance_ids(Some(ids)).send().await.unwrap();
+    for i in seen.reservations().iter().flat_map(|r| r.instances()) {
+        let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default();
+        assert!(state == "terminated" || state == "shutting-down", "{state}");
+    }
+    let out = env.ohf().args(["getProviderHealth", "--data", r#"{"provider_name": "aws-dead"}"#]).output().unwrap();
+    let health: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let metrics = env
+        .ohf()
+        .args(["getProviderMetrics", "--data", r#"{"provider_name": "aws-dead", "include_operation_breakdown": true}"#])
+        .output()
+        .unwrap();
+    let metrics: Value = serde_json::from_slice(&metrics.stdout).unwrap();
+    assert_eq!(metrics["providers"][0]["operations"]["CREATE_INSTANCES"]["failed_operations"], 1, "{metrics} {health}");
+}
+
 mod app_level {
     use std::sync::Arc;
 

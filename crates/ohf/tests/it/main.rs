@@ -8,4 +8,5 @@ mod fault_proxy;
 mod resilience;
 mod scenarios;
 mod scripts;
+mod strategy;
 mod support;

@@ -1,0 +1,529 @@
+//! Several providers: selection, failover, health, figures, registration and the seed's
+//! commands, in process on a hand clock and through the `ohf` binary.
+
+use std::sync::Arc;
+
+use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
+use ohf_app::{App, AppSettings, CloudProvider, DescribeQuery, EventBus, MachineRef, RequestMachines, RequestReturn};
+use ohf_app::{RequestStore, SystemEvent};
+use ohf_cloud_sim::{SimCloud, SimConfig};
+use ohf_domain::testing::T0;
+use ohf_domain::{MachineStatus, ProviderName, RequestState};
+use serde_json::{Value, json};
+
+use crate::support::{HfEnv, templates};
+
+struct Two {
+    app: App,
+    clock: Arc<ManualClock>,
+    store: Arc<MemoryStore>,
+    bad: Arc<SimCloud>,
+    good: Arc<SimCloud>,
+}
+
+/// `sim-bad` (first by priority) answers every launch with InsufficientInstanceCapacity.
+fn two() -> Two {
+    let clock = Arc::new(ManualClock::new(T0));
+    let sim = |name: &str, capacity_error_rate: f64| {
+        let config = SimConfig { capacity_error_rate, launch_latency_ms: 0, ..SimConfig::default() };
+        Arc::new(SimCloud::in_memory(ProviderName::new(name).unwrap(), config, clock.clone()))
+    };
+    let (bad, good) = (sim("sim-bad", 1.0), sim("sim-good", 0.0));
+    let store = Arc::new(MemoryStore::new());
+    let app = App::new(
+        store.clone(),
+        Arc::new(StaticCatalog(templates())),
+        vec![bad.clone() as Arc<dyn CloudProvider>, good.clone()],
+        clock.clone(),
+        Arc::new(SequentialIds::default()),
+        EventBus::default(),
+        AppSettings::default(),
+    )
+    .unwrap();
+    Two { app, clock, store, bad, good }
+}
+
+async fn call(app: &App, method: &str, doc: Value) -> Value {
+    app.provider_call(method, &doc).await.unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+#[tokio::test]
+async fn a_failed_launch_moves_to_the_healthy_provider_and_three_failures_make_the_other_unhealthy() {
+    let t = two();
+    call(
+        &t.app,
+        "configureProviderStrategy",
+        json!({"circuit_breaker_config": {"failure_threshold": 3, "recovery_timeout": 600}}),
+    )
+    .await;
+    let mut system = t.app.bus().subscribe_system();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let r = t
+            .app
+            .request_machines(RequestMachines {
+                template_id: "OnDemand-Minimal".into(),
+                count: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        ids.push(r.id().clone());
+        for _ in 0..3 {
+            t.clock.advance_secs(1);
+            t.app.reconcile(None).await;
+        }
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let r = t.store.get(id).await.unwrap().unwrap();
+        assert_eq!(r.state(), RequestState::Completed, "request {i}");
+        assert!(r.machines().iter().all(|m| m.provider().as_str() == "sim-good"), "request {i}");
+        let history = t.app.history(id.as_str()).await.unwrap();
+        let moved = history.iter().filter(|e| e.event.name() == "provider_changed").count();
+        // The first three meet sim-bad; then it is unhealthy and no longer chosen.
+        assert_eq!(
+            moved,
+            usize::from(i < 3),
+            "request {i}: {:?}",
+            history.iter().map(|e| e.event.name()).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(t.bad.call_counts().await.unwrap().launch, 3, "sim-bad saw exactly three launches");
+    assert_eq!(t.good.call_counts().await.unwrap().launch, 5);
+
+    let metrics = call(&t.app, "getProviderMetrics", json!({"provider_name": "sim-bad", "time_range_hours": 1, "include_operation_breakdown": true, "include_error_details": true})).await;
+    let launches = &metrics["providers"][0]["operations"]["CREATE_INSTANCES"];
+    assert_eq!(launches["failed_operations"], 3, "{metrics}");
+    assert_eq!(launches["success_rate"], 0.0);
+    assert_eq!(launches["errors"]["InsufficientInstanceCapacity"], 3);
+    let health = call(&t.app, "getProviderHealth", json!({"provider_name": "sim-bad"})).await;
+    assert_eq!(health["providers"][0]["is_healthy"], false, "{health}");
+    assert_eq!(health["providers"][0]["error_code"], "InsufficientInstanceCapacity");
+    let healthy = call(&t.app, "listAvailableProviders", json!({"healthy_only": true})).await;
+    let names: Vec<&str> =
+        healthy["providers"].as_array().unwrap().iter().filter_map(|p| p["strategy_name"].as_str()).collect();
+    assert_eq!(names, ["sim-good"]);
+
+    let mut seen = Vec::new();
+    while let Ok(e) = system.try_recv() {
+        seen.push(e);
+    }
+    let failovers = seen.iter().filter(|e| matches!(e, SystemEvent::ProviderFailover { .. })).count();
+    assert_eq!(failovers, 3);
+    assert!(seen.iter().any(
+        |e| matches!(e, SystemEvent::ProviderHealthChanged { provider, healthy: false, .. } if provider == "sim-bad")
+    ));
+    assert!(seen.iter().any(|e| matches!(e, SystemEvent::ProviderSelected { provider, .. } if provider == "sim-good")));
+}
+
+#[tokio::test]
+async fn a_return_of_machines_on_two_providers_reaches_each_provider_that_holds_them() {
+    let t = two();
+    let ask = |provider: &str| RequestMachines {
+        template_id: "OnDemand-Minimal".into(),
+        count: 1,
+        provider: Some(provider.into()),
+        ..Default::default()
+    };
+    let a = t.app.request_machines(ask("sim-good")).await.unwrap();
+    t.clock.advance_secs(1);
+    t.app.reconcile(None).await;
+    let held_good = t.store.get(a.id()).await.unwrap().unwrap().machines()[0].id().clone();
+    // A second request pinned to sim-bad fails over to sim-good; its machines are there too.
+    let b = t.app.request_machines(ask("sim-bad")).await.unwrap();
+    for _ in 0..3 {
+        t.clock.advance_secs(1);
+        t.app.reconcile(None).await;
+    }
+    let b = t.store.get(b.id()).await.unwrap().unwrap();
+    assert_eq!(b.state(), RequestState::Completed);
+    let held_b = b.machines()[0].clone();
+    assert_eq!(held_b.provider().as_str(), "sim-good");
+
+    let ret = t
+        .app
+        .request_return(RequestReturn {
+            machines: [held_good.clone(), held_b.id().clone()]
+                .into_iter()
+                .map(|id| MachineRef { id: Some(id.to_string()), name: None })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        t.clock.advance_secs(2);
+        t.app.reconcile(None).await;
+    }
+    assert_eq!(t.store.get(ret.id()).await.unwrap().unwrap().state(), RequestState::Completed);
+    let on_good = t
+        .good
+        .describe(&DescribeQuery { machine_ids: vec![held_good, held_b.id().clone()], ..Default::default() })
+        .await
+        .unwrap();
+    assert!(on_good.iter().all(|o| o.status == MachineStatus::Terminated), "{on_good:?}");
+    assert_eq!(t.bad.call_counts().await.unwrap().terminate, 0, "nothing of sim-bad's was asked back");
+}
+
+#[tokio::test]
+async fn each_policy_picks_as_the_figures_say_and_the_answer_names_the_providers_passed_over() {
+    let t = two();
+    // Make sim-good the faster and surer one.
+    let select = |policy: &str, criteria: Value| json!({"operation_type": "CREATE_INSTANCES", "selection_policy": policy, "selection_criteria": criteria});
+    let first = call(&t.app, "selectProviderStrategy", select("FIRST_AVAILABLE", json!({}))).await;
+    assert_eq!(first["selected_strategy"], "sim-bad");
+    assert_eq!(first["passed_over"][0]["name"], "sim-good");
+    let excluded =
+        call(&t.app, "selectProviderStrategy", select("FIRST_AVAILABLE", json!({"exclude_strategies": ["sim-bad"]})))
+            .await;
+    assert_eq!(excluded["selected_strategy"], "sim-good");
+    assert_eq!(excluded["passed_over"][0]["reason"], "excluded");
+    let a = call(&t.app, "selectProviderStrategy", select("ROUND_ROBIN", json!({}))).await;
+    let b = call(&t.app, "selectProviderStrategy", select("ROUND_ROBIN", json!({}))).await;
+    assert_ne!(a["selected_strategy"], b["selected_strategy"], "round robin takes turns across calls");
+    // A launch on sim-bad fails: its success rate falls below sim-good's.
+    let r = t
+        .app
+        .request_machines(RequestMachines { template_id: "OnDemand-Minimal".into(), count: 1, ..Default::default() })
+        .await
+        .unwrap();
+    t.clock.advance_secs(1);
+    t.app.reconcile(None).await;
+    assert!(t.store.get(r.id()).await.unwrap().unwrap().machines().iter().all(|m| m.provider().as_str() == "sim-good"));
+    let best = call(&t.app, "selectProviderStrategy", select("HIGHEST_SUCCESS_RATE", json!({}))).await;
+    assert_eq!(best["selected_strategy"], "sim-good", "{best}");
+    let strict =
+        call(&t.app, "selectProviderStrategy", select("FIRST_AVAILABLE", json!({"min_success_rate": 95.0}))).await;
+    assert_eq!(strict["selected_strategy"], "sim-good");
+    assert!(strict["passed_over"][0]["reason"].as_str().unwrap().contains("success rate 0.0%"), "{strict}");
+    let none = t
+        .app
+        .provider_call(
+            "selectProviderStrategy",
+            &select("FIRST_AVAILABLE", json!({"required_capabilities": ["load_balancers"]})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(none.code().as_str(), "PROVIDER_ERROR");
+    assert!(none.to_string().contains("lacks load_balancers"), "{none}");
+}
+
+fn two_sims_env() -> HfEnv {
+    HfEnv::new(
+        r#"
+[[providers]]
+name = "sim-bad"
+type = "sim"
+capacity_error_rate = 1.0
+launch_latency_ms = 0
+
+[[providers]]
+name = "sim-good"
+type = "sim"
+launch_latency_ms = 0
+shutdown_latency_ms = 0
+
+[provider_strategy.circuit_breaker_config]
+failure_threshold = 2
+recovery_timeout = 600
+"#,
+    )
+}
+
+fn ohf_json(env: &HfEnv, args: &[&str]) -> (bool, Value) {
+    let out = env.ohf().args(args).output().unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), doc)
+}
+
+#[test]
+fn host_factory_requests_complete_on_the_healthy_provider_and_the_cli_shows_the_failures() {
+    let env = two_sims_env();
+    for i in 0..4 {
+        let (_, created) =
+            env.script("requestMachines", &json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 2}}));
+        let id = created["requestId"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+        let mut status = Value::Null;
+        for _ in 0..20 {
+            status = env.script("getRequestStatus", &json!({"requests": [{"requestId": id}]})).1;
+            if status["requests"][0]["status"] == "complete" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert_eq!(status["requests"][0]["status"], "complete", "request {i}: {status}");
+        assert_eq!(status["requests"][0]["machines"].as_array().unwrap().len(), 2);
+    }
+    let (ok, metrics) = ohf_json(
+        &env,
+        &[
+            "getProviderMetrics",
+            "--data",
+            r#"{"provider_name": "sim-bad", "time_range_hours": 1, "include_operation_breakdown": true, "include_error_details": true}"#,
+        ],
+    );
+    assert!(ok);
+    assert_eq!(metrics["providers"][0]["operations"]["CREATE_INSTANCES"]["failed_operations"], 2, "{metrics}");
+    let (_, health) = ohf_json(&env, &["getProviderHealth", "--data", r#"{"provider_name": "sim-bad"}"#]);
+    assert_eq!(health["providers"][0]["is_healthy"], false, "{health}");
+    let (_, good) = ohf_json(
+        &env,
+        &["getProviderMetrics", "--data", r#"{"provider_name": "sim-good", "include_operation_breakdown": true}"#],
+    );
+    assert_eq!(good["providers"][0]["operations"]["CREATE_INSTANCES"]["successful_operations"], 4, "{good}");
+}
+
+#[test]
+fn every_seed_example_runs_as_written_and_answers_with_the_seeds_fields() {
+    let env = HfEnv::new(
+        r#"
+[[providers]]
+name = "aws-primary"
+type = "sim"
+launch_latency_ms = 0
+
+[[providers]]
+name = "aws-backup"
+type = "sim"
+
+[[providers]]
+name = "aws-secondary"
+type = "sim"
+"#,
+    );
+    let mut t: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("conf/awsprov_templates.json")).unwrap()).unwrap();
+    t["templates"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"templateId": "web-server", "maxNumber": 10, "imageId": "ami-1", "vmType": "m5.large"}));
+    std::fs::write(env.path("conf/awsprov_templates.json"), t.to_string()).unwrap();
+
+    let run = |method: &str, data: &str| {
+        let (ok, doc) = ohf_json(&env, &[method, "--data", data]);
+        assert!(ok, "{method}: {doc}");
+        doc
+    };
+    let created = run(
+        "executeProviderOperation",
+        r#"{
+"operation_type": "CREATE_INSTANCES",
+"parameters": {
+"template_id": "web-server",
+"count": 2
+}
+}"#,
+    );
+    assert_eq!(created["success"], true);
+    assert_eq!(created["operation_type"], "CREATE_INSTANCES");
+    assert_eq!(created["selection"]["selected_strategy"], "aws-primary");
+    assert!(created["result"]["request_id"].as_str().unwrap().starts_with("req-"));
+    let pinned = run(
+        "executeProviderOperation",
+        r#"{
+"operation_type": "CREATE_INSTANCES",
+"parameters": {
+"template_id": "web-server",
+"count": 2
+},
+"strategy_override": "aws-primary"
+}"#,
+    );
+    assert_eq!(pinned["provider_name"], "aws-primary");
+    assert!(pinned["selection"].is_null());
+    let configured = run(
+        "configureProviderStrategy",
+        r#"{
+"default_selection_policy": "CAPABILITY_BASED",
+"selection_criteria": {
+"min_success_rate": 95.0,
+"require_healthy": true
+},
+"fallback_strategies": ["aws-backup", "aws-secondary"],
+"health_check_interval": 300,
+"circuit_breaker_config": {
+"failure_threshold": 5,
+"recovery_timeout": 60
+}
+}"#,
+    );
+    assert_eq!(configured["configuration"]["default_selection_policy"], "CAPABILITY_BASED");
+    assert_eq!(configured["configuration"]["fallback_strategies"], json!(["aws-backup", "aws-secondary"]));
+    let registered = run(
+        "registerProviderStrategy",
+        r#"{
+"strategy_name": "aws-west",
+"provider_type": "aws",
+"strategy_config": {
+"region": "us-west-2",
+"profile": "production"
+},
+"capabilities": {
+"instances": true,
+"spot_instances": true,
+"load_balancers": false
+},
+"priority": 1
+}"#,
+    );
+    assert_eq!(registered["provider"]["strategy_name"], "aws-west");
+    assert_eq!(registered["provider"]["origin"], "registered");
+    let updated = run(
+        "updateProviderHealth",
+        r#"{
+"provider_name": "aws-primary",
+"health_status": {
+"is_healthy": false,
+"status_message": "Rate limit exceeded",
+"error_details": {
+"error_code": "RATE_LIMIT",
+"retry_after": 300
+}
+},
+"source": "monitoring_system"
+}"#,
+    );
+    assert_eq!(updated["health_status"]["is_healthy"], false);
+    assert_eq!(updated["health_status"]["source"], "monitoring_system");
+    assert!(updated["health_status"]["unhealthy_until"].is_string());
+    let selected = run(
+        "selectProviderStrategy",
+        r#"{
+"operation_type": "CREATE_INSTANCES",
+"selection_criteria": {
+"required_capabilities": ["spot_instances"],
+"max_response_time_ms": 3000,
+"prefer_strategies": ["aws-spot"]
+}
+}"#,
+    );
+    // aws-primary is unhealthy (configured require_healthy holds), aws-west comes next by priority.
+    assert_eq!(selected["selection_policy"], "CAPABILITY_BASED");
+    let passed: Vec<(String, String)> = selected["passed_over"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["reason"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(passed.contains(&("aws-primary".into(), "unhealthy".into())), "{selected}");
+    assert_ne!(selected["selected_strategy"], "aws-primary");
+    let metrics = run(
+        "getProviderMetrics",
+        r#"{
+"provider_name": "aws-primary",
+"time_range_hours": 24,
+"include_operation_breakdown": true
+}"#,
+    );
+    assert_eq!(metrics["providers"][0]["provider_name"], "aws-primary");
+    assert_eq!(metrics["providers"][0]["operations"]["CREATE_INSTANCES"]["total_operations"], 2, "{metrics}");
+    let all = run(
+        "getProviderMetrics",
+        r#"{
+"time_range_hours": 1,
+"include_operation_breakdown": true,
+"include_error_details": true
+}"#,
+    );
+    assert_eq!(all["providers"].as_array().unwrap().len(), 4);
+    let caps = run(
+        "getProviderCapabilities",
+        r#"{
+"provider_name": "aws-primary",
+"include_performance_metrics": true,
+"include_limitations": true
+}"#,
+    );
+    assert_eq!(caps["providers"][0]["capabilities"]["instances"], true);
+    assert!(caps["providers"][0]["limitations"].is_array());
+    assert!(caps["providers"][0]["performance_metrics"]["CREATE_INSTANCES"].is_object());
+    let listed = run("listAvailableProviders", "{}");
+    assert_eq!(listed["count"], 4);
+    let health = run("getProviderHealth", "{}");
+    assert_eq!(health["unhealthy_count"], 1, "{health}");
+    let checked = run(
+        "executeProviderOperation",
+        r#"{"operation_type": "HEALTH_CHECK", "parameters": {}, "strategy_override": "aws-backup"}"#,
+    );
+    assert_eq!(checked["result"]["providers"][0]["is_healthy"], true);
+    // Without a document: {}.
+    let out = env.ohf().arg("listAvailableProviders").output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn registrations_and_configuration_survive_restarts_and_bad_documents_change_nothing() {
+    let env = two_sims_env();
+    let (ok, _) = ohf_json(
+        &env,
+        &[
+            "registerProviderStrategy",
+            "--data",
+            r#"{"strategy_name": "sim-extra", "provider_type": "sim", "strategy_config": {"launch_latency_ms": 0}, "priority": 7, "weight": 3}"#,
+        ],
+    );
+    assert!(ok);
+    let (ok, _) = ohf_json(
+        &env,
+        &[
+            "configureProviderStrategy",
+            "--data",
+            r#"{"default_selection_policy": "ROUND_ROBIN", "fallback_strategies": ["sim-extra"]}"#,
+        ],
+    );
+    assert!(ok);
+
+    // Each is refused with the field named, and stores nothing.
+    for (method, data, field) in [
+        ("configureProviderStrategy", r#"{"default_selection_policy": "CHEAPEST"}"#, "CHEAPEST"),
+        ("configureProviderStrategy", r#"{"health_check_interval": 1}"#, "health_check_interval"),
+        ("configureProviderStrategy", r#"{"fallback_strategies": ["nobody"]}"#, "fallback_strategies"),
+        ("configureProviderStrategy", r#"{"colour": "red"}"#, "colour"),
+        ("registerProviderStrategy", r#"{"strategy_name": "x", "provider_type": "gcp"}"#, "provider_type"),
+        ("registerProviderStrategy", r#"{"strategy_name": "sim-good", "provider_type": "sim"}"#, "config file"),
+        (
+            "registerProviderStrategy",
+            r#"{"strategy_name": "y", "provider_type": "sim", "strategy_config": {"throttle_rate": 7}}"#,
+            "throttle_rate",
+        ),
+        ("updateProviderHealth", r#"{"provider_name": "nobody", "health_status": {"is_healthy": false}}"#, "nobody"),
+        ("getProviderMetrics", r#"{"time_range_hours": 0}"#, "time_range_hours"),
+        ("executeProviderOperation", r#"{"operation_type": "REBOOT"}"#, "REBOOT"),
+        ("selectProviderStrategy", "{not json", "data"),
+        ("selectProviderStrategy", "[1]", "data"),
+    ] {
+        let (ok, doc) = ohf_json(&env, &[method, "--data", data, "-o", "json"]);
+        assert!(!ok, "{method} {data}");
+        assert_eq!(doc["error"]["code"], "VALIDATION_ERROR", "{method} {data}: {doc}");
+        assert!(doc["error"]["message"].as_str().unwrap().contains(field), "{method} {data}: {doc}");
+    }
+
+    let (_, listed) = ohf_json(&env, &["listAvailableProviders"]);
+    assert_eq!(listed["selection_policy"], "ROUND_ROBIN");
+    let extra = listed["providers"].as_array().unwrap().iter().find(|p| p["strategy_name"] == "sim-extra").cloned();
+    let extra = extra.unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(
+        (extra["priority"].clone(), extra["weight"].clone(), extra["origin"].clone()),
+        (json!(7), json!(3), json!("registered"))
+    );
+    // The registered provider serves requests in later processes.
+    let (ok, created) = ohf_json(
+        &env,
+        &[
+            "executeProviderOperation",
+            "--data",
+            r#"{"operation_type": "CREATE_INSTANCES", "parameters": {"template_id": "OnDemand-Minimal", "count": 1}, "strategy_override": "sim-extra"}"#,
+        ],
+    );
+    assert!(ok, "{created}");
+    let id = created["result"]["request_id"].as_str().unwrap().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = env.script("getRequestStatus", &json!({"requests": [{"requestId": id}]})).1;
+    assert_eq!(status["requests"][0]["status"], "complete", "{status}");
+}
