@@ -3,10 +3,11 @@
 //! and the provider's health in the store's shared state, so that every process sharing the
 //! store chooses from the same picture.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
@@ -97,6 +98,17 @@ impl Registry {
     }
 }
 
+/// Figures gathered in this process and not yet added to the store's.
+#[derive(Default)]
+struct Pending {
+    since: Option<Instant>,
+    buckets: BTreeMap<(OperationType, i64), Bucket>,
+}
+
+/// How long figures wait in a process before they reach the store (queries and the end of a
+/// command send them at once).
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 /// A provider whose every operation is counted, timed and fed into its health.
 pub struct Measured {
     inner: Arc<dyn CloudProvider>,
@@ -107,6 +119,7 @@ pub struct Measured {
     active: AtomicU32,
     /// Last seen health had no failures: a success then needs no write.
     clean: AtomicBool,
+    pending: Mutex<Pending>,
 }
 
 impl Measured {
@@ -117,7 +130,16 @@ impl Measured {
         bus: EventBus,
         config: Arc<RwLock<StrategyConfig>>,
     ) -> Self {
-        Self { inner, store, clock, bus, config, active: AtomicU32::new(0), clean: AtomicBool::new(false) }
+        Self {
+            inner,
+            store,
+            clock,
+            bus,
+            config,
+            active: AtomicU32::new(0),
+            clean: AtomicBool::new(false),
+            pending: Mutex::default(),
+        }
     }
 
     /// Operations in flight on this provider in this process.
@@ -140,14 +162,20 @@ impl Measured {
     }
 
     /// Adds one operation to the figures and, when it speaks of the provider, to its health.
-    /// The store being unavailable loses figures, never the operation.
+    /// Figures gather in the process and reach the store at most a second later; a failure
+    /// reaches the health at once. The store being unavailable loses figures, never the
+    /// operation.
     pub(crate) async fn record(&self, op: OperationType, ms: u64, error: Option<&CloudError>) {
         let now = self.clock.now().unix_millis();
-        let name = self.inner.name().as_str();
-        let key = keys::metrics(name, op.as_str(), metrics::slot_of(now));
         let code = error.map(|e| e.code.as_str());
-        if let Err(e) = shared::update(&*self.store, &key, Bucket::default, |b| b.add(now, ms, code)).await {
-            tracing::warn!(provider = name, error = %e, "provider figures not stored");
+        let due = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let since = *pending.since.get_or_insert_with(Instant::now);
+            pending.buckets.entry((op, metrics::hour_of(now))).or_default().add(now, ms, code);
+            since.elapsed() >= FLUSH_EVERY
+        };
+        if due {
+            self.flush().await;
         }
         // A refused template or an unknown machine says nothing about the provider's health.
         let speaks = error.is_none_or(|e| !matches!(e.kind, CloudErrorKind::Validation | CloudErrorKind::NotFound));
@@ -159,6 +187,22 @@ impl Measured {
             h.record_operation(op.as_str(), code, now, &breaker);
         })
         .await;
+    }
+
+    /// Adds the figures gathered in this process to the store's.
+    pub(crate) async fn flush(&self) {
+        let buckets = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.since = None;
+            std::mem::take(&mut pending.buckets)
+        };
+        let name = self.inner.name().as_str();
+        for ((op, hour), delta) in buckets {
+            let key = keys::metrics(name, op.as_str(), metrics::slot_of(hour));
+            if let Err(e) = shared::update(&*self.store, &key, Bucket::default, |b| b.absorb(&delta)).await {
+                tracing::warn!(provider = name, error = %e, "provider figures not stored");
+            }
+        }
     }
 
     /// Changes the stored health and publishes a change of verdict.
@@ -198,11 +242,13 @@ impl Measured {
         let out = self.inner.health_check().await;
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let now = self.clock.now().unix_millis();
-        let key = keys::metrics(self.inner.name().as_str(), OperationType::HealthCheck.as_str(), metrics::slot_of(now));
-        let code = out.as_ref().err().map(|e| e.code.clone());
-        if let Err(e) = shared::update(&*self.store, &key, Bucket::default, |b| b.add(now, ms, code.as_deref())).await {
-            tracing::warn!(error = %e, "provider figures not stored");
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.since.get_or_insert_with(Instant::now);
+            let bucket = pending.buckets.entry((OperationType::HealthCheck, metrics::hour_of(now))).or_default();
+            bucket.add(now, ms, out.as_ref().err().map(|e| e.code.as_str()));
         }
+        self.flush().await;
         let verdict = out.as_ref().map(|_| ()).map_err(|e| (e.code.clone(), e.message.clone()));
         self.change_health(|h| {
             h.record_check(verdict.clone(), now);

@@ -243,6 +243,14 @@ impl App {
         Ok(out)
     }
 
+    /// Sends the figures every provider gathered in this process to the store. Host Factory
+    /// calls and CLI commands do it before they exit; queries do it before they read.
+    pub async fn flush_figures(&self) {
+        for slot in self.registry.slots() {
+            slot.provider.flush().await;
+        }
+    }
+
     /// The figures of `op` on `provider` over the last `since_ms`.
     async fn figures(&self, provider: &str, op: OperationType, since: i64) -> Result<Summary, AppError> {
         let now = self.clock.now().unix_millis();
@@ -264,6 +272,7 @@ impl App {
     }
 
     async fn candidates(&self, op: OperationType) -> Result<Vec<Candidate>, AppError> {
+        self.flush_figures().await;
         let healths = self.healths().await?;
         let since = self.clock.now().unix_millis() - HOUR_MS;
         let mut list = Vec::new();
@@ -665,6 +674,7 @@ impl App {
             return Err(DomainError::validation("time_range_hours", "must be more than 0 and at most 168").into());
         }
         let since = self.clock.now().unix_millis() - (hours * HOUR_MS as f64) as i64;
+        self.flush_figures().await;
         let mut list = Vec::new();
         for slot in self.slots_asked(q.provider_name.as_deref())? {
             let name = &slot.entry.strategy_name;
@@ -709,6 +719,7 @@ impl App {
     async fn provider_capabilities(&self, q: &ProviderQuery) -> Result<Value, AppError> {
         let mut list = Vec::new();
         let since = self.clock.now().unix_millis() - 24 * HOUR_MS;
+        self.flush_figures().await;
         for slot in self.slots_asked(q.provider_name.as_deref())? {
             let caps = slot.entry.capabilities_with(slot.provider.capabilities());
             let mut all: BTreeMap<String, bool> = slot.entry.capabilities.clone();

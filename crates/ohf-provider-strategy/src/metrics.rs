@@ -97,6 +97,18 @@ impl Bucket {
         }
     }
 
+    /// Adds figures of the same hour gathered elsewhere; a bucket of an older hour (the ring
+    /// came round) starts again, one of a newer hour is kept as it is.
+    pub fn absorb(&mut self, other: &Bucket) {
+        if self.hour > other.hour {
+            return;
+        }
+        if self.hour < other.hour {
+            *self = Bucket { hour: other.hour, ..Bucket::default() };
+        }
+        self.merge(other);
+    }
+
     fn merge(&mut self, other: &Bucket) {
         self.count += other.count;
         self.successes += other.successes;

@@ -99,6 +99,16 @@ fn figures_merge_over_the_asked_range_with_percentiles_and_errors() {
     ring.add(168 * HOUR_MS, 1, None);
     assert_eq!(ring.count, 1);
     assert!(summarize([&Bucket::default()], 0).success_rate.is_none());
+    // Figures gathered in a process are added to the stored hour; a stored hour a week old
+    // gives way.
+    let mut stored = now.clone();
+    let mut delta = Bucket::default();
+    delta.add(t, 7, Some("Throttling"));
+    stored.absorb(&delta);
+    assert_eq!((stored.count, stored.errors.get("Throttling")), (13, Some(&1)));
+    let mut stale = old.clone();
+    stale.absorb(&delta);
+    assert_eq!((stale.hour, stale.count), (delta.hour, 1));
 }
 
 #[test]

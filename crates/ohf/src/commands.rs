@@ -112,8 +112,15 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
         let settings = Resolved::load(&overrides(global))?;
         return validate_file(global.output, &settings.templates_file);
     }
-    let out = global.output;
     let backend = backend(global).await?;
+    let done = act(&backend, global.output, command).await;
+    if let Backend::Local { rt, .. } = &backend {
+        rt.app.flush_figures().await;
+    }
+    done
+}
+
+async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Templates(TemplatesCmd::List) => {
             let list = backend.call("getAvailableTemplates", json!({})).await?;
@@ -123,8 +130,8 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
                 Output::Table => println!("{}", templates_table(&list)),
             }
         }
-        Command::Request(cmd) => request(&backend, out, cmd).await?,
-        Command::Return(args) => return_machines(&backend, out, args).await?,
+        Command::Request(cmd) => request(backend, out, cmd).await?,
+        Command::Return(args) => return_machines(backend, out, args).await?,
         Command::Reconcile => {
             let report = backend.call("reconcile", json!({})).await?;
             match out {
@@ -155,7 +162,7 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Sim(cmd) => match &backend {
+        Command::Sim(cmd) => match backend {
             Backend::Local { rt, .. } => sim(rt, out, cmd).await?,
             Backend::Remote(_) => {
                 bail!("sim commands change the simulated cloud's own state file; run them without --server")

@@ -101,6 +101,7 @@ async fn execute(settings: &Resolved, op: Operation, input: &Value) -> ExitCode 
     };
     let options = ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll };
     let outcome = ohf_hostfactory::run(&runtime.app, op, input, options).await;
+    runtime.app.flush_figures().await;
     let millis = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(doc) => {

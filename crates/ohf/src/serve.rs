@@ -87,7 +87,7 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         .route("/hf/{operation}", post(host_factory).with_state(hf))
         .route("/metrics", get(prometheus).with_state(metrics))
         .merge(ohf_http::gated_router(app.clone(), gate.clone()));
-    let grpc = ohf_grpc::routes(app, gate).await.context("cannot set up the gRPC services")?;
+    let grpc = ohf_grpc::routes(app.clone(), gate).await.context("cannot set up the gRPC services")?;
     let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(http));
     let mut server = tonic::transport::Server::builder().accept_http1(true);
     if let Some(tls) = &s.tls {
@@ -129,6 +129,7 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    app.flush_figures().await;
     tracing::info!("stopped");
     Ok(())
 }
