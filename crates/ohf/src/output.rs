@@ -12,8 +12,19 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::Output;
 use crate::settings::Resolved;
 
+/// `OHF_LOG` (a tracing filter), else Host Factory's `HF_LOG_LEVEL` (DEBUG, INFO, WARN,
+/// ERROR), else `default`.
 fn filter(default: &str) -> EnvFilter {
-    EnvFilter::try_from_env("OHF_LOG").unwrap_or_else(|_| EnvFilter::new(default))
+    EnvFilter::try_from_env("OHF_LOG").unwrap_or_else(|_| {
+        let hf = std::env::var("HF_LOG_LEVEL").ok().map(|l| l.trim().to_ascii_lowercase());
+        let level = match hf.as_deref() {
+            Some(l @ ("trace" | "debug" | "info" | "warn" | "error")) => l,
+            Some("warning") => "warn",
+            Some("critical") => "error",
+            _ => default,
+        };
+        EnvFilter::new(level)
+    })
 }
 
 /// Host Factory mode: append to `ohf.log` in the log dir, or stderr when that fails.
