@@ -1,8 +1,9 @@
 //! The application service: command and query handlers over the ports.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::{
     DomainError, LifecyclePolicy, Machine, MachineCount, MachineId, MachineStatus, Priority, ProviderName,
     ProvisionSpec, Request, RequestId, RequestKind, ReturnedMachine, Tags, Template, TimeoutSecs,
@@ -203,7 +204,10 @@ impl App {
     }
 
     pub(crate) async fn template(&self, id: &str) -> Result<Template, AppError> {
-        let templates = self.catalog.templates().await?;
+        let (templates, refused) = self.templates().await?;
+        if let Some((_, e)) = refused.into_iter().find(|(t, _)| t.id().as_str() == id) {
+            return Err(e.into());
+        }
         match templates.iter().find(|t| t.id().as_str() == id) {
             Some(t) => Ok(t.clone()),
             None => Err(DomainError::TemplateNotFound {
@@ -212,6 +216,83 @@ impl App {
             }
             .into()),
         }
+    }
+
+    /// The catalog's templates, with the instance-type figures they lack filled in, beside
+    /// those whose types nobody knows (with why).
+    pub(crate) async fn templates(&self) -> Result<(Vec<Template>, Vec<(Template, DomainError)>), AppError> {
+        let mut templates = self.catalog.templates().await?;
+        let known = self.type_figures(&templates).await;
+        let mut refused = Vec::new();
+        let mut ready = Vec::new();
+        for mut t in templates.drain(..) {
+            if t.unresolved_types().is_empty() {
+                ready.push(t);
+                continue;
+            }
+            match t.resolve_types(&known) {
+                Ok(()) => ready.push(t),
+                Err(e) => {
+                    tracing::warn!(template_id = %t.id(), error = %e, "template left out");
+                    refused.push((t, e));
+                }
+            }
+        }
+        Ok((ready, refused))
+    }
+
+    /// The figures of the instance types `templates` need and the built-in table lacks: from
+    /// the store's cache, else from the providers (then cached for every process).
+    async fn type_figures(&self, templates: &[Template]) -> HashMap<String, InstanceTypeInfo> {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Figures {
+            vcpus: u32,
+            threads_per_core: u32,
+            memory_mib: u64,
+            arch: String,
+        }
+        let wanted: BTreeSet<String> = templates.iter().flat_map(Template::unresolved_types).collect();
+        let mut known = HashMap::new();
+        let key = |name: &str| format!("instance-type/{name}");
+        for name in &wanted {
+            if let Ok((Some(raw), _)) = self.store.load_shared(&key(name)).await
+                && let Ok(f) = serde_json::from_str::<Figures>(&raw)
+                && let Some(arch) = InstanceTypeInfo::arch_of(&f.arch)
+            {
+                let info = InstanceTypeInfo {
+                    vcpus: f.vcpus,
+                    threads_per_core: f.threads_per_core,
+                    memory_mib: f.memory_mib,
+                    arch,
+                };
+                known.insert(name.clone(), info);
+            }
+        }
+        for provider in self.providers() {
+            let missing: Vec<String> = wanted.iter().filter(|n| !known.contains_key(*n)).cloned().collect();
+            if missing.is_empty() {
+                break;
+            }
+            match provider.instance_types(&missing).await {
+                Ok(found) => {
+                    for (name, info) in found {
+                        let figures = Figures {
+                            vcpus: info.vcpus,
+                            threads_per_core: info.threads_per_core,
+                            memory_mib: info.memory_mib,
+                            arch: info.arch.to_owned(),
+                        };
+                        if let Ok(text) = serde_json::to_string(&figures) {
+                            // Another process may have cached it first; its figures are the same.
+                            let _ = self.store.store_shared(&key(&name), &text, 0).await;
+                        }
+                        known.insert(name, info);
+                    }
+                }
+                Err(e) => tracing::warn!(provider = %provider.name(), error = %e, "instance types not described"),
+            }
+        }
+        known
     }
 
     /// Validates and stores a provision request, then makes its first launch.
@@ -429,7 +510,7 @@ impl App {
 
     /// Every template with how many more machines it may have.
     pub async fn available_templates(&self) -> Result<Vec<TemplateAvailability>, AppError> {
-        let templates = self.catalog.templates().await?;
+        let (templates, _) = self.templates().await?;
         let held = self.store.capacity_held().await?;
         Ok(templates.into_iter().map(|template| TemplateAvailability::of(template, &held)).collect())
     }
@@ -445,11 +526,17 @@ impl App {
     /// template that breaks a rule is an answer, not an error.
     pub async fn validate_template(&self, raw: &Value) -> Result<TemplateCheck, AppError> {
         let invalid = |field: String, message: String| Ok(TemplateCheck::Invalid { field, message });
-        let template = match Template::from_json(raw) {
+        let mut template = match Template::from_json(raw) {
             Ok(t) => t,
             Err(DomainError::Validation { field, message }) => return invalid(field, message),
             Err(e) => return invalid("template".into(), e.to_string()),
         };
+        if !template.unresolved_types().is_empty() {
+            let known = self.type_figures(std::slice::from_ref(&template)).await;
+            if let Err(DomainError::Validation { field, message }) = template.resolve_types(&known) {
+                return invalid(field, message);
+            }
+        }
         let provider = match self.choose_provider(&template, None).await {
             Ok(p) => p,
             Err(e) => return invalid("provider".into(), e.to_string()),

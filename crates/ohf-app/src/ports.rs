@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::{
     ClientToken, EventEnvelope, Machine, MachineId, MachineObservation, ProviderName, Request, RequestId, RequestKind,
     RequestState, Tags, Template, TemplateId, Timestamp,
@@ -203,6 +204,12 @@ pub trait CloudProvider: Send + Sync + 'static {
     /// One cheap call that shows whether the provider answers at all.
     async fn health_check(&self) -> Result<(), CloudError> {
         self.describe(&DescribeQuery::default()).await.map(|_| ())
+    }
+    /// The figures of instance types the built-in table does not know, for templates that
+    /// omit `ncpus`/`nram`; types the provider does not know are left out.
+    async fn instance_types(&self, names: &[String]) -> Result<Vec<(String, InstanceTypeInfo)>, CloudError> {
+        let _ = names;
+        Ok(Vec::new())
     }
     /// Refuses templates this provider cannot launch, saying why.
     async fn check_template(&self, template: &Template) -> Result<(), CloudError>;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
 use ohf_provider_strategy::metrics::{self, Bucket, OperationType};
 use ohf_provider_strategy::{Health, ProviderEntry, StrategyConfig};
@@ -271,6 +272,9 @@ impl CloudProvider for Measured {
     }
     async fn health_check(&self) -> Result<(), CloudError> {
         self.check_health().await.0
+    }
+    async fn instance_types(&self, names: &[String]) -> Result<Vec<(String, InstanceTypeInfo)>, CloudError> {
+        self.inner.instance_types(names).await
     }
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.measure(OperationType::ValidateTemplate, self.inner.check_template(template)).await

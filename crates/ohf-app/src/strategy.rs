@@ -485,7 +485,7 @@ impl App {
             }
             OperationType::GetAvailableTemplates => {
                 let mut list = Vec::new();
-                for t in self.catalog.templates().await? {
+                for t in self.templates().await?.0 {
                     if provider.check_template(&t).await.is_ok() {
                         list.push(json!(t.id().as_str()));
                     }

@@ -20,11 +20,12 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, InstanceType};
 use ohf_app::ports::tag_keys;
 use ohf_app::{
     CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
 };
+use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::template::ProviderApi;
 use ohf_domain::{MachineId, MachineObservation, MachineStatus, ProviderName, Template};
 
@@ -106,6 +107,37 @@ impl AwsProvider {
     }
 
     /// Describes instances by id (in batches) and by filter, following every page.
+    async fn describe_types(&self, names: &[String]) -> Result<Vec<(String, InstanceTypeInfo)>, CloudError> {
+        let types: Vec<InstanceType> = names.iter().map(|n| InstanceType::from(n.as_str())).collect();
+        let answer = self
+            .ec2("DescribeInstanceTypes")
+            .describe_instance_types()
+            .set_instance_types(Some(types))
+            .send()
+            .await
+            .map_err(|e| errors::translate("DescribeInstanceTypes", e))?;
+        Ok(answer
+            .instance_types()
+            .iter()
+            .filter_map(|t| {
+                let name = t.instance_type()?.as_str().to_owned();
+                let cpu = t.v_cpu_info()?;
+                let arch = t
+                    .processor_info()?
+                    .supported_architectures()
+                    .iter()
+                    .find_map(|a| InstanceTypeInfo::arch_of(a.as_str()))?;
+                let info = InstanceTypeInfo {
+                    vcpus: u32::try_from(cpu.default_v_cpus()?).ok()?,
+                    threads_per_core: cpu.default_threads_per_core().and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+                    memory_mib: u64::try_from(t.memory_info()?.size_in_mib()?).ok()?,
+                    arch,
+                };
+                Some((name, info))
+            })
+            .collect())
+    }
+
     pub(crate) async fn describe_instances(
         &self,
         ids: &[String],
@@ -213,6 +245,27 @@ impl CloudProvider for AwsProvider {
 
     fn capabilities(&self) -> &'static [&'static str] {
         &["instances", "spot_instances", "fleets", "auto_scaling", "launch_templates"]
+    }
+
+    async fn instance_types(&self, names: &[String]) -> Result<Vec<(String, InstanceTypeInfo)>, CloudError> {
+        let mut found = Vec::new();
+        // One unknown name fails a whole call, so names go one call per hundred, and a call
+        // refused for a bad name is retried name by name.
+        for chunk in names.chunks(100) {
+            match self.describe_types(chunk).await {
+                Ok(list) => found.extend(list),
+                Err(e) if e.kind == CloudErrorKind::Validation && chunk.len() > 1 => {
+                    for name in chunk {
+                        if let Ok(list) = self.describe_types(std::slice::from_ref(name)).await {
+                            found.extend(list);
+                        }
+                    }
+                }
+                Err(e) if e.kind == CloudErrorKind::Validation => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
     }
 
     async fn health_check(&self) -> Result<(), CloudError> {

@@ -16,6 +16,15 @@ pub struct InstanceTypeInfo {
 }
 
 impl InstanceTypeInfo {
+    /// Host Factory's `type` for an architecture as EC2 names it (`x86_64`, `arm64`).
+    pub fn arch_of(name: &str) -> Option<&'static str> {
+        match name.to_ascii_lowercase().as_str() {
+            "x86_64" => Some("X86_64"),
+            "arm64" => Some("ARM64"),
+            _ => None,
+        }
+    }
+
     /// Host Factory's `ncpus`: physical cores, that is vCPUs / 2 on hyperthreaded types.
     pub fn ncpus(&self) -> u32 {
         (self.vcpus / self.threads_per_core.max(1)).max(1)
@@ -34,11 +43,7 @@ fn table() -> &'static HashMap<&'static str, InstanceTypeInfo> {
                 let vcpus = f.next()?.parse().ok()?;
                 let threads_per_core = f.next()?.parse().ok()?;
                 let memory_mib = f.next()?.parse().ok()?;
-                let arch = match f.next()? {
-                    "arm64" => "ARM64",
-                    "x86_64" => "X86_64",
-                    _ => return None,
-                };
+                let arch = InstanceTypeInfo::arch_of(f.next()?)?;
                 Some((name, InstanceTypeInfo { vcpus, threads_per_core, memory_mib, arch }))
             })
             .collect()

@@ -1,12 +1,12 @@
 //! Templates as Host Factory's `awsprov_templates.json` describes them, parsed and validated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::instance_types;
+use crate::instance_types::{self, InstanceTypeInfo};
 use crate::{DomainError, ProviderName, Tags, TemplateId};
 
 /// How machines of a template are priced.
@@ -363,29 +363,56 @@ impl Template {
         for (name, value) in &raw.attributes {
             template.attributes.insert(name.clone(), Attribute::parse(name, value)?);
         }
-        template.derive_attributes()?;
+        template.derive_attributes(&HashMap::new(), false)?;
         Ok(template)
     }
 
-    /// Fills `type`, `ncpus` and `nram` from the instance-type table when the template omits
+    fn attributes_missing(&self) -> bool {
+        ["type", "ncpus", "nram"].iter().any(|k| !self.attributes.contains_key(*k))
+    }
+
+    /// The instance types whose figures the template needs (it omits `type`, `ncpus` or
+    /// `nram`) and the built-in table does not know: the provider must give them before the
+    /// template can be offered.
+    pub fn unresolved_types(&self) -> Vec<String> {
+        if !self.attributes_missing() {
+            return Vec::new();
+        }
+        self.vm_types.keys().filter(|t| instance_types::lookup(t).is_none()).cloned().collect()
+    }
+
+    /// Fills the attributes the template omits with the figures of `known` (from the cloud)
+    /// beside the table's; refuses when some type is still unknown.
+    pub fn resolve_types(&mut self, known: &HashMap<String, InstanceTypeInfo>) -> Result<(), DomainError> {
+        self.derive_attributes(known, true)
+    }
+
+    /// Fills `type`, `ncpus` and `nram` from the instance-type figures when the template omits
     /// them: the smallest figures across the template's types, so no machine falls short. A
-    /// figure the table cannot give must be written in the template; it is never guessed.
-    fn derive_attributes(&mut self) -> Result<(), DomainError> {
-        let missing = ["type", "ncpus", "nram"].iter().any(|k| !self.attributes.contains_key(*k));
-        if !missing {
+    /// figure nobody can give must be written in the template; it is never guessed. Unless
+    /// `strict`, types nobody knows yet leave the attributes to `resolve_types`.
+    fn derive_attributes(
+        &mut self,
+        known: &HashMap<String, InstanceTypeInfo>,
+        strict: bool,
+    ) -> Result<(), DomainError> {
+        if !self.attributes_missing() {
             return Ok(());
         }
-        let unknown: Vec<&str> =
-            self.vm_types.keys().filter(|t| instance_types::lookup(t).is_none()).map(String::as_str).collect();
+        let find = |t: &str| instance_types::lookup(t).or_else(|| known.get(t).copied());
+        let unknown: Vec<&str> = self.vm_types.keys().filter(|t| find(t).is_none()).map(String::as_str).collect();
+        if !unknown.is_empty() && !strict && !self.vm_types.is_empty() {
+            return Ok(());
+        }
         if self.vm_types.is_empty() || !unknown.is_empty() {
             let why = if unknown.is_empty() {
                 "the template names no instance type".to_owned()
             } else {
-                format!("the instance type table does not know {}", unknown.join(", "))
+                format!("neither the instance type table nor the provider knows {}", unknown.join(", "))
             };
             return Err(DomainError::validation("attributes", format!("set type, ncpus and nram: {why}")));
         }
-        let infos: Vec<_> = self.vm_types.keys().filter_map(|t| instance_types::lookup(t)).collect();
+        let infos: Vec<_> = self.vm_types.keys().filter_map(|t| find(t)).collect();
         let numeric = |v: String| Attribute { kind: AttributeKind::Numeric, value: v };
         if !self.attributes.contains_key("ncpus") {
             let ncpus = infos.iter().map(|i| i.ncpus()).min().unwrap_or_default();
@@ -664,10 +691,24 @@ mod tests {
     fn figures_the_table_cannot_give_are_never_guessed() {
         let mut raw = minimal();
         raw["vmType"] = json!("z9.huge");
-        let err = Template::from_json(&raw).unwrap_err();
-        assert!(err.to_string().contains("does not know z9.huge"), "{err}");
+        // Parsed, but waiting for the provider's figures of z9.huge.
+        let mut t = Template::from_json(&raw).unwrap();
+        assert_eq!(t.unresolved_types(), ["z9.huge"]);
+        let err = t.clone().resolve_types(&HashMap::new()).unwrap_err();
+        assert!(err.to_string().contains("nor the provider knows z9.huge"), "{err}");
+        let huge = InstanceTypeInfo { vcpus: 96, threads_per_core: 2, memory_mib: 393_216, arch: "ARM64" };
+        t.resolve_types(&HashMap::from([("z9.huge".to_owned(), huge)])).unwrap();
+        assert!(t.unresolved_types().is_empty());
+        assert_eq!(
+            (
+                t.attributes()["ncpus"].value.as_str(),
+                t.attributes()["nram"].value.as_str(),
+                t.attributes()["type"].value.as_str()
+            ),
+            ("48", "393216", "ARM64")
+        );
         raw["attributes"] = json!({"type": "X86_64", "ncpus": 8, "nram": 65536});
-        assert!(Template::from_json(&raw).is_ok(), "given figures need no table");
+        assert!(Template::from_json(&raw).unwrap().unresolved_types().is_empty(), "given figures need no table");
         let graviton = json!({"templateId": "Arm", "maxNumber": 1, "imageId": "ami-1", "vmType": "m7g.large"});
         assert_eq!(Template::from_json(&graviton).unwrap().attributes()["type"].value, "ARM64");
     }

@@ -13,6 +13,7 @@ use ohf_app::{
     Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
     ProviderCapacity, RequestStore, SystemEvent,
 };
+use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -25,6 +26,7 @@ pub const CREATE_FLEET: &str = "ec2_create_fleet";
 pub const SPOT_FLEET_REQUEST: &str = "spot_fleet_request";
 pub const AUTOSCALING_CREATE_GROUP: &str = "autoscaling_create_group";
 pub const DESCRIBE_INSTANCES: &str = "ec2_describe_instances";
+pub const DESCRIBE_INSTANCE_TYPES: &str = "ec2_describe_instance_types";
 pub const TERMINATE_INSTANCES: &str = "ec2_terminate_instances";
 pub const RELEASE_FLEET: &str = "ec2_delete_fleets";
 pub const RELEASE_SPOT_FLEET: &str = "spot_fleet_cancel";
@@ -369,6 +371,9 @@ impl CloudProvider for Resilient {
     async fn health_check(&self) -> Result<(), CloudError> {
         // Through the breaker: an open one answers at once, a half-open one takes it as a probe.
         self.run(DESCRIBE_INSTANCES, || self.inner.health_check()).await
+    }
+    async fn instance_types(&self, names: &[String]) -> Result<Vec<(String, InstanceTypeInfo)>, CloudError> {
+        self.run(DESCRIBE_INSTANCE_TYPES, || self.inner.instance_types(names)).await
     }
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.inner.check_template(template).await

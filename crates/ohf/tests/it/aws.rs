@@ -249,6 +249,49 @@ async fn with_one_aws_provider_dead_the_flow_completes_on_the_other_and_returns_
     assert_eq!(metrics["providers"][0]["operations"]["CREATE_INSTANCES"]["failed_operations"], 1, "{metrics} {health}");
 }
 
+/// A type the built-in table lacks gets its figures from DescribeInstanceTypes, kept in the
+/// store: later processes need no AWS call for them. A type nobody knows leaves its template
+/// out, and a request for it is refused naming the type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_of_types_the_table_lacks_come_from_describe_instance_types_once() {
+    let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env(&cluster).await;
+    let file = env.path("conf/awsprov_templates.json");
+    let mut templates: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let image = templates["templates"][0]["imageId"].clone();
+    let list = templates["templates"].as_array_mut().unwrap();
+    list.push(json!({"templateId": "Aws-X2", "maxNumber": 2, "imageId": image, "vmType": "x2iedn.xlarge"}));
+    list.push(json!({"templateId": "Aws-Nowhere", "maxNumber": 2, "imageId": image, "vmType": "zz9.huge"}));
+    std::fs::write(&file, templates.to_string()).unwrap();
+
+    let offered = |env: &HfEnv| {
+        let (out, doc) = env.script("getAvailableTemplates", &json!({}));
+        assert!(out.status.success(), "{doc}");
+        doc["templates"].as_array().unwrap().clone()
+    };
+    let first = offered(&env);
+    let x2 = first.iter().find(|t| t["templateId"] == "Aws-X2").unwrap_or_else(|| panic!("{first:?}"));
+    // x2iedn.xlarge: 4 vCPUs at 2 threads per core, 128 GiB.
+    assert_eq!(x2["attributes"]["ncpus"], json!(["Numeric", "2"]), "{x2}");
+    assert_eq!(x2["attributes"]["nram"], json!(["Numeric", "131072"]));
+    assert_eq!(x2["attributes"]["type"], json!(["String", "X86_64"]));
+    assert!(first.iter().all(|t| t["templateId"] != "Aws-Nowhere"));
+    let (out, doc) =
+        env.script("requestMachines", &json!({"template": {"templateId": "Aws-Nowhere", "machineCount": 1}}));
+    assert!(!out.status.success());
+    assert!(doc["message"].as_str().unwrap().contains("zz9.huge"), "{doc}");
+
+    // With AWS out of reach, the figures come from the store.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let toml = std::fs::read_to_string(env.path("conf/ohf.toml"))
+        .unwrap()
+        .replace(&endpoint(), &format!("http://127.0.0.1:{dead}"));
+    std::fs::write(env.path("conf/ohf.toml"), toml).unwrap();
+    let again = offered(&env);
+    let x2 = again.iter().find(|t| t["templateId"] == "Aws-X2").unwrap_or_else(|| panic!("{again:?}"));
+    assert_eq!(x2["attributes"]["nram"], json!(["Numeric", "131072"]));
+}
+
 mod app_level {
     use std::sync::Arc;
 
