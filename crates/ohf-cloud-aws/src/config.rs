@@ -45,6 +45,9 @@ pub struct AwsConfig {
     /// Another endpoint, such as a LocalStack-compatible emulator.
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// An HTTP proxy every AWS call goes through (`http://host:port`).
+    #[serde(default)]
+    pub proxy_url: Option<String>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     /// Attempts the SDK makes per call, counting the first.
@@ -71,6 +74,7 @@ impl AwsConfig {
             access_key_id: None,
             secret_access_key: None,
             endpoint_url: None,
+            proxy_url: None,
             connect_timeout_ms: default_connect_timeout(),
             request_attempts: default_attempts(),
             instance_pending_timeout_secs: None,
@@ -89,6 +93,12 @@ impl AwsConfig {
         {
             return Err(format!("endpoint_url '{url}' must start with http:// or https://"));
         }
+        if let Some(url) = &self.proxy_url {
+            let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.trim_end_matches('/').is_empty()) {
+                return Err(format!("proxy_url '{url}' must be http://host:port"));
+            }
+        }
         if self.request_attempts == 0 {
             return Err("request_attempts must be at least 1".into());
         }
@@ -98,8 +108,8 @@ impl AwsConfig {
     /// Reads IBM's `awsprov_config.json`: AWS_REGION, AWS_CREDENTIAL_FILE, AWS_ENDPOINT_URL,
     /// AWS_CONNECTION_TIMEOUT_MS, AWS_REQUEST_RETRY_ATTEMPTS, AWS_INSTANCE_PENDING_TIMEOUT_SEC.
     /// AWS_DESCRIBE_REQUEST_RETRY_ATTEMPTS and _INTERVAL are accepted and not needed: a failed
-    /// describe is made again at the next reconcile cycle. AWS_PROXY_HOST is refused: this
-    /// build cannot route through a proxy, and a silently ignored proxy would be worse.
+    /// describe is made again at the next reconcile cycle. AWS_PROXY_HOST with AWS_PROXY_PORT
+    /// (default 80) routes every call through that HTTP proxy.
     pub fn from_awsprov_config(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
@@ -116,10 +126,19 @@ impl AwsConfig {
             }
         };
         let region = text_of("AWS_REGION").ok_or_else(|| format!("{}: AWS_REGION is required", path.display()))?;
-        if obj.contains_key("AWS_PROXY_HOST") {
-            return Err("AWS_PROXY_HOST is not supported by this build; reach the endpoint directly".into());
-        }
         let mut config = Self::new(region);
+        match (text_of("AWS_PROXY_HOST").map(|h| h.trim().to_owned()), number("AWS_PROXY_PORT")?) {
+            (Some(host), port) if !host.is_empty() => {
+                let port = port.unwrap_or(80);
+                if !(1..=65_535).contains(&port) {
+                    return Err("AWS_PROXY_PORT must be from 1 to 65535".into());
+                }
+                let host = host.trim_start_matches("http://").trim_end_matches('/');
+                config.proxy_url = Some(format!("http://{host}:{port}"));
+            }
+            (_, Some(_)) => return Err("AWS_PROXY_PORT needs AWS_PROXY_HOST".into()),
+            _ => {}
+        }
         config.credentials_file = text_of("AWS_CREDENTIAL_FILE").map(PathBuf::from);
         config.endpoint_url = text_of("AWS_ENDPOINT_URL");
         if let Some(ms) = number("AWS_CONNECTION_TIMEOUT_MS")? {
@@ -154,6 +173,13 @@ mod tests {
         assert_eq!(c.region, "us-east-1");
         assert_eq!(c.credentials_file.as_deref(), Some(Path::new("/opt/creds")));
         assert_eq!((c.connect_timeout_ms, c.request_attempts, c.instance_pending_timeout_secs), (5000, 3, Some(900)));
+        std::fs::write(&p, r#"{"AWS_REGION": "us-east-1", "AWS_PROXY_HOST": "proxy.corp", "AWS_PROXY_PORT": "3128"}"#)
+            .unwrap();
+        assert_eq!(AwsConfig::from_awsprov_config(&p).unwrap().proxy_url.as_deref(), Some("http://proxy.corp:3128"));
+        std::fs::write(&p, r#"{"AWS_REGION": "us-east-1", "AWS_PROXY_PORT": 3128}"#).unwrap();
+        assert!(AwsConfig::from_awsprov_config(&p).unwrap_err().contains("AWS_PROXY_HOST"));
+        std::fs::write(&p, r#"{"AWS_REGION": "us-east-1", "AWS_PROXY_HOST": "p", "AWS_PROXY_PORT": 70000}"#).unwrap();
+        assert!(AwsConfig::from_awsprov_config(&p).unwrap_err().contains("AWS_PROXY_PORT"));
         std::fs::write(&p, r#"{"AWS_ENDPOINT_URL": "x"}"#).unwrap();
         assert!(AwsConfig::from_awsprov_config(&p).unwrap_err().contains("AWS_REGION"));
         std::fs::write(&p, r#"{"AWS_REGION": "us-east-1", "AWS_CONNECTION_TIMEOUT_MS": "soon"}"#).unwrap();

@@ -46,6 +46,19 @@ pub struct AwsProvider {
     calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
+/// The SDK's HTTP client (rustls), with every call going through the proxy at `url`.
+fn proxied_client(url: &str) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, String> {
+    use aws_smithy_http_client::{Builder, Connector, proxy::ProxyConfig, tls};
+    let proxy = ProxyConfig::all(url).map_err(|e| format!("proxy_url '{url}': {e}"))?;
+    Ok(Builder::new().build_with_connector_fn(move |settings, _components| {
+        let mut connector = Connector::builder().proxy_config(proxy.clone());
+        if let Some(settings) = settings {
+            connector = connector.connector_settings(settings.clone());
+        }
+        connector.tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc)).build()
+    }))
+}
+
 impl AwsProvider {
     /// Connects with `config`; credentials come from the standard chain unless the config
     /// names a profile, a credentials file or static keys.
@@ -74,6 +87,9 @@ impl AwsProvider {
         }
         if let Some(url) = &config.endpoint_url {
             loader = loader.endpoint_url(url);
+        }
+        if let Some(url) = &config.proxy_url {
+            loader = loader.http_client(proxied_client(url)?);
         }
         let shared = loader.load().await;
         Ok(Self {

@@ -292,6 +292,24 @@ async fn figures_of_types_the_table_lacks_come_from_describe_instance_types_once
     assert_eq!(x2["attributes"]["nram"], json!(["Numeric", "131072"]));
 }
 
+/// `proxy_url` (AWS_PROXY_HOST/PORT in awsprov_config.json): every call goes through the
+/// proxy, and the flow works through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_goes_through_the_configured_proxy() {
+    let proxy = crate::fault_proxy::FaultProxy::start(&endpoint(), 0.0, 1);
+    let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env(&cluster).await;
+    let toml = std::fs::read_to_string(env.path("conf/ohf.toml")).unwrap();
+    std::fs::write(env.path("conf/ohf.toml"), format!("{toml}proxy_url = \"{}\"\n", proxy.url)).unwrap();
+    let (out, doc) =
+        env.script("requestMachines", &json!({"template": {"templateId": "Aws-OnDemand", "machineCount": 1}}));
+    assert!(out.status.success(), "{doc}");
+    let id = doc["requestId"].as_str().unwrap().to_owned();
+    wait_status(&env, &id, "complete");
+    let forwarded = proxy.counts.forwarded.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(forwarded >= 2, "the launch and the describes went through the proxy: {forwarded}");
+}
+
 mod app_level {
     use std::sync::Arc;
 
