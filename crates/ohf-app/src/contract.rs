@@ -297,6 +297,7 @@ fn launch_request(template: &Template, request: &str, count: u32, attempt: u32) 
         tags,
         zones: vec![],
         following: None,
+        started_at: ohf_domain::testing::T0,
     }
 }
 

@@ -161,6 +161,9 @@ pub struct LaunchRequest {
     /// The cloud request (fleet, group) an earlier call of this launch placed: look at it
     /// instead of placing one.
     pub following: Option<String>,
+    /// When the launch attempt started: expiries of what it placed count from here when the
+    /// cloud does not say when it made it.
+    pub started_at: Timestamp,
 }
 
 /// What a launch produced: the machines, and why it fell short when it launched fewer.

@@ -118,6 +118,7 @@ impl App {
             tags: launch_tags(request, &template, provider.name(), &self.settings.cluster),
             zones: request.zones().to_vec(),
             following: order.following,
+            started_at: order.started_at,
             template,
         };
         report.launch_calls += 1;

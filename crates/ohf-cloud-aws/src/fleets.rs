@@ -314,7 +314,8 @@ struct Placement {
     /// It will launch nothing more (deleted, cancelled, failed, or fulfilled and of type request).
     stopped: bool,
     error: Option<CloudError>,
-    age: Duration,
+    /// Since the cloud made it, when the cloud says.
+    age: Option<Duration>,
     /// A change is under way (the fleet is `modifying`).
     busy: bool,
     /// The capacity it is asked to hold.
@@ -331,7 +332,7 @@ async fn look(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError
             instances: g.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
             stopped: false,
             error: None,
-            age: g.created_time().map(age).unwrap_or_default(),
+            age: g.created_time().map(age),
             busy: false,
             target: g.desired_capacity(),
         }))
@@ -380,7 +381,7 @@ async fn look_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, Clou
     }
     let busy = f.fleet_state() == Some(&FleetStateCode::Modifying);
     let target = f.target_capacity_specification().and_then(|t| t.total_target_capacity());
-    let age = f.create_time().map(age).unwrap_or_default();
+    let age = f.create_time().map(age);
     Ok(Some(Placement { instances, stopped, error, age, busy, target }))
 }
 
@@ -419,7 +420,7 @@ async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>,
     }
     let busy = f.spot_fleet_request_state() == Some(&BatchState::Modifying);
     let target = f.spot_fleet_request_config().and_then(|c| c.target_capacity());
-    let age = f.create_time().map(age).unwrap_or_default();
+    let age = f.create_time().map(age);
     Ok(Some(Placement { instances, stopped, error, age, busy, target }))
 }
 
@@ -462,7 +463,10 @@ async fn follow(p: &AwsProvider, r: &LaunchRequest, id: &str) -> Result<LaunchRe
     }
     let expiry = Duration::from_secs(u64::from(r.template.spot_fleet_request_expiry_mins()) * 60);
     let fleet = !matches!(r.template.provider_api(), ProviderApi::Asg);
-    if fleet && r.template.price_type() == PriceType::Heterogeneous && placement.age >= expiry {
+    // The cloud's creation time, else (an emulator that gives none) the attempt's start.
+    let age =
+        placement.age.unwrap_or_else(|| age(&aws_smithy_types::DateTime::from_millis(r.started_at.unix_millis())));
+    if fleet && r.template.price_type() == PriceType::Heterogeneous && age >= expiry {
         // The spot part did not fill in time: keep what came and ask on demand for the rest.
         stop_fleet(p, id, false).await?;
         let remainder = r.count - held;

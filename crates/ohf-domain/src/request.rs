@@ -189,6 +189,8 @@ pub struct LaunchOrder {
     pub provider: ProviderName,
     /// The cloud request this attempt placed and is filling from, to follow rather than place.
     pub following: Option<String>,
+    /// When the attempt started (expiries of what it placed count from then at the latest).
+    pub started_at: Timestamp,
 }
 
 /// The cloud calls one reconcile step asks for, after its events are stored.
@@ -228,6 +230,9 @@ struct LaunchProgress {
     /// Every provider an attempt was started on, oldest first.
     #[serde(default)]
     tried: Vec<ProviderName>,
+    /// When the latest attempt started.
+    #[serde(default)]
+    started_at: Option<Timestamp>,
 }
 
 /// A provision or return request.
@@ -417,6 +422,7 @@ impl Request {
                     self.launch.tried.push(provider.clone());
                 }
                 self.launch.attempts = *attempt;
+                self.launch.started_at = Some(at);
                 self.launch.outstanding = Some((*attempt, *count));
                 self.launch.retry_at = None;
             }
@@ -695,7 +701,9 @@ impl Request {
         }
         if let Some((attempt, count)) = self.launch.outstanding {
             let token = ClientToken::for_launch(&self.id, attempt);
-            return Some(LaunchOrder { attempt, count, token, provider, following: self.launch.filling.clone() });
+            let started_at = self.launch.started_at.unwrap_or(self.created_at);
+            let following = self.launch.filling.clone();
+            return Some(LaunchOrder { attempt, count, token, provider, following, started_at });
         }
         let deficit = self.count.saturating_sub(alive_count);
         if deficit == 0 {
@@ -717,7 +725,7 @@ impl Request {
                     provider: provider.clone(),
                 },
             );
-            return Some(LaunchOrder { attempt, count: deficit, token, provider, following: None });
+            return Some(LaunchOrder { attempt, count: deficit, token, provider, following: None, started_at: now });
         }
         if pending > 0 {
             return None;

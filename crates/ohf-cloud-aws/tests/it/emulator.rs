@@ -67,6 +67,7 @@ fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
         tags,
         zones: vec![],
         following: None,
+        started_at: ohf_domain::testing::T0,
     }
 }
 

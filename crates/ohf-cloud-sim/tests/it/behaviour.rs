@@ -23,6 +23,7 @@ fn launch(request: &str, count: u32, attempt: u32) -> LaunchRequest {
         tags,
         zones: vec![],
         following: None,
+        started_at: ohf_domain::testing::T0,
     }
 }
 

@@ -56,7 +56,10 @@ pub async fn aws_env_at(cluster: &str, url: &str, extra: &str) -> HfEnv {
          "priceType": "spot", "providerApi": "SpotFleet", "fleetType": "request", "allocationStrategy": "lowestPrice",
          "fleetRole": "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role", "instanceTags": "team=abc"},
         {"templateId": "Aws-Asg", "maxNumber": 20, "imageId": image, "vmTypes": {"t3.micro": 1},
-         "providerApi": "ASG", "instanceTags": "team=abc"}
+         "providerApi": "ASG", "instanceTags": "team=abc"},
+        {"templateId": "Aws-Hetero", "maxNumber": 20, "imageId": image, "vmTypes": {"t3.micro": 1},
+         "priceType": "heterogeneous", "providerApi": "EC2Fleet", "fleetType": "request",
+         "spotFleetRequestExpiry": 1, "instanceTags": "team=abc"}
     ]});
     std::fs::write(env.path("conf/awsprov_templates.json"), templates.to_string()).unwrap();
     env
@@ -134,7 +137,7 @@ async fn provision_and_return(template: &str, placed: bool) {
 
 /// The fleets, spot fleets and groups tagged with `request` that are not deleted, through
 /// calls of our own.
-async fn placements(request: &str) -> Vec<String> {
+pub async fn placements(request: &str) -> Vec<String> {
     let tagged = |tags: Vec<(Option<String>, Option<String>)>| {
         tags.iter().any(|(k, v)| k.as_deref() == Some("ohf:request-id") && v.as_deref() == Some(request))
     };

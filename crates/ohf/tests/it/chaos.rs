@@ -168,3 +168,50 @@ async fn a_process_killed_after_placing_a_group_leaves_no_duplicate() {
 async fn a_process_killed_after_placing_a_fleet_leaves_no_duplicate() {
     killed_after_the_launch_call("Aws-FleetRequest", "CreateFleet").await;
 }
+
+/// A heterogeneous template whose spot fleet has not filled by `spotFleetRequestExpiry` (one
+/// minute here): the fleet is stopped with what it holds and the rest is launched on demand.
+/// The emulator fills fleets at once, so the fleet is placed by a process that is killed before
+/// it sees the answer, and one of its machines is taken away before anyone follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heterogeneous_fleet_unfilled_by_its_expiry_is_completed_on_demand() {
+    let proxy = FaultProxy::start(&endpoint(), 0.0, 1);
+    let cluster = format!("hetero-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env_at(&cluster, &proxy.url, "").await;
+    proxy.hold(Some("CreateFleet"));
+    let input = env.path("request.json");
+    std::fs::write(&input, json!({"template": {"templateId": "Aws-Hetero", "machineCount": 3}}).to_string()).unwrap();
+    let mut child = env.ohf().args(["hf", "requestMachines", "-f"]).arg(&input).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.counts.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the fleet was never asked for");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let placed = Instant::now();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.hold(None);
+    let id = env.stored_requests()[0]["requestId"].as_str().unwrap().to_owned();
+
+    // The fleet holds 3 spot machines; one goes away before ohf follows the fleet.
+    let client = ec2().await;
+    let fleet = crate::aws::placements(&id).await;
+    assert_eq!(fleet.len(), 1, "{fleet:?}");
+    let fleet_id = fleet[0].split(' ').next().unwrap().to_owned();
+    let held = client.describe_fleet_instances().fleet_id(&fleet_id).send().await.unwrap();
+    let spot: Vec<String> = held.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
+    assert_eq!(spot.len(), 3);
+    client.terminate_instances().instance_ids(&spot[0]).send().await.unwrap();
+
+    let early = status(&env, &id);
+    assert_eq!(early["status"], "running", "before the expiry the fleet is followed: {early}");
+    std::thread::sleep(Duration::from_secs(61).saturating_sub(placed.elapsed()));
+    let done = wait_complete(&env, &id, Duration::from_secs(60));
+    let machines = done["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 3, "{done}");
+    let on_demand: Vec<&Value> = machines.iter().filter(|m| m["priceType"] == "ondemand").collect();
+    assert_eq!(on_demand.len(), 1, "{done}");
+    assert!(!machines.iter().any(|m| m["machineId"] == spot[0].as_str()));
+    assert!(crate::aws::placements(&id).await.is_empty(), "the fleet was stopped");
+    assert_eq!(instances_by_request(&cluster).await.get(&id), Some(&3));
+}

@@ -287,6 +287,7 @@ async fn the_sweep_terminates_only_this_clusters_unaccounted_machines() {
             tags,
             zones: vec![],
             following: None,
+            started_at: ohf_domain::testing::T0,
         }
     };
     let done = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
