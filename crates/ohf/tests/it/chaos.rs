@@ -215,3 +215,41 @@ async fn a_heterogeneous_fleet_unfilled_by_its_expiry_is_completed_on_demand() {
     assert!(crate::aws::placements(&id).await.is_empty(), "the fleet was stopped");
     assert_eq!(instances_by_request(&cluster).await.get(&id), Some(&3));
 }
+
+/// EC2's refusals the emulator never gives (no capacity, not authorized, a malformed image id)
+/// reach the user through getRequestStatus with the AWS code and message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_the_emulator_cannot_give_reach_the_user_with_the_aws_code() {
+    let fast = "[request]\nmax_launch_attempts = 2\nlaunch_backoff_base_secs = 1\nlaunch_backoff_max_secs = 1\n";
+    for (http, code, message) in [
+        (
+            "500 Internal Server Error",
+            "InsufficientInstanceCapacity",
+            "We currently do not have sufficient t3.micro capacity in the Availability Zone you requested.",
+        ),
+        ("403 Forbidden", "UnauthorizedOperation", "You are not authorized to perform this operation."),
+        ("400 Bad Request", "InvalidAMIID.Malformed", "Invalid id: \"ami-x\" (expecting \"ami-...\")"),
+    ] {
+        let proxy = FaultProxy::start(&endpoint(), 0.0, 1);
+        let cluster = format!("refused-{}", uuid::Uuid::new_v4().simple());
+        let env = aws_env_at(&cluster, &proxy.url, fast).await;
+        proxy.refuse(Some(("RunInstances", http, code, message)));
+        let (out, doc) =
+            env.script("requestMachines", &json!({"template": {"templateId": "Aws-OnDemand", "machineCount": 1}}));
+        assert!(out.status.success(), "{doc}");
+        let id = doc["requestId"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let last = loop {
+            let r = status(&env, &id);
+            if r["status"] != "running" {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "{code}: the request never ended: {r}");
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert_eq!(last["status"], "complete_with_error", "{code}: {last}");
+        let said = last["message"].as_str().unwrap();
+        assert!(said.contains(code) && said.contains(message.split('.').next().unwrap()), "{code}: {said}");
+        assert_eq!(instances_by_request(&cluster).await.get(&id), None, "{code}: nothing was launched");
+    }
+}

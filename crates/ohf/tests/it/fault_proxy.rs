@@ -41,7 +41,11 @@ pub struct FaultProxy {
     pub counts: Arc<Counts>,
     down: Arc<AtomicBool>,
     hold: Arc<std::sync::Mutex<Option<String>>>,
+    refuse: Refusal,
 }
+
+/// An action answered with an AWS error: (`Action=…&`, HTTP status, code, message).
+type Refusal = Arc<std::sync::Mutex<Option<(String, String, String, String)>>>;
 
 impl FaultProxy {
     /// Proxies to `upstream` (`http://host:port`), failing `rate` of the calls.
@@ -53,7 +57,8 @@ impl FaultProxy {
         let counts = Arc::new(Counts::default());
         let down = Arc::new(AtomicBool::new(false));
         let hold = Arc::new(std::sync::Mutex::new(None));
-        let (c, d, h) = (counts.clone(), down.clone(), hold.clone());
+        let refuse: Refusal = Arc::new(std::sync::Mutex::new(None));
+        let (c, d, h, r) = (counts.clone(), down.clone(), hold.clone(), refuse.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
@@ -73,11 +78,19 @@ impl FaultProxy {
                         injected % 5
                     });
                     let held = h.lock().unwrap().clone();
-                    tokio::spawn(serve(client, upstream.clone(), fault, c.clone(), d.clone(), held));
+                    let refused = r.lock().unwrap().clone();
+                    tokio::spawn(serve(client, upstream.clone(), fault, c.clone(), d.clone(), held, refused));
                 }
             });
         });
-        Self { url, counts, down, hold }
+        Self { url, counts, down, hold, refuse }
+    }
+
+    /// Answers every call of `action` as EC2 answers an error: `status` (`403 Forbidden`),
+    /// `code` and `message`; `None` forwards them again.
+    pub fn refuse(&self, refusal: Option<(&str, &str, &str, &str)>) {
+        *self.refuse.lock().unwrap() =
+            refusal.map(|(a, s, c, m)| (format!("Action={a}&"), s.to_owned(), c.to_owned(), m.to_owned()));
     }
 
     /// Forwards calls of `action` (`RunInstances`, …) and holds their answers back; `None`
@@ -128,8 +141,12 @@ async fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 fn error_answer(status: &str, code: &str) -> Vec<u8> {
+    aws_error(status, code, "injected by the fault proxy")
+}
+
+fn aws_error(status: &str, code: &str, message: &str) -> Vec<u8> {
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>injected by the fault proxy</Message></Error></Errors><RequestID>fault</RequestID></Response>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault</RequestID></Response>"
     );
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -153,6 +170,7 @@ async fn serve(
     c: Arc<Counts>,
     down: Arc<AtomicBool>,
     hold: Option<String>,
+    refused: Option<(String, String, String, String)>,
 ) {
     c.connections.fetch_add(1, Ordering::SeqCst);
     if down.load(Ordering::SeqCst) {
@@ -160,6 +178,13 @@ async fn serve(
         return;
     }
     let Some(request) = read_request(&mut client).await else { return };
+    if let Some((action, status, code, message)) = refused
+        && String::from_utf8_lossy(&request).contains(action.as_str())
+    {
+        let _ = client.write_all(&aws_error(&status, &code, &message)).await;
+        let _ = client.shutdown().await;
+        return;
+    }
     if let Some(action) = hold
         && String::from_utf8_lossy(&request).contains(action.as_str())
     {
