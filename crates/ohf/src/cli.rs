@@ -102,6 +102,19 @@ pub enum Command {
     Sim(SimCmd),
     /// Provision and return machines on the simulated cloud, end to end
     Quickstart(QuickstartArgs),
+    /// Every template with how many more machines it may have, as JSON
+    #[command(name = "getAvailableTemplates")]
+    GetAvailableTemplates,
+    /// Request machines: --data '{"template_id": "web", "machine_count": 2}' (camelCase too)
+    #[command(name = "requestMachines")]
+    RequestMachines(MethodArgs),
+    /// Requests with their machines, as JSON
+    #[command(name = "getRequestStatus")]
+    GetRequestStatus {
+        /// A request id (repeatable)
+        #[arg(long = "request-id", value_name = "ID", required = true)]
+        request_ids: Vec<String>,
+    },
     /// Run CREATE_INSTANCES, TERMINATE_INSTANCES, GET_INSTANCE_STATUS, VALIDATE_TEMPLATE,
     /// GET_AVAILABLE_TEMPLATES or HEALTH_CHECK on a chosen provider
     #[command(name = "executeProviderOperation")]

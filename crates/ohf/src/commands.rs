@@ -182,6 +182,14 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
             }
             errors_of(&report, "sweep")?;
         }
+        Command::GetAvailableTemplates => print_json(&backend.call("getAvailableTemplates", json!({})).await?),
+        Command::RequestMachines(args) => {
+            let doc = camel_case(method_document(&args)?);
+            print_json(&backend.call("requestMachines", doc).await?);
+        }
+        Command::GetRequestStatus { request_ids } => {
+            print_json(&backend.call("getRequestStatus", json!({"requestIds": request_ids})).await?);
+        }
         Command::ExecuteProviderOperation(_)
         | Command::SelectProviderStrategy(_)
         | Command::RegisterProviderStrategy(_)
@@ -205,6 +213,52 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
     Ok(())
 }
 
+/// The top-level fields of `doc` in the JSON API's camelCase (`template_id` → `templateId`).
+fn camel_case(doc: Value) -> Value {
+    let Value::Object(fields) = doc else { return doc };
+    let camel = |k: &str| {
+        let mut out = String::new();
+        let mut upper = false;
+        for c in k.chars() {
+            match c {
+                '_' => upper = true,
+                c if upper => {
+                    out.extend(c.to_uppercase());
+                    upper = false;
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    Value::Object(fields.into_iter().map(|(k, v)| (camel(&k), v)).collect())
+}
+
+/// `text` without `#` comments that run to the end of a line outside strings (the seed's
+/// examples carry such notes inside their JSON).
+fn without_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let (mut in_string, mut escaped) = (false, false);
+        let mut end = line.len();
+        for (i, c) in line.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_string => escaped = true,
+                '"' => in_string = !in_string,
+                '#' if !in_string => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&line[..end]);
+        out.push('\n');
+    }
+    out
+}
+
 /// The document of `--data` or `--file`; bad JSON is a validation error naming where it was.
 fn method_document(args: &crate::cli::MethodArgs) -> anyhow::Result<Value> {
     let (text, field) = match (&args.data, &args.file) {
@@ -215,7 +269,9 @@ fn method_document(args: &crate::cli::MethodArgs) -> anyhow::Result<Value> {
         ),
         (None, None) => return Ok(json!({})),
     };
-    match serde_json::from_str::<Value>(&text) {
+    let parsed =
+        serde_json::from_str::<Value>(&text).or_else(|e| serde_json::from_str(&without_comments(&text)).map_err(|_| e));
+    match parsed {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(ohf_app::api::ApiError::invalid(&field, "must be a JSON object").into()),
         Err(e) => Err(ohf_app::api::ApiError::invalid(&field, format!("not valid JSON: {e}")).into()),

@@ -455,6 +455,30 @@ type = "sim"
     // Without a document: {}.
     let out = env.ohf().arg("listAvailableProviders").output().unwrap();
     assert!(out.status.success());
+    // The troubleshooting example carries a note after '#' inside its JSON.
+    let relaxed = run(
+        "selectProviderStrategy",
+        r#"{
+"operation_type": "CREATE_INSTANCES",
+"selection_criteria": {
+"require_healthy": false # Relax health requirement
+}
+}"#,
+    );
+    assert_eq!(relaxed["selected_strategy"], "aws-primary", "unhealthy, yet chosen once health is not required");
+
+    // The existing operations, as the seed runs them.
+    let (ok, templates) = ohf_json(&env, &["getAvailableTemplates"]);
+    assert!(ok && templates["templates"].as_array().unwrap().iter().any(|t| t["templateId"] == "web-server"));
+    let (ok, created) =
+        ohf_json(&env, &["requestMachines", "--data", r#"{"template_id": "web-server", "machine_count": 2}"#]);
+    assert!(ok, "{created}");
+    let id = created["requestId"].as_str().unwrap().to_owned();
+    let (ok, status) = ohf_json(&env, &["getRequestStatus", "--request-id", &id]);
+    assert!(ok);
+    assert_eq!(status["requests"][0]["requestId"], id.as_str());
+    let (_, missing) = ohf_json(&env, &["getRequestStatus", "--request-id", "req-12345"]);
+    assert_eq!(missing["requests"][0]["error"]["code"], "REQUEST_NOT_FOUND");
 }
 
 #[test]
