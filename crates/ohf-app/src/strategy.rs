@@ -558,7 +558,8 @@ impl App {
     }
 
     /// Takes in the registrations and strategy configuration kept in the store: a restarted
-    /// process (every Host Factory call is one) sees what was registered and configured.
+    /// process (every Host Factory call is one) sees what was registered and configured, and a
+    /// daemon calling it now and then sees what other processes registered since.
     pub async fn load_registered(&self) -> Result<(), AppError> {
         let (raw, _) = self.store.load_shared(keys::CONFIG).await?;
         if let Some(raw) = raw {
@@ -575,7 +576,13 @@ impl App {
                     continue;
                 }
             };
-            if self.registry.slot(&entry.strategy_name).is_some_and(|s| s.entry.origin == Origin::Config) {
+            // A name from the config file stays as configured; an unchanged registration keeps
+            // the provider it has.
+            if self
+                .registry
+                .slot(&entry.strategy_name)
+                .is_some_and(|s| s.entry.origin == Origin::Config || s.entry == entry)
+            {
                 continue;
             }
             match factory.build(&entry).await {

@@ -10,6 +10,9 @@ use tokio::sync::watch;
 
 use crate::App;
 
+/// How often a daemon takes in provider registrations and strategy changes other processes stored.
+const RELOAD_EVERY: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Unique among the workers sharing a store.
@@ -70,8 +73,16 @@ impl Worker {
         let mut held: Vec<RequestId> = Vec::new();
         let mut last_sweep: Option<tokio::time::Instant> = None;
         let mut last_check: Option<tokio::time::Instant> = None;
+        let mut last_reload: Option<tokio::time::Instant> = None;
         loop {
             held = self.cycle(held).await;
+            // Registrations and configuration other processes stored since.
+            if last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
+                last_reload = Some(tokio::time::Instant::now());
+                if let Err(e) = self.app.load_registered().await {
+                    tracing::warn!(worker = %self.config.id, error = %e, "provider registrations not reloaded");
+                }
+            }
             // Read each time: configureProviderStrategy may change it while the daemon runs.
             let every = Duration::from_secs(self.app.health_check_interval());
             if last_check.is_none_or(|t| t.elapsed() >= every) {
