@@ -459,19 +459,49 @@ impl App {
                        "machine_count": request.machines().len()})
             }
             OperationType::GetInstanceStatus => {
-                let ids = string_list(&params, "instance_ids")?;
-                let machine_ids = ids
-                    .iter()
-                    .map(|i| ohf_domain::MachineId::new(i.clone()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(AppError::from)?;
-                let seen = provider
-                    .describe(&DescribeQuery { machine_ids, ..Default::default() })
-                    .await
-                    .map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?;
+                // A request's machines, or the instances named; each asked of the provider that
+                // holds it (instances ohf does not know, of the chosen one).
+                let holders = match text("request_id") {
+                    Some(id) => {
+                        let found = self.request_status(std::slice::from_ref(&id)).await?.pop().and_then(|(_, r)| r);
+                        vec![found.ok_or(DomainError::RequestNotFound { request_id: id })?]
+                    }
+                    None => Vec::new(),
+                };
+                let ids: Vec<ohf_domain::MachineId> = match holders.first() {
+                    Some(r) => r.machines().iter().map(|m| m.id().clone()).collect(),
+                    None => string_list(&params, "instance_ids")?
+                        .into_iter()
+                        .map(ohf_domain::MachineId::new)
+                        .collect::<Result<_, _>>()
+                        .map_err(AppError::from)?,
+                };
+                let holders = if holders.is_empty() { self.store.find_holders(&ids, &[]).await? } else { holders };
+                let held_by = |id: &ohf_domain::MachineId| {
+                    holders.iter().flat_map(|r| r.machines()).find(|m| m.id() == id).map(|m| m.provider().clone())
+                };
+                let mut seen = Vec::new();
+                for slot in self.registry.slots() {
+                    let theirs: Vec<ohf_domain::MachineId> = ids
+                        .iter()
+                        .filter(|id| {
+                            held_by(id).map_or(slot.provider.name() == provider.name(), |p| &p == slot.provider.name())
+                        })
+                        .cloned()
+                        .collect();
+                    if theirs.is_empty() {
+                        continue;
+                    }
+                    let found = slot
+                        .provider
+                        .describe(&DescribeQuery { machine_ids: theirs, ..Default::default() })
+                        .await
+                        .map_err(|error| AppError::Cloud { provider: slot.entry.strategy_name.clone(), error })?;
+                    seen.extend(found);
+                }
                 json!({"instances": seen.iter().map(|o| json!({
                     "instance_id": o.id.as_str(), "status": o.status.to_string(), "instance_type": o.instance_type,
-                    "private_ip": o.private_ip, "host_name": o.name, "zone": o.zone,
+                    "private_ip": o.private_ip, "host_name": o.name, "zone": o.zone, "provider_name": o.provider.as_str(),
                 })).collect::<Vec<_>>()})
             }
             OperationType::ValidateTemplate => {
@@ -777,8 +807,9 @@ impl App {
     }
 }
 
+/// The list of ids under `field` (or `machine_ids`, its other name).
 fn string_list(p: &Value, field: &str) -> Result<Vec<String>, AppError> {
-    match p.get(field) {
+    match p.get(field).or_else(|| p.get("machine_ids")) {
         Some(Value::Array(items)) if !items.is_empty() => {
             items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
                 DomainError::validation(format!("parameters.{field}"), "must be a list of strings").into()

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ohf_app::shared;
 use ohf_app::{
     Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
     ProviderCapacity, RequestStore, SystemEvent,
@@ -179,36 +180,17 @@ impl Resilient {
     async fn breaker<T>(&self, service: &str, change: impl Fn(&mut Breaker) -> T) -> T {
         let key = breaker_key(self.inner.name().as_str(), service);
         let now = self.clock.now();
-        for _ in 0..8 {
-            let (raw, version) = match self.store.load_shared(&key).await {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(error = %e, key, "breaker state unavailable");
-                    return change(&mut Breaker::new(now));
-                }
-            };
-            let mut b = raw.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_else(|| Breaker::new(now));
-            let before = b.clone();
-            let out = change(&mut b);
-            if b == before {
-                return out;
-            }
-            let Ok(text) = serde_json::to_string(&b) else { return out };
-            match self.store.store_shared(&key, &text, version).await {
-                Ok(true) => {
-                    if b.state != before.state {
-                        self.log_transition(service, &before, &b);
-                    }
-                    return out;
-                }
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, key, "breaker state not stored");
-                    return out;
+        let mut out = None;
+        match shared::update(&*self.store, &key, || Breaker::new(now), |b| out = Some(change(b))).await {
+            Ok((before, after)) => {
+                if after.state != before.state {
+                    self.log_transition(service, &before, &after);
                 }
             }
+            Err(e) => tracing::warn!(error = %e, key, "breaker state not read or not stored"),
         }
-        change(&mut Breaker::new(now))
+        // Unread: a closed breaker. Unstored: what the last read said.
+        out.unwrap_or_else(|| change(&mut Breaker::new(now)))
     }
 
     fn log_transition(&self, service: &str, before: &Breaker, after: &Breaker) {

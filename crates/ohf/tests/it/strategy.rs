@@ -139,6 +139,20 @@ async fn a_return_of_machines_on_two_providers_reaches_each_provider_that_holds_
     assert_eq!(b.state(), RequestState::Completed);
     let held_b = b.machines()[0].clone();
     assert_eq!(held_b.provider().as_str(), "sim-good");
+    // Status is asked of the provider holding the machines, whatever provider the call names.
+    let status = call(
+        &t.app,
+        "executeProviderOperation",
+        json!({"operation_type": "GET_INSTANCE_STATUS", "parameters": {"request_id": b.id().as_str()}, "strategy_override": "sim-bad"}),
+    )
+    .await;
+    let seen = &status["result"]["instances"];
+    assert_eq!(seen.as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(
+        (seen[0]["instance_id"].as_str(), seen[0]["provider_name"].as_str()),
+        (Some(held_b.id().as_str()), Some("sim-good"))
+    );
+    assert_eq!(seen[0]["status"], "running");
 
     let ret = t
         .app
