@@ -99,15 +99,25 @@ impl CloudProvider for FastCloud {
 }
 
 fn app(store: Arc<dyn RequestStore>, start: bool) -> App {
+    app_with(store, start, 1)
+}
+
+/// The app over `providers` fast clouds: with more than one, every creation selects a provider.
+fn app_with(store: Arc<dyn RequestStore>, start: bool, providers: usize) -> App {
     let template = Template::from_json(&serde_json::json!({
         "templateId": "Bench", "maxNumber": -1, "imageId": "ami-1", "vmType": "m5.large"
     }))
     .expect("template");
-    let cloud = FastCloud { name: ProviderName::new("fast").expect("name"), start, state: Mutex::default() };
+    let clouds: Vec<Arc<dyn CloudProvider>> = (0..providers)
+        .map(|i| {
+            let name = ProviderName::new(format!("fast-{i}")).expect("name");
+            Arc::new(FastCloud { name, start, state: Mutex::default() }) as Arc<dyn CloudProvider>
+        })
+        .collect();
     App::new(
         store,
         Arc::new(StaticCatalog(vec![template])),
-        vec![Arc::new(cloud)],
+        clouds,
         Arc::new(SystemClock),
         Arc::new(UuidIds),
         EventBus::default(),
@@ -136,7 +146,18 @@ async fn drop_schema(schema: &str) {
 
 /// Creations per second (each with its first launch), then status queries per second.
 async fn throughput(label: &str, store: Arc<dyn RequestStore>, creations: usize, queries: usize, tasks: usize) {
-    let app = Arc::new(app(store, true));
+    throughput_with(label, store, creations, queries, tasks, 1).await;
+}
+
+async fn throughput_with(
+    label: &str,
+    store: Arc<dyn RequestStore>,
+    creations: usize,
+    queries: usize,
+    tasks: usize,
+    providers: usize,
+) {
+    let app = Arc::new(app_with(store, true, providers));
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..tasks {
@@ -303,6 +324,15 @@ fn main() {
             grpc("sqlite", store, 64, 10).await;
             // The same over the in-memory store: what the transport itself costs.
             grpc("memory", Arc::new(ohf_app::memory::MemoryStore::new()), 64, 10).await;
+            return;
+        }
+        if args.iter().any(|a| a == "strategy") {
+            // One provider (nothing to choose) against two (a selection per creation).
+            for providers in [1, 2] {
+                let store =
+                    Arc::new(SqliteStore::open(&dir.path().join(format!("s{providers}.db"))).await.expect("sqlite"));
+                throughput_with(&format!("sqlite, {providers} provider(s)"), store, 2000, 2000, 4, providers).await;
+            }
             return;
         }
         if args.iter().any(|a| a == "rss-postgres") {
