@@ -81,6 +81,14 @@ fn summary_view(s: &Summary) -> Value {
     serde_json::to_value(s).unwrap_or_default()
 }
 
+/// A provider's health as a choice sees it: the stored record, the verdict now (an OPEN
+/// breaker counts), and its breakers as stored.
+struct HealthNow {
+    stored: Health,
+    healthy: bool,
+    breakers: Vec<Value>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExecuteParams {
@@ -211,7 +219,7 @@ impl App {
 
     /// Health as the store holds it, with an OPEN circuit breaker counted as unhealthy for
     /// the recovery timeout after it opened.
-    async fn healths(&self) -> Result<BTreeMap<String, (Health, bool, Vec<Value>)>, AppError> {
+    async fn healths(&self) -> Result<BTreeMap<String, HealthNow>, AppError> {
         let now = self.clock.now().unix_millis();
         let recovery =
             i64::try_from(self.registry.config().circuit_breaker_config.recovery_timeout).unwrap_or(60) * 1000;
@@ -238,7 +246,7 @@ impl App {
                 .iter()
                 .any(|b| b["state"] == "OPEN" && b["changed_at"].as_i64().is_some_and(|t| now - t < recovery));
             let healthy = health.healthy_at(now) && !open;
-            out.insert(name, (health, healthy, theirs));
+            out.insert(name, HealthNow { stored: health, healthy, breakers: theirs });
         }
         Ok(out)
     }
@@ -285,7 +293,7 @@ impl App {
                 priority: slot.entry.priority,
                 weight: slot.entry.weight,
                 enabled: slot.entry.enabled,
-                healthy: healths.get(&name).is_none_or(|h| h.1),
+                healthy: healths.get(&name).is_none_or(|h| h.healthy),
                 active_operations: slot.provider.active_operations(),
                 response_time_ms: figures.average_response_time_ms,
                 success_rate: figures.success_rate,
@@ -385,7 +393,7 @@ impl App {
             let caps = slot.entry.capabilities_with(slot.provider.capabilities());
             slot.entry.enabled
                 && !tried.iter().any(|t| t.as_str() == slot.entry.strategy_name)
-                && healths.get(&slot.entry.strategy_name).is_none_or(|h| h.1)
+                && healths.get(&slot.entry.strategy_name).is_none_or(|h| h.healthy)
                 && needed_capabilities(template).iter().all(|c| caps.contains(c))
         };
         let mut order: Vec<Slot> = Vec::new();
@@ -674,7 +682,7 @@ impl App {
         let list: Vec<Value> = slots
             .iter()
             .filter_map(|s| healths.get(&s.entry.strategy_name).map(|h| (s, h)))
-            .map(|(s, (h, healthy, breakers))| {
+            .map(|(s, HealthNow { stored: h, healthy, breakers })| {
                 let mut v = health_view(h, *healthy, now);
                 v["provider_name"] = json!(s.entry.strategy_name);
                 v["circuit_breakers"] = json!(breakers);
@@ -692,7 +700,7 @@ impl App {
             .slots()
             .iter()
             .filter(|s| q.provider_type.as_ref().is_none_or(|t| &s.entry.provider_type == t))
-            .map(|s| (s, healths.get(&s.entry.strategy_name).is_none_or(|h| h.1)))
+            .map(|s| (s, healths.get(&s.entry.strategy_name).is_none_or(|h| h.healthy)))
             .filter(|(s, healthy)| !q.healthy_only || (*healthy && s.entry.enabled))
             .map(|(s, healthy)| {
                 let mut v = entry_view(&s.entry, s.provider.capabilities());
