@@ -565,3 +565,43 @@ fn registrations_and_configuration_survive_restarts_and_bad_documents_change_not
     let status = env.script("getRequestStatus", &json!({"requests": [{"requestId": id}]})).1;
     assert_eq!(status["requests"][0]["status"], "complete", "{status}");
 }
+
+#[test]
+fn through_a_daemon_the_methods_answer_the_same_and_a_registration_serves_at_once() {
+    let env = two_sims_env();
+    let daemon = crate::support::Daemon::start(&env);
+    let url = daemon.url();
+    let remote = |args: &[&str]| {
+        let mut all = vec!["--server", url.as_str()];
+        all.extend_from_slice(args);
+        ohf_json(&env, &all)
+    };
+    let (ok, listed) = remote(&["listAvailableProviders"]);
+    assert!(ok, "{listed}");
+    assert_eq!(listed["count"], 2);
+    let (ok, registered) = remote(&[
+        "registerProviderStrategy",
+        "--data",
+        r#"{"strategy_name": "sim-late", "provider_type": "sim", "strategy_config": {"launch_latency_ms": 0}}"#,
+    ]);
+    assert!(ok, "{registered}");
+    let (ok, created) = remote(&[
+        "executeProviderOperation",
+        "--data",
+        r#"{"operation_type": "CREATE_INSTANCES", "parameters": {"template_id": "OnDemand-Minimal", "count": 1}, "strategy_override": "sim-late"}"#,
+    ]);
+    assert!(ok, "{created}");
+    assert_eq!(created["provider_name"], "sim-late");
+    let (ok, refused) = remote(&[
+        "updateProviderHealth",
+        "--data",
+        r#"{"provider_name": "ghost", "health_status": {"is_healthy": true}}"#,
+        "-o",
+        "json",
+    ]);
+    assert!(!ok);
+    assert_eq!(refused["error"]["code"], "VALIDATION_ERROR", "{refused}");
+    // A later local process sees the registration through the store.
+    let (_, local) = ohf_json(&env, &["listAvailableProviders"]);
+    assert_eq!(local["count"], 3, "{local}");
+}
