@@ -31,6 +31,9 @@ pub const METHODS: [&str; 9] = [
     "getProviderCapabilities",
 ];
 
+/// The longest an outside verdict may hold a provider unhealthy.
+const MAX_RETRY_AFTER: u64 = 7 * 24 * 3600;
+
 /// What a provider knows how to do beyond its capabilities, for `include_limitations`.
 fn limitations(kind: &str) -> Vec<&'static str> {
     match kind {
@@ -663,6 +666,10 @@ impl App {
             .status_message
             .unwrap_or_else(|| if status.is_healthy { "healthy".into() } else { "unhealthy".into() });
         let (code, retry_after) = status.error_details.map_or((None, None), |d| (d.error_code, d.retry_after));
+        if retry_after.is_some_and(|s| s > MAX_RETRY_AFTER) {
+            let message = format!("must be at most {MAX_RETRY_AFTER} seconds (a week)");
+            return Err(DomainError::validation("health_status.error_details.retry_after", message).into());
+        }
         let after = slot
             .provider
             .change_health(|h| {

@@ -95,7 +95,7 @@ impl Health {
                 if streak >= breaker.failure_threshold && self.healthy_at(now) {
                     let message = format!("{op} failed {streak} times in a row; last: {code}");
                     self.set(false, message, sources::OPERATIONS, Some(code.into()), now);
-                    self.unhealthy_until = Some(now + secs(breaker.recovery_timeout));
+                    self.unhealthy_until = Some(now.saturating_add(secs(breaker.recovery_timeout)));
                 }
             }
         }
@@ -138,7 +138,7 @@ impl Health {
     ) -> bool {
         let was = self.healthy_at(now);
         self.set(healthy, message, source, code, now);
-        self.unhealthy_until = if healthy { None } else { retry_after.map(|s| now + secs(s)) };
+        self.unhealthy_until = if healthy { None } else { retry_after.map(|s| now.saturating_add(secs(s))) };
         if healthy {
             self.consecutive_failures = 0;
             self.streaks.clear();

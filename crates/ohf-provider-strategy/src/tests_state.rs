@@ -60,6 +60,9 @@ fn an_outside_update_holds_for_its_retry_after_and_a_passing_check_does_not_undo
     h.record_update(false, "down".into(), None, None, "ops", 400_000);
     assert!(!h.healthy_at(10_000_000));
     assert!(h.record_update(true, "back".into(), None, None, "ops", 10_000_000));
+    // The longest wait there is does not overflow.
+    h.record_update(false, "gone".into(), None, Some(u64::MAX), "ops", 10_000_000);
+    assert!(!h.healthy_at(i64::MAX - 1));
 }
 
 #[test]

@@ -532,6 +532,11 @@ fn registrations_and_configuration_survive_restarts_and_bad_documents_change_not
         ),
         ("updateProviderHealth", r#"{"provider_name": "nobody", "health_status": {"is_healthy": false}}"#, "nobody"),
         ("getProviderMetrics", r#"{"time_range_hours": 0}"#, "time_range_hours"),
+        (
+            "updateProviderHealth",
+            r#"{"provider_name": "sim-good", "health_status": {"is_healthy": false, "error_details": {"retry_after": 18446744073709551615}}}"#,
+            "retry_after",
+        ),
         ("executeProviderOperation", r#"{"operation_type": "REBOOT"}"#, "REBOOT"),
         ("selectProviderStrategy", "{not json", "data"),
         ("selectProviderStrategy", "[1]", "data"),
