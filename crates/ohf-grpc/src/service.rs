@@ -350,15 +350,17 @@ fn fields(list: Vec<(&str, Option<Value>)>) -> Value {
     Value::Object(list.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))).collect())
 }
 
+/// The criteria a call sets (an empty list is one not set), to go over the configured ones.
 fn criteria(c: pb::SelectionCriteria) -> Value {
-    serde_json::json!({
-        "required_capabilities": c.required_capabilities,
-        "min_success_rate": c.min_success_rate,
-        "max_response_time_ms": c.max_response_time_ms,
-        "require_healthy": c.require_healthy,
-        "exclude_strategies": c.exclude_strategies,
-        "prefer_strategies": c.prefer_strategies,
-    })
+    let list = |l: Vec<String>| (!l.is_empty()).then(|| serde_json::json!(l));
+    fields(vec![
+        ("required_capabilities", list(c.required_capabilities)),
+        ("min_success_rate", c.min_success_rate.map(Value::from)),
+        ("max_response_time_ms", c.max_response_time_ms.map(Value::from)),
+        ("require_healthy", c.require_healthy.map(Value::from)),
+        ("exclude_strategies", list(c.exclude_strategies)),
+        ("prefer_strategies", list(c.prefer_strategies)),
+    ])
 }
 
 fn query(q: pb::ProviderQuery) -> Value {
