@@ -26,8 +26,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The workspace this run was started in. `cargo run` sets CARGO_MANIFEST_DIR for the process;
+/// the compile-time value would name whichever checkout last built the binary, and checkouts
+/// sharing one target dir (CI clones, worktrees) share the binary.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&manifest).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 fn cargo() -> Command {
