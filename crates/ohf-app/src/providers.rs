@@ -70,7 +70,7 @@ impl Registry {
     }
 
     pub(crate) fn slot(&self, name: &str) -> Option<Slot> {
-        self.slots().into_iter().find(|s| s.entry.strategy_name == name)
+        self.slots.read().ok()?.iter().find(|s| s.entry.strategy_name == name).cloned()
     }
 
     /// Every provider, as the app calls them.
@@ -169,13 +169,7 @@ impl Measured {
     pub(crate) async fn record(&self, op: OperationType, ms: u64, error: Option<&CloudError>) {
         let now = self.clock.now().unix_millis();
         let code = error.map(|e| e.code.as_str());
-        let due = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let since = *pending.since.get_or_insert_with(Instant::now);
-            pending.buckets.entry((op, metrics::hour_of(now))).or_default().add(now, ms, code);
-            since.elapsed() >= FLUSH_EVERY
-        };
-        if due {
+        if self.gather(op, now, ms, code) {
             self.flush().await;
         }
         // A refused template or an unknown machine says nothing about the provider's health.
@@ -188,6 +182,15 @@ impl Measured {
             h.record_operation(op.as_str(), code, now, &breaker);
         })
         .await;
+    }
+
+    /// Adds one operation to the figures gathered in this process; answers whether they have
+    /// waited long enough to go to the store.
+    fn gather(&self, op: OperationType, now: i64, ms: u64, code: Option<&str>) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let since = *pending.since.get_or_insert_with(Instant::now);
+        pending.buckets.entry((op, metrics::hour_of(now))).or_default().add(now, ms, code);
+        since.elapsed() >= FLUSH_EVERY
     }
 
     /// Adds the figures gathered in this process to the store's.
@@ -214,8 +217,7 @@ impl Measured {
             Ok((before, after)) => {
                 self.clean.store(after.is_healthy && after.consecutive_failures == 0, Ordering::Relaxed);
                 if before.healthy_at(now) != after.healthy_at(now) {
-                    let level_unhealthy = !after.healthy_at(now);
-                    if level_unhealthy {
+                    if !after.healthy_at(now) {
                         tracing::warn!(provider = name, message = %after.status_message, "provider unhealthy");
                     } else {
                         tracing::info!(provider = name, message = %after.status_message, "provider healthy");
@@ -243,12 +245,8 @@ impl Measured {
         let out = self.inner.health_check().await;
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let now = self.clock.now().unix_millis();
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.since.get_or_insert_with(Instant::now);
-            let bucket = pending.buckets.entry((OperationType::HealthCheck, metrics::hour_of(now))).or_default();
-            bucket.add(now, ms, out.as_ref().err().map(|e| e.code.as_str()));
-        }
+        // A check is rare and asked for: its figures go at once.
+        self.gather(OperationType::HealthCheck, now, ms, out.as_ref().err().map(|e| e.code.as_str()));
         self.flush().await;
         let verdict = out.as_ref().map(|_| ()).map_err(|e| (e.code.clone(), e.message.clone()));
         self.change_health(|h| {
