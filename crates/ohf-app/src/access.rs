@@ -37,24 +37,34 @@ impl fmt::Debug for ApiToken {
 }
 
 /// The role an API method needs, by its name in the JSON API (gRPC methods map to the same
-/// names: `RequestMachines` is `requestMachines`).
+/// names: `RequestMachines` is `requestMachines`). A method not named here needs the admin
+/// role: whatever is added later is denied until it is placed.
 pub fn needed(method: &str) -> Role {
     match method {
-        "requestMachines" | "requestReturnMachines" | "cancelRequest" => Role::Operator,
-        "executeProviderOperation" => Role::Operator,
-        "reconcile"
-        | "sweepOrphans"
-        | "registerProviderStrategy"
-        | "configureProviderStrategy"
-        | "updateProviderHealth" => Role::Admin,
-        _ => Role::Reader,
+        "getRequestStatus"
+        | "getReturnRequests"
+        | "listRequests"
+        | "watchRequest"
+        | "getRequestHistory"
+        | "getAvailableTemplates"
+        | "getTemplate"
+        | "validateTemplate"
+        | "getResilienceStatus"
+        | "selectProviderStrategy"
+        | "getProviderHealth"
+        | "listAvailableProviders"
+        | "getProviderMetrics"
+        | "getProviderCapabilities" => Role::Reader,
+        "requestMachines" | "requestReturnMachines" | "cancelRequest" | "executeProviderOperation" => Role::Operator,
+        _ => Role::Admin,
     }
 }
 
-/// Who is calling: a token's name and role, or anyone when no tokens are configured.
-pub fn caller(tokens: &[ApiToken], authorization: Option<&str>) -> Option<(String, Role)> {
+/// Who is calling: a token's name and role, or, when no tokens are configured, an anonymous
+/// caller with `anonymous` (operator unless configured otherwise: admin calls want a token).
+pub fn caller(tokens: &[ApiToken], anonymous: Role, authorization: Option<&str>) -> Option<(String, Role)> {
     if tokens.is_empty() {
-        return Some(("anonymous".to_owned(), Role::Admin));
+        return Some(("anonymous".to_owned(), anonymous));
     }
     authenticate(tokens, authorization).map(|t| (t.name.clone(), t.role))
 }
@@ -121,5 +131,14 @@ mod tests {
         assert!(authenticate(&tokens, Some("s3cret")).is_none());
         assert!(authenticate(&tokens, None).is_none());
         assert!(Role::Admin > Role::Operator && Role::Operator > Role::Reader);
+    }
+
+    #[test]
+    fn methods_nobody_placed_need_the_admin_role() {
+        assert_eq!(needed("getRequestStatus"), Role::Reader);
+        assert_eq!(needed("requestMachines"), Role::Operator);
+        assert_eq!(needed("sweepOrphans"), Role::Admin);
+        assert_eq!(needed("dropEverything"), Role::Admin);
+        assert_eq!(caller(&[], Role::Operator, None).map(|c| c.1), Some(Role::Operator));
     }
 }

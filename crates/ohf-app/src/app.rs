@@ -14,9 +14,10 @@ use ohf_provider_strategy::{Origin, ProviderEntry, StrategyConfig};
 
 use crate::bus::EventBus;
 use crate::ports::{
-    Clock, CloudProvider, DescribeQuery, Fence, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
-    find_machine,
+    Clock, CloudProvider, DescribeQuery, Fence, IdGenerator, Ownership, RequestFilter, RequestStore, StoreError,
+    TemplateCatalog, find_machine,
 };
+use crate::reconcile::Doomed;
 use crate::providers::{ProviderFactory, Registry, Slot};
 use crate::{AppError, ReconcileReport};
 
@@ -32,6 +33,10 @@ pub struct AppSettings {
     pub account_limit: Option<u32>,
     /// This installation's name, tagged on every machine (`ohf:cluster`).
     pub cluster: String,
+    /// How long a creation may wait on the cloud before it answers: the request is stored
+    /// first, and a launch still under way at the deadline goes on in the next reconcile step
+    /// (the same client token, so never twice).
+    pub answer_within: std::time::Duration,
 }
 
 impl Default for AppSettings {
@@ -43,6 +48,7 @@ impl Default for AppSettings {
             return_timeout: TimeoutSecs::DEFAULT,
             account_limit: None,
             cluster: "default".into(),
+            answer_within: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -117,6 +123,8 @@ pub struct App {
     pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) bus: EventBus,
     pub(crate) settings: AppSettings,
+    /// The store's identity, read once.
+    pub(crate) installation: tokio::sync::OnceCell<String>,
 }
 
 impl App {
@@ -133,8 +141,16 @@ impl App {
         if providers.is_empty() {
             return Err(AppError::Configuration("at least one provider must be configured".into()));
         }
-        let app =
-            Self { store, catalog, registry: Registry::new(StrategyConfig::default()), clock, ids, bus, settings };
+        let app = Self {
+            store,
+            catalog,
+            registry: Registry::new(StrategyConfig::default()),
+            clock,
+            ids,
+            bus,
+            settings,
+            installation: tokio::sync::OnceCell::new(),
+        };
         for (i, p) in providers.into_iter().enumerate() {
             let entry = ProviderEntry {
                 strategy_name: p.name().to_string(),
@@ -180,6 +196,12 @@ impl App {
 
     pub fn settings(&self) -> &AppSettings {
         &self.settings
+    }
+
+    /// What proves a resource is this installation's: the cluster name and the store's identity.
+    pub async fn ownership(&self) -> Result<Ownership, StoreError> {
+        let installation = self.installation.get_or_try_init(|| self.store.installation()).await?;
+        Ok(Ownership { cluster: self.settings.cluster.clone(), installation: installation.clone() })
     }
 
     pub(crate) fn provider(&self, name: &ProviderName) -> Option<Arc<dyn CloudProvider>> {
@@ -297,6 +319,7 @@ impl App {
 
     /// Validates and stores a provision request, then makes its first launch.
     pub async fn request_machines(&self, cmd: RequestMachines) -> Result<Request, AppError> {
+        let deadline = tokio::time::Instant::now() + self.settings.answer_within;
         let template = self.template(&cmd.template_id).await?;
         let count = MachineCount::new(cmd.count, self.settings.max_machines_per_request)?;
         let timeout = cmd.timeout.map(TimeoutSecs::new).transpose()?.unwrap_or(self.settings.default_timeout);
@@ -324,10 +347,16 @@ impl App {
             reason: e.message,
         })?;
         self.check_limits(&template, count.get()).await?;
-        if let Some(cap) = provider
-            .capacity(&template)
-            .await
-            .map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?
+        // A provider too slow to say its capacity does not hold the answer up: a shortage
+        // shows at launch.
+        let capacity = match tokio::time::timeout_at(deadline, provider.capacity(&template)).await {
+            Ok(answer) => answer.map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?,
+            Err(_) => {
+                tracing::warn!(provider = %provider.name(), "capacity not known in time; checked at launch");
+                None
+            }
+        };
+        if let Some(cap) = capacity
             && cap.available < count.get()
         {
             return Err(DomainError::InsufficientCapacity {
@@ -371,7 +400,14 @@ impl App {
         }
         tracing::info!(request_id = %id, count = count.get(), "provision request accepted");
         if let Some(order) = first.launch {
-            self.launch(&mut request, order, None, &mut ReconcileReport::default()).await;
+            let owner = self.ownership().await?;
+            let mut report = ReconcileReport::default();
+            let launch = self.launch(&mut request, order, &owner, None, &mut report);
+            if tokio::time::timeout_at(deadline, launch).await.is_err() {
+                tracing::info!(request_id = %id, "launch still under way at the answer's deadline; the next step goes on with it");
+                // The stored request (its launch started, nothing recorded yet) is the answer.
+                return Ok(self.store.get(&id).await?.unwrap_or(request));
+            }
         }
         Ok(request)
     }
@@ -446,20 +482,23 @@ impl App {
             let found = holders.iter().find_map(|h| {
                 find_machine(h, id.as_ref(), m.name.as_deref()).map(|machine| (h.id().clone(), machine.for_return()))
             });
+            // A machine no request of this store holds is not ohf's to terminate: it fails
+            // in the return request, and nothing is asked of the cloud.
             returned.push(match (found, id) {
                 (Some((holder, machine)), _) => ReturnedMachine { machine, holder: Some(holder), refusal: None },
-                (None, Some(id)) => ReturnedMachine {
-                    machine: Machine::unknown(id, self.default_provider().name().clone(), m.name.clone()),
-                    holder: None,
-                    refusal: None,
-                },
-                (None, None) => {
-                    let name = m.name.clone().unwrap_or_default();
-                    let id = MachineId::new(name.clone())?;
+                (None, id) => {
+                    let label = id.as_ref().map(ToString::to_string).or_else(|| m.name.clone()).unwrap_or_default();
+                    let id = match id {
+                        Some(id) => id,
+                        None => MachineId::new(label.clone())?,
+                    };
                     ReturnedMachine {
-                        machine: Machine::unknown(id, self.default_provider().name().clone(), Some(name.clone())),
+                        machine: Machine::unknown(id, self.default_provider().name().clone(), m.name.clone()),
                         holder: None,
-                        refusal: Some(format!("machine '{name}' is not known to ohf")),
+                        refusal: Some(format!(
+                            "machine '{label}' was not launched by this ohf installation (no request holds it); \
+                             nothing was terminated"
+                        )),
                     }
                 }
             });
@@ -480,7 +519,13 @@ impl App {
         batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
         self.commit(&mut batch, None).await?;
         tracing::info!(request_id = %id, machines = ret.count(), "return request accepted");
-        self.terminate(&first.terminate.into_iter().collect(), &mut ReconcileReport::default()).await;
+        let owner = self.ownership().await?;
+        let doomed = Doomed::of(&ret, first.terminate);
+        let refused = self.terminate(doomed, &owner, &mut ReconcileReport::default()).await;
+        if self.record_refusals(&mut ret, &refused) {
+            // The next cycle records them again if this write loses a race.
+            let _ = self.commit(&mut [&mut ret], None).await;
+        }
         Ok(ret)
     }
 

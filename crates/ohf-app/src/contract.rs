@@ -14,7 +14,8 @@ use ohf_domain::{
 };
 
 use crate::ports::{
-    CloudProvider, DescribeQuery, Fence, LaunchRequest, RequestFilter, RequestStore, StoreError, tag_keys,
+    CloudProvider, DescribeQuery, Fence, LaunchRequest, OwnedMachine, Ownership, RequestFilter, RequestStore,
+    StoreError, tag_keys,
 };
 
 fn policy() -> LifecyclePolicy {
@@ -59,6 +60,17 @@ where
     fenced_writes_need_the_claim(fresh().await).await;
     one_worker_leads_a_job(fresh().await).await;
     shared_state_is_compare_and_set(fresh().await).await;
+    keeps_one_installation_id(fresh().await, fresh().await).await;
+}
+
+/// A store has one identity for its life, the same for every reader; another store has its own.
+async fn keeps_one_installation_id(store: Arc<dyn RequestStore>, other: Arc<dyn RequestStore>) {
+    let (a, b) = tokio::join!(store.installation(), store.installation());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "racing first reads agree");
+    assert!(!a.is_empty());
+    assert_eq!(store.installation().await.unwrap(), a, "it does not change");
+    assert_ne!(other.installation().await.unwrap(), a, "a fresh store is another installation");
 }
 
 async fn saves_and_reads_back(store: Arc<dyn RequestStore>) {
@@ -282,13 +294,36 @@ where
 {
     launches_tagged_machines_idempotently(fresh().await, &template, settle).await;
     terminates_and_tolerates_repeats(fresh().await, &template, settle).await;
+    leaves_alone_what_it_does_not_own(fresh().await, &template, settle).await;
     describes_nothing_for_unknown_ids(fresh().await).await;
 }
 
+/// The ownership the contract's launches carry.
+fn owner() -> Ownership {
+    Ownership { cluster: "contract".into(), installation: "contract-installation".into() }
+}
+
+fn owned(ids: &[MachineId], request: &str) -> Vec<OwnedMachine> {
+    let request_id = RequestId::new(request).unwrap();
+    ids.iter().map(|id| OwnedMachine { id: id.clone(), request_id: request_id.clone() }).collect()
+}
+
 fn launch_request(template: &Template, request: &str, count: u32, attempt: u32) -> LaunchRequest {
+    launch_request_of(&owner(), template, request, count, attempt)
+}
+
+fn launch_request_of(owner: &Ownership, template: &Template, request: &str, count: u32, attempt: u32) -> LaunchRequest {
     let id = RequestId::new(request).unwrap();
-    let tags = Tags::new([(tag_keys::REQUEST_ID.to_owned(), request.to_owned()), ("team".into(), "abc".into())].into())
-        .unwrap();
+    let tags = Tags::new(
+        [
+            (tag_keys::REQUEST_ID.to_owned(), request.to_owned()),
+            (tag_keys::CLUSTER.to_owned(), owner.cluster.clone()),
+            (tag_keys::INSTALLATION.to_owned(), owner.installation.clone()),
+            ("team".into(), "abc".into()),
+        ]
+        .into(),
+    )
+    .unwrap();
     LaunchRequest {
         token: ClientToken::for_launch(&id, attempt),
         request_id: id,
@@ -343,15 +378,16 @@ async fn launches_tagged_machines_idempotently(p: Arc<dyn CloudProvider>, templa
         assert!(o.private_ip.is_some() && o.name.is_some(), "a running machine has an address and a host name");
         assert!(o.launch_time.is_some());
     }
-    p.terminate(&a).await.expect("cleanup");
+    assert!(p.terminate(&owned(&a, &request), &owner()).await.expect("cleanup").is_empty());
 }
 
 async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
     let request = format!("req-contract-{}", uuid::Uuid::new_v4().simple());
     let launched = p.launch(&launch_request(template, &request, 2, 1)).await.expect("launch");
     let ids: Vec<_> = launched.machines.iter().map(|m| m.id.clone()).collect();
-    p.terminate(&ids).await.expect("terminate");
-    p.terminate(&ids).await.expect("terminating twice is not an error");
+    let refused = p.terminate(&owned(&ids, &request), &owner()).await.expect("terminate");
+    assert!(refused.is_empty(), "its own machines are terminated: {refused:?}");
+    p.terminate(&owned(&ids, &request), &owner()).await.expect("terminating twice is not an error");
     let deadline = tokio::time::Instant::now() + settle;
     loop {
         let seen =
@@ -363,6 +399,36 @@ async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &
         assert!(tokio::time::Instant::now() < deadline, "machines still up after terminate: {seen:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Machines of another installation, of another cluster, or of another request than the
+/// one named are refused with a reason and stay up.
+async fn leaves_alone_what_it_does_not_own(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
+    let request = format!("req-contract-{}", uuid::Uuid::new_v4().simple());
+    let stranger = Ownership { cluster: "contract".into(), installation: "another-installation".into() };
+    let theirs = p.launch(&launch_request_of(&stranger, template, &request, 1, 1)).await.expect("launch");
+    let other_cluster = Ownership { cluster: "elsewhere".into(), installation: owner().installation };
+    let elsewhere = p.launch(&launch_request_of(&other_cluster, template, &request, 1, 2)).await.expect("launch");
+    let ours = p.launch(&launch_request(template, &request, 1, 3)).await.expect("launch");
+    let ids: Vec<MachineId> =
+        [&theirs, &elsewhere, &ours].iter().flat_map(|l| l.machines.iter().map(|m| m.id.clone())).collect();
+    wait_running(&*p, &ids, settle).await;
+    let mut asked = owned(&ids[..2], &request);
+    // Our own machine, named as another request's.
+    asked.extend(owned(&ids[2..], "req-contract-someone-else"));
+    let refused = p.terminate(&asked, &owner()).await.expect("terminate");
+    let mut refused_ids: Vec<MachineId> = refused.iter().map(|r| r.id.clone()).collect();
+    refused_ids.sort();
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(refused_ids, all, "every machine is refused: {refused:?}");
+    assert!(refused.iter().all(|r| !r.reason.is_empty()));
+    let still = wait_running(&*p, &ids, settle).await;
+    assert_eq!(still.len(), 3, "nothing was terminated");
+    let cleanup: Vec<OwnedMachine> = owned(&ids[..1], &request);
+    p.terminate(&cleanup, &stranger).await.expect("cleanup");
+    p.terminate(&owned(&ids[1..2], &request), &other_cluster).await.expect("cleanup");
+    p.terminate(&owned(&ids[2..], &request), &owner()).await.expect("cleanup");
 }
 
 async fn describes_nothing_for_unknown_ids(p: Arc<dyn CloudProvider>) {

@@ -24,11 +24,11 @@ pub use bus::{EventBus, EventHandler, SystemEvent};
 pub use error::AppError;
 pub use ports::{
     CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence, IdGenerator,
-    LaunchRequest, LaunchResult, ProviderCapacity, RequestFilter, RequestStore, StoreError, SystemClock,
-    TemplateCatalog, UuidIds,
+    LaunchRequest, LaunchResult, OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestFilter, RequestStore,
+    StoreError, SystemClock, TemplateCatalog, UuidIds,
 };
 pub use providers::ProviderFactory;
 pub use reconcile::ReconcileReport;
 pub use strategy::METHODS as STRATEGY_METHODS;
-pub use sweep::SweepReport;
+pub use sweep::{SweepOptions, SweepReport};
 pub use worker::{Worker, WorkerConfig, WorkerStatus};

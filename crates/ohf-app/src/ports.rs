@@ -17,11 +17,62 @@ pub mod tag_keys {
     pub const REQUEST_ID: &str = "ohf:request-id";
     pub const TEMPLATE_ID: &str = "ohf:template-id";
     pub const PROVIDER: &str = "ohf:provider";
-    /// The installation that owns the machine; sweeps never touch another's.
+    /// The cluster name of the installation that launched the resource.
     pub const CLUSTER: &str = "ohf:cluster";
+    /// The identity of the store whose request launched the resource; sweeps and returns
+    /// never touch another installation's.
+    pub const INSTALLATION: &str = "ohf:installation";
     /// The client token of the launch that made the machine.
     pub const LAUNCH_TOKEN: &str = "ohf:launch-token";
     pub const NAME: &str = "Name";
+}
+
+/// What proves that a cloud resource belongs to this installation: the ownership tags ohf
+/// puts on everything it launches. Destructive calls act only on what these tags prove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub cluster: String,
+    /// The store's identity (`RequestStore::installation`).
+    pub installation: String,
+}
+
+impl Ownership {
+    /// Why a resource whose tags `tag` reads does not provably belong to this installation
+    /// and to request `request`; `None` when its tags prove it does. A resource launched before
+    /// installations were tagged may lack the installation tag; cluster and request must match.
+    pub fn disproof<'a>(&self, tag: impl Fn(&str) -> Option<&'a str>, request: &RequestId) -> Option<String> {
+        match tag(tag_keys::CLUSTER) {
+            None => return Some(format!("it carries no {} tag: ohf did not launch it", tag_keys::CLUSTER)),
+            Some(c) if c != self.cluster => {
+                return Some(format!("it belongs to ohf cluster '{c}', not to this one ('{}')", self.cluster));
+            }
+            Some(_) => {}
+        }
+        if let Some(i) = tag(tag_keys::INSTALLATION)
+            && i != self.installation
+        {
+            return Some(format!("it was launched by another ohf installation ({i})"));
+        }
+        match tag(tag_keys::REQUEST_ID) {
+            None => Some(format!("it carries no {} tag", tag_keys::REQUEST_ID)),
+            Some(r) if r != request.as_str() => Some(format!("it belongs to request {r}, not to {request}")),
+            Some(_) => None,
+        }
+    }
+}
+
+/// A machine to terminate, with the provision request that launched it: its tags must say so.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OwnedMachine {
+    pub id: MachineId,
+    pub request_id: RequestId,
+}
+
+/// A machine a provider refused to touch, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub id: MachineId,
+    pub reason: String,
 }
 
 /// A failure of the store.
@@ -84,6 +135,20 @@ pub trait RequestStore: Send + Sync + 'static {
     async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, StoreError>;
     /// Every shared value whose key starts with `prefix`, with its version.
     async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// This store's identity, made with its first use and kept for its life. It is tagged on
+    /// every machine, so that sweeps and returns never touch what another store launched.
+    async fn installation(&self) -> Result<String, StoreError> {
+        const KEY: &str = "installation";
+        if let (Some(id), _) = self.load_shared(KEY).await? {
+            return Ok(id);
+        }
+        // Two processes may race to make it; the first write wins and both read it back.
+        let _ = self.store_shared(KEY, &uuid::Uuid::new_v4().to_string(), 0).await?;
+        match self.load_shared(KEY).await? {
+            (Some(id), _) => Ok(id),
+            (None, _) => Err(StoreError::Corrupt("the installation id was written but cannot be read".into())),
+        }
+    }
     /// Who held a request when, oldest first.
     async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError>;
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
@@ -124,11 +189,23 @@ pub enum CloudErrorKind {
     Auth,
     Validation,
     NotFound,
+    /// The resource is mid-change (a scaling activity, a modification): wait, look again, then
+    /// act. Says nothing about the service's health.
+    Busy,
 }
 
 impl CloudErrorKind {
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Capacity | Self::Throttling | Self::Unavailable | Self::Internal | Self::Timeout)
+        matches!(
+            self,
+            Self::Capacity | Self::Throttling | Self::Unavailable | Self::Internal | Self::Timeout | Self::Busy
+        )
+    }
+
+    /// Whether the failure speaks of the provider's health: not the caller's own mistakes,
+    /// and not a busy resource.
+    pub fn is_provider_failure(self) -> bool {
+        !matches!(self, Self::Validation | Self::NotFound | Self::Busy)
     }
 }
 
@@ -222,12 +299,16 @@ pub trait CloudProvider: Send + Sync + 'static {
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError>;
     /// One call for everything the query names.
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError>;
-    /// Asks for termination; machines already gone are not an error.
-    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError>;
-    /// Stops cloud request `resource` (a fleet, a group a launch placed) of a request that
-    /// ended without completing, terminating the machines it made: the request keeps none.
-    async fn release(&self, resource: &str) -> Result<(), CloudError> {
-        let _ = resource;
+    /// Asks for termination of the machines whose tags prove that `owner` and their request
+    /// own them (fleets and groups they belong to likewise, before they are shrunk or
+    /// deleted); answers the machines it left alone, with why. Machines already gone are not
+    /// an error.
+    async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError>;
+    /// Stops cloud request `resource` (a fleet, a group a launch of `request` placed) of a
+    /// request that ended without completing, terminating the machines it made: the request
+    /// keeps none. A resource whose tags do not prove `owner` and `request` own it is refused.
+    async fn release(&self, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
+        let _ = (resource, request, owner);
         Ok(())
     }
     /// Deletes what the provider made for templates and keeps between requests (launch

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ohf_domain::instance_types::InstanceTypeInfo;
-use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+use ohf_domain::{MachineObservation, ProviderName, RequestId, Template};
 use ohf_provider_strategy::metrics::{self, Bucket, OperationType};
 use ohf_provider_strategy::{Health, ProviderEntry, StrategyConfig};
 
 use crate::bus::{EventBus, SystemEvent};
 use crate::ports::{
-    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
-    RequestStore,
+    Clock, CloudError, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine,
+    Ownership, ProviderCapacity, Refusal, RequestStore,
 };
 use crate::shared;
 
@@ -173,7 +173,7 @@ impl Measured {
             self.flush().await;
         }
         // A refused template or an unknown machine says nothing about the provider's health.
-        let speaks = error.is_none_or(|e| !matches!(e.kind, CloudErrorKind::Validation | CloudErrorKind::NotFound));
+        let speaks = error.is_none_or(|e| e.kind.is_provider_failure());
         if !speaks || (error.is_none() && self.clean.load(Ordering::Relaxed)) {
             return;
         }
@@ -286,11 +286,11 @@ impl CloudProvider for Measured {
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         self.measure(OperationType::GetInstanceStatus, self.inner.describe(query)).await
     }
-    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
-        self.measure(OperationType::TerminateInstances, self.inner.terminate(ids)).await
+    async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
+        self.measure(OperationType::TerminateInstances, self.inner.terminate(machines, owner)).await
     }
-    async fn release(&self, resource: &str) -> Result<(), CloudError> {
-        self.measure(OperationType::TerminateInstances, self.inner.release(resource)).await
+    async fn release(&self, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
+        self.measure(OperationType::TerminateInstances, self.inner.release(resource, request, owner)).await
     }
     async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
         self.inner.prune(keep, cluster).await

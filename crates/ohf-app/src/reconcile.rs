@@ -1,13 +1,44 @@
 //! The reconcile step: look at what the store holds, ask each provider once what exists,
 //! decide, store the decision, then make the cloud calls it asks for.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use ohf_domain::request::{LaunchOrder, Release};
 use ohf_domain::{MachineId, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags};
 
 use crate::App;
-use crate::ports::{DescribeQuery, Fence, LaunchRequest, LaunchResult, StoreError, tag_keys};
+use crate::ports::{DescribeQuery, Fence, LaunchRequest, LaunchResult, OwnedMachine, Ownership, StoreError, tag_keys};
+
+/// A machine a request asks to terminate: the provider holding it, the provision request of
+/// this store that launched it (`None`: no request of this store holds it, so nothing proves
+/// ohf owns it), and the request asking.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Doomed {
+    pub provider: ProviderName,
+    pub machine: MachineId,
+    pub owner: Option<RequestId>,
+    pub asker: RequestId,
+}
+
+impl Doomed {
+    /// The machines `request` asks to terminate, each with the request that launched it.
+    pub(crate) fn of(request: &Request, machines: Vec<(ProviderName, MachineId)>) -> Vec<Self> {
+        machines
+            .into_iter()
+            .map(|(provider, machine)| {
+                let owner = match request.kind() {
+                    RequestKind::Provision => Some(request.id().clone()),
+                    RequestKind::Return => request.holders().get(&machine).cloned(),
+                };
+                Self { provider, machine, owner, asker: request.id().clone() }
+            })
+            .collect()
+    }
+}
+
+/// A termination the provider (or the app, for want of an owner) refused: who asked, which
+/// machine, why.
+pub(crate) type Refused = (RequestId, MachineId, String);
 
 /// What one reconcile cycle did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,6 +79,13 @@ impl App {
             return report;
         }
 
+        let owner = match self.ownership().await {
+            Ok(owner) => owner,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return report;
+            }
+        };
         let mut observations = Vec::new();
         let mut described = Vec::new();
         for provider in &self.providers() {
@@ -58,11 +96,8 @@ impl App {
             report.describe_calls += 1;
             match provider.describe(&query).await {
                 Ok(found) => {
-                    // A machine tagged for another installation is never ours to adopt.
-                    let cluster = &self.settings.cluster;
-                    observations.extend(
-                        found.into_iter().filter(|o| o.tags.get(tag_keys::CLUSTER).is_none_or(|c| c == cluster)),
-                    );
+                    // A machine tagged for another cluster or installation is never ours to adopt.
+                    observations.extend(found.into_iter().filter(|o| adoptable(&o.tags, &owner)));
                     described.push(provider.name().clone());
                 }
                 Err(e) => {
@@ -73,7 +108,7 @@ impl App {
         }
 
         let now = self.clock.now();
-        let mut to_terminate: BTreeSet<(ProviderName, MachineId)> = BTreeSet::new();
+        let mut to_terminate: Vec<Doomed> = Vec::new();
         for request in requests.iter_mut() {
             let decision = request.reconcile(&observations, &described, now, &self.settings.policy);
             if request.uncommitted().is_empty() && decision.is_empty() {
@@ -85,16 +120,34 @@ impl App {
                     continue;
                 }
             }
-            to_terminate.extend(decision.terminate);
+            to_terminate.extend(Doomed::of(request, decision.terminate));
             if let Some(release) = decision.release {
-                self.release(request, release, worker, &mut report).await;
+                self.release(request, release, &owner, worker, &mut report).await;
             }
             if let Some(order) = decision.launch {
-                self.launch(request, order, worker, &mut report).await;
+                self.launch(request, order, &owner, worker, &mut report).await;
             }
         }
-        self.terminate(&to_terminate, &mut report).await;
+        let refused = self.terminate(to_terminate, &owner, &mut report).await;
+        for request in requests.iter_mut() {
+            if self.record_refusals(request, &refused) {
+                self.commit_or_note(request, worker, &mut report).await;
+            }
+        }
         report
+    }
+
+    /// Records on `request` the terminations it asked for that were refused; true when any.
+    pub(crate) fn record_refusals(&self, request: &mut Request, refused: &[Refused]) -> bool {
+        let now = self.clock.now();
+        let mut any = false;
+        let id = request.id().clone();
+        for (asker, machine, reason) in refused.iter().filter(|(asker, ..)| *asker == id) {
+            tracing::warn!(request_id = %asker, machine = %machine, reason = %reason, "termination refused: ohf does not provably own the machine");
+            request.refuse_termination(machine, reason.clone(), now);
+            any = true;
+        }
+        any
     }
 
     /// Makes launch `order` of `request` (already stored as started), records its outcome and
@@ -103,6 +156,7 @@ impl App {
         &self,
         request: &mut Request,
         order: LaunchOrder,
+        owner: &Ownership,
         worker: Option<&str>,
         report: &mut ReconcileReport,
     ) {
@@ -114,8 +168,8 @@ impl App {
         let launch = LaunchRequest {
             request_id: request.id().clone(),
             count: order.count,
-            token: order.token,
-            tags: launch_tags(request, &template, provider.name(), &self.settings.cluster),
+            token: order.token.scoped(&owner.installation),
+            tags: launch_tags(request, &template, provider.name(), owner),
             zones: request.zones().to_vec(),
             following: order.following,
             started_at: order.started_at,
@@ -168,6 +222,7 @@ impl App {
         &self,
         request: &mut Request,
         release: Release,
+        owner: &Ownership,
         worker: Option<&str>,
         report: &mut ReconcileReport,
     ) {
@@ -175,7 +230,7 @@ impl App {
             report.errors.push(format!("provider {} is no longer configured", release.provider));
             return;
         };
-        match provider.release(&release.resource).await {
+        match provider.release(&release.resource, request.id(), owner).await {
             Ok(()) => {
                 tracing::info!(request_id = %request.id(), resource = %release.resource, "released");
                 request.record_release(release.attempt, release.resource, self.clock.now());
@@ -188,19 +243,49 @@ impl App {
         }
     }
 
-    /// Asks each provider to terminate its machines of `machines`, in batches.
-    pub(crate) async fn terminate(&self, machines: &BTreeSet<(ProviderName, MachineId)>, report: &mut ReconcileReport) {
+    /// Asks each provider to terminate its machines of `doomed`, in batches, each with the
+    /// request that launched it; answers the refusals. A machine no request of this store
+    /// launched is refused without a call.
+    pub(crate) async fn terminate(
+        &self,
+        doomed: Vec<Doomed>,
+        owner: &Ownership,
+        report: &mut ReconcileReport,
+    ) -> Vec<Refused> {
+        let mut refused = Vec::new();
+        let mut by_provider: BTreeMap<ProviderName, Vec<Doomed>> = BTreeMap::new();
+        for d in doomed {
+            if d.owner.is_none() {
+                let why = "no request of this installation launched it; ohf leaves it alone".to_owned();
+                refused.push((d.asker, d.machine, why));
+            } else {
+                by_provider.entry(d.provider.clone()).or_default().push(d);
+            }
+        }
         for provider in &self.providers() {
-            let ids: Vec<MachineId> =
-                machines.iter().filter(|(p, _)| p == provider.name()).map(|(_, id)| id.clone()).collect();
-            for chunk in ids.chunks(BATCH) {
+            let Some(list) = by_provider.remove(provider.name()) else { continue };
+            for chunk in list.chunks(BATCH) {
+                let machines: Vec<OwnedMachine> = chunk
+                    .iter()
+                    .filter_map(|d| d.owner.clone().map(|request_id| OwnedMachine { id: d.machine.clone(), request_id }))
+                    .collect();
                 report.terminate_calls += 1;
-                if let Err(e) = provider.terminate(chunk).await {
-                    tracing::warn!(provider = %provider.name(), error = %e, "terminate failed; retried next cycle");
-                    report.errors.push(format!("terminate on {}: {e}", provider.name()));
+                match provider.terminate(&machines, owner).await {
+                    Ok(refusals) => {
+                        for r in refusals {
+                            if let Some(d) = chunk.iter().find(|d| d.machine == r.id) {
+                                refused.push((d.asker.clone(), r.id, r.reason));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(provider = %provider.name(), error = %e, "terminate failed; retried next cycle");
+                        report.errors.push(format!("terminate on {}: {e}", provider.name()));
+                    }
                 }
             }
         }
+        refused
     }
 
     async fn commit_or_note(&self, request: &mut Request, worker: Option<&str>, report: &mut ReconcileReport) -> bool {
@@ -241,14 +326,22 @@ fn describe_query(requests: &[Request], provider: &ProviderName) -> DescribeQuer
     query
 }
 
+/// Whether a machine with `tags` may be adopted: it is not tagged for another cluster or
+/// installation.
+pub(crate) fn adoptable(tags: &std::collections::BTreeMap<String, String>, owner: &Ownership) -> bool {
+    tags.get(tag_keys::CLUSTER).is_none_or(|c| *c == owner.cluster)
+        && tags.get(tag_keys::INSTALLATION).is_none_or(|i| *i == owner.installation)
+}
+
 /// The template's tags, then the request's, then ohf's ownership tags, which win.
-fn launch_tags(request: &Request, template: &ohf_domain::Template, provider: &ProviderName, cluster: &str) -> Tags {
+fn launch_tags(request: &Request, template: &ohf_domain::Template, provider: &ProviderName, owner: &Ownership) -> Tags {
     let ownership = Tags::new(
         [
             (tag_keys::REQUEST_ID, request.id().to_string()),
             (tag_keys::TEMPLATE_ID, template.id().to_string()),
             (tag_keys::PROVIDER, provider.to_string()),
-            (tag_keys::CLUSTER, cluster.to_owned()),
+            (tag_keys::CLUSTER, owner.cluster.clone()),
+            (tag_keys::INSTALLATION, owner.installation.clone()),
             (tag_keys::NAME, format!("ohf-{}", request.id())),
         ]
         .into_iter()

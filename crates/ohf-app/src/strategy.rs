@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::bus::SystemEvent;
-use crate::ports::{CloudError, CloudErrorKind, CloudProvider, DescribeQuery};
+use crate::ports::{CloudError, CloudProvider, DescribeQuery};
 use crate::providers::{Measured, Slot, keys};
 use crate::{App, AppError, MachineRef, RequestMachines, RequestReturn, shared};
 
@@ -73,7 +73,7 @@ fn needed_capabilities(t: &Template) -> Vec<String> {
 /// Whether an operation's failure is the provider's (worth another provider), rather than
 /// the request's own.
 pub(crate) fn fails_over(e: &CloudError) -> bool {
-    !matches!(e.kind, CloudErrorKind::Validation | CloudErrorKind::NotFound)
+    e.kind.is_provider_failure()
 }
 
 fn now_draw() -> f64 {
@@ -603,10 +603,12 @@ impl App {
     /// daemon calling it now and then sees what other processes registered since.
     pub async fn load_registered(&self) -> Result<(), AppError> {
         let (raw, _) = self.store.load_shared(keys::CONFIG).await?;
-        if let Some(raw) = raw {
-            let stored: StrategyConfig = serde_json::from_str(&raw)
-                .map_err(|e| AppError::Configuration(format!("stored strategy configuration: {e}")))?;
-            self.registry.set_config(stored);
+        // A stored row this version cannot read (an unknown field, damage) is a poison row: it
+        // is logged and passed over, and the configured strategy serves.
+        match raw.map(|raw| serde_json::from_str::<StrategyConfig>(&raw)) {
+            Some(Ok(stored)) => self.registry.set_config(stored),
+            Some(Err(e)) => tracing::error!(key = keys::CONFIG, error = %e, "stored strategy configuration unreadable; the configured one serves"),
+            None => {}
         }
         let Some(factory) = self.registry.factory.clone() else { return Ok(()) };
         for (key, value, _) in self.store.list_shared(keys::ENTRY).await? {

@@ -66,7 +66,11 @@ pub fn reconcile_view(r: &crate::ReconcileReport) -> Value {
 pub fn sweep_view(r: &crate::SweepReport) -> Value {
     json!({
         "examined": r.examined,
+        "foreign": r.foreign,
+        "dryRun": r.dry_run,
+        "orphans": r.orphans.iter().map(|(id, why)| json!({"machineId": id.as_str(), "reason": why})).collect::<Vec<_>>(),
         "terminated": r.terminated.iter().map(|(id, why)| json!({"machineId": id.as_str(), "reason": why})).collect::<Vec<_>>(),
+        "refused": r.refused,
         "launchTemplatesDeleted": r.pruned,
         "errors": r.errors,
     })

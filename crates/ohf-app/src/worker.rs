@@ -9,6 +9,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::App;
+use crate::sweep::SweepOptions;
 
 /// How often a daemon takes in provider registrations and strategy changes other processes stored.
 const RELOAD_EVERY: Duration = Duration::from_secs(30);
@@ -25,8 +26,8 @@ pub struct WorkerConfig {
     pub batch: u32,
     /// Time between orphan sweeps (one worker of many runs each); `None` disables them.
     pub sweep_interval: Option<Duration>,
-    /// Machines younger than this are never swept.
-    pub sweep_min_age: Duration,
+    /// How sweeps act: minimum age, cap, the share of orphans believed.
+    pub sweep: SweepOptions,
 }
 
 /// What the worker has done, for health checks and `ohf serve` status.
@@ -167,10 +168,10 @@ impl Worker {
         let now = self.app.clock.now();
         match self.app.store.lead("orphan-sweep", &self.config.id, now, every.as_millis() as i64).await {
             Ok(true) => {
-                let report = self.app.sweep_orphans(self.config.sweep_min_age.as_secs() as i64).await;
+                let report = self.app.sweep_orphans(&self.config.sweep).await;
                 self.update(|s| s.swept += report.terminated.len() as u64);
-                if !report.terminated.is_empty() || !report.errors.is_empty() {
-                    tracing::info!(worker = %self.config.id, terminated = report.terminated.len(), errors = ?report.errors, "orphan sweep");
+                if !report.terminated.is_empty() || !report.errors.is_empty() || report.refused.is_some() {
+                    tracing::info!(worker = %self.config.id, terminated = report.terminated.len(), refused = ?report.refused, errors = ?report.errors, "orphan sweep");
                 }
             }
             Ok(false) => {}

@@ -22,9 +22,9 @@ use aws_sdk_ec2::types::{
     TargetCapacitySpecificationRequest,
 };
 use ohf_app::ports::tag_keys;
-use ohf_app::{CloudError, CloudErrorKind, LaunchRequest, LaunchResult};
+use ohf_app::{CloudError, CloudErrorKind, LaunchRequest, LaunchResult, Ownership, Refusal};
 use ohf_domain::template::{FleetType as HfFleetType, ProviderApi};
-use ohf_domain::{MachineId, PriceType, Template};
+use ohf_domain::{MachineId, PriceType, RequestId, Template};
 
 use crate::AwsProvider;
 use crate::errors::translate;
@@ -320,6 +320,19 @@ struct Placement {
     busy: bool,
     /// The capacity it is asked to hold.
     target: Option<i32>,
+    /// Its own tags: ohf's ownership tags when ohf placed it.
+    tags: BTreeMap<String, String>,
+}
+
+impl Placement {
+    /// Why this fleet or group is not provably `owner`'s and `request`'s; `None` when it is.
+    fn disproof(&self, owner: &Ownership, request: &RequestId) -> Option<String> {
+        owner.disproof(|k| self.tags.get(k).map(String::as_str), request)
+    }
+}
+
+fn tag_map<'a>(tags: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> BTreeMap<String, String> {
+    tags.filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned()))).collect()
 }
 
 async fn look(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
@@ -335,6 +348,7 @@ async fn look(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError
             age: g.created_time().map(age),
             busy: false,
             target: g.desired_capacity(),
+            tags: tag_map(g.tags().iter().map(|t| (t.key(), t.value()))),
         }))
     }
 }
@@ -382,7 +396,8 @@ async fn look_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, Clou
     let busy = f.fleet_state() == Some(&FleetStateCode::Modifying);
     let target = f.target_capacity_specification().and_then(|t| t.total_target_capacity());
     let age = f.create_time().map(age);
-    Ok(Some(Placement { instances, stopped, error, age, busy, target }))
+    let tags = tag_map(f.tags().iter().map(|t| (t.key(), t.value())));
+    Ok(Some(Placement { instances, stopped, error, age, busy, target, tags }))
 }
 
 async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
@@ -421,7 +436,8 @@ async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>,
     let busy = f.spot_fleet_request_state() == Some(&BatchState::Modifying);
     let target = f.spot_fleet_request_config().and_then(|c| c.target_capacity());
     let age = f.create_time().map(age);
-    Ok(Some(Placement { instances, stopped, error, age, busy, target }))
+    let tags = tag_map(f.tags().iter().map(|t| (t.key(), t.value())));
+    Ok(Some(Placement { instances, stopped, error, age, busy, target, tags }))
 }
 
 async fn group(p: &AwsProvider, name: &str) -> Result<Option<asg::AutoScalingGroup>, CloudError> {
@@ -566,7 +582,13 @@ async fn stop_fleet(p: &AwsProvider, id: &str, terminate: bool) -> Result<(), Cl
 
 /// Stops placed request `resource` of a request that ended (timed out, cancelled), with
 /// every machine it made: the request keeps none of them.
-pub async fn release(p: &AwsProvider, resource: &str) -> Result<(), CloudError> {
+/// A resource whose tags do not prove it is `owner`'s and `request`'s is left alone.
+pub async fn release(p: &AwsProvider, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
+    let Some(placement) = look(p, resource).await? else { return Ok(()) };
+    if let Some(why) = placement.disproof(owner, request) {
+        tracing::warn!(resource, reason = %why, "left alone: not provably ohf's");
+        return Ok(());
+    }
     stop_fleet(p, resource, true).await
 }
 
@@ -623,7 +645,7 @@ where
         }
         if tokio::time::Instant::now() + BUSY_POLL > deadline {
             return Err(CloudError::new(
-                CloudErrorKind::Unavailable,
+                CloudErrorKind::Busy,
                 "ResourceBusy",
                 format!("{what} is not {state} after {} s; tried again next cycle", BUSY_WAIT.as_secs()),
             ));
@@ -632,24 +654,42 @@ where
     }
 }
 
-/// Terminates `ids`, shrinking each owning fleet or group first so that nothing replaces them,
-/// and deleting it when they are its last machines. Answers the ids left to a plain
-/// TerminateInstances.
-pub async fn shrink_owners(p: &AwsProvider, ids: &[String]) -> Result<Vec<String>, CloudError> {
-    let found = p.describe_known(ids).await?;
-    let mut owned: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-    for i in &found {
-        if let (Some(owner), Some(id)) = (owner(i), i.instance_id()) {
-            owned.entry(owner).or_default().insert(id.to_owned());
+/// Terminates the proven instances `found` (each with the request that launched it),
+/// shrinking each owning fleet or group first so that nothing replaces them, and deleting it
+/// when they are its last machines. A fleet or group whose own tags do not prove it is ohf's
+/// and the request's is neither shrunk nor deleted, and its instances are left alone (refused).
+/// Answers the ids left to a plain TerminateInstances, and the refusals.
+pub async fn shrink_owners(
+    p: &AwsProvider,
+    found: &[(Instance, RequestId)],
+    ownership: &Ownership,
+) -> Result<(Vec<String>, Vec<Refusal>), CloudError> {
+    let mut owned: BTreeMap<String, (RequestId, HashSet<String>)> = BTreeMap::new();
+    let mut plain = Vec::new();
+    for (i, request) in found {
+        let Some(id) = i.instance_id() else { continue };
+        match owner(i) {
+            Some(owner) => {
+                owned.entry(owner).or_insert_with(|| (request.clone(), HashSet::new())).1.insert(id.to_owned());
+            }
+            None => plain.push(id.to_owned()),
         }
     }
-    let mut done: HashSet<String> = HashSet::new();
-    for (owner, going) in owned {
-        if shrink(p, &owner, &going).await? {
-            done.extend(going);
+    let mut refused = Vec::new();
+    for (owner, (request, going)) in owned {
+        if let Some(placement) = look(p, &owner).await?
+            && let Some(why) = placement.disproof(ownership, &request)
+        {
+            let reason = format!("its fleet or group {owner} is not ohf's: {why}");
+            let ids = going.into_iter().filter_map(|id| MachineId::new(id).ok());
+            refused.extend(ids.map(|id| Refusal { id, reason: reason.clone() }));
+            continue;
+        }
+        if !shrink(p, &owner, &going).await? {
+            plain.extend(going);
         }
     }
-    Ok(ids.iter().filter(|id| !done.contains(*id)).cloned().collect())
+    Ok((plain, refused))
 }
 
 /// Shrinks fleet or group `owner` by `going`; true when that also terminated them.
@@ -721,7 +761,3 @@ async fn shrink(p: &AwsProvider, owner: &str, going: &HashSet<String>) -> Result
     Ok(true)
 }
 
-/// Machine ids as strings.
-pub fn ids(machines: &[MachineId]) -> Vec<String> {
-    machines.iter().map(|m| m.to_string()).collect()
-}

@@ -23,11 +23,12 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, InstanceType};
 use ohf_app::ports::tag_keys;
 use ohf_app::{
-    CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
+    CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine, Ownership,
+    ProviderCapacity, Refusal,
 };
 use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::template::ProviderApi;
-use ohf_domain::{MachineId, MachineObservation, MachineStatus, ProviderName, Template};
+use ohf_domain::{MachineObservation, MachineStatus, ProviderName, RequestId, Template};
 
 pub use config::{AwsConfig, Secret};
 pub use errors::kind_of;
@@ -360,8 +361,21 @@ impl CloudProvider for AwsProvider {
         Ok(observed)
     }
 
-    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
-        let ids = fleets::shrink_owners(self, &fleets::ids(ids)).await?;
+    async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
+        // One describe proves ownership from each instance's tags and names its fleet or group.
+        let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
+        let found = self.describe_known(&ids).await?;
+        let mut refused = Vec::new();
+        let mut proven = Vec::new();
+        for i in found {
+            let Some(m) = machines.iter().find(|m| Some(m.id.as_str()) == i.instance_id()) else { continue };
+            match owner.disproof(|k| observe::tag(&i, k), &m.request_id) {
+                Some(reason) => refused.push(Refusal { id: m.id.clone(), reason }),
+                None => proven.push((i, m.request_id.clone())),
+            }
+        }
+        let (ids, not_owned) = fleets::shrink_owners(self, &proven, owner).await?;
+        refused.extend(not_owned);
         for chunk in ids.chunks(BATCH) {
             let result = self
                 .ec2("TerminateInstances")
@@ -386,11 +400,14 @@ impl CloudProvider for AwsProvider {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        for r in &refused {
+            tracing::warn!(machine = %r.id, reason = %r.reason, "left alone: not provably ohf's");
+        }
+        Ok(refused)
     }
 
-    async fn release(&self, resource: &str) -> Result<(), CloudError> {
-        fleets::release(self, resource).await
+    async fn release(&self, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
+        fleets::release(self, resource, request, owner).await
     }
 
     /// Deletes this cluster's launch templates that no template version in `keep` is made

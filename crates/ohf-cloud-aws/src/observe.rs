@@ -17,6 +17,11 @@ pub fn status(state: &InstanceStateName) -> MachineStatus {
     }
 }
 
+/// The value of an instance's tag `key`.
+pub fn tag<'a>(i: &'a Instance, key: &str) -> Option<&'a str> {
+    i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
 fn non_empty(s: Option<&str>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(String::from)
 }

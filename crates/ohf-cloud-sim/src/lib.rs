@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ohf_app::{
-    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
+    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine,
+    Ownership, ProviderCapacity, Refusal,
 };
 use ohf_domain::{MachineId, MachineObservation, ProviderName, Template, instance_types};
 
@@ -187,9 +188,10 @@ impl CloudProvider for SimCloud {
         self.with_state(false, move |s, c| s.describe(c, &name, &query, now)).await
     }
 
-    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
+    async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
         let now = self.clock.now();
-        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        self.with_state(true, move |s, c| s.terminate(c, &ids, now)).await?
+        let machines = machines.to_vec();
+        let owner = owner.clone();
+        self.with_state(true, move |s, c| s.terminate(c, &machines, &owner, now)).await?
     }
 }

@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 
-use ohf_app::{CloudError, CloudErrorKind, DescribeQuery, LaunchRequest, LaunchResult};
+use ohf_app::{CloudError, CloudErrorKind, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine, Ownership, Refusal};
 use ohf_domain::{MachineId, MachineObservation, MachineStatus, PriceType, ProviderName, RequestId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -304,17 +304,30 @@ impl SimState {
             .collect()
     }
 
-    pub fn terminate(&mut self, config: &SimConfig, ids: &[String], now: Timestamp) -> Result<(), CloudError> {
+    /// Terminates the machines whose tags prove `owner` and their request own them; answers
+    /// the others, untouched, with why.
+    pub fn terminate(
+        &mut self,
+        config: &SimConfig,
+        machines: &[OwnedMachine],
+        owner: &Ownership,
+        now: Timestamp,
+    ) -> Result<Vec<Refusal>, CloudError> {
         self.counts.terminate += 1;
         if let Some(e) = self.fault(config, false) {
             return Err(e);
         }
-        for id in ids {
-            if let Some(i) = self.instances.get_mut(id) {
-                i.terminate_at.get_or_insert(now.unix_millis());
+        let mut refused = Vec::new();
+        for m in machines {
+            let Some(i) = self.instances.get_mut(m.id.as_str()) else { continue };
+            match owner.disproof(|k| i.tags.get(k).map(String::as_str), &m.request_id) {
+                Some(reason) => refused.push(Refusal { id: m.id.clone(), reason }),
+                None => {
+                    i.terminate_at.get_or_insert(now.unix_millis());
+                }
             }
         }
-        Ok(())
+        Ok(refused)
     }
 
     pub fn interrupt(&mut self, id: &str, now: Timestamp, notice_secs: u32) -> bool {

@@ -72,6 +72,12 @@ pub enum RequestEvent {
         machine_id: MachineId,
         return_request: RequestId,
     },
+    /// The provider left a machine alone: its tags do not prove that this installation and
+    /// request own it. It fails with the reason and is never asked for again.
+    TerminationRefused {
+        machine_id: MachineId,
+        reason: String,
+    },
 }
 
 impl RequestEvent {
@@ -91,6 +97,7 @@ impl RequestEvent {
             Self::MachineFailed { .. } => "machine_failed",
             Self::TerminationRequested { .. } => "termination_requested",
             Self::MachineReturned { .. } => "machine_returned",
+            Self::TerminationRefused { .. } => "termination_refused",
         }
     }
 }

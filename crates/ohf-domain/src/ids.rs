@@ -117,6 +117,13 @@ impl ClientToken {
         let digest = fnv1a_128(format!("{}#{attempt}", request.as_str()).as_bytes());
         Self(format!("ohf-{digest:032x}"))
     }
+
+    /// This token within `scope` (an installation): two installations whose requests share an
+    /// id never share a launch, so neither adopts the other's machines.
+    pub fn scoped(&self, scope: &str) -> Self {
+        let digest = fnv1a_128(format!("{}@{scope}", self.0).as_bytes());
+        Self(format!("ohf-{digest:032x}"))
+    }
 }
 
 fn fnv1a_128(bytes: &[u8]) -> u128 {

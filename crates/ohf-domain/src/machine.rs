@@ -175,6 +175,11 @@ impl Machine {
     pub(crate) fn mark_terminating(&mut self) {
         self.terminating = true;
     }
+    /// The cloud call was refused for want of proof of ownership: failed, and no longer going.
+    pub(crate) fn refuse_termination(&mut self, reason: String) {
+        self.terminating = false;
+        self.failure = Some(reason);
+    }
     pub(crate) fn mark_returned(&mut self, by: RequestId) {
         self.returned_by = Some(by);
     }

@@ -485,6 +485,11 @@ impl Request {
                     m.mark_returned(return_request.clone());
                 }
             }
+            RequestEvent::TerminationRefused { machine_id, reason } => {
+                if let Some(m) = self.machine_mut(machine_id) {
+                    m.refuse_termination(reason.clone());
+                }
+            }
         }
     }
 
@@ -523,6 +528,14 @@ impl Request {
 
     fn live_machine_ids(&self) -> Vec<MachineId> {
         self.machines.iter().filter(|m| !m.status().is_going()).map(|m| m.id().clone()).collect()
+    }
+
+    /// Records that the provider refused to terminate `machine` because nothing proves ohf
+    /// owns it: the machine fails with `reason` and is not asked for again.
+    pub fn refuse_termination(&mut self, machine: &MachineId, reason: String, now: Timestamp) {
+        if self.machines.iter().any(|m| m.id() == machine && m.is_terminating()) {
+            self.record(now, RequestEvent::TerminationRefused { machine_id: machine.clone(), reason });
+        }
     }
 
     /// Cancels the request: no further launches, and what was launched is terminated.

@@ -62,28 +62,41 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 }
 
 /// Who may call, and how often.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiOptions {
-    /// Bearer tokens; none configured means every caller is an admin (listen on loopback).
+    /// Bearer tokens; with none configured every caller gets `anonymous_role`.
     pub tokens: Vec<ApiToken>,
     pub rate_limit: Option<RateLimit>,
+    /// The role of callers when no tokens are configured.
+    pub anonymous_role: Role,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self { tokens: Vec::new(), rate_limit: None, anonymous_role: Role::Operator }
+    }
 }
 
 /// The gate every call passes: who is calling, whether their role allows the method, and
 /// whether they are within their rate limit. Shared by every ingress of one daemon.
 pub struct Gate {
     tokens: Vec<ApiToken>,
+    anonymous: Role,
     limiter: Option<Limiter>,
 }
 
 impl Gate {
     pub fn new(options: ApiOptions, clock: Arc<dyn ohf_app::Clock>) -> Self {
-        Self { tokens: options.tokens, limiter: options.rate_limit.map(|l| Limiter::new(l, clock)) }
+        Self {
+            tokens: options.tokens,
+            anonymous: options.anonymous_role,
+            limiter: options.rate_limit.map(|l| Limiter::new(l, clock)),
+        }
     }
 
     /// Admits a call of `method` presenting `authorization`; answers with the caller's name.
     pub fn admit(&self, authorization: Option<&str>, method: &str) -> Result<String, ApiError> {
-        let Some((client, role)) = access::caller(&self.tokens, authorization) else {
+        let Some((client, role)) = access::caller(&self.tokens, self.anonymous, authorization) else {
             return Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required"));
         };
         if let Some(limiter) = &self.limiter
@@ -123,20 +136,48 @@ pub fn gated_router(app: Arc<App>, gate: Arc<Gate>) -> Router {
     Router::new().route("/rpc", post(rpc)).with_state(Arc::new(Api { app, gate }))
 }
 
-async fn rpc(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
-    match answer(&api, &headers, &body).await {
+fn method_not_found(method: &str) -> ApiError {
+    let mut e = ApiError::new(ErrorCode::MethodNotFound, format!("method '{method}' not found"));
+    let available: Vec<&str> = METHODS.iter().chain(ohf_app::STRATEGY_METHODS.iter()).copied().collect();
+    e.details = json!({"method": method, "availableMethods": available});
+    e
+}
+
+/// The largest body a call may send.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+async fn rpc(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    match answer(&api, &headers, body).await {
         Ok(result) => (StatusCode::OK, axum::Json(json!({"result": result}))).into_response(),
         Err(e) => error_response(&e),
     }
 }
 
-async fn answer(api: &Api, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    // Unauthenticated callers learn nothing about the body, not even whether it parses.
-    if access::caller(&api.gate.tokens, presented).is_none() {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required"));
+/// Reads a call's body, at most `MAX_BODY_BYTES`.
+pub async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        let mut e = invalid("body", format!("larger than the limit of {MAX_BODY_BYTES} bytes"));
+        e.details["limit"] = json!(MAX_BODY_BYTES);
+        e
+    })
+}
+
+impl Gate {
+    /// Whether `authorization` names a caller at all (any role); checked before a body is read.
+    pub fn knows(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        match access::caller(&self.tokens, self.anonymous, authorization) {
+            Some(_) => Ok(()),
+            None => Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required")),
+        }
     }
-    let call: Value = serde_json::from_slice(body).map_err(|e| invalid("body", format!("not valid JSON: {e}")))?;
+}
+
+async fn answer(api: &Api, headers: &HeaderMap, body: axum::body::Body) -> Result<Value, ApiError> {
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    // Unauthenticated callers learn nothing about the body, and it is not even read.
+    api.gate.knows(presented)?;
+    let body = read_body(body).await?;
+    let call: Value = serde_json::from_slice(&body).map_err(|e| invalid("body", format!("not valid JSON: {e}")))?;
     let Some(method) = call.get("method").and_then(Value::as_str) else {
         return Err(invalid("method", "a call is {\"method\": …, \"params\": {…}}"));
     };
@@ -145,6 +186,11 @@ async fn answer(api: &Api, headers: &HeaderMap, body: &[u8]) -> Result<Value, Ap
         Some(p @ Value::Object(_)) => p.clone(),
         Some(_) => return Err(invalid("params", "must be an object")),
     };
+    // A method that does not exist is said so to anyone admitted at all; the roles of the
+    // methods that do exist are the gate's.
+    if !METHODS.contains(&method) && !ohf_app::STRATEGY_METHODS.contains(&method) {
+        return Err(method_not_found(method));
+    }
     let client = api.gate.admit(presented, method)?;
     tracing::debug!(method, client = %client, "rpc");
     call_method(&api.app, method, &params).await
@@ -176,15 +222,18 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
         "reconcile" => Ok(reconcile_view(&app.reconcile(None).await)),
         m if ohf_app::STRATEGY_METHODS.contains(&m) => Ok(app.provider_call(m, p).await?),
         "sweepOrphans" => {
-            let min_age = integer(p, "minAgeSeconds")?.unwrap_or(600).max(0);
-            Ok(sweep_view(&app.sweep_orphans(min_age).await))
+            let defaults = ohf_app::SweepOptions::default();
+            let options = ohf_app::SweepOptions {
+                min_age_secs: integer(p, "minAgeSeconds")?.unwrap_or(defaults.min_age_secs).max(0),
+                dry_run: p.get("dryRun").and_then(Value::as_bool).unwrap_or(false),
+                max_terminations: integer(p, "maxTerminations")?
+                    .map_or(defaults.max_terminations, |n| usize::try_from(n.max(0)).unwrap_or(usize::MAX)),
+                max_share_percent: integer(p, "maxSharePercent")?
+                    .map_or(defaults.max_share_percent, |n| n.clamp(0, 100) as u32),
+            };
+            Ok(sweep_view(&app.sweep_orphans(&options).await))
         }
-        other => {
-            let mut e = ApiError::new(ErrorCode::MethodNotFound, format!("method '{other}' not found"));
-            let available: Vec<&str> = METHODS.iter().chain(ohf_app::STRATEGY_METHODS.iter()).copied().collect();
-            e.details = json!({"method": other, "availableMethods": available});
-            Err(e)
-        }
+        other => Err(method_not_found(other)),
     }
 }
 

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use ohf_app::shared;
 use ohf_app::{
     Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
-    ProviderCapacity, RequestStore, SystemEvent,
+    OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestStore, SystemEvent,
 };
 use ohf_domain::instance_types::InstanceTypeInfo;
-use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+use ohf_domain::{MachineObservation, ProviderName, RequestId, Template};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -72,14 +72,19 @@ fn release_op(resource: &str) -> &'static str {
 pub fn retryable(e: &CloudError) -> bool {
     matches!(
         e.kind,
-        CloudErrorKind::Throttling | CloudErrorKind::Unavailable | CloudErrorKind::Internal | CloudErrorKind::Timeout
+        CloudErrorKind::Throttling
+            | CloudErrorKind::Unavailable
+            | CloudErrorKind::Internal
+            | CloudErrorKind::Timeout
+            | CloudErrorKind::Busy
     ) && e.code != CIRCUIT_OPEN
 }
 
 /// Whether a failure says the service is unwell (and counts toward opening its breaker); the
-/// caller's own mistakes (validation, auth, not found) and capacity shortfalls do not.
+/// caller's own mistakes (validation, auth, not found), capacity shortfalls and busy resources
+/// do not.
 pub fn unhealthy(e: &CloudError) -> bool {
-    retryable(e)
+    retryable(e) && e.kind != CloudErrorKind::Busy
 }
 
 pub const CIRCUIT_OPEN: &str = "CircuitOpen";
@@ -367,14 +372,14 @@ impl CloudProvider for Resilient {
         // Repeating a launch is safe: its client token returns the machines of the first try.
         self.run(launch_op(&request.template), || self.inner.launch(request)).await
     }
-    async fn release(&self, resource: &str) -> Result<(), CloudError> {
-        self.run(release_op(resource), || self.inner.release(resource)).await
+    async fn release(&self, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
+        self.run(release_op(resource), || self.inner.release(resource, request, owner)).await
     }
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         self.run(DESCRIBE_INSTANCES, || self.inner.describe(query)).await
     }
-    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
-        self.run(TERMINATE_INSTANCES, || self.inner.terminate(ids)).await
+    async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
+        self.run(TERMINATE_INSTANCES, || self.inner.terminate(machines, owner)).await
     }
     async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
         self.inner.prune(keep, cluster).await

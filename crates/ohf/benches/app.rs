@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use ohf_app::memory::StaticCatalog;
 use ohf_app::{
     App, AppSettings, CloudError, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
-    ProviderCapacity, RequestMachines, RequestStore, SystemClock, UuidIds,
+    OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestMachines, RequestStore, SystemClock, UuidIds,
 };
 use ohf_domain::{MachineId, MachineObservation, MachineStatus, ProviderName, RequestId, Template, Timestamp};
 use ohf_store_sql::{PostgresStore, SqliteStore};
@@ -93,8 +93,8 @@ impl CloudProvider for FastCloud {
             .flat_map(|r| s.by_request.get(r).into_iter().flatten().map(move |n| self.observe(*n, r)))
             .collect())
     }
-    async fn terminate(&self, _: &[MachineId]) -> Result<(), CloudError> {
-        Ok(())
+    async fn terminate(&self, _: &[OwnedMachine], _: &Ownership) -> Result<Vec<Refusal>, CloudError> {
+        Ok(Vec::new())
     }
 }
 

@@ -86,11 +86,20 @@ pub enum Command {
     Return(ReturnArgs),
     /// Run one reconcile cycle over every request with work left
     Reconcile,
-    /// Terminate machines of this cluster that no request accounts for
+    /// Terminate machines this installation launched that no request accounts for
     Sweep {
         /// Leave machines younger than this alone (seconds)
         #[arg(long, default_value_t = 600)]
         min_age: u64,
+        /// List the orphans; terminate nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Terminate none when more than this many look orphaned
+        #[arg(long, default_value_t = 20)]
+        max: u64,
+        /// Terminate none when orphans are more than this percentage of live machines
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+        max_share: u32,
     },
     /// Run the daemon: advance every request in the background, with health endpoints
     Serve(ServeArgs),

@@ -168,19 +168,34 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
                 bail!("sim commands change the simulated cloud's own state file; run them without --server")
             }
         },
-        Command::Sweep { min_age } => {
-            let report = backend.call("sweepOrphans", json!({"minAgeSeconds": min_age})).await?;
+        Command::Sweep { min_age, dry_run, max, max_share } => {
+            let params = json!({"minAgeSeconds": min_age, "dryRun": dry_run, "maxTerminations": max, "maxSharePercent": max_share});
+            let report = backend.call("sweepOrphans", params).await?;
             match out {
                 Output::Json => print_json(&report),
                 Output::Table => {
+                    let orphans = report["orphans"].as_array().cloned().unwrap_or_default();
                     let terminated = report["terminated"].as_array().cloned().unwrap_or_default();
-                    println!("examined {} machines, terminated {}", report["examined"], terminated.len());
-                    for t in &terminated {
+                    println!(
+                        "examined {} machines of this installation ({} of other installations left alone), {} orphaned, terminated {}{}",
+                        report["examined"],
+                        report["foreign"],
+                        orphans.len(),
+                        terminated.len(),
+                        if dry_run { " (dry run)" } else { "" }
+                    );
+                    for t in &orphans {
                         println!("  {}: {}", text(&t["machineId"]), text(&t["reason"]));
+                    }
+                    if let Some(why) = report["refused"].as_str() {
+                        println!("refused: {why}");
                     }
                 }
             }
             errors_of(&report, "sweep")?;
+            if let Some(why) = report["refused"].as_str() {
+                bail!("sweep refused: {why}");
+            }
         }
         Command::GetAvailableTemplates => print_json(&backend.call("getAvailableTemplates", json!({})).await?),
         Command::RequestMachines(args) => {

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
@@ -51,6 +50,20 @@ fn default_worker_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Sweeps run every `sweep_interval_secs`, but not under the default cluster name unless asked:
+/// stores that share a name by accident must not judge each other's machines.
+fn sweep_interval(settings: &Resolved) -> Option<Duration> {
+    let s = &settings.serve;
+    if s.sweep_interval_secs == 0 {
+        return None;
+    }
+    if settings.app.cluster == "default" && !s.sweep_default_cluster {
+        tracing::info!("orphan sweeps are off: set `cluster` (or serve.sweep_default_cluster = true) to turn them on");
+        return None;
+    }
+    Some(Duration::from_secs(s.sweep_interval_secs))
+}
+
 async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let settings = Resolved::load(&overrides(global))?;
     let s = &settings.serve;
@@ -59,8 +72,13 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         interval: Duration::from_millis(s.interval_ms),
         claim_ttl: Duration::from_secs(s.claim_ttl_secs),
         batch: s.batch,
-        sweep_interval: (s.sweep_interval_secs > 0).then(|| Duration::from_secs(s.sweep_interval_secs)),
-        sweep_min_age: Duration::from_secs(s.sweep_min_age_secs),
+        sweep_interval: sweep_interval(&settings),
+        sweep: ohf_app::SweepOptions {
+            min_age_secs: i64::try_from(s.sweep_min_age_secs).unwrap_or(i64::MAX),
+            dry_run: false,
+            max_terminations: s.sweep_max_terminations,
+            max_share_percent: s.sweep_max_share_percent.min(100),
+        },
     };
     let listen = args.listen.clone().unwrap_or_else(|| s.listen.clone());
     let grace = Duration::from_secs(s.shutdown_grace_secs);
@@ -71,7 +89,7 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let health =
         Arc::new(Health { worker: worker.clone(), interval: config.interval, clock: Arc::new(ohf_app::SystemClock) });
     let gate = Arc::new(ohf_http::Gate::new(
-        ohf_http::ApiOptions { tokens: s.tokens.clone(), rate_limit: s.rate_limit },
+        ohf_http::ApiOptions { tokens: s.tokens.clone(), rate_limit: s.rate_limit, anonymous_role: s.anonymous_role },
         Arc::new(ohf_app::SystemClock),
     ));
     let hf = Arc::new(HostFactory {
@@ -88,8 +106,20 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         .route("/metrics", get(prometheus).with_state(metrics))
         .merge(ohf_http::gated_router(app.clone(), gate.clone()));
     let grpc = ohf_grpc::routes(app.clone(), gate).await.context("cannot set up the gRPC services")?;
-    let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(http));
-    let mut server = tonic::transport::Server::builder().accept_http1(true);
+    let router = grpc
+        .into_axum_router()
+        .merge(http)
+        .fallback(not_found)
+        // Bounded work per call: a body limit before anything buffers it, a deadline (a watch
+        // waits at most 60 s), and a cap on calls in flight.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(ohf_http::MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, CALL_DEADLINE))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_CALLS_IN_FLIGHT));
+    let routes = tonic::service::Routes::from(router);
+    let mut server = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_max_header_list_size(MAX_HEADER_BYTES)
+        .max_concurrent_streams(MAX_CALLS_IN_FLIGHT as u32);
     if let Some(tls) = &s.tls {
         server = server.tls_config(tls_config(tls)?).context("invalid TLS settings")?;
     }
@@ -132,6 +162,32 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     app.flush_figures().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The longest one API call may take (a watch waits at most 60 s).
+const CALL_DEADLINE: Duration = Duration::from_secs(75);
+/// Calls served at once; more wait their turn.
+const MAX_CALLS_IN_FLIGHT: usize = 512;
+/// The most header bytes an HTTP/2 call may send.
+const MAX_HEADER_BYTES: u32 = 16 * 1024;
+
+/// What a path that is no route answers: gRPC's UNIMPLEMENTED to a gRPC call, and to anything
+/// else a plain 404 in the API's error shape, so no HTTP client mistakes it for success.
+async fn not_found(request: axum::extract::Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no method at {}", request.uri().path())).into_http();
+    }
+    let body = json!({"error": {
+        "code": "NOT_FOUND",
+        "message": format!("no route for {} {}", request.method(), request.uri().path()),
+        "details": {"routes": ["POST /rpc", "POST /hf/{operation}", "GET /healthz", "GET /readyz", "GET /status", "GET /metrics"]},
+    }});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
 /// What `/metrics` reports: every provider's call counters in this process, and the breakers
@@ -205,7 +261,7 @@ async fn host_factory(
     State(hf): State<Arc<HostFactory>>,
     Path(operation): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(op) = Operation::parse(&operation) else {
@@ -216,6 +272,10 @@ async fn host_factory(
     if let Err(e) = hf.gate.admit(authorization, op.name()) {
         return ohf_http::error_response(&e);
     }
+    let body = match ohf_http::read_body(body).await {
+        Ok(body) => body,
+        Err(e) => return (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"message": e.message}))).into_response(),
+    };
     let input = match std::str::from_utf8(&body).map_err(|e| HfError::Input(e.to_string())).and_then(parse_input) {
         Ok(v) => v,
         Err(e) => return (StatusCode::BAD_REQUEST, Json(e.to_json())).into_response(),

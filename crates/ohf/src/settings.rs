@@ -51,6 +51,89 @@ pub struct Settings {
     /// How providers are chosen, failed over and checked: the provider-strategy seed's
     /// `configureProviderStrategy` document. What `configureProviderStrategy` stores wins.
     pub provider_strategy: StrategyConfig,
+    /// What provider registrations through the API may reach.
+    pub admin: AdminSettings,
+}
+
+/// The allow-list of provider registrations made through the API (`registerProviderStrategy`):
+/// they may use only these endpoints, proxies, profiles and credential files. Static keys are
+/// never taken through the API (they would be stored); a simulated cloud's `state_file` is a
+/// plain file name inside the work directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    pub allowed_endpoints: Vec<String>,
+    pub allowed_proxies: Vec<String>,
+    /// Profile names of the host's AWS config; `"*"` allows every one.
+    pub allowed_profiles: Vec<String>,
+    pub allowed_credential_files: Vec<PathBuf>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            allowed_endpoints: Vec::new(),
+            allowed_proxies: Vec::new(),
+            allowed_profiles: vec!["*".into()],
+            allowed_credential_files: Vec::new(),
+        }
+    }
+}
+
+impl AdminSettings {
+    /// Why a registration made through the API may not build `spec`; `None` when it may.
+    pub fn refusal(&self, spec: &ProviderSpec, raw: &serde_json::Map<String, Value>) -> Option<String> {
+        match &spec.kind {
+            ProviderKind::Sim { .. } => match raw.get("state_file").and_then(Value::as_str) {
+                Some(name) if !plain_file_name(name) => Some(format!(
+                    "state_file '{name}' must be a plain file name (it lives in the work directory)"
+                )),
+                _ => None,
+            },
+            ProviderKind::Aws { config } => {
+                let listed = |list: &[String], v: &str| list.iter().any(|a| a.trim_end_matches('/') == v.trim_end_matches('/'));
+                if config.access_key_id.is_some() || config.secret_access_key.is_some() {
+                    return Some(
+                        "static keys are not taken through the API (they would be stored): name a profile or a \
+                         credentials_file allowed in ohf.toml's [admin]"
+                            .into(),
+                    );
+                }
+                if let Some(url) = &config.endpoint_url
+                    && !listed(&self.allowed_endpoints, url)
+                {
+                    return Some(format!("endpoint '{url}' is not in [admin] allowed_endpoints of ohf.toml"));
+                }
+                if let Some(url) = &config.proxy_url
+                    && !listed(&self.allowed_proxies, url)
+                {
+                    return Some(format!("proxy '{url}' is not in [admin] allowed_proxies of ohf.toml"));
+                }
+                if let Some(profile) = &config.profile
+                    && !self.allowed_profiles.iter().any(|p| p == "*" || p == profile)
+                {
+                    return Some(format!("profile '{profile}' is not in [admin] allowed_profiles of ohf.toml"));
+                }
+                if let Some(file) = &config.credentials_file
+                    && !self.allowed_credential_files.contains(file)
+                {
+                    return Some(format!(
+                        "credentials_file '{}' is not in [admin] allowed_credential_files of ohf.toml",
+                        file.display()
+                    ));
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A file name with no directory part: `sim.json`, not `../x` or `/etc/x`.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 /// The daemon, `ohf serve`.
@@ -66,15 +149,26 @@ pub struct ServeSettings {
     pub worker_id: Option<String>,
     /// How long an in-flight cycle may take to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
-    /// Seconds between orphan sweeps; 0 turns them off.
+    /// Seconds between orphan sweeps; 0 turns them off. Under the default cluster name the
+    /// daemon does not sweep unless `sweep_default_cluster` is set.
     pub sweep_interval_secs: u64,
     pub sweep_min_age_secs: u64,
+    /// Most machines one sweep terminates; more orphans than this and it terminates none.
+    pub sweep_max_terminations: usize,
+    /// Most orphans, as a share of the installation's live machines, a sweep believes.
+    pub sweep_max_share_percent: u32,
+    /// Sweep even when `cluster` is left at "default".
+    pub sweep_default_cluster: bool,
     /// Bearer tokens of the HTTP API with their roles; none means no authentication.
     #[serde(skip_serializing)]
     pub tokens: Vec<ohf_http::ApiToken>,
     /// Calls per client of the APIs.
     #[serde(skip_serializing)]
     pub rate_limit: Option<ohf_http::RateLimit>,
+    /// The role of callers when no tokens are configured: `operator` by default (requests,
+    /// returns, queries), so admin calls (registrations, sweeps) need a token.
+    #[serde(skip_serializing)]
+    pub anonymous_role: ohf_http::Role,
     /// TLS for both APIs; with `client_ca_file`, clients must present a certificate it signed.
     pub tls: Option<TlsSettings>,
 }
@@ -99,8 +193,12 @@ impl Default for ServeSettings {
             shutdown_grace_secs: 30,
             sweep_interval_secs: 300,
             sweep_min_age_secs: 600,
+            sweep_max_terminations: 20,
+            sweep_max_share_percent: 50,
+            sweep_default_cluster: false,
             tokens: Vec::new(),
             rate_limit: None,
+            anonymous_role: ohf_http::Role::Operator,
             tls: None,
         }
     }
@@ -124,6 +222,7 @@ impl Default for Settings {
             providers: Vec::new(),
             resilience: ohf_resilience::ResilienceConfig::default(),
             provider_strategy: StrategyConfig::default(),
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -141,6 +240,9 @@ pub struct RequestSettings {
     pub pending_timeout_secs: Option<u32>,
     pub launch_backoff_base_secs: u32,
     pub launch_backoff_max_secs: u32,
+    /// How long a creation waits on the cloud before it answers with the stored request; the
+    /// launch goes on in the next step (Host Factory kills slow scripts).
+    pub answer_within_ms: u64,
 }
 
 impl Default for RequestSettings {
@@ -156,6 +258,7 @@ impl Default for RequestSettings {
             pending_timeout_secs: policy.pending_timeout_secs,
             launch_backoff_base_secs: policy.launch_backoff_base_secs,
             launch_backoff_max_secs: policy.launch_backoff_max_secs,
+            answer_within_ms: 5_000,
         }
     }
 }
@@ -203,6 +306,7 @@ pub struct Resolved {
     pub providers: Vec<ProviderSpec>,
     pub resilience: ohf_resilience::ResilienceConfig,
     pub provider_strategy: StrategyConfig,
+    pub admin: AdminSettings,
 }
 
 fn env_path(keys: &[&str]) -> Option<PathBuf> {
@@ -325,6 +429,7 @@ impl Resolved {
             serve: settings.serve,
             resilience: settings.resilience,
             provider_strategy: settings.provider_strategy,
+            admin: settings.admin,
             config_file,
             app,
             providers,
@@ -338,6 +443,9 @@ fn app_settings(r: &RequestSettings) -> anyhow::Result<AppSettings> {
     }
     if r.max_launch_attempts == 0 {
         bail!("request.max_launch_attempts must be at least 1");
+    }
+    if !(100..=120_000).contains(&r.answer_within_ms) {
+        bail!("request.answer_within_ms must be from 100 to 120000, got {}", r.answer_within_ms);
     }
     let timeout = |field: &str, v: i64| TimeoutSecs::new(v).map_err(|e| anyhow::anyhow!("request.{field}: {e}"));
     Ok(AppSettings {
@@ -353,6 +461,7 @@ fn app_settings(r: &RequestSettings) -> anyhow::Result<AppSettings> {
         return_timeout: timeout("return_timeout_secs", r.return_timeout_secs)?,
         account_limit: r.account_limit,
         cluster: "default".into(),
+        answer_within: std::time::Duration::from_millis(r.answer_within_ms),
     })
 }
 

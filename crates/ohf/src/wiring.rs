@@ -13,7 +13,7 @@ use ohf_resilience::{ResilienceConfig, Resilient};
 use ohf_store_sql::{PostgresStore, SqliteStore};
 
 use crate::catalog::FileCatalog;
-use crate::settings::{ProviderKind, ProviderSpec, Resolved, provider_spec};
+use crate::settings::{AdminSettings, ProviderKind, ProviderSpec, Resolved, provider_spec};
 
 pub struct Runtime {
     pub app: App,
@@ -31,6 +31,8 @@ struct Builder {
     bus: EventBus,
     resilience: ResilienceConfig,
     workdir: PathBuf,
+    /// What registrations through the API may reach.
+    admin: AdminSettings,
 }
 
 impl Builder {
@@ -71,6 +73,9 @@ impl ProviderFactory for Builder {
     async fn build(&self, entry: &ProviderEntry) -> Result<Arc<dyn CloudProvider>, String> {
         let spec =
             provider_spec(entry.clone(), entry.strategy_config.clone(), &self.workdir).map_err(|e| format!("{e:#}"))?;
+        if let Some(why) = self.admin.refusal(&spec, &entry.strategy_config) {
+            return Err(format!("provider '{}': {why}", spec.name));
+        }
         let (provider, _) = Builder::build(self, &spec).await.map_err(|e| format!("{e:#}"))?;
         Ok(provider)
     }
@@ -101,6 +106,7 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         bus: bus.clone(),
         resilience: settings.resilience.clone(),
         workdir: settings.workdir.clone(),
+        admin: settings.admin.clone(),
     });
     let mut sims = Vec::new();
     let mut resilient = Vec::new();

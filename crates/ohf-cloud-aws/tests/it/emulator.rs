@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ohf_app::contract::cloud_contract;
-use ohf_app::{CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest};
+use ohf_app::{CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, OwnedMachine, Ownership};
 use ohf_cloud_aws::{AwsConfig, AwsProvider, Secret};
 use ohf_domain::{ClientToken, MachineStatus, ProviderName, RequestId, Tags, Template};
 use serde_json::json;
@@ -51,6 +51,15 @@ fn template(image: &str, extra: serde_json::Value) -> Template {
         base.extend(more.clone());
     }
     Template::from_json(&t).unwrap()
+}
+
+fn owner() -> Ownership {
+    Ownership { cluster: "test".into(), installation: "test-installation".into() }
+}
+
+fn owned(ids: &[ohf_domain::MachineId], request: &str) -> Vec<OwnedMachine> {
+    let request_id = RequestId::new(request).unwrap();
+    ids.iter().map(|id| OwnedMachine { id: id.clone(), request_id: request_id.clone() }).collect()
 }
 
 fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
@@ -113,7 +122,7 @@ async fn ec2_fleet_instant_launches_from_one_reused_launch_template() {
         .count();
     assert_eq!(ours, 1, "one launch template per template version, reused");
     let ids: Vec<_> = seen.iter().map(|m| m.id.clone()).collect();
-    p.terminate(&ids).await.unwrap();
+    assert!(p.terminate(&owned(&ids, &request), &owner()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -138,7 +147,8 @@ async fn terminated_machines_are_reported_terminated_and_unknown_ids_are_skipped
     let out = p.launch(&launch(&t, &request, 2)).await.unwrap();
     let mut ids: Vec<_> = out.machines.iter().map(|m| m.id.clone()).collect();
     ids.push(ohf_domain::MachineId::new("i-0123456789abcdef0").unwrap());
-    p.terminate(&ids).await.expect("an unknown id does not stop the others");
+    let refused = p.terminate(&owned(&ids, &request), &owner()).await.expect("an unknown id does not stop the others");
+    assert!(refused.is_empty(), "an id that does not exist is gone already, not refused: {refused:?}");
     let seen = p.describe(&DescribeQuery { machine_ids: ids.clone(), ..Default::default() }).await.unwrap();
     assert_eq!(seen.len(), 2, "the unknown id is skipped");
     assert!(seen.iter().all(|m| matches!(m.status, MachineStatus::ShuttingDown | MachineStatus::Terminated)));

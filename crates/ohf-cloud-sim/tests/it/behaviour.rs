@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ohf_app::memory::ManualClock;
-use ohf_app::{CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest};
+use ohf_app::{CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, OwnedMachine, Ownership};
 use ohf_cloud_sim::{SimCloud, SimConfig};
 use ohf_domain::testing::{T0, template};
 use ohf_domain::{ClientToken, MachineStatus, ProviderName, RequestId, Tags};
@@ -14,7 +14,11 @@ fn sim(config: SimConfig) -> (SimCloud, Arc<ManualClock>) {
 
 fn launch(request: &str, count: u32, attempt: u32) -> LaunchRequest {
     let id = RequestId::new(request).unwrap();
-    let tags = Tags::new(BTreeMap::from([("ohf:request-id".to_owned(), request.to_owned())])).unwrap();
+    let tags = Tags::new(BTreeMap::from([
+        ("ohf:request-id".to_owned(), request.to_owned()),
+        ("ohf:cluster".to_owned(), "sim".to_owned()),
+    ]))
+    .unwrap();
     LaunchRequest {
         token: ClientToken::for_launch(&id, attempt),
         request_id: id,
@@ -60,8 +64,13 @@ async fn capacity_is_limited_per_type_and_zone() {
     assert_eq!(short.code, "InsufficientInstanceCapacity");
     let err = cloud.launch(&launch("req-1", 1, 2)).await.unwrap_err();
     assert_eq!(err.kind, CloudErrorKind::Capacity);
-    let ids: Vec<_> = out.machines.iter().map(|m| m.id.clone()).collect();
-    cloud.terminate(&ids).await.unwrap();
+    let machines: Vec<_> = out
+        .machines
+        .iter()
+        .map(|m| OwnedMachine { id: m.id.clone(), request_id: RequestId::new("req-1").unwrap() })
+        .collect();
+    let owner = Ownership { cluster: "sim".into(), installation: "i".into() };
+    assert!(cloud.terminate(&machines, &owner).await.unwrap().is_empty());
     assert_eq!(cloud.capacity(&template(100)).await.unwrap().unwrap().available, 0, "shutting down still occupies");
 }
 

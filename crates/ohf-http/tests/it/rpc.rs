@@ -222,7 +222,7 @@ fn tokens() -> Vec<ohf_http::ApiToken> {
 #[tokio::test]
 async fn tokens_and_roles_decide_who_may_call_what() {
     let api = api(AppSettings::default());
-    let options = ohf_http::ApiOptions { tokens: tokens(), rate_limit: None };
+    let options = ohf_http::ApiOptions { tokens: tokens(), ..Default::default() };
     let router = ohf_http::router_with(api.app.clone(), options, Arc::new(SystemClock));
     let create = json!({"templateId": "standard-compute", "machineCount": 1});
     let (s, _, v) = call_as(&router, None, "listRequests", json!({})).await;
@@ -244,7 +244,7 @@ async fn a_client_over_its_rate_answers_429_and_succeeds_after_the_wait() {
     let api = api(AppSettings::default());
     let clock = Arc::new(ohf_app::memory::ManualClock::new(ohf_domain::testing::T0));
     let options =
-        ohf_http::ApiOptions { tokens: tokens(), rate_limit: Some(ohf_http::RateLimit { per_sec: 0.5, burst: 3.0 }) };
+        ohf_http::ApiOptions { tokens: tokens(), rate_limit: Some(ohf_http::RateLimit { per_sec: 0.5, burst: 3.0 }), ..Default::default() };
     let router = ohf_http::router_with(api.app.clone(), options, clock.clone());
     for _ in 0..3 {
         assert_eq!(call_as(&router, Some("read-token"), "listRequests", json!({})).await.0, StatusCode::OK);

@@ -8,11 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ohf_app::memory::{ManualClock, MemoryStore};
 use ohf_app::{
-    CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, ProviderCapacity,
+    CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine, Ownership,
+    ProviderCapacity, Refusal,
     RequestStore,
 };
 use ohf_domain::testing::T0;
-use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+use ohf_domain::{MachineObservation, ProviderName, Template};
 use ohf_resilience::config::{BreakerOverride, Bucket, RetryOverride};
 use ohf_resilience::{CIRCUIT_OPEN, CircuitState, ResilienceConfig, Resilient, breakers};
 use tokio::time::Instant;
@@ -64,8 +65,8 @@ impl CloudProvider for Scripted {
         let next = self.script.lock().unwrap().pop_front().unwrap_or(Ok(()));
         next.map(|()| Vec::new())
     }
-    async fn terminate(&self, _: &[MachineId]) -> Result<(), CloudError> {
-        Ok(())
+    async fn terminate(&self, _: &[OwnedMachine], _: &Ownership) -> Result<Vec<Refusal>, CloudError> {
+        Ok(Vec::new())
     }
 }
 

@@ -256,7 +256,9 @@ async fn return_notices_name_interrupted_and_vanished_machines() {
     let up = get(&h, r.id()).await;
     assert!(h.app.return_notices(&[]).await.unwrap().is_empty());
     h.sim.interrupt(up.machines()[0].id(), 120).await.unwrap();
-    h.sim.terminate(&[up.machines()[1].id().clone()]).await.unwrap();
+    let owner = h.app.ownership().await.unwrap();
+    let machine = ohf_app::OwnedMachine { id: up.machines()[1].id().clone(), request_id: r.id().clone() };
+    assert!(h.sim.terminate(&[machine], &owner).await.unwrap().is_empty());
     h.clock.advance_secs(20);
     let notices = h.app.return_notices(&[]).await.unwrap();
     assert_eq!(notices.len(), 2);
@@ -268,28 +270,11 @@ async fn return_notices_name_interrupted_and_vanished_machines() {
 }
 
 #[tokio::test]
-async fn the_sweep_terminates_only_this_clusters_unaccounted_machines() {
-    use ohf_app::{CloudProvider, LaunchRequest};
-    use ohf_domain::{ClientToken, Tags};
+async fn the_sweep_terminates_only_this_installations_unaccounted_machines() {
+    use ohf_app::{CloudProvider, SweepOptions};
     let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
-    let stray = |request: &str, cluster: &str| {
-        let id = RequestId::new(request).unwrap();
-        let tags = Tags::new(BTreeMap::from([
-            ("ohf:request-id".to_owned(), request.to_owned()),
-            ("ohf:cluster".to_owned(), cluster.to_owned()),
-        ]))
-        .unwrap();
-        LaunchRequest {
-            token: ClientToken::for_launch(&id, 99),
-            request_id: id,
-            template: crate::support::templates()[0].clone(),
-            count: 1,
-            tags,
-            zones: vec![],
-            following: None,
-            started_at: ohf_domain::testing::T0,
-        }
-    };
+    let installation = h.app.ownership().await.unwrap().installation;
+    let stray = |request: &str, cluster: &str| stray_of(request, cluster, &installation);
     let done = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
     cycle(&h, 1).await;
     assert_eq!(get(&h, done.id()).await.state(), RequestState::Completed);
@@ -300,20 +285,141 @@ async fn the_sweep_terminates_only_this_clusters_unaccounted_machines() {
     let leaked = h.sim.launch(&stray(done.id().as_str(), "default")).await.unwrap().machines[0].id.clone();
     let foreign = h.sim.launch(&stray("req-other", "another-cluster")).await.unwrap().machines[0].id.clone();
     let adoptable = h.sim.launch(&stray(busy.id().as_str(), "default")).await.unwrap().machines[0].id.clone();
+    // Same cluster name, another store: never this sweep's to judge.
+    let stranger =
+        h.sim.launch(&stray_of("req-stranger", "default", "another-installation")).await.unwrap().machines[0].id.clone();
 
-    assert!(h.app.sweep_orphans(600).await.terminated.is_empty(), "young machines are left alone");
+    let options = SweepOptions::default();
+    assert!(h.app.sweep_orphans(&options).await.terminated.is_empty(), "young machines are left alone");
     h.clock.advance_secs(601);
-    let report = h.app.sweep_orphans(600).await;
+    let dry = h.app.sweep_orphans(&SweepOptions { dry_run: true, ..options.clone() }).await;
+    assert_eq!(dry.orphans.len(), 2, "{dry:?}");
+    assert!(dry.terminated.is_empty(), "a dry run terminates nothing");
+    let report = h.app.sweep_orphans(&options).await;
     let mut gone: Vec<_> = report.terminated.iter().map(|(id, _)| id.clone()).collect();
     gone.sort();
     let mut expected = vec![ghost.clone(), leaked.clone()];
     expected.sort();
     assert_eq!(gone, expected, "{report:?}");
+    assert_eq!(report.foreign, 1, "another installation's machine is counted apart");
     assert!(report.terminated.iter().any(|(id, why)| id == &ghost && why.contains("unknown")));
-    let alive =
-        h.sim.describe(&DescribeQuery { machine_ids: vec![foreign, adoptable], ..Default::default() }).await.unwrap();
+    let alive = h
+        .sim
+        .describe(&DescribeQuery { machine_ids: vec![foreign, adoptable, stranger], ..Default::default() })
+        .await
+        .unwrap();
     assert!(
         alive.iter().all(|m| m.status == MachineStatus::Running),
-        "another cluster's machine and an in-progress request's machine stay"
+        "another cluster's, another installation's and an in-progress request's machines stay"
     );
+}
+
+fn stray_of(request: &str, cluster: &str, installation: &str) -> ohf_app::LaunchRequest {
+    use ohf_domain::{ClientToken, Tags};
+    let id = RequestId::new(request).unwrap();
+    let tags = Tags::new(BTreeMap::from([
+        ("ohf:request-id".to_owned(), request.to_owned()),
+        ("ohf:cluster".to_owned(), cluster.to_owned()),
+        ("ohf:installation".to_owned(), installation.to_owned()),
+    ]))
+    .unwrap();
+    ohf_app::LaunchRequest {
+        token: ClientToken::for_launch(&id, 99),
+        request_id: id,
+        template: crate::support::templates()[0].clone(),
+        count: 1,
+        tags,
+        zones: vec![],
+        following: None,
+        started_at: ohf_domain::testing::T0,
+    }
+}
+
+#[tokio::test]
+async fn a_return_of_machines_ohf_did_not_launch_touches_nothing() {
+    use ohf_app::CloudProvider;
+    let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
+    // Someone else's instance in the same account: no ohf tags at all.
+    let theirs = h.sim.launch(&stray_of("req-not-ours", "x", "y")).await.unwrap().machines[0].id.clone();
+    let mine = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
+    cycle(&h, 1).await;
+    let held = get(&h, mine.id()).await.machines()[0].clone();
+    let refs = vec![
+        MachineRef { id: Some(theirs.to_string()), name: None },
+        MachineRef { id: None, name: Some("ip-10-9-9-9.ec2.internal".into()) },
+        MachineRef { id: Some(held.id().to_string()), name: None },
+    ];
+    let ret = h.app.request_return(RequestReturn { machines: refs, ..Default::default() }).await.unwrap();
+    cycle(&h, 2).await;
+    let ret = get(&h, ret.id()).await;
+    let failed: Vec<_> = ret.machines().iter().filter(|m| m.failure().is_some()).collect();
+    assert_eq!(failed.len(), 2, "both unknown machines fail in the return: {:?}", ret.machines());
+    assert!(failed.iter().all(|m| m.failure().unwrap().contains("not launched by this ohf installation")));
+    let seen = h.sim.describe(&DescribeQuery { machine_ids: vec![theirs.clone()], ..Default::default() }).await.unwrap();
+    assert_eq!(seen[0].status, MachineStatus::Running, "the foreign instance is untouched");
+    let mine_now = sim_machines(&h, mine.id()).await;
+    assert!(mine_now.iter().all(|m| m.status.is_going()), "ohf's own machine is returned");
+    assert_eq!(ret.state(), RequestState::Failed, "a return that could not return everything says so");
+}
+
+#[tokio::test]
+async fn a_machine_whose_tags_do_not_prove_ownership_is_refused_at_the_cloud() {
+    // The store says the machine is a request's, the cloud's tags say another's: the cloud wins.
+    use ohf_app::CloudProvider;
+    let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
+    let installation = h.app.ownership().await.unwrap().installation;
+    let r = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
+    // A machine tagged for another request of this installation, which the request adopts
+    // because describe finds it by id only after the store records it: planted directly.
+    let other = h.sim.launch(&stray_of("req-someone-else", "default", &installation)).await.unwrap().machines[0].clone();
+    cycle(&h, 1).await;
+    let owner = h.app.ownership().await.unwrap();
+    let refused = h
+        .sim
+        .terminate(&[ohf_app::OwnedMachine { id: other.id.clone(), request_id: r.id().clone() }], &owner)
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].reason.contains("req-someone-else"), "{}", refused[0].reason);
+}
+
+#[tokio::test]
+async fn a_sweep_from_a_store_that_knows_too_little_terminates_nothing() {
+    use ohf_app::{CloudProvider, SweepOptions};
+    let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
+    let installation = h.app.ownership().await.unwrap().installation;
+    // Machines of this installation whose requests the store no longer has (a restored backup).
+    let mut strays = Vec::new();
+    for i in 0..5 {
+        strays.push(h.sim.launch(&stray_of(&format!("req-lost-{i}"), "default", &installation)).await.unwrap());
+    }
+    let kept = h.app.request_machines(ask("OnDemand-Minimal", 2)).await.unwrap();
+    cycle(&h, 1).await;
+    h.clock.advance_secs(601);
+    let report = h.app.sweep_orphans(&SweepOptions::default()).await;
+    assert_eq!(report.orphans.len(), 5);
+    assert!(report.terminated.is_empty(), "5 of 7 is an implausible share: {report:?}");
+    assert!(report.refused.as_deref().is_some_and(|r| r.contains("%")), "{report:?}");
+    let capped = h.app.sweep_orphans(&SweepOptions { max_terminations: 3, max_share_percent: 100, ..Default::default() }).await;
+    assert!(capped.terminated.is_empty() && capped.refused.as_deref().is_some_and(|r| r.contains("more than the 3")));
+    let allowed =
+        h.app.sweep_orphans(&SweepOptions { max_share_percent: 100, ..SweepOptions::default() }).await;
+    assert_eq!(allowed.terminated.len(), 5, "an operator who raised the guard gets the sweep: {allowed:?}");
+    assert!(sim_machines(&h, kept.id()).await.iter().all(|m| m.status == MachineStatus::Running));
+}
+
+#[tokio::test]
+async fn a_creation_answers_by_its_deadline_whatever_the_cloud_does_and_never_launches_twice() {
+    let settings = AppSettings { answer_within: std::time::Duration::from_millis(300), ..AppSettings::default() };
+    let slow = SimConfig { api_latency_ms: 60_000, launch_latency_ms: 0, ..SimConfig::default() };
+    let h = harness(slow, settings);
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(30), h.app.request_machines(ask("OnDemand-Minimal", 3)))
+        .await
+        .expect("the creation answers long before the cloud does")
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let stored = get(&h, r.id()).await;
+    assert_eq!(stored.launch_attempts(), 1, "the launch is stored as started");
+    assert!(stored.machines().is_empty());
 }

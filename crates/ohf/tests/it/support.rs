@@ -6,11 +6,11 @@ use async_trait::async_trait;
 use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
 use ohf_app::{
     App, AppSettings, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
-    ProviderCapacity,
+    OwnedMachine, Ownership, ProviderCapacity, Refusal,
 };
 use ohf_cloud_sim::{SimCloud, SimConfig};
 use ohf_domain::testing::T0;
-use ohf_domain::{MachineId, MachineObservation, ProviderName, Template};
+use ohf_domain::{MachineObservation, ProviderName, Template};
 use serde_json::{Value, json};
 
 pub fn templates() -> Vec<Template> {
@@ -90,8 +90,8 @@ impl CloudProvider for Faulty {
     async fn describe(&self, q: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         self.inner.describe(q).await
     }
-    async fn terminate(&self, ids: &[MachineId]) -> Result<(), CloudError> {
-        self.inner.terminate(ids).await
+    async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
+        self.inner.terminate(machines, owner).await
     }
 }
 
