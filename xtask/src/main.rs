@@ -36,9 +36,28 @@ fn root() -> PathBuf {
     Path::new(&manifest).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
+/// A cargo command in the workspace, with none of the variables `cargo run` set for this
+/// process: build scripts that watch them (ring's watches CARGO_MANIFEST_DIR) would see them
+/// change between `cargo xtask …` and a plain `cargo build`, and rebuild ring, rustls and the
+/// AWS SDK each time one follows the other.
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_by_run = key.starts_with("CARGO_PKG_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_run {
+            cmd.env_remove(key);
+        }
+    }
     cmd
 }
 

@@ -135,7 +135,36 @@ fn throwaway() -> anyhow::Result<Postgres> {
         .stdout(Stdio::null())
         .status()?;
     anyhow::ensure!(ok.success(), "initdb failed");
-    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1");
+    // TLS like the machine's cluster: a self-signed certificate for localhost, which the TLS
+    // tests trust as the CA.
+    let (cert, key) = (format!("{d}/server.crt"), format!("{d}/server.key"));
+    let ok = as_postgres(
+        Path::new("openssl"),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()?;
+    anyhow::ensure!(ok.success(), "openssl could not make the throwaway cluster's certificate");
+    let opts = format!(
+        "-p {port} -k {d} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}"
+    );
     let log = format!("{d}/server.log");
     let ok = as_postgres(&bin.join("pg_ctl"), &["-D", &d, "-o", &opts, "-l", &log, "-w", "start"]).status()?;
     anyhow::ensure!(ok.success(), "pg_ctl start failed; see {log}");

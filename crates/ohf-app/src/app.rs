@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use ohf_domain::instance_types::InstanceTypeInfo;
+use ohf_domain::limits;
 use ohf_domain::{
     DomainError, LifecyclePolicy, Machine, MachineCount, MachineId, MachineStatus, Priority, ProviderName,
     ProvisionSpec, Request, RequestId, RequestKind, ReturnedMachine, Tags, Template, TimeoutSecs,
@@ -17,8 +18,8 @@ use crate::ports::{
     Clock, CloudProvider, DescribeQuery, Fence, IdGenerator, Ownership, RequestFilter, RequestStore, StoreError,
     TemplateCatalog, find_machine,
 };
-use crate::reconcile::Doomed;
 use crate::providers::{ProviderFactory, Registry, Slot};
+use crate::reconcile::Doomed;
 use crate::{AppError, ReconcileReport};
 
 /// The rules of the application, from configuration.
@@ -324,6 +325,27 @@ impl App {
         let count = MachineCount::new(cmd.count, self.settings.max_machines_per_request)?;
         let timeout = cmd.timeout.map(TimeoutSecs::new).transpose()?.unwrap_or(self.settings.default_timeout);
         let tags = Tags::new(cmd.tags)?;
+        let merged = template.instance_tags().merged(&tags).iter().count();
+        if merged > limits::MAX_USER_TAGS {
+            return Err(DomainError::validation(
+                "tags",
+                format!(
+                    "the template's and the request's tags come to {merged}; at most {} (AWS allows {} per resource and ohf adds {} of its own)",
+                    limits::MAX_USER_TAGS,
+                    limits::AWS_TAGS_PER_RESOURCE,
+                    limits::OWN_TAGS
+                ),
+            )
+            .into());
+        }
+        let metadata_bytes = serde_json::to_string(&cmd.metadata).map_or(usize::MAX, |s| s.len());
+        if metadata_bytes > limits::MAX_METADATA_BYTES {
+            return Err(DomainError::validation(
+                "metadata",
+                format!("{metadata_bytes} bytes as JSON; at most {}", limits::MAX_METADATA_BYTES),
+            )
+            .into());
+        }
         let priority = cmd.priority.as_deref().map(str::parse::<Priority>).transpose()?.unwrap_or_default();
         let client_id = cmd.request_id.map(RequestId::new).transpose()?;
 
@@ -447,6 +469,7 @@ impl App {
         if cmd.machines.is_empty() {
             return Err(DomainError::validation("machines", "name at least one machine to return").into());
         }
+        limits::check_len("machines", cmd.machines.len(), limits::MAX_ITEMS_PER_CALL)?;
         let timeout = cmd.timeout.map(TimeoutSecs::new).transpose()?.unwrap_or(self.settings.return_timeout);
         let client_id = cmd.request_id.map(RequestId::new).transpose()?;
         if let Some(id) = &client_id
@@ -551,6 +574,25 @@ impl App {
         }
         // Another writer kept changing it: it is mid-transition. Say so rather than queue.
         Err(AppError::Busy { request_id: id.to_string(), retry_after_secs: 1 })
+    }
+
+    /// Deletes the requests that finished more than `keep_days` days ago and hold no machine,
+    /// with their events and claim history (retention); answers how many went.
+    pub async fn purge_history(&self, keep_days: u32) -> Result<u64, AppError> {
+        const BATCH: u32 = 1000;
+        let before = self.clock.now().plus_secs(-(i64::from(keep_days) * 86_400));
+        let mut total = 0;
+        loop {
+            let gone = self.store.delete_finished(before, BATCH).await?;
+            total += gone;
+            if gone < u64::from(BATCH) {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, keep_days, "finished requests past retention deleted");
+        }
+        Ok(total)
     }
 
     /// Every template with how many more machines it may have.
@@ -669,6 +711,7 @@ impl App {
 
     /// The requests of `ids`, each with `None` when ohf does not know it.
     pub async fn request_status(&self, ids: &[String]) -> Result<Vec<(String, Option<Request>)>, AppError> {
+        limits::check_len("requestIds", ids.len(), limits::MAX_ITEMS_PER_CALL)?;
         let parsed: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
         let found = self.store.get_many(&parsed).await?;
         let by_id: HashMap<&str, &Request> = found.iter().map(|r| (r.id().as_str(), r)).collect();
@@ -691,11 +734,14 @@ impl App {
     /// left) and machines stopped or terminated outside ohf (grace 0). `known` are the hosts
     /// the scheduler holds; empty means every machine ohf holds.
     pub async fn return_notices(&self, known: &[MachineRef]) -> Result<Vec<ReturnNotice>, AppError> {
+        limits::check_len("machines", known.len(), limits::MAX_ITEMS_PER_CALL)?;
         let ids: Vec<MachineId> =
             known.iter().filter_map(|m| m.id.clone()).filter_map(|i| MachineId::new(i).ok()).collect();
         let names: Vec<String> = known.iter().filter_map(|m| m.name.clone()).collect();
         let holders = if known.is_empty() {
-            self.store.list(&RequestFilter { kind: Some(RequestKind::Provision), ..Default::default() }).await?
+            // Only requests that still hold machines: the cost follows what is held, not history.
+            let holding = RequestFilter { kind: Some(RequestKind::Provision), holding: true, ..Default::default() };
+            self.store.list(&holding).await?
         } else {
             self.store.find_holders(&ids, &names).await?
         };

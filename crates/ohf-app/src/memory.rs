@@ -119,6 +119,26 @@ impl RequestStore for MemoryStore {
         Ok(claimed)
     }
 
+    async fn renew(&self, worker: &str, ids: &[RequestId], now: Timestamp, ttl_ms: i64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let until = now.plus_millis(ttl_ms);
+        let mut renewed = 0;
+        for id in ids {
+            if let Some(e) = inner.entries.get_mut(id)
+                && let Some((w, held_until)) = e.claim.as_mut()
+                && w == worker
+                && *held_until >= now
+            {
+                *held_until = until;
+                if let Some(span) = e.spans.last_mut().filter(|s| s.worker == worker) {
+                    span.until = until;
+                }
+                renewed += 1;
+            }
+        }
+        Ok(renewed)
+    }
+
     async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError> {
         let mut inner = self.lock();
         for id in ids {
@@ -187,6 +207,7 @@ impl RequestStore for MemoryStore {
             .filter(|r| filter.states.is_empty() || filter.states.contains(&r.state()))
             .filter(|r| filter.kind.is_none_or(|k| r.kind() == k))
             .filter(|r| filter.template.as_ref().is_none_or(|t| r.template().map(Template::id) == Some(t)))
+            .filter(|r| !filter.holding || r.capacity_held() > 0)
             .collect();
         list.sort_by(|a, b| b.created_at().cmp(&a.created_at()).then_with(|| b.id().cmp(a.id())));
         if let Some(limit) = filter.limit {
@@ -228,6 +249,23 @@ impl RequestStore for MemoryStore {
 
     async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError> {
         Ok(self.lock().entries.get(id).map(|e| e.history.clone()).unwrap_or_default())
+    }
+
+    async fn delete_finished(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut old: Vec<(Timestamp, RequestId)> = inner
+            .entries
+            .iter()
+            .filter_map(|(id, e)| e.request.as_ref().map(|r| (id, r)))
+            .filter(|(_, r)| !r.needs_work() && r.capacity_held() == 0 && r.updated_at() < before)
+            .map(|(id, r)| (r.updated_at(), id.clone()))
+            .collect();
+        old.sort();
+        old.truncate(limit as usize);
+        for (_, id) in &old {
+            inner.entries.remove(id);
+        }
+        Ok(old.len() as u64)
     }
 }
 

@@ -93,6 +93,8 @@ pub struct RequestFilter {
     pub states: Vec<RequestState>,
     pub kind: Option<RequestKind>,
     pub template: Option<TemplateId>,
+    /// Only provision requests that hold (or will hold) machines.
+    pub holding: bool,
     pub limit: Option<u32>,
 }
 
@@ -123,6 +125,9 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Claims up to `limit` requests with work left that no other worker holds at `now`
     /// (renewing this worker's own claims) until `now + ttl_ms`, and returns them.
     async fn claim(&self, worker: &str, now: Timestamp, ttl_ms: i64, limit: u32) -> Result<Vec<Request>, StoreError>;
+    /// Extends this worker's live claims on `ids` to `now + ttl_ms` (a cycle that runs long
+    /// keeps what it works); answers how many it still held.
+    async fn renew(&self, worker: &str, ids: &[RequestId], now: Timestamp, ttl_ms: i64) -> Result<u64, StoreError>;
     /// Gives up this worker's claims on `ids` at `now`.
     async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError>;
     /// Takes or keeps the lease on a periodic `job` so that one worker at a time runs it.
@@ -164,6 +169,9 @@ pub trait RequestStore: Send + Sync + 'static {
     async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError>;
     /// The audit trail of one request, oldest first.
     async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// Deletes up to `limit` finished requests that hold no machine and last changed before
+    /// `before`, with their events and claim history; answers how many went.
+    async fn delete_finished(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 }
 
 /// A failure to read templates.

@@ -17,8 +17,8 @@ use ohf_provider_strategy::{Health, ProviderEntry, StrategyConfig};
 
 use crate::bus::{EventBus, SystemEvent};
 use crate::ports::{
-    Clock, CloudError, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine,
-    Ownership, ProviderCapacity, Refusal, RequestStore,
+    Clock, CloudError, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine, Ownership,
+    ProviderCapacity, Refusal, RequestStore,
 };
 use crate::shared;
 

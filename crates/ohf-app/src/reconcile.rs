@@ -267,7 +267,9 @@ impl App {
             for chunk in list.chunks(BATCH) {
                 let machines: Vec<OwnedMachine> = chunk
                     .iter()
-                    .filter_map(|d| d.owner.clone().map(|request_id| OwnedMachine { id: d.machine.clone(), request_id }))
+                    .filter_map(|d| {
+                        d.owner.clone().map(|request_id| OwnedMachine { id: d.machine.clone(), request_id })
+                    })
                     .collect();
                 report.terminate_calls += 1;
                 match provider.terminate(&machines, owner).await {

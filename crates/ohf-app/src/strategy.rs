@@ -607,7 +607,9 @@ impl App {
         // is logged and passed over, and the configured strategy serves.
         match raw.map(|raw| serde_json::from_str::<StrategyConfig>(&raw)) {
             Some(Ok(stored)) => self.registry.set_config(stored),
-            Some(Err(e)) => tracing::error!(key = keys::CONFIG, error = %e, "stored strategy configuration unreadable; the configured one serves"),
+            Some(Err(e)) => {
+                tracing::error!(key = keys::CONFIG, error = %e, "stored strategy configuration unreadable; the configured one serves")
+            }
             None => {}
         }
         let Some(factory) = self.registry.factory.clone() else { return Ok(()) };

@@ -13,6 +13,8 @@ use crate::sweep::SweepOptions;
 
 /// How often a daemon takes in provider registrations and strategy changes other processes stored.
 const RELOAD_EVERY: Duration = Duration::from_secs(30);
+/// How often the retention job runs.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -28,6 +30,9 @@ pub struct WorkerConfig {
     pub sweep_interval: Option<Duration>,
     /// How sweeps act: minimum age, cap, the share of orphans believed.
     pub sweep: SweepOptions,
+    /// Days finished requests are kept; `None` keeps them for ever. One worker of many
+    /// deletes older ones, hourly.
+    pub retention_days: Option<u32>,
 }
 
 /// What the worker has done, for health checks and `ohf serve` status.
@@ -75,6 +80,7 @@ impl Worker {
         let mut last_sweep: Option<tokio::time::Instant> = None;
         let mut last_check: Option<tokio::time::Instant> = None;
         let mut last_reload: Option<tokio::time::Instant> = None;
+        let mut last_purge: Option<tokio::time::Instant> = None;
         loop {
             held = self.cycle(held).await;
             // Registrations and configuration other processes stored since.
@@ -95,6 +101,12 @@ impl Worker {
             {
                 last_sweep = Some(tokio::time::Instant::now());
                 self.sweep(every).await;
+            }
+            if let Some(days) = self.config.retention_days
+                && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY)
+            {
+                last_purge = Some(tokio::time::Instant::now());
+                self.purge(days).await;
             }
             if *shutdown.borrow() {
                 break;
@@ -132,7 +144,24 @@ impl Worker {
             }
         };
         let ids: Vec<RequestId> = claimed.iter().map(|r| r.id().clone()).collect();
-        let report = self.app.reconcile_claimed(claimed, &self.config.id).await;
+        // A cycle may outlast the claim (throttling, slow calls): renew it every third of its
+        // life while the cycle runs, so no other worker takes a request still being worked.
+        let work = self.app.reconcile_claimed(claimed, &self.config.id);
+        tokio::pin!(work);
+        let mut renewals = tokio::time::interval((self.config.claim_ttl / 3).max(Duration::from_millis(10)));
+        renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renewals.tick().await;
+        let report = loop {
+            tokio::select! {
+                report = &mut work => break report,
+                _ = renewals.tick() => {
+                    let now = self.app.clock.now();
+                    if let Err(e) = self.app.store.renew(&self.config.id, &ids, now, ttl).await {
+                        tracing::warn!(worker = %self.config.id, error = %e, "claims not renewed");
+                    }
+                }
+            }
+        };
         let done_at = self.app.clock.now();
         self.update(|s| {
             s.cycles += 1;
@@ -147,6 +176,20 @@ impl Worker {
             tracing::warn!(worker = %self.config.id, errors = ?report.errors, "cycle met errors");
         }
         ids
+    }
+
+    /// Deletes what retention no longer keeps, by one worker of many per hour.
+    async fn purge(&self, days: u32) {
+        let now = self.app.clock.now();
+        match self.app.store.lead("retention", &self.config.id, now, PURGE_EVERY.as_millis() as i64 * 9 / 10).await {
+            Ok(true) => {
+                if let Err(e) = self.app.purge_history(days).await {
+                    tracing::warn!(worker = %self.config.id, error = %e, "retention failed");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "retention lease failed"),
+        }
     }
 
     /// Health checks of every provider, by one worker of many per interval.

@@ -162,7 +162,11 @@ where
             let code = e.code().unwrap_or("Unknown").to_owned();
             let message = e.message().unwrap_or("no message").to_owned();
             // AWS's request id, for the failure logs and a support case.
-            let request_id = service.raw().headers().get("x-amzn-requestid").or_else(|| service.raw().headers().get("x-amz-request-id"));
+            let request_id = service
+                .raw()
+                .headers()
+                .get("x-amzn-requestid")
+                .or_else(|| service.raw().headers().get("x-amz-request-id"));
             let message = match request_id {
                 Some(id) => format!("{operation}: {message} (request id {id})"),
                 None => format!("{operation}: {message}"),

@@ -583,7 +583,12 @@ async fn stop_fleet(p: &AwsProvider, id: &str, terminate: bool) -> Result<(), Cl
 /// Stops placed request `resource` of a request that ended (timed out, cancelled), with
 /// every machine it made: the request keeps none of them.
 /// A resource whose tags do not prove it is `owner`'s and `request`'s is left alone.
-pub async fn release(p: &AwsProvider, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
+pub async fn release(
+    p: &AwsProvider,
+    resource: &str,
+    request: &RequestId,
+    owner: &Ownership,
+) -> Result<(), CloudError> {
     let Some(placement) = look(p, resource).await? else { return Ok(()) };
     if let Some(why) = placement.disproof(owner, request) {
         tracing::warn!(resource, reason = %why, "left alone: not provably ohf's");
@@ -760,4 +765,3 @@ async fn shrink(p: &AwsProvider, owner: &str, going: &HashSet<String>) -> Result
     .await?;
     Ok(true)
 }
-

@@ -6,7 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 
-use ohf_app::{CloudError, CloudErrorKind, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine, Ownership, Refusal};
+use ohf_app::{
+    CloudError, CloudErrorKind, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine, Ownership, Refusal,
+};
 use ohf_domain::{MachineId, MachineObservation, MachineStatus, PriceType, ProviderName, RequestId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -363,12 +365,26 @@ fn read(path: &Path) -> std::io::Result<SimState> {
     }
 }
 
+/// Files of the simulated cloud are this user's alone (0600).
+fn private(options: &mut OpenOptions) -> &mut OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.mode(0o600)
+}
+
+/// The folder of `path`, made this user's alone (0700) when it is made.
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir),
+        None => Ok(()),
+    }
+}
+
 /// Runs `f` on a copy of the state in `path`, read under a shared lock; nothing is written.
 pub fn read_file<T>(path: &Path, f: impl FnOnce(&mut SimState) -> T) -> std::io::Result<T> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.with_extension("lock"))?;
+    private_dir(path)?;
+    let lock =
+        private(OpenOptions::new().create(true).truncate(false).write(true)).open(path.with_extension("lock"))?;
     lock.lock_shared()?;
     let out = f(&mut read(path)?);
     lock.unlock()?;
@@ -377,17 +393,15 @@ pub fn read_file<T>(path: &Path, f: impl FnOnce(&mut SimState) -> T) -> std::io:
 
 /// Runs `f` on the state in `path` under an exclusive lock, writing it back atomically.
 pub fn with_file<T>(path: &Path, f: impl FnOnce(&mut SimState) -> T) -> std::io::Result<T> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    private_dir(path)?;
     let lock_path = path.with_extension("lock");
-    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    let lock = private(OpenOptions::new().create(true).truncate(false).write(true)).open(&lock_path)?;
     lock.lock()?;
     let mut state = read(path)?;
     let out = f(&mut state);
     let tmp = path.with_extension("tmp");
     {
-        let mut file = File::create(&tmp)?;
+        let mut file = private(OpenOptions::new().write(true).create(true).truncate(true)).open(&tmp)?;
         file.write_all(&serde_json::to_vec(&state).map_err(std::io::Error::other)?)?;
         file.sync_all()?;
     }

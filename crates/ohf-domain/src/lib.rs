@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod instance_types;
+pub mod limits;
 pub mod machine;
 pub mod request;
 pub mod template;

@@ -297,6 +297,7 @@ impl Template {
         if let Some(t) = &raw.vm_type {
             vm_types.entry(t.clone()).or_insert(1);
         }
+        crate::limits::check_len("vmTypes", vm_types.len(), crate::limits::MAX_VM_TYPES)?;
         let vm_types_on_demand = weights("vmTypesOnDemand", raw.vm_types_on_demand)?;
         let vm_types_priority = weights("vmTypesPriority", raw.vm_types_priority)?;
         if vm_types.is_empty() && raw.launch_template_id.is_none() {

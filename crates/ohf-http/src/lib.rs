@@ -27,7 +27,7 @@ use ohf_domain::{DomainError, ErrorCode, RequestKind, RequestState};
 use serde_json::{Map, Value, json};
 
 /// Every method of the API.
-pub const METHODS: [&str; 14] = [
+pub const METHODS: [&str; 15] = [
     "requestMachines",
     "requestReturnMachines",
     "getRequestStatus",
@@ -42,6 +42,7 @@ pub const METHODS: [&str; 14] = [
     "getResilienceStatus",
     "reconcile",
     "sweepOrphans",
+    "purgeHistory",
 ];
 
 /// The longest a `watchRequest` call waits for a change.
@@ -67,13 +68,14 @@ pub struct ApiOptions {
     /// Bearer tokens; with none configured every caller gets `anonymous_role`.
     pub tokens: Vec<ApiToken>,
     pub rate_limit: Option<RateLimit>,
-    /// The role of callers when no tokens are configured.
+    /// The role of callers when no tokens are configured (`ohf serve` gives admin only on a
+    /// loopback listener).
     pub anonymous_role: Role,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        Self { tokens: Vec::new(), rate_limit: None, anonymous_role: Role::Operator }
+        Self { tokens: Vec::new(), rate_limit: None, anonymous_role: Role::Admin }
     }
 }
 
@@ -221,6 +223,12 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
         "getResilienceStatus" => resilience_status(app).await,
         "reconcile" => Ok(reconcile_view(&app.reconcile(None).await)),
         m if ohf_app::STRATEGY_METHODS.contains(&m) => Ok(app.provider_call(m, p).await?),
+        "purgeHistory" => {
+            let days = integer(p, "keepDays")?.ok_or_else(|| invalid("keepDays", "is required"))?;
+            let days = u32::try_from(days)
+                .map_err(|_| invalid("keepDays", format!("must be from 0 to {}, got {days}", u32::MAX)))?;
+            Ok(json!({"deleted": app.purge_history(days).await?, "keepDays": days}))
+        }
         "sweepOrphans" => {
             let defaults = ohf_app::SweepOptions::default();
             let options = ohf_app::SweepOptions {

@@ -27,9 +27,7 @@ impl SqliteStore {
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
         let options =
             SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
-        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-        }
+        private_file(options.get_filename()).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -49,3 +47,17 @@ impl SqliteStore {
 }
 
 sql_request_store!(SqliteStore, Sqlite, lock = "");
+
+/// Creates the database file, and the folders it lives in, readable by this user alone (0600,
+/// folders 0700) before SQLite opens it: SQLite gives its WAL and shared-memory files the mode
+/// of the database. A file that exists keeps its mode; `:memory:` is left alone.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map(|_| ())
+}

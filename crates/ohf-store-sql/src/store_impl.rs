@@ -23,10 +23,42 @@ macro_rules! push_list {
 macro_rules! sql_request_store {
     ($store:ty, $db:ty, lock = $lock:literal) => {
         impl $store {
+            /// The requests a query selects. A row this version cannot decode (a poison row) is
+            /// logged and passed over: it never stops the others.
             async fn fetch(&self, mut query: sqlx::QueryBuilder<'_, $db>) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
                 use sqlx::Row;
                 let rows = query.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
-                rows.iter().map(|row| self.decoded.get(row.get("id"), row.get("body"), row.get("version"))).collect()
+                Ok(rows
+                    .iter()
+                    .filter_map(|row| {
+                        let id: String = row.get("id");
+                        match self.decoded.get(&id, row.get("body"), row.get("version")) {
+                            Ok(r) => Some(r),
+                            Err(e) => {
+                                tracing::error!(request_id = %id, error = %e, "stored request unreadable; passed over");
+                                None
+                            }
+                        }
+                    })
+                    .collect())
+            }
+
+            /// `fetch` for a list of ids, in chunks that stay far inside every database's limit
+            /// on bound values; `select` writes the query for one chunk.
+            async fn fetch_chunked<'a, T, F>(&self, items: &'a [T], select: F) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError>
+            where
+                F: Fn(&'a [T]) -> sqlx::QueryBuilder<'a, $db>,
+            {
+                let mut seen = std::collections::HashSet::new();
+                let mut out = Vec::new();
+                for chunk in items.chunks($crate::store_impl::CHUNK) {
+                    for r in self.fetch(select(chunk)).await? {
+                        if seen.insert(r.id().clone()) {
+                            out.push(r);
+                        }
+                    }
+                }
+                Ok(out)
             }
         }
 
@@ -161,12 +193,51 @@ macro_rules! sql_request_store {
                 let mut q = QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id IN ");
                 $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
                 let rows = q.build().fetch_all(&mut *tx).await.map_err(store_error)?;
+                // A poison row is claimed (so it does not come back every cycle) but not worked.
                 let claimed = rows
                     .iter()
-                    .map(|row| $crate::codec::decode_request(row.get("body"), row.get("version")))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .filter_map(|row| match $crate::codec::decode_request(row.get("body"), row.get("version")) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            tracing::error!(error = %e, "stored request unreadable; passed over");
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>();
                 tx.commit().await.map_err(store_error)?;
                 Ok(claimed)
+            }
+
+            async fn renew(
+                &self,
+                worker: &str,
+                ids: &[ohf_domain::RequestId],
+                now: ohf_domain::Timestamp,
+                ttl_ms: i64,
+            ) -> Result<u64, ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::QueryBuilder;
+                let (now, until) = (now.unix_millis(), now.unix_millis() + ttl_ms);
+                let mut renewed = 0;
+                let mut tx = self.begin().await?;
+                for chunk in ids.chunks($crate::store_impl::CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
+                    q.push_bind(until).push(" WHERE worker = ").push_bind(worker).push(" AND request_id IN ");
+                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
+                    q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
+                        .push_bind(worker)
+                        .push(" AND r.claim_until >= ")
+                        .push_bind(now)
+                        .push(")");
+                    q.build().execute(&mut *tx).await.map_err(store_error)?;
+                    let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_until = ");
+                    q.push_bind(until).push(" WHERE claimed_by = ").push_bind(worker);
+                    q.push(" AND claim_until >= ").push_bind(now).push(" AND id IN ");
+                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
+                    renewed += q.build().execute(&mut *tx).await.map_err(store_error)?.rows_affected();
+                }
+                tx.commit().await.map_err(store_error)?;
+                Ok(renewed)
             }
 
             async fn release(
@@ -265,18 +336,21 @@ macro_rules! sql_request_store {
             }
 
             async fn get(&self, id: &ohf_domain::RequestId) -> Result<Option<ohf_domain::Request>, ohf_app::StoreError> {
+                use sqlx::Row;
+                // The one request asked for: unreadable is an answer (Corrupt), not a skip.
                 let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id = ");
                 q.push_bind(id.as_str());
-                Ok(self.fetch(q).await?.pop())
+                let row = q.build().fetch_optional(&self.pool).await.map_err($crate::codec::store_error)?;
+                row.map(|row| self.decoded.get(id.as_str(), row.get("body"), row.get("version"))).transpose()
             }
 
             async fn get_many(&self, ids: &[ohf_domain::RequestId]) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
-                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
-                self.fetch(q).await
+                self.fetch_chunked(ids, |chunk| {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
+                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
+                    q
+                })
+                .await
             }
 
             async fn list(&self, filter: &ohf_app::RequestFilter) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
@@ -291,6 +365,11 @@ macro_rules! sql_request_store {
                 if let Some(t) = &filter.template {
                     q.push(" AND template_id = ").push_bind(t.as_str());
                 }
+                if filter.holding {
+                    // Through the partial index of requests holding machines: the cost follows
+                    // what is held now, not the history.
+                    q.push(" AND capacity_held > 0 AND template_id IS NOT NULL");
+                }
                 q.push(" ORDER BY created_at DESC, id DESC");
                 if let Some(limit) = filter.limit {
                     q.push(" LIMIT ").push_bind(i64::from(limit));
@@ -302,15 +381,15 @@ macro_rules! sql_request_store {
                 &self,
                 ids: Option<&[ohf_domain::RequestId]>,
             ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE needs_work");
-                if let Some(ids) = ids {
-                    if ids.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    q.push(" AND id IN ");
-                    $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
-                }
-                self.fetch(q).await
+                let Some(ids) = ids else {
+                    return self.fetch(sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE needs_work")).await;
+                };
+                self.fetch_chunked(ids, |chunk| {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE needs_work AND id IN ");
+                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
+                    q
+                })
+                .await
             }
 
             async fn find_holders(
@@ -318,17 +397,29 @@ macro_rules! sql_request_store {
                 ids: &[ohf_domain::MachineId],
                 names: &[String],
             ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                if ids.is_empty() && names.is_empty() {
-                    return Ok(Vec::new());
+                let by_id = self.fetch_chunked(ids, |chunk| {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE machine_id IN ",
+                    );
+                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::MachineId::as_str));
+                    q.push(")");
+                    q
+                });
+                let mut found = by_id.await?;
+                let by_name = self.fetch_chunked(names, |chunk| {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE name IN ",
+                    );
+                    $crate::store_impl::push_list!(q, chunk.iter().map(String::as_str));
+                    q.push(")");
+                    q
+                });
+                for r in by_name.await? {
+                    if !found.iter().any(|f| f.id() == r.id()) {
+                        found.push(r);
+                    }
                 }
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE machine_id IN ",
-                );
-                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::MachineId::as_str));
-                q.push(" OR name IN ");
-                $crate::store_impl::push_list!(q, names.iter().map(String::as_str));
-                q.push(")");
-                self.fetch(q).await
+                Ok(found)
             }
 
             async fn capacity_held(
@@ -353,6 +444,32 @@ macro_rules! sql_request_store {
                     .collect()
             }
 
+            async fn delete_finished(&self, before: ohf_domain::Timestamp, limit: u32) -> Result<u64, ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::{QueryBuilder, Row};
+                let mut tx = self.begin().await?;
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT id FROM requests WHERE NOT needs_work AND capacity_held = 0 AND updated_at < ",
+                );
+                q.push_bind(before.unix_millis()).push(" ORDER BY updated_at LIMIT ").push_bind(i64::from(limit));
+                let ids: Vec<String> =
+                    q.build().fetch_all(&mut *tx).await.map_err(store_error)?.iter().map(|r| r.get("id")).collect();
+                if ids.is_empty() {
+                    tx.commit().await.map_err(store_error)?;
+                    return Ok(0);
+                }
+                for table in ["request_events", "request_machines", "claim_history"] {
+                    let mut q = QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE request_id IN "));
+                    $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                    q.build().execute(&mut *tx).await.map_err(store_error)?;
+                }
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM requests WHERE NOT needs_work AND capacity_held = 0 AND id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                let done = q.build().execute(&mut *tx).await.map_err(store_error)?;
+                tx.commit().await.map_err(store_error)?;
+                Ok(done.rows_affected())
+            }
+
             async fn history(&self, id: &ohf_domain::RequestId) -> Result<Vec<ohf_domain::EventEnvelope>, ohf_app::StoreError> {
                 use sqlx::Row;
                 let mut q = sqlx::QueryBuilder::<$db>::new("SELECT seq, at, body FROM request_events WHERE request_id = ");
@@ -365,5 +482,9 @@ macro_rules! sql_request_store {
         }
     };
 }
+
+/// Most values one statement binds from a caller's list (SQLite's limit is 32,766; Postgres's
+/// 65,535).
+pub(crate) const CHUNK: usize = 500;
 
 pub(crate) use {push_list, sql_request_store};

@@ -13,8 +13,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use ohf_app::memory::StaticCatalog;
 use ohf_app::{
-    App, AppSettings, CloudError, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
-    OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestMachines, RequestStore, SystemClock, UuidIds,
+    App, AppSettings, CloudError, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult, OwnedMachine,
+    Ownership, ProviderCapacity, Refusal, RequestMachines, RequestStore, SystemClock, UuidIds,
 };
 use ohf_domain::{MachineId, MachineObservation, MachineStatus, ProviderName, RequestId, Template, Timestamp};
 use ohf_store_sql::{PostgresStore, SqliteStore};

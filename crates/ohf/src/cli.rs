@@ -50,6 +50,10 @@ pub struct Global {
     /// Client key (PEM) for --client-cert
     #[arg(long, global = true, env = "OHF_CLIENT_KEY", value_name = "FILE")]
     pub client_key: Option<PathBuf>,
+    /// Longest a call through --server may take, in seconds (a watch waits up to 60 s)
+    #[arg(long, global = true, env = "OHF_CLIENT_TIMEOUT", value_name = "SECS", default_value_t = 90,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_timeout: u64,
 }
 
 impl Global {
@@ -62,6 +66,7 @@ impl Global {
             ca_cert: self.ca_cert.clone(),
             client_cert: self.client_cert.clone(),
             client_key: self.client_key.clone(),
+            timeout: std::time::Duration::from_secs(self.client_timeout),
         })
     }
 }
@@ -100,6 +105,12 @@ pub enum Command {
         /// Terminate none when orphans are more than this percentage of live machines
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
         max_share: u32,
+    },
+    /// Delete finished requests older than the retention (with their events and claim history)
+    Retention {
+        /// Keep this many days; default: `[retention] days` of ohf.toml (30)
+        #[arg(long)]
+        days: Option<u32>,
     },
     /// Run the daemon: advance every request in the background, with health endpoints
     Serve(ServeArgs),

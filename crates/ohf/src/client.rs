@@ -12,7 +12,7 @@ use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use serde_json::{Value, json};
 
 /// How to reach the daemon.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub server: String,
     pub token: Option<String>,
@@ -21,6 +21,8 @@ pub struct ClientOptions {
     /// Client certificate and key (PEM) for a daemon that requires mutual TLS.
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// Longest one call may take, answer included.
+    pub timeout: Duration,
 }
 
 pub struct Remote {
@@ -39,7 +41,8 @@ impl Remote {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             anyhow::bail!("--server '{}' must be an http:// or https:// URL", o.server);
         }
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).no_proxy();
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(o.timeout).no_proxy();
         if let Some(ca) = &o.ca_cert {
             let cert = reqwest::Certificate::from_pem(&read(ca, "CA certificate")?)
                 .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;

@@ -112,6 +112,13 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
         let settings = Resolved::load(&overrides(global))?;
         return validate_file(global.output, &settings.templates_file);
     }
+    // The retention of ohf.toml when the command names none.
+    let command = match command {
+        Command::Retention { days: None } => {
+            Command::Retention { days: Some(Resolved::load(&overrides(global))?.retention.days) }
+        }
+        other => other,
+    };
     let backend = backend(global).await?;
     let done = act(&backend, global.output, command).await;
     if let Backend::Local { rt, .. } = &backend {
@@ -168,6 +175,18 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
                 bail!("sim commands change the simulated cloud's own state file; run them without --server")
             }
         },
+        Command::Retention { days } => {
+            let days = days.unwrap_or_default();
+            if days == 0 {
+                println!("retention is off (0 days): nothing deleted");
+                return Ok(());
+            }
+            let report = backend.call("purgeHistory", json!({"keepDays": days})).await?;
+            match out {
+                Output::Json => print_json(&report),
+                Output::Table => println!("deleted {} finished requests older than {days} days", report["deleted"]),
+            }
+        }
         Command::Sweep { min_age, dry_run, max, max_share } => {
             let params = json!({"minAgeSeconds": min_age, "dryRun": dry_run, "maxTerminations": max, "maxSharePercent": max_share});
             let report = backend.call("sweepOrphans", params).await?;

@@ -34,8 +34,12 @@ pub fn log_to_dir(settings: &Resolved, verbose: u8) -> Option<()> {
         1 => "info",
         _ => "debug",
     };
-    let file = std::fs::create_dir_all(&settings.logdir)
-        .and_then(|_| OpenOptions::new().create(true).append(true).open(settings.logdir.join("ohf.log")));
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // Logs name machines, requests and callers: this user's alone (0600, folder 0700).
+    let file =
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&settings.logdir).and_then(|_| {
+            OpenOptions::new().create(true).append(true).mode(0o600).open(settings.logdir.join("ohf.log"))
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter(level)).with_ansi(false);
     match file {
         Ok(f) => builder.with_writer(Mutex::new(f)).try_init().ok(),

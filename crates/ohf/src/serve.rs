@@ -79,6 +79,7 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
             max_terminations: s.sweep_max_terminations,
             max_share_percent: s.sweep_max_share_percent.min(100),
         },
+        retention_days: (settings.retention.days > 0).then_some(settings.retention.days),
     };
     let listen = args.listen.clone().unwrap_or_else(|| s.listen.clone());
     let grace = Duration::from_secs(s.shutdown_grace_secs);
@@ -88,8 +89,17 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let worker = Arc::new(Worker::new(app.clone(), config.clone()));
     let health =
         Arc::new(Health { worker: worker.clone(), interval: config.interval, clock: Arc::new(ohf_app::SystemClock) });
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    // Without tokens, only this host's callers are admins (a loopback listener).
+    let anonymous = s.anonymous_role.unwrap_or(if addr.ip().is_loopback() {
+        ohf_http::Role::Admin
+    } else {
+        ohf_http::Role::Operator
+    });
     let gate = Arc::new(ohf_http::Gate::new(
-        ohf_http::ApiOptions { tokens: s.tokens.clone(), rate_limit: s.rate_limit, anonymous_role: s.anonymous_role },
+        ohf_http::ApiOptions { tokens: s.tokens.clone(), rate_limit: s.rate_limit, anonymous_role: anonymous },
         Arc::new(ohf_app::SystemClock),
     ));
     let hf = Arc::new(HostFactory {
@@ -123,12 +133,9 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(tls) = &s.tls {
         server = server.tls_config(tls_config(tls)?).context("invalid TLS settings")?;
     }
-    let listener =
-        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
     tracing::info!(worker = %config.id, %addr, tls = s.tls.is_some(), store = store_kind(&settings), "serving");
     if s.tokens.is_empty() && !addr.ip().is_loopback() {
-        tracing::warn!("the APIs have no tokens and listen beyond loopback: anyone who reaches them may call them");
+        tracing::warn!(role = ?anonymous, "the APIs have no tokens and listen beyond loopback: anyone who reaches them has this role");
     }
 
     let (stop, stopped) = watch::channel(false);

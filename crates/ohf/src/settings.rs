@@ -53,6 +53,22 @@ pub struct Settings {
     pub provider_strategy: StrategyConfig,
     /// What provider registrations through the API may reach.
     pub admin: AdminSettings,
+    /// How long finished requests are kept.
+    pub retention: RetentionSettings,
+}
+
+/// Finished requests (with their events and claim history) are deleted this many days after
+/// they last changed, once they hold no machine; 0 keeps them for ever.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    pub days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { days: 30 }
+    }
 }
 
 /// The allow-list of provider registrations made through the API (`registerProviderStrategy`):
@@ -85,13 +101,14 @@ impl AdminSettings {
     pub fn refusal(&self, spec: &ProviderSpec, raw: &serde_json::Map<String, Value>) -> Option<String> {
         match &spec.kind {
             ProviderKind::Sim { .. } => match raw.get("state_file").and_then(Value::as_str) {
-                Some(name) if !plain_file_name(name) => Some(format!(
-                    "state_file '{name}' must be a plain file name (it lives in the work directory)"
-                )),
+                Some(name) if !plain_file_name(name) => {
+                    Some(format!("state_file '{name}' must be a plain file name (it lives in the work directory)"))
+                }
                 _ => None,
             },
             ProviderKind::Aws { config } => {
-                let listed = |list: &[String], v: &str| list.iter().any(|a| a.trim_end_matches('/') == v.trim_end_matches('/'));
+                let listed =
+                    |list: &[String], v: &str| list.iter().any(|a| a.trim_end_matches('/') == v.trim_end_matches('/'));
                 if config.access_key_id.is_some() || config.secret_access_key.is_some() {
                     return Some(
                         "static keys are not taken through the API (they would be stored): name a profile or a \
@@ -165,10 +182,11 @@ pub struct ServeSettings {
     /// Calls per client of the APIs.
     #[serde(skip_serializing)]
     pub rate_limit: Option<ohf_http::RateLimit>,
-    /// The role of callers when no tokens are configured: `operator` by default (requests,
-    /// returns, queries), so admin calls (registrations, sweeps) need a token.
+    /// The role of callers when no tokens are configured. By default `admin` on a loopback
+    /// listener (only this host reaches it) and `operator` on any other, so that admin calls
+    /// (registrations, sweeps, retention) from the network need a token.
     #[serde(skip_serializing)]
-    pub anonymous_role: ohf_http::Role,
+    pub anonymous_role: Option<ohf_http::Role>,
     /// TLS for both APIs; with `client_ca_file`, clients must present a certificate it signed.
     pub tls: Option<TlsSettings>,
 }
@@ -198,7 +216,7 @@ impl Default for ServeSettings {
             sweep_default_cluster: false,
             tokens: Vec::new(),
             rate_limit: None,
-            anonymous_role: ohf_http::Role::Operator,
+            anonymous_role: None,
             tls: None,
         }
     }
@@ -223,6 +241,7 @@ impl Default for Settings {
             resilience: ohf_resilience::ResilienceConfig::default(),
             provider_strategy: StrategyConfig::default(),
             admin: AdminSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -307,6 +326,7 @@ pub struct Resolved {
     pub resilience: ohf_resilience::ResilienceConfig,
     pub provider_strategy: StrategyConfig,
     pub admin: AdminSettings,
+    pub retention: RetentionSettings,
 }
 
 fn env_path(keys: &[&str]) -> Option<PathBuf> {
@@ -318,7 +338,7 @@ fn home() -> PathBuf {
 }
 
 /// The top-level keys `OHF_` variables may set; other `OHF_` variables (OHF_BIN, …) are not settings.
-const ENV_KEYS: [&str; 13] = [
+const ENV_KEYS: [&str; 14] = [
     "confdir",
     "workdir",
     "logdir",
@@ -332,6 +352,7 @@ const ENV_KEYS: [&str; 13] = [
     "advance_on_poll",
     "serve",
     "resilience",
+    "retention",
 ];
 
 impl Resolved {
@@ -430,6 +451,7 @@ impl Resolved {
             resilience: settings.resilience,
             provider_strategy: settings.provider_strategy,
             admin: settings.admin,
+            retention: settings.retention,
             config_file,
             app,
             providers,

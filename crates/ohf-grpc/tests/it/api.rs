@@ -324,7 +324,8 @@ async fn tokens_and_roles_decide_who_may_call_what() {
 #[tokio::test]
 async fn a_client_over_its_rate_is_exhausted_with_retry_after_and_succeeds_after_the_wait() {
     let clock = Arc::new(ManualClock::new(ohf_domain::testing::T0));
-    let options = ApiOptions { tokens: tokens(), rate_limit: Some(RateLimit { per_sec: 0.5, burst: 2.0 }), ..Default::default() };
+    let options =
+        ApiOptions { tokens: tokens(), rate_limit: Some(RateLimit { per_sec: 0.5, burst: 2.0 }), ..Default::default() };
     let d = daemon(options, clock.clone(), 200).await;
     let mut client = d.requests().await;
     let list = || as_token(pb::ListRequestsRequest::default(), "read-token");

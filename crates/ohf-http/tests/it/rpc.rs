@@ -243,8 +243,11 @@ async fn tokens_and_roles_decide_who_may_call_what() {
 async fn a_client_over_its_rate_answers_429_and_succeeds_after_the_wait() {
     let api = api(AppSettings::default());
     let clock = Arc::new(ohf_app::memory::ManualClock::new(ohf_domain::testing::T0));
-    let options =
-        ohf_http::ApiOptions { tokens: tokens(), rate_limit: Some(ohf_http::RateLimit { per_sec: 0.5, burst: 3.0 }), ..Default::default() };
+    let options = ohf_http::ApiOptions {
+        tokens: tokens(),
+        rate_limit: Some(ohf_http::RateLimit { per_sec: 0.5, burst: 3.0 }),
+        ..Default::default()
+    };
     let router = ohf_http::router_with(api.app.clone(), options, clock.clone());
     for _ in 0..3 {
         assert_eq!(call_as(&router, Some("read-token"), "listRequests", json!({})).await.0, StatusCode::OK);

@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use ohf_app::memory::{ManualClock, MemoryStore};
 use ohf_app::{
     CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine, Ownership,
-    ProviderCapacity, Refusal,
-    RequestStore,
+    ProviderCapacity, Refusal, RequestStore,
 };
 use ohf_domain::testing::T0;
 use ohf_domain::{MachineObservation, ProviderName, Template};

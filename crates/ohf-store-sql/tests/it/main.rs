@@ -1,3 +1,5 @@
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
 mod contract;
+mod retention;
+mod tls;

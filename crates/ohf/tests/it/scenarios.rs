@@ -286,8 +286,10 @@ async fn the_sweep_terminates_only_this_installations_unaccounted_machines() {
     let foreign = h.sim.launch(&stray("req-other", "another-cluster")).await.unwrap().machines[0].id.clone();
     let adoptable = h.sim.launch(&stray(busy.id().as_str(), "default")).await.unwrap().machines[0].id.clone();
     // Same cluster name, another store: never this sweep's to judge.
-    let stranger =
-        h.sim.launch(&stray_of("req-stranger", "default", "another-installation")).await.unwrap().machines[0].id.clone();
+    let stranger = h.sim.launch(&stray_of("req-stranger", "default", "another-installation")).await.unwrap().machines
+        [0]
+    .id
+    .clone();
 
     let options = SweepOptions::default();
     assert!(h.app.sweep_orphans(&options).await.terminated.is_empty(), "young machines are left alone");
@@ -355,7 +357,8 @@ async fn a_return_of_machines_ohf_did_not_launch_touches_nothing() {
     let failed: Vec<_> = ret.machines().iter().filter(|m| m.failure().is_some()).collect();
     assert_eq!(failed.len(), 2, "both unknown machines fail in the return: {:?}", ret.machines());
     assert!(failed.iter().all(|m| m.failure().unwrap().contains("not launched by this ohf installation")));
-    let seen = h.sim.describe(&DescribeQuery { machine_ids: vec![theirs.clone()], ..Default::default() }).await.unwrap();
+    let seen =
+        h.sim.describe(&DescribeQuery { machine_ids: vec![theirs.clone()], ..Default::default() }).await.unwrap();
     assert_eq!(seen[0].status, MachineStatus::Running, "the foreign instance is untouched");
     let mine_now = sim_machines(&h, mine.id()).await;
     assert!(mine_now.iter().all(|m| m.status.is_going()), "ohf's own machine is returned");
@@ -371,7 +374,8 @@ async fn a_machine_whose_tags_do_not_prove_ownership_is_refused_at_the_cloud() {
     let r = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
     // A machine tagged for another request of this installation, which the request adopts
     // because describe finds it by id only after the store records it: planted directly.
-    let other = h.sim.launch(&stray_of("req-someone-else", "default", &installation)).await.unwrap().machines[0].clone();
+    let other =
+        h.sim.launch(&stray_of("req-someone-else", "default", &installation)).await.unwrap().machines[0].clone();
     cycle(&h, 1).await;
     let owner = h.app.ownership().await.unwrap();
     let refused = h
@@ -400,10 +404,10 @@ async fn a_sweep_from_a_store_that_knows_too_little_terminates_nothing() {
     assert_eq!(report.orphans.len(), 5);
     assert!(report.terminated.is_empty(), "5 of 7 is an implausible share: {report:?}");
     assert!(report.refused.as_deref().is_some_and(|r| r.contains("%")), "{report:?}");
-    let capped = h.app.sweep_orphans(&SweepOptions { max_terminations: 3, max_share_percent: 100, ..Default::default() }).await;
+    let capped =
+        h.app.sweep_orphans(&SweepOptions { max_terminations: 3, max_share_percent: 100, ..Default::default() }).await;
     assert!(capped.terminated.is_empty() && capped.refused.as_deref().is_some_and(|r| r.contains("more than the 3")));
-    let allowed =
-        h.app.sweep_orphans(&SweepOptions { max_share_percent: 100, ..SweepOptions::default() }).await;
+    let allowed = h.app.sweep_orphans(&SweepOptions { max_share_percent: 100, ..SweepOptions::default() }).await;
     assert_eq!(allowed.terminated.len(), 5, "an operator who raised the guard gets the sweep: {allowed:?}");
     assert!(sim_machines(&h, kept.id()).await.iter().all(|m| m.status == MachineStatus::Running));
 }
@@ -414,10 +418,11 @@ async fn a_creation_answers_by_its_deadline_whatever_the_cloud_does_and_never_la
     let slow = SimConfig { api_latency_ms: 60_000, launch_latency_ms: 0, ..SimConfig::default() };
     let h = harness(slow, settings);
     let started = std::time::Instant::now();
-    let r = tokio::time::timeout(std::time::Duration::from_secs(30), h.app.request_machines(ask("OnDemand-Minimal", 3)))
-        .await
-        .expect("the creation answers long before the cloud does")
-        .unwrap();
+    let r =
+        tokio::time::timeout(std::time::Duration::from_secs(30), h.app.request_machines(ask("OnDemand-Minimal", 3)))
+            .await
+            .expect("the creation answers long before the cloud does")
+            .unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     let stored = get(&h, r.id()).await;
     assert_eq!(stored.launch_attempts(), 1, "the launch is stored as started");
