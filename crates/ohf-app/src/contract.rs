@@ -61,6 +61,56 @@ where
     one_worker_leads_a_job(fresh().await).await;
     shared_state_is_compare_and_set(fresh().await).await;
     keeps_one_installation_id(fresh().await, fresh().await).await;
+    renews_only_live_claims_of_the_worker(fresh().await).await;
+    deletes_only_old_finished_requests(fresh().await).await;
+}
+
+async fn renews_only_live_claims_of_the_worker(store: Arc<dyn RequestStore>) {
+    let mut r = launched("req-renew", 1, &[]);
+    commit(&*store, &mut [&mut r]).await.unwrap();
+    let ids = [r.id().clone()];
+    store.claim("w1", T0, 10_000, 10).await.unwrap();
+    assert_eq!(store.renew("w2", &ids, T0.plus_secs(5), 10_000).await.unwrap(), 0, "not w2's to renew");
+    assert_eq!(store.renew("w1", &ids, T0.plus_secs(5), 10_000).await.unwrap(), 1);
+    assert!(store.claim("w2", T0.plus_secs(12), 10_000, 10).await.unwrap().is_empty(), "renewed to T0 + 15 s");
+    let spans = store.claim_history(r.id()).await.unwrap();
+    assert_eq!((spans.len(), spans[0].until), (1, T0.plus_secs(15)), "the span is extended, not split");
+    assert_eq!(store.renew("w1", &ids, T0.plus_secs(16), 10_000).await.unwrap(), 0, "an expired claim stays expired");
+    assert_eq!(store.claim("w2", T0.plus_secs(16), 10_000, 10).await.unwrap().len(), 1);
+}
+
+async fn deletes_only_old_finished_requests(store: Arc<dyn RequestStore>) {
+    // Finished and holding nothing (its one machine terminated), finished holding a machine,
+    // and still at work.
+    let mut gone = launched("req-old", 1, &["i-old"]);
+    gone.reconcile(&[observed("i-old", "req-old", MachineStatus::Running)], &[provider()], T0.plus_secs(1), &policy());
+    gone.reconcile(
+        &[observed("i-old", "req-old", MachineStatus::Terminated)],
+        &[provider()],
+        T0.plus_secs(2),
+        &policy(),
+    );
+    let mut cancelled = launched("req-cancel", 1, &[]);
+    cancelled.cancel(T0.plus_secs(2)).unwrap();
+    let mut holding = launched("req-holding", 1, &["i-h"]);
+    holding.reconcile(
+        &[observed("i-h", "req-holding", MachineStatus::Running)],
+        &[provider()],
+        T0.plus_secs(2),
+        &policy(),
+    );
+    let mut busy = launched("req-busy", 2, &[]);
+    commit(&*store, &mut [&mut gone, &mut cancelled, &mut holding, &mut busy]).await.unwrap();
+    assert!(!gone.needs_work() && gone.capacity_held() == 0, "{gone:?}");
+    assert!(!cancelled.needs_work() && cancelled.capacity_held() == 0, "{cancelled:?}");
+    assert!(holding.capacity_held() > 0 && busy.needs_work());
+    assert_eq!(store.delete_finished(T0.plus_secs(1), 100).await.unwrap(), 0, "nothing finished before T0 + 1 s");
+    assert_eq!(store.delete_finished(T0.plus_secs(3600), 1).await.unwrap(), 1, "at most the limit");
+    assert_eq!(store.delete_finished(T0.plus_secs(3600), 100).await.unwrap(), 1);
+    for (r, kept) in [(&gone, false), (&cancelled, false), (&holding, true), (&busy, true)] {
+        assert_eq!(store.get(r.id()).await.unwrap().is_some(), kept, "{}", r.id());
+        assert_eq!(store.history(r.id()).await.unwrap().is_empty(), !kept, "{} history", r.id());
+    }
 }
 
 /// A store has one identity for its life, the same for every reader; another store has its own.

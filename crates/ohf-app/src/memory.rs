@@ -290,6 +290,10 @@ impl ManualClock {
     pub fn advance_secs(&self, secs: u64) {
         self.0.fetch_add(secs * 1000, Ordering::SeqCst);
     }
+
+    pub fn advance_millis(&self, millis: u64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

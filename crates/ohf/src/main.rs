@@ -43,11 +43,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::Hf(args) => hf::run(&cli.global, &args).await,
             Command::Serve(args) => serve::run(&cli.global, &args).await,
             command => commands::run(&cli.global, command).await,
         }
-    })
+    });
+    // The answer is out: a cloud call abandoned at its deadline (its step goes on at the next
+    // poll) must not hold the process up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }

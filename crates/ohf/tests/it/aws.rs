@@ -524,3 +524,82 @@ async fn a_partial_return_shrinks_the_group() {
 async fn a_partial_return_shrinks_the_spot_fleet() {
     partial_return_shrinks("Aws-SpotFleet").await;
 }
+
+/// Someone else's instance and someone else's Auto Scaling group in the same account, returned
+/// through the scripts: the return answers, each machine fails with the reason, and nothing is
+/// terminated, shrunk or deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returning_what_ohf_did_not_launch_touches_nothing() {
+    let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env(&cluster).await;
+    let ec2 = ec2().await;
+    let image = ec2.describe_images().owners("amazon").send().await.unwrap().images()[0].image_id().unwrap().to_owned();
+    let theirs = ec2
+        .run_instances()
+        .image_id(&image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap()
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    let lt_name = format!("foreign-{}", uuid::Uuid::new_v4().simple());
+    let lt = ec2
+        .create_launch_template()
+        .launch_template_name(&lt_name)
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(&image)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let group = format!("foreign-group-{}", uuid::Uuid::new_v4().simple());
+    let asg = autoscaling().await;
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name(&group)
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id(lt.launch_template().unwrap().launch_template_id().unwrap())
+                .build(),
+        )
+        .min_size(0)
+        .max_size(2)
+        .desired_capacity(2)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    let described = asg.describe_auto_scaling_groups().auto_scaling_group_names(&group).send().await.unwrap();
+    let member = described.auto_scaling_groups()[0].instances()[0].instance_id().unwrap().to_owned();
+
+    let returns =
+        json!({"machines": [{"name": "ip-10-0-0-1.ec2.internal", "machineId": theirs}, {"machineId": member}]});
+    let (out, doc) = env.script("requestReturnMachines", &returns);
+    assert!(out.status.success(), "{doc}");
+    let ret = doc["requestId"].as_str().unwrap().to_owned();
+    let done = wait_status(&env, &ret, "complete_with_error");
+    for m in done["machines"].as_array().unwrap() {
+        assert_eq!(m["result"], "fail", "{done}");
+        assert!(m["message"].as_str().unwrap().contains("not launched by this ohf installation"), "{done}");
+    }
+    let seen = ec2.describe_instances().instance_ids(&theirs).instance_ids(&member).send().await.unwrap();
+    for i in seen.reservations().iter().flat_map(|r| r.instances()) {
+        assert_eq!(i.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"), "{:?}", i.instance_id());
+    }
+    let after = asg.describe_auto_scaling_groups().auto_scaling_group_names(&group).send().await.unwrap();
+    let g = &after.auto_scaling_groups()[0];
+    assert_eq!(
+        (g.desired_capacity(), g.instances().len()),
+        (Some(2), 2),
+        "the foreign group is neither shrunk nor deleted"
+    );
+    asg.delete_auto_scaling_group().auto_scaling_group_name(&group).force_delete(true).send().await.unwrap();
+    ec2.terminate_instances().instance_ids(&theirs).send().await.unwrap();
+}

@@ -253,3 +253,63 @@ async fn refusals_the_emulator_cannot_give_reach_the_user_with_the_aws_code() {
         assert_eq!(instances_by_request(&cluster).await.get(&id), None, "{code}: nothing was launched");
     }
 }
+
+/// Codes once read as permanent validation errors (a 500 with a code ohf did not know, a
+/// skewed clock, a bare 5xx with an unknown code, a busy resource) are transient or busy now:
+/// the request waits them out and completes when the cloud answers again, instead of failing
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_and_busy_aws_codes_are_ridden_out_not_taken_as_final() {
+    let fast = "[request]\nmax_launch_attempts = 5\nlaunch_backoff_base_secs = 1\nlaunch_backoff_max_secs = 1\n\
+                [resilience.retry.operations.ec2_run_instances]\nmax_attempts = 2\nbase_delay = 0.1\nmax_delay = 0.2\n\
+                [resilience.retry.operations.autoscaling_create_group]\nmax_attempts = 2\nbase_delay = 0.1\nmax_delay = 0.2\n";
+    for (action, template, http, code) in [
+        ("RunInstances", "Aws-OnDemand", "500 Internal Server Error", "InternalServerError"),
+        ("RunInstances", "Aws-OnDemand", "503 Service Unavailable", "ServiceUnavailable"),
+        ("RunInstances", "Aws-OnDemand", "400 Bad Request", "RequestTimeTooSkewed"),
+        ("RunInstances", "Aws-OnDemand", "502 Bad Gateway", "SomethingNoTableKnows"),
+        ("RunInstances", "Aws-OnDemand", "400 Bad Request", "ConcurrentTagAccess"),
+        ("CreateAutoScalingGroup", "Aws-Asg", "400 Bad Request", "ResourceContention"),
+    ] {
+        let proxy = FaultProxy::start(&endpoint(), 0.0, 1);
+        let cluster = format!("transient-{}", uuid::Uuid::new_v4().simple());
+        let env = aws_env_at(&cluster, &proxy.url, fast).await;
+        proxy.refuse(Some((action, http, code, "try again")));
+        let (out, doc) =
+            env.script("requestMachines", &json!({"template": {"templateId": template, "machineCount": 1}}));
+        assert!(out.status.success(), "{doc}");
+        let id = doc["requestId"].as_str().unwrap().to_owned();
+        let r = status(&env, &id);
+        assert_eq!(r["status"], "running", "{code} is not final: {r}");
+        proxy.refuse(None);
+        let done = wait_complete(&env, &id, Duration::from_secs(60));
+        assert_eq!(done["machines"].as_array().unwrap().len(), 1, "{code}: {done}");
+    }
+}
+
+/// A busy code on a return (the instance mid-change) is waited out: the return completes once
+/// the cloud takes the call, and the machine is terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_codes_on_a_return_are_waited_out() {
+    let fast =
+        "[resilience.retry.operations.ec2_terminate_instances]\nmax_attempts = 2\nbase_delay = 0.1\nmax_delay = 0.2\n";
+    let proxy = FaultProxy::start(&endpoint(), 0.0, 1);
+    let cluster = format!("busy-{}", uuid::Uuid::new_v4().simple());
+    let env = aws_env_at(&cluster, &proxy.url, fast).await;
+    let (_, doc) =
+        env.script("requestMachines", &json!({"template": {"templateId": "Aws-OnDemand", "machineCount": 1}}));
+    let id = doc["requestId"].as_str().unwrap().to_owned();
+    let up = wait_complete(&env, &id, Duration::from_secs(60));
+    let machine = up["machines"][0].clone();
+    proxy.refuse(Some(("TerminateInstances", "400 Bad Request", "IncorrectInstanceState", "the instance is busy")));
+    let (out, doc) = env.script(
+        "requestReturnMachines",
+        &json!({"machines": [{"name": machine["name"], "machineId": machine["machineId"]}]}),
+    );
+    assert!(out.status.success(), "{doc}");
+    let ret = doc["requestId"].as_str().unwrap().to_owned();
+    assert_eq!(status(&env, &ret)["status"], "running", "a busy instance does not fail the return");
+    proxy.refuse(None);
+    let back = wait_complete(&env, &ret, Duration::from_secs(60));
+    assert_eq!(back["machines"][0]["result"], "succeed", "{back}");
+}

@@ -270,3 +270,55 @@ fn the_daemon_serves_the_http_api_and_advances_what_it_accepts() {
     assert_eq!((status, v["error"]["code"].as_str()), (404, Some("TEMPLATE_NOT_FOUND")));
     assert!(daemon.stop().success());
 }
+
+/// A raw HTTP/1.1 call: (status, headers and body as text).
+fn raw_http(port: u16, request_line: &str, headers: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // The server may answer (and close) before it has read a body it refuses.
+    let _ = write!(
+        s,
+        "{request_line}\r\nHost: localhost\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    (answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0), answer)
+}
+
+/// Paths that are no route answer a plain 404 in the API's error shape, never a 200 with a gRPC
+/// status; a gRPC call to an unknown method keeps gRPC's UNIMPLEMENTED; lists past their cap
+/// and bodies past theirs are refused with what the limit is.
+#[test]
+fn unknown_paths_and_oversized_input_get_plain_refusals() {
+    let env = HfEnv::new("[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 0\n");
+    let daemon = Daemon::start(&env);
+    for line in ["GET / HTTP/1.1", "POST /routing-requests HTTP/1.1", "GET /rpcx HTTP/1.1"] {
+        let (status, answer) = raw_http(daemon.port, line, "Content-Type: application/json\r\n", "{}");
+        assert_eq!(status, 404, "{line}: {answer}");
+        assert!(!answer.contains("grpc-status"), "{line}: {answer}");
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "NOT_FOUND", "{line}: {body}");
+    }
+    let (status, answer) =
+        raw_http(daemon.port, "POST /ohf.v1.Nothing/Nowhere HTTP/1.1", "Content-Type: application/grpc\r\n", "");
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("grpc-status: 12"), "gRPC keeps UNIMPLEMENTED: {answer}");
+
+    let many: Vec<String> = (0..70_000).map(|i| format!("req-{i}")).collect();
+    let (status, v) = rpc(daemon.port, "getRequestStatus", serde_json::json!({"requestIds": many}));
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("VALIDATION_ERROR")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("10000"), "the limit is named: {v}");
+    let huge = "x".repeat(2 << 20);
+    let (status, _) = raw_http(daemon.port, "POST /rpc HTTP/1.1", "Content-Type: application/json\r\n", &huge);
+    assert_eq!(status, 413, "a body past 1 MiB is refused");
+    let tags: serde_json::Map<String, Value> = (0..43).map(|i| (format!("k{i}"), Value::from("v"))).collect();
+    let (status, v) = rpc(
+        daemon.port,
+        "requestMachines",
+        serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 1, "tags": tags}),
+    );
+    assert_eq!((status, v["error"]["details"]["field"].as_str()), (400, Some("tags")), "{v}");
+    assert!(daemon.stop().success());
+}

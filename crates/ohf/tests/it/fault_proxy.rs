@@ -141,13 +141,22 @@ async fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 fn error_answer(status: &str, code: &str) -> Vec<u8> {
-    aws_error(status, code, "injected by the fault proxy")
+    aws_error("", status, code, "injected by the fault proxy")
 }
 
-fn aws_error(status: &str, code: &str, message: &str) -> Vec<u8> {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault</RequestID></Response>"
-    );
+/// An error answer in the form of the service the action belongs to: EC2's `<Response>`, or
+/// the `<ErrorResponse>` of the query services (Auto Scaling, STS).
+fn aws_error(action: &str, status: &str, code: &str, message: &str) -> Vec<u8> {
+    let query_service = ["AutoScaling", "Scaling", "Lifecycle", "GetCallerIdentity"].iter().any(|s| action.contains(s));
+    let body = if query_service {
+        format!(
+            "<?xml version=\"1.0\"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
+        )
+    } else {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault</RequestID></Response>"
+        )
+    };
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -181,7 +190,7 @@ async fn serve(
     if let Some((action, status, code, message)) = refused
         && String::from_utf8_lossy(&request).contains(action.as_str())
     {
-        let _ = client.write_all(&aws_error(&status, &code, &message)).await;
+        let _ = client.write_all(&aws_error(&action, &status, &code, &message)).await;
         let _ = client.shutdown().await;
         return;
     }

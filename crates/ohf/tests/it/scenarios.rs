@@ -428,3 +428,48 @@ async fn a_creation_answers_by_its_deadline_whatever_the_cloud_does_and_never_la
     assert_eq!(stored.launch_attempts(), 1, "the launch is stored as started");
     assert!(stored.machines().is_empty());
 }
+
+/// A cycle that outlasts the claim (a cloud call slower than the claim's life) renews the claim
+/// while it runs: another worker cannot take the request in the meantime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_cycle_keeps_its_claims() {
+    use ohf_app::{Clock, Worker, WorkerConfig};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let slow = SimConfig { api_latency_ms: 30_000, launch_latency_ms: 0, ..SimConfig::default() };
+    let settings = AppSettings { answer_within: Duration::from_millis(100), ..AppSettings::default() };
+    let h = harness(slow, settings);
+    // The first launch is cut off at the answer deadline; the daemon's cycle makes it again.
+    let r = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
+    let store = h.store.clone();
+    let clock = h.clock.clone();
+    let app = Arc::new(h.app);
+    let ttl = Duration::from_millis(300);
+    let config = WorkerConfig {
+        id: "worker-a".into(),
+        interval: Duration::from_secs(60),
+        claim_ttl: ttl,
+        batch: 10,
+        sweep_interval: None,
+        sweep: ohf_app::SweepOptions::default(),
+        retention_days: None,
+    };
+    let worker = Arc::new(Worker::new(app.clone(), config));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run(stopped).await }
+    });
+    // Worker A has claimed the request and waits on the cloud.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.claim_history(r.id()).await.unwrap().len(), 1, "worker A holds it");
+    // Time passes, well beyond the claim's life, while the cycle is still under way.
+    for _ in 0..8 {
+        clock.advance_millis(100);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let taken = store.claim("worker-b", clock.now(), 300, 10).await.unwrap();
+    assert!(taken.is_empty(), "the claim was renewed mid-cycle; worker B takes nothing: {taken:?}");
+    let _ = stop.send(true);
+    running.abort();
+}

@@ -380,3 +380,77 @@ fn the_shipped_sample_configuration_loads() {
     let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.len(), 2);
 }
+
+/// The state ohf keeps (store, log, simulated cloud) is readable by its owner alone.
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = HfEnv::new(crate::support::FAST_SIM);
+    let id = request(&env, "OnDemand-Minimal", 1);
+    wait_status(&env, &id, "complete");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut seen = 0;
+    for dir in ["work", "log"] {
+        for entry in std::fs::read_dir(env.path(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                assert_eq!(mode(&path), 0o600, "{} is private", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(env.path("work/ohf.db").exists() && env.path("log/ohf.log").exists());
+    assert!(seen >= 3, "the store, its WAL, the log and the sim state were looked at");
+    // A work dir ohf makes itself is private too.
+    let fresh = env.path("new-state/deeper");
+    let out = env.ohf().arg("--workdir").arg(&fresh).args(["templates", "list", "-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&fresh.join("ohf.db")), 0o600);
+    assert_eq!(mode(&fresh), 0o700);
+}
+
+/// A cloud that never answers: requestMachines still prints its request id promptly (by its
+/// answer deadline) and the later polls go on with that one launch, never a second.
+#[test]
+fn request_machines_answers_while_the_cloud_does_not() {
+    let env = HfEnv::new(
+        "[request]\nanswer_within_ms = 500\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 0\napi_latency_ms = 600000\n",
+    );
+    let mut child = env
+        .script_cmd("requestMachines")
+        .arg("-f")
+        .arg({
+            let f = env.path("ask.json");
+            std::fs::write(&f, json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 2}}).to_string())
+                .unwrap();
+            f
+        })
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A guard against a hang, far above the answer deadline: not a timing target.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "requestMachines did not answer while the cloud hung");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let id = doc["requestId"].as_str().unwrap().to_owned();
+    // The cloud recovers; the next polls finish the one launch.
+    std::fs::write(
+        env.path("conf/ohf.toml"),
+        "[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 0\n",
+    )
+    .unwrap();
+    let done = wait_status(&env, &id, "complete");
+    assert_eq!(done["machines"].as_array().unwrap().len(), 2, "{done}");
+    let listed = env.stored_requests();
+    let mine = listed.iter().find(|r| r["requestId"] == id).unwrap();
+    assert_eq!(mine["machines"].as_array().unwrap().len(), 2, "no second launch: {mine}");
+}

@@ -610,3 +610,85 @@ fn through_a_daemon_the_methods_answer_the_same_and_a_registration_serves_at_onc
     let (_, local) = ohf_json(&env, &["listAvailableProviders"]);
     assert_eq!(local["count"], 3, "{local}");
 }
+
+/// Registrations through the API reach only what `[admin]` of ohf.toml allows: no state file
+/// outside the work dir, no endpoint, proxy or credentials file not listed, no static keys
+/// (they would be stored); a listed endpoint is taken.
+#[test]
+fn registrations_reach_only_what_the_admin_allows() {
+    let env = two_sims_env();
+    let mut toml = std::fs::read_to_string(env.path("conf/ohf.toml")).unwrap();
+    toml = format!("[admin]\nallowed_endpoints = [\"http://127.0.0.1:4566\"]\nallowed_profiles = [\"hpc\"]\n{toml}");
+    std::fs::write(env.path("conf/ohf.toml"), toml).unwrap();
+    for (data, said) in [
+        (
+            r#"{"strategy_name": "s1", "provider_type": "sim", "strategy_config": {"state_file": "../../escape.json"}}"#,
+            "plain file name",
+        ),
+        (
+            r#"{"strategy_name": "s2", "provider_type": "sim", "strategy_config": {"state_file": "/etc/ohf-escape.json"}}"#,
+            "plain file name",
+        ),
+        (
+            r#"{"strategy_name": "a1", "provider_type": "aws", "strategy_config": {"region": "us-east-1", "endpoint": "http://10.1.2.3:80"}}"#,
+            "allowed_endpoints",
+        ),
+        (
+            r#"{"strategy_name": "a2", "provider_type": "aws", "strategy_config": {"region": "us-east-1", "proxy_url": "http://evil:3128"}}"#,
+            "allowed_proxies",
+        ),
+        (
+            r#"{"strategy_name": "a3", "provider_type": "aws", "strategy_config": {"region": "us-east-1", "access_key_id": "AKIA", "secret_access_key": "s3cret"}}"#,
+            "static keys",
+        ),
+        (
+            r#"{"strategy_name": "a4", "provider_type": "aws", "strategy_config": {"region": "us-east-1", "profile": "root-account"}}"#,
+            "allowed_profiles",
+        ),
+        (
+            r#"{"strategy_name": "a5", "provider_type": "aws", "strategy_config": {"region": "us-east-1", "credentials_file": "/root/.aws/credentials"}}"#,
+            "allowed_credential_files",
+        ),
+    ] {
+        let (ok, doc) = ohf_json(&env, &["registerProviderStrategy", "--data", data, "-o", "json"]);
+        assert!(!ok, "{data}: {doc}");
+        assert_eq!(doc["error"]["code"], "VALIDATION_ERROR", "{data}: {doc}");
+        assert!(doc["error"]["message"].as_str().unwrap().contains(said), "{data}: {doc}");
+    }
+    assert!(!env.path("escape.json").exists() && !std::path::Path::new("/etc/ohf-escape.json").exists());
+    let (_, listed) = ohf_json(&env, &["listAvailableProviders"]);
+    assert_eq!(listed["count"], 2, "nothing refused was stored: {listed}");
+    let (ok, doc) = ohf_json(
+        &env,
+        &[
+            "registerProviderStrategy",
+            "--data",
+            r#"{"strategy_name": "aws-lab", "provider_type": "aws", "strategy_config": {"region": "us-east-1", "endpoint": "http://127.0.0.1:4566", "profile": "hpc"}}"#,
+        ],
+    );
+    assert!(ok, "an allowed endpoint and profile are taken: {doc}");
+}
+
+/// A stored strategy configuration this version cannot read does not stop the process: it is
+/// passed over and the configured strategy serves.
+#[test]
+fn an_unreadable_stored_configuration_is_passed_over() {
+    let env = two_sims_env();
+    let (ok, _) =
+        ohf_json(&env, &["configureProviderStrategy", "--data", r#"{"default_selection_policy": "ROUND_ROBIN"}"#]);
+    assert!(ok);
+    let db = env.path("work/ohf.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display())).await.unwrap();
+        let changed =
+            sqlx::query("UPDATE shared_state SET value = '{\"colour\": \"red\"}' WHERE key = 'strategy/config'")
+                .execute(&pool)
+                .await
+                .unwrap();
+        assert_eq!(changed.rows_affected(), 1);
+    });
+    let (ok, listed) = ohf_json(&env, &["listAvailableProviders"]);
+    assert!(ok, "the process still starts and answers: {listed}");
+    assert_eq!(listed["count"], 2);
+}
