@@ -142,3 +142,40 @@ mod tests {
         assert_eq!(caller(&[], Role::Operator, None).map(|c| c.1), Some(Role::Operator));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::memory::ManualClock;
+
+    proptest! {
+        /// Over any spacing of calls, a client gets at most its burst plus what the rate refills
+        /// in the time that passed, and every refusal says how long to wait (at least 1 s).
+        #[test]
+        fn the_limiter_never_lets_more_through_than_burst_and_rate(
+            per_sec in 0.5f64..50.0,
+            burst in 1.0f64..20.0,
+            gaps in proptest::collection::vec(0u64..2_000, 1..200),
+        ) {
+            let clock = Arc::new(ManualClock::new(ohf_domain::testing::T0));
+            let limiter = Limiter::new(RateLimit { per_sec, burst }, clock.clone());
+            let mut allowed = 0u64;
+            let mut elapsed_ms = 0u64;
+            for gap in gaps {
+                clock.advance_millis(gap);
+                elapsed_ms += gap;
+                match limiter.take("client") {
+                    Ok(()) => allowed += 1,
+                    Err(wait) => prop_assert!(wait >= 1),
+                }
+                let most = burst + per_sec * elapsed_ms as f64 / 1000.0;
+                prop_assert!(allowed as f64 <= most + 1e-9, "{} allowed, at most {}", allowed, most);
+            }
+            prop_assert!(limiter.take("another").is_ok(), "clients have buckets of their own");
+        }
+    }
+}

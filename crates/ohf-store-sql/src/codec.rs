@@ -91,3 +91,24 @@ where
     }
     Err(StoreError::Unavailable(format!("migrations failed: {}", last.map(|e| e.to_string()).unwrap_or_default())))
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever a stored row holds (damage, a newer version's fields, any text), reading it
+        /// answers a request or a `Corrupt` error, never a panic.
+        #[test]
+        fn stored_rows_never_panic_when_read(body in ".{0,300}", version in any::<i64>(), seq in any::<i64>(), at in any::<i64>()) {
+            let id = RequestId::new("req-row").expect("a valid id");
+            let _ = decode_request(&body, version);
+            let _ = decode_event(&id, seq, at, &body);
+            let shaped = format!("{{\"id\": \"req-row\", \"kind\": \"provision\", \"state\": {body:?}}}");
+            let _ = decode_request(&shaped, version);
+            let _ = Decoded::default().get("req-row", &body, version);
+        }
+    }
+}

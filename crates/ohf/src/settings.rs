@@ -587,3 +587,76 @@ pub fn provider_spec(
     };
     Ok(ProviderSpec { name, entry, kind })
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// TOML in the shape of ohf.toml: known sections and keys, arbitrary values.
+    fn config_text() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("cluster"),
+            Just("database_url"),
+            Just("advance_on_poll"),
+            Just("days"),
+            Just("interval_ms"),
+            Just("claim_ttl_secs"),
+            Just("answer_within_ms"),
+            Just("max_machines_per_request"),
+            Just("sweep_max_share_percent"),
+            Just("allowed_endpoints"),
+            Just("name"),
+            Just("type"),
+            Just("launch_latency_ms"),
+            Just("region"),
+            Just("enabled"),
+        ];
+        let value = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[a-z0-9 ._:/-]{0,20}".prop_map(|s| format!("{s:?}")),
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+            Just("[\"x\", 1]".to_owned()),
+        ];
+        let section = prop_oneof![
+            Just(""),
+            Just("[serve]"),
+            Just("[request]"),
+            Just("[retention]"),
+            Just("[admin]"),
+            Just("[[providers]]"),
+            Just("[resilience.retry]"),
+            Just("[provider_strategy]"),
+        ];
+        proptest::collection::vec((section, key, value), 0..8)
+            .prop_map(|lines| lines.into_iter().map(|(s, k, v)| format!("{s}\n{k} = {v}\n")).collect::<String>())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any ohf.toml, well formed or not, loads or is refused with a message; never a panic.
+        #[test]
+        fn any_config_loads_or_is_refused(shaped in config_text(), text in ".{0,200}") {
+            let dir = tempfile::tempdir().unwrap();
+            for body in [shaped, text] {
+                let file = dir.path().join("ohf.toml");
+                std::fs::write(&file, &body).unwrap();
+                let flags = Overrides {
+                    config: Some(file),
+                    confdir: Some(dir.path().to_path_buf()),
+                    workdir: Some(dir.path().join("work")),
+                    logdir: Some(dir.path().join("log")),
+                    database_url: None,
+                };
+                if let Err(e) = Resolved::load(&flags) {
+                    let said = format!("{e:#}");
+                    prop_assert!(!said.is_empty());
+                }
+            }
+        }
+    }
+}

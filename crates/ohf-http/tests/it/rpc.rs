@@ -9,12 +9,12 @@ use ohf_domain::{ProviderName, Template};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-struct Api {
+pub(crate) struct Api {
     app: Arc<App>,
     store: Arc<MemoryStore>,
 }
 
-fn api(settings: AppSettings) -> Api {
+pub(crate) fn api(settings: AppSettings) -> Api {
     let templates = vec![
         Template::from_json(
             &json!({"templateId": "standard-compute", "maxNumber": 50, "imageId": "ami-1", "vmType": "m5.large"}),
@@ -45,7 +45,7 @@ fn api(settings: AppSettings) -> Api {
 }
 
 impl Api {
-    async fn call_raw(&self, body: &str) -> (StatusCode, Option<String>, Value) {
+    pub(crate) async fn call_raw(&self, body: &str) -> (StatusCode, Option<String>, Value) {
         let router = ohf_http::router(self.app.clone());
         let req =
             Request::post("/rpc").header("content-type", "application/json").body(Body::from(body.to_owned())).unwrap();
