@@ -15,11 +15,12 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("tidy") => tidy(),
         Some("bench") => bench(&args[1..]),
         Some("emulator") => emulator::command(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bench|emulator>\n  test      run every test of the workspace (starts Postgres and the AWS emulator as needed)\n  bench     measure the release binary and the application layer\n  emulator  start|stop|status the AWS emulator (moto) on a loopback port"
+                "usage: cargo xtask <test|tidy|bench|emulator>\n  test      tidy, then run every test of the workspace (starts Postgres and the AWS emulator as needed)\n  tidy      formatting, and the dependency policy (licences, bans, sources: deny.toml)\n  bench     measure the release binary and the application layer\n  emulator  start|stop|status the AWS emulator (moto) on a loopback port"
             );
             std::process::exit(2)
         }
@@ -77,7 +78,40 @@ fn has_nextest() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The checks that need no test run: formatting, and the dependency policy of `deny.toml`
+/// (licences, banned crates, sources) with cargo-deny, installed into the cache on first use.
+fn tidy() -> anyhow::Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+    let deny = tool("cargo-deny", "cargo-deny", "0.20")?;
+    let mut check = Command::new(deny);
+    check.current_dir(root()).args(["deny", "check", "licenses", "bans", "sources"]);
+    run(check)
+}
+
+/// A cargo tool in `~/.cache/ohf/tools`, installed from crates.io (`version`, locked) when
+/// missing.
+fn tool(package: &str, bin: &str, version: &str) -> anyhow::Result<PathBuf> {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let root_dir = PathBuf::from(home).join(".cache/ohf/tools");
+    let path = root_dir.join("bin").join(bin);
+    if !path.exists() {
+        eprintln!("xtask: installing {package} {version} into {}", root_dir.display());
+        let mut install = cargo();
+        install
+            .args(["install", package, "--locked", "--version", &format!("^{version}"), "--root"])
+            .arg(&root_dir)
+            // Its own build dir: the workspace's target dir keeps the workspace's artifacts.
+            .env("CARGO_TARGET_DIR", root_dir.join("target"));
+        run(install)?;
+        let _ = std::fs::remove_dir_all(root_dir.join("target"));
+    }
+    Ok(path)
+}
+
 fn test(extra: &[String]) -> anyhow::Result<()> {
+    tidy()?;
     let mut build = cargo();
     build.args(["build", "--workspace", "--tests", "--bins"]);
     run(build)?;
@@ -127,7 +161,7 @@ fn bench(_extra: &[String]) -> anyhow::Result<()> {
     // Application-layer throughput and memory, on SQLite and Postgres.
     let postgres = postgres::ensure()?;
     let outcome = (|| {
-        for mode in [None, Some("rss"), Some("rss-postgres"), Some("grpc")] {
+        for mode in [None, Some("rss"), Some("rss-postgres"), Some("grpc"), Some("history")] {
             let mut cmd = cargo();
             cmd.env("OHF_TEST_DATABASE_URL", &postgres.url).args(["bench", "-p", "ohf", "--bench", "app"]);
             if let Some(mode) = mode {

@@ -309,6 +309,62 @@ async fn memory(store: Arc<dyn RequestStore>, label: &str) {
     );
 }
 
+/// The question Host Factory asks all the time, getReturnRequests with no machines named, over
+/// a store holding `finished` finished requests and 100 requests that hold machines: what it
+/// reads now (only requests holding machines, through their index) against what it read before
+/// (every provision request ever stored).
+async fn history(store: Arc<dyn RequestStore>, label: &str, finished: usize) {
+    use ohf_domain::testing::{observed, provider, provision_spec};
+    use ohf_domain::{LifecyclePolicy, Request};
+    let policy = LifecyclePolicy::default();
+    let t0 = Timestamp::from_unix_secs(1_800_000_000);
+    let started = Instant::now();
+    let mut batch: Vec<Request> = Vec::new();
+    for n in 0..finished + 100 {
+        let id = format!("req-h{n:07}");
+        let machine = format!("i-{n:017x}");
+        let mut r = Request::provision(provision_spec(&id, 1), t0);
+        r.reconcile(&[], &[provider()], t0, &policy);
+        r.record_launch(1, vec![observed(&machine, &id, MachineStatus::Running)], None, t0);
+        r.reconcile(&[observed(&machine, &id, MachineStatus::Running)], &[provider()], t0, &policy);
+        if n < finished {
+            r.reconcile(&[observed(&machine, &id, MachineStatus::Terminated)], &[provider()], t0, &policy);
+        }
+        batch.push(r);
+        if batch.len() == 1000 {
+            let view: Vec<&Request> = batch.iter().collect();
+            store.save(&view, None).await.expect("seed");
+            batch.clear();
+        }
+    }
+    let view: Vec<&Request> = batch.iter().collect();
+    store.save(&view, None).await.expect("seed");
+    let seeded = started.elapsed();
+    let app = app(store.clone(), true);
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let all = store
+            .list(&ohf_app::RequestFilter { kind: Some(ohf_domain::RequestKind::Provision), ..Default::default() })
+            .await
+            .expect("list");
+        assert_eq!(all.len(), finished + 100);
+        before.push(t.elapsed());
+        let t = Instant::now();
+        app.return_notices(&[]).await.expect("notices");
+        after.push(t.elapsed());
+    }
+    before.sort();
+    after.sort();
+    println!(
+        "{label}: getReturnRequests with no machines named, {finished} finished requests and 100 holding machines (seeded in {:.0} s): reads every provision request (before) median {:.1} ms; reads only those holding machines (now) median {:.2} ms",
+        seeded.as_secs_f64(),
+        before[2].as_secs_f64() * 1e3,
+        after[2].as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
@@ -333,6 +389,11 @@ fn main() {
                     Arc::new(SqliteStore::open(&dir.path().join(format!("s{providers}.db"))).await.expect("sqlite"));
                 throughput_with(&format!("sqlite, {providers} provider(s)"), store, 2000, 2000, 4, providers).await;
             }
+            return;
+        }
+        if args.iter().any(|a| a == "history") {
+            let store = Arc::new(SqliteStore::open(&dir.path().join("history.db")).await.expect("sqlite"));
+            history(store, "sqlite", 200_000).await;
             return;
         }
         if args.iter().any(|a| a == "rss-postgres") {

@@ -314,3 +314,33 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
         _ = int.recv() => "SIGINT",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Overrides;
+
+    fn settings(toml: &str) -> Resolved {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ohf.toml");
+        std::fs::write(&file, toml).expect("write");
+        let flags = Overrides {
+            config: Some(file),
+            confdir: Some(dir.path().to_path_buf()),
+            workdir: Some(dir.path().join("work")),
+            ..Overrides::default()
+        };
+        Resolved::load(&flags).expect("settings")
+    }
+
+    #[test]
+    fn the_daemon_sweeps_only_under_a_cluster_name_of_its_own_unless_told_to() {
+        assert_eq!(sweep_interval(&settings("")), None, "not under the default cluster");
+        assert_eq!(sweep_interval(&settings("cluster = \"hpc\"\n")), Some(Duration::from_secs(300)));
+        assert_eq!(
+            sweep_interval(&settings("[serve]\nsweep_default_cluster = true\nsweep_interval_secs = 60\n")),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(sweep_interval(&settings("cluster = \"hpc\"\n[serve]\nsweep_interval_secs = 0\n")), None);
+    }
+}
