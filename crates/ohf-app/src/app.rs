@@ -126,6 +126,9 @@ pub struct App {
     pub(crate) settings: AppSettings,
     /// The store's identity, read once.
     pub(crate) installation: tokio::sync::OnceCell<String>,
+    /// How far the store's clock runs ahead of this process's (ms), as the worker last read
+    /// it: claims and fences are stamped in the store's time.
+    pub(crate) store_offset_ms: std::sync::atomic::AtomicI64,
 }
 
 impl App {
@@ -151,6 +154,7 @@ impl App {
             bus,
             settings,
             installation: tokio::sync::OnceCell::new(),
+            store_offset_ms: std::sync::atomic::AtomicI64::new(0),
         };
         for (i, p) in providers.into_iter().enumerate() {
             let entry = ProviderEntry {
@@ -197,6 +201,24 @@ impl App {
 
     pub fn settings(&self) -> &AppSettings {
         &self.settings
+    }
+
+    /// Reads the store's clock (where it has one of its own) and keeps how far it is from
+    /// this process's; a store that cannot say leaves the last reading.
+    pub(crate) async fn sync_store_clock(&self) {
+        match self.store.now().await {
+            Ok(Some(store)) => {
+                let offset = store.unix_millis() - self.clock.now().unix_millis();
+                self.store_offset_ms.store(offset, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "the store's clock was not read; the last reading serves"),
+        }
+    }
+
+    /// Now in the store's time: what claims, renewals and fences are stamped with.
+    pub(crate) fn store_now(&self) -> ohf_domain::Timestamp {
+        self.clock.now().plus_millis(self.store_offset_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// What proves a resource is this installation's: the cluster name and the store's identity.

@@ -128,6 +128,12 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Extends this worker's live claims on `ids` to `now + ttl_ms` (a cycle that runs long
     /// keeps what it works); answers how many it still held.
     async fn renew(&self, worker: &str, ids: &[RequestId], now: Timestamp, ttl_ms: i64) -> Result<u64, StoreError>;
+    /// The store's own clock, where several hosts share the store (Postgres): claims, their
+    /// renewals and the fences of writes are judged by one clock, not by each host's. `None`
+    /// where the store lives on this host (SQLite, memory).
+    async fn now(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(None)
+    }
     /// Gives up this worker's claims on `ids` at `now`.
     async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError>;
     /// Takes or keeps the lease on a periodic `job` so that one worker at a time runs it.

@@ -292,7 +292,7 @@ impl App {
 
     async fn commit_or_note(&self, request: &mut Request, worker: Option<&str>, report: &mut ReconcileReport) -> bool {
         // The fence is stamped when the write is made: a claim that ran out mid-step refuses it.
-        let fence = worker.map(|w| Fence { worker: w.to_owned(), now: self.clock.now() });
+        let fence = worker.map(|w| Fence { worker: w.to_owned(), now: self.store_now() });
         match self.commit(&mut [request], fence.as_ref()).await {
             Ok(()) => true,
             Err(StoreError::Conflict { .. }) => {

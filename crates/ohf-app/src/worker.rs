@@ -125,7 +125,7 @@ impl Worker {
             }
         }
         self.update(|s| s.stopping = true);
-        let now = self.app.clock.now();
+        let now = self.app.store_now();
         if let Err(e) = self.app.store.release(&self.config.id, &held, now).await {
             tracing::warn!(worker = %self.config.id, error = %e, "claims not released; they expire by themselves");
         }
@@ -133,7 +133,10 @@ impl Worker {
     }
 
     async fn cycle(&self, held: Vec<RequestId>) -> Vec<RequestId> {
-        let now = self.app.clock.now();
+        // Claims, renewals, fences and leases are judged by the store's clock where daemons on
+        // several hosts share it; one reading a cycle keeps the offset.
+        self.app.sync_store_clock().await;
+        let now = self.app.store_now();
         let ttl = self.config.claim_ttl.as_millis() as i64;
         let claimed = match self.app.store.claim(&self.config.id, now, ttl, self.config.batch).await {
             Ok(c) => c,
@@ -155,7 +158,7 @@ impl Worker {
             tokio::select! {
                 report = &mut work => break report,
                 _ = renewals.tick() => {
-                    let now = self.app.clock.now();
+                    let now = self.app.store_now();
                     if let Err(e) = self.app.store.renew(&self.config.id, &ids, now, ttl).await {
                         tracing::warn!(worker = %self.config.id, error = %e, "claims not renewed");
                     }
@@ -180,7 +183,7 @@ impl Worker {
 
     /// Deletes what retention no longer keeps, by one worker of many per hour.
     async fn purge(&self, days: u32) {
-        let now = self.app.clock.now();
+        let now = self.app.store_now();
         match self.app.store.lead("retention", &self.config.id, now, PURGE_EVERY.as_millis() as i64 * 9 / 10).await {
             Ok(true) => {
                 if let Err(e) = self.app.purge_history(days).await {
@@ -194,7 +197,7 @@ impl Worker {
 
     /// Health checks of every provider, by one worker of many per interval.
     async fn check_providers(&self, every: Duration) {
-        let now = self.app.clock.now();
+        let now = self.app.store_now();
         // The lease runs a little short of the interval, so the next check is never skipped.
         let ttl = (every.as_millis() as i64 * 9 / 10).max(1);
         match self.app.store.lead("provider-health", &self.config.id, now, ttl).await {
@@ -208,7 +211,7 @@ impl Worker {
     }
 
     async fn sweep(&self, every: Duration) {
-        let now = self.app.clock.now();
+        let now = self.app.store_now();
         match self.app.store.lead("orphan-sweep", &self.config.id, now, every.as_millis() as i64).await {
             Ok(true) => {
                 let report = self.app.sweep_orphans(&self.config.sweep).await;

@@ -50,6 +50,20 @@ impl PostgresStore {
         Ok(Self { pool, decoded: Default::default() })
     }
 
+    /// Daemons on several hosts share this store: its clock judges claims.
+    async fn shared_clock(&self) -> Result<Option<ohf_domain::Timestamp>, StoreError> {
+        self.clock().await.map(Some)
+    }
+
+    /// The database's clock, in unix milliseconds.
+    pub async fn clock(&self) -> Result<ohf_domain::Timestamp, StoreError> {
+        let ms: i64 = sqlx::query_scalar("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(ohf_domain::Timestamp::from_unix_millis(ms))
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(store_error)
     }

@@ -39,6 +39,11 @@ impl SqliteStore {
         Ok(Self { pool, decoded: Default::default() })
     }
 
+    /// The file lives on this host: its clock is the process's.
+    async fn shared_clock(&self) -> Result<Option<ohf_domain::Timestamp>, StoreError> {
+        Ok(None)
+    }
+
     /// A write transaction that takes the write lock at once, so a busy database is waited
     /// for (busy timeout) instead of failing when a read would upgrade to a write.
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {

@@ -208,6 +208,10 @@ macro_rules! sql_request_store {
                 Ok(claimed)
             }
 
+            async fn now(&self) -> Result<Option<ohf_domain::Timestamp>, ohf_app::StoreError> {
+                self.shared_clock().await
+            }
+
             async fn renew(
                 &self,
                 worker: &str,

@@ -322,3 +322,60 @@ fn unknown_paths_and_oversized_input_get_plain_refusals() {
     assert_eq!((status, v["error"]["details"]["field"].as_str()), (400, Some("tags")), "{v}");
     assert!(daemon.stop().success());
 }
+
+/// Daemons on hosts whose clocks disagree judge claims by the database's clock: a daemon ten
+/// minutes behind stamps its claim in Postgres time, so a daemon with the right time does not
+/// take a request that is still being worked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_judged_by_the_databases_clock() {
+    use ohf_app::memory::{ManualClock, SequentialIds, StaticCatalog};
+    use ohf_app::{App, AppSettings, Clock, EventBus, RequestMachines, SweepOptions, Worker, WorkerConfig};
+    let schema = format!("ohf_test_{}", uuid::Uuid::new_v4().simple());
+    let store = Arc::new(PostgresStore::open(&postgres_url(), Some(&schema), 4).await.unwrap());
+    let real = SystemClock.now();
+    let behind = Arc::new(ManualClock::new(real.plus_secs(-600)));
+    let slow = SimConfig { api_latency_ms: 30_000, launch_latency_ms: 0, ..SimConfig::default() };
+    let sim = Arc::new(SimCloud::in_memory(ProviderName::new("sim-1").unwrap(), slow, behind.clone()));
+    let settings = AppSettings { answer_within: Duration::from_millis(100), ..AppSettings::default() };
+    let app = Arc::new(
+        App::new(
+            store.clone(),
+            Arc::new(StaticCatalog(crate::support::templates())),
+            vec![sim as Arc<dyn CloudProvider>],
+            behind.clone(),
+            Arc::new(SequentialIds::default()),
+            EventBus::default(),
+            settings,
+        )
+        .unwrap(),
+    );
+    let ask = RequestMachines { template_id: "OnDemand-Minimal".into(), count: 1, ..Default::default() };
+    let r = app.request_machines(ask).await.unwrap();
+    let config = WorkerConfig {
+        id: "behind".into(),
+        interval: Duration::from_secs(60),
+        claim_ttl: Duration::from_secs(30),
+        batch: 10,
+        sweep_interval: None,
+        sweep: SweepOptions::default(),
+        retention_days: None,
+    };
+    let worker = Arc::new(Worker::new(app.clone(), config));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run(stopped).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.claim_history(r.id()).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the worker never claimed the request");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let taken = store.claim("right-on-time", SystemClock.now(), 30_000, 10).await.unwrap();
+    assert!(taken.is_empty(), "a claim stamped in the database's time holds: {taken:?}");
+    let _ = stop.send(true);
+    running.abort();
+    if let Ok(pool) = sqlx::PgPool::connect(&postgres_url()).await {
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await;
+    }
+}
