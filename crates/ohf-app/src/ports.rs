@@ -326,10 +326,10 @@ pub trait CloudProvider: Send + Sync + 'static {
         Ok(())
     }
     /// Deletes what the provider made for templates and keeps between requests (launch
-    /// templates, …) that no template in `keep` needs any more, among the resources of
-    /// `cluster`; answers the names of what it deleted.
-    async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
-        let _ = (keep, cluster);
+    /// templates, …) that no template in `keep` needs any more, among the resources `owner`'s
+    /// tags prove are this installation's; answers the names of what it deleted.
+    async fn prune(&self, keep: &[Template], owner: &Ownership) -> Result<Vec<String>, CloudError> {
+        let _ = (keep, owner);
         Ok(Vec::new())
     }
     /// How this provider's calls have gone in this process (counters per operation), when it

@@ -292,8 +292,8 @@ impl CloudProvider for Measured {
     async fn release(&self, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
         self.measure(OperationType::TerminateInstances, self.inner.release(resource, request, owner)).await
     }
-    async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
-        self.inner.prune(keep, cluster).await
+    async fn prune(&self, keep: &[Template], owner: &Ownership) -> Result<Vec<String>, CloudError> {
+        self.inner.prune(keep, owner).await
     }
     fn report(&self) -> Option<serde_json::Value> {
         self.inner.report()

@@ -85,7 +85,7 @@ impl App {
             if let Some(keep) = &keep
                 && !options.dry_run
             {
-                match provider.prune(keep, &owner.cluster).await {
+                match provider.prune(keep, &owner).await {
                     Ok(deleted) => report.pruned.extend(deleted),
                     Err(e) => report.errors.push(format!("prune on {}: {e}", provider.name())),
                 }

@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{
     SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest, VolumeType,
 };
 use ohf_app::ports::tag_keys;
-use ohf_app::{CloudError, CloudErrorKind, LaunchRequest, LaunchResult};
+use ohf_app::{CloudError, CloudErrorKind, LaunchRequest, LaunchResult, Ownership};
 use ohf_domain::{PriceType, Template};
 
 use crate::AwsProvider;
@@ -25,11 +25,12 @@ pub(crate) fn tags(request: &LaunchRequest, resource: ResourceType) -> TagSpecif
     spec.tags(Tag::builder().key(tag_keys::LAUNCH_TOKEN).value(request.token.as_str()).build()).build()
 }
 
-/// Only ohf's ownership tags (cluster, template, provider): for resources shared by requests.
+/// Only ohf's ownership tags (cluster, installation, template, provider): for resources shared
+/// by requests.
 fn owned(request: &LaunchRequest, resource: ResourceType) -> TagSpecification {
     let mut spec = TagSpecification::builder().resource_type(resource);
     for (k, v) in request.tags.iter() {
-        if [tag_keys::CLUSTER, tag_keys::TEMPLATE_ID, tag_keys::PROVIDER].contains(&k) {
+        if [tag_keys::CLUSTER, tag_keys::INSTALLATION, tag_keys::TEMPLATE_ID, tag_keys::PROVIDER].contains(&k) {
             spec = spec.tags(Tag::builder().key(k).value(v).build());
         }
     }
@@ -152,10 +153,11 @@ async fn run_instances_as(p: &AwsProvider, r: &LaunchRequest, spot: bool) -> Res
 }
 
 /// The name of a template version's launch template in a cluster: the template id and a digest
-/// of the cluster and the whole template, so a changed template gets a new one and two
-/// clusters in one account never share (or delete) each other's.
-pub(crate) fn launch_template_name(t: &Template, cluster: &str) -> (String, u64) {
-    let version = format!("{cluster}\n{}", serde_json::to_string(t).unwrap_or_default());
+/// of the cluster, the installation and the whole template, so a changed template gets a new
+/// one and two clusters or installations in one account never share (or delete) each other's.
+pub(crate) fn launch_template_name(t: &Template, owner: &Ownership) -> (String, u64) {
+    let version =
+        format!("{}\n{}\n{}", owner.cluster, owner.installation, serde_json::to_string(t).unwrap_or_default());
     let digest =
         version.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     (format!("ohf-{}-{digest:016x}", t.id()), digest)
@@ -168,8 +170,9 @@ pub(crate) async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Resul
     if let Some(id) = t.launch_template_id() {
         return Ok(id.to_owned());
     }
-    let cluster = r.tags.iter().find(|(k, _)| *k == tag_keys::CLUSTER).map_or("", |(_, v)| v);
-    let (name, digest) = launch_template_name(t, cluster);
+    let tag = |key: &str| r.tags.iter().find(|(k, _)| *k == key).map_or(String::new(), |(_, v)| v.to_owned());
+    let owner = Ownership { cluster: tag(tag_keys::CLUSTER), installation: tag(tag_keys::INSTALLATION) };
+    let (name, digest) = launch_template_name(t, &owner);
     let found = p.ec2("DescribeLaunchTemplates").describe_launch_templates().launch_template_names(&name).send().await;
     match found {
         Ok(out) => {

@@ -410,13 +410,15 @@ impl CloudProvider for AwsProvider {
         fleets::release(self, resource, request, owner).await
     }
 
-    /// Deletes this cluster's launch templates that no template version in `keep` is made
-    /// from (a template changed or removed, its requests finished).
-    async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
+    /// Deletes this installation's launch templates that no template version in `keep` is made
+    /// from (a template changed or removed, its requests finished). Another installation's,
+    /// under the same cluster name, are left alone.
+    async fn prune(&self, keep: &[Template], owner: &Ownership) -> Result<Vec<String>, CloudError> {
+        let cluster = owner.cluster.as_str();
         let wanted: std::collections::HashSet<String> = keep
             .iter()
             .filter(|t| t.launch_template_id().is_none())
-            .map(|t| launch::launch_template_name(t, cluster).0)
+            .map(|t| launch::launch_template_name(t, owner).0)
             .collect();
         let mut unused = Vec::new();
         let mut next = None;
@@ -436,9 +438,12 @@ impl CloudProvider for AwsProvider {
                 .await
                 .map_err(|e| errors::translate("DescribeLaunchTemplates", e))?;
             for lt in page.launch_templates() {
+                let installation =
+                    lt.tags().iter().find(|t| t.key() == Some(tag_keys::INSTALLATION)).and_then(|t| t.value());
                 if let (Some(id), Some(name)) = (lt.launch_template_id(), lt.launch_template_name())
                     && name.starts_with("ohf-")
                     && !wanted.contains(name)
+                    && installation.is_none_or(|i| i == owner.installation)
                 {
                     unused.push((id.to_owned(), name.to_owned()));
                 }

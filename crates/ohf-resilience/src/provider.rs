@@ -381,8 +381,8 @@ impl CloudProvider for Resilient {
     async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
         self.run(TERMINATE_INSTANCES, || self.inner.terminate(machines, owner)).await
     }
-    async fn prune(&self, keep: &[Template], cluster: &str) -> Result<Vec<String>, CloudError> {
-        self.inner.prune(keep, cluster).await
+    async fn prune(&self, keep: &[Template], owner: &Ownership) -> Result<Vec<String>, CloudError> {
+        self.inner.prune(keep, owner).await
     }
     fn report(&self) -> Option<serde_json::Value> {
         let operations: serde_json::Map<String, serde_json::Value> = self

@@ -20,6 +20,21 @@ macro_rules! push_list {
     }};
 }
 
+/// Extends to `until` the claim-history span of each of `ids` that `worker` holds live at `now`.
+macro_rules! extend_live_spans {
+    ($db:ty, $tx:expr, $worker:expr, $ids:expr, $now:expr, $until:expr) => {{
+        let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
+        q.push_bind($until).push(" WHERE worker = ").push_bind($worker).push(" AND request_id IN ");
+        $crate::store_impl::push_list!(q, $ids);
+        q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
+            .push_bind($worker)
+            .push(" AND r.claim_until >= ")
+            .push_bind($now)
+            .push(")");
+        q.build().execute(&mut *$tx).await.map_err($crate::codec::store_error)?;
+    }};
+}
+
 macro_rules! sql_request_store {
     ($store:ty, $db:ty, lock = $lock:literal) => {
         impl $store {
@@ -169,15 +184,7 @@ macro_rules! sql_request_store {
                     return Ok(Vec::new());
                 }
                 // Renewals extend the live span; new claims open one.
-                let mut q = QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
-                q.push_bind(until).push(" WHERE worker = ").push_bind(worker).push(" AND request_id IN ");
-                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
-                q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
-                    .push_bind(worker)
-                    .push(" AND r.claim_until >= ")
-                    .push_bind(now)
-                    .push(")");
-                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                $crate::store_impl::extend_live_spans!($db, tx, worker, ids.iter().map(String::as_str), now, until);
                 let mut q = QueryBuilder::<$db>::new("INSERT INTO claim_history (request_id, worker, held_since, held_until) SELECT id, ");
                 q.push_bind(worker).push(", ").push_bind(now).push(", ").push_bind(until);
                 q.push(" FROM requests WHERE id IN ");
@@ -225,15 +232,7 @@ macro_rules! sql_request_store {
                 let mut renewed = 0;
                 let mut tx = self.begin().await?;
                 for chunk in ids.chunks($crate::store_impl::CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
-                    q.push_bind(until).push(" WHERE worker = ").push_bind(worker).push(" AND request_id IN ");
-                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
-                    q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
-                        .push_bind(worker)
-                        .push(" AND r.claim_until >= ")
-                        .push_bind(now)
-                        .push(")");
-                    q.build().execute(&mut *tx).await.map_err(store_error)?;
+                    $crate::store_impl::extend_live_spans!($db, tx, worker, chunk.iter().map(ohf_domain::RequestId::as_str), now, until);
                     let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_until = ");
                     q.push_bind(until).push(" WHERE claimed_by = ").push_bind(worker);
                     q.push(" AND claim_until >= ").push_bind(now).push(" AND id IN ");
@@ -491,4 +490,4 @@ macro_rules! sql_request_store {
 /// 65,535).
 pub(crate) const CHUNK: usize = 500;
 
-pub(crate) use {push_list, sql_request_store};
+pub(crate) use {extend_live_spans, push_list, sql_request_store};
