@@ -84,10 +84,67 @@ fn tidy() -> anyhow::Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
+    dependency_rules()?;
     let deny = tool("cargo-deny", "cargo-deny", "0.20")?;
     let mut check = Command::new(deny);
     check.current_dir(root()).args(["deny", "check", "licenses", "bans", "sources"]);
     run(check)
+}
+
+/// The crates that talk to the outside world; none may depend on another.
+const ADAPTERS: [&str; 6] =
+    ["ohf-store-sql", "ohf-cloud-sim", "ohf-cloud-aws", "ohf-http", "ohf-grpc", "ohf-hostfactory"];
+/// Crates that do no I/O.
+const PURE: [&str; 2] = ["ohf-domain", "ohf-provider-strategy"];
+/// Dependencies that mean I/O or an async runtime.
+const IO: [&str; 8] = ["tokio", "sqlx", "tonic", "prost", "reqwest", "axum", "hyper", "aws-"];
+/// Infrastructure crates and the only workspace crates (beside the composition root) that may
+/// use them.
+const OWNED: [(&str, &[&str]); 6] = [
+    ("aws-", &["ohf-cloud-aws"]),
+    ("sqlx", &["ohf-store-sql"]),
+    ("tonic", &["ohf-grpc"]),
+    ("prost", &["ohf-grpc"]),
+    ("axum", &["ohf-http", "ohf-grpc"]),
+    ("reqwest", &[]),
+];
+/// The composition root: it depends on everything.
+const ROOT: &str = "ohf";
+
+/// ARCHITECTURE.md's dependency rules, read from `cargo metadata` (normal dependencies; tests
+/// may use anything).
+fn dependency_rules() -> anyhow::Result<()> {
+    let out = cargo().args(["metadata", "--format-version", "1", "--no-deps"]).output()?;
+    ensure!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_slice(&out.stdout)?;
+    let mut broken = Vec::new();
+    for package in meta["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or_default();
+        if name == ROOT || name == "xtask" {
+            continue;
+        }
+        let deps = package["dependencies"].as_array().into_iter().flatten().filter(|d| d["kind"].is_null());
+        for dep in deps {
+            let dep = dep["name"].as_str().unwrap_or_default();
+            let is = |prefix: &str| dep == prefix || (prefix.ends_with('-') && dep.starts_with(prefix));
+            if PURE.contains(&name) && IO.iter().any(|p| is(p)) {
+                broken.push(format!("{name} is pure but depends on {dep}"));
+            }
+            if ADAPTERS.contains(&name) && ADAPTERS.contains(&dep) {
+                broken.push(format!("adapter {name} depends on adapter {dep}"));
+            }
+            for (prefix, owners) in OWNED {
+                if is(prefix) && !owners.contains(&name) {
+                    broken.push(format!("{dep} belongs to {owners:?} (and the root) but {name} depends on it"));
+                }
+            }
+        }
+    }
+    if !broken.is_empty() {
+        bail!("dependency rules broken (ARCHITECTURE.md):\n  {}", broken.join("\n  "));
+    }
+    println!("xtask: dependency rules hold");
+    Ok(())
 }
 
 /// A cargo tool in `~/.cache/ohf/tools`, installed from crates.io (`version`, locked) when

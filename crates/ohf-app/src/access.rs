@@ -4,8 +4,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::Clock;
+use ohf_domain::ErrorCode;
 use serde::Deserialize;
+use serde_json::json;
+
+use crate::Clock;
+use crate::api::ApiError;
 
 /// What a token may do: readers query, operators also request and return, admins also change
 /// providers and configuration.
@@ -78,6 +82,70 @@ fn same(a: &str, b: &str) -> bool {
 pub fn authenticate<'a>(tokens: &'a [ApiToken], authorization: Option<&str>) -> Option<&'a ApiToken> {
     let presented = authorization?.strip_prefix("Bearer ")?.trim();
     tokens.iter().find(|t| same(&t.token, presented))
+}
+
+/// Who may call, and how often.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Bearer tokens; with none configured every caller gets `anonymous_role`.
+    pub tokens: Vec<ApiToken>,
+    pub rate_limit: Option<RateLimit>,
+    /// The role of callers when no tokens are configured (`ohf serve` gives admin only on a
+    /// loopback listener).
+    pub anonymous_role: Role,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self { tokens: Vec::new(), rate_limit: None, anonymous_role: Role::Admin }
+    }
+}
+
+/// The gate every call passes: who is calling, whether their role allows the method, and
+/// whether they are within their rate limit. Shared by every ingress of one daemon.
+pub struct Gate {
+    tokens: Vec<ApiToken>,
+    anonymous: Role,
+    limiter: Option<Limiter>,
+}
+
+impl Gate {
+    pub fn new(options: ApiOptions, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            tokens: options.tokens,
+            anonymous: options.anonymous_role,
+            limiter: options.rate_limit.map(|l| Limiter::new(l, clock)),
+        }
+    }
+
+    /// Admits a call of `method` presenting `authorization`; answers with the caller's name.
+    pub fn admit(&self, authorization: Option<&str>, method: &str) -> Result<String, ApiError> {
+        let Some((client, role)) = caller(&self.tokens, self.anonymous, authorization) else {
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required"));
+        };
+        if let Some(limiter) = &self.limiter
+            && let Err(wait) = limiter.take(&client)
+        {
+            let mut e = ApiError::new(ErrorCode::RateLimited, "too many calls; retry later");
+            e.details = json!({"retryAfter": wait});
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+        if role < needed(method) {
+            let mut e = ApiError::new(ErrorCode::PermissionDenied, format!("'{client}' may not call {method}"));
+            e.details = json!({"method": method, "needs": format!("{:?}", needed(method)).to_lowercase()});
+            return Err(e);
+        }
+        Ok(client)
+    }
+
+    /// Whether `authorization` names a caller at all (any role); checked before a body is read.
+    pub fn knows(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        match caller(&self.tokens, self.anonymous, authorization) {
+            Some(_) => Ok(()),
+            None => Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required")),
+        }
+    }
 }
 
 /// Calls allowed per client: `burst` at once, refilled at `per_sec`.

@@ -21,7 +21,7 @@ pub mod pb {
 use std::sync::Arc;
 
 use ohf_app::App;
-use ohf_http::Gate;
+use ohf_app::access::Gate;
 use tonic::service::Routes;
 
 /// The connections of `listener` as the server takes them: with Nagle's algorithm off, or

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ohf_app::access::Gate;
 use ohf_app::api::ApiError;
 use ohf_app::{App, MachineRef, RequestFilter, RequestMachines, RequestReturn, TemplateCheck};
-use ohf_http::Gate;
 use serde_json::Value;
 use tokio_stream::Stream;
 use tonic::metadata::{MetadataMap, MetadataValue};

@@ -18,8 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use ohf_app::access::{self, Limiter};
-pub use ohf_app::access::{ApiToken, RateLimit, Role};
+pub use ohf_app::access::{ApiOptions, ApiToken, Gate, RateLimit, Role};
 use ohf_app::api::ApiError;
 use ohf_app::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
 use ohf_app::{App, MachineRef, RequestFilter, RequestMachines, RequestReturn, TemplateCheck};
@@ -60,62 +59,6 @@ pub fn error_response(e: &ApiError) -> Response {
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::invalid(field, message)
-}
-
-/// Who may call, and how often.
-#[derive(Debug, Clone)]
-pub struct ApiOptions {
-    /// Bearer tokens; with none configured every caller gets `anonymous_role`.
-    pub tokens: Vec<ApiToken>,
-    pub rate_limit: Option<RateLimit>,
-    /// The role of callers when no tokens are configured (`ohf serve` gives admin only on a
-    /// loopback listener).
-    pub anonymous_role: Role,
-}
-
-impl Default for ApiOptions {
-    fn default() -> Self {
-        Self { tokens: Vec::new(), rate_limit: None, anonymous_role: Role::Admin }
-    }
-}
-
-/// The gate every call passes: who is calling, whether their role allows the method, and
-/// whether they are within their rate limit. Shared by every ingress of one daemon.
-pub struct Gate {
-    tokens: Vec<ApiToken>,
-    anonymous: Role,
-    limiter: Option<Limiter>,
-}
-
-impl Gate {
-    pub fn new(options: ApiOptions, clock: Arc<dyn ohf_app::Clock>) -> Self {
-        Self {
-            tokens: options.tokens,
-            anonymous: options.anonymous_role,
-            limiter: options.rate_limit.map(|l| Limiter::new(l, clock)),
-        }
-    }
-
-    /// Admits a call of `method` presenting `authorization`; answers with the caller's name.
-    pub fn admit(&self, authorization: Option<&str>, method: &str) -> Result<String, ApiError> {
-        let Some((client, role)) = access::caller(&self.tokens, self.anonymous, authorization) else {
-            return Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required"));
-        };
-        if let Some(limiter) = &self.limiter
-            && let Err(wait) = limiter.take(&client)
-        {
-            let mut e = ApiError::new(ErrorCode::RateLimited, "too many calls; retry later");
-            e.details = json!({"retryAfter": wait});
-            e.retry_after = Some(wait);
-            return Err(e);
-        }
-        if role < access::needed(method) {
-            let mut e = ApiError::new(ErrorCode::PermissionDenied, format!("'{client}' may not call {method}"));
-            e.details = json!({"method": method, "needs": format!("{:?}", access::needed(method)).to_lowercase()});
-            return Err(e);
-        }
-        Ok(client)
-    }
 }
 
 struct Api {
@@ -162,16 +105,6 @@ pub async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
         e.details["limit"] = json!(MAX_BODY_BYTES);
         e
     })
-}
-
-impl Gate {
-    /// Whether `authorization` names a caller at all (any role); checked before a body is read.
-    pub fn knows(&self, authorization: Option<&str>) -> Result<(), ApiError> {
-        match access::caller(&self.tokens, self.anonymous, authorization) {
-            Some(_) => Ok(()),
-            None => Err(ApiError::new(ErrorCode::Unauthenticated, "a valid bearer token is required")),
-        }
-    }
 }
 
 async fn answer(api: &Api, headers: &HeaderMap, body: axum::body::Body) -> Result<Value, ApiError> {

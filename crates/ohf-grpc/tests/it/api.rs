@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ohf_app::access::{ApiOptions, ApiToken, Gate, RateLimit};
 use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
 use ohf_app::{App, AppSettings, Clock, EventBus, SystemClock};
 use ohf_cloud_sim::{SimCloud, SimConfig};
@@ -10,7 +11,6 @@ use ohf_domain::{ProviderName, Template};
 use ohf_grpc::pb;
 use ohf_grpc::pb::request_service_client::RequestServiceClient;
 use ohf_grpc::pb::template_service_client::TemplateServiceClient;
-use ohf_http::{ApiOptions, ApiToken, Gate, RateLimit};
 use serde_json::json;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
