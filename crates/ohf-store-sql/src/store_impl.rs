@@ -371,7 +371,7 @@ macro_rules! sql_request_store {
                 if filter.holding {
                     // Through the partial index of requests holding machines: the cost follows
                     // what is held now, not the history.
-                    q.push(" AND capacity_held > 0 AND template_id IS NOT NULL");
+                    q.push(" AND capacity_held > 0");
                 }
                 q.push(" ORDER BY created_at DESC, id DESC");
                 if let Some(limit) = filter.limit {
