@@ -243,6 +243,10 @@ pub fn render_request(r: &Request) -> Value {
     })
 }
 
+/// How long a poll's reconcile step may take: well inside Host Factory's script timeout
+/// (240-300 s), so the status is always answered; what is under way goes on at the next poll.
+pub const POLL_STEP_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn get_request_status(app: &App, input: &Value, options: Options) -> Result<Value, HfError> {
     let ids: Vec<String> = one_or_many(input.get("requests"), "requests")?
         .into_iter()
@@ -257,9 +261,16 @@ pub async fn get_request_status(app: &App, input: &Value, options: Options) -> R
     // Each poll advances the lifecycle: the same step the daemon runs in the background.
     if options.advance_on_poll {
         let valid: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
-        let report = app.reconcile(Some(&valid)).await;
-        if !report.errors.is_empty() {
-            tracing::warn!(errors = ?report.errors, "reconcile met errors; status shows the last known state");
+        match tokio::time::timeout(POLL_STEP_WITHIN, app.reconcile(Some(&valid))).await {
+            Ok(report) if !report.errors.is_empty() => {
+                tracing::warn!(errors = ?report.errors, "reconcile met errors; status shows the last known state");
+            }
+            Ok(_) => {}
+            // Every step is stored before its cloud calls: the next poll goes on from here.
+            Err(_) => tracing::warn!(
+                secs = POLL_STEP_WITHIN.as_secs(),
+                "the poll's step ran out of time; the next poll goes on"
+            ),
         }
     }
     let found = app.request_status(&ids).await?;
