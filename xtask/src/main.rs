@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
         Some("emulator") => emulator::command(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|tidy|bench|emulator>\n  test      tidy, then run every test of the workspace (starts Postgres and the AWS emulator as needed)\n  tidy      formatting, and the dependency policy (licences, bans, sources: deny.toml)\n  bench     measure the release binary and the application layer\n  emulator  start|stop|status the AWS emulator (moto) on a loopback port"
+                "usage: cargo xtask <test|tidy|bench|emulator>\n  test      tidy, then run every test of the workspace (starts Postgres and the AWS emulator as needed)\n  tidy      formatting, dependency rules, clippy -D warnings, and the dependency policy (deny.toml)\n  bench     measure the release binary and the application layer\n  emulator  start|stop|status the AWS emulator (moto) on a loopback port"
             );
             std::process::exit(2)
         }
@@ -78,13 +78,18 @@ fn has_nextest() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The checks that need no test run: formatting, and the dependency policy of `deny.toml`
-/// (licences, banned crates, sources) with cargo-deny, installed into the cache on first use.
+/// The checks that need no test run: formatting, ARCHITECTURE.md's dependency rules, clippy
+/// with every warning an error, and the dependency policy of `deny.toml` (licences, banned
+/// crates, sources, and advisories where the database is at hand) with cargo-deny, installed
+/// into the cache on first use.
 fn tidy() -> anyhow::Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
     dependency_rules()?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    run(clippy)?;
     let deny = tool("cargo-deny", "cargo-deny", "0.20")?;
     let mut check = Command::new(&deny);
     check.current_dir(root()).args(["deny", "check", "licenses", "bans", "sources"]);
