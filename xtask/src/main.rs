@@ -87,6 +87,7 @@ fn tidy() -> anyhow::Result<()> {
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
     dependency_rules()?;
+    module_cycles()?;
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     run(clippy)?;
@@ -162,6 +163,48 @@ fn dependency_rules() -> anyhow::Result<()> {
         bail!("dependency rules broken (ARCHITECTURE.md):\n  {}", broken.join("\n  "));
     }
     println!("xtask: dependency rules hold");
+    Ok(())
+}
+
+/// No two modules of a crate use each other (`crate::a` in b.rs and `crate::b` in a.rs): a
+/// cycle means the split between them is not real.
+fn module_cycles() -> anyhow::Result<()> {
+    let mut cycles = Vec::new();
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))?.flatten().map(|e| e.path()).collect();
+    crates.push(root().join("xtask"));
+    for krate in crates {
+        let src = krate.join("src");
+        let Ok(files) = std::fs::read_dir(&src) else { continue };
+        let mut uses: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+        for file in files.flatten() {
+            let path = file.path();
+            let Some(module) = path.file_stem().and_then(|s| s.to_str()).map(String::from) else { continue };
+            if path.extension().is_none_or(|e| e != "rs") || module == "lib" || module == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            let used: Vec<String> = text
+                .match_indices("crate::")
+                .filter_map(|(at, _)| {
+                    let rest = &text[at + "crate::".len()..];
+                    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    (!name.is_empty() && name != module).then_some(name)
+                })
+                .collect();
+            uses.entry(module).or_default().extend(used);
+        }
+        for (a, used) in &uses {
+            for b in used.iter().filter(|b| a < *b) {
+                if uses.get(b).is_some_and(|u| u.contains(a)) {
+                    cycles.push(format!("{}: {a}.rs and {b}.rs use each other", src.display()));
+                }
+            }
+        }
+    }
+    if !cycles.is_empty() {
+        bail!("module cycles:\n  {}", cycles.join("\n  "));
+    }
+    println!("xtask: no module uses a module that uses it");
     Ok(())
 }
 

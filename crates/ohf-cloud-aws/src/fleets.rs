@@ -142,15 +142,6 @@ fn fleet_type(t: &Template) -> FleetType {
     }
 }
 
-/// The machines of `total` to ask on demand, from the template's price type.
-pub(crate) fn on_demand_share(t: &Template, total: i32) -> i32 {
-    match t.price_type() {
-        PriceType::Ondemand => total,
-        PriceType::Spot => 0,
-        PriceType::Heterogeneous => (total * t.percent_on_demand().unwrap_or(0) as i32 + 99) / 100,
-    }
-}
-
 async fn place(p: &AwsProvider, r: &LaunchRequest) -> Result<String, CloudError> {
     match r.template.provider_api() {
         ProviderApi::Asg => place_group(p, r).await,
@@ -207,7 +198,7 @@ async fn place_spot_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<String, 
     let data = SpotFleetRequestConfigData::builder()
         .iam_fleet_role(role)
         .target_capacity(total)
-        .on_demand_target_capacity(on_demand_share(t, total))
+        .on_demand_target_capacity(launch::on_demand_share(t, total))
         .allocation_strategy(strategy)
         .r#type(fleet_type(t))
         .client_token(r.token.as_str())

@@ -1,5 +1,6 @@
 //! Launches: RunInstances, and EC2 Fleet (`instant`) from a launch template made once per
-//! template version; the pieces fleets and groups share (`crate::fleets`).
+//! template version; the pieces fleets and groups (`fleets.rs`) share. This module uses
+//! nothing of `fleets`.
 
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::types::{
@@ -236,6 +237,15 @@ pub(crate) async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Resul
     }
 }
 
+/// The machines of `total` to ask on demand, from the template's price type.
+pub(crate) fn on_demand_share(t: &Template, total: i32) -> i32 {
+    match t.price_type() {
+        PriceType::Ondemand => total,
+        PriceType::Spot => 0,
+        PriceType::Heterogeneous => (total * t.percent_on_demand().unwrap_or(0) as i32 + 99) / 100,
+    }
+}
+
 /// Every type of the template in every subnet, with its weight.
 pub(crate) fn overrides(t: &Template) -> Vec<(String, u32, Option<String>)> {
     let subnets: Vec<Option<String>> =
@@ -269,7 +279,7 @@ pub(crate) async fn fleet_call(
         config = config.overrides(o.build());
     }
     let total = r.count as i32;
-    let on_demand = crate::fleets::on_demand_share(t, total);
+    let on_demand = on_demand_share(t, total);
     let default =
         if on_demand == total { DefaultTargetCapacityType::OnDemand } else { DefaultTargetCapacityType::Spot };
     let capacity = TargetCapacitySpecificationRequest::builder()

@@ -28,7 +28,12 @@ pub fn overrides(g: &Global) -> Overrides {
 
 pub async fn run(global: &Global, command: Command) -> ExitCode {
     output::log_to_stderr(global.verbose);
-    match dispatch(global, command).await {
+    report(global, dispatch(global, command).await)
+}
+
+/// The exit code of an operator command, its error printed as `-o` asks.
+pub fn report(global: &Global, done: anyhow::Result<()>) -> ExitCode {
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             output::print_error(global.output, &e);
@@ -102,9 +107,6 @@ async fn backend(global: &Global) -> anyhow::Result<Backend> {
 }
 
 async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
-    if let Command::Quickstart(args) = &command {
-        return crate::quickstart::run(global, args).await;
-    }
     if let Command::Templates(TemplatesCmd::Validate { file: Some(file) }) = &command {
         return validate_file(global.output, file);
     }

@@ -47,6 +47,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Hf(args) => hf::run(&cli.global, &args).await,
             Command::Serve(args) => serve::run(&cli.global, &args).await,
+            Command::Quickstart(args) => {
+                output::log_to_stderr(cli.global.verbose);
+                commands::report(&cli.global, quickstart::run(&cli.global, &args).await)
+            }
             command => commands::run(&cli.global, command).await,
         }
     });
