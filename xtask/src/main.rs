@@ -233,6 +233,11 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let mut build = cargo();
     build.args(["build", "--workspace", "--tests", "--bins"]);
     run(build)?;
+    // The embedding example is a service of its own: it must keep building and running.
+    let mut example = cargo();
+    example.args(["run", "--quiet", "-p", "ohf-example-embedding"]).stdout(Stdio::null());
+    run(example)?;
+    println!("xtask: the embedding example ran");
     let postgres = postgres::ensure()?;
     println!("xtask: postgres at {}", postgres.url);
     let aws = match emulator::start() {
