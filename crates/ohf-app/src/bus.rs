@@ -1,17 +1,34 @@
-//! The in-process event bus. Events are published after they are stored, so a handler never
+//! The in-process event bus. Events are published after they are stored, so a subscriber never
 //! sees an event that a crash could take back.
+//!
+//! Subscribers (`EventHandler`) run asynchronously, each on a task of its own fed by a bounded
+//! queue: a command never waits for them, a subscriber that fails or hangs past
+//! `HANDLER_TIMEOUT` is logged and counted, and nothing a subscriber does undoes the command.
+//! The tasks end when the last clone of the bus is dropped.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ohf_domain::{EventEnvelope, Timestamp};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
-/// Reacts to stored events (projections, notifications, logs).
+/// How long one subscriber may take over one event.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events waiting for one subscriber; past this they are dropped (and counted), never queued
+/// without bound.
+const QUEUE: usize = 4096;
+
+/// Reacts to stored events (projections, notifications, logs, metrics).
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
-    async fn handle(&self, event: &EventEnvelope);
+    /// A short name for logs and counters.
+    fn name(&self) -> &str;
+    /// Handles one stored event; an error is logged and counted.
+    async fn handle(&self, event: &EventEnvelope) -> Result<(), String>;
 }
 
 /// Something that happened outside any request, for live subscribers.
@@ -28,10 +45,63 @@ pub enum SystemEvent {
     ProviderHealthChanged { provider: String, healthy: bool, source: String, message: String, at: Timestamp },
 }
 
-/// Fans stored events out to handlers and to live subscribers.
+/// What the subscribers of a bus have done, per subscriber.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HandlerFigures {
+    pub handled: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    /// Events dropped because the subscriber's queue was full.
+    pub dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    handled: AtomicU64,
+    failed: AtomicU64,
+    timed_out: AtomicU64,
+    dropped: AtomicU64,
+}
+
+struct Subscriber {
+    handler: Arc<dyn EventHandler>,
+    timeout: Duration,
+    /// Made on the first publish, inside the runtime that runs the subscriber's task.
+    queue: OnceLock<mpsc::Sender<EventEnvelope>>,
+    counters: Arc<Counters>,
+}
+
+impl Subscriber {
+    fn queue(&self) -> &mpsc::Sender<EventEnvelope> {
+        self.queue.get_or_init(|| {
+            let (tx, mut rx) = mpsc::channel::<EventEnvelope>(QUEUE);
+            let handler = self.handler.clone();
+            let counters = self.counters.clone();
+            let timeout = self.timeout;
+            tokio::spawn(async move {
+                while let Some(event) = rx.recv().await {
+                    match tokio::time::timeout(timeout, handler.handle(&event)).await {
+                        Ok(Ok(())) => counters.handled.fetch_add(1, Ordering::Relaxed),
+                        Ok(Err(e)) => {
+                            tracing::warn!(subscriber = handler.name(), request_id = %event.request_id, seq = event.seq, error = %e, "event subscriber failed");
+                            counters.failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(_) => {
+                            tracing::warn!(subscriber = handler.name(), request_id = %event.request_id, seq = event.seq, timeout_ms = timeout.as_millis() as u64, "event subscriber timed out");
+                            counters.timed_out.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            });
+            tx
+        })
+    }
+}
+
+/// Fans stored events out to subscribers and to live listeners.
 #[derive(Clone)]
 pub struct EventBus {
-    handlers: Vec<Arc<dyn EventHandler>>,
+    subscribers: Arc<Vec<Subscriber>>,
     live: broadcast::Sender<EventEnvelope>,
     system: broadcast::Sender<SystemEvent>,
 }
@@ -43,10 +113,20 @@ impl Default for EventBus {
 }
 
 impl EventBus {
+    /// A bus whose subscribers each get `HANDLER_TIMEOUT` per event.
     pub fn new(handlers: Vec<Arc<dyn EventHandler>>) -> Self {
+        Self::with_timeout(handlers, HANDLER_TIMEOUT)
+    }
+
+    /// A bus whose subscribers each get `timeout` per event.
+    pub fn with_timeout(handlers: Vec<Arc<dyn EventHandler>>, timeout: Duration) -> Self {
         let (live, _) = broadcast::channel(1024);
         let (system, _) = broadcast::channel(256);
-        Self { handlers, live, system }
+        let subscribers = handlers
+            .into_iter()
+            .map(|handler| Subscriber { handler, timeout, queue: OnceLock::new(), counters: Arc::default() })
+            .collect();
+        Self { subscribers: Arc::new(subscribers), live, system }
     }
 
     /// Live system events from now on.
@@ -64,14 +144,73 @@ impl EventBus {
         self.live.subscribe()
     }
 
+    /// Hands stored events to every subscriber's queue and to live listeners; never waits for
+    /// a subscriber.
     pub async fn publish(&self, events: &[EventEnvelope]) {
         for event in events {
-            tracing::debug!(request_id = %event.request_id, seq = event.seq, event = event.event.name(), "event");
-            for h in &self.handlers {
-                h.handle(event).await;
+            for s in self.subscribers.iter() {
+                if s.queue().try_send(event.clone()).is_err() {
+                    s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(subscriber = s.handler.name(), request_id = %event.request_id, "event subscriber is behind; event dropped");
+                }
             }
             // No live subscriber is not an error.
             let _ = self.live.send(event.clone());
         }
+    }
+
+    /// What each subscriber has done so far, by name.
+    pub fn figures(&self) -> BTreeMap<String, HandlerFigures> {
+        self.subscribers
+            .iter()
+            .map(|s| {
+                let c = &s.counters;
+                let figures = HandlerFigures {
+                    handled: c.handled.load(Ordering::Relaxed),
+                    failed: c.failed.load(Ordering::Relaxed),
+                    timed_out: c.timed_out.load(Ordering::Relaxed),
+                    dropped: c.dropped.load(Ordering::Relaxed),
+                };
+                (s.handler.name().to_owned(), figures)
+            })
+            .collect()
+    }
+}
+
+/// The structured event log: every stored request event as one log line with its fields.
+pub struct EventLog;
+
+#[async_trait]
+impl EventHandler for EventLog {
+    fn name(&self) -> &str {
+        "event_log"
+    }
+
+    async fn handle(&self, event: &EventEnvelope) -> Result<(), String> {
+        tracing::info!(target: "ohf::events", request_id = %event.request_id, seq = event.seq, at = %event.at.to_rfc3339(), event = event.event.name(), "request event");
+        Ok(())
+    }
+}
+
+/// Counts stored request events by kind, for the metrics exporter.
+#[derive(Default)]
+pub struct EventCounts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl EventCounts {
+    /// Events counted so far, by kind (`created`, `state_changed`, …).
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl EventHandler for EventCounts {
+    fn name(&self) -> &str {
+        "metrics"
+    }
+
+    async fn handle(&self, event: &EventEnvelope) -> Result<(), String> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(event.event.name()).or_default() += 1;
+        Ok(())
     }
 }

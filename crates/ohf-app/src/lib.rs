@@ -20,7 +20,7 @@ pub mod worker;
 pub use app::{
     App, AppSettings, MachineRef, RequestMachines, RequestReturn, ReturnNotice, TemplateAvailability, TemplateCheck,
 };
-pub use bus::{EventBus, EventHandler, SystemEvent};
+pub use bus::{EventBus, EventCounts, EventHandler, EventLog, HandlerFigures, SystemEvent};
 pub use error::AppError;
 pub use ports::{
     CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence, IdGenerator,

@@ -85,7 +85,7 @@ async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(s.shutdown_grace_secs);
     let runtime = wiring::build(&settings).await?;
     let app = Arc::new(runtime.app);
-    let metrics = Arc::new(Metrics { app: app.clone(), providers: runtime.resilient });
+    let metrics = Arc::new(Metrics { app: app.clone(), providers: runtime.resilient, events: runtime.events });
     let worker = Arc::new(Worker::new(app.clone(), config.clone()));
     let health =
         Arc::new(Health { worker: worker.clone(), interval: config.interval, clock: Arc::new(ohf_app::SystemClock) });
@@ -202,6 +202,8 @@ async fn not_found(request: axum::extract::Request) -> Response {
 struct Metrics {
     app: Arc<ohf_app::App>,
     providers: Vec<Arc<ohf_resilience::Resilient>>,
+    /// Stored request events by kind, from a subscriber of the bus.
+    events: Arc<ohf_app::EventCounts>,
 }
 
 /// The Prometheus text format.
@@ -243,6 +245,23 @@ async fn prometheus(State(m): State<Arc<Metrics>>) -> Response {
         let (provider, service) =
             (b["provider"].as_str().unwrap_or_default(), b["service"].as_str().unwrap_or_default());
         let _ = writeln!(out, "ohf_circuit_breaker_state{{provider=\"{provider}\",service=\"{service}\"}} {state}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ohf_request_events_total request events stored by this process, by kind\n# TYPE ohf_request_events_total counter"
+    );
+    for (event, n) in m.events.snapshot() {
+        let _ = writeln!(out, "ohf_request_events_total{{event=\"{event}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ohf_event_subscriber_problems_total events a bus subscriber failed, timed out on or dropped\n# TYPE ohf_event_subscriber_problems_total counter"
+    );
+    for (subscriber, f) in m.app.bus().figures() {
+        for (kind, n) in [("failed", f.failed), ("timed_out", f.timed_out), ("dropped", f.dropped)] {
+            let _ =
+                writeln!(out, "ohf_event_subscriber_problems_total{{subscriber=\"{subscriber}\",kind=\"{kind}\"}} {n}");
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

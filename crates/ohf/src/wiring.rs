@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use ohf_app::{App, Clock, CloudProvider, EventBus, ProviderFactory, RequestStore, SystemClock, UuidIds};
+use ohf_app::{
+    App, Clock, CloudProvider, EventBus, EventCounts, EventLog, ProviderFactory, RequestStore, SystemClock, UuidIds,
+};
 use ohf_cloud_aws::AwsProvider;
 use ohf_cloud_sim::SimCloud;
 use ohf_provider_strategy::ProviderEntry;
@@ -21,6 +23,8 @@ pub struct Runtime {
     /// Every configured provider as the app calls it: behind its breaker, retries, deadlines
     /// and limits.
     pub resilient: Vec<Arc<Resilient>>,
+    /// Stored request events by kind, counted by a subscriber of the bus.
+    pub events: Arc<EventCounts>,
 }
 
 /// Builds providers, each behind its resilience wrapper: the configured ones at start, the
@@ -99,7 +103,9 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         Arc::new(store)
     };
     let clock = Arc::new(SystemClock);
-    let bus = EventBus::default();
+    // The bus's subscribers: the structured event log and the metrics exporter's counts.
+    let events = Arc::new(EventCounts::default());
+    let bus = EventBus::new(vec![Arc::new(EventLog), events.clone()]);
     let builder = Arc::new(Builder {
         store: store.clone(),
         clock: clock.clone(),
@@ -128,5 +134,5 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
     .with_strategy(settings.providers.iter().map(|p| p.entry.clone()).collect(), settings.provider_strategy.clone())
     .with_factory(builder);
     app.load_registered().await.context("cannot read the registered providers")?;
-    Ok(Runtime { app, sims, resilient })
+    Ok(Runtime { app, sims, resilient, events })
 }

@@ -30,7 +30,7 @@ mockall::mock! {
 }
 
 /// A mock cloud that knows its name and takes any template.
-fn cloud() -> MockCloud {
+pub(crate) fn cloud() -> MockCloud {
     let mut c = MockCloud::new();
     c.expect_name().return_const(provider());
     c.expect_kind().return_const("sim");

@@ -1,3 +1,4 @@
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
+mod bus;
 mod error_paths;
