@@ -80,7 +80,7 @@ where
     <DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
 {
     let mut last = None;
-    for _ in 0..5 {
+    for _ in 0..40 {
         match migrator.run(pool).await {
             Ok(()) => return Ok(()),
             Err(e) => {

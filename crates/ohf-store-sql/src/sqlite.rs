@@ -34,7 +34,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(store_error)?;
+        // Processes opening a new file at once race to switch it to WAL; SQLite answers the
+        // loser "database is locked" at once (no busy wait for that switch), so it tries again.
+        let mut tries = 0;
+        let pool = loop {
+            match SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if is_locked(&e) && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        };
         migrate(&MIGRATOR, &pool).await?;
         Ok(Self { pool, decoded: Default::default() })
     }
@@ -52,6 +64,11 @@ impl SqliteStore {
 }
 
 sql_request_store!(SqliteStore, Sqlite, lock = "");
+
+/// SQLite's SQLITE_BUSY (5) and SQLITE_LOCKED (6).
+fn is_locked(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("5" | "6")))
+}
 
 /// Creates the database file, and the folders it lives in, readable by this user alone (0600,
 /// folders 0700) before SQLite opens it: SQLite gives its WAL and shared-memory files the mode
