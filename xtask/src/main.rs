@@ -233,6 +233,13 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let mut build = cargo();
     build.args(["build", "--workspace", "--tests", "--bins"]);
     run(build)?;
+    // The binary as `cargo run -p ohf` (the README's quickstart) builds it: without the tests'
+    // dev-dependencies, tokio and regex-syntax resolve to fewer features, so their dependents
+    // are a second set of artifacts. Building it here keeps the quickstart from compiling
+    // anything after the test command.
+    let mut binary = cargo();
+    binary.args(["build", "-p", "ohf", "--bins"]);
+    run(binary)?;
     // The embedding example is a service of its own: it must keep building and running.
     let mut example = cargo();
     example.args(["run", "--quiet", "-p", "ohf-example-embedding"]).stdout(Stdio::null());
