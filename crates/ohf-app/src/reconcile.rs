@@ -253,31 +253,31 @@ impl App {
         report: &mut ReconcileReport,
     ) -> Vec<Refused> {
         let mut refused = Vec::new();
-        let mut by_provider: BTreeMap<ProviderName, Vec<Doomed>> = BTreeMap::new();
+        // Per provider, each machine once (a return and its holder's cleanup may both ask for
+        // it), with every request that asked.
+        let mut by_provider: BTreeMap<ProviderName, BTreeMap<OwnedMachine, Vec<RequestId>>> = BTreeMap::new();
         for d in doomed {
-            if d.owner.is_none() {
-                let why = "no request of this installation launched it; ohf leaves it alone".to_owned();
-                refused.push((d.asker, d.machine, why));
-            } else {
-                by_provider.entry(d.provider.clone()).or_default().push(d);
+            match d.owner {
+                None => {
+                    let why = "no request of this installation launched it; ohf leaves it alone".to_owned();
+                    refused.push((d.asker, d.machine, why));
+                }
+                Some(request_id) => {
+                    let machine = OwnedMachine { id: d.machine, request_id };
+                    by_provider.entry(d.provider).or_default().entry(machine).or_default().push(d.asker);
+                }
             }
         }
         for provider in &self.providers() {
-            let Some(list) = by_provider.remove(provider.name()) else { continue };
-            for chunk in list.chunks(BATCH) {
-                let machines: Vec<OwnedMachine> = chunk
-                    .iter()
-                    .filter_map(|d| {
-                        d.owner.clone().map(|request_id| OwnedMachine { id: d.machine.clone(), request_id })
-                    })
-                    .collect();
+            let Some(asked) = by_provider.remove(provider.name()) else { continue };
+            let machines: Vec<OwnedMachine> = asked.keys().cloned().collect();
+            for chunk in machines.chunks(BATCH) {
                 report.terminate_calls += 1;
-                match provider.terminate(&machines, owner).await {
+                match provider.terminate(chunk, owner).await {
                     Ok(refusals) => {
                         for r in refusals {
-                            if let Some(d) = chunk.iter().find(|d| d.machine == r.id) {
-                                refused.push((d.asker.clone(), r.id, r.reason));
-                            }
+                            let askers = asked.iter().filter(|(m, _)| m.id == r.id).flat_map(|(_, a)| a);
+                            refused.extend(askers.map(|a| (a.clone(), r.id.clone(), r.reason.clone())));
                         }
                     }
                     Err(e) => {

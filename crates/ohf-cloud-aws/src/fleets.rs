@@ -673,25 +673,28 @@ pub async fn shrink_owners(
     }
     let mut refused = Vec::new();
     for (owner, (request, going)) in owned {
-        if let Some(placement) = look(p, &owner).await?
-            && let Some(why) = placement.disproof(ownership, &request)
-        {
+        // One look serves both: the proof of ownership and the shrink.
+        let Some(placement) = look(p, &owner).await? else {
+            plain.extend(going);
+            continue;
+        };
+        if let Some(why) = placement.disproof(ownership, &request) {
             let reason = format!("its fleet or group {owner} is not ohf's: {why}");
             let ids = going.into_iter().filter_map(|id| MachineId::new(id).ok());
             refused.extend(ids.map(|id| Refusal { id, reason: reason.clone() }));
             continue;
         }
-        if !shrink(p, &owner, &going).await? {
+        if !shrink(p, &owner, &placement, &going).await? {
             plain.extend(going);
         }
     }
     Ok((plain, refused))
 }
 
-/// Shrinks fleet or group `owner` by `going`; true when that also terminated them.
-async fn shrink(p: &AwsProvider, owner: &str, going: &HashSet<String>) -> Result<bool, CloudError> {
+/// Shrinks fleet or group `owner`, as `fleet` shows it now, by `going`; true when that also
+/// terminated them.
+async fn shrink(p: &AwsProvider, owner: &str, fleet: &Placement, going: &HashSet<String>) -> Result<bool, CloudError> {
     if owner.starts_with("sfr-") || owner.starts_with("fleet-") {
-        let Some(fleet) = look(p, owner).await? else { return Ok(false) };
         if fleet.stopped {
             return Ok(false);
         }
@@ -730,8 +733,7 @@ async fn shrink(p: &AwsProvider, owner: &str, going: &HashSet<String>) -> Result
             .await?;
         return Ok(false);
     }
-    let Some(g) = group(p, owner).await? else { return Ok(false) };
-    let members: Vec<String> = g.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
+    let members = &fleet.instances;
     if members.iter().all(|m| going.contains(m)) {
         tracing::info!(group = owner, "deleting the group with its last machines");
         stop_fleet(p, owner, true).await?;
