@@ -117,8 +117,8 @@ const ADAPTERS: [&str; 6] =
 const PURE: [&str; 2] = ["ohf-domain", "ohf-provider-strategy"];
 /// Dependencies that mean I/O or an async runtime.
 const IO: [&str; 8] = ["tokio", "sqlx", "tonic", "prost", "reqwest", "axum", "hyper", "aws-"];
-/// Infrastructure crates and the only workspace crates (beside the composition root) that may
-/// use them.
+/// Infrastructure crates and the only workspace crates (beside the server library, the
+/// composition root) that may use them.
 const OWNED: [(&str, &[&str]); 6] = [
     ("aws-", &["ohf-cloud-aws"]),
     ("sqlx", &["ohf-store-sql"]),
@@ -127,8 +127,11 @@ const OWNED: [(&str, &[&str]); 6] = [
     ("axum", &["ohf-http", "ohf-grpc"]),
     ("reqwest", &[]),
 ];
-/// The composition root: it depends on everything.
-const ROOT: &str = "ohf";
+/// The server library, the composition root: it depends on everything.
+const ROOT: &str = "ohf-server";
+/// The binary: the command line over the server library. It may name the app's types, the
+/// domain's and Host Factory's wire format, and no other adapter or infrastructure crate.
+const BIN: (&str, &[&str]) = ("ohf", &["ohf-server", "ohf-api", "ohf-app", "ohf-domain", "ohf-hostfactory"]);
 
 /// ARCHITECTURE.md's dependency rules, read from `cargo metadata` (normal dependencies; tests
 /// may use anything).
@@ -146,6 +149,9 @@ fn dependency_rules() -> anyhow::Result<()> {
         for dep in deps {
             let dep = dep["name"].as_str().unwrap_or_default();
             let is = |prefix: &str| dep == prefix || (prefix.ends_with('-') && dep.starts_with(prefix));
+            if name == BIN.0 && dep.starts_with("ohf-") && !BIN.1.contains(&dep) {
+                broken.push(format!("the binary depends on {dep}: it reaches adapters only through ohf-server"));
+            }
             if PURE.contains(&name) && IO.iter().any(|p| is(p)) {
                 broken.push(format!("{name} is pure but depends on {dep}"));
             }
@@ -154,7 +160,7 @@ fn dependency_rules() -> anyhow::Result<()> {
             }
             for (prefix, owners) in OWNED {
                 if is(prefix) && !owners.contains(&name) {
-                    broken.push(format!("{dep} belongs to {owners:?} (and the root) but {name} depends on it"));
+                    broken.push(format!("{dep} belongs to {owners:?} (and {ROOT}) but {name} depends on it"));
                 }
             }
         }

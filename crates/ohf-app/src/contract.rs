@@ -1,9 +1,10 @@
-//! Contract test suites every implementation of a port must pass: run them from each
-//! adapter's tests against a fresh instance per case.
+//! Contract test suites every implementation of a port must pass. Each adapter's tests
+//! generate one test per case with [`store_contract_tests!`](crate::store_contract_tests) or
+//! [`cloud_contract_tests!`](crate::cloud_contract_tests), each on a fresh instance, so a
+//! failing case names itself and hides none of the others.
 
 #![allow(clippy::unwrap_used)] // a failed contract case panics with its reason
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,31 +42,121 @@ fn launched(id: &str, count: u32, running: &[&str]) -> Request {
     r
 }
 
-/// Runs every store case, each against a fresh store from `fresh`.
-pub async fn store_contract<F, Fut>(fresh: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn RequestStore>>,
-{
-    saves_and_reads_back(fresh().await).await;
-    a_taken_id_conflicts(fresh().await).await;
-    a_stale_write_changes_nothing(fresh().await).await;
-    history_replays_to_the_stored_request(fresh().await).await;
-    needing_work_lists_active_requests(fresh().await).await;
-    finds_holders_by_id_and_name(fresh().await).await;
-    counts_capacity_per_template(fresh().await).await;
-    lists_with_filters_newest_first(fresh().await).await;
-    concurrent_writers_lose_no_update(fresh().await).await;
-    claims_share_work_among_workers(fresh().await).await;
-    fenced_writes_need_the_claim(fresh().await).await;
-    one_worker_leads_a_job(fresh().await).await;
-    shared_state_is_compare_and_set(fresh().await).await;
-    keeps_one_installation_id(fresh().await, fresh().await).await;
-    renews_only_live_claims_of_the_worker(fresh().await).await;
-    deletes_only_old_finished_requests(fresh().await).await;
+/// Generates the store contract: one `#[tokio::test]` per case, each against a fresh store.
+/// `$fresh` is an expression giving a `Fn() -> impl Future<Output = Arc<dyn RequestStore>>`,
+/// evaluated once per test (what it captures lives as long as the test, and is dropped while
+/// the test's runtime still has a free worker, so a guard may clean up then). Use it inside a module
+/// of its own per implementation:
+///
+/// ```ignore
+/// mod memory {
+///     ohf_app::store_contract_tests!(|| async {
+///         std::sync::Arc::new(ohf_app::memory::MemoryStore::new()) as std::sync::Arc<dyn ohf_app::RequestStore>
+///     });
+/// }
+/// ```
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($fresh:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn saves_and_reads_back() {
+            let fresh = $fresh;
+            $crate::contract::saves_and_reads_back(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_taken_id_conflicts() {
+            let fresh = $fresh;
+            $crate::contract::a_taken_id_conflicts(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_stale_write_changes_nothing() {
+            let fresh = $fresh;
+            $crate::contract::a_stale_write_changes_nothing(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn history_replays_to_the_stored_request() {
+            let fresh = $fresh;
+            $crate::contract::history_replays_to_the_stored_request(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn needing_work_lists_active_requests() {
+            let fresh = $fresh;
+            $crate::contract::needing_work_lists_active_requests(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn finds_holders_by_id_and_name() {
+            let fresh = $fresh;
+            $crate::contract::finds_holders_by_id_and_name(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn counts_capacity_per_template() {
+            let fresh = $fresh;
+            $crate::contract::counts_capacity_per_template(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn lists_with_filters_newest_first() {
+            let fresh = $fresh;
+            $crate::contract::lists_with_filters_newest_first(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_writers_lose_no_update() {
+            let fresh = $fresh;
+            $crate::contract::concurrent_writers_lose_no_update(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn claims_share_work_among_workers() {
+            let fresh = $fresh;
+            $crate::contract::claims_share_work_among_workers(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn fenced_writes_need_the_claim() {
+            let fresh = $fresh;
+            $crate::contract::fenced_writes_need_the_claim(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn one_worker_leads_a_job() {
+            let fresh = $fresh;
+            $crate::contract::one_worker_leads_a_job(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn shared_state_is_compare_and_set() {
+            let fresh = $fresh;
+            $crate::contract::shared_state_is_compare_and_set(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn renews_only_live_claims_of_the_worker() {
+            let fresh = $fresh;
+            $crate::contract::renews_only_live_claims_of_the_worker(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn deletes_only_old_finished_requests() {
+            let fresh = $fresh;
+            $crate::contract::deletes_only_old_finished_requests(fresh().await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn keeps_one_installation_id() {
+            let fresh = $fresh;
+            $crate::contract::keeps_one_installation_id(fresh().await, fresh().await).await;
+        }
+    };
 }
 
-async fn renews_only_live_claims_of_the_worker(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn renews_only_live_claims_of_the_worker(store: Arc<dyn RequestStore>) {
     let mut r = launched("req-renew", 1, &[]);
     commit(&*store, &mut [&mut r]).await.unwrap();
     let ids = [r.id().clone()];
@@ -79,7 +170,8 @@ async fn renews_only_live_claims_of_the_worker(store: Arc<dyn RequestStore>) {
     assert_eq!(store.claim("w2", T0.plus_secs(16), 10_000, 10).await.unwrap().len(), 1);
 }
 
-async fn deletes_only_old_finished_requests(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn deletes_only_old_finished_requests(store: Arc<dyn RequestStore>) {
     // Finished and holding nothing (its one machine terminated), finished holding a machine,
     // and still at work.
     let mut gone = launched("req-old", 1, &["i-old"]);
@@ -114,7 +206,8 @@ async fn deletes_only_old_finished_requests(store: Arc<dyn RequestStore>) {
 }
 
 /// A store has one identity for its life, the same for every reader; another store has its own.
-async fn keeps_one_installation_id(store: Arc<dyn RequestStore>, other: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn keeps_one_installation_id(store: Arc<dyn RequestStore>, other: Arc<dyn RequestStore>) {
     let (a, b) = tokio::join!(store.installation(), store.installation());
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a, b, "racing first reads agree");
@@ -123,7 +216,8 @@ async fn keeps_one_installation_id(store: Arc<dyn RequestStore>, other: Arc<dyn 
     assert_ne!(other.installation().await.unwrap(), a, "a fresh store is another installation");
 }
 
-async fn saves_and_reads_back(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn saves_and_reads_back(store: Arc<dyn RequestStore>) {
     let mut r = launched("req-a", 2, &["i-1", "i-2"]);
     commit(&*store, &mut [&mut r]).await.expect("save");
     let back = store.get(r.id()).await.expect("get").expect("stored");
@@ -135,7 +229,8 @@ async fn saves_and_reads_back(store: Arc<dyn RequestStore>) {
     assert_eq!(many.len(), 1);
 }
 
-async fn a_taken_id_conflicts(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn a_taken_id_conflicts(store: Arc<dyn RequestStore>) {
     let mut first = launched("req-a", 2, &["i-1"]);
     commit(&*store, &mut [&mut first]).await.unwrap();
     let mut second = Request::provision(provision_spec("req-a", 5), T0);
@@ -144,7 +239,8 @@ async fn a_taken_id_conflicts(store: Arc<dyn RequestStore>) {
     assert_eq!(store.get(first.id()).await.unwrap().unwrap().count(), 2, "the first request is kept");
 }
 
-async fn a_stale_write_changes_nothing(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn a_stale_write_changes_nothing(store: Arc<dyn RequestStore>) {
     let mut a = launched("req-a", 1, &[]);
     let mut b = launched("req-b", 1, &[]);
     commit(&*store, &mut [&mut a, &mut b]).await.unwrap();
@@ -160,7 +256,8 @@ async fn a_stale_write_changes_nothing(store: Arc<dyn RequestStore>) {
     assert_eq!(store.history(a.id()).await.unwrap().len() as u64, a.seq(), "no event of the stale write");
 }
 
-async fn history_replays_to_the_stored_request(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn history_replays_to_the_stored_request(store: Arc<dyn RequestStore>) {
     let mut r = launched("req-a", 2, &["i-1"]);
     commit(&*store, &mut [&mut r]).await.unwrap();
     let mut r = store.get(r.id()).await.unwrap().unwrap();
@@ -174,7 +271,8 @@ async fn history_replays_to_the_stored_request(store: Arc<dyn RequestStore>) {
     assert_eq!(rebuilt.machines(), r.machines());
 }
 
-async fn needing_work_lists_active_requests(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn needing_work_lists_active_requests(store: Arc<dyn RequestStore>) {
     let mut active = launched("req-a", 2, &["i-1"]);
     let mut done = launched("req-b", 1, &["i-2"]);
     done.reconcile(&[observed("i-2", "req-b", MachineStatus::Running)], &[provider()], T0.plus_secs(2), &policy());
@@ -189,7 +287,8 @@ async fn needing_work_lists_active_requests(store: Arc<dyn RequestStore>) {
     assert!(store.needing_work(Some(&[])).await.unwrap().is_empty());
 }
 
-async fn finds_holders_by_id_and_name(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn finds_holders_by_id_and_name(store: Arc<dyn RequestStore>) {
     let mut r = launched("req-a", 2, &["i-1", "i-2"]);
     let mut other = launched("req-b", 1, &["i-3"]);
     commit(&*store, &mut [&mut r, &mut other]).await.unwrap();
@@ -202,7 +301,8 @@ async fn finds_holders_by_id_and_name(store: Arc<dyn RequestStore>) {
     assert!(store.find_holders(&[MachineId::new("i-404").unwrap()], &[]).await.unwrap().is_empty());
 }
 
-async fn counts_capacity_per_template(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn counts_capacity_per_template(store: Arc<dyn RequestStore>) {
     let mut a = launched("req-a", 3, &["i-1"]);
     let mut b = launched("req-b", 2, &["i-2", "i-3"]);
     b.reconcile(
@@ -228,7 +328,8 @@ async fn counts_capacity_per_template(store: Arc<dyn RequestStore>) {
     assert_eq!(held.get(template).copied(), Some(3 + 1), "3 reserved, and 1 of 2 still held after the return");
 }
 
-async fn lists_with_filters_newest_first(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn lists_with_filters_newest_first(store: Arc<dyn RequestStore>) {
     let mut older = Request::provision(provision_spec("req-old", 1), T0);
     let mut newer = Request::provision(provision_spec("req-new", 1), T0.plus_secs(10));
     commit(&*store, &mut [&mut older, &mut newer]).await.unwrap();
@@ -246,7 +347,8 @@ async fn lists_with_filters_newest_first(store: Arc<dyn RequestStore>) {
     assert_eq!(one.len(), 1);
 }
 
-async fn concurrent_writers_lose_no_update(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn concurrent_writers_lose_no_update(store: Arc<dyn RequestStore>) {
     let mut r = launched("req-a", 1, &[]);
     commit(&*store, &mut [&mut r]).await.unwrap();
     let writers = 8;
@@ -276,7 +378,8 @@ async fn concurrent_writers_lose_no_update(store: Arc<dyn RequestStore>) {
     assert_eq!(end.version(), 1 + writers as u64);
 }
 
-async fn claims_share_work_among_workers(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn claims_share_work_among_workers(store: Arc<dyn RequestStore>) {
     let mut reqs: Vec<Request> = (0..3).map(|n| launched(&format!("req-{n}"), 1, &[])).collect();
     let mut done = launched("req-done", 1, &["i-9"]);
     done.reconcile(&[observed("i-9", "req-done", MachineStatus::Running)], &[provider()], T0.plus_secs(1), &policy());
@@ -310,7 +413,8 @@ async fn claims_share_work_among_workers(store: Arc<dyn RequestStore>) {
     assert_eq!(store.claim_history(&first).await.unwrap()[1].until, T0.plus_secs(50));
 }
 
-async fn fenced_writes_need_the_claim(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn fenced_writes_need_the_claim(store: Arc<dyn RequestStore>) {
     let mut r = launched("req-f", 1, &[]);
     commit(&*store, &mut [&mut r]).await.unwrap();
     store.claim("w1", T0, 30_000, 10).await.unwrap();
@@ -326,7 +430,8 @@ async fn fenced_writes_need_the_claim(store: Arc<dyn RequestStore>) {
     assert_eq!(store.get(r.id()).await.unwrap().unwrap().machines().len(), 1);
 }
 
-async fn one_worker_leads_a_job(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn one_worker_leads_a_job(store: Arc<dyn RequestStore>) {
     assert!(store.lead("sweep", "w1", T0, 10_000).await.unwrap());
     assert!(!store.lead("sweep", "w2", T0.plus_secs(1), 10_000).await.unwrap());
     assert!(store.lead("sweep", "w1", T0.plus_secs(5), 10_000).await.unwrap(), "the leader keeps it");
@@ -335,17 +440,35 @@ async fn one_worker_leads_a_job(store: Arc<dyn RequestStore>) {
     assert!(!store.lead("sweep", "w1", T0.plus_secs(17), 10_000).await.unwrap());
 }
 
-/// Runs every cloud-provider case against a provider from `fresh`, with `template` as the
-/// template to launch. Machines must reach `running` within `settle`.
-pub async fn cloud_contract<F, Fut>(fresh: F, template: Template, settle: Duration)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn CloudProvider>>,
-{
-    launches_tagged_machines_idempotently(fresh().await, &template, settle).await;
-    terminates_and_tolerates_repeats(fresh().await, &template, settle).await;
-    leaves_alone_what_it_does_not_own(fresh().await, &template, settle).await;
-    describes_nothing_for_unknown_ids(fresh().await).await;
+/// Generates the cloud contract: one `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` per case, each against a fresh provider.
+/// `$fresh` gives a `Fn() -> impl Future<Output = Arc<dyn CloudProvider>>`; `$template` (it may
+/// `.await`) is the template launched; `$settle` how long machines may take to run.
+#[macro_export]
+macro_rules! cloud_contract_tests {
+    ($fresh:expr, $template:expr, $settle:expr) => {
+        #[tokio::test]
+        async fn launches_tagged_machines_idempotently() {
+            let fresh = $fresh;
+            $crate::contract::launches_tagged_machines_idempotently(fresh().await, &$template, $settle).await;
+        }
+
+        #[tokio::test]
+        async fn terminates_and_tolerates_repeats() {
+            let fresh = $fresh;
+            $crate::contract::terminates_and_tolerates_repeats(fresh().await, &$template, $settle).await;
+        }
+
+        #[tokio::test]
+        async fn leaves_alone_what_it_does_not_own() {
+            let fresh = $fresh;
+            $crate::contract::leaves_alone_what_it_does_not_own(fresh().await, &$template, $settle).await;
+        }
+        #[tokio::test]
+        async fn describes_nothing_for_unknown_ids() {
+            let fresh = $fresh;
+            $crate::contract::describes_nothing_for_unknown_ids(fresh().await).await;
+        }
+    };
 }
 
 /// The ownership the contract's launches carry.
@@ -403,7 +526,8 @@ async fn wait_running(
     }
 }
 
-async fn launches_tagged_machines_idempotently(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
+#[doc(hidden)]
+pub async fn launches_tagged_machines_idempotently(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
     let request = format!("req-contract-{}", uuid::Uuid::new_v4().simple());
     let first = p.launch(&launch_request(template, &request, 3, 1)).await.expect("launch");
     assert_eq!(first.machines.len(), 3);
@@ -431,7 +555,8 @@ async fn launches_tagged_machines_idempotently(p: Arc<dyn CloudProvider>, templa
     assert!(p.terminate(&owned(&a, &request), &owner()).await.expect("cleanup").is_empty());
 }
 
-async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
+#[doc(hidden)]
+pub async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
     let request = format!("req-contract-{}", uuid::Uuid::new_v4().simple());
     let launched = p.launch(&launch_request(template, &request, 2, 1)).await.expect("launch");
     let ids: Vec<_> = launched.machines.iter().map(|m| m.id.clone()).collect();
@@ -453,7 +578,8 @@ async fn terminates_and_tolerates_repeats(p: Arc<dyn CloudProvider>, template: &
 
 /// Machines of another installation, of another cluster, or of another request than the
 /// one named are refused with a reason and stay up.
-async fn leaves_alone_what_it_does_not_own(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
+#[doc(hidden)]
+pub async fn leaves_alone_what_it_does_not_own(p: Arc<dyn CloudProvider>, template: &Template, settle: Duration) {
     let request = format!("req-contract-{}", uuid::Uuid::new_v4().simple());
     let stranger = Ownership { cluster: "contract".into(), installation: "another-installation".into() };
     let theirs = p.launch(&launch_request_of(&stranger, template, &request, 1, 1)).await.expect("launch");
@@ -481,13 +607,15 @@ async fn leaves_alone_what_it_does_not_own(p: Arc<dyn CloudProvider>, template: 
     p.terminate(&owned(&ids[2..], &request), &owner()).await.expect("cleanup");
 }
 
-async fn describes_nothing_for_unknown_ids(p: Arc<dyn CloudProvider>) {
+#[doc(hidden)]
+pub async fn describes_nothing_for_unknown_ids(p: Arc<dyn CloudProvider>) {
     let ghost = RequestId::new(format!("req-ghost-{}", uuid::Uuid::new_v4().simple())).unwrap();
     let seen = p.describe(&DescribeQuery { request_ids: vec![ghost], ..Default::default() }).await.expect("describe");
     assert!(seen.is_empty());
 }
 
-async fn shared_state_is_compare_and_set(store: Arc<dyn RequestStore>) {
+#[doc(hidden)]
+pub async fn shared_state_is_compare_and_set(store: Arc<dyn RequestStore>) {
     assert_eq!(store.load_shared("breaker/a").await.unwrap(), (None, 0));
     assert!(store.store_shared("breaker/a", "one", 0).await.unwrap());
     assert!(!store.store_shared("breaker/a", "again", 0).await.unwrap(), "a second first write loses");

@@ -1,34 +1,37 @@
-//! The application core of ohf: ports, command and query handlers, the event bus and the
-//! reconcile step that advances every request.
+//! The application core of ohf: ports, typed commands and queries with one handler each, the
+//! lifecycle that advances requests, the providers and their strategy, and the event bus.
+//!
+//! - [`commands`] and [`queries`]: the messages, sent with [`App::execute`] and [`App::ask`].
+//! - [`lifecycle`]: the reconcile step, the orphan sweep and the daemon's [`Worker`].
+//! - [`providers`]: the provider registry and the provider-strategy use cases.
+//! - [`ports`]: what adapters implement (store, catalog, cloud, clock, ids).
+//! - [`bus`]: events after commit, to subscribers on tasks of their own.
 
-pub mod access;
-pub mod api;
 mod app;
 pub mod bus;
+pub mod commands;
 pub mod contract;
+mod cqrs;
 mod error;
+pub mod keys;
+pub mod lifecycle;
 pub mod memory;
 pub mod ports;
 pub mod providers;
-mod reconcile;
+pub mod queries;
 pub mod shared;
-mod strategy;
-mod sweep;
-pub mod view;
-pub mod worker;
 
-pub use app::{
-    App, AppSettings, MachineRef, RequestMachines, RequestReturn, ReturnNotice, TemplateAvailability, TemplateCheck,
-};
+pub use app::{App, AppSettings};
 pub use bus::{EventBus, EventCounts, EventHandler, EventLog, HandlerFigures, SystemEvent};
+pub use commands::{MachineRef, RequestMachines, RequestReturn, TemplateCheck};
+pub use cqrs::{Command, Handler, Message, Query};
 pub use error::AppError;
+pub use lifecycle::worker::{Worker, WorkerConfig, WorkerStatus};
+pub use lifecycle::{ReconcileReport, SweepOptions, SweepReport};
 pub use ports::{
     CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence, IdGenerator,
     LaunchRequest, LaunchResult, OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestFilter, RequestStore,
     StoreError, SystemClock, TemplateCatalog, UuidIds,
 };
 pub use providers::ProviderFactory;
-pub use reconcile::ReconcileReport;
-pub use strategy::METHODS as STRATEGY_METHODS;
-pub use sweep::{SweepOptions, SweepReport};
-pub use worker::{Worker, WorkerConfig, WorkerStatus};
+pub use queries::{ReturnNotice, TemplateAvailability};

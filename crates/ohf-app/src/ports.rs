@@ -149,7 +149,7 @@ pub trait RequestStore: Send + Sync + 'static {
     /// This store's identity, made with its first use and kept for its life. It is tagged on
     /// every machine, so that sweeps and returns never touch what another store launched.
     async fn installation(&self) -> Result<String, StoreError> {
-        const KEY: &str = "installation";
+        const KEY: &str = crate::keys::INSTALLATION;
         if let (Some(id), _) = self.load_shared(KEY).await? {
             return Ok(id);
         }

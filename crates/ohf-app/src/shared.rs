@@ -1,10 +1,12 @@
 //! Typed values in the store's shared state, changed by compare-and-set so that every
 //! process sharing the store may change them at once.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::ports::{RequestStore, StoreError};
+
+pub use crate::keys;
 
 /// Reads the value under `key` (`init()` when absent or unreadable).
 pub async fn load<T: DeserializeOwned>(
@@ -41,4 +43,60 @@ where
         }
     }
     Err(StoreError::Unavailable(format!("'{key}' kept changing under this writer")))
+}
+
+/// A circuit breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CircuitState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl CircuitState {
+    /// The state as the APIs show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "CLOSED",
+            Self::Open => "OPEN",
+            Self::HalfOpen => "HALF_OPEN",
+        }
+    }
+}
+
+/// A circuit breaker of one provider and service as stored under [`keys::breaker`]: the
+/// resilience layer changes it (`ohf-resilience`'s `BreakerRules`); the application reads it
+/// (an OPEN breaker makes its provider unhealthy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breaker {
+    /// Where it stands.
+    pub state: CircuitState,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// When the state last changed (unix ms).
+    pub changed_at: i64,
+    /// The last failure (unix ms).
+    pub last_failure_at: Option<i64>,
+    /// The last success (unix ms).
+    pub last_success_at: Option<i64>,
+    /// Probe calls let through since the breaker half-opened.
+    pub probes: u32,
+    /// How many times it has opened.
+    pub opened: u64,
+}
+
+impl Breaker {
+    /// A closed breaker with no history.
+    pub fn new(now: ohf_domain::Timestamp) -> Self {
+        Self {
+            state: CircuitState::Closed,
+            failures: 0,
+            changed_at: now.unix_millis(),
+            last_failure_at: None,
+            last_success_at: None,
+            probes: 0,
+            opened: 0,
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The gRPC API of `ohf serve` (`proto/ohf/v1`): requests, templates and provider strategy, the standard
 //! `grpc.health.v1` health service and server reflection. Calls pass the same gate as the HTTP
 //! JSON API (tokens, roles, rate limits) and errors map through the same table
-//! (`ohf_app::api::wire`).
+//! (`ohf_api::wire`).
 
 mod convert;
 mod service;
@@ -20,8 +20,8 @@ pub mod pb {
 
 use std::sync::Arc;
 
+use ohf_api::access::Gate;
 use ohf_app::App;
-use ohf_app::access::Gate;
 use tonic::service::Routes;
 
 /// The connections of `listener` as the server takes them: with Nagle's algorithm off, or

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ohf_app::access::Gate;
-use ohf_app::api::ApiError;
+use ohf_api::ApiError;
+use ohf_api::access::Gate;
 use ohf_app::{App, MachineRef, RequestFilter, RequestMachines, RequestReturn, TemplateCheck};
 use serde_json::Value;
 use tokio_stream::Stream;
@@ -17,6 +17,11 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::convert;
 use crate::pb;
+use ohf_app::commands::{CancelRequest, ValidateTemplate};
+use ohf_app::queries::{
+    GetAvailableTemplates, GetRequestHistory, GetRequestStatus, GetReturnNotices, GetTemplate, ListRequests,
+    WatchRequest,
+};
 
 /// An API error as a gRPC status: the table's code, the ohf code as ErrorInfo (with the details
 /// flattened into its metadata) and in the `ohf-error-code` trailer, and `retry-after` with a
@@ -105,7 +110,7 @@ impl pb::request_service_server::RequestService for RequestApi {
             zones: r.availability_zones,
             provider: optional(&r.provider),
         };
-        let created = self.app.request_machines(cmd).await.map_err(fail)?;
+        let created = self.app.execute(cmd).await.map_err(fail)?;
         Ok(Response::new(convert::request(&created)))
     }
 
@@ -124,7 +129,7 @@ impl pb::request_service_server::RequestService for RequestApi {
             force: r.force,
             timeout: seconds(r.timeout_seconds),
         };
-        let created = self.app.request_return(cmd).await.map_err(fail)?;
+        let created = self.app.execute(cmd).await.map_err(fail)?;
         Ok(Response::new(convert::request(&created)))
     }
 
@@ -137,7 +142,7 @@ impl pb::request_service_server::RequestService for RequestApi {
         if ids.is_empty() {
             return Err(fail(ApiError::invalid("requestIds", "name at least one request")));
         }
-        let found = self.app.request_status(&ids).await.map_err(fail)?;
+        let found = self.app.ask(GetRequestStatus { request_ids: ids.to_vec() }).await.map_err(fail)?;
         let mut answer = pb::GetRequestStatusResponse::default();
         for (id, r) in found {
             match r {
@@ -172,7 +177,7 @@ impl pb::request_service_server::RequestService for RequestApi {
         };
         let limit = Some(if r.limit == 0 { 100 } else { r.limit.min(10_000) });
         let filter = RequestFilter { states, kind, limit, ..Default::default() };
-        let list = self.app.list_requests(&filter).await.map_err(fail)?;
+        let list = self.app.ask(ListRequests { filter: filter.clone() }).await.map_err(fail)?;
         Ok(Response::new(pb::ListRequestsResponse { requests: list.iter().map(convert::request).collect() }))
     }
 
@@ -182,7 +187,7 @@ impl pb::request_service_server::RequestService for RequestApi {
     ) -> Result<Response<pb::Request>, Status> {
         admit(&self.gate, &request, "cancelRequest")?;
         let id = required(&request.into_inner().request_id, "requestId")?;
-        let cancelled = self.app.cancel(&id).await.map_err(fail)?;
+        let cancelled = self.app.execute(CancelRequest { request_id: id.to_string() }).await.map_err(fail)?;
         Ok(Response::new(convert::request(&cancelled)))
     }
 
@@ -196,7 +201,11 @@ impl pb::request_service_server::RequestService for RequestApi {
         let r = request.into_inner();
         let id = required(&r.request_id, "requestId")?;
         // The first answer (the request now, or not found) comes before the stream opens.
-        let (now, _) = self.app.changes(&id, u64::MAX, Duration::ZERO, self.poll).await.map_err(fail)?;
+        let (now, _) = self
+            .app
+            .ask(WatchRequest { request_id: id.to_string(), from_seq: u64::MAX, wait: Duration::ZERO, poll: self.poll })
+            .await
+            .map_err(fail)?;
         let mut from = r.from_seq;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let app = self.app.clone();
@@ -208,7 +217,7 @@ impl pb::request_service_server::RequestService for RequestApi {
             }
             loop {
                 let changes = tokio::select! {
-                    c = app.changes(&id, from, Duration::from_secs(30), poll) => c,
+                    c = app.ask(WatchRequest { request_id: id.to_string(), from_seq: from, wait: Duration::from_secs(30), poll }) => c,
                     () = tx.closed() => return,
                 };
                 let (request, events) = match changes {
@@ -240,7 +249,7 @@ impl pb::request_service_server::RequestService for RequestApi {
     ) -> Result<Response<pb::GetRequestHistoryResponse>, Status> {
         admit(&self.gate, &request, "getRequestHistory")?;
         let id = required(&request.into_inner().request_id, "requestId")?;
-        let events = self.app.history(&id).await.map_err(fail)?;
+        let events = self.app.ask(GetRequestHistory { request_id: id.to_string() }).await.map_err(fail)?;
         Ok(Response::new(pb::GetRequestHistoryResponse { events: events.iter().map(convert::event).collect() }))
     }
 
@@ -251,7 +260,7 @@ impl pb::request_service_server::RequestService for RequestApi {
         admit(&self.gate, &request, "getReturnRequests")?;
         let known: Vec<MachineRef> =
             request.into_inner().machine_ids.into_iter().map(|id| MachineRef { id: Some(id), name: None }).collect();
-        let notices = self.app.return_notices(&known).await.map_err(fail)?;
+        let notices = self.app.ask(GetReturnNotices { known: known.to_vec() }).await.map_err(fail)?;
         Ok(Response::new(pb::GetReturnRequestsResponse {
             notices: notices
                 .into_iter()
@@ -283,7 +292,7 @@ impl pb::template_service_server::TemplateService for TemplateApi {
         request: Request<pb::ListTemplatesRequest>,
     ) -> Result<Response<pb::ListTemplatesResponse>, Status> {
         admit(&self.gate, &request, "getAvailableTemplates")?;
-        let list = self.app.available_templates().await.map_err(fail)?;
+        let list = self.app.ask(GetAvailableTemplates).await.map_err(fail)?;
         Ok(Response::new(pb::ListTemplatesResponse { templates: list.iter().map(convert::template).collect() }))
     }
 
@@ -293,7 +302,7 @@ impl pb::template_service_server::TemplateService for TemplateApi {
     ) -> Result<Response<pb::TemplateInfo>, Status> {
         admit(&self.gate, &request, "getTemplate")?;
         let id = required(&request.into_inner().template_id, "templateId")?;
-        let info = self.app.template_info(&id).await.map_err(fail)?;
+        let info = self.app.ask(GetTemplate { template_id: id.to_string() }).await.map_err(fail)?;
         Ok(Response::new(convert::template(&info)))
     }
 
@@ -306,7 +315,7 @@ impl pb::template_service_server::TemplateService for TemplateApi {
             return Err(fail(ApiError::invalid("template", "is required: one template object")));
         };
         let id = raw.get("templateId").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let answer = match self.app.validate_template(&raw).await.map_err(fail)? {
+        let answer = match self.app.execute(ValidateTemplate { template: raw.clone() }).await.map_err(fail)? {
             TemplateCheck::Valid(t) => pb::ValidateTemplateResponse {
                 valid: true,
                 template_id: t.id().to_string(),
@@ -338,7 +347,7 @@ impl ProviderApi {
     async fn call<T>(&self, request: Request<T>, method: &str, doc: impl FnOnce(T) -> Value) -> AnswerResult {
         admit(&self.gate, &request, method)?;
         let doc = doc(request.into_inner());
-        let result = self.app.provider_call(method, &doc).await.map_err(fail)?;
+        let result = ohf_api::provider_method(&self.app, method, &doc).await.map_err(fail)?;
         Ok(Response::new(pb::ProviderAnswer { result: Some(convert::object(&result)) }))
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use ohf_app::queries::{GetAvailableTemplates, GetRequestStatus, GetReturnNotices};
 use ohf_app::{App, AppError, MachineRef, RequestMachines, RequestReturn};
 use ohf_domain::{Machine, Request, RequestId};
 use serde_json::{Map, Value, json};
@@ -106,7 +107,7 @@ fn text_field(obj: &Value, keys: &[&str]) -> Option<String> {
 }
 
 pub async fn get_available_templates(app: &App) -> Result<Value, HfError> {
-    let templates = app.available_templates().await?;
+    let templates = app.ask(GetAvailableTemplates).await?;
     let rendered: Vec<Value> = templates
         .iter()
         .map(|a| {
@@ -167,8 +168,7 @@ pub async fn request_machines(app: &App, input: &Value) -> Result<Value, HfError
     if let Some(user_data) = template.get("userData").or_else(|| input.get("userData")).filter(|v| !v.is_null()) {
         metadata.insert("userData".to_owned(), user_data.clone());
     }
-    let request =
-        app.request_machines(RequestMachines { template_id, count, tags, metadata, ..Default::default() }).await?;
+    let request = app.execute(RequestMachines { template_id, count, tags, metadata, ..Default::default() }).await?;
     Ok(json!({
         "requestId": request.id().as_str(),
         "message": format!("Request VM success from ohf: {} machines of {}.", request.count(),
@@ -198,7 +198,7 @@ pub async fn request_return_machines(app: &App, input: &Value) -> Result<Value, 
     if machines.iter().any(|m| m.id.is_none() && m.name.is_none()) {
         return Err(HfError::Input("each machine needs a \"name\" or a \"machineId\"".into()));
     }
-    let request = app.request_return(RequestReturn { machines, ..Default::default() }).await?;
+    let request = app.execute(RequestReturn { machines, ..Default::default() }).await?;
     Ok(json!({"requestId": request.id().as_str(), "message": "Delete VM success."}))
 }
 
@@ -243,10 +243,6 @@ pub fn render_request(r: &Request) -> Value {
     })
 }
 
-/// How long a poll's reconcile step may take: well inside Host Factory's script timeout
-/// (240-300 s), so the status is always answered; what is under way goes on at the next poll.
-pub const POLL_STEP_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
-
 pub async fn get_request_status(app: &App, input: &Value, options: Options) -> Result<Value, HfError> {
     let ids: Vec<String> = one_or_many(input.get("requests"), "requests")?
         .into_iter()
@@ -261,19 +257,9 @@ pub async fn get_request_status(app: &App, input: &Value, options: Options) -> R
     // Each poll advances the lifecycle: the same step the daemon runs in the background.
     if options.advance_on_poll {
         let valid: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
-        match tokio::time::timeout(POLL_STEP_WITHIN, app.reconcile(Some(&valid))).await {
-            Ok(report) if !report.errors.is_empty() => {
-                tracing::warn!(errors = ?report.errors, "reconcile met errors; status shows the last known state");
-            }
-            Ok(_) => {}
-            // Every step is stored before its cloud calls: the next poll goes on from here.
-            Err(_) => tracing::warn!(
-                secs = POLL_STEP_WITHIN.as_secs(),
-                "the poll's step ran out of time; the next poll goes on"
-            ),
-        }
+        ohf_api::poll::advance(app, Some(&valid)).await;
     }
-    let found = app.request_status(&ids).await?;
+    let found = app.ask(GetRequestStatus { request_ids: ids.to_vec() }).await?;
     let requests: Vec<Value> = found
         .iter()
         .map(|(id, r)| match r {
@@ -291,7 +277,7 @@ pub async fn get_request_status(app: &App, input: &Value, options: Options) -> R
 
 pub async fn get_return_requests(app: &App, input: &Value) -> Result<Value, HfError> {
     let known = machine_refs(input)?;
-    let notices = app.return_notices(&known).await?;
+    let notices = app.ask(GetReturnNotices { known: known.to_vec() }).await?;
     let requests: Vec<Value> =
         notices.iter().map(|n| json!({"machine": n.machine, "gracePeriod": n.grace_period})).collect();
     Ok(json!({

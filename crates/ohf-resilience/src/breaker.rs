@@ -6,57 +6,10 @@
 
 use std::time::Duration;
 
+pub use ohf_app::shared::{Breaker, CircuitState};
 use ohf_domain::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::config::BreakerPolicy;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CircuitState {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl CircuitState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "CLOSED",
-            Self::Open => "OPEN",
-            Self::HalfOpen => "HALF_OPEN",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Breaker {
-    pub state: CircuitState,
-    /// Consecutive failures.
-    pub failures: u32,
-    /// When the state last changed (unix ms).
-    pub changed_at: i64,
-    pub last_failure_at: Option<i64>,
-    pub last_success_at: Option<i64>,
-    /// Probe calls let through since the breaker half-opened.
-    pub probes: u32,
-    /// How many times it has opened.
-    pub opened: u64,
-}
-
-impl Breaker {
-    pub fn new(now: Timestamp) -> Self {
-        Self {
-            state: CircuitState::Closed,
-            failures: 0,
-            changed_at: now.unix_millis(),
-            last_failure_at: None,
-            last_success_at: None,
-            probes: 0,
-            opened: 0,
-        }
-    }
-}
 
 /// Whether a call may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,32 +25,43 @@ fn elapsed(now: Timestamp, since_ms: i64) -> Duration {
     Duration::from_millis((now.unix_millis() - since_ms).max(0) as u64)
 }
 
-impl Breaker {
-    fn become_(&mut self, state: CircuitState, now: Timestamp) {
-        self.state = state;
-        self.changed_at = now.unix_millis();
-        self.probes = 0;
-        if state == CircuitState::Open {
-            self.opened += 1;
-        }
-        if state == CircuitState::Closed {
-            self.failures = 0;
-        }
-    }
-
+/// The breaker's transitions, on the state the application reads (`ohf_app::shared::Breaker`).
+pub trait BreakerRules {
     /// Decides on one call at `now`, moving OPEN to HALF_OPEN (and a stale HALF_OPEN back to
     /// OPEN) as time says.
-    pub fn admit(&mut self, now: Timestamp, p: &BreakerPolicy) -> Admission {
+    fn admit(&mut self, now: Timestamp, p: &BreakerPolicy) -> Admission;
+    /// A success; a closed breaker without failures does not change (so that it needs no write).
+    fn on_success(&mut self, now: Timestamp);
+    /// A failure that counts against the breaker.
+    fn on_failure(&mut self, now: Timestamp, p: &BreakerPolicy);
+}
+
+fn become_(b: &mut Breaker, state: CircuitState, now: Timestamp) {
+    b.state = state;
+    b.changed_at = now.unix_millis();
+    b.probes = 0;
+    if state == CircuitState::Open {
+        b.opened += 1;
+    }
+    if state == CircuitState::Closed {
+        b.failures = 0;
+    }
+}
+
+impl BreakerRules for Breaker {
+    /// Decides on one call at `now`, moving OPEN to HALF_OPEN (and a stale HALF_OPEN back to
+    /// OPEN) as time says.
+    fn admit(&mut self, now: Timestamp, p: &BreakerPolicy) -> Admission {
         if self.state == CircuitState::Open {
             let waited = elapsed(now, self.changed_at);
             if waited < p.reset_timeout {
                 return Admission::Refused { retry_after: p.reset_timeout - waited };
             }
-            self.become_(CircuitState::HalfOpen, now);
+            become_(self, CircuitState::HalfOpen, now);
         }
         if self.state == CircuitState::HalfOpen {
             if elapsed(now, self.changed_at) >= p.half_open_timeout {
-                self.become_(CircuitState::Open, now);
+                become_(self, CircuitState::Open, now);
                 return Admission::Refused { retry_after: p.reset_timeout };
             }
             if self.probes >= p.half_open_max_calls {
@@ -110,23 +74,23 @@ impl Breaker {
     }
 
     /// A success; a closed breaker without failures does not change (so that it needs no write).
-    pub fn on_success(&mut self, now: Timestamp) {
+    fn on_success(&mut self, now: Timestamp) {
         if self.state == CircuitState::Closed && self.failures == 0 {
             return;
         }
         self.last_success_at = Some(now.unix_millis());
         self.failures = 0;
         if self.state == CircuitState::HalfOpen {
-            self.become_(CircuitState::Closed, now);
+            become_(self, CircuitState::Closed, now);
         }
     }
 
-    pub fn on_failure(&mut self, now: Timestamp, p: &BreakerPolicy) {
+    fn on_failure(&mut self, now: Timestamp, p: &BreakerPolicy) {
         self.last_failure_at = Some(now.unix_millis());
         self.failures = self.failures.saturating_add(1);
         match self.state {
-            CircuitState::Closed if self.failures >= p.failure_threshold => self.become_(CircuitState::Open, now),
-            CircuitState::HalfOpen => self.become_(CircuitState::Open, now),
+            CircuitState::Closed if self.failures >= p.failure_threshold => become_(self, CircuitState::Open, now),
+            CircuitState::HalfOpen => become_(self, CircuitState::Open, now),
             _ => {}
         }
     }

@@ -7,9 +7,9 @@ pub mod breaker;
 pub mod config;
 mod provider;
 
-pub use breaker::{Admission, Breaker, CircuitState};
+pub use breaker::{Admission, Breaker, BreakerRules, CircuitState};
 pub use config::{ConfigError, ResilienceConfig};
 pub use provider::{
-    CIRCUIT_OPEN, DESCRIBE_INSTANCES, OpMetrics, RUN_INSTANCES, Resilient, TERMINATE_INSTANCES, breaker_key, breakers,
-    retryable, unhealthy,
+    BREAKER_PREFIX, CIRCUIT_OPEN, DESCRIBE_INSTANCES, OpMetrics, RUN_INSTANCES, Resilient, TERMINATE_INSTANCES,
+    breaker_key, breakers, retryable, unhealthy,
 };

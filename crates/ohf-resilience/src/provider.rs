@@ -19,7 +19,7 @@ use ohf_domain::{MachineObservation, ProviderName, RequestId, Template};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::breaker::{Admission, Breaker, CircuitState};
+use crate::breaker::{Admission, Breaker, BreakerRules, CircuitState};
 use crate::config::ResilienceConfig;
 
 pub const RUN_INSTANCES: &str = "ec2_run_instances";
@@ -125,9 +125,12 @@ pub struct Resilient {
     bus: Option<EventBus>,
 }
 
+/// Where breakers live in the store's shared state: `breaker/<provider>/<service>`.
+pub const BREAKER_PREFIX: &str = ohf_app::shared::keys::BREAKERS;
+
 /// The store key of a provider's breaker for one service.
 pub fn breaker_key(provider: &str, service: &str) -> String {
-    format!("breaker/{provider}/{service}")
+    ohf_app::shared::keys::breaker(provider, service)
 }
 
 impl Resilient {
@@ -401,7 +404,7 @@ impl CloudProvider for Resilient {
 /// Every breaker in the store, by key, as every process sharing the store sees them.
 pub async fn breakers(store: &dyn RequestStore) -> Result<Vec<(String, Breaker)>, ohf_app::StoreError> {
     Ok(store
-        .list_shared("breaker/")
+        .list_shared(BREAKER_PREFIX)
         .await?
         .into_iter()
         .filter_map(|(k, v, _)| serde_json::from_str(&v).ok().map(|b| (k, b)))

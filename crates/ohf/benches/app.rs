@@ -114,16 +114,14 @@ fn app_with(store: Arc<dyn RequestStore>, start: bool, providers: usize) -> App 
             Arc::new(FastCloud { name, start, state: Mutex::default() }) as Arc<dyn CloudProvider>
         })
         .collect();
-    App::new(
-        store,
-        Arc::new(StaticCatalog(vec![template])),
-        clouds,
-        Arc::new(SystemClock),
-        Arc::new(UuidIds),
-        EventBus::default(),
-        AppSettings::default(),
-    )
-    .expect("app")
+    App::builder(store, Arc::new(StaticCatalog(vec![template])))
+        .providers(clouds)
+        .clock(Arc::new(SystemClock))
+        .ids(Arc::new(UuidIds))
+        .bus(EventBus::default())
+        .settings(AppSettings::default())
+        .build()
+        .expect("app")
 }
 
 fn ask(count: i64) -> RequestMachines {
@@ -165,7 +163,7 @@ async fn throughput_with(
         handles.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for _ in 0..creations / tasks {
-                ids.push(app.request_machines(ask(10)).await.expect("create").id().to_string());
+                ids.push(app.execute(ask(10)).await.expect("create").id().to_string());
             }
             ids
         }));
@@ -185,7 +183,10 @@ async fn throughput_with(
         handles.push(tokio::spawn(async move {
             for q in 0..queries / tasks {
                 let id = &ids[(q * 7919 + t * 104_729) % ids.len()];
-                let found = app.request_status(std::slice::from_ref(id)).await.expect("status");
+                let found = app
+                    .ask(ohf_app::queries::GetRequestStatus { request_ids: vec![id.clone()] })
+                    .await
+                    .expect("status");
                 assert!(found[0].1.is_some());
             }
         }));
@@ -206,10 +207,10 @@ async fn grpc(label: &str, store: Arc<dyn RequestStore>, clients: usize, secs: u
     let app = Arc::new(app(store, true));
     let mut ids = Vec::new();
     for _ in 0..100 {
-        ids.push(app.request_machines(ask(10)).await.expect("create").id().to_string());
+        ids.push(app.execute(ask(10)).await.expect("create").id().to_string());
     }
     app.reconcile(None).await;
-    let gate = Arc::new(ohf_http::Gate::new(ohf_http::ApiOptions::default(), Arc::new(SystemClock)));
+    let gate = Arc::new(ohf_api::access::Gate::new(ohf_api::access::ApiOptions::default(), Arc::new(SystemClock)));
     let routes = ohf_grpc::routes(app, gate).await.expect("routes");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = format!("http://{}", listener.local_addr().expect("addr"));
@@ -276,7 +277,7 @@ async fn memory(store: Arc<dyn RequestStore>, label: &str) {
     let (before, _) = rss_kib();
     let started = Instant::now();
     for _ in 0..10_000 {
-        app.request_machines(ask(10)).await.expect("create");
+        app.execute(ask(10)).await.expect("create");
     }
     let fill = started.elapsed();
     let (filled, _) = rss_kib();
@@ -352,7 +353,7 @@ async fn history(store: Arc<dyn RequestStore>, label: &str, finished: usize) {
         assert_eq!(all.len(), finished + 100);
         before.push(t.elapsed());
         let t = Instant::now();
-        app.return_notices(&[]).await.expect("notices");
+        app.ask(ohf_app::queries::GetReturnNotices { known: Vec::new() }).await.expect("notices");
         after.push(t.elapsed());
     }
     before.sort();

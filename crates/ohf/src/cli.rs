@@ -58,9 +58,9 @@ pub struct Global {
 
 impl Global {
     /// How to reach the daemon, when one is named.
-    pub fn client_options(&self) -> Option<crate::client::ClientOptions> {
+    pub fn client_options(&self) -> Option<ohf_server::ClientOptions> {
         let server = self.server.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
-        Some(crate::client::ClientOptions {
+        Some(ohf_server::ClientOptions {
             server: server.to_owned(),
             token: self.token.clone(),
             ca_cert: self.ca_cert.clone(),

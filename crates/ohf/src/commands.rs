@@ -11,10 +11,8 @@ use ohf_domain::{MachineId, Template};
 use serde_json::{Value, json};
 
 use crate::cli::{Command, CreateArgs, Global, Output, RequestCmd, ResilienceCmd, ReturnArgs, SimCmd, TemplatesCmd};
-use crate::client::Remote;
 use crate::output::{self, machines_table, print_json, requests_table, templates_table, up_count};
-use crate::settings::{Overrides, Resolved};
-use crate::wiring::{self, Runtime};
+use ohf_server::{Backend, Overrides, Resolved, Runtime};
 
 pub fn overrides(g: &Global) -> Overrides {
     Overrides {
@@ -42,68 +40,11 @@ pub fn report(global: &Global, done: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// Where the methods run.
-pub enum Backend {
-    /// On this process's own application; `advance` reconciles what a poll reads first.
-    Local {
-        rt: Box<Runtime>,
-        advance: bool,
-    },
-    Remote(Remote),
-}
-
-impl Backend {
-    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
-        match self {
-            Backend::Local { rt, advance } => {
-                if *advance {
-                    advance_before(rt, method, &params).await;
-                }
-                Ok(ohf_http::call_method(&rt.app, method, &params).await?)
-            }
-            Backend::Remote(remote) => remote.call(method, &params).await,
-        }
-    }
-
-    fn is_local(&self) -> bool {
-        matches!(self, Backend::Local { .. })
-    }
-}
-
-/// Without a daemon, a poll moves the requests it reads forward first.
-async fn advance_before(rt: &Runtime, method: &str, params: &Value) {
-    let ids = |field: &str| -> Vec<ohf_domain::RequestId> {
-        match &params[field] {
-            Value::String(id) => vec![id.clone()],
-            Value::Array(list) => list.iter().filter_map(Value::as_str).map(String::from).collect(),
-            _ => Vec::new(),
-        }
-        .into_iter()
-        .filter_map(|id| ohf_domain::RequestId::new(id).ok())
-        .collect()
-    };
-    match method {
-        "getRequestStatus" | "watchRequest" => {
-            let mut wanted = ids("requestId");
-            wanted.extend(ids("requestIds"));
-            if !wanted.is_empty() {
-                rt.app.reconcile(Some(&wanted)).await;
-            }
-        }
-        "listRequests" => {
-            rt.app.reconcile(None).await;
-        }
-        _ => {}
-    }
-}
-
 async fn backend(global: &Global) -> anyhow::Result<Backend> {
-    if let Some(options) = global.client_options() {
-        return Ok(Backend::Remote(Remote::new(&options)?));
+    match global.client_options() {
+        Some(options) => Backend::remote(&options),
+        None => Backend::local(&Resolved::load(&overrides(global))?).await,
     }
-    let settings = Resolved::load(&overrides(global))?;
-    let advance = settings.advance_on_poll;
-    Ok(Backend::Local { rt: Box::new(wiring::build(&settings).await?), advance })
 }
 
 async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
@@ -123,9 +64,7 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
     };
     let backend = backend(global).await?;
     let done = act(&backend, global.output, command).await;
-    if let Backend::Local { rt, .. } = &backend {
-        rt.app.flush_figures().await;
-    }
+    backend.finish().await;
     done
 }
 
@@ -171,9 +110,9 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
                 }
             }
         }
-        Command::Sim(cmd) => match backend {
-            Backend::Local { rt, .. } => sim(rt, out, cmd).await?,
-            Backend::Remote(_) => {
+        Command::Sim(cmd) => match backend.runtime() {
+            Some(rt) => sim(rt, out, cmd).await?,
+            None => {
                 bail!("sim commands change the simulated cloud's own state file; run them without --server")
             }
         },
@@ -309,8 +248,8 @@ fn method_document(args: &crate::cli::MethodArgs) -> anyhow::Result<Value> {
         serde_json::from_str::<Value>(&text).or_else(|e| serde_json::from_str(&without_comments(&text)).map_err(|_| e));
     match parsed {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(ohf_app::api::ApiError::invalid(&field, "must be a JSON object").into()),
-        Err(e) => Err(ohf_app::api::ApiError::invalid(&field, format!("not valid JSON: {e}")).into()),
+        Ok(_) => Err(ohf_api::ApiError::invalid(&field, "must be a JSON object").into()),
+        Err(e) => Err(ohf_api::ApiError::invalid(&field, format!("not valid JSON: {e}")).into()),
     }
 }
 

@@ -5,13 +5,13 @@ use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use ohf_hostfactory::{HfError, Operation, parse_input};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::Instrument;
 
 use crate::cli::{Global, HfArgs};
 use crate::commands::overrides;
-use crate::settings::Resolved;
-use crate::{output, wiring};
+use crate::output;
+use ohf_server::{Resolved, hostfactory};
 
 /// Writes the one JSON document of the answer to stdout in a single buffered write.
 fn answer(doc: &Value, ok: bool) -> ExitCode {
@@ -25,7 +25,7 @@ fn answer(doc: &Value, ok: bool) -> ExitCode {
 }
 
 fn fail(message: impl Into<String>) -> ExitCode {
-    answer(&json!({"message": message.into()}), false)
+    answer(&hostfactory::failure(message), false)
 }
 
 fn read_input(args: &HfArgs) -> Result<String, String> {
@@ -53,7 +53,8 @@ pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
         // The daemon holds the state; a local config only says where to log, when there is one.
         let _log = Resolved::load(&overrides(global)).ok().map(|s| output::log_to_dir(&s, global.verbose));
         let span = tracing::info_span!("hf", server = %options.server, operation = op.name());
-        return remote(&options, op, &input).instrument(span).await;
+        let (doc, ok) = hostfactory::run_remote(&options, op, &input).instrument(span).await;
+        return answer(&doc, ok);
     }
     let settings = match Resolved::load(&overrides(global)) {
         Ok(s) => s,
@@ -62,55 +63,6 @@ pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
     let _log = output::log_to_dir(&settings, global.verbose);
     let provider = std::env::var("HF_PROVIDER_NAME").or_else(|_| std::env::var("PROVIDER_NAME")).unwrap_or_default();
     let span = tracing::info_span!("hf", provider = %provider, operation = op.name());
-    execute(&settings, op, &input).instrument(span).await
-}
-
-/// Runs the operation on the daemon named by `OHF_SERVER` (or `--server`): the same document,
-/// produced there.
-async fn remote(options: &crate::client::ClientOptions, op: Operation, input: &Value) -> ExitCode {
-    let client = match crate::client::Remote::new(options) {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{e:#}")),
-    };
-    match client.host_factory(op.name(), input).await {
-        Ok((doc, ok)) => {
-            tracing::info!(ok, "done on the daemon");
-            answer(&doc, ok)
-        }
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "the daemon did not answer");
-            fail(format!("{e:#}"))
-        }
-    }
-}
-
-async fn execute(settings: &Resolved, op: Operation, input: &Value) -> ExitCode {
-    tracing::debug!(
-        confdir = %settings.confdir.display(),
-        workdir = %settings.workdir.display(),
-        config = ?settings.config_file,
-        "starting"
-    );
-    let started = std::time::Instant::now();
-    let runtime = match wiring::build(settings).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "cannot start");
-            return fail(format!("{e:#}"));
-        }
-    };
-    let options = ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll };
-    let outcome = ohf_hostfactory::run(&runtime.app, op, input, options).await;
-    runtime.app.flush_figures().await;
-    let millis = started.elapsed().as_millis() as u64;
-    match outcome {
-        Ok(doc) => {
-            tracing::info!(millis, "done");
-            answer(&doc, true)
-        }
-        Err(e) => {
-            tracing::warn!(millis, error = %e, "refused");
-            answer(&e.to_json(), false)
-        }
-    }
+    let (doc, ok) = hostfactory::run_local(&settings, op, &input).instrument(span).await;
+    answer(&doc, ok)
 }

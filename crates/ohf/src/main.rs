@@ -1,16 +1,12 @@
-//! The `ohf` binary: loads settings, sets up logging, builds the application, runs one
-//! command.
+//! The `ohf` binary: parses the command line, sets up logging and runs one command through
+//! the server library (`ohf-server`), rendering its answer.
 
-mod catalog;
 mod cli;
-mod client;
 mod commands;
 mod hf;
 mod output;
 mod quickstart;
 mod serve;
-mod settings;
-mod wiring;
 
 use std::process::ExitCode;
 

@@ -4,13 +4,13 @@ use std::fs::OpenOptions;
 use std::sync::Mutex;
 
 use comfy_table::{Table, presets};
+use ohf_api::ApiError;
 use ohf_app::AppError;
-use ohf_app::api::ApiError;
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Output;
-use crate::settings::Resolved;
+use ohf_server::Resolved;
 
 /// `OHF_LOG` (a tracing filter), else Host Factory's `HF_LOG_LEVEL` (DEBUG, INFO, WARN,
 /// ERROR), else `default`.

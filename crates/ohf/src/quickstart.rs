@@ -6,10 +6,10 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::cli::{Global, Output, QuickstartArgs};
-use crate::commands::{Backend, watch};
+use crate::commands::watch;
 use crate::output::{machines_table, print_json, templates_table};
-use crate::settings::{Overrides, Resolved};
-use crate::wiring;
+use ohf_server::Backend;
+use ohf_server::{Overrides, Resolved};
 
 const CONFIG: &str = r#"# ohf configuration written by `ohf quickstart`.
 [request]
@@ -47,7 +47,7 @@ pub async fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
         logdir: Some(dir.join("log")),
         database_url: None,
     })?;
-    let backend = Backend::Local { rt: Box::new(wiring::build(&settings).await?), advance: true };
+    let backend = Backend::local(&Resolved { advance_on_poll: true, ..settings }).await?;
     let table = global.output == Output::Table;
     let say = |s: String| {
         if table {

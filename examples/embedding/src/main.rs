@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ohf_app::memory::{MemoryStore, StaticCatalog};
+use ohf_app::queries::GetRequestStatus;
 use ohf_app::{App, AppSettings, EventBus, MachineRef, RequestMachines, RequestReturn, SystemClock, UuidIds};
 use ohf_cloud_sim::{SimCloud, SimConfig};
 use ohf_domain::{ProviderName, RequestState, Template};
@@ -38,16 +39,14 @@ async fn run() -> Result<(), String> {
         clock.clone(),
     );
     let bus = EventBus::default();
-    let app = App::new(
-        Arc::new(MemoryStore::new()),
-        Arc::new(StaticCatalog(template)),
-        vec![Arc::new(sim)],
-        clock,
-        Arc::new(UuidIds),
-        bus.clone(),
-        AppSettings::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let app = App::builder(Arc::new(MemoryStore::new()), Arc::new(StaticCatalog(template)))
+        .provider(Arc::new(sim))
+        .clock(clock)
+        .ids(Arc::new(UuidIds))
+        .bus(bus.clone())
+        .settings(AppSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?;
 
     // A subscriber: every event of every request, after it is stored.
     let mut events = bus.subscribe();
@@ -62,14 +61,15 @@ async fn run() -> Result<(), String> {
 
     // A command: two machines of "web".
     let ask = RequestMachines { template_id: "web".into(), count: 2, ..Default::default() };
-    let request = app.request_machines(ask).await.map_err(|e| e.to_string())?;
+    let request = app.execute(ask).await.map_err(|e| e.to_string())?;
     println!("requested {} ({})", request.id(), request.state());
 
     // The lifecycle: what a daemon's worker does in the background, one step here.
     app.reconcile(None).await;
 
     // A query: the request's status with its machines.
-    let status = app.request_status(&[request.id().to_string()]).await.map_err(|e| e.to_string())?;
+    let status =
+        app.ask(GetRequestStatus { request_ids: vec![request.id().to_string()] }).await.map_err(|e| e.to_string())?;
     let Some(done) = status.into_iter().next().and_then(|(_, r)| r) else {
         return Err("the request is not stored".into());
     };
@@ -80,9 +80,10 @@ async fn run() -> Result<(), String> {
 
     // Another command: give the machines back.
     let machines = done.machines().iter().map(|m| MachineRef { id: Some(m.id().to_string()), name: None }).collect();
-    let back = app.request_return(RequestReturn { machines, ..Default::default() }).await.map_err(|e| e.to_string())?;
+    let back = app.execute(RequestReturn { machines, ..Default::default() }).await.map_err(|e| e.to_string())?;
     app.reconcile(None).await;
-    let back = app.request_status(&[back.id().to_string()]).await.map_err(|e| e.to_string())?;
+    let back =
+        app.ask(GetRequestStatus { request_ids: vec![back.id().to_string()] }).await.map_err(|e| e.to_string())?;
     let state = back.first().and_then(|(_, r)| r.as_ref()).map(|r| r.state());
     println!("returned: {state:?}");
     if state != Some(RequestState::Completed) {

@@ -59,16 +59,14 @@ fn app_on(bus: EventBus, store: Arc<MemoryStore>) -> App {
             })
             .unwrap_or_default())
     });
-    App::new(
-        store,
-        Arc::new(StaticCatalog(vec![template(100)])),
-        vec![Arc::new(cloud)],
-        Arc::new(ManualClock::new(T0)),
-        Arc::new(SequentialIds::default()),
-        bus,
-        AppSettings::default(),
-    )
-    .unwrap()
+    App::builder(store, Arc::new(StaticCatalog(vec![template(100)])))
+        .provider(Arc::new(cloud))
+        .clock(Arc::new(ManualClock::new(T0)))
+        .ids(Arc::new(SequentialIds::default()))
+        .bus(bus)
+        .settings(AppSettings::default())
+        .build()
+        .unwrap()
 }
 
 fn ask() -> RequestMachines {
@@ -86,7 +84,7 @@ async fn a_hanging_or_failing_subscriber_never_holds_up_or_undoes_a_command() {
     let store = Arc::new(MemoryStore::new());
     let app = app_on(bus.clone(), store.clone());
     let mut live = bus.subscribe();
-    let r = tokio::time::timeout(Duration::from_secs(2), app.request_machines(ask()))
+    let r = tokio::time::timeout(Duration::from_secs(2), app.execute(ask()))
         .await
         .expect("the command does not wait for its subscribers")
         .unwrap();

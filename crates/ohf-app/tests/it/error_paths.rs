@@ -40,16 +40,14 @@ pub(crate) fn cloud() -> MockCloud {
 }
 
 fn app(store: Arc<MemoryStore>, cloud: MockCloud, clock: Arc<ManualClock>) -> App {
-    App::new(
-        store,
-        Arc::new(StaticCatalog(vec![template(100)])),
-        vec![Arc::new(cloud) as Arc<dyn CloudProvider>],
-        clock,
-        Arc::new(SequentialIds::default()),
-        EventBus::default(),
-        AppSettings::default(),
-    )
-    .unwrap()
+    App::builder(store, Arc::new(StaticCatalog(vec![template(100)])))
+        .provider(Arc::new(cloud) as Arc<dyn CloudProvider>)
+        .clock(clock)
+        .ids(Arc::new(SequentialIds::default()))
+        .bus(EventBus::default())
+        .settings(AppSettings::default())
+        .build()
+        .unwrap()
 }
 
 fn ask(count: i64) -> RequestMachines {
@@ -77,7 +75,7 @@ async fn a_commit_refused_after_a_launch_loses_no_machine_and_launches_nothing_t
         Ok(q.request_ids.first().map(|r| machines(r.as_str(), MachineStatus::Running)).unwrap_or_default())
     });
     let app = app(store.clone(), c, clock.clone());
-    let r = app.request_machines(ask(2)).await.unwrap();
+    let r = app.execute(ask(2)).await.unwrap();
     let stored = store.get(r.id()).await.unwrap().unwrap();
     assert!(stored.machines().is_empty(), "the launch's outcome was not stored");
     store.set_contended(false);
@@ -107,7 +105,7 @@ async fn describes_that_time_out_after_a_launch_neither_lose_nor_repeat_it() {
         Ok(q.request_ids.first().map(|r| machines(r.as_str(), MachineStatus::Running)).unwrap_or_default())
     });
     let app = app(store.clone(), c, clock.clone());
-    let r = app.request_machines(ask(2)).await.unwrap();
+    let r = app.execute(ask(2)).await.unwrap();
     for _ in 0..5 {
         clock.advance_secs(30);
         let report = app.reconcile(None).await;

@@ -1,10 +1,6 @@
 //! The AWS adapter against a LocalStack-compatible emulator (moto's server, started by
 //! `cargo xtask test`, or any endpoint in `OHF_TEST_AWS_ENDPOINT`).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use ohf_app::contract::cloud_contract;
 use ohf_app::{CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, OwnedMachine, Ownership};
 use ohf_cloud_aws::{AwsConfig, AwsProvider, Secret};
 use ohf_domain::{ClientToken, MachineStatus, ProviderName, RequestId, Tags, Template};
@@ -80,15 +76,20 @@ fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
     }
 }
 
-#[tokio::test]
-async fn the_aws_adapter_passes_the_cloud_contract() {
-    let image = image().await;
-    cloud_contract(
+mod contract {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ohf_app::CloudProvider;
+    use serde_json::json;
+
+    use super::{image, provider, template};
+
+    ohf_app::cloud_contract_tests!(
         || async { Arc::new(provider().await) as Arc<dyn CloudProvider> },
-        template(&image, json!({})),
-        Duration::from_secs(30),
-    )
-    .await;
+        template(&image().await, json!({})),
+        Duration::from_secs(30)
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ohf_app::access::{ApiOptions, ApiToken, Gate, RateLimit};
+use ohf_api::access::{ApiOptions, ApiToken, Gate, RateLimit};
 use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
 use ohf_app::{App, AppSettings, Clock, EventBus, SystemClock};
 use ohf_cloud_sim::{SimCloud, SimConfig};
@@ -42,16 +42,14 @@ async fn daemon(options: ApiOptions, clock: Arc<dyn Clock>, launch_latency_ms: u
         Arc::new(SystemClock),
     );
     let app = Arc::new(
-        App::new(
-            store.clone(),
-            Arc::new(StaticCatalog(templates())),
-            vec![Arc::new(sim)],
-            Arc::new(SystemClock),
-            Arc::new(SequentialIds::default()),
-            EventBus::default(),
-            AppSettings::default(),
-        )
-        .unwrap(),
+        App::builder(store.clone(), Arc::new(StaticCatalog(templates())))
+            .provider(Arc::new(sim))
+            .clock(Arc::new(SystemClock))
+            .ids(Arc::new(SequentialIds::default()))
+            .bus(EventBus::default())
+            .settings(AppSettings::default())
+            .build()
+            .unwrap(),
     );
     let worker = app.clone();
     tokio::spawn(async move {

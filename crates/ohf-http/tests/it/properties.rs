@@ -42,7 +42,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 fn method() -> impl Strategy<Value = String> {
     let known: Vec<String> =
-        ohf_http::METHODS.iter().chain(ohf_app::STRATEGY_METHODS.iter()).map(|m| (*m).to_owned()).collect();
+        ohf_api::METHODS.iter().chain(ohf_api::PROVIDER_METHODS.iter()).map(|m| (*m).to_owned()).collect();
     prop_oneof![proptest::sample::select(known), ".{0,12}"]
 }
 

@@ -31,16 +31,14 @@ pub(crate) fn api(settings: AppSettings) -> Api {
         SimConfig { launch_latency_ms: 0, shutdown_latency_ms: 0, ..SimConfig::default() },
         Arc::new(SystemClock),
     );
-    let app = App::new(
-        store.clone(),
-        Arc::new(StaticCatalog(templates)),
-        vec![Arc::new(sim)],
-        Arc::new(SystemClock),
-        Arc::new(SequentialIds::default()),
-        EventBus::default(),
-        settings,
-    )
-    .unwrap();
+    let app = App::builder(store.clone(), Arc::new(StaticCatalog(templates)))
+        .provider(Arc::new(sim))
+        .clock(Arc::new(SystemClock))
+        .ids(Arc::new(SequentialIds::default()))
+        .bus(EventBus::default())
+        .settings(settings)
+        .build()
+        .unwrap();
     Api { app: Arc::new(app), store }
 }
 
@@ -211,7 +209,7 @@ async fn call_as(
     (status, retry, serde_json::from_slice(&bytes).unwrap())
 }
 
-fn tokens() -> Vec<ohf_http::ApiToken> {
+fn tokens() -> Vec<ohf_api::access::ApiToken> {
     serde_json::from_value(json!([
         {"name": "dashboard", "token": "read-token", "role": "reader"},
         {"name": "scheduler", "token": "ops-token", "role": "operator"}
@@ -222,7 +220,7 @@ fn tokens() -> Vec<ohf_http::ApiToken> {
 #[tokio::test]
 async fn tokens_and_roles_decide_who_may_call_what() {
     let api = api(AppSettings::default());
-    let options = ohf_http::ApiOptions { tokens: tokens(), ..Default::default() };
+    let options = ohf_api::access::ApiOptions { tokens: tokens(), ..Default::default() };
     let router = ohf_http::router_with(api.app.clone(), options, Arc::new(SystemClock));
     let create = json!({"templateId": "standard-compute", "machineCount": 1});
     let (s, _, v) = call_as(&router, None, "listRequests", json!({})).await;
@@ -243,9 +241,9 @@ async fn tokens_and_roles_decide_who_may_call_what() {
 async fn a_client_over_its_rate_answers_429_and_succeeds_after_the_wait() {
     let api = api(AppSettings::default());
     let clock = Arc::new(ohf_app::memory::ManualClock::new(ohf_domain::testing::T0));
-    let options = ohf_http::ApiOptions {
+    let options = ohf_api::access::ApiOptions {
         tokens: tokens(),
-        rate_limit: Some(ohf_http::RateLimit { per_sec: 0.5, burst: 3.0 }),
+        rate_limit: Some(ohf_api::access::RateLimit { per_sec: 0.5, burst: 3.0 }),
         ..Default::default()
     };
     let router = ohf_http::router_with(api.app.clone(), options, clock.clone());

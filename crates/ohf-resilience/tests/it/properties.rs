@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ohf_domain::testing::T0;
-use ohf_resilience::breaker::{Admission, Breaker, CircuitState};
+use ohf_resilience::breaker::{Admission, Breaker, BreakerRules, CircuitState};
 use ohf_resilience::config::BreakerPolicy;
 use proptest::prelude::*;
 

@@ -1,25 +1,31 @@
-use std::sync::Arc;
-
 use ohf_app::RequestStore;
-use ohf_app::contract::store_contract;
-use ohf_app::memory::MemoryStore;
-use ohf_store_sql::{PostgresStore, SqliteStore};
+use ohf_store_sql::SqliteStore;
 
-#[tokio::test]
-async fn memory_store_passes_the_store_contract() {
-    store_contract(|| async { Arc::new(MemoryStore::new()) as Arc<dyn RequestStore> }).await;
+mod memory {
+    use std::sync::Arc;
+
+    use ohf_app::RequestStore;
+    use ohf_app::memory::MemoryStore;
+
+    ohf_app::store_contract_tests!(|| async { Arc::new(MemoryStore::new()) as Arc<dyn RequestStore> });
 }
 
-#[tokio::test]
-async fn sqlite_store_passes_the_store_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let n = std::sync::atomic::AtomicU32::new(0);
-    let dir_path = dir.path().to_path_buf();
-    store_contract(|| {
-        let path = dir_path.join(format!("state-{}.db", n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
-        async move { Arc::new(SqliteStore::open(&path).await.expect("open")) as Arc<dyn RequestStore> }
-    })
-    .await;
+mod sqlite {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use ohf_app::RequestStore;
+    use ohf_store_sql::SqliteStore;
+
+    ohf_app::store_contract_tests!({
+        // The directory lives as long as the closure, so as long as the test.
+        let dir = tempfile::tempdir().unwrap();
+        let n = AtomicU32::new(0);
+        move || {
+            let path = dir.path().join(format!("state-{}.db", n.fetch_add(1, Ordering::SeqCst)));
+            async move { Arc::new(SqliteStore::open(&path).await.expect("open")) as Arc<dyn RequestStore> }
+        }
+    });
 }
 
 #[tokio::test]
@@ -41,27 +47,46 @@ pub fn postgres_url() -> String {
     std::env::var("OHF_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-async fn drop_schemas(schemas: &[String]) {
-    let pool = sqlx::PgPool::connect(&postgres_url()).await.expect("postgres");
-    for s in schemas {
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {s} CASCADE")).execute(&pool).await.expect("drop schema");
+/// The schemas a test made, dropped when the test's store maker goes.
+struct Schemas(std::sync::Mutex<Vec<String>>);
+
+impl Drop for Schemas {
+    fn drop(&mut self) {
+        let list = std::mem::take(&mut *self.0.lock().unwrap());
+        // A runtime of its own: the test's is shutting down around this.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&postgres_url()).await {
+                    for s in list {
+                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {s} CASCADE")).execute(&pool).await;
+                    }
+                }
+            });
+        })
+        .join();
     }
 }
 
-#[tokio::test]
-async fn postgres_store_passes_the_store_contract() {
-    let schemas = std::sync::Mutex::new(Vec::new());
-    store_contract(|| {
-        let schema = format!("ohf_test_{}", uuid::Uuid::new_v4().simple());
-        schemas.lock().unwrap().push(schema.clone());
-        async move {
-            let store = PostgresStore::open(&postgres_url(), Some(&schema), 4).await.unwrap_or_else(|e| {
-                panic!("postgres at {} ({e}); run `cargo xtask test`, which starts one", postgres_url())
-            });
-            Arc::new(store) as Arc<dyn RequestStore>
+mod postgres {
+    use std::sync::Arc;
+
+    use ohf_app::RequestStore;
+    use ohf_store_sql::PostgresStore;
+
+    use super::{Schemas, postgres_url};
+
+    ohf_app::store_contract_tests!({
+        let schemas = Schemas(std::sync::Mutex::new(Vec::new()));
+        move || {
+            let schema = format!("ohf_test_{}", uuid::Uuid::new_v4().simple());
+            schemas.0.lock().unwrap().push(schema.clone());
+            async move {
+                let store = PostgresStore::open(&postgres_url(), Some(&schema), 4).await.unwrap_or_else(|e| {
+                    panic!("postgres at {} ({e}); run `cargo xtask test`, which starts one", postgres_url())
+                });
+                Arc::new(store) as Arc<dyn RequestStore>
+            }
         }
-    })
-    .await;
-    let list = schemas.lock().unwrap().clone();
-    drop_schemas(&list).await;
+    });
 }

@@ -348,16 +348,14 @@ mod app_level {
         let template = Template::from_json(&doc).unwrap();
         let settings =
             AppSettings { cluster: format!("test-{}", uuid::Uuid::new_v4().simple()), ..AppSettings::default() };
-        App::new(
-            store,
-            Arc::new(StaticCatalog(vec![template])),
-            vec![provider],
-            Arc::new(SystemClock),
-            Arc::new(UuidIds),
-            EventBus::default(),
-            settings,
-        )
-        .unwrap()
+        App::builder(store, Arc::new(StaticCatalog(vec![template])))
+            .provider(provider)
+            .clock(Arc::new(SystemClock))
+            .ids(Arc::new(UuidIds))
+            .bus(EventBus::default())
+            .settings(settings)
+            .build()
+            .unwrap()
     }
 
     fn ask(count: i64) -> RequestMachines {
@@ -369,7 +367,7 @@ mod app_level {
         let store = Arc::new(MemoryStore::new());
         let lossy = Arc::new(Faulty { inner: aws().await, lose_launch_answers: true, hide_capacity: false });
         let app = app(lossy, store.clone()).await;
-        let r = app.request_machines(ask(3)).await.unwrap();
+        let r = app.execute(ask(3)).await.unwrap();
         assert!(r.machines().is_empty(), "the launch answer was lost");
         app.reconcile(None).await;
         let done = store.get(r.id()).await.unwrap().unwrap();
@@ -391,10 +389,10 @@ mod app_level {
         let store = Arc::new(MemoryStore::new());
         let fields = json!({"vmTypes": {"t3.micro": 1}, "providerApi": "ASG"});
         let app = app_with(aws().await, store.clone(), fields).await;
-        let r = app.request_machines(ask(2)).await.unwrap();
+        let r = app.execute(ask(2)).await.unwrap();
         assert!(r.machines().is_empty(), "the group was placed; its machines come later");
         assert_eq!(super::placements(r.id().as_str()).await.len(), 1);
-        app.cancel(r.id().as_str()).await.unwrap();
+        app.execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string() }).await.unwrap();
         app.reconcile(None).await;
         let done = store.get(r.id()).await.unwrap().unwrap();
         assert_eq!(done.state(), RequestState::Cancelled);
@@ -420,7 +418,7 @@ mod app_level {
         let store = Arc::new(MemoryStore::new());
         let app = app(provider.clone(), store.clone()).await;
         for _ in 0..20 {
-            app.request_machines(ask(10)).await.unwrap();
+            app.execute(ask(10)).await.unwrap();
         }
         let before = provider.calls();
         let report = app.reconcile(None).await;

@@ -316,7 +316,7 @@ fn tokens_never_reach_the_log() {
     let env = HfEnv::new(&config(""));
     let log_path = env.path("log/daemon.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let daemon = Daemon::start_with(&env, &["-vv"], log);
+    let daemon = Daemon::spawn_with(&env, &["-vv"], log);
     let url = daemon.url();
     for token in [OPERATOR, READER, "a-wrong-token-0123456789"] {
         env.ohf().args(["--server", &url, "--token", token, "request", "list"]).output().unwrap();

@@ -338,19 +338,17 @@ async fn claims_are_judged_by_the_databases_clock() {
     let sim = Arc::new(SimCloud::in_memory(ProviderName::new("sim-1").unwrap(), slow, behind.clone()));
     let settings = AppSettings { answer_within: Duration::from_millis(100), ..AppSettings::default() };
     let app = Arc::new(
-        App::new(
-            store.clone(),
-            Arc::new(StaticCatalog(crate::support::templates())),
-            vec![sim as Arc<dyn CloudProvider>],
-            behind.clone(),
-            Arc::new(SequentialIds::default()),
-            EventBus::default(),
-            settings,
-        )
-        .unwrap(),
+        App::builder(store.clone(), Arc::new(StaticCatalog(crate::support::templates())))
+            .provider(sim as Arc<dyn CloudProvider>)
+            .clock(behind.clone())
+            .ids(Arc::new(SequentialIds::default()))
+            .bus(EventBus::default())
+            .settings(settings)
+            .build()
+            .unwrap(),
     );
     let ask = RequestMachines { template_id: "OnDemand-Minimal".into(), count: 1, ..Default::default() };
-    let r = app.request_machines(ask).await.unwrap();
+    let r = app.execute(ask).await.unwrap();
     let config = WorkerConfig {
         id: "behind".into(),
         interval: Duration::from_secs(60),

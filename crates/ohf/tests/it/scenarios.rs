@@ -43,13 +43,13 @@ async fn sim_machines(h: &crate::support::Harness, id: &RequestId) -> Vec<ohf_do
 async fn a_request_completes_and_its_events_form_the_audit_trail() {
     let h = harness(SimConfig::default(), AppSettings::default());
     let mut live = h.app.bus().subscribe();
-    let r = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap();
+    let r = h.app.execute(ask("OnDemand-Minimal", 3)).await.unwrap();
     assert_eq!(r.state(), RequestState::InProgress, "the first launch is made at once");
     cycle(&h, 3).await;
     let done = get(&h, r.id()).await;
     assert_eq!(done.state(), RequestState::Completed);
     assert_eq!(done.machines().len(), 3);
-    let history = h.app.history(r.id().as_str()).await.unwrap();
+    let history = h.app.ask(ohf_app::queries::GetRequestHistory { request_id: r.id().to_string() }).await.unwrap();
     assert_eq!(Request::replay(&history).unwrap().state(), RequestState::Completed);
     let mut published = 0;
     while live.try_recv().is_ok() {
@@ -62,7 +62,7 @@ async fn a_request_completes_and_its_events_form_the_audit_trail() {
 async fn validation_refuses_before_anything_is_stored() {
     let settings = AppSettings { account_limit: Some(12), ..AppSettings::default() };
     let h = harness(SimConfig::default(), settings);
-    h.app.request_machines(ask("Spot-Compute", 5)).await.unwrap();
+    h.app.execute(ask("Spot-Compute", 5)).await.unwrap();
     let refused = [
         (ask("Missing", 1), ErrorCode::TemplateNotFound),
         (ask("OnDemand-Minimal", 0), ErrorCode::ValidationError),
@@ -80,14 +80,14 @@ async fn validation_refuses_before_anything_is_stored() {
     ];
     for (cmd, expected) in refused {
         let shown = format!("{cmd:?}");
-        let err = h.app.request_machines(cmd).await.unwrap_err();
+        let err = h.app.execute(cmd).await.unwrap_err();
         assert_eq!(code(err), expected, "{shown}");
     }
-    let all = h.app.list_requests(&RequestFilter::default()).await.unwrap();
+    let all = h.app.ask(ohf_app::queries::ListRequests { filter: RequestFilter::default() }).await.unwrap();
     assert_eq!(all.len(), 1, "only the first request is stored");
-    let over = h.app.request_machines(ask("OnDemand-Minimal", 11)).await.unwrap_err();
+    let over = h.app.execute(ask("OnDemand-Minimal", 11)).await.unwrap_err();
     assert_eq!(over.details()["availableCapacity"], 10);
-    let q = h.app.request_machines(ask("Spot-Compute", 8)).await.unwrap_err();
+    let q = h.app.execute(ask("Spot-Compute", 8)).await.unwrap_err();
     assert_eq!(q.details()["currentUsage"], 5);
     assert_eq!(q.details()["requestedAdditional"], 8);
     assert_eq!(q.details()["accountLimit"], 12);
@@ -101,12 +101,12 @@ async fn template_capacity_and_cloud_capacity_carry_figures() {
         ..SimConfig::default()
     };
     let h = harness(sim, AppSettings::default());
-    h.app.request_machines(ask("OnDemand-Minimal", 8)).await.unwrap();
-    let err = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap_err();
+    h.app.execute(ask("OnDemand-Minimal", 8)).await.unwrap();
+    let err = h.app.execute(ask("OnDemand-Minimal", 3)).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::InsufficientCapacity);
     assert_eq!(err.details()["availableCapacity"], 2);
     assert_eq!(err.details()["templateId"], "OnDemand-Minimal");
-    let err = h.app.request_machines(ask("Spot-Compute", 5)).await.unwrap_err();
+    let err = h.app.execute(ask("Spot-Compute", 5)).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::InsufficientCapacity);
     assert_eq!(err.details()["instanceType"], "c5.xlarge");
     assert_eq!(err.details()["region"], "sim-east-1");
@@ -117,19 +117,19 @@ async fn template_capacity_and_cloud_capacity_carry_figures() {
 async fn a_client_request_id_makes_creation_idempotent() {
     let h = harness(SimConfig::default(), AppSettings::default());
     let with_id = || RequestMachines { request_id: Some("custom-req-12345".into()), ..ask("OnDemand-Minimal", 2) };
-    let a = h.app.request_machines(with_id()).await.unwrap();
-    let b = h.app.request_machines(with_id()).await.unwrap();
+    let a = h.app.execute(with_id()).await.unwrap();
+    let b = h.app.execute(with_id()).await.unwrap();
     assert_eq!(a.id(), b.id());
     assert_eq!(a.id().as_str(), "custom-req-12345");
     assert_eq!(sim_machines(&h, a.id()).await.len(), 2, "launched once");
     let other = RequestMachines { request_id: Some("custom-req-12345".into()), ..ask("OnDemand-Minimal", 3) };
-    assert_eq!(h.app.request_machines(other).await.unwrap_err().code(), ErrorCode::DuplicateRequest);
+    assert_eq!(h.app.execute(other).await.unwrap_err().code(), ErrorCode::DuplicateRequest);
 }
 
 #[tokio::test]
 async fn machines_that_never_come_up_time_out_and_are_terminated() {
     let h = harness(SimConfig { stuck_rate: 1.0, ..SimConfig::default() }, AppSettings::default());
-    let r = h.app.request_machines(RequestMachines { timeout: Some(120), ..ask("OnDemand-Minimal", 2) }).await.unwrap();
+    let r = h.app.execute(RequestMachines { timeout: Some(120), ..ask("OnDemand-Minimal", 2) }).await.unwrap();
     cycle(&h, 60).await;
     assert_eq!(get(&h, r.id()).await.state(), RequestState::InProgress);
     cycle(&h, 61).await;
@@ -147,13 +147,23 @@ async fn machines_that_never_come_up_time_out_and_are_terminated() {
 #[tokio::test]
 async fn cancelling_terminates_what_was_launched() {
     let h = harness(SimConfig::default(), AppSettings::default());
-    let r = h.app.request_machines(ask("OnDemand-Minimal", 2)).await.unwrap();
-    let c = h.app.cancel(r.id().as_str()).await.unwrap();
+    let r = h.app.execute(ask("OnDemand-Minimal", 2)).await.unwrap();
+    let c = h.app.execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string() }).await.unwrap();
     assert_eq!(c.state(), RequestState::Cancelled);
     cycle(&h, 5).await;
     assert!(sim_machines(&h, r.id()).await.iter().all(|m| m.status == MachineStatus::Terminated));
-    assert_eq!(h.app.cancel(r.id().as_str()).await.unwrap_err().code(), ErrorCode::IllegalTransition);
-    assert_eq!(h.app.cancel("req-none").await.unwrap_err().code(), ErrorCode::RequestNotFound);
+    assert_eq!(
+        h.app.execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string() }).await.unwrap_err().code(),
+        ErrorCode::IllegalTransition
+    );
+    assert_eq!(
+        h.app
+            .execute(ohf_app::commands::CancelRequest { request_id: "req-none".to_string() })
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::RequestNotFound
+    );
 }
 
 #[tokio::test]
@@ -173,7 +183,7 @@ async fn partial_capacity_ends_in_partial_success_or_cleanup() {
         let h = harness_with(sim, settings, |p| {
             std::sync::Arc::new(Faulty { inner: p, lose_launch_answers: false, hide_capacity: true })
         });
-        let r = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap();
+        let r = h.app.execute(ask("OnDemand-Minimal", 3)).await.unwrap();
         for _ in 0..6 {
             cycle(&h, 60).await;
         }
@@ -192,7 +202,7 @@ async fn a_launch_whose_answer_was_lost_is_adopted_not_repeated() {
     let h = harness_with(SimConfig::default(), AppSettings::default(), |p| {
         std::sync::Arc::new(Faulty { inner: p, lose_launch_answers: true, hide_capacity: false })
     });
-    let r = h.app.request_machines(ask("OnDemand-Minimal", 3)).await.unwrap();
+    let r = h.app.execute(ask("OnDemand-Minimal", 3)).await.unwrap();
     assert!(r.machines().is_empty(), "the answer never arrived");
     for _ in 0..4 {
         cycle(&h, 10).await;
@@ -213,7 +223,7 @@ async fn throttling_and_internal_errors_are_ridden_out() {
     let h = harness(sim, settings);
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(h.app.request_machines(ask("Spot-Compute", 3)).await.unwrap().id().clone());
+        ids.push(h.app.execute(ask("Spot-Compute", 3)).await.unwrap().id().clone());
     }
     for _ in 0..40 {
         cycle(&h, 30).await;
@@ -228,7 +238,7 @@ async fn throttling_and_internal_errors_are_ridden_out() {
 #[tokio::test]
 async fn returns_terminate_and_name_only_returns_resolve() {
     let h = harness(SimConfig::default(), AppSettings::default());
-    let r = h.app.request_machines(ask("OnDemand-Minimal", 2)).await.unwrap();
+    let r = h.app.execute(ask("OnDemand-Minimal", 2)).await.unwrap();
     cycle(&h, 3).await;
     let up = get(&h, r.id()).await;
     let refs = vec![
@@ -236,7 +246,7 @@ async fn returns_terminate_and_name_only_returns_resolve() {
         MachineRef { id: Some(up.machines()[1].id().to_string()), name: None },
         MachineRef { id: None, name: Some("ip-10-99-99-99.ec2.internal".into()) },
     ];
-    let ret = h.app.request_return(RequestReturn { machines: refs, ..Default::default() }).await.unwrap();
+    let ret = h.app.execute(RequestReturn { machines: refs, ..Default::default() }).await.unwrap();
     cycle(&h, 3).await;
     let done = get(&h, ret.id()).await;
     assert_eq!(done.state(), RequestState::Failed, "one machine was unknown");
@@ -245,22 +255,22 @@ async fn returns_terminate_and_name_only_returns_resolve() {
     assert!(sim_machines(&h, r.id()).await.iter().all(|m| m.status == MachineStatus::Terminated));
     let holder = get(&h, r.id()).await;
     assert!(holder.machines().iter().all(|m| m.returned_by() == Some(ret.id())));
-    assert_eq!(h.app.available_templates().await.unwrap()[0].available, Some(10));
+    assert_eq!(h.app.ask(ohf_app::queries::GetAvailableTemplates).await.unwrap()[0].available, Some(10));
 }
 
 #[tokio::test]
 async fn return_notices_name_interrupted_and_vanished_machines() {
     let h = harness(SimConfig::default(), AppSettings::default());
-    let r = h.app.request_machines(ask("Spot-Compute", 3)).await.unwrap();
+    let r = h.app.execute(ask("Spot-Compute", 3)).await.unwrap();
     cycle(&h, 3).await;
     let up = get(&h, r.id()).await;
-    assert!(h.app.return_notices(&[]).await.unwrap().is_empty());
+    assert!(h.app.ask(ohf_app::queries::GetReturnNotices { known: Vec::new() }).await.unwrap().is_empty());
     h.sim.interrupt(up.machines()[0].id(), 120).await.unwrap();
     let owner = h.app.ownership().await.unwrap();
     let machine = ohf_app::OwnedMachine { id: up.machines()[1].id().clone(), request_id: r.id().clone() };
     assert!(h.sim.terminate(&[machine], &owner).await.unwrap().is_empty());
     h.clock.advance_secs(20);
-    let notices = h.app.return_notices(&[]).await.unwrap();
+    let notices = h.app.ask(ohf_app::queries::GetReturnNotices { known: Vec::new() }).await.unwrap();
     assert_eq!(notices.len(), 2);
     let interrupted = notices.iter().find(|n| &n.machine_id == up.machines()[0].id()).unwrap();
     assert_eq!(interrupted.grace_period, 100);
@@ -275,11 +285,10 @@ async fn the_sweep_terminates_only_this_installations_unaccounted_machines() {
     let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
     let installation = h.app.ownership().await.unwrap().installation;
     let stray = |request: &str, cluster: &str| stray_of(request, cluster, &installation);
-    let done = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
+    let done = h.app.execute(ask("OnDemand-Minimal", 1)).await.unwrap();
     cycle(&h, 1).await;
     assert_eq!(get(&h, done.id()).await.state(), RequestState::Completed);
-    let busy =
-        h.app.request_machines(RequestMachines { timeout: Some(3600), ..ask("OnDemand-Minimal", 1) }).await.unwrap();
+    let busy = h.app.execute(RequestMachines { timeout: Some(3600), ..ask("OnDemand-Minimal", 1) }).await.unwrap();
     assert_eq!(get(&h, busy.id()).await.state(), RequestState::InProgress);
     let ghost = h.sim.launch(&stray("req-ghost", "default")).await.unwrap().machines[0].id.clone();
     let leaked = h.sim.launch(&stray(done.id().as_str(), "default")).await.unwrap().machines[0].id.clone();
@@ -343,7 +352,7 @@ async fn a_return_of_machines_ohf_did_not_launch_touches_nothing() {
     let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
     // Someone else's instance in the same account: no ohf tags at all.
     let theirs = h.sim.launch(&stray_of("req-not-ours", "x", "y")).await.unwrap().machines[0].id.clone();
-    let mine = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
+    let mine = h.app.execute(ask("OnDemand-Minimal", 1)).await.unwrap();
     cycle(&h, 1).await;
     let held = get(&h, mine.id()).await.machines()[0].clone();
     let refs = vec![
@@ -351,7 +360,7 @@ async fn a_return_of_machines_ohf_did_not_launch_touches_nothing() {
         MachineRef { id: None, name: Some("ip-10-9-9-9.ec2.internal".into()) },
         MachineRef { id: Some(held.id().to_string()), name: None },
     ];
-    let ret = h.app.request_return(RequestReturn { machines: refs, ..Default::default() }).await.unwrap();
+    let ret = h.app.execute(RequestReturn { machines: refs, ..Default::default() }).await.unwrap();
     cycle(&h, 2).await;
     let ret = get(&h, ret.id()).await;
     let failed: Vec<_> = ret.machines().iter().filter(|m| m.failure().is_some()).collect();
@@ -371,7 +380,7 @@ async fn a_machine_whose_tags_do_not_prove_ownership_is_refused_at_the_cloud() {
     use ohf_app::CloudProvider;
     let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
     let installation = h.app.ownership().await.unwrap().installation;
-    let r = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
+    let r = h.app.execute(ask("OnDemand-Minimal", 1)).await.unwrap();
     // A machine tagged for another request of this installation, which the request adopts
     // because describe finds it by id only after the store records it: planted directly.
     let other =
@@ -397,7 +406,7 @@ async fn a_sweep_from_a_store_that_knows_too_little_terminates_nothing() {
     for i in 0..5 {
         strays.push(h.sim.launch(&stray_of(&format!("req-lost-{i}"), "default", &installation)).await.unwrap());
     }
-    let kept = h.app.request_machines(ask("OnDemand-Minimal", 2)).await.unwrap();
+    let kept = h.app.execute(ask("OnDemand-Minimal", 2)).await.unwrap();
     cycle(&h, 1).await;
     h.clock.advance_secs(601);
     let report = h.app.sweep_orphans(&SweepOptions::default()).await;
@@ -418,11 +427,10 @@ async fn a_creation_answers_by_its_deadline_whatever_the_cloud_does_and_never_la
     let slow = SimConfig { api_latency_ms: 60_000, launch_latency_ms: 0, ..SimConfig::default() };
     let h = harness(slow, settings);
     let started = std::time::Instant::now();
-    let r =
-        tokio::time::timeout(std::time::Duration::from_secs(30), h.app.request_machines(ask("OnDemand-Minimal", 3)))
-            .await
-            .expect("the creation answers long before the cloud does")
-            .unwrap();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(30), h.app.execute(ask("OnDemand-Minimal", 3)))
+        .await
+        .expect("the creation answers long before the cloud does")
+        .unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     let stored = get(&h, r.id()).await;
     assert_eq!(stored.launch_attempts(), 1, "the launch is stored as started");
@@ -440,7 +448,7 @@ async fn a_long_cycle_keeps_its_claims() {
     let settings = AppSettings { answer_within: Duration::from_millis(100), ..AppSettings::default() };
     let h = harness(slow, settings);
     // The first launch is cut off at the answer deadline; the daemon's cycle makes it again.
-    let r = h.app.request_machines(ask("OnDemand-Minimal", 1)).await.unwrap();
+    let r = h.app.execute(ask("OnDemand-Minimal", 1)).await.unwrap();
     let store = h.store.clone();
     let clock = h.clock.clone();
     let app = Arc::new(h.app);

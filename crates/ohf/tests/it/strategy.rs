@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
-use ohf_app::{App, AppSettings, CloudProvider, DescribeQuery, EventBus, MachineRef, RequestMachines, RequestReturn};
+use ohf_app::{App, CloudProvider, DescribeQuery, MachineRef, RequestMachines, RequestReturn};
 use ohf_app::{RequestStore, SystemEvent};
 use ohf_cloud_sim::{SimCloud, SimConfig};
 use ohf_domain::testing::T0;
@@ -30,21 +30,17 @@ fn two() -> Two {
     };
     let (bad, good) = (sim("sim-bad", 1.0), sim("sim-good", 0.0));
     let store = Arc::new(MemoryStore::new());
-    let app = App::new(
-        store.clone(),
-        Arc::new(StaticCatalog(templates())),
-        vec![bad.clone() as Arc<dyn CloudProvider>, good.clone()],
-        clock.clone(),
-        Arc::new(SequentialIds::default()),
-        EventBus::default(),
-        AppSettings::default(),
-    )
-    .unwrap();
+    let app = App::builder(store.clone(), Arc::new(StaticCatalog(templates())))
+        .providers([bad.clone() as Arc<dyn CloudProvider>, good.clone()])
+        .clock(clock.clone())
+        .ids(Arc::new(SequentialIds::default()))
+        .build()
+        .unwrap();
     Two { app, clock, store, bad, good }
 }
 
 async fn call(app: &App, method: &str, doc: Value) -> Value {
-    app.provider_call(method, &doc).await.unwrap_or_else(|e| panic!("{method}: {e}"))
+    ohf_api::provider_method(app, method, &doc).await.unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
 #[tokio::test]
@@ -61,11 +57,7 @@ async fn a_failed_launch_moves_to_the_healthy_provider_and_three_failures_make_t
     for _ in 0..5 {
         let r = t
             .app
-            .request_machines(RequestMachines {
-                template_id: "OnDemand-Minimal".into(),
-                count: 2,
-                ..Default::default()
-            })
+            .execute(RequestMachines { template_id: "OnDemand-Minimal".into(), count: 2, ..Default::default() })
             .await
             .unwrap();
         ids.push(r.id().clone());
@@ -78,7 +70,7 @@ async fn a_failed_launch_moves_to_the_healthy_provider_and_three_failures_make_t
         let r = t.store.get(id).await.unwrap().unwrap();
         assert_eq!(r.state(), RequestState::Completed, "request {i}");
         assert!(r.machines().iter().all(|m| m.provider().as_str() == "sim-good"), "request {i}");
-        let history = t.app.history(id.as_str()).await.unwrap();
+        let history = t.app.ask(ohf_app::queries::GetRequestHistory { request_id: id.to_string() }).await.unwrap();
         let moved = history.iter().filter(|e| e.event.name() == "provider_changed").count();
         // The first three meet sim-bad; then it is unhealthy and no longer chosen.
         assert_eq!(
@@ -125,12 +117,12 @@ async fn a_return_of_machines_on_two_providers_reaches_each_provider_that_holds_
         provider: Some(provider.into()),
         ..Default::default()
     };
-    let a = t.app.request_machines(ask("sim-good")).await.unwrap();
+    let a = t.app.execute(ask("sim-good")).await.unwrap();
     t.clock.advance_secs(1);
     t.app.reconcile(None).await;
     let held_good = t.store.get(a.id()).await.unwrap().unwrap().machines()[0].id().clone();
     // A second request pinned to sim-bad fails over to sim-good; its machines are there too.
-    let b = t.app.request_machines(ask("sim-bad")).await.unwrap();
+    let b = t.app.execute(ask("sim-bad")).await.unwrap();
     for _ in 0..3 {
         t.clock.advance_secs(1);
         t.app.reconcile(None).await;
@@ -156,7 +148,7 @@ async fn a_return_of_machines_on_two_providers_reaches_each_provider_that_holds_
 
     let ret = t
         .app
-        .request_return(RequestReturn {
+        .execute(RequestReturn {
             machines: [held_good.clone(), held_b.id().clone()]
                 .into_iter()
                 .map(|id| MachineRef { id: Some(id.to_string()), name: None })
@@ -198,7 +190,7 @@ async fn each_policy_picks_as_the_figures_say_and_the_answer_names_the_providers
     // A launch on sim-bad fails: its success rate falls below sim-good's.
     let r = t
         .app
-        .request_machines(RequestMachines { template_id: "OnDemand-Minimal".into(), count: 1, ..Default::default() })
+        .execute(RequestMachines { template_id: "OnDemand-Minimal".into(), count: 1, ..Default::default() })
         .await
         .unwrap();
     t.clock.advance_secs(1);
@@ -210,14 +202,13 @@ async fn each_policy_picks_as_the_figures_say_and_the_answer_names_the_providers
         call(&t.app, "selectProviderStrategy", select("FIRST_AVAILABLE", json!({"min_success_rate": 95.0}))).await;
     assert_eq!(strict["selected_strategy"], "sim-good");
     assert!(strict["passed_over"][0]["reason"].as_str().unwrap().contains("success rate 0.0%"), "{strict}");
-    let none = t
-        .app
-        .provider_call(
-            "selectProviderStrategy",
-            &select("FIRST_AVAILABLE", json!({"required_capabilities": ["load_balancers"]})),
-        )
-        .await
-        .unwrap_err();
+    let none = ohf_api::provider_method(
+        &t.app,
+        "selectProviderStrategy",
+        &select("FIRST_AVAILABLE", json!({"required_capabilities": ["load_balancers"]})),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(none.code().as_str(), "PROVIDER_ERROR");
     assert!(none.to_string().contains("lacks load_balancers"), "{none}");
 }

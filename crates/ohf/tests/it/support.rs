@@ -45,16 +45,14 @@ pub fn harness_with(
     let clock = Arc::new(ManualClock::new(T0));
     let sim = Arc::new(SimCloud::in_memory(ProviderName::new("sim-1").unwrap(), sim, clock.clone()));
     let store = Arc::new(MemoryStore::new());
-    let app = App::new(
-        store.clone(),
-        Arc::new(StaticCatalog(templates())),
-        vec![wrap(sim.clone())],
-        clock.clone(),
-        Arc::new(SequentialIds::default()),
-        EventBus::default(),
-        settings,
-    )
-    .unwrap();
+    let app = App::builder(store.clone(), Arc::new(StaticCatalog(templates())))
+        .provider(wrap(sim.clone()))
+        .clock(clock.clone())
+        .ids(Arc::new(SequentialIds::default()))
+        .bus(EventBus::default())
+        .settings(settings)
+        .build()
+        .unwrap();
     Harness { app, clock, sim, store }
 }
 
@@ -175,47 +173,120 @@ launch_latency_ms = 300
 shutdown_latency_ms = 200
 "#;
 
-/// `ohf serve` running in an environment, stopped with SIGTERM when dropped.
+/// A daemon for a test: `ohf_server::Server` in this process on port 0 (`start`), or an
+/// `ohf serve` process that reports the port it was given (`spawn_with`). Stopped when dropped.
 pub struct Daemon {
-    pub child: std::process::Child,
     pub port: u16,
+    running: Running,
+}
+
+enum Running {
+    InProcess { stop: Option<tokio::sync::oneshot::Sender<()>>, thread: Option<std::thread::JoinHandle<bool>> },
+    Process(std::process::Child),
+}
+
+/// How a daemon stopped.
+pub struct Stopped(bool);
+
+impl Stopped {
+    /// It stopped cleanly (exit status 0, or `run_until_stopped` returned Ok).
+    pub fn success(&self) -> bool {
+        self.0
+    }
 }
 
 impl Daemon {
-    /// Starts the daemon on a free loopback port and waits until it listens.
+    /// Builds the daemon of `env`'s settings in this process, on a free loopback port, and
+    /// serves it on a runtime of its own until stopped.
     pub fn start(env: &HfEnv) -> Self {
-        Self::start_with(env, &[], std::process::Stdio::null())
+        let overrides = ohf_server::Overrides {
+            config: Some(env.path("conf/ohf.toml")),
+            confdir: Some(env.path("conf")),
+            workdir: Some(env.path("work")),
+            logdir: Some(env.path("log")),
+            database_url: None,
+        };
+        let settings = ohf_server::Resolved::load(&overrides).expect("the daemon's settings");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, port) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let options = ohf_server::ServeOptions { listen: Some("127.0.0.1:0".into()), worker_id: None };
+                let server = match ohf_server::Server::build(&settings, options).await {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = bound.send(Err(format!("{e:#}")));
+                        return false;
+                    }
+                };
+                let _ = bound.send(Ok(server.port()));
+                server
+                    .run_until_stopped(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .is_ok()
+            })
+        });
+        let port = port.recv().expect("the daemon thread").unwrap_or_else(|e| panic!("the daemon did not start: {e}"));
+        Self { port, running: Running::InProcess { stop: Some(stop), thread: Some(thread) } }
     }
 
-    /// As `start`, with more arguments and the daemon's log going to `log`.
-    pub fn start_with(env: &HfEnv, args: &[&str], log: impl Into<std::process::Stdio>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child =
-            env.ohf().args(args).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stderr(log).spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "the daemon did not listen");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        Self { child, port }
+    /// Runs `ohf serve` as a process with more arguments, its log going to `log`; the port is
+    /// the one it reports on its first line.
+    pub fn spawn_with(env: &HfEnv, args: &[&str], log: impl Into<std::process::Stdio>) -> Self {
+        use std::io::BufRead;
+        let mut child = env
+            .ohf()
+            .args(args)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the daemon did not say where it listens: {line:?}"));
+        Self { port, running: Running::Process(child) }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// SIGTERM, then the exit status.
-    pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        self.child.wait().unwrap()
+    /// Stops it as SIGTERM does, then how it ended.
+    pub fn stop(mut self) -> Stopped {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Stopped {
+        match &mut self.running {
+            Running::InProcess { stop, thread } => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                Stopped(thread.take().is_some_and(|t| t.join().unwrap_or(false)))
+            }
+            Running::Process(child) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Stopped(status.success());
+                }
+                let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+                Stopped(child.wait().is_ok_and(|s| s.success()))
+            }
+        }
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-            let _ = self.child.wait();
-        }
+        self.halt();
     }
 }

@@ -55,7 +55,7 @@ pub fn event_view(e: &EventEnvelope) -> Value {
     })
 }
 
-pub fn reconcile_view(r: &crate::ReconcileReport) -> Value {
+pub fn reconcile_view(r: &ohf_app::ReconcileReport) -> Value {
     json!({
         "examined": r.examined, "changed": r.changed, "describeCalls": r.describe_calls,
         "launchCalls": r.launch_calls, "terminateCalls": r.terminate_calls,
@@ -63,7 +63,7 @@ pub fn reconcile_view(r: &crate::ReconcileReport) -> Value {
     })
 }
 
-pub fn sweep_view(r: &crate::SweepReport) -> Value {
+pub fn sweep_view(r: &ohf_app::SweepReport) -> Value {
     json!({
         "examined": r.examined,
         "foreign": r.foreign,
@@ -77,7 +77,7 @@ pub fn sweep_view(r: &crate::SweepReport) -> Value {
 }
 
 /// A template with how many more machines it may have (-1: unlimited).
-pub fn template_view(a: &crate::TemplateAvailability) -> Value {
+pub fn template_view(a: &ohf_app::TemplateAvailability) -> Value {
     json!({
         "templateId": a.template.id().as_str(),
         "maxNumber": a.template.max_number().map_or(-1, i64::from),

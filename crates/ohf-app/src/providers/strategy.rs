@@ -14,22 +14,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::bus::SystemEvent;
+use crate::commands::{ExecuteProviderOperation, UpdateProviderHealth};
 use crate::ports::{CloudError, CloudProvider, DescribeQuery};
 use crate::providers::{Measured, Slot, keys};
+use crate::queries::{GetRequestStatus, ProviderQuery};
+use crate::shared::{Breaker, CircuitState};
 use crate::{App, AppError, MachineRef, RequestMachines, RequestReturn, shared};
-
-/// Every command and query of the seed, by its method name.
-pub const METHODS: [&str; 9] = [
-    "executeProviderOperation",
-    "selectProviderStrategy",
-    "registerProviderStrategy",
-    "configureProviderStrategy",
-    "updateProviderHealth",
-    "getProviderHealth",
-    "listAvailableProviders",
-    "getProviderMetrics",
-    "getProviderCapabilities",
-];
 
 /// The longest an outside verdict may hold a provider unhealthy.
 const MAX_RETRY_AFTER: u64 = 7 * 24 * 3600;
@@ -51,7 +41,7 @@ fn invalid(e: ConfigError) -> AppError {
     DomainError::validation(&e.field, e.message).into()
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(p: &Value, what: &str) -> Result<T, AppError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(p: &Value, what: &str) -> Result<T, AppError> {
     let p = if p.is_null() { &Value::Object(Map::new()) } else { p };
     config::parse(p, what).map_err(invalid)
 }
@@ -92,72 +82,7 @@ struct HealthNow {
     breakers: Vec<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExecuteParams {
-    operation_type: String,
-    #[serde(default)]
-    parameters: Map<String, Value>,
-    #[serde(default)]
-    strategy_override: Option<String>,
-    #[serde(default)]
-    selection_criteria: Option<Value>,
-    #[serde(default)]
-    selection_policy: Option<SelectionPolicy>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SelectParams {
-    operation_type: String,
-    #[serde(default)]
-    selection_criteria: Option<Value>,
-    #[serde(default)]
-    selection_policy: Option<SelectionPolicy>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HealthUpdate {
-    provider_name: String,
-    health_status: HealthStatus,
-    #[serde(default)]
-    source: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HealthStatus {
-    is_healthy: bool,
-    #[serde(default)]
-    status_message: Option<String>,
-    #[serde(default)]
-    error_details: Option<ErrorDetails>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ErrorDetails {
-    #[serde(default)]
-    error_code: Option<String>,
-    #[serde(default)]
-    retry_after: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct ProviderQuery {
-    provider_name: Option<String>,
-    healthy_only: bool,
-    provider_type: Option<String>,
-    time_range_hours: Option<f64>,
-    include_operation_breakdown: bool,
-    include_error_details: bool,
-    include_performance_metrics: bool,
-    include_limitations: bool,
-}
-
-fn operation(name: &str) -> Result<OperationType, AppError> {
+pub(crate) fn operation(name: &str) -> Result<OperationType, AppError> {
     OperationType::parse(name).ok_or_else(|| {
         let known: Vec<&str> = OperationType::ALL.iter().map(|o| o.as_str()).collect();
         DomainError::validation("operation_type", format!("'{name}' is not known; known: {}", known.join(", "))).into()
@@ -165,32 +90,8 @@ fn operation(name: &str) -> Result<OperationType, AppError> {
 }
 
 impl App {
-    /// Runs one of the seed's provider-strategy methods on its document.
-    pub async fn provider_call(&self, method: &str, p: &Value) -> Result<Value, AppError> {
-        match method {
-            "executeProviderOperation" => self.execute_provider_operation(parse(p, "data")?).await,
-            "selectProviderStrategy" => {
-                let q: SelectParams = parse(p, "data")?;
-                let op = operation(&q.operation_type)?;
-                let criteria = self.criteria_with(q.selection_criteria.as_ref())?;
-                let s = self.select_provider(op, Some(&criteria), q.selection_policy, None, &[]).await?;
-                Ok(selection_view(op, &s))
-            }
-            "registerProviderStrategy" => self.register_provider(parse(p, "data")?).await,
-            "configureProviderStrategy" => self.configure_strategy(p).await,
-            "updateProviderHealth" => self.update_provider_health(parse(p, "data")?).await,
-            "getProviderHealth" => self.provider_health(&parse(p, "data")?).await,
-            "listAvailableProviders" => self.list_available_providers(&parse(p, "data")?).await,
-            "getProviderMetrics" => self.provider_metrics(&parse(p, "data")?).await,
-            "getProviderCapabilities" => self.provider_capabilities(&parse(p, "data")?).await,
-            other => {
-                Err(DomainError::validation("method", format!("'{other}' is not a provider-strategy method")).into())
-            }
-        }
-    }
-
     /// The configured criteria with the fields a call gives put over them.
-    fn criteria_with(&self, given: Option<&Value>) -> Result<Criteria, AppError> {
+    pub(crate) fn criteria_with(&self, given: Option<&Value>) -> Result<Criteria, AppError> {
         let configured = self.registry.config().selection_criteria;
         let Some(given) = given else { return Ok(configured) };
         let Value::Object(given) = given else {
@@ -233,10 +134,14 @@ impl App {
             }
         }
         let mut breakers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for (key, value, _) in self.store.list_shared("breaker/").await? {
-            let mut parts = key.splitn(3, '/').skip(1);
-            let (Some(provider), Some(service)) = (parts.next(), parts.next()) else { continue };
-            let Ok(Value::Object(mut b)) = serde_json::from_str::<Value>(&value) else { continue };
+        let mut open_since: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (key, value, _) in self.store.list_shared(keys::BREAKERS).await? {
+            let Some((provider, service)) = keys::breaker_of(&key) else { continue };
+            let Ok(breaker) = serde_json::from_str::<Breaker>(&value) else { continue };
+            if breaker.state == CircuitState::Open {
+                open_since.entry(provider.to_owned()).or_default().push(breaker.changed_at);
+            }
+            let Ok(Value::Object(mut b)) = serde_json::to_value(&breaker) else { continue };
             b.insert("service".into(), json!(service));
             breakers.entry(provider.to_owned()).or_default().push(Value::Object(b));
         }
@@ -245,9 +150,7 @@ impl App {
             let name = slot.entry.strategy_name.clone();
             let health = stored.remove(&name).unwrap_or_else(|| Health::unknown(now));
             let theirs = breakers.remove(&name).unwrap_or_default();
-            let open = theirs
-                .iter()
-                .any(|b| b["state"] == "OPEN" && b["changed_at"].as_i64().is_some_and(|t| now - t < recovery));
+            let open = open_since.get(&name).is_some_and(|opened| opened.iter().any(|t| now - t < recovery));
             let healthy = health.healthy_at(now) && !open;
             out.insert(name, HealthNow { stored: health, healthy, breakers: theirs });
         }
@@ -419,7 +322,7 @@ impl App {
         None
     }
 
-    async fn execute_provider_operation(&self, q: ExecuteParams) -> Result<Value, AppError> {
+    pub(crate) async fn execute_provider_operation(&self, q: ExecuteProviderOperation) -> Result<Value, AppError> {
         let op = operation(&q.operation_type)?;
         let criteria = self.criteria_with(q.selection_criteria.as_ref())?;
         let params = Value::Object(q.parameters.clone());
@@ -447,7 +350,7 @@ impl App {
                     AppError::from(DomainError::validation("parameters.count", "is required: a whole number"))
                 })?;
                 let request = self
-                    .request_machines(RequestMachines {
+                    .execute(RequestMachines {
                         template_id: template.id().to_string(),
                         count,
                         request_id: text("request_id"),
@@ -461,7 +364,7 @@ impl App {
             OperationType::TerminateInstances => {
                 let ids = string_list(&params, "instance_ids")?;
                 let request = self
-                    .request_return(RequestReturn {
+                    .execute(RequestReturn {
                         machines: ids.into_iter().map(|id| MachineRef { id: Some(id), name: None }).collect(),
                         ..RequestReturn::default()
                     })
@@ -474,7 +377,11 @@ impl App {
                 // holds it (instances ohf does not know, of the chosen one).
                 let holders = match text("request_id") {
                     Some(id) => {
-                        let found = self.request_status(std::slice::from_ref(&id)).await?.pop().and_then(|(_, r)| r);
+                        let found = self
+                            .ask(GetRequestStatus { request_ids: vec![id.clone()] })
+                            .await?
+                            .pop()
+                            .and_then(|(_, r)| r);
                         vec![found.ok_or(DomainError::RequestNotFound { request_id: id })?]
                     }
                     None => Vec::new(),
@@ -559,7 +466,7 @@ impl App {
         }))
     }
 
-    async fn register_provider(&self, mut entry: ProviderEntry) -> Result<Value, AppError> {
+    pub(crate) async fn register_provider(&self, mut entry: ProviderEntry) -> Result<Value, AppError> {
         entry.validate().map_err(invalid)?;
         entry.origin = Origin::Registered;
         if let Some(existing) = self.registry.slot(&entry.strategy_name)
@@ -638,7 +545,7 @@ impl App {
         Ok(())
     }
 
-    async fn configure_strategy(&self, p: &Value) -> Result<Value, AppError> {
+    pub(crate) async fn configure_strategy(&self, p: &Value) -> Result<Value, AppError> {
         let Value::Object(given) = p else {
             return Err(DomainError::validation("data", "must be an object").into());
         };
@@ -661,7 +568,7 @@ impl App {
         Ok(json!({"configured": true, "configuration": config}))
     }
 
-    async fn update_provider_health(&self, u: HealthUpdate) -> Result<Value, AppError> {
+    pub(crate) async fn update_provider_health(&self, u: UpdateProviderHealth) -> Result<Value, AppError> {
         let slot = self.slot_named(&u.provider_name, "provider_name")?;
         let source = u.source.unwrap_or_else(|| "external".into());
         let now = self.clock.now().unix_millis();
@@ -686,7 +593,7 @@ impl App {
         )
     }
 
-    async fn provider_health(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+    pub(crate) async fn provider_health(&self, q: &ProviderQuery) -> Result<Value, AppError> {
         let slots = self.slots_asked(q.provider_name.as_deref())?;
         let healths = self.healths().await?;
         let now = self.clock.now().unix_millis();
@@ -704,7 +611,7 @@ impl App {
         Ok(json!({"providers": list, "healthy_count": healthy, "unhealthy_count": list.len() - healthy}))
     }
 
-    async fn list_available_providers(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+    pub(crate) async fn list_available_providers(&self, q: &ProviderQuery) -> Result<Value, AppError> {
         let healths = self.healths().await?;
         let list: Vec<Value> = self
             .registry
@@ -724,7 +631,7 @@ impl App {
         )
     }
 
-    async fn provider_metrics(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+    pub(crate) async fn provider_metrics(&self, q: &ProviderQuery) -> Result<Value, AppError> {
         let hours = q.time_range_hours.unwrap_or(24.0);
         if !(hours > 0.0 && hours <= metrics::KEPT_HOURS as f64) {
             return Err(DomainError::validation("time_range_hours", "must be more than 0 and at most 168").into());
@@ -772,7 +679,7 @@ impl App {
         Ok(json!({"time_range_hours": hours, "providers": list}))
     }
 
-    async fn provider_capabilities(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+    pub(crate) async fn provider_capabilities(&self, q: &ProviderQuery) -> Result<Value, AppError> {
         let mut list = Vec::new();
         let since = self.clock.now().unix_millis() - 24 * HOUR_MS;
         self.flush_figures().await;
@@ -838,7 +745,7 @@ fn string_list(p: &Value, field: &str) -> Result<Vec<String>, AppError> {
     }
 }
 
-fn selection_view(op: OperationType, s: &Selection) -> Value {
+pub(crate) fn selection_view(op: OperationType, s: &Selection) -> Value {
     json!({
         "operation_type": op.as_str(),
         "selected_strategy": s.selected,

@@ -22,22 +22,7 @@ use crate::ports::{
 };
 use crate::shared;
 
-/// Shared-state keys of the registry.
-pub mod keys {
-    pub const HEALTH: &str = "provider-health/";
-    pub const METRICS: &str = "provider-metrics/";
-    pub const ENTRY: &str = "provider/";
-    pub const CONFIG: &str = "strategy/config";
-    pub const CURSOR: &str = "strategy/cursor";
-
-    pub fn health(provider: &str) -> String {
-        format!("{HEALTH}{provider}")
-    }
-
-    pub fn metrics(provider: &str, op: &str, slot: i64) -> String {
-        format!("{METRICS}{provider}/{op}/{slot}")
-    }
-}
+pub use crate::shared::keys;
 
 /// Builds the provider a registration describes (with whatever the composition root puts
 /// around providers), for providers registered at run time and after a restart.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use ohf_app::api::ApiError;
+use ohf_api::ApiError;
 use ohf_domain::ErrorCode;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use serde_json::{Value, json};

@@ -8,8 +8,8 @@ use ohf_domain::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::Clock;
-use crate::api::ApiError;
+use crate::error::ApiError;
+use ohf_app::Clock;
 
 /// What a token may do: readers query, operators also request and return, admins also change
 /// providers and configuration.
@@ -218,7 +218,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::memory::ManualClock;
+    use ohf_app::memory::ManualClock;
 
     proptest! {
         /// Over any spacing of calls, a client gets at most its burst plus what the rate refills

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::App;
-use crate::sweep::SweepOptions;
+use crate::lifecycle::SweepOptions;
 
 /// How often a daemon takes in provider registrations and strategy changes other processes stored.
 const RELOAD_EVERY: Duration = Duration::from_secs(30);
@@ -186,7 +186,7 @@ impl Worker {
         let now = self.app.store_now();
         match self.app.store.lead("retention", &self.config.id, now, PURGE_EVERY.as_millis() as i64 * 9 / 10).await {
             Ok(true) => {
-                if let Err(e) = self.app.purge_history(days).await {
+                if let Err(e) = self.app.execute(crate::commands::PurgeHistory { keep_days: days }).await {
                     tracing::warn!(worker = %self.config.id, error = %e, "retention failed");
                 }
             }

@@ -121,18 +121,15 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         sims.extend(sim);
         resilient.push(provider);
     }
-    let providers = resilient.iter().map(|r| r.clone() as Arc<dyn CloudProvider>).collect();
-    let app = App::new(
-        store,
-        Arc::new(FileCatalog::new(settings.templates_file.clone())),
-        providers,
-        clock,
-        Arc::new(UuidIds),
-        bus,
-        settings.app.clone(),
-    )?
-    .with_strategy(settings.providers.iter().map(|p| p.entry.clone()).collect(), settings.provider_strategy.clone())
-    .with_factory(builder);
+    let app = App::builder(store, Arc::new(FileCatalog::new(settings.templates_file.clone())))
+        .providers(resilient.iter().map(|r| r.clone() as Arc<dyn CloudProvider>))
+        .clock(clock)
+        .ids(Arc::new(UuidIds))
+        .bus(bus)
+        .settings(settings.app.clone())
+        .strategy(settings.providers.iter().map(|p| p.entry.clone()).collect(), settings.provider_strategy.clone())
+        .factory(builder)
+        .build()?;
     app.load_registered().await.context("cannot read the registered providers")?;
     Ok(Runtime { app, sims, resilient, events })
 }

@@ -4,7 +4,7 @@
 use ohf_domain::{DomainError, ErrorCode};
 use serde_json::{Value, json};
 
-use crate::AppError;
+use ohf_app::AppError;
 
 /// gRPC status codes, by their numbers in the gRPC specification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -178,15 +178,15 @@ pub struct ServeSettings {
     pub sweep_default_cluster: bool,
     /// Bearer tokens of the HTTP API with their roles; none means no authentication.
     #[serde(skip_serializing)]
-    pub tokens: Vec<ohf_http::ApiToken>,
+    pub tokens: Vec<ohf_api::access::ApiToken>,
     /// Calls per client of the APIs.
     #[serde(skip_serializing)]
-    pub rate_limit: Option<ohf_http::RateLimit>,
+    pub rate_limit: Option<ohf_api::access::RateLimit>,
     /// The role of callers when no tokens are configured. By default `admin` on a loopback
     /// listener (only this host reaches it) and `operator` on any other, so that admin calls
     /// (registrations, sweeps, retention) from the network need a token.
     #[serde(skip_serializing)]
-    pub anonymous_role: Option<ohf_http::Role>,
+    pub anonymous_role: Option<ohf_api::access::Role>,
     /// TLS for both APIs; with `client_ca_file`, clients must present a certificate it signed.
     pub tls: Option<TlsSettings>,
 }

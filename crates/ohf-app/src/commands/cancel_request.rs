@@ -1,0 +1,42 @@
+//! Cancel a request.
+
+use ohf_domain::{DomainError, Request, RequestId};
+
+use crate::cqrs::{Handler, message};
+use crate::ports::StoreError;
+use crate::{App, AppError};
+
+/// Cancel a request and terminate what it launched. A request other writers keep changing
+/// answers busy.
+#[derive(Debug, Clone)]
+pub struct CancelRequest {
+    pub request_id: String,
+}
+
+message!(command CancelRequest => Request);
+
+impl Handler<CancelRequest> for App {
+    /// Cancels a request and terminates what it launched.
+    async fn handle(&self, cmd: CancelRequest) -> Result<Request, AppError> {
+        let id = RequestId::new(cmd.request_id)?;
+        for _ in 0..3 {
+            let mut request = self
+                .store
+                .get(&id)
+                .await?
+                .ok_or_else(|| DomainError::RequestNotFound { request_id: id.to_string() })?;
+            request.cancel(self.clock.now())?;
+            match self.commit(&mut [&mut request], None).await {
+                Ok(()) => {
+                    tracing::info!(request_id = %id, "request cancelled");
+                    self.reconcile(Some(std::slice::from_ref(&id))).await;
+                    return Ok(self.store.get(&id).await?.unwrap_or(request));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Another writer kept changing it: it is mid-transition. Say so rather than queue.
+        Err(AppError::Busy { request_id: id.to_string(), retry_after_secs: 1 })
+    }
+}

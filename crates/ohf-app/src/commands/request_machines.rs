@@ -1,0 +1,182 @@
+//! Provision machines of a template.
+
+use std::collections::BTreeMap;
+
+use ohf_domain::limits;
+use ohf_domain::{
+    DomainError, MachineCount, Priority, ProvisionSpec, Request, RequestId, RequestKind, Tags, Template, TimeoutSecs,
+};
+use serde_json::Value;
+
+use crate::cqrs::{Handler, message};
+use crate::lifecycle::ReconcileReport;
+use crate::ports::CloudProvider;
+use crate::ports::StoreError;
+use crate::{App, AppError};
+
+/// Provision `count` machines of a template. Fields are raw input; the handler validates
+/// them, stores the request and makes its first launch within `answer_within`.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMachines {
+    pub template_id: String,
+    pub count: i64,
+    pub request_id: Option<String>,
+    pub timeout: Option<i64>,
+    pub tags: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, Value>,
+    pub priority: Option<String>,
+    pub zones: Vec<String>,
+    pub provider: Option<String>,
+}
+
+message!(command RequestMachines => Request);
+
+impl Handler<RequestMachines> for App {
+    /// Validates and stores a provision request, then makes its first launch.
+    async fn handle(&self, cmd: RequestMachines) -> Result<Request, AppError> {
+        let deadline = tokio::time::Instant::now() + self.settings.answer_within;
+        let template = self.template(&cmd.template_id).await?;
+        let count = MachineCount::new(cmd.count, self.settings.max_machines_per_request)?;
+        let timeout = cmd.timeout.map(TimeoutSecs::new).transpose()?.unwrap_or(self.settings.default_timeout);
+        let tags = Tags::new(cmd.tags)?;
+        let merged = template.instance_tags().merged(&tags).iter().count();
+        if merged > limits::MAX_USER_TAGS {
+            return Err(DomainError::validation(
+                "tags",
+                format!(
+                    "the template's and the request's tags come to {merged}; at most {} (AWS allows {} per resource and ohf adds {} of its own)",
+                    limits::MAX_USER_TAGS,
+                    limits::AWS_TAGS_PER_RESOURCE,
+                    limits::OWN_TAGS
+                ),
+            )
+            .into());
+        }
+        let metadata_bytes = serde_json::to_string(&cmd.metadata).map_or(usize::MAX, |s| s.len());
+        if metadata_bytes > limits::MAX_METADATA_BYTES {
+            return Err(DomainError::validation(
+                "metadata",
+                format!("{metadata_bytes} bytes as JSON; at most {}", limits::MAX_METADATA_BYTES),
+            )
+            .into());
+        }
+        let priority = cmd.priority.as_deref().map(str::parse::<Priority>).transpose()?.unwrap_or_default();
+        let client_id = cmd.request_id.map(RequestId::new).transpose()?;
+
+        if let Some(id) = &client_id
+            && let Some(existing) = self.store.get(id).await?
+        {
+            let same = existing.kind() == RequestKind::Provision
+                && existing.template().map(Template::id) == Some(template.id())
+                && existing.count() == count.get();
+            return if same {
+                Ok(existing)
+            } else {
+                Err(DomainError::DuplicateRequest { request_id: id.to_string() }.into())
+            };
+        }
+
+        let provider = self.choose_provider(&template, cmd.provider.as_deref()).await?;
+        provider.check_template(&template).await.map_err(|e| DomainError::ProviderIncompatible {
+            template_id: template.id().to_string(),
+            provider: provider.name().to_string(),
+            reason: e.message,
+        })?;
+        self.check_limits(&template, count.get()).await?;
+        // A provider too slow to say its capacity does not hold the answer up: a shortage
+        // shows at launch.
+        let capacity = match tokio::time::timeout_at(deadline, provider.capacity(&template)).await {
+            Ok(answer) => answer.map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?,
+            Err(_) => {
+                tracing::warn!(provider = %provider.name(), "capacity not known in time; checked at launch");
+                None
+            }
+        };
+        if let Some(cap) = capacity
+            && cap.available < count.get()
+        {
+            return Err(DomainError::InsufficientCapacity {
+                requested: count.get(),
+                available: cap.available,
+                template_id: None,
+                instance_type: Some(cap.instance_type),
+                region: cap.region,
+            }
+            .into());
+        }
+
+        let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Provision));
+        let spec = ProvisionSpec {
+            id: id.clone(),
+            template,
+            count,
+            timeout,
+            tags,
+            metadata: cmd.metadata,
+            priority,
+            zones: cmd.zones,
+            provider: provider.name().clone(),
+        };
+        let now = self.clock.now();
+        let mut request = Request::provision(spec, now);
+        // A new request's first step needs no look at the cloud (nothing of it exists yet):
+        // it is decided here and stored with the request, and the launch follows at once.
+        let first = request.reconcile(&[], &[], now, &self.settings.policy);
+        match self.commit(&mut [&mut request], None).await {
+            Ok(()) => {}
+            // Another caller created the same client id a moment ago: answer with theirs.
+            Err(StoreError::Conflict { .. }) => {
+                return self
+                    .store
+                    .get(&id)
+                    .await?
+                    .ok_or_else(|| DomainError::DuplicateRequest { request_id: id.to_string() }.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(request_id = %id, count = count.get(), "provision request accepted");
+        if let Some(order) = first.launch {
+            let owner = self.ownership().await?;
+            let mut report = ReconcileReport::default();
+            let launch = self.launch(&mut request, order, &owner, None, &mut report);
+            if tokio::time::timeout_at(deadline, launch).await.is_err() {
+                tracing::info!(request_id = %id, "launch still under way at the answer's deadline; the next step goes on with it");
+                // The stored request (its launch started, nothing recorded yet) is the answer.
+                return Ok(self.store.get(&id).await?.unwrap_or(request));
+            }
+        }
+        Ok(request)
+    }
+}
+
+impl App {
+    async fn check_limits(&self, template: &Template, count: u32) -> Result<(), AppError> {
+        let held = self.store.capacity_held().await?;
+        if let Some(max) = template.max_number() {
+            let used = held.get(template.id()).copied().unwrap_or(0);
+            let available = max.saturating_sub(used);
+            if count > available {
+                return Err(DomainError::InsufficientCapacity {
+                    requested: count,
+                    available,
+                    template_id: Some(template.id().to_string()),
+                    instance_type: None,
+                    region: None,
+                }
+                .into());
+            }
+        }
+        if let Some(limit) = self.settings.account_limit {
+            let used: u32 = held.values().sum();
+            if used + count > limit {
+                return Err(DomainError::QuotaExceeded {
+                    current_usage: used,
+                    requested_additional: count,
+                    account_limit: limit,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+}

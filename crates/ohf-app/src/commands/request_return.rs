@@ -1,0 +1,119 @@
+//! Return machines to the cloud.
+
+use ohf_domain::limits;
+use ohf_domain::{DomainError, Machine, MachineId, Request, RequestId, RequestKind, ReturnedMachine, TimeoutSecs};
+
+use crate::cqrs::{Handler, message};
+use crate::lifecycle::ReconcileReport;
+use crate::lifecycle::reconcile::Doomed;
+use crate::ports::find_machine;
+use crate::{App, AppError};
+
+/// A machine named by its id, its host name, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MachineRef {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Return machines to the cloud: a return request, its terminations made at once. A machine
+/// no stored request holds is refused in it, and nothing is asked of the cloud for it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestReturn {
+    pub machines: Vec<MachineRef>,
+    pub request_id: Option<String>,
+    pub force: bool,
+    pub timeout: Option<i64>,
+}
+
+message!(command RequestReturn => Request);
+
+impl Handler<RequestReturn> for App {
+    /// Stores a return request for the named machines and asks the cloud to terminate them.
+    async fn handle(&self, cmd: RequestReturn) -> Result<Request, AppError> {
+        if cmd.machines.is_empty() {
+            return Err(DomainError::validation("machines", "name at least one machine to return").into());
+        }
+        limits::check_len("machines", cmd.machines.len(), limits::MAX_ITEMS_PER_CALL)?;
+        let timeout = cmd.timeout.map(TimeoutSecs::new).transpose()?.unwrap_or(self.settings.return_timeout);
+        let client_id = cmd.request_id.map(RequestId::new).transpose()?;
+        if let Some(id) = &client_id
+            && let Some(existing) = self.store.get(id).await?
+        {
+            return if existing.kind() == RequestKind::Return {
+                Ok(existing)
+            } else {
+                Err(DomainError::DuplicateRequest { request_id: id.to_string() }.into())
+            };
+        }
+        let mut ids = Vec::new();
+        let mut names = Vec::new();
+        for m in &cmd.machines {
+            match (&m.id, &m.name) {
+                (None, None) => {
+                    return Err(DomainError::validation("machines", "each machine needs a machineId or a name").into());
+                }
+                (id, name) => {
+                    if let Some(id) = id {
+                        ids.push(MachineId::new(id.clone())?);
+                    }
+                    if let Some(n) = name {
+                        names.push(n.clone());
+                    }
+                }
+            }
+        }
+        let mut holders = self.store.find_holders(&ids, &names).await?;
+        let mut returned = Vec::new();
+        for m in &cmd.machines {
+            let id = m.id.clone().map(MachineId::new).transpose()?;
+            let found = holders.iter().find_map(|h| {
+                find_machine(h, id.as_ref(), m.name.as_deref()).map(|machine| (h.id().clone(), machine.for_return()))
+            });
+            // A machine no request of this store holds is not ohf's to terminate: it fails
+            // in the return request, and nothing is asked of the cloud.
+            returned.push(match (found, id) {
+                (Some((holder, machine)), _) => ReturnedMachine { machine, holder: Some(holder), refusal: None },
+                (None, id) => {
+                    let label = id.as_ref().map(ToString::to_string).or_else(|| m.name.clone()).unwrap_or_default();
+                    let id = match id {
+                        Some(id) => id,
+                        None => MachineId::new(label.clone())?,
+                    };
+                    ReturnedMachine {
+                        machine: Machine::unknown(id, self.default_provider().name().clone(), m.name.clone()),
+                        holder: None,
+                        refusal: Some(format!(
+                            "machine '{label}' was not launched by this ohf installation (no request holds it); \
+                             nothing was terminated"
+                        )),
+                    }
+                }
+            });
+        }
+        let now = self.clock.now();
+        let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Return));
+        let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, now)?;
+        // Its first step (terminate every machine) is stored with it and made at once.
+        let first = ret.reconcile(&[], &[], now, &self.settings.policy);
+        for h in holders.iter_mut() {
+            let mine: Vec<MachineId> =
+                ret.holders().iter().filter(|(_, holder)| *holder == h.id()).map(|(m, _)| m.clone()).collect();
+            for m in mine {
+                h.mark_returned(&m, &id, now);
+            }
+        }
+        let mut batch: Vec<&mut Request> = vec![&mut ret];
+        batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
+        self.commit(&mut batch, None).await?;
+        tracing::info!(request_id = %id, machines = ret.count(), "return request accepted");
+        let owner = self.ownership().await?;
+        let doomed = Doomed::of(&ret, first.terminate);
+        let refused = self.terminate(doomed, &owner, &mut ReconcileReport::default()).await;
+        if self.record_refusals(&mut ret, &refused) {
+            // The next cycle records them again if this write loses a race.
+            let _ = self.commit(&mut [&mut ret], None).await;
+        }
+        Ok(ret)
+    }
+}

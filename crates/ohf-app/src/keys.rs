@@ -1,0 +1,45 @@
+//! Every key ohf keeps in the store's shared state, in one place: each kind of value under a
+//! prefix of its own.
+
+/// The store's identity (`RequestStore::installation`).
+pub const INSTALLATION: &str = "installation";
+/// A provider's health: `provider-health/<provider>`.
+pub const HEALTH: &str = "provider-health/";
+/// A provider's hourly figures: `provider-metrics/<provider>/<operation>/<slot>`.
+pub const METRICS: &str = "provider-metrics/";
+/// A provider registration: `provider/<provider>`.
+pub const ENTRY: &str = "provider/";
+/// The provider-strategy configuration.
+pub const CONFIG: &str = "strategy/config";
+/// Round robin's turn counter.
+pub const CURSOR: &str = "strategy/cursor";
+/// A circuit breaker (kept by `ohf-resilience`): `breaker/<provider>/<service>`.
+pub const BREAKERS: &str = "breaker/";
+/// The cached figures of an instance type: `instance-type/<name>`.
+pub const INSTANCE_TYPE: &str = "instance-type/";
+
+/// The key of a provider's health.
+pub fn health(provider: &str) -> String {
+    format!("{HEALTH}{provider}")
+}
+
+/// The key of one hour slot of a provider's figures for one operation.
+pub fn metrics(provider: &str, op: &str, slot: i64) -> String {
+    format!("{METRICS}{provider}/{op}/{slot}")
+}
+
+/// The key of a provider's breaker for one service.
+pub fn breaker(provider: &str, service: &str) -> String {
+    format!("{BREAKERS}{provider}/{service}")
+}
+
+/// `(provider, service)` of a breaker's key.
+pub fn breaker_of(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(BREAKERS)?;
+    rest.split_once('/')
+}
+
+/// The key of an instance type's cached figures.
+pub fn instance_type(name: &str) -> String {
+    format!("{INSTANCE_TYPE}{name}")
+}

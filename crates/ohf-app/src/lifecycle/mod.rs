@@ -1,0 +1,10 @@
+//! What moves requests forward without being asked: the batched reconcile step (launch,
+//! adopt, follow, time out, clean up, return), the orphan sweep, and the daemon's `Worker`
+//! that runs both under claims, with leased jobs (health checks, retention).
+
+pub(crate) mod reconcile;
+mod sweep;
+pub mod worker;
+
+pub use reconcile::ReconcileReport;
+pub use sweep::{SweepOptions, SweepReport};

@@ -1,0 +1,19 @@
+//! Queries: typed messages that only read, each with its one handler in its file. Sent with
+//! [`App::ask`](crate::App::ask).
+
+pub mod providers;
+mod requests;
+mod resilience;
+mod return_notices;
+mod templates;
+mod watch_request;
+
+pub use providers::{
+    GetProviderCapabilities, GetProviderHealth, GetProviderMetrics, ListAvailableProviders, ProviderQuery,
+    SelectProviderStrategy,
+};
+pub use requests::{GetRequestHistory, GetRequestStatus, ListRequests};
+pub use resilience::{GetResilienceStatus, ResilienceStatus, StoredBreaker};
+pub use return_notices::{GetReturnNotices, ReturnNotice};
+pub use templates::{GetAvailableTemplates, GetTemplate, TemplateAvailability};
+pub use watch_request::WatchRequest;

@@ -1,0 +1,61 @@
+//! Requests as stored: by id, by filter, and their histories.
+
+use std::collections::HashMap;
+
+use ohf_domain::limits;
+use ohf_domain::{DomainError, EventEnvelope, Request, RequestId};
+
+use crate::cqrs::{Handler, message};
+use crate::ports::RequestFilter;
+use crate::{App, AppError};
+
+/// The requests of `request_ids`, each with `None` when ohf does not know it.
+#[derive(Debug, Clone, Default)]
+pub struct GetRequestStatus {
+    pub request_ids: Vec<String>,
+}
+
+message!(query GetRequestStatus => Vec<(String, Option<Request>)>);
+
+/// The requests a filter selects, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequests {
+    pub filter: RequestFilter,
+}
+
+message!(query ListRequests => Vec<Request>);
+
+/// Every stored event of one request (its audit trail).
+#[derive(Debug, Clone)]
+pub struct GetRequestHistory {
+    pub request_id: String,
+}
+
+message!(query GetRequestHistory => Vec<EventEnvelope>);
+
+impl Handler<GetRequestStatus> for App {
+    /// The requests of `ids`, each with `None` when ohf does not know it.
+    async fn handle(&self, q: GetRequestStatus) -> Result<Vec<(String, Option<Request>)>, AppError> {
+        limits::check_len("requestIds", q.request_ids.len(), limits::MAX_ITEMS_PER_CALL)?;
+        let parsed: Vec<RequestId> = q.request_ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
+        let found = self.store.get_many(&parsed).await?;
+        let by_id: HashMap<&str, &Request> = found.iter().map(|r| (r.id().as_str(), r)).collect();
+        Ok(q.request_ids.iter().map(|i| (i.clone(), by_id.get(i.as_str()).map(|r| (*r).clone()))).collect())
+    }
+}
+
+impl Handler<ListRequests> for App {
+    async fn handle(&self, q: ListRequests) -> Result<Vec<Request>, AppError> {
+        Ok(self.store.list(&q.filter).await?)
+    }
+}
+
+impl Handler<GetRequestHistory> for App {
+    async fn handle(&self, q: GetRequestHistory) -> Result<Vec<EventEnvelope>, AppError> {
+        let id = RequestId::new(q.request_id)?;
+        if self.store.get(&id).await?.is_none() {
+            return Err(DomainError::RequestNotFound { request_id: id.to_string() }.into());
+        }
+        Ok(self.store.history(&id).await?)
+    }
+}

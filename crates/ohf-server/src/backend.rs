@@ -1,0 +1,61 @@
+//! Where an operator command's methods run: on this process's own application over the local
+//! store, or on a daemon over its HTTP JSON API. Either way the answers are the JSON API's
+//! documents, so the command line renders one shape.
+
+use serde_json::Value;
+
+use crate::client::{ClientOptions, Remote};
+use crate::settings::Resolved;
+use crate::wiring::{self, Runtime};
+
+/// The application a command talks to.
+pub enum Backend {
+    /// This process's own application; `advance` reconciles what a poll reads first.
+    Local { rt: Box<Runtime>, advance: bool },
+    /// A daemon (`--server`).
+    Remote(Remote),
+}
+
+impl Backend {
+    /// The application built from `settings`, in this process.
+    pub async fn local(settings: &Resolved) -> anyhow::Result<Self> {
+        Ok(Backend::Local { rt: Box::new(wiring::build(settings).await?), advance: settings.advance_on_poll })
+    }
+
+    /// A daemon reached with `options`.
+    pub fn remote(options: &ClientOptions) -> anyhow::Result<Self> {
+        Ok(Backend::Remote(Remote::new(options)?))
+    }
+
+    /// Calls one method of the JSON API.
+    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        match self {
+            Backend::Local { rt, advance } => {
+                if *advance {
+                    ohf_api::poll::advance_before(&rt.app, method, &params).await;
+                }
+                Ok(ohf_api::call_method(&rt.app, method, &params).await?)
+            }
+            Backend::Remote(remote) => remote.call(method, &params).await,
+        }
+    }
+
+    /// The local application, when there is one.
+    pub fn runtime(&self) -> Option<&Runtime> {
+        match self {
+            Backend::Local { rt, .. } => Some(rt),
+            Backend::Remote(_) => None,
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Backend::Local { .. })
+    }
+
+    /// Writes this process's provider figures to the store (a no-op through a daemon).
+    pub async fn finish(&self) {
+        if let Backend::Local { rt, .. } = self {
+            rt.app.flush_figures().await;
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The daemon as a value: [`Server::build`] opens the store, builds the providers and binds
+//! the listener; [`Server::run_until_stopped`] runs the worker and serves until the shutdown
+//! future resolves. A worker advances every request in the background under claims, so
+//! several daemons on one Postgres share the work. One listener (TLS optional) serves the gRPC
+//! API (ohf-grpc, with health and reflection), the HTTP JSON API (`POST /rpc`, ohf-http), the
+//! Host Factory operations for scripts in client mode (`POST /hf/{operation}`) and /healthz,
+//! /readyz, /status, /metrics. On shutdown the cycle under way finishes (within the grace
+//! period) and claims are released.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use ohf_app::{App, Worker, WorkerConfig};
+use ohf_hostfactory::{HfError, Operation, parse_input};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::settings::{Resolved, TlsSettings};
+use crate::wiring;
+
+struct Health {
+    worker: Arc<Worker>,
+    interval: Duration,
+    clock: Arc<dyn ohf_app::Clock>,
+}
+
+/// What the command line may say over the settings.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Address to listen on instead of `serve.listen` (`127.0.0.1:0` picks a free port).
+    pub listen: Option<String>,
+    /// This daemon's name in claims instead of `serve.worker_id` (default: host and pid).
+    pub worker_id: Option<String>,
+}
+
+/// A built daemon: bound, not yet serving.
+pub struct Server {
+    app: Arc<App>,
+    worker: Arc<Worker>,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    routes: tonic::service::Routes,
+    transport: tonic::transport::Server,
+    grace: Duration,
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Sweeps run every `sweep_interval_secs`, but not under the default cluster name unless asked:
+/// stores that share a name by accident must not judge each other's machines.
+fn sweep_interval(settings: &Resolved) -> Option<Duration> {
+    let s = &settings.serve;
+    if s.sweep_interval_secs == 0 {
+        return None;
+    }
+    if settings.app.cluster == "default" && !s.sweep_default_cluster {
+        tracing::info!("orphan sweeps are off: set `cluster` (or serve.sweep_default_cluster = true) to turn them on");
+        return None;
+    }
+    Some(Duration::from_secs(s.sweep_interval_secs))
+}
+
+impl Server {
+    /// Opens the store, builds the application and binds the listener.
+    pub async fn build(settings: &Resolved, options: ServeOptions) -> anyhow::Result<Server> {
+        let s = &settings.serve;
+        let config = WorkerConfig {
+            id: options.worker_id.or(s.worker_id.clone()).unwrap_or_else(default_worker_id),
+            interval: Duration::from_millis(s.interval_ms),
+            claim_ttl: Duration::from_secs(s.claim_ttl_secs),
+            batch: s.batch,
+            sweep_interval: sweep_interval(settings),
+            sweep: ohf_app::SweepOptions {
+                min_age_secs: i64::try_from(s.sweep_min_age_secs).unwrap_or(i64::MAX),
+                dry_run: false,
+                max_terminations: s.sweep_max_terminations,
+                max_share_percent: s.sweep_max_share_percent.min(100),
+            },
+            retention_days: (settings.retention.days > 0).then_some(settings.retention.days),
+        };
+        let listen = options.listen.unwrap_or_else(|| s.listen.clone());
+        let runtime = wiring::build(settings).await?;
+        let app = Arc::new(runtime.app);
+        let metrics = Arc::new(Metrics { app: app.clone(), providers: runtime.resilient, events: runtime.events });
+        let worker = Arc::new(Worker::new(app.clone(), config.clone()));
+        let health = Arc::new(Health {
+            worker: worker.clone(),
+            interval: config.interval,
+            clock: Arc::new(ohf_app::SystemClock),
+        });
+        let listener =
+            tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        // Without tokens, only this host's callers are admins (a loopback listener).
+        let anonymous = s.anonymous_role.unwrap_or(if addr.ip().is_loopback() {
+            ohf_api::access::Role::Admin
+        } else {
+            ohf_api::access::Role::Operator
+        });
+        let gate = Arc::new(ohf_api::access::Gate::new(
+            ohf_api::access::ApiOptions {
+                tokens: s.tokens.clone(),
+                rate_limit: s.rate_limit,
+                anonymous_role: anonymous,
+            },
+            Arc::new(ohf_app::SystemClock),
+        ));
+        let hf = Arc::new(HostFactory {
+            app: app.clone(),
+            gate: gate.clone(),
+            options: ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll },
+        });
+        let http = Router::new()
+            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/readyz", get(ready))
+            .route("/status", get(|State(h): State<Arc<Health>>| async move { Json(h.worker.status()) }))
+            .with_state(health)
+            .route("/hf/{operation}", post(host_factory).with_state(hf))
+            .route("/metrics", get(prometheus).with_state(metrics))
+            .merge(ohf_http::gated_router(app.clone(), gate.clone()));
+        let grpc = ohf_grpc::routes(app.clone(), gate).await.context("cannot set up the gRPC services")?;
+        let router = grpc
+            .into_axum_router()
+            .merge(http)
+            .fallback(not_found)
+            // Bounded work per call: a body limit before anything buffers it, a deadline (a watch
+            // waits at most 60 s), and a cap on calls in flight.
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(ohf_http::MAX_BODY_BYTES))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, CALL_DEADLINE))
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_CALLS_IN_FLIGHT));
+        let routes = tonic::service::Routes::from(router);
+        let mut transport = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .http2_max_header_list_size(MAX_HEADER_BYTES)
+            .max_concurrent_streams(MAX_CALLS_IN_FLIGHT as u32);
+        if let Some(tls) = &s.tls {
+            transport = transport.tls_config(tls_config(tls)?).context("invalid TLS settings")?;
+        }
+        tracing::info!(worker = %config.id, %addr, tls = s.tls.is_some(), store = store_kind(settings), "serving");
+        if s.tokens.is_empty() && !addr.ip().is_loopback() {
+            tracing::warn!(role = ?anonymous, "the APIs have no tokens and listen beyond loopback: anyone who reaches them has this role");
+        }
+        Ok(Server { app, worker, listener, addr, routes, transport, grace: Duration::from_secs(s.shutdown_grace_secs) })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port the listener is bound to (the one picked when the settings said port 0).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The application the daemon serves, for embedders that also call it directly.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Serves and runs the worker until `shutdown` resolves; then finishes the cycle under way
+    /// (within the grace period), stops the listener and writes the figures out.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server { app, worker, listener, routes, mut transport, grace, .. } = self;
+        let (stop, stopped) = watch::channel(false);
+        let worker_task = tokio::spawn({
+            let worker = worker.clone();
+            let stopped = stopped.clone();
+            async move { worker.run(stopped).await }
+        });
+        let mut server_stop = stopped.clone();
+        let incoming = ohf_grpc::incoming(listener);
+        let server = tokio::spawn(async move {
+            transport
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = server_stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        shutdown.await;
+        tracing::info!("stopping: finishing the cycle under way");
+        let _ = stop.send(true);
+        match tokio::time::timeout(grace, worker_task).await {
+            Ok(_) => {}
+            // Every step is stored before its cloud calls, so an unfinished one resumes elsewhere.
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "cycle still running after the grace period; left resumable"
+                )
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        app.flush_figures().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The longest one API call may take (a watch waits at most 60 s).
+const CALL_DEADLINE: Duration = Duration::from_secs(75);
+/// Calls served at once; more wait their turn.
+const MAX_CALLS_IN_FLIGHT: usize = 512;
+/// The most header bytes an HTTP/2 call may send.
+const MAX_HEADER_BYTES: u32 = 16 * 1024;
+
+/// What a path that is no route answers: gRPC's UNIMPLEMENTED to a gRPC call, and to anything
+/// else a plain 404 in the API's error shape, so no HTTP client mistakes it for success.
+async fn not_found(request: axum::extract::Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no method at {}", request.uri().path())).into_http();
+    }
+    let body = json!({"error": {
+        "code": "NOT_FOUND",
+        "message": format!("no route for {} {}", request.method(), request.uri().path()),
+        "details": {"routes": ["POST /rpc", "POST /hf/{operation}", "GET /healthz", "GET /readyz", "GET /status", "GET /metrics"]},
+    }});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+async fn prometheus(State(m): State<Arc<Metrics>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render().await).into_response()
+}
+
+fn tls_config(tls: &TlsSettings) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?);
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca_file {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}
+
+/// The Host Factory operations for scripts running in client mode.
+struct HostFactory {
+    app: Arc<App>,
+    gate: Arc<ohf_api::access::Gate>,
+    options: ohf_hostfactory::Options,
+}
+
+async fn host_factory(
+    State(hf): State<Arc<HostFactory>>,
+    Path(operation): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(op) = Operation::parse(&operation) else {
+        let known: Vec<_> = Operation::ALL.iter().map(|o| o.name()).collect();
+        let message = format!("unknown operation '{operation}'; operations: {}", known.join(", "));
+        return (StatusCode::NOT_FOUND, Json(json!({"message": message}))).into_response();
+    };
+    if let Err(e) = hf.gate.admit(authorization, op.name()) {
+        return ohf_http::error_response(&e);
+    }
+    let body = match ohf_http::read_body(body).await {
+        Ok(body) => body,
+        Err(e) => return (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"message": e.message}))).into_response(),
+    };
+    let input = match std::str::from_utf8(&body).map_err(|e| HfError::Input(e.to_string())).and_then(parse_input) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(e.to_json())).into_response(),
+    };
+    match ohf_hostfactory::run(&hf.app, op, &input, hf.options).await {
+        Ok(doc) => (StatusCode::OK, Json(doc)).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Json(e.to_json())).into_response(),
+    }
+}
+
+fn store_kind(settings: &Resolved) -> &'static str {
+    if settings.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" }
+}
+
+async fn ready(State(h): State<Arc<Health>>) -> impl IntoResponse {
+    let status = h.worker.status();
+    let window = (h.interval * 3).max(Duration::from_secs(10));
+    let fresh = status.last_cycle.is_some_and(|t| h.clock.now().secs_since(t) <= window.as_secs() as i64);
+    let code = if fresh && !status.stopping { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({"ready": code == StatusCode::OK, "worker": status})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Overrides;
+
+    fn settings(toml: &str) -> Resolved {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ohf.toml");
+        std::fs::write(&file, toml).expect("write");
+        let flags = Overrides {
+            config: Some(file),
+            confdir: Some(dir.path().to_path_buf()),
+            workdir: Some(dir.path().join("work")),
+            ..Overrides::default()
+        };
+        Resolved::load(&flags).expect("settings")
+    }
+
+    #[test]
+    fn the_daemon_sweeps_only_under_a_cluster_name_of_its_own_unless_told_to() {
+        assert_eq!(sweep_interval(&settings("")), None, "not under the default cluster");
+        assert_eq!(sweep_interval(&settings("cluster = \"hpc\"\n")), Some(Duration::from_secs(300)));
+        assert_eq!(
+            sweep_interval(&settings("[serve]\nsweep_default_cluster = true\nsweep_interval_secs = 60\n")),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(sweep_interval(&settings("cluster = \"hpc\"\n[serve]\nsweep_interval_secs = 0\n")), None);
+    }
+}
