@@ -10,11 +10,13 @@
 mod app;
 pub mod bus;
 pub mod commands;
+#[cfg(any(test, feature = "testkit"))]
 pub mod contract;
 mod cqrs;
 mod error;
 pub mod keys;
 pub mod lifecycle;
+#[cfg(any(test, feature = "testkit"))]
 pub mod memory;
 pub mod ports;
 pub mod providers;

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod machine;
 pub mod request;
 pub mod template;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testing;
 pub mod time;
 pub mod values;
