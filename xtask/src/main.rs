@@ -285,6 +285,10 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     example.args(["run", "--quiet", "-p", "ohf-example-embedding"]).stdout(Stdio::null());
     run(example)?;
     println!("xtask: the embedding example ran");
+    // The examples in the domain's and the application's documentation compile and run.
+    let mut doctests = cargo();
+    doctests.args(["test", "--quiet", "--doc", "-p", "ohf-domain", "-p", "ohf-app"]);
+    run(doctests)?;
     let postgres = postgres::ensure()?;
     println!("xtask: postgres at {}", postgres.url);
     let aws = match emulator::start_kind(emulator::Kind::Moto) {

@@ -19,10 +19,13 @@ use crate::providers::{ProviderFactory, Registry, Slot};
 /// The rules of the application, from configuration.
 #[derive(Debug, Clone)]
 pub struct AppSettings {
+    /// How launches are retried, partial results taken and requests timed out.
     pub policy: LifecyclePolicy,
     /// Most machines one request may ask for.
     pub max_machines_per_request: u32,
+    /// How long a provision request may take when it names no timeout.
     pub default_timeout: TimeoutSecs,
+    /// How long a return request may take when it names no timeout.
     pub return_timeout: TimeoutSecs,
     /// Most machines held across all templates (the account quota), when set.
     pub account_limit: Option<u32>,
@@ -204,10 +207,12 @@ impl App {
         self.registry.providers()
     }
 
+    /// The bus events are published on.
     pub fn bus(&self) -> &EventBus {
         &self.bus
     }
 
+    /// The rules the application runs by.
     pub fn settings(&self) -> &AppSettings {
         &self.settings
     }

@@ -36,20 +36,69 @@ pub trait EventHandler: Send + Sync + 'static {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SystemEvent {
     /// A provider's circuit breaker for one service changed state.
-    BreakerChanged { provider: String, service: String, from: String, to: String, failures: u32, at: Timestamp },
+    BreakerChanged {
+        /// The provider.
+        provider: String,
+        /// The service of the provider.
+        service: String,
+        /// The state before (CLOSED, OPEN, HALF_OPEN).
+        from: String,
+        /// The state after.
+        to: String,
+        /// Consecutive failures when it changed.
+        failures: u32,
+        /// When.
+        at: Timestamp,
+    },
     /// A provider was chosen for an operation.
-    ProviderSelected { operation: String, provider: String, policy: String, reason: String, at: Timestamp },
+    ProviderSelected {
+        /// The operation (CREATE_INSTANCES, …).
+        operation: String,
+        /// The provider chosen.
+        provider: String,
+        /// The policy that chose it.
+        policy: String,
+        /// Why it won.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
     /// A request's launches moved to another provider after a failure.
-    ProviderFailover { request_id: String, from: String, to: String, reason: String, at: Timestamp },
+    ProviderFailover {
+        /// The request.
+        request_id: String,
+        /// The provider that failed.
+        from: String,
+        /// The provider the next attempt goes to.
+        to: String,
+        /// The failure.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
     /// A provider turned healthy or unhealthy.
-    ProviderHealthChanged { provider: String, healthy: bool, source: String, message: String, at: Timestamp },
+    ProviderHealthChanged {
+        /// The provider.
+        provider: String,
+        /// Healthy now or not.
+        healthy: bool,
+        /// Who said so (operations, a health check, an outside verdict).
+        source: String,
+        /// Why.
+        message: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What the subscribers of a bus have done, per subscriber.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HandlerFigures {
+    /// Events the subscriber handled.
     pub handled: u64,
+    /// Events the subscriber answered with an error.
     pub failed: u64,
+    /// Events the subscriber did not finish within the bus's timeout.
     pub timed_out: u64,
     /// Events dropped because the subscriber's queue was full.
     pub dropped: u64,
@@ -134,6 +183,7 @@ impl EventBus {
         self.system.subscribe()
     }
 
+    /// Publishes a system event to live subscribers (no subscriber is an answer too).
     pub fn publish_system(&self, event: SystemEvent) {
         tracing::debug!(?event, "system event");
         let _ = self.system.send(event);

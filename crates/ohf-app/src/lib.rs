@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The application core of ohf: ports, typed commands and queries with one handler each, the
 //! lifecycle that advances requests, the providers and their strategy, and the event bus.
 //!

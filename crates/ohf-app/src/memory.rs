@@ -42,6 +42,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -283,14 +284,17 @@ impl TemplateCatalog for StaticCatalog {
 pub struct ManualClock(AtomicU64);
 
 impl ManualClock {
+    /// A clock standing at `start`.
     pub fn new(start: Timestamp) -> Self {
         Self(AtomicU64::new(start.unix_millis() as u64))
     }
 
+    /// Moves the clock `secs` seconds on.
     pub fn advance_secs(&self, secs: u64) {
         self.0.fetch_add(secs * 1000, Ordering::SeqCst);
     }
 
+    /// Moves the clock `millis` milliseconds on.
     pub fn advance_millis(&self, millis: u64) {
         self.0.fetch_add(millis, Ordering::SeqCst);
     }

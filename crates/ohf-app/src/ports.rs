@@ -14,8 +14,11 @@ use ohf_domain::{
 
 /// Tag keys ohf puts on every resource it creates.
 pub mod tag_keys {
+    /// The id of the provision request that launched the resource.
     pub const REQUEST_ID: &str = "ohf:request-id";
+    /// The template it was launched from.
     pub const TEMPLATE_ID: &str = "ohf:template-id";
+    /// The provider instance that launched it.
     pub const PROVIDER: &str = "ohf:provider";
     /// The cluster name of the installation that launched the resource.
     pub const CLUSTER: &str = "ohf:cluster";
@@ -24,6 +27,7 @@ pub mod tag_keys {
     pub const INSTALLATION: &str = "ohf:installation";
     /// The client token of the launch that made the machine.
     pub const LAUNCH_TOKEN: &str = "ohf:launch-token";
+    /// The name EC2 shows (the request id and the machine's index).
     pub const NAME: &str = "Name";
 }
 
@@ -31,6 +35,7 @@ pub mod tag_keys {
 /// puts on everything it launches. Destructive calls act only on what these tags prove.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ownership {
+    /// The installation's cluster name (`ohf:cluster`).
     pub cluster: String,
     /// The store's identity (`RequestStore::installation`).
     pub installation: String,
@@ -64,14 +69,18 @@ impl Ownership {
 /// A machine to terminate, with the provision request that launched it: its tags must say so.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OwnedMachine {
+    /// The machine.
     pub id: MachineId,
+    /// The provision request that launched it.
     pub request_id: RequestId,
 }
 
 /// A machine a provider refused to touch, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The machine.
     pub id: MachineId,
+    /// Why it was left alone.
     pub reason: String,
 }
 
@@ -80,9 +89,14 @@ pub struct Refusal {
 pub enum StoreError {
     /// The request changed since it was read (or its id is taken, for a new one).
     #[error("request '{request_id}' was changed by someone else")]
-    Conflict { request_id: String },
+    Conflict {
+        /// The request that changed.
+        request_id: String,
+    },
+    /// The store cannot be reached or failed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A stored row does not decode.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
 }
@@ -90,11 +104,15 @@ pub enum StoreError {
 /// Which requests a listing returns.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
+    /// Only requests in these states (all when empty).
     pub states: Vec<RequestState>,
+    /// Only provision or only return requests.
     pub kind: Option<RequestKind>,
+    /// Only requests of this template.
     pub template: Option<TemplateId>,
     /// Only provision requests that hold (or will hold) machines.
     pub holding: bool,
+    /// At most this many.
     pub limit: Option<u32>,
 }
 
@@ -102,15 +120,20 @@ pub struct RequestFilter {
 /// conflict) for a request whose claim the worker no longer holds at `now`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
+    /// The worker.
     pub worker: String,
+    /// Now, in the store's time.
     pub now: Timestamp,
 }
 
 /// One period during which one worker held a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimSpan {
+    /// The worker that held it.
     pub worker: String,
+    /// When the claim was taken.
     pub since: Timestamp,
+    /// When it ended or expires.
     pub until: Timestamp,
 }
 
@@ -162,6 +185,7 @@ pub trait RequestStore: Send + Sync + 'static {
     }
     /// Who held a request when, oldest first.
     async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError>;
+    /// One request, `None` when the store has no such id.
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
     /// The requests of `ids` that exist, in no particular order.
     async fn get_many(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError>;
@@ -188,20 +212,30 @@ pub struct CatalogError(pub String);
 /// Where templates come from.
 #[async_trait]
 pub trait TemplateCatalog: Send + Sync + 'static {
+    /// Every template, as configured now.
     async fn templates(&self) -> Result<Vec<Template>, CatalogError>;
 }
 
 /// What kind of failure a cloud call met, which decides whether it is worth retrying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloudErrorKind {
+    /// The cloud has no capacity for it now (InsufficientInstanceCapacity).
     Capacity,
+    /// An account limit was reached.
     Quota,
+    /// Too many calls: slow down.
     Throttling,
+    /// The service did not answer or failed for a while.
     Unavailable,
+    /// The service failed on its side.
     Internal,
+    /// The call took longer than its deadline.
     Timeout,
+    /// The credentials were refused.
     Auth,
+    /// The call was wrong (a template's field, a missing role).
     Validation,
+    /// What the call named does not exist.
     NotFound,
     /// The resource is mid-change (a scaling activity, a modification): wait, look again, then
     /// act. Says nothing about the service's health.
@@ -209,6 +243,7 @@ pub enum CloudErrorKind {
 }
 
 impl CloudErrorKind {
+    /// Whether trying again may succeed.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
@@ -227,13 +262,18 @@ impl CloudErrorKind {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct CloudError {
+    /// What kind of failure.
     pub kind: CloudErrorKind,
+    /// The provider's own code (InsufficientInstanceCapacity, …).
     pub code: String,
+    /// The provider's message, with its request id where it gave one.
     pub message: String,
+    /// How long the provider asked to wait before trying again.
     pub retry_after: Option<Duration>,
 }
 
 impl CloudError {
+    /// An error of `kind` with the provider's code and message.
     pub fn new(kind: CloudErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self { kind, code: code.into(), message: message.into(), retry_after: None }
     }
@@ -242,12 +282,17 @@ impl CloudError {
 /// One launch of `count` machines for a request.
 #[derive(Debug, Clone)]
 pub struct LaunchRequest {
+    /// The provision request the machines are for.
     pub request_id: RequestId,
+    /// The template to launch.
     pub template: Template,
+    /// How many machines.
     pub count: u32,
+    /// The idempotency token of this request's attempt.
     pub token: ClientToken,
     /// The template's, the request's and ohf's ownership tags.
     pub tags: Tags,
+    /// Availability zones to place the machines in (any when empty).
     pub zones: Vec<String>,
     /// The cloud request (fleet, group) an earlier call of this launch placed: look at it
     /// instead of placing one.
@@ -260,7 +305,9 @@ pub struct LaunchRequest {
 /// What a launch produced: the machines, and why it fell short when it launched fewer.
 #[derive(Debug, Clone, Default)]
 pub struct LaunchResult {
+    /// The machines launched so far.
     pub machines: Vec<MachineObservation>,
+    /// Why fewer than asked came, when fewer came.
     pub shortfall: Option<CloudError>,
     /// The cloud request (fleet, group) that goes on delivering machines: the launch is called
     /// again, with this as `following`, until it answers `None`.
@@ -271,22 +318,29 @@ pub struct LaunchResult {
 /// when `cluster` is set, every live machine tagged with that cluster.
 #[derive(Debug, Clone, Default)]
 pub struct DescribeQuery {
+    /// Machines by id.
     pub machine_ids: Vec<MachineId>,
+    /// Every machine tagged with one of these requests.
     pub request_ids: Vec<RequestId>,
+    /// Every live machine of this cluster.
     pub cluster: Option<String>,
 }
 
 /// How many machines of a template a provider can launch now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderCapacity {
+    /// How many machines can be launched.
     pub available: u32,
+    /// The instance type that limits them.
     pub instance_type: String,
+    /// The region asked.
     pub region: Option<String>,
 }
 
 /// A configured cloud account and region that launches, describes and terminates machines.
 #[async_trait]
 pub trait CloudProvider: Send + Sync + 'static {
+    /// The provider instance's name.
     fn name(&self) -> &ProviderName;
     /// `sim`, `aws`, …
     fn kind(&self) -> &'static str;
@@ -341,6 +395,7 @@ pub trait CloudProvider: Send + Sync + 'static {
 
 /// The time, as the application sees it.
 pub trait Clock: Send + Sync + 'static {
+    /// Now.
     fn now(&self) -> Timestamp;
 }
 
@@ -357,6 +412,7 @@ impl Clock for SystemClock {
 
 /// Makes ids for new requests.
 pub trait IdGenerator: Send + Sync + 'static {
+    /// A new id for a request of `kind`.
     fn next(&self, kind: RequestKind) -> RequestId;
 }
 

@@ -49,8 +49,11 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CircuitState {
+    /// Calls go through; failures are counted.
     Closed,
+    /// Calls fail fast until the reset timeout.
     Open,
+    /// A few probe calls go through to test recovery.
     HalfOpen,
 }
 

@@ -5,18 +5,31 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
+    /// The template named does not exist.
     TemplateNotFound,
+    /// The cloud or the template's `maxNumber` has no room for the machines.
     InsufficientCapacity,
+    /// The account limit would be exceeded.
     QuotaExceeded,
+    /// An input broke a rule; the details name the field.
     ValidationError,
+    /// The template cannot be served by the provider.
     ProviderIncompatible,
+    /// No request has that id.
     RequestNotFound,
+    /// The id is taken by a request with other parameters.
     DuplicateRequest,
+    /// The request's state does not allow the change.
     IllegalTransition,
+    /// The request is mid-transition; retry after the hint.
     ResourceBusy,
+    /// The cloud provider failed.
     ProviderError,
+    /// ohf is configured wrongly.
     ConfigurationError,
+    /// The store failed.
     StoreError,
+    /// Something ohf did not expect.
     InternalError,
     /// The caller presented no valid credentials.
     Unauthenticated,
@@ -29,6 +42,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order the documentation lists them.
     pub const ALL: [ErrorCode; 17] = [
         Self::TemplateNotFound,
         Self::InsufficientCapacity,
@@ -49,10 +63,12 @@ impl ErrorCode {
         Self::MethodNotFound,
     ];
 
+    /// The code of its wire name (`TEMPLATE_NOT_FOUND`, …).
     pub fn parse(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == code)
     }
 
+    /// Its wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TemplateNotFound => "TEMPLATE_NOT_FOUND",
@@ -79,37 +95,87 @@ impl ErrorCode {
 /// A business rule that refused an input or a change.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DomainError {
+    /// No template has the id asked for.
     #[error("template '{template_id}' not found; available: {}", available.join(", "))]
-    TemplateNotFound { template_id: String, available: Vec<String> },
+    TemplateNotFound {
+        /// The id asked for.
+        template_id: String,
+        /// The ids there are.
+        available: Vec<String>,
+    },
 
+    /// Not enough room for the machines asked for.
     #[error("insufficient capacity: requested {requested}, available {available}{}", scope_suffix(.template_id, .instance_type, .region))]
     InsufficientCapacity {
+        /// Machines asked for.
         requested: u32,
+        /// Machines that fit.
         available: u32,
+        /// The template whose `maxNumber` limits them.
         template_id: Option<String>,
+        /// The instance type the cloud is short of.
         instance_type: Option<String>,
+        /// The region asked.
         region: Option<String>,
     },
 
+    /// The account limit would be exceeded.
     #[error(
         "account quota would be exceeded: {current_usage} in use, {requested_additional} requested, limit {account_limit}"
     )]
-    QuotaExceeded { current_usage: u32, requested_additional: u32, account_limit: u32 },
+    QuotaExceeded {
+        /// Machines held now.
+        current_usage: u32,
+        /// Machines asked for.
+        requested_additional: u32,
+        /// The configured account limit.
+        account_limit: u32,
+    },
 
+    /// An input breaks a rule.
     #[error("invalid {field}: {message}")]
-    Validation { field: String, message: String },
+    Validation {
+        /// The field at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 
+    /// The provider cannot serve the template.
     #[error("template '{template_id}' is not compatible with provider '{provider}': {reason}")]
-    ProviderIncompatible { template_id: String, provider: String, reason: String },
+    ProviderIncompatible {
+        /// The template.
+        template_id: String,
+        /// The provider that cannot serve it.
+        provider: String,
+        /// Why.
+        reason: String,
+    },
 
+    /// No request has the id.
     #[error("request '{request_id}' not found")]
-    RequestNotFound { request_id: String },
+    RequestNotFound {
+        /// The id asked for.
+        request_id: String,
+    },
 
+    /// The id is taken by a request with other parameters.
     #[error("request id '{request_id}' is already used by a request with other parameters")]
-    DuplicateRequest { request_id: String },
+    DuplicateRequest {
+        /// The id taken.
+        request_id: String,
+    },
 
+    /// The request's state does not allow the change.
     #[error("request '{request_id}' cannot go from {from} to {to}")]
-    IllegalTransition { request_id: String, from: String, to: String },
+    IllegalTransition {
+        /// The request.
+        request_id: String,
+        /// Its state.
+        from: String,
+        /// The state asked for.
+        to: String,
+    },
 }
 
 fn scope_suffix(template: &Option<String>, instance_type: &Option<String>, region: &Option<String>) -> String {
@@ -127,10 +193,12 @@ fn scope_suffix(template: &Option<String>, instance_type: &Option<String>, regio
 }
 
 impl DomainError {
+    /// A validation error of `field`.
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation { field: field.into(), message: message.into() }
     }
 
+    /// The stable code clients see.
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::TemplateNotFound { .. } => ErrorCode::TemplateNotFound,

@@ -25,6 +25,7 @@ macro_rules! string_id {
         pub struct $name(String);
 
         impl $name {
+            /// The id as text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -73,6 +74,7 @@ string_id!(
 );
 
 impl RequestId {
+    /// A request id: 1 to 128 letters, digits, `-`, `_`, `.`, `:`.
     pub fn new(value: impl Into<String>) -> Result<Self, DomainError> {
         let value = value.into();
         check_chars("requestId", &value, 128, &['-', '_', '.', ':'])?;
@@ -81,6 +83,7 @@ impl RequestId {
 }
 
 impl TemplateId {
+    /// A template id: 1 to 64 letters, digits, `-`, `_`.
     pub fn new(value: impl Into<String>) -> Result<Self, DomainError> {
         let value = value.into();
         check_chars("templateId", &value, 64, &['-', '_'])?;
@@ -89,6 +92,7 @@ impl TemplateId {
 }
 
 impl MachineId {
+    /// A machine id, as the provider names it: 1 to 128 letters, digits, `-`, `_`, `.`, `:`, `/`.
     pub fn new(value: impl Into<String>) -> Result<Self, DomainError> {
         let value = value.into();
         check_chars("machineId", &value, 128, &['-', '_', '.', ':', '/'])?;
@@ -97,6 +101,7 @@ impl MachineId {
 }
 
 impl ProviderName {
+    /// A provider instance name: 1 to 64 letters, digits, `-`, `_`, `.`.
     pub fn new(value: impl Into<String>) -> Result<Self, DomainError> {
         let value = value.into();
         check_chars("provider", &value, 64, &['-', '_', '.'])?;
@@ -105,6 +110,7 @@ impl ProviderName {
 }
 
 impl ClientToken {
+    /// An idempotency token: 1 to 64 letters, digits, `-`, `_`.
     pub fn new(value: impl Into<String>) -> Result<Self, DomainError> {
         let value = value.into();
         check_chars("clientToken", &value, 64, &['-', '_'])?;

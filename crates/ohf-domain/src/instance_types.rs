@@ -8,8 +8,11 @@ const TABLE: &str = include_str!("../data/instance-types.csv");
 /// Published figures of one instance type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstanceTypeInfo {
+    /// Virtual CPUs.
     pub vcpus: u32,
+    /// Threads per core.
     pub threads_per_core: u32,
+    /// Memory in MiB.
     pub memory_mib: u64,
     /// Host Factory's `type` attribute: `X86_64` or `ARM64`.
     pub arch: &'static str,

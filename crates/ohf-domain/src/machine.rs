@@ -9,15 +9,22 @@ use crate::{MachineId, PriceType, ProviderName, RequestId, Timestamp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MachineStatus {
+    /// Launched, not yet running.
     Pending,
+    /// Running.
     Running,
+    /// Stopping.
     Stopping,
+    /// Stopped.
     Stopped,
+    /// Terminating.
     ShuttingDown,
+    /// Gone.
     Terminated,
 }
 
 impl MachineStatus {
+    /// Its EC2 name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -45,12 +52,16 @@ impl fmt::Display for MachineStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MachineResult {
+    /// Still being provided or returned.
     Executing,
+    /// Done.
     Succeed,
+    /// Failed.
     Fail,
 }
 
 impl MachineResult {
+    /// Its Host Factory name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Executing => "executing",
@@ -63,22 +74,33 @@ impl MachineResult {
 /// What a cloud provider reports about one machine at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineObservation {
+    /// The machine.
     pub id: MachineId,
+    /// The provider holding it.
     pub provider: ProviderName,
+    /// Its state.
     pub status: MachineStatus,
     /// Private DNS host name.
     pub name: Option<String>,
+    /// Private IP address.
     pub private_ip: Option<String>,
+    /// Public IP address, when it has one.
     pub public_ip: Option<String>,
+    /// Its instance type.
     pub instance_type: Option<String>,
+    /// On demand or spot.
     pub price_type: Option<PriceType>,
+    /// Its availability zone.
     pub zone: Option<String>,
+    /// When it was launched.
     pub launch_time: Option<Timestamp>,
     /// The ownership tag `ohf:request-id`, when the machine carries one.
     pub request_id: Option<RequestId>,
+    /// Its tags.
     pub tags: BTreeMap<String, String>,
     /// When the cloud has announced it will take the machine back (spot interruption).
     pub interruption_at: Option<Timestamp>,
+    /// The dedicated host it runs on, when it does.
     pub cloud_host_id: Option<String>,
 }
 
@@ -106,6 +128,7 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine as first observed.
     pub fn from_observation(o: &MachineObservation) -> Self {
         Self {
             id: o.id.clone(),
@@ -184,48 +207,63 @@ impl Machine {
         self.returned_by = Some(by);
     }
 
+    /// Its id.
     pub fn id(&self) -> &MachineId {
         &self.id
     }
+    /// The provider holding it.
     pub fn provider(&self) -> &ProviderName {
         &self.provider
     }
+    /// Its last observed state.
     pub fn status(&self) -> MachineStatus {
         self.status
     }
+    /// Its host name.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
+    /// Private IP address.
     pub fn private_ip(&self) -> Option<&str> {
         self.private_ip.as_deref()
     }
+    /// Public IP address.
     pub fn public_ip(&self) -> Option<&str> {
         self.public_ip.as_deref()
     }
+    /// Its instance type.
     pub fn instance_type(&self) -> Option<&str> {
         self.instance_type.as_deref()
     }
+    /// On demand or spot.
     pub fn price_type(&self) -> Option<PriceType> {
         self.price_type
     }
+    /// Its availability zone.
     pub fn zone(&self) -> Option<&str> {
         self.zone.as_deref()
     }
+    /// When it was launched.
     pub fn launch_time(&self) -> Option<Timestamp> {
         self.launch_time
     }
+    /// Its tags.
     pub fn tags(&self) -> &BTreeMap<String, String> {
         &self.tags
     }
+    /// The dedicated host it runs on.
     pub fn cloud_host_id(&self) -> Option<&str> {
         self.cloud_host_id.as_deref()
     }
+    /// Why it failed, when it did.
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
     }
+    /// Termination was asked of the cloud.
     pub fn is_terminating(&self) -> bool {
         self.terminating
     }
+    /// The return request that returned it.
     pub fn returned_by(&self) -> Option<&RequestId> {
         self.returned_by.as_ref()
     }

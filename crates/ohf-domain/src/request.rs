@@ -16,11 +16,14 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestKind {
+    /// Launches machines.
     Provision,
+    /// Returns machines.
     Return,
 }
 
 impl RequestKind {
+    /// Its wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Provision => "provision",
@@ -33,11 +36,17 @@ impl RequestKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RequestState {
+    /// Accepted, nothing launched yet.
     Pending,
+    /// Launching, or waiting for machines.
     InProgress,
+    /// Every machine asked for is there (or, for a return, gone).
     Completed,
+    /// It ended without what was asked.
     Failed,
+    /// Its time ran out.
     Timeout,
+    /// Cancelled by a caller.
     Cancelled,
     /// Some machines are up and kept; the rest failed.
     #[serde(alias = "PARTIAL")]
@@ -45,6 +54,7 @@ pub enum RequestState {
 }
 
 impl RequestState {
+    /// Every state.
     pub const ALL: [RequestState; 7] = [
         Self::Pending,
         Self::InProgress,
@@ -55,6 +65,7 @@ impl RequestState {
         Self::PartialSuccess,
     ];
 
+    /// Its wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
@@ -67,6 +78,7 @@ impl RequestState {
         }
     }
 
+    /// The state of its wire name.
     pub fn parse(s: &str) -> Option<Self> {
         let upper = s.trim().to_ascii_uppercase().replace('-', "_");
         match upper.as_str() {
@@ -75,6 +87,7 @@ impl RequestState {
         }
     }
 
+    /// Whether the request can change no more (its clean-up may still be under way).
     pub fn is_terminal(self) -> bool {
         !matches!(self, Self::Pending | Self::InProgress)
     }
@@ -112,11 +125,13 @@ pub enum PartialPolicy {
 pub struct LifecyclePolicy {
     /// Launch calls per request before giving up on the missing machines.
     pub max_launch_attempts: u32,
+    /// What to do when a launch brings fewer machines than asked.
     pub partial: PartialPolicy,
     /// Machines pending longer than this are terminated and reported failed.
     pub pending_timeout_secs: Option<u32>,
     /// Wait before a launch is retried after a retryable failure: base × 2^(attempt−1), capped.
     pub launch_backoff_base_secs: u32,
+    /// The longest wait between launch retries, in seconds.
     pub launch_backoff_max_secs: u32,
 }
 
@@ -133,6 +148,7 @@ impl Default for LifecyclePolicy {
 }
 
 impl LifecyclePolicy {
+    /// The wait before attempt `attempt + 1`, in seconds.
     pub fn launch_backoff_secs(&self, attempt: u32) -> u32 {
         let exp = attempt.saturating_sub(1).min(16);
         self.launch_backoff_base_secs.saturating_mul(1 << exp).min(self.launch_backoff_max_secs)
@@ -142,21 +158,32 @@ impl LifecyclePolicy {
 /// The validated inputs of a provision request.
 #[derive(Debug, Clone)]
 pub struct ProvisionSpec {
+    /// The request's id.
     pub id: RequestId,
+    /// The template to launch.
     pub template: Template,
+    /// How many machines.
     pub count: MachineCount,
+    /// How long it may take.
     pub timeout: TimeoutSecs,
+    /// Tags for its machines.
     pub tags: Tags,
+    /// The caller's notes.
     pub metadata: BTreeMap<String, Value>,
+    /// Its priority.
     pub priority: Priority,
+    /// Zones to place machines in.
     pub zones: Vec<String>,
+    /// The provider it launches on first.
     pub provider: ProviderName,
 }
 
 /// A machine named in a return request, with the provision request that held it.
 #[derive(Debug, Clone)]
 pub struct ReturnedMachine {
+    /// The machine.
     pub machine: Machine,
+    /// The provision request that holds it (`None`: no request does).
     pub holder: Option<RequestId>,
     /// Why ohf cannot return it, when it cannot.
     pub refusal: Option<String>,
@@ -165,27 +192,44 @@ pub struct ReturnedMachine {
 /// Everything a request starts with; the payload of its `Created` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Creation {
+    /// The request's id.
     pub id: RequestId,
+    /// Provision or return.
     pub kind: RequestKind,
+    /// The template (provision requests).
     pub template: Option<Template>,
+    /// Machines asked for or returned.
     pub count: u32,
+    /// How long it may take.
     pub timeout: TimeoutSecs,
+    /// Tags for its machines.
     pub tags: Tags,
+    /// The caller's notes.
     pub metadata: BTreeMap<String, Value>,
+    /// Its priority.
     pub priority: Priority,
+    /// Zones to place machines in.
     pub zones: Vec<String>,
+    /// The provider it launches on first.
     pub provider: Option<ProviderName>,
+    /// The machines (a return request's, from the start).
     pub machines: Vec<Machine>,
+    /// Which provision request holds each returned machine.
     pub holders: BTreeMap<MachineId, RequestId>,
+    /// A return that terminates at once.
     pub force: bool,
 }
 
 /// A launch the reconcile step wants made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchOrder {
+    /// The attempt, from 1.
     pub attempt: u32,
+    /// Machines to launch.
     pub count: u32,
+    /// The idempotency token of the attempt.
     pub token: ClientToken,
+    /// The provider to launch on.
     pub provider: ProviderName,
     /// The cloud request this attempt placed and is filling from, to follow rather than place.
     pub following: Option<String>,
@@ -196,7 +240,9 @@ pub struct LaunchOrder {
 /// The cloud calls one reconcile step asks for, after its events are stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
+    /// A launch to make.
     pub launch: Option<LaunchOrder>,
+    /// Machines to terminate, per provider.
     pub terminate: Vec<(ProviderName, MachineId)>,
     /// A cloud request (fleet, group) still filling for a request that ended: stop it.
     pub release: Option<Release>,
@@ -205,12 +251,16 @@ pub struct Decision {
 /// A cloud request to stop, so it launches nothing more for a request that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Release {
+    /// The attempt that placed it.
     pub attempt: u32,
+    /// The provider holding it.
     pub provider: ProviderName,
+    /// The fleet or group.
     pub resource: String,
 }
 
 impl Decision {
+    /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.launch.is_none() && self.terminate.is_empty() && self.release.is_none()
     }
@@ -907,15 +957,19 @@ impl Request {
         &self.changes
     }
 
+    /// The request's id.
     pub fn id(&self) -> &RequestId {
         &self.id
     }
+    /// Provision or return.
     pub fn kind(&self) -> RequestKind {
         self.kind
     }
+    /// Its state.
     pub fn state(&self) -> RequestState {
         self.state
     }
+    /// The template (provision requests).
     pub fn template(&self) -> Option<&Template> {
         self.template.as_ref()
     }
@@ -923,39 +977,51 @@ impl Request {
     pub fn count(&self) -> u32 {
         self.count
     }
+    /// How long it may take.
     pub fn timeout(&self) -> TimeoutSecs {
         self.timeout
     }
+    /// Tags for its machines.
     pub fn tags(&self) -> &Tags {
         &self.tags
     }
+    /// The caller's notes.
     pub fn metadata(&self) -> &BTreeMap<String, Value> {
         &self.metadata
     }
+    /// Its priority.
     pub fn priority(&self) -> Priority {
         self.priority
     }
+    /// Zones to place machines in.
     pub fn zones(&self) -> &[String] {
         &self.zones
     }
+    /// The provider new launches go to.
     pub fn provider(&self) -> Option<&ProviderName> {
         self.provider.as_ref()
     }
+    /// A return that terminates at once.
     pub fn force(&self) -> bool {
         self.force
     }
+    /// When it was made.
     pub fn created_at(&self) -> Timestamp {
         self.created_at
     }
+    /// When it last changed.
     pub fn updated_at(&self) -> Timestamp {
         self.updated_at
     }
+    /// When it reached a final state.
     pub fn completed_at(&self) -> Option<Timestamp> {
         self.completed_at
     }
+    /// Why it failed, when it did.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }
+    /// Its machines.
     pub fn machines(&self) -> &[Machine] {
         &self.machines
     }
@@ -963,12 +1029,15 @@ impl Request {
     pub fn holders(&self) -> &BTreeMap<MachineId, RequestId> {
         &self.holders
     }
+    /// Launch calls made so far.
     pub fn launch_attempts(&self) -> u32 {
         self.launch.attempts
     }
+    /// The version stored (compare-and-set).
     pub fn version(&self) -> u64 {
         self.version
     }
+    /// The sequence number of its next event.
     pub fn seq(&self) -> u64 {
         self.seq
     }

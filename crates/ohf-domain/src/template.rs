@@ -13,12 +13,16 @@ use crate::{DomainError, ProviderName, Tags, TemplateId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PriceType {
+    /// On-demand instances only.
     Ondemand,
+    /// Spot instances only.
     Spot,
+    /// Spot and on-demand together (`percentOnDemand`).
     Heterogeneous,
 }
 
 impl PriceType {
+    /// Its Host Factory name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ondemand => "ondemand",
@@ -49,15 +53,20 @@ impl fmt::Display for PriceType {
 /// The cloud API a template launches through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ProviderApi {
+    /// RunInstances, one call per launch.
     RunInstances,
+    /// An EC2 Fleet (instant, request or maintain).
     #[serde(rename = "EC2Fleet")]
     Ec2Fleet,
+    /// A Spot Fleet request.
     SpotFleet,
+    /// An Auto Scaling group.
     #[serde(rename = "ASG")]
     Asg,
 }
 
 impl ProviderApi {
+    /// Its Host Factory name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RunInstances => "RunInstances",
@@ -85,8 +94,11 @@ impl ProviderApi {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FleetType {
+    /// One call that answers with the machines.
     Instant,
+    /// A request the fleet fills once.
     Request,
+    /// A request the fleet keeps filled.
     Maintain,
 }
 
@@ -104,12 +116,16 @@ impl FleetType {
 /// The kind of a Host Factory attribute value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttributeKind {
+    /// Text.
     String,
+    /// A number.
     Numeric,
+    /// true or false.
     Boolean,
 }
 
 impl AttributeKind {
+    /// Its Host Factory name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::String => "String",
@@ -122,7 +138,9 @@ impl AttributeKind {
 /// One template attribute, rendered to Host Factory as `[kind, value-as-string]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribute {
+    /// The value's kind.
     pub kind: AttributeKind,
+    /// The value, as text.
     pub value: String,
 }
 
@@ -500,6 +518,7 @@ impl Template {
         Value::Object(out)
     }
 
+    /// Its id.
     pub fn id(&self) -> &TemplateId {
         &self.id
     }
@@ -507,12 +526,15 @@ impl Template {
     pub fn max_number(&self) -> Option<u32> {
         u32::try_from(self.max_number).ok()
     }
+    /// The Host Factory attributes (ncpus, nram, type, …).
     pub fn attributes(&self) -> &BTreeMap<String, Attribute> {
         &self.attributes
     }
+    /// The image to launch.
     pub fn image_id(&self) -> Option<&str> {
         self.image_id.as_deref()
     }
+    /// Subnets to launch in.
     pub fn subnet_ids(&self) -> &[String] {
         &self.subnet_ids
     }
@@ -520,9 +542,11 @@ impl Template {
     pub fn vm_types(&self) -> &BTreeMap<String, u32> {
         &self.vm_types
     }
+    /// Instance types and their weights for the on-demand part.
     pub fn vm_types_on_demand(&self) -> &BTreeMap<String, u32> {
         &self.vm_types_on_demand
     }
+    /// Instance types and their priorities (lower first).
     pub fn vm_types_priority(&self) -> &BTreeMap<String, u32> {
         &self.vm_types_priority
     }
@@ -533,60 +557,79 @@ impl Template {
             .min_by_key(|t| self.vm_types_priority.get(*t).copied().unwrap_or(u32::MAX))
             .map(String::as_str)
     }
+    /// On demand, spot or both.
     pub fn price_type(&self) -> PriceType {
         self.price_type
     }
+    /// The on-demand share of a heterogeneous template.
     pub fn percent_on_demand(&self) -> Option<u32> {
         self.percent_on_demand
     }
+    /// The spot allocation strategy.
     pub fn allocation_strategy(&self) -> Option<&str> {
         self.allocation_strategy.as_deref()
     }
+    /// The on-demand allocation strategy.
     pub fn allocation_strategy_on_demand(&self) -> Option<&str> {
         self.allocation_strategy_on_demand.as_deref()
     }
+    /// The highest spot price to pay.
     pub fn max_spot_price(&self) -> Option<f64> {
         self.max_spot_price
     }
+    /// Minutes a Spot Fleet request lives.
     pub fn spot_fleet_request_expiry_mins(&self) -> u32 {
         self.spot_fleet_request_expiry_mins
     }
+    /// Spot pools to spread over.
     pub fn pools_count(&self) -> Option<u32> {
         self.pools_count
     }
+    /// The IAM role of a Spot Fleet.
     pub fn fleet_role(&self) -> Option<&str> {
         self.fleet_role.as_deref()
     }
+    /// Security groups.
     pub fn security_group_ids(&self) -> &[String] {
         &self.security_group_ids
     }
+    /// The SSH key pair.
     pub fn key_name(&self) -> Option<&str> {
         self.key_name.as_deref()
     }
+    /// The instance profile.
     pub fn instance_profile(&self) -> Option<&str> {
         self.instance_profile.as_deref()
     }
+    /// The user data script.
     pub fn user_data_script(&self) -> Option<&str> {
         self.user_data_script.as_deref()
     }
+    /// Tags for the instances.
     pub fn instance_tags(&self) -> &Tags {
         &self.instance_tags
     }
+    /// Root volume size in GiB.
     pub fn root_device_volume_size(&self) -> Option<u32> {
         self.root_device_volume_size
     }
+    /// Root volume type.
     pub fn volume_type(&self) -> Option<&str> {
         self.volume_type.as_deref()
     }
+    /// Root volume IOPS.
     pub fn iops(&self) -> Option<u32> {
         self.iops
     }
+    /// A launch template to launch from instead of the fields.
     pub fn launch_template_id(&self) -> Option<&str> {
         self.launch_template_id.as_deref()
     }
+    /// The AWS API that launches it.
     pub fn provider_api(&self) -> ProviderApi {
         self.provider_api
     }
+    /// How its fleet keeps capacity.
     pub fn fleet_type(&self) -> Option<FleetType> {
         self.fleet_type
     }

@@ -14,10 +14,12 @@ use crate::{
 /// 2025-06-30T12:00:00Z, the start of every scenario.
 pub const T0: Timestamp = Timestamp::from_unix_secs(1_751_284_800);
 
+/// The provider the fixtures name (`sim-1`).
 pub fn provider() -> ProviderName {
     ProviderName::new("sim-1").expect("valid name")
 }
 
+/// A valid on-demand template (`tmpl-1`) with `maxNumber` set.
 pub fn template(max_number: i64) -> Template {
     Template::from_json(&json!({
         "templateId": "OnDemand-Minimal", "maxNumber": max_number, "imageId": "ami-1", "vmType": "m5.large",
@@ -26,6 +28,7 @@ pub fn template(max_number: i64) -> Template {
     .expect("valid template")
 }
 
+/// A provision request of `count` machines of [`template`]`(10)`.
 pub fn provision_spec(id: &str, count: u32) -> ProvisionSpec {
     ProvisionSpec {
         id: RequestId::new(id).expect("valid id"),
@@ -81,6 +84,7 @@ pub fn given(events: Vec<RequestEvent>) -> Given {
     Given { request: Request::replay(&history).expect("history begins with Created") }
 }
 
+/// The start of a given/when/then test of a request.
 pub struct Given {
     request: Request,
 }
@@ -93,8 +97,11 @@ impl Given {
     }
 }
 
+/// What a step did, and the request after it.
 pub struct Then<R> {
+    /// What the step answered.
     pub outcome: R,
+    /// The request after the step.
     pub request: Request,
 }
 
@@ -104,11 +111,13 @@ impl<R> Then<R> {
         self.request.uncommitted().iter().map(|e| e.event.name()).collect()
     }
 
+    /// Asserts the names of the events the step recorded.
     pub fn then_events(self, expected: &[&str]) -> Self {
         assert_eq!(self.event_names(), expected, "recorded events");
         self
     }
 
+    /// Asserts the request's state.
     pub fn then_state(self, expected: RequestState) -> Self {
         assert_eq!(self.request.state(), expected, "state");
         self

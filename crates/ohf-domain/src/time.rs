@@ -8,26 +8,32 @@ use serde::{Deserialize, Serialize};
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// The time `millis` ms after the epoch.
     pub const fn from_unix_millis(millis: i64) -> Self {
         Self(millis)
     }
 
+    /// The time `secs` s after the epoch.
     pub const fn from_unix_secs(secs: i64) -> Self {
         Self(secs * 1000)
     }
 
+    /// Milliseconds since the epoch.
     pub const fn unix_millis(self) -> i64 {
         self.0
     }
 
+    /// Seconds since the epoch.
     pub const fn unix_secs(self) -> i64 {
         self.0.div_euclid(1000)
     }
 
+    /// `secs` seconds later (earlier when negative).
     pub const fn plus_secs(self, secs: i64) -> Self {
         Self(self.0 + secs * 1000)
     }
 
+    /// `millis` milliseconds later (earlier when negative).
     pub const fn plus_millis(self, millis: i64) -> Self {
         Self(self.0 + millis)
     }

@@ -15,6 +15,7 @@ impl MachineCount {
     /// The per-request maximum when the configuration does not set one (seed: 1-100).
     pub const DEFAULT_MAX: u32 = 100;
 
+    /// A count of 1 to `max`.
     pub fn new(count: i64, max: u32) -> Result<Self, DomainError> {
         if count <= 0 {
             return Err(DomainError::validation("machineCount", format!("must be positive, got {count}")));
@@ -25,6 +26,7 @@ impl MachineCount {
         Ok(Self(count as u32))
     }
 
+    /// The count.
     pub fn get(self) -> u32 {
         self.0
     }
@@ -36,10 +38,14 @@ impl MachineCount {
 pub struct TimeoutSecs(u32);
 
 impl TimeoutSecs {
+    /// The shortest timeout, in seconds.
     pub const MIN: u32 = 60;
+    /// The longest timeout, in seconds.
     pub const MAX: u32 = 3600;
+    /// The timeout when a request names none.
     pub const DEFAULT: TimeoutSecs = TimeoutSecs(600);
 
+    /// A timeout of `MIN` to `MAX` seconds.
     pub fn new(secs: i64) -> Result<Self, DomainError> {
         if secs < i64::from(Self::MIN) {
             return Err(DomainError::validation(
@@ -53,6 +59,7 @@ impl TimeoutSecs {
         Ok(Self(secs as u32))
     }
 
+    /// The seconds.
     pub fn get(self) -> u32 {
         self.0
     }
@@ -64,9 +71,12 @@ impl TimeoutSecs {
 pub struct Tags(BTreeMap<String, String>);
 
 impl Tags {
+    /// The longest tag key.
     pub const MAX_KEY: usize = 128;
+    /// The longest tag value.
     pub const MAX_VALUE: usize = 256;
 
+    /// Tags, each key (1 to `MAX_KEY` characters) and value (at most `MAX_VALUE`) checked.
     pub fn new(tags: BTreeMap<String, String>) -> Result<Self, DomainError> {
         for (key, value) in &tags {
             if key.is_empty() {
@@ -105,14 +115,17 @@ impl Tags {
         self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
     }
 
+    /// Every tag, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -142,9 +155,12 @@ impl From<Tags> for BTreeMap<String, String> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
+    /// Behind normal requests.
     Low,
+    /// The default.
     #[default]
     Normal,
+    /// Ahead of normal requests.
     High,
 }
 

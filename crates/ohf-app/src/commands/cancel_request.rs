@@ -10,6 +10,7 @@ use crate::{App, AppError};
 /// answers busy.
 #[derive(Debug, Clone)]
 pub struct CancelRequest {
+    /// The request to cancel.
     pub request_id: String,
 }
 

@@ -14,14 +14,19 @@ use crate::{App, AppError};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteProviderOperation {
+    /// CREATE_INSTANCES, TERMINATE_INSTANCES, GET_INSTANCE_STATUS, VALIDATE_TEMPLATE or HEALTH_CHECK.
     pub operation_type: String,
     #[serde(default)]
+    /// The operation's parameters (`template_id`, `count`, `request_id`, `instance_ids`, …).
     pub parameters: Map<String, Value>,
     #[serde(default)]
+    /// Runs on this provider, without a selection.
     pub strategy_override: Option<String>,
     #[serde(default)]
+    /// Criteria put over the configured ones for this call.
     pub selection_criteria: Option<Value>,
     #[serde(default)]
+    /// The policy for this call instead of the configured one.
     pub selection_policy: Option<SelectionPolicy>,
 }
 
@@ -36,6 +41,7 @@ impl Handler<ExecuteProviderOperation> for App {
 /// Register (or replace) a provider; kept in the store for every process.
 #[derive(Debug, Clone)]
 pub struct RegisterProviderStrategy {
+    /// The registration: name, type, its configuration, capabilities, priority, weight.
     pub entry: ProviderEntry,
 }
 
@@ -66,9 +72,12 @@ impl Handler<ConfigureProviderStrategy> for App {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProviderHealth {
+    /// The provider the verdict is about.
     pub provider_name: String,
+    /// The verdict.
     pub health_status: HealthStatus,
     #[serde(default)]
+    /// Who says so (a monitoring system, an operator).
     pub source: Option<String>,
 }
 
@@ -76,10 +85,13 @@ pub struct UpdateProviderHealth {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthStatus {
+    /// Healthy or not.
     pub is_healthy: bool,
     #[serde(default)]
+    /// Why, in words.
     pub status_message: Option<String>,
     #[serde(default)]
+    /// The error behind an unhealthy verdict.
     pub error_details: Option<ErrorDetails>,
 }
 
@@ -88,8 +100,10 @@ pub struct HealthStatus {
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetails {
     #[serde(default)]
+    /// The provider's error code.
     pub error_code: Option<String>,
     #[serde(default)]
+    /// Seconds to leave the provider be (at most a week).
     pub retry_after: Option<u64>,
 }
 

@@ -7,6 +7,7 @@ use crate::{App, AppError};
 /// their events and claim history; answers how many went.
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeHistory {
+    /// Finished requests younger than this many days stay.
     pub keep_days: u32,
 }
 

@@ -18,14 +18,23 @@ use crate::{App, AppError};
 /// them, stores the request and makes its first launch within `answer_within`.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMachines {
+    /// The template to launch.
     pub template_id: String,
+    /// How many machines (1 to the configured maximum).
     pub count: i64,
+    /// The caller's id for the request: the same id again answers the same request.
     pub request_id: Option<String>,
+    /// Seconds the request may take; the configured default when absent.
     pub timeout: Option<i64>,
+    /// Tags for the machines, over the template's.
     pub tags: BTreeMap<String, String>,
+    /// The caller's notes, kept with the request.
     pub metadata: BTreeMap<String, Value>,
+    /// low, normal or high.
     pub priority: Option<String>,
+    /// Availability zones the machines should be placed in.
     pub zones: Vec<String>,
+    /// The provider to launch on; the strategy chooses when absent.
     pub provider: Option<String>,
 }
 

@@ -12,7 +12,9 @@ use crate::{App, AppError};
 /// A machine named by its id, its host name, or both.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MachineRef {
+    /// The machine's id (an instance id on AWS).
     pub id: Option<String>,
+    /// The machine's host name.
     pub name: Option<String>,
 }
 
@@ -20,9 +22,13 @@ pub struct MachineRef {
 /// no stored request holds is refused in it, and nothing is asked of the cloud for it.
 #[derive(Debug, Clone, Default)]
 pub struct RequestReturn {
+    /// The machines to return.
     pub machines: Vec<MachineRef>,
+    /// The caller's id for the return request: the same id again answers the same request.
     pub request_id: Option<String>,
+    /// Terminate at once.
     pub force: bool,
+    /// Seconds the return may take; the configured default when absent.
     pub timeout: Option<i64>,
 }
 

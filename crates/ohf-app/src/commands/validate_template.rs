@@ -10,8 +10,15 @@ use crate::{App, AppError};
 /// The verdict on a template document.
 #[derive(Debug, Clone)]
 pub enum TemplateCheck {
+    /// The template as ohf reads it, instance-type figures filled in.
     Valid(Box<Template>),
-    Invalid { field: String, message: String },
+    /// The first rule it breaks.
+    Invalid {
+        /// The field at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Check one template document: ohf's rules, then the provider that would serve it. A template
@@ -19,6 +26,7 @@ pub enum TemplateCheck {
 /// but may fill the shared cache of instance-type figures.
 #[derive(Debug, Clone)]
 pub struct ValidateTemplate {
+    /// The template document, in Host Factory's fields.
     pub template: Value,
 }
 

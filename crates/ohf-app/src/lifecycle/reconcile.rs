@@ -43,13 +43,19 @@ pub(crate) type Refused = (RequestId, MachineId, String);
 /// What one reconcile cycle did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
+    /// Requests looked at.
     pub examined: usize,
+    /// Requests whose state or machines changed.
     pub changed: usize,
+    /// Describe calls made (one per provider and batch).
     pub describe_calls: usize,
+    /// Launch calls made.
     pub launch_calls: usize,
+    /// Terminate calls made.
     pub terminate_calls: usize,
     /// Requests another process changed first; they are picked up again next cycle.
     pub conflicts: usize,
+    /// What went wrong, one line each; the rest of the pass went on.
     pub errors: Vec<String>,
 }
 

@@ -43,9 +43,11 @@ pub struct SweepReport {
     pub terminated: Vec<(MachineId, String)>,
     /// The guard that stopped the sweep from terminating anything, when one did.
     pub refused: Option<String>,
+    /// Nothing was terminated: the orphans were only listed.
     pub dry_run: bool,
     /// Provider resources no template needs any more (launch templates), deleted.
     pub pruned: Vec<String>,
+    /// What went wrong, one line each.
     pub errors: Vec<String>,
 }
 

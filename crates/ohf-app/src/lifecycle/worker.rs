@@ -17,6 +17,7 @@ const RELOAD_EVERY: Duration = Duration::from_secs(30);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
+/// How a daemon's worker runs.
 pub struct WorkerConfig {
     /// Unique among the workers sharing a store.
     pub id: String,
@@ -39,19 +40,30 @@ pub struct WorkerConfig {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerStatus {
+    /// The worker's id.
     pub worker: String,
+    /// Cycles run since start.
     pub cycles: u64,
+    /// When the last cycle ended (RFC 3339).
     pub last_cycle_at: Option<String>,
     #[serde(skip)]
+    /// When the last cycle ended.
     pub last_cycle: Option<Timestamp>,
+    /// The last cycle's error, if it had one.
     pub last_error: Option<String>,
+    /// Requests it holds claims on.
     pub held: usize,
+    /// Launch calls made since start.
     pub launches: u64,
+    /// Writes lost to another writer since start.
     pub conflicts: u64,
+    /// Orphans terminated by its sweeps since start.
     pub swept: u64,
+    /// It was asked to stop.
     pub stopping: bool,
 }
 
+/// The daemon's background loop: claims requests, advances them, renews its claims, runs the leased jobs (sweep, retention, health checks).
 pub struct Worker {
     app: Arc<App>,
     config: WorkerConfig,
@@ -59,11 +71,13 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A worker over `app`.
     pub fn new(app: Arc<App>, config: WorkerConfig) -> Self {
         let status = WorkerStatus { worker: config.id.clone(), ..WorkerStatus::default() };
         Self { app, config, status: Mutex::new(status) }
     }
 
+    /// What it has done so far, for `/status` and `/readyz`.
     pub fn status(&self) -> WorkerStatus {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

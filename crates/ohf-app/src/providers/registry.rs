@@ -28,13 +28,16 @@ pub use crate::shared::keys;
 /// around providers), for providers registered at run time and after a restart.
 #[async_trait]
 pub trait ProviderFactory: Send + Sync + 'static {
+    /// The provider `entry` describes, or why it cannot be built.
     async fn build(&self, entry: &ProviderEntry) -> Result<Arc<dyn CloudProvider>, String>;
 }
 
 /// One provider instance: its registration and the provider, measured.
 #[derive(Clone)]
 pub struct Slot {
+    /// Its registration.
     pub entry: ProviderEntry,
+    /// The provider, measured.
     pub provider: Arc<Measured>,
 }
 

@@ -15,10 +15,13 @@ use crate::{App, AppError};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelectProviderStrategy {
+    /// The operation to choose a provider for.
     pub operation_type: String,
     #[serde(default)]
+    /// Criteria put over the configured ones.
     pub selection_criteria: Option<Value>,
     #[serde(default)]
+    /// The policy instead of the configured one.
     pub selection_policy: Option<SelectionPolicy>,
 }
 
@@ -37,13 +40,21 @@ impl Handler<SelectProviderStrategy> for App {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderQuery {
+    /// Only this provider.
     pub provider_name: Option<String>,
+    /// Only healthy providers.
     pub healthy_only: bool,
+    /// Only providers of this type (aws, sim).
     pub provider_type: Option<String>,
+    /// The figures of the last this many hours (one when absent).
     pub time_range_hours: Option<f64>,
+    /// Figures per operation too.
     pub include_operation_breakdown: bool,
+    /// Errors by code too.
     pub include_error_details: bool,
+    /// Latency percentiles too.
     pub include_performance_metrics: bool,
+    /// What each provider cannot do.
     pub include_limitations: bool,
 }
 

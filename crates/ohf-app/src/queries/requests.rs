@@ -12,6 +12,7 @@ use crate::{App, AppError};
 /// The requests of `request_ids`, each with `None` when ohf does not know it.
 #[derive(Debug, Clone, Default)]
 pub struct GetRequestStatus {
+    /// The requests asked about.
     pub request_ids: Vec<String>,
 }
 
@@ -20,6 +21,7 @@ message!(query GetRequestStatus => Vec<(String, Option<Request>)>);
 /// The requests a filter selects, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListRequests {
+    /// Which requests.
     pub filter: RequestFilter,
 }
 
@@ -28,6 +30,7 @@ message!(query ListRequests => Vec<Request>);
 /// Every stored event of one request (its audit trail).
 #[derive(Debug, Clone)]
 pub struct GetRequestHistory {
+    /// The request.
     pub request_id: String,
 }
 

@@ -14,14 +14,18 @@ pub struct GetResilienceStatus;
 /// One stored breaker.
 #[derive(Debug, Clone)]
 pub struct StoredBreaker {
+    /// The provider it guards.
     pub provider: String,
+    /// The service of the provider (ec2, autoscaling, …).
     pub service: String,
+    /// Its state.
     pub breaker: Breaker,
 }
 
 /// The answer of [`GetResilienceStatus`].
 #[derive(Debug, Clone, Default)]
 pub struct ResilienceStatus {
+    /// Every stored breaker.
     pub breakers: Vec<StoredBreaker>,
     /// `(provider, report)`: the provider's calls by operation in this process.
     pub providers: Vec<(String, Value)>,

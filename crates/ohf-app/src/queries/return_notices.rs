@@ -11,8 +11,11 @@ use crate::{App, AppError};
 /// A machine the cloud is taking back, with the seconds left before it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReturnNotice {
+    /// The machine's host name (its id when it has none).
     pub machine: String,
+    /// The machine's id.
     pub machine_id: MachineId,
+    /// Seconds left before it goes (0: already gone or stopped).
     pub grace_period: i64,
 }
 
@@ -21,6 +24,7 @@ pub struct ReturnNotice {
 /// scheduler holds; empty means every machine ohf holds.
 #[derive(Debug, Clone, Default)]
 pub struct GetReturnNotices {
+    /// The machines the scheduler holds; empty for all.
     pub known: Vec<MachineRef>,
 }
 

@@ -10,7 +10,9 @@ use crate::{App, AppError};
 /// A template and how many more machines it may have; `None` is unlimited.
 #[derive(Debug, Clone)]
 pub struct TemplateAvailability {
+    /// The template.
     pub template: Template,
+    /// How many more machines it may have (`maxNumber` less those held); `None` is unlimited.
     pub available: Option<u32>,
 }
 
@@ -32,6 +34,7 @@ message!(query GetAvailableTemplates => Vec<TemplateAvailability>);
 /// One template with how many more machines it may have.
 #[derive(Debug, Clone)]
 pub struct GetTemplate {
+    /// The template.
     pub template_id: String,
 }
 

@@ -13,9 +13,13 @@ use crate::{App, AppError};
 /// processes are seen within `poll`.
 #[derive(Debug, Clone)]
 pub struct WatchRequest {
+    /// The request.
     pub request_id: String,
+    /// The first event wanted.
     pub from_seq: u64,
+    /// How long to wait for one.
     pub wait: Duration,
+    /// How often to look at the store for other processes' events.
     pub poll: Duration,
 }
 
