@@ -32,9 +32,9 @@ pub use error::AppError;
 pub use lifecycle::worker::{Worker, WorkerConfig, WorkerStatus};
 pub use lifecycle::{ReconcileReport, SweepOptions, SweepReport};
 pub use ports::{
-    CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence, IdGenerator,
-    LaunchRequest, LaunchResult, OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestFilter, RequestStore,
-    StoreError, SystemClock, TemplateCatalog, UuidIds,
+    CallName, CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence,
+    IdGenerator, LaunchRequest, LaunchResult, OwnedMachine, Ownership, ProviderCall, ProviderCapacity, Refusal,
+    RequestFilter, RequestStore, StoreError, SystemClock, TemplateCatalog, UuidIds,
 };
 pub use providers::ProviderFactory;
 pub use queries::{ReturnNotice, TemplateAvailability};

@@ -337,11 +337,84 @@ pub struct ProviderCapacity {
     pub region: Option<String>,
 }
 
+/// A call a provider makes, to be named by the provider (see [`CloudProvider::call_name`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ProviderCall<'a> {
+    /// A launch from this template.
+    Launch(&'a Template),
+    /// Stopping the cloud request (fleet, group) with this id.
+    Release(&'a str),
+    /// A describe of machines (and the health check).
+    Describe,
+    /// A termination of machines.
+    Terminate,
+    /// A describe of instance types.
+    InstanceTypes,
+}
+
+/// How a provider names one of its calls: the operation (counters, retry and timeout
+/// settings) and the service it goes to (one circuit breaker per service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallName {
+    /// The operation, such as `ec2_run_instances`.
+    pub operation: &'static str,
+    /// The service, such as `ec2`, `spot_fleet` or `autoscaling`.
+    pub service: &'static str,
+}
+
+/// The operation names of the EC2 vocabulary, which the resilience settings use.
+pub mod operations {
+    /// RunInstances.
+    pub const RUN_INSTANCES: &str = "ec2_run_instances";
+    /// CreateFleet.
+    pub const CREATE_FLEET: &str = "ec2_create_fleet";
+    /// RequestSpotFleet.
+    pub const SPOT_FLEET_REQUEST: &str = "spot_fleet_request";
+    /// CreateAutoScalingGroup.
+    pub const AUTOSCALING_CREATE_GROUP: &str = "autoscaling_create_group";
+    /// DescribeInstances.
+    pub const DESCRIBE_INSTANCES: &str = "ec2_describe_instances";
+    /// DescribeInstanceTypes.
+    pub const DESCRIBE_INSTANCE_TYPES: &str = "ec2_describe_instance_types";
+    /// TerminateInstances.
+    pub const TERMINATE_INSTANCES: &str = "ec2_terminate_instances";
+    /// DeleteFleets.
+    pub const RELEASE_FLEET: &str = "ec2_delete_fleets";
+    /// CancelSpotFleetRequests.
+    pub const RELEASE_SPOT_FLEET: &str = "spot_fleet_cancel";
+    /// DeleteAutoScalingGroup.
+    pub const RELEASE_GROUP: &str = "autoscaling_delete_group";
+}
+
+/// Names `call` in the EC2 vocabulary: launches by the template's API, everything else as an
+/// EC2 call (a release as DeleteFleets; a provider that can tell its resources apart says more).
+pub fn ec2_call_name(call: ProviderCall<'_>) -> CallName {
+    use operations::*;
+    let (operation, service) = match call {
+        ProviderCall::Launch(t) => match t.provider_api() {
+            ohf_domain::ProviderApi::RunInstances => (RUN_INSTANCES, "ec2"),
+            ohf_domain::ProviderApi::Ec2Fleet => (CREATE_FLEET, "ec2"),
+            ohf_domain::ProviderApi::SpotFleet => (SPOT_FLEET_REQUEST, "spot_fleet"),
+            ohf_domain::ProviderApi::Asg => (AUTOSCALING_CREATE_GROUP, "autoscaling"),
+        },
+        ProviderCall::Release(_) => (RELEASE_FLEET, "ec2"),
+        ProviderCall::Describe => (DESCRIBE_INSTANCES, "ec2"),
+        ProviderCall::Terminate => (TERMINATE_INSTANCES, "ec2"),
+        ProviderCall::InstanceTypes => (DESCRIBE_INSTANCE_TYPES, "ec2"),
+    };
+    CallName { operation, service }
+}
+
 /// A configured cloud account and region that launches, describes and terminates machines.
 #[async_trait]
 pub trait CloudProvider: Send + Sync + 'static {
     /// The provider instance's name.
     fn name(&self) -> &ProviderName;
+    /// How this provider names `call`. The default names launches by the template's API and
+    /// everything else as EC2 calls; a provider whose calls differ says so.
+    fn call_name(&self, call: ProviderCall<'_>) -> CallName {
+        ec2_call_name(call)
+    }
     /// `sim`, `aws`, …
     fn kind(&self) -> &'static str;
     /// What this kind of provider can do (`instances`, `spot_instances`, `fleets`, …), for

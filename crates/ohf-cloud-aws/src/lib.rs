@@ -252,6 +252,24 @@ fn supported(template: &Template) -> Result<(), CloudError> {
 
 #[async_trait]
 impl CloudProvider for AwsProvider {
+    /// EC2's names, and a release named by the resource's own id: `sfr-…` a Spot Fleet,
+    /// `fleet-…` an EC2 Fleet, anything else an Auto Scaling group.
+    fn call_name(&self, call: ohf_app::ProviderCall<'_>) -> ohf_app::CallName {
+        use ohf_app::ports::operations::{RELEASE_FLEET, RELEASE_GROUP, RELEASE_SPOT_FLEET};
+        match call {
+            ohf_app::ProviderCall::Release(resource) => {
+                let (operation, service) = if resource.starts_with("sfr-") {
+                    (RELEASE_SPOT_FLEET, "spot_fleet")
+                } else if resource.starts_with("fleet-") {
+                    (RELEASE_FLEET, "ec2")
+                } else {
+                    (RELEASE_GROUP, "autoscaling")
+                };
+                ohf_app::CallName { operation, service }
+            }
+            other => ohf_app::ports::ec2_call_name(other),
+        }
+    }
     fn name(&self) -> &ProviderName {
         &self.name
     }

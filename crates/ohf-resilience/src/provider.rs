@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ohf_app::shared;
 use ohf_app::{
-    Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
-    OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestStore, SystemEvent,
+    CallName, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
+    OwnedMachine, Ownership, ProviderCall, ProviderCapacity, Refusal, RequestStore, SystemEvent,
 };
 use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::{MachineObservation, ProviderName, RequestId, Template};
@@ -22,49 +22,7 @@ use tokio::time::Instant;
 use crate::breaker::{Admission, Breaker, BreakerRules, CircuitState};
 use crate::config::ResilienceConfig;
 
-pub const RUN_INSTANCES: &str = "ec2_run_instances";
-pub const CREATE_FLEET: &str = "ec2_create_fleet";
-pub const SPOT_FLEET_REQUEST: &str = "spot_fleet_request";
-pub const AUTOSCALING_CREATE_GROUP: &str = "autoscaling_create_group";
-pub const DESCRIBE_INSTANCES: &str = "ec2_describe_instances";
-pub const DESCRIBE_INSTANCE_TYPES: &str = "ec2_describe_instance_types";
-pub const TERMINATE_INSTANCES: &str = "ec2_terminate_instances";
-pub const RELEASE_FLEET: &str = "ec2_delete_fleets";
-pub const RELEASE_SPOT_FLEET: &str = "spot_fleet_cancel";
-pub const RELEASE_GROUP: &str = "autoscaling_delete_group";
-
-/// The service an operation calls; each has its own breaker.
-fn service_of(op: &str) -> &'static str {
-    if op.starts_with("spot_fleet") {
-        "spot_fleet"
-    } else if op.starts_with("autoscaling") {
-        "autoscaling"
-    } else {
-        "ec2"
-    }
-}
-
-/// The operation a launch of `template` makes.
-fn launch_op(template: &Template) -> &'static str {
-    match template.provider_api() {
-        ohf_domain::ProviderApi::RunInstances => RUN_INSTANCES,
-        ohf_domain::ProviderApi::Ec2Fleet => CREATE_FLEET,
-        ohf_domain::ProviderApi::SpotFleet => SPOT_FLEET_REQUEST,
-        ohf_domain::ProviderApi::Asg => AUTOSCALING_CREATE_GROUP,
-    }
-}
-
-/// The operation that stops a cloud request a launch placed (`sfr-…` spot fleets, `fleet-…`
-/// EC2 fleets, groups otherwise).
-fn release_op(resource: &str) -> &'static str {
-    if resource.starts_with("sfr-") {
-        RELEASE_SPOT_FLEET
-    } else if resource.starts_with("fleet-") {
-        RELEASE_FLEET
-    } else {
-        RELEASE_GROUP
-    }
-}
+pub use ohf_app::ports::operations::*;
 
 /// Whether a failure is worth another attempt within the operation. Capacity shortfalls are
 /// not: the request's lifecycle retries the launch on a later cycle, where it can change
@@ -259,13 +217,14 @@ impl Resilient {
     }
 
     /// Runs one operation under the breaker, the rate limit, the deadline and retries.
-    pub async fn run<T, F, Fut>(&self, op: &'static str, call: F) -> Result<T, CloudError>
+    pub async fn run<T, F, Fut>(&self, name: CallName, call: F) -> Result<T, CloudError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CloudError>>,
     {
+        let op = name.operation;
         let retry = self.config.retry.policy(op);
-        let service = self.service(service_of(op));
+        let service = self.service(name.service);
         let breaker = self.config.circuit_breaker.policy(&service);
         let budget = self.config.timeout.of(op);
         let deadline = Instant::now() + budget;
@@ -358,12 +317,15 @@ impl CloudProvider for Resilient {
     fn capabilities(&self) -> &'static [&'static str] {
         self.inner.capabilities()
     }
+    fn call_name(&self, call: ProviderCall<'_>) -> CallName {
+        self.inner.call_name(call)
+    }
     async fn health_check(&self) -> Result<(), CloudError> {
         // Through the breaker: an open one answers at once, a half-open one takes it as a probe.
-        self.run(DESCRIBE_INSTANCES, || self.inner.health_check()).await
+        self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.health_check()).await
     }
     async fn instance_types(&self, names: &[String]) -> Result<Vec<(String, InstanceTypeInfo)>, CloudError> {
-        self.run(DESCRIBE_INSTANCE_TYPES, || self.inner.instance_types(names)).await
+        self.run(self.inner.call_name(ProviderCall::InstanceTypes), || self.inner.instance_types(names)).await
     }
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.inner.check_template(template).await
@@ -373,16 +335,17 @@ impl CloudProvider for Resilient {
     }
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
         // Repeating a launch is safe: its client token returns the machines of the first try.
-        self.run(launch_op(&request.template), || self.inner.launch(request)).await
+        self.run(self.inner.call_name(ProviderCall::Launch(&request.template)), || self.inner.launch(request)).await
     }
     async fn release(&self, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
-        self.run(release_op(resource), || self.inner.release(resource, request, owner)).await
+        self.run(self.inner.call_name(ProviderCall::Release(resource)), || self.inner.release(resource, request, owner))
+            .await
     }
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
-        self.run(DESCRIBE_INSTANCES, || self.inner.describe(query)).await
+        self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.describe(query)).await
     }
     async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
-        self.run(TERMINATE_INSTANCES, || self.inner.terminate(machines, owner)).await
+        self.run(self.inner.call_name(ProviderCall::Terminate), || self.inner.terminate(machines, owner)).await
     }
     async fn prune(&self, keep: &[Template], owner: &Ownership) -> Result<Vec<String>, CloudError> {
         self.inner.prune(keep, owner).await

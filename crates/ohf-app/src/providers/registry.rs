@@ -247,6 +247,9 @@ impl Measured {
 
 #[async_trait]
 impl CloudProvider for Measured {
+    fn call_name(&self, call: crate::ports::ProviderCall<'_>) -> crate::ports::CallName {
+        self.inner.call_name(call)
+    }
     fn name(&self) -> &ProviderName {
         self.inner.name()
     }
