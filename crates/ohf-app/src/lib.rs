@@ -34,7 +34,7 @@ pub use lifecycle::{ReconcileReport, SweepOptions, SweepReport};
 pub use ports::{
     CallName, CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence,
     IdGenerator, LaunchRequest, LaunchResult, OwnedMachine, Ownership, ProviderCall, ProviderCapacity, Refusal,
-    RequestFilter, RequestStore, StoreError, SystemClock, TemplateCatalog, UuidIds,
+    RequestFilter, RequestStore, Requests, SharedState, StoreError, SystemClock, TemplateCatalog, UuidIds, WorkClaims,
 };
 pub use providers::ProviderFactory;
 pub use queries::{ReturnNotice, TemplateAvailability};

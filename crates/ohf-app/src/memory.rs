@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use ohf_domain::{EventEnvelope, MachineId, Request, RequestId, RequestKind, Template, TemplateId, Timestamp};
 
 use crate::ports::{
-    CatalogError, ClaimSpan, Clock, Fence, IdGenerator, RequestFilter, RequestStore, StoreError, TemplateCatalog,
+    CatalogError, ClaimSpan, Clock, Fence, IdGenerator, RequestFilter, Requests, SharedState, StoreError,
+    TemplateCatalog, WorkClaims,
 };
 
 #[derive(Default)]
@@ -63,7 +64,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl RequestStore for MemoryStore {
+impl Requests for MemoryStore {
     async fn save(&self, batch: &[&Request], fence: Option<&Fence>) -> Result<(), StoreError> {
         if self.contended.load(std::sync::atomic::Ordering::SeqCst) && batch.iter().all(|r| r.version() > 0) {
             return Err(StoreError::Conflict { request_id: batch[0].id().to_string() });
@@ -93,103 +94,6 @@ impl RequestStore for MemoryStore {
             entry.request = Some(copy);
         }
         Ok(())
-    }
-
-    async fn claim(&self, worker: &str, now: Timestamp, ttl_ms: i64, limit: u32) -> Result<Vec<Request>, StoreError> {
-        let mut inner = self.lock();
-        let until = now.plus_millis(ttl_ms);
-        let mut candidates: Vec<(Timestamp, RequestId)> = inner
-            .entries
-            .iter()
-            .filter(|(_, e)| e.request.as_ref().is_some_and(Request::needs_work) && !e.held_by_other(worker, now))
-            .map(|(id, e)| (e.request.as_ref().map(Request::updated_at).unwrap_or(now), id.clone()))
-            .collect();
-        candidates.sort();
-        candidates.truncate(limit as usize);
-        let mut claimed = Vec::new();
-        for (_, id) in candidates {
-            let Some(e) = inner.entries.get_mut(&id) else { continue };
-            let renewing = e.claim.as_ref().is_some_and(|(w, u)| w == worker && *u >= now);
-            match e.spans.last_mut() {
-                Some(span) if renewing => span.until = until,
-                _ => e.spans.push(ClaimSpan { worker: worker.to_owned(), since: now, until }),
-            }
-            e.claim = Some((worker.to_owned(), until));
-            claimed.extend(e.request.clone());
-        }
-        Ok(claimed)
-    }
-
-    async fn renew(&self, worker: &str, ids: &[RequestId], now: Timestamp, ttl_ms: i64) -> Result<u64, StoreError> {
-        let mut inner = self.lock();
-        let until = now.plus_millis(ttl_ms);
-        let mut renewed = 0;
-        for id in ids {
-            if let Some(e) = inner.entries.get_mut(id)
-                && let Some((w, held_until)) = e.claim.as_mut()
-                && w == worker
-                && *held_until >= now
-            {
-                *held_until = until;
-                if let Some(span) = e.spans.last_mut().filter(|s| s.worker == worker) {
-                    span.until = until;
-                }
-                renewed += 1;
-            }
-        }
-        Ok(renewed)
-    }
-
-    async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        for id in ids {
-            if let Some(e) = inner.entries.get_mut(id)
-                && e.claim.as_ref().is_some_and(|(w, _)| w == worker)
-            {
-                e.claim = None;
-                if let Some(span) = e.spans.last_mut().filter(|s| s.worker == worker && s.until > now) {
-                    span.until = now;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn lead(&self, job: &str, worker: &str, now: Timestamp, ttl_ms: i64) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
-        let free = inner.leases.get(job).is_none_or(|(w, until)| w == worker || *until < now);
-        if free {
-            inner.leases.insert(job.to_owned(), (worker.to_owned(), now.plus_millis(ttl_ms)));
-        }
-        Ok(free)
-    }
-
-    async fn load_shared(&self, key: &str) -> Result<(Option<String>, i64), StoreError> {
-        Ok(self.lock().shared.get(key).map_or((None, 0), |(v, n)| (Some(v.clone()), *n)))
-    }
-
-    async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
-        let current = inner.shared.get(key).map_or(0, |(_, n)| *n);
-        if current != expected {
-            return Ok(false);
-        }
-        inner.shared.insert(key.to_owned(), (value.to_owned(), current + 1));
-        Ok(true)
-    }
-
-    async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let inner = self.lock();
-        Ok(inner
-            .shared
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, (v, n))| (k.clone(), v.clone(), *n))
-            .collect())
-    }
-
-    async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError> {
-        Ok(self.lock().entries.get(id).map(|e| e.spans.clone()).unwrap_or_default())
     }
 
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
@@ -267,6 +171,109 @@ impl RequestStore for MemoryStore {
             inner.entries.remove(id);
         }
         Ok(old.len() as u64)
+    }
+}
+
+#[async_trait]
+impl WorkClaims for MemoryStore {
+    async fn claim(&self, worker: &str, now: Timestamp, ttl_ms: i64, limit: u32) -> Result<Vec<Request>, StoreError> {
+        let mut inner = self.lock();
+        let until = now.plus_millis(ttl_ms);
+        let mut candidates: Vec<(Timestamp, RequestId)> = inner
+            .entries
+            .iter()
+            .filter(|(_, e)| e.request.as_ref().is_some_and(Request::needs_work) && !e.held_by_other(worker, now))
+            .map(|(id, e)| (e.request.as_ref().map(Request::updated_at).unwrap_or(now), id.clone()))
+            .collect();
+        candidates.sort();
+        candidates.truncate(limit as usize);
+        let mut claimed = Vec::new();
+        for (_, id) in candidates {
+            let Some(e) = inner.entries.get_mut(&id) else { continue };
+            let renewing = e.claim.as_ref().is_some_and(|(w, u)| w == worker && *u >= now);
+            match e.spans.last_mut() {
+                Some(span) if renewing => span.until = until,
+                _ => e.spans.push(ClaimSpan { worker: worker.to_owned(), since: now, until }),
+            }
+            e.claim = Some((worker.to_owned(), until));
+            claimed.extend(e.request.clone());
+        }
+        Ok(claimed)
+    }
+
+    async fn renew(&self, worker: &str, ids: &[RequestId], now: Timestamp, ttl_ms: i64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let until = now.plus_millis(ttl_ms);
+        let mut renewed = 0;
+        for id in ids {
+            if let Some(e) = inner.entries.get_mut(id)
+                && let Some((w, held_until)) = e.claim.as_mut()
+                && w == worker
+                && *held_until >= now
+            {
+                *held_until = until;
+                if let Some(span) = e.spans.last_mut().filter(|s| s.worker == worker) {
+                    span.until = until;
+                }
+                renewed += 1;
+            }
+        }
+        Ok(renewed)
+    }
+
+    async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for id in ids {
+            if let Some(e) = inner.entries.get_mut(id)
+                && e.claim.as_ref().is_some_and(|(w, _)| w == worker)
+            {
+                e.claim = None;
+                if let Some(span) = e.spans.last_mut().filter(|s| s.worker == worker && s.until > now) {
+                    span.until = now;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn lead(&self, job: &str, worker: &str, now: Timestamp, ttl_ms: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let free = inner.leases.get(job).is_none_or(|(w, until)| w == worker || *until < now);
+        if free {
+            inner.leases.insert(job.to_owned(), (worker.to_owned(), now.plus_millis(ttl_ms)));
+        }
+        Ok(free)
+    }
+
+    async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError> {
+        Ok(self.lock().entries.get(id).map(|e| e.spans.clone()).unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl SharedState for MemoryStore {
+    async fn load_shared(&self, key: &str) -> Result<(Option<String>, i64), StoreError> {
+        Ok(self.lock().shared.get(key).map_or((None, 0), |(v, n)| (Some(v.clone()), *n)))
+    }
+
+    async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let current = inner.shared.get(key).map_or(0, |(_, n)| *n);
+        if current != expected {
+            return Ok(false);
+        }
+        inner.shared.insert(key.to_owned(), (value.to_owned(), current + 1));
+        Ok(true)
+    }
+
+    async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .shared
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (v, n))| (k.clone(), v.clone(), *n))
+            .collect())
     }
 }
 

@@ -139,12 +139,34 @@ pub struct ClaimSpan {
 
 /// Where requests and their audit trails live.
 #[async_trait]
-pub trait RequestStore: Send + Sync + 'static {
+pub trait Requests: Send + Sync + 'static {
     /// Stores every request of `batch` with its uncommitted events, all or nothing. A request
     /// at version 0 is inserted; any other must still be at the version it was read at, and,
     /// under a fence, still be claimed by the fence's worker. The caller marks each request
     /// committed at `version + 1` afterwards. A request that needs no more work loses its claim.
     async fn save(&self, batch: &[&Request], fence: Option<&Fence>) -> Result<(), StoreError>;
+    /// One request, `None` when the store has no such id.
+    async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
+    /// The requests of `ids` that exist, in no particular order.
+    async fn get_many(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError>;
+    /// Newest first.
+    async fn list(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError>;
+    /// The requests the reconcile step still has work for: all of them, or those among `ids`.
+    async fn needing_work(&self, ids: Option<&[RequestId]>) -> Result<Vec<Request>, StoreError>;
+    /// Provision requests holding a machine with one of these ids or host names.
+    async fn find_holders(&self, ids: &[MachineId], names: &[String]) -> Result<Vec<Request>, StoreError>;
+    /// Machines held or reserved, per template.
+    async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError>;
+    /// The audit trail of one request, oldest first.
+    async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// Deletes up to `limit` finished requests that hold no machine and last changed before
+    /// `before`, with their events and claim history; answers how many went.
+    async fn delete_finished(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// How daemons share the work: claims on requests, fenced writes, leases on periodic jobs.
+#[async_trait]
+pub trait WorkClaims: Send + Sync + 'static {
     /// Claims up to `limit` requests with work left that no other worker holds at `now`
     /// (renewing this worker's own claims) until `now + ttl_ms`, and returns them.
     async fn claim(&self, worker: &str, now: Timestamp, ttl_ms: i64, limit: u32) -> Result<Vec<Request>, StoreError>;
@@ -161,6 +183,14 @@ pub trait RequestStore: Send + Sync + 'static {
     async fn release(&self, worker: &str, ids: &[RequestId], now: Timestamp) -> Result<(), StoreError>;
     /// Takes or keeps the lease on a periodic `job` so that one worker at a time runs it.
     async fn lead(&self, job: &str, worker: &str, now: Timestamp, ttl_ms: i64) -> Result<bool, StoreError>;
+    /// Who held a request when, oldest first.
+    async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError>;
+}
+
+/// Values every process sharing the store reads and changes by compare-and-set (breakers,
+/// provider health and figures, registrations; keys in [`crate::keys`]), and the store's identity.
+#[async_trait]
+pub trait SharedState: Send + Sync + 'static {
     /// Shared state other than requests (circuit breakers, …): the value under `key` with its
     /// version, 0 when absent.
     async fn load_shared(&self, key: &str) -> Result<(Option<String>, i64), StoreError>;
@@ -183,26 +213,12 @@ pub trait RequestStore: Send + Sync + 'static {
             (None, _) => Err(StoreError::Corrupt("the installation id was written but cannot be read".into())),
         }
     }
-    /// Who held a request when, oldest first.
-    async fn claim_history(&self, id: &RequestId) -> Result<Vec<ClaimSpan>, StoreError>;
-    /// One request, `None` when the store has no such id.
-    async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
-    /// The requests of `ids` that exist, in no particular order.
-    async fn get_many(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError>;
-    /// Newest first.
-    async fn list(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError>;
-    /// The requests the reconcile step still has work for: all of them, or those among `ids`.
-    async fn needing_work(&self, ids: Option<&[RequestId]>) -> Result<Vec<Request>, StoreError>;
-    /// Provision requests holding a machine with one of these ids or host names.
-    async fn find_holders(&self, ids: &[MachineId], names: &[String]) -> Result<Vec<Request>, StoreError>;
-    /// Machines held or reserved, per template.
-    async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError>;
-    /// The audit trail of one request, oldest first.
-    async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError>;
-    /// Deletes up to `limit` finished requests that hold no machine and last changed before
-    /// `before`, with their events and claim history; answers how many went.
-    async fn delete_finished(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 }
+
+/// The whole store port: requests, work claims and shared state, as every store implements them.
+pub trait RequestStore: Requests + WorkClaims + SharedState {}
+
+impl<T: Requests + WorkClaims + SharedState + ?Sized> RequestStore for T {}
 
 /// A failure to read templates.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

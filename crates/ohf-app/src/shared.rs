@@ -4,13 +4,13 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::ports::{RequestStore, StoreError};
+use crate::ports::{SharedState, StoreError};
 
 pub use crate::keys;
 
 /// Reads the value under `key` (`init()` when absent or unreadable).
 pub async fn load<T: DeserializeOwned>(
-    store: &dyn RequestStore,
+    store: &dyn SharedState,
     key: &str,
     init: impl Fn() -> T,
 ) -> Result<(T, i64), StoreError> {
@@ -22,7 +22,7 @@ pub async fn load<T: DeserializeOwned>(
 /// another writer came first; answers the value before and after. Nothing is written when
 /// `change` changes nothing.
 pub async fn update<T>(
-    store: &dyn RequestStore,
+    store: &dyn SharedState,
     key: &str,
     init: impl Fn() -> T,
     mut change: impl FnMut(&mut T),

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use ohf_app::shared;
 use ohf_app::{
     CallName, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
-    OwnedMachine, Ownership, ProviderCall, ProviderCapacity, Refusal, RequestStore, SystemEvent,
+    OwnedMachine, Ownership, ProviderCall, ProviderCapacity, Refusal, SharedState, SystemEvent,
 };
 use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::{MachineObservation, ProviderName, RequestId, Template};
@@ -75,7 +75,7 @@ impl OpMetrics {
 pub struct Resilient {
     inner: Arc<dyn CloudProvider>,
     config: ResilienceConfig,
-    store: Arc<dyn RequestStore>,
+    store: Arc<dyn SharedState>,
     clock: Arc<dyn Clock>,
     buckets: Mutex<HashMap<&'static str, (f64, Instant)>>,
     metrics: Mutex<BTreeMap<&'static str, OpMetrics>>,
@@ -95,7 +95,7 @@ impl Resilient {
     pub fn new(
         inner: Arc<dyn CloudProvider>,
         config: ResilienceConfig,
-        store: Arc<dyn RequestStore>,
+        store: Arc<dyn SharedState>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let seed = clock.now().unix_millis() as u64 ^ u64::from(std::process::id()).rotate_left(32);
@@ -365,7 +365,7 @@ impl CloudProvider for Resilient {
 }
 
 /// Every breaker in the store, by key, as every process sharing the store sees them.
-pub async fn breakers(store: &dyn RequestStore) -> Result<Vec<(String, Breaker)>, ohf_app::StoreError> {
+pub async fn breakers(store: &dyn SharedState) -> Result<Vec<(String, Breaker)>, ohf_app::StoreError> {
     Ok(store
         .list_shared(BREAKER_PREFIX)
         .await?

@@ -78,7 +78,7 @@ macro_rules! sql_request_store {
         }
 
         #[async_trait::async_trait]
-        impl ohf_app::RequestStore for $store {
+        impl ohf_app::Requests for $store {
             async fn save(
                 &self,
                 batch: &[&ohf_domain::Request],
@@ -154,188 +154,6 @@ macro_rules! sql_request_store {
                     }
                 }
                 tx.commit().await.map_err(store_error)
-            }
-
-            async fn claim(
-                &self,
-                worker: &str,
-                now: ohf_domain::Timestamp,
-                ttl_ms: i64,
-                limit: u32,
-            ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                use $crate::codec::store_error;
-                use sqlx::{QueryBuilder, Row};
-                let now = now.unix_millis();
-                let until = now + ttl_ms;
-                let mut tx = self.begin().await?;
-                let mut q = QueryBuilder::<$db>::new("SELECT id FROM requests WHERE needs_work AND (claimed_by IS NULL OR claimed_by = ");
-                q.push_bind(worker).push(" OR claim_until < ").push_bind(now);
-                q.push(") ORDER BY updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
-                let ids: Vec<String> = q
-                    .build()
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(store_error)?
-                    .iter()
-                    .map(|row| row.get::<String, _>("id"))
-                    .collect();
-                if ids.is_empty() {
-                    tx.commit().await.map_err(store_error)?;
-                    return Ok(Vec::new());
-                }
-                // Renewals extend the live span; new claims open one.
-                $crate::store_impl::extend_live_spans!($db, tx, worker, ids.iter().map(String::as_str), now, until);
-                let mut q = QueryBuilder::<$db>::new("INSERT INTO claim_history (request_id, worker, held_since, held_until) SELECT id, ");
-                q.push_bind(worker).push(", ").push_bind(now).push(", ").push_bind(until);
-                q.push(" FROM requests WHERE id IN ");
-                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
-                q.push(" AND (COALESCE(claimed_by, '') <> ").push_bind(worker).push(" OR claim_until < ").push_bind(now).push(")");
-                q.build().execute(&mut *tx).await.map_err(store_error)?;
-                let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_since = CASE WHEN COALESCE(claimed_by, '') = ");
-                q.push_bind(worker).push(" AND claim_until >= ").push_bind(now).push(" THEN claim_since ELSE ").push_bind(now);
-                q.push(" END, claimed_by = ").push_bind(worker).push(", claim_until = ").push_bind(until);
-                q.push(" WHERE id IN ");
-                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
-                q.build().execute(&mut *tx).await.map_err(store_error)?;
-                let mut q = QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id IN ");
-                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
-                let rows = q.build().fetch_all(&mut *tx).await.map_err(store_error)?;
-                // A poison row is claimed (so it does not come back every cycle) but not worked.
-                let claimed = rows
-                    .iter()
-                    .filter_map(|row| match $crate::codec::decode_request(row.get("body"), row.get("version")) {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            tracing::error!(error = %e, "stored request unreadable; passed over");
-                            None
-                        }
-                    })
-                    .collect::<Vec<_>>();
-                tx.commit().await.map_err(store_error)?;
-                Ok(claimed)
-            }
-
-            async fn now(&self) -> Result<Option<ohf_domain::Timestamp>, ohf_app::StoreError> {
-                self.shared_clock().await
-            }
-
-            async fn renew(
-                &self,
-                worker: &str,
-                ids: &[ohf_domain::RequestId],
-                now: ohf_domain::Timestamp,
-                ttl_ms: i64,
-            ) -> Result<u64, ohf_app::StoreError> {
-                use $crate::codec::store_error;
-                use sqlx::QueryBuilder;
-                let (now, until) = (now.unix_millis(), now.unix_millis() + ttl_ms);
-                let mut renewed = 0;
-                let mut tx = self.begin().await?;
-                for chunk in ids.chunks($crate::store_impl::CHUNK) {
-                    $crate::store_impl::extend_live_spans!($db, tx, worker, chunk.iter().map(ohf_domain::RequestId::as_str), now, until);
-                    let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_until = ");
-                    q.push_bind(until).push(" WHERE claimed_by = ").push_bind(worker);
-                    q.push(" AND claim_until >= ").push_bind(now).push(" AND id IN ");
-                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
-                    renewed += q.build().execute(&mut *tx).await.map_err(store_error)?.rows_affected();
-                }
-                tx.commit().await.map_err(store_error)?;
-                Ok(renewed)
-            }
-
-            async fn release(
-                &self,
-                worker: &str,
-                ids: &[ohf_domain::RequestId],
-                now: ohf_domain::Timestamp,
-            ) -> Result<(), ohf_app::StoreError> {
-                use $crate::codec::store_error;
-                use sqlx::QueryBuilder;
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                let now = now.unix_millis();
-                let mut tx = self.begin().await?;
-                let mut q = QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
-                q.push_bind(now).push(" WHERE worker = ").push_bind(worker).push(" AND held_until > ").push_bind(now);
-                q.push(" AND request_id IN ");
-                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
-                q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
-                    .push_bind(worker)
-                    .push(")");
-                q.build().execute(&mut *tx).await.map_err(store_error)?;
-                let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claimed_by = NULL, claim_until = 0 WHERE claimed_by = ");
-                q.push_bind(worker).push(" AND id IN ");
-                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
-                q.build().execute(&mut *tx).await.map_err(store_error)?;
-                tx.commit().await.map_err(store_error)
-            }
-
-            async fn lead(
-                &self,
-                job: &str,
-                worker: &str,
-                now: ohf_domain::Timestamp,
-                ttl_ms: i64,
-            ) -> Result<bool, ohf_app::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO leases (job, worker, expires_at) VALUES (");
-                q.separated(", ").push_bind(job).push_bind(worker).push_bind(now.unix_millis() + ttl_ms);
-                q.push(") ON CONFLICT (job) DO UPDATE SET worker = excluded.worker, expires_at = excluded.expires_at");
-                q.push(" WHERE leases.worker = excluded.worker OR leases.expires_at < ").push_bind(now.unix_millis());
-                let done = q.build().execute(&self.pool).await.map_err($crate::codec::store_error)?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn load_shared(&self, key: &str) -> Result<(Option<String>, i64), ohf_app::StoreError> {
-                use sqlx::Row;
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT value, version FROM shared_state WHERE key = ");
-                q.push_bind(key);
-                let row = q.build().fetch_optional(&self.pool).await.map_err($crate::codec::store_error)?;
-                Ok(row.map_or((None, 0), |r| (Some(r.get("value")), r.get("version"))))
-            }
-
-            async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, ohf_app::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("");
-                if expected == 0 {
-                    q.push("INSERT INTO shared_state (key, value, version) VALUES (");
-                    q.separated(", ").push_bind(key).push_bind(value).push_bind(1_i64);
-                    q.push(") ON CONFLICT (key) DO NOTHING");
-                } else {
-                    q.push("UPDATE shared_state SET value = ").push_bind(value);
-                    q.push(", version = version + 1 WHERE key = ").push_bind(key);
-                    q.push(" AND version = ").push_bind(expected);
-                }
-                let done = q.build().execute(&self.pool).await.map_err($crate::codec::store_error)?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, ohf_app::StoreError> {
-                use sqlx::Row;
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT key, value, version FROM shared_state WHERE key >= ");
-                q.push_bind(prefix).push(" ORDER BY key");
-                let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
-                Ok(rows
-                    .iter()
-                    .map(|r| (r.get::<String, _>("key"), r.get::<String, _>("value"), r.get::<i64, _>("version")))
-                    .take_while(|(k, _, _)| k.starts_with(prefix))
-                    .collect())
-            }
-
-            async fn claim_history(&self, id: &ohf_domain::RequestId) -> Result<Vec<ohf_app::ClaimSpan>, ohf_app::StoreError> {
-                use sqlx::Row;
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT worker, held_since, held_until FROM claim_history WHERE request_id = ",
-                );
-                q.push_bind(id.as_str()).push(" ORDER BY held_since, held_until");
-                let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
-                Ok(rows
-                    .iter()
-                    .map(|row| ohf_app::ClaimSpan {
-                        worker: row.get("worker"),
-                        since: ohf_domain::Timestamp::from_unix_millis(row.get("held_since")),
-                        until: ohf_domain::Timestamp::from_unix_millis(row.get("held_until")),
-                    })
-                    .collect())
             }
 
             async fn get(&self, id: &ohf_domain::RequestId) -> Result<Option<ohf_domain::Request>, ohf_app::StoreError> {
@@ -481,6 +299,194 @@ macro_rules! sql_request_store {
                 rows.iter()
                     .map(|row| $crate::codec::decode_event(id, row.get("seq"), row.get("at"), row.get("body")))
                     .collect()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl ohf_app::WorkClaims for $store {
+            async fn claim(
+                &self,
+                worker: &str,
+                now: ohf_domain::Timestamp,
+                ttl_ms: i64,
+                limit: u32,
+            ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::{QueryBuilder, Row};
+                let now = now.unix_millis();
+                let until = now + ttl_ms;
+                let mut tx = self.begin().await?;
+                let mut q = QueryBuilder::<$db>::new("SELECT id FROM requests WHERE needs_work AND (claimed_by IS NULL OR claimed_by = ");
+                q.push_bind(worker).push(" OR claim_until < ").push_bind(now);
+                q.push(") ORDER BY updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
+                let ids: Vec<String> = q
+                    .build()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(store_error)?
+                    .iter()
+                    .map(|row| row.get::<String, _>("id"))
+                    .collect();
+                if ids.is_empty() {
+                    tx.commit().await.map_err(store_error)?;
+                    return Ok(Vec::new());
+                }
+                // Renewals extend the live span; new claims open one.
+                $crate::store_impl::extend_live_spans!($db, tx, worker, ids.iter().map(String::as_str), now, until);
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO claim_history (request_id, worker, held_since, held_until) SELECT id, ");
+                q.push_bind(worker).push(", ").push_bind(now).push(", ").push_bind(until);
+                q.push(" FROM requests WHERE id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                q.push(" AND (COALESCE(claimed_by, '') <> ").push_bind(worker).push(" OR claim_until < ").push_bind(now).push(")");
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_since = CASE WHEN COALESCE(claimed_by, '') = ");
+                q.push_bind(worker).push(" AND claim_until >= ").push_bind(now).push(" THEN claim_since ELSE ").push_bind(now);
+                q.push(" END, claimed_by = ").push_bind(worker).push(", claim_until = ").push_bind(until);
+                q.push(" WHERE id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                let mut q = QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                let rows = q.build().fetch_all(&mut *tx).await.map_err(store_error)?;
+                // A poison row is claimed (so it does not come back every cycle) but not worked.
+                let claimed = rows
+                    .iter()
+                    .filter_map(|row| match $crate::codec::decode_request(row.get("body"), row.get("version")) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            tracing::error!(error = %e, "stored request unreadable; passed over");
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                tx.commit().await.map_err(store_error)?;
+                Ok(claimed)
+            }
+
+            async fn now(&self) -> Result<Option<ohf_domain::Timestamp>, ohf_app::StoreError> {
+                self.shared_clock().await
+            }
+
+            async fn renew(
+                &self,
+                worker: &str,
+                ids: &[ohf_domain::RequestId],
+                now: ohf_domain::Timestamp,
+                ttl_ms: i64,
+            ) -> Result<u64, ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::QueryBuilder;
+                let (now, until) = (now.unix_millis(), now.unix_millis() + ttl_ms);
+                let mut renewed = 0;
+                let mut tx = self.begin().await?;
+                for chunk in ids.chunks($crate::store_impl::CHUNK) {
+                    $crate::store_impl::extend_live_spans!($db, tx, worker, chunk.iter().map(ohf_domain::RequestId::as_str), now, until);
+                    let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_until = ");
+                    q.push_bind(until).push(" WHERE claimed_by = ").push_bind(worker);
+                    q.push(" AND claim_until >= ").push_bind(now).push(" AND id IN ");
+                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
+                    renewed += q.build().execute(&mut *tx).await.map_err(store_error)?.rows_affected();
+                }
+                tx.commit().await.map_err(store_error)?;
+                Ok(renewed)
+            }
+
+            async fn release(
+                &self,
+                worker: &str,
+                ids: &[ohf_domain::RequestId],
+                now: ohf_domain::Timestamp,
+            ) -> Result<(), ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::QueryBuilder;
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let now = now.unix_millis();
+                let mut tx = self.begin().await?;
+                let mut q = QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
+                q.push_bind(now).push(" WHERE worker = ").push_bind(worker).push(" AND held_until > ").push_bind(now);
+                q.push(" AND request_id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
+                q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
+                    .push_bind(worker)
+                    .push(")");
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claimed_by = NULL, claim_until = 0 WHERE claimed_by = ");
+                q.push_bind(worker).push(" AND id IN ");
+                $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
+                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                tx.commit().await.map_err(store_error)
+            }
+
+            async fn lead(
+                &self,
+                job: &str,
+                worker: &str,
+                now: ohf_domain::Timestamp,
+                ttl_ms: i64,
+            ) -> Result<bool, ohf_app::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO leases (job, worker, expires_at) VALUES (");
+                q.separated(", ").push_bind(job).push_bind(worker).push_bind(now.unix_millis() + ttl_ms);
+                q.push(") ON CONFLICT (job) DO UPDATE SET worker = excluded.worker, expires_at = excluded.expires_at");
+                q.push(" WHERE leases.worker = excluded.worker OR leases.expires_at < ").push_bind(now.unix_millis());
+                let done = q.build().execute(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_history(&self, id: &ohf_domain::RequestId) -> Result<Vec<ohf_app::ClaimSpan>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT worker, held_since, held_until FROM claim_history WHERE request_id = ",
+                );
+                q.push_bind(id.as_str()).push(" ORDER BY held_since, held_until");
+                let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(rows
+                    .iter()
+                    .map(|row| ohf_app::ClaimSpan {
+                        worker: row.get("worker"),
+                        since: ohf_domain::Timestamp::from_unix_millis(row.get("held_since")),
+                        until: ohf_domain::Timestamp::from_unix_millis(row.get("held_until")),
+                    })
+                    .collect())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl ohf_app::SharedState for $store {
+            async fn load_shared(&self, key: &str) -> Result<(Option<String>, i64), ohf_app::StoreError> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT value, version FROM shared_state WHERE key = ");
+                q.push_bind(key);
+                let row = q.build().fetch_optional(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(row.map_or((None, 0), |r| (Some(r.get("value")), r.get("version"))))
+            }
+
+            async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, ohf_app::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("");
+                if expected == 0 {
+                    q.push("INSERT INTO shared_state (key, value, version) VALUES (");
+                    q.separated(", ").push_bind(key).push_bind(value).push_bind(1_i64);
+                    q.push(") ON CONFLICT (key) DO NOTHING");
+                } else {
+                    q.push("UPDATE shared_state SET value = ").push_bind(value);
+                    q.push(", version = version + 1 WHERE key = ").push_bind(key);
+                    q.push(" AND version = ").push_bind(expected);
+                }
+                let done = q.build().execute(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT key, value, version FROM shared_state WHERE key >= ");
+                q.push_bind(prefix).push(" ORDER BY key");
+                let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| (r.get::<String, _>("key"), r.get::<String, _>("value"), r.get::<i64, _>("version")))
+                    .take_while(|(k, _, _)| k.starts_with(prefix))
+                    .collect())
             }
         }
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
-use ohf_app::{App, AppSettings, EventBus, EventCounts, EventHandler, RequestMachines, RequestStore};
+use ohf_app::{App, AppSettings, EventBus, EventCounts, EventHandler, RequestMachines, Requests};
 use ohf_domain::testing::{T0, template};
 use ohf_domain::{EventEnvelope, RequestState};
 

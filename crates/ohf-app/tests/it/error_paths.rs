@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
 use ohf_app::{
     App, AppSettings, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
-    OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestMachines, RequestStore,
+    OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestMachines, Requests,
 };
 use ohf_domain::testing::{T0, observed, provider, template};
 use ohf_domain::{MachineObservation, MachineStatus, ProviderName, RequestState, Template};

@@ -1,4 +1,4 @@
-use ohf_app::RequestStore;
+use ohf_app::Requests;
 use ohf_store_sql::SqliteStore;
 
 mod memory {

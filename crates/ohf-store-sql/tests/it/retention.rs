@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ohf_app::{RequestFilter, RequestStore};
+use ohf_app::{RequestFilter, RequestStore, Requests};
 use ohf_domain::testing::{T0, observed, provider, provision_spec};
 use ohf_domain::{LifecyclePolicy, MachineStatus, Request, RequestId, RequestKind};
 use ohf_store_sql::SqliteStore;

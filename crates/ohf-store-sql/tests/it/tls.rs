@@ -1,7 +1,7 @@
 //! Postgres over TLS: `sslmode=require` encrypts, `verify-ca` and `verify-full` check the
 //! server's certificate against a CA file, and a CA that did not sign it is refused.
 
-use ohf_app::RequestStore;
+use ohf_app::Requests;
 use ohf_store_sql::PostgresStore;
 
 use crate::contract::postgres_url;

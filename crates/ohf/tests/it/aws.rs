@@ -330,7 +330,7 @@ mod app_level {
     use std::sync::Arc;
 
     use ohf_app::memory::{MemoryStore, StaticCatalog};
-    use ohf_app::{App, AppSettings, CloudProvider, EventBus, RequestMachines, RequestStore, SystemClock, UuidIds};
+    use ohf_app::{App, AppSettings, CloudProvider, EventBus, RequestMachines, Requests, SystemClock, UuidIds};
     use ohf_cloud_aws::{AwsConfig, AwsProvider, Secret};
     use ohf_domain::{ProviderName, RequestState, Template};
     use serde_json::json;

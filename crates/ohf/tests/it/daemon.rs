@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ohf_app::{CloudProvider, DescribeQuery, RequestStore, SystemClock};
+use ohf_app::{CloudProvider, DescribeQuery, Requests, SystemClock, WorkClaims};
 use ohf_cloud_sim::{SimCloud, SimConfig};
 use ohf_domain::{ProviderName, Request, RequestId, RequestState};
 use ohf_store_sql::PostgresStore;

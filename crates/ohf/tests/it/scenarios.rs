@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use ohf_app::{
     AppError, AppSettings, CloudProvider, DescribeQuery, MachineRef, RequestFilter, RequestMachines, RequestReturn,
-    RequestStore,
+    Requests, WorkClaims,
 };
 use ohf_cloud_sim::SimConfig;
 use ohf_domain::{ErrorCode, LifecyclePolicy, MachineStatus, PartialPolicy, Request, RequestId, RequestState};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
 use ohf_app::{App, CloudProvider, DescribeQuery, MachineRef, RequestMachines, RequestReturn};
-use ohf_app::{RequestStore, SystemEvent};
+use ohf_app::{Requests, SystemEvent};
 use ohf_cloud_sim::{SimCloud, SimConfig};
 use ohf_domain::testing::T0;
 use ohf_domain::{MachineStatus, ProviderName, RequestState};
