@@ -6,11 +6,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use ohf_domain::{EventEnvelope, MachineId, Request, RequestId, RequestKind, Template, TemplateId, Timestamp};
+use ohf_domain::{
+    EventEnvelope, MachineId, MachineObservation, ProviderName, Request, RequestId, RequestKind, Template, TemplateId,
+    Timestamp,
+};
 
 use crate::ports::{
-    CatalogError, ClaimSpan, Clock, Fence, IdGenerator, RequestFilter, Requests, SharedState, StoreError,
-    TemplateCatalog, WorkClaims,
+    CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence, IdGenerator,
+    LaunchRequest, LaunchResult, OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestFilter, Requests,
+    SharedState, StoreError, TemplateCatalog, WorkClaims,
 };
 
 #[derive(Default)]
@@ -322,5 +326,45 @@ impl IdGenerator for SequentialIds {
         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
         let prefix = if kind == RequestKind::Provision { "req" } else { "ret" };
         RequestId::new(format!("{prefix}-{n}")).expect("sequential ids are valid")
+    }
+}
+
+/// A provider with faults a real cloud shows: answers lost after a launch (as when the process
+/// is killed right after the call), or no capacity figures (as on AWS).
+pub struct Faulty {
+    /// The provider that does the work.
+    pub inner: std::sync::Arc<dyn CloudProvider>,
+    /// Every launch happens, but its answer is lost.
+    pub lose_launch_answers: bool,
+    /// The provider says nothing of its capacity.
+    pub hide_capacity: bool,
+}
+
+#[async_trait]
+impl CloudProvider for Faulty {
+    fn name(&self) -> &ProviderName {
+        self.inner.name()
+    }
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+    async fn check_template(&self, t: &Template) -> Result<(), CloudError> {
+        self.inner.check_template(t).await
+    }
+    async fn capacity(&self, t: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
+        if self.hide_capacity { Ok(None) } else { self.inner.capacity(t).await }
+    }
+    async fn launch(&self, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        let out = self.inner.launch(r).await?;
+        if self.lose_launch_answers {
+            return Err(CloudError::new(CloudErrorKind::Unavailable, "ConnectionReset", "the answer was lost"));
+        }
+        Ok(out)
+    }
+    async fn describe(&self, q: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
+        self.inner.describe(q).await
+    }
+    async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
+        self.inner.terminate(machines, owner).await
     }
 }

@@ -14,6 +14,20 @@ use crate::{
 /// 2025-06-30T12:00:00Z, the start of every scenario.
 pub const T0: Timestamp = Timestamp::from_unix_secs(1_751_284_800);
 
+/// Two Host Factory templates as `awsprov_templates.json` holds them: `OnDemand-Minimal`
+/// (at most 10 machines, tagged `team=abc`) and `Spot-Compute` (spot, unlimited).
+pub fn hf_templates_json() -> serde_json::Value {
+    json!({"templates": [
+        {"templateId": "OnDemand-Minimal", "maxNumber": 10, "imageId": "ami-1", "vmType": "m5.large", "instanceTags": "team=abc"},
+        {"templateId": "Spot-Compute", "maxNumber": -1, "imageId": "ami-1", "vmTypes": {"c5.xlarge": 1}, "priceType": "spot"}
+    ]})
+}
+
+/// The templates of [`hf_templates_json`].
+pub fn hf_templates() -> Vec<Template> {
+    Template::parse_file(&hf_templates_json().to_string()).expect("the sample templates are valid")
+}
+
 /// The provider the fixtures name (`sim-1`).
 pub fn provider() -> ProviderName {
     ProviderName::new("sim-1").expect("valid name")

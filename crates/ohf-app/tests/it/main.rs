@@ -2,3 +2,5 @@
 
 mod bus;
 mod error_paths;
+mod harness;
+mod scenarios;

@@ -336,7 +336,7 @@ mod app_level {
     use serde_json::json;
 
     use super::{ec2, endpoint};
-    use crate::support::Faulty;
+    use ohf_app::memory::Faulty;
 
     async fn aws() -> Arc<AwsProvider> {
         let mut c = AwsConfig::new("us-east-1");

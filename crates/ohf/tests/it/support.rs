@@ -1,96 +1,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 
-use async_trait::async_trait;
-use ohf_app::memory::{ManualClock, MemoryStore, SequentialIds, StaticCatalog};
-use ohf_app::{
-    App, AppSettings, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult,
-    OwnedMachine, Ownership, ProviderCapacity, Refusal,
-};
-use ohf_cloud_sim::{SimCloud, SimConfig};
-use ohf_domain::testing::T0;
-use ohf_domain::{MachineObservation, ProviderName, Template};
-use serde_json::{Value, json};
+use ohf_domain::Template;
+use serde_json::Value;
 
 pub fn templates() -> Vec<Template> {
-    Template::parse_file(&templates_json().to_string()).unwrap()
+    ohf_domain::testing::hf_templates()
 }
 
 pub fn templates_json() -> Value {
-    json!({"templates": [
-        {"templateId": "OnDemand-Minimal", "maxNumber": 10, "imageId": "ami-1", "vmType": "m5.large", "instanceTags": "team=abc"},
-        {"templateId": "Spot-Compute", "maxNumber": -1, "imageId": "ami-1", "vmTypes": {"c5.xlarge": 1}, "priceType": "spot"}
-    ]})
-}
-
-/// An application on in-memory adapters and a simulated cloud, with a hand-driven clock.
-pub struct Harness {
-    pub app: App,
-    pub clock: Arc<ManualClock>,
-    pub sim: Arc<SimCloud>,
-    pub store: Arc<MemoryStore>,
-}
-
-pub fn harness(sim: SimConfig, settings: AppSettings) -> Harness {
-    harness_with(sim, settings, |p| p)
-}
-
-/// As `harness`, with the provider wrapped by `wrap`.
-pub fn harness_with(
-    sim: SimConfig,
-    settings: AppSettings,
-    wrap: impl FnOnce(Arc<dyn CloudProvider>) -> Arc<dyn CloudProvider>,
-) -> Harness {
-    let clock = Arc::new(ManualClock::new(T0));
-    let sim = Arc::new(SimCloud::in_memory(ProviderName::new("sim-1").unwrap(), sim, clock.clone()));
-    let store = Arc::new(MemoryStore::new());
-    let app = App::builder(store.clone(), Arc::new(StaticCatalog(templates())))
-        .provider(wrap(sim.clone()))
-        .clock(clock.clone())
-        .ids(Arc::new(SequentialIds::default()))
-        .bus(EventBus::default())
-        .settings(settings)
-        .build()
-        .unwrap();
-    Harness { app, clock, sim, store }
-}
-
-/// A provider with faults a real cloud shows: answers lost after a launch (as when the process
-/// is killed right after the call), or no capacity figures (as on AWS).
-pub struct Faulty {
-    pub inner: Arc<dyn CloudProvider>,
-    pub lose_launch_answers: bool,
-    pub hide_capacity: bool,
-}
-
-#[async_trait]
-impl CloudProvider for Faulty {
-    fn name(&self) -> &ProviderName {
-        self.inner.name()
-    }
-    fn kind(&self) -> &'static str {
-        "sim"
-    }
-    async fn check_template(&self, t: &Template) -> Result<(), CloudError> {
-        self.inner.check_template(t).await
-    }
-    async fn capacity(&self, t: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
-        if self.hide_capacity { Ok(None) } else { self.inner.capacity(t).await }
-    }
-    async fn launch(&self, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
-        let out = self.inner.launch(r).await?;
-        if self.lose_launch_answers {
-            return Err(CloudError::new(CloudErrorKind::Unavailable, "ConnectionReset", "the answer was lost"));
-        }
-        Ok(out)
-    }
-    async fn describe(&self, q: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
-        self.inner.describe(q).await
-    }
-    async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
-        self.inner.terminate(machines, owner).await
-    }
+    ohf_domain::testing::hf_templates_json()
 }
 
 /// A Host Factory provider instance on disk: conf, work and log dirs.

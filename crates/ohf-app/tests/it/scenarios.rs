@@ -9,7 +9,9 @@ use ohf_app::{
 use ohf_cloud_sim::SimConfig;
 use ohf_domain::{ErrorCode, LifecyclePolicy, MachineStatus, PartialPolicy, Request, RequestId, RequestState};
 
-use crate::support::{Faulty, harness, harness_with};
+use ohf_app::memory::Faulty;
+
+use crate::harness::{harness, harness_with};
 
 fn ask(template: &str, count: i64) -> RequestMachines {
     RequestMachines { template_id: template.into(), count, ..Default::default() }
@@ -19,17 +21,17 @@ fn code(e: AppError) -> ErrorCode {
     e.code()
 }
 
-async fn cycle(h: &crate::support::Harness, secs: u64) {
+async fn cycle(h: &crate::harness::Harness, secs: u64) {
     h.clock.advance_secs(secs);
     h.app.reconcile(None).await;
 }
 
-async fn get(h: &crate::support::Harness, id: &RequestId) -> Request {
+async fn get(h: &crate::harness::Harness, id: &RequestId) -> Request {
     h.store.get(id).await.unwrap().unwrap()
 }
 
 /// What the cloud itself holds for a request, asked outside ohf (retrying injected faults).
-async fn sim_machines(h: &crate::support::Harness, id: &RequestId) -> Vec<ohf_domain::MachineObservation> {
+async fn sim_machines(h: &crate::harness::Harness, id: &RequestId) -> Vec<ohf_domain::MachineObservation> {
     let q = DescribeQuery { request_ids: vec![id.clone()], ..Default::default() };
     for _ in 0..50 {
         if let Ok(found) = h.sim.describe(&q).await {
@@ -337,7 +339,7 @@ fn stray_of(request: &str, cluster: &str, installation: &str) -> ohf_app::Launch
     ohf_app::LaunchRequest {
         token: ClientToken::for_launch(&id, 99),
         request_id: id,
-        template: crate::support::templates()[0].clone(),
+        template: ohf_domain::testing::hf_templates()[0].clone(),
         count: 1,
         tags,
         zones: vec![],
@@ -480,66 +482,4 @@ async fn a_long_cycle_keeps_its_claims() {
     assert!(taken.is_empty(), "the claim was renewed mid-cycle; worker B takes nothing: {taken:?}");
     let _ = stop.send(true);
     running.abort();
-}
-
-mod host_factory_input {
-    use proptest::prelude::*;
-    use serde_json::Value;
-
-    use super::*;
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            prop_oneof![Just("OnDemand-Minimal".to_owned()), ".{0,24}"].prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 32, 5, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                proptest::collection::btree_map(
-                    prop_oneof![
-                        Just("template".to_owned()),
-                        Just("templateId".to_owned()),
-                        Just("machineCount".to_owned()),
-                        Just("machines".to_owned()),
-                        Just("requests".to_owned()),
-                        Just("requestId".to_owned()),
-                        Just("machineId".to_owned()),
-                        Just("name".to_owned()),
-                        Just("rc_account".to_owned()),
-                        Just("userData".to_owned()),
-                        ".{0,8}",
-                    ],
-                    inner,
-                    0..5,
-                )
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
-
-        /// Any input text to any Host Factory operation answers a document or an error that
-        /// Host Factory can read, and never panics.
-        #[test]
-        fn any_input_to_any_operation_answers(text in ".{0,200}", doc in json_value()) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let h = harness(SimConfig { launch_latency_ms: 0, ..SimConfig::default() }, AppSettings::default());
-                let _ = ohf_hostfactory::parse_input(&text);
-                for op in ohf_hostfactory::Operation::ALL {
-                    let options = ohf_hostfactory::Options { advance_on_poll: true };
-                    match ohf_hostfactory::run(&h.app, op, &doc, options).await {
-                        Ok(answer) => prop_assert!(answer.is_object(), "{:?}: {}", op, answer),
-                        Err(e) => prop_assert!(e.to_json()["message"].is_string(), "{:?}", op),
-                    }
-                }
-                Ok(())
-            })?;
-        }
-    }
 }
