@@ -212,7 +212,7 @@ impl App {
     /// Chooses a provider for `op`: the call's criteria (else the configured ones) plus what
     /// `template` needs, under the call's policy (else the configured one), never one of
     /// `exclude`.
-    pub async fn select_provider(
+    pub(crate) async fn select_provider(
         &self,
         op: OperationType,
         criteria: Option<&Criteria>,
@@ -494,7 +494,7 @@ impl App {
     }
 
     /// Adds a provider instance, measured, to the registry.
-    pub fn add_provider(&self, entry: ProviderEntry, provider: Arc<dyn CloudProvider>) {
+    pub(crate) fn add_provider(&self, entry: ProviderEntry, provider: Arc<dyn CloudProvider>) {
         let measured = Arc::new(Measured::new(
             provider,
             self.store.clone(),
@@ -718,7 +718,7 @@ impl App {
     }
 
     /// Runs every provider's health check (the daemon does, at `health_check_interval`).
-    pub async fn check_providers(&self) -> Vec<(String, bool)> {
+    pub(crate) async fn check_providers(&self) -> Vec<(String, bool)> {
         let mut out = Vec::new();
         for slot in self.registry.slots().into_iter().filter(|s| s.entry.enabled) {
             let (result, _) = slot.provider.check_health().await;
@@ -728,7 +728,7 @@ impl App {
     }
 
     /// Seconds between health checks.
-    pub fn health_check_interval(&self) -> u64 {
+    pub(crate) fn health_check_interval(&self) -> u64 {
         self.registry.config().health_check_interval
     }
 }
