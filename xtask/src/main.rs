@@ -88,6 +88,7 @@ fn tidy() -> anyhow::Result<()> {
     run(fmt)?;
     dependency_rules()?;
     module_cycles()?;
+    one_feature_set()?;
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     run(clippy)?;
@@ -175,6 +176,55 @@ fn dependency_rules() -> anyhow::Result<()> {
         bail!("dependency rules broken (ARCHITECTURE.md):\n  {}", broken.join("\n  "));
     }
     println!("xtask: dependency rules hold");
+    Ok(())
+}
+
+/// The features every third-party crate is built with, as `cargo tree` resolves them for
+/// `args`: package → the union of its feature sets.
+fn resolved_features(
+    args: &[&str],
+) -> anyhow::Result<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>> {
+    let out = cargo().args(["tree", "--prefix", "none", "-f", "{p} [{f}]"]).args(args).output()?;
+    ensure!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut features: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((package, rest)) = line.split_once(" [") else { continue };
+        let Some((list, _)) = rest.split_once(']') else { continue };
+        // `name vX.Y.Z (path)` for ours: only third-party crates matter here.
+        let package = package.trim();
+        if package.contains(" (/") || package.starts_with("ohf") {
+            continue;
+        }
+        features
+            .entry(package.to_owned())
+            .or_default()
+            .extend(list.split(',').filter(|f| !f.is_empty()).map(String::from));
+    }
+    Ok(features)
+}
+
+/// `cargo build -p ohf` resolves the same features for every dependency as the test and bench
+/// builds, so no entry point compiles the dependencies (the AWS SDK) twice; the binary names
+/// the features the dev-dependencies turn on (crates/ohf/Cargo.toml).
+fn one_feature_set() -> anyhow::Result<()> {
+    let binary = resolved_features(&["-p", "ohf", "-e", "normal,build"])?;
+    let workspace = resolved_features(&["--workspace", "-e", "normal,build,dev"])?;
+    let mut differ = Vec::new();
+    for (package, features) in &binary {
+        if let Some(all) = workspace.get(package)
+            && all != features
+        {
+            let extra: Vec<_> = all.difference(features).cloned().collect();
+            differ.push(format!("{package}: the tests add {}", extra.join(", ")));
+        }
+    }
+    if !differ.is_empty() {
+        bail!(
+            "`cargo build -p ohf` would build these with other features than the tests (name them in crates/ohf/Cargo.toml):\n  {}",
+            differ.join("\n  ")
+        );
+    }
+    println!("xtask: the binary and the tests build the dependencies with one set of features");
     Ok(())
 }
 
