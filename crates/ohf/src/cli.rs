@@ -122,6 +122,14 @@ pub enum Command {
     Sim(SimCmd),
     /// Provision and return machines on the simulated cloud, end to end
     Quickstart(QuickstartArgs),
+    /// Print the shell completion script (for example: ohf completions bash > /etc/bash_completion.d/ohf)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (for example: ohf man > /usr/local/share/man/man1/ohf.1)
+    Man,
     /// Every template with how many more machines it may have, as JSON
     #[command(name = "getAvailableTemplates")]
     GetAvailableTemplates,

@@ -181,6 +181,8 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
         Command::Hf(_)
         | Command::Quickstart(_)
         | Command::Serve(_)
+        | Command::Completions { .. }
+        | Command::Man
         | Command::Templates(TemplatesCmd::Validate { .. }) => {
             unreachable!("dispatched elsewhere")
         }

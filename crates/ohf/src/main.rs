@@ -27,6 +27,12 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
+    // Completions and the manual come from the command line's definition alone.
+    match &cli.command {
+        Command::Completions { shell } => return output::completions(*shell),
+        Command::Man => return output::manual(),
+        _ => {}
+    }
     // One-shot commands start fastest on one thread; the daemon gets a thread per core.
     let runtime = match &cli.command {
         Command::Serve(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),

@@ -202,3 +202,32 @@ pub fn operations_table(providers: &[Value]) -> String {
     }
     t.to_string()
 }
+
+/// The completion script of `shell` for the whole command line, on stdout.
+pub fn completions(shell: clap_complete::Shell) -> std::process::ExitCode {
+    let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "ohf", &mut std::io::stdout());
+    std::process::ExitCode::SUCCESS
+}
+
+/// The manual page (roff) of the whole command line, its subcommands included, on stdout.
+pub fn manual() -> std::process::ExitCode {
+    let command = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    let rendered = clap_mangen::Man::new(command.clone()).render(&mut page).and_then(|()| {
+        // Each subcommand as a section of the one page.
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            page.extend_from_slice(format!(".SH \"OHF {}\"\n", sub.get_name().to_uppercase()).as_bytes());
+            clap_mangen::Man::new(sub.clone()).render_description_section(&mut page)?;
+            clap_mangen::Man::new(sub.clone()).render_options_section(&mut page)?;
+        }
+        Ok(())
+    });
+    match rendered.and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the manual: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -454,3 +454,29 @@ fn request_machines_answers_while_the_cloud_does_not() {
     let mine = listed.iter().find(|r| r["requestId"] == id).unwrap();
     assert_eq!(mine["machines"].as_array().unwrap().len(), 2, "no second launch: {mine}");
 }
+
+#[test]
+fn completions_and_the_manual_come_from_the_command_line() {
+    let env = HfEnv::new(FAST_SIM);
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef ohf"), ("fish", "complete -c ohf")] {
+        let out = env.ohf().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        for sub in ["serve", "quickstart", "requestMachines", "sweep"] {
+            assert!(script.contains(sub), "{shell} completes {sub}");
+        }
+    }
+    let out = env.ohf().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bash"), "it names the shells there are");
+
+    let out = env.ohf().arg("man").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // roff writes a hyphen as `\-`.
+    let page = String::from_utf8_lossy(&out.stdout).replace("\\-", "-");
+    assert!(page.contains(".TH ohf"), "roff: {page:.200}");
+    for section in ["OHF SERVE", "OHF SWEEP", "--dry-run", "--client-timeout"] {
+        assert!(page.contains(section), "the manual has {section}");
+    }
+}
