@@ -355,7 +355,186 @@ const ENV_KEYS: [&str; 14] = [
     "retention",
 ];
 
+/// The configuration's layers as figment merges them: built-in defaults, then the config file,
+/// then `OHF_` variables (`__` for nesting).
+fn layers(config_file: Option<&Path>) -> anyhow::Result<Figment> {
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(file) = config_file {
+        if !file.exists() {
+            bail!("config file {} does not exist", file.display());
+        }
+        // The same keys in JSON (such as the resilience seed's block, as it is) or TOML.
+        figment = if file.extension().is_some_and(|e| e == "json") {
+            figment.merge(figment::providers::Json::file_exact(file))
+        } else {
+            figment.merge(Toml::file_exact(file))
+        };
+    }
+    figment = figment.merge(Env::prefixed("OHF_").split("__").filter(|k| {
+        // The key arrives in the variable's own case, before `__` becomes nesting.
+        let lower = k.as_str().to_ascii_lowercase();
+        let top = lower.split("__").next().unwrap_or_default().split('.').next().unwrap_or_default();
+        ENV_KEYS.contains(&top)
+    }));
+    Ok(figment)
+}
+
+/// One effective setting: its dotted key, its value (secrets masked) and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explained {
+    pub key: String,
+    pub value: Value,
+    pub source: String,
+}
+
+/// Whether a setting's value is a secret (by the last part of its key): it is shown as `***`.
+fn secret(key: &str) -> bool {
+    let key = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+    ["token", "secret", "password", "session"].iter().any(|s| key.contains(s))
+}
+
+fn mask(key: &str, value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k.clone(), mask(&format!("{key}.{k}"), v))).collect())
+        }
+        Value::Array(list) => Value::Array(list.into_iter().map(|v| mask(key, v)).collect()),
+        Value::String(_) if secret(key) => Value::String("***".into()),
+        other => other,
+    }
+}
+
+/// A database URL with its password, if any, masked.
+fn mask_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Every leaf of `value` (objects opened, lists whole) under its dotted key.
+fn leaves(prefix: &str, value: Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                leaves(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_owned(), other)),
+    }
+}
+
+/// The first of `keys` set in the environment.
+fn env_named(keys: &[&'static str]) -> Option<&'static str> {
+    keys.iter().copied().find(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+}
+
 impl Resolved {
+    /// Every effective setting with where it came from: `default`, the config file, an `OHF_`
+    /// variable, the Host Factory environment or a flag; secrets masked. The configuration is
+    /// checked as `load` checks it.
+    pub fn explain(flags: &Overrides) -> anyhow::Result<Vec<Explained>> {
+        let resolved = Self::load(flags)?;
+        let figment = layers(resolved.config_file.as_deref())?;
+        let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let mut found = Vec::new();
+        leaves("", serde_json::to_value(&settings)?, &mut found);
+        let from_layers = |key: &str| -> String {
+            match figment.find_metadata(key) {
+                Some(m) => match &m.source {
+                    Some(figment::Source::File(path)) => format!("file {}", path.display()),
+                    _ if m.name.contains("environment") => {
+                        format!("environment OHF_{}", key.replace('.', "__").to_ascii_uppercase())
+                    }
+                    _ => "default".into(),
+                },
+                None => "default".into(),
+            }
+        };
+        let mut out: Vec<Explained> = found
+            .into_iter()
+            .map(|(key, value)| Explained { source: from_layers(&key), value: mask(&key, value), key })
+            .collect();
+        // Tokens are never serialized; their names and roles are shown, the tokens masked.
+        if !resolved.serve.tokens.is_empty() {
+            let tokens: Vec<Value> = resolved
+                .serve
+                .tokens
+                .iter()
+                .map(|t| serde_json::json!({"name": t.name, "token": "***", "role": format!("{:?}", t.role).to_ascii_lowercase()}))
+                .collect();
+            out.push(Explained {
+                key: "serve.tokens".into(),
+                value: Value::Array(tokens),
+                source: from_layers("serve.tokens"),
+            });
+        }
+        // What the directories and the store came to, and why.
+        let decided = |flag: bool, flag_name: &str, key: &str, env: &[&'static str]| -> String {
+            if flag {
+                format!("flag --{flag_name}")
+            } else if from_layers(key) != "default" {
+                from_layers(key)
+            } else if let Some(var) = env_named(env) {
+                format!("environment {var}")
+            } else {
+                "default".into()
+            }
+        };
+        let path = |p: &Path| Value::String(p.display().to_string());
+        let decisions = [
+            (
+                "confdir",
+                path(&resolved.confdir),
+                decided(
+                    flags.confdir.is_some(),
+                    "confdir",
+                    "confdir",
+                    &["OHF_CONFDIR", "HF_PROVIDER_CONFDIR", "PRO_CONF_DIR"],
+                ),
+            ),
+            (
+                "workdir",
+                path(&resolved.workdir),
+                decided(flags.workdir.is_some(), "workdir", "workdir", &["HF_PROVIDER_WORKDIR", "PRO_DATA_DIR"]),
+            ),
+            (
+                "logdir",
+                path(&resolved.logdir),
+                decided(flags.logdir.is_some(), "logdir", "logdir", &["HF_PROVIDER_LOGDIR", "PRO_LSF_LOGDIR"]),
+            ),
+            ("templates_file", path(&resolved.templates_file), decided(false, "", "templates_file", &[])),
+            (
+                "database_url",
+                Value::String(mask_url(&resolved.database_url)),
+                decided(flags.database_url.is_some(), "database-url", "database_url", &[]),
+            ),
+            ("log_level", Value::String(resolved.log_level.clone()), decided(false, "", "log_level", &[])),
+        ];
+        for (key, value, source) in decisions {
+            out.retain(|e| e.key != key);
+            out.push(Explained { key: key.to_owned(), value, source });
+        }
+        let file = resolved.config_file.as_ref().map(|p| Value::String(p.display().to_string())).unwrap_or(Value::Null);
+        let file_source = if flags.config.is_some() {
+            "flag --config".to_owned()
+        } else if let Some(var) = env_named(&["OHF_CONFIG"]) {
+            format!("environment {var}")
+        } else {
+            "default".to_owned()
+        };
+        out.push(Explained { key: "config_file".into(), value: file, source: file_source });
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
     pub fn load(flags: &Overrides) -> anyhow::Result<Self> {
         let confdir = flags
             .confdir
@@ -366,24 +545,7 @@ impl Resolved {
             let default = confdir.join("ohf.toml");
             default.exists().then_some(default)
         });
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-        if let Some(file) = &config_file {
-            if !file.exists() {
-                bail!("config file {} does not exist", file.display());
-            }
-            // The same keys in JSON (such as the resilience seed's block, as it is) or TOML.
-            figment = if file.extension().is_some_and(|e| e == "json") {
-                figment.merge(figment::providers::Json::file_exact(file))
-            } else {
-                figment.merge(Toml::file_exact(file))
-            };
-        }
-        figment = figment.merge(Env::prefixed("OHF_").split("__").filter(|k| {
-            // The key arrives in the variable's own case, before `__` becomes nesting.
-            let lower = k.as_str().to_ascii_lowercase();
-            let top = lower.split("__").next().unwrap_or_default().split('.').next().unwrap_or_default();
-            ENV_KEYS.contains(&top)
-        }));
+        let figment = layers(config_file.as_deref())?;
         let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
 
         let workdir = flags

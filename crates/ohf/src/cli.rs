@@ -84,6 +84,9 @@ pub enum Command {
     /// Templates from the template file
     #[command(subcommand)]
     Templates(TemplatesCmd),
+    /// The effective configuration
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Provision requests
     #[command(subcommand)]
     Request(RequestCmd),
@@ -219,6 +222,12 @@ pub struct HfArgs {
     /// Input JSON file (standard input when absent)
     #[arg(short = 'f', long = "file", visible_alias = "f", value_name = "FILE")]
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Every setting with its value and where it came from (default, file, environment, flag); secrets masked
+    Show,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ohf_domain::{MachineId, Template};
 use serde_json::{Value, json};
 
-use crate::cli::{Command, CreateArgs, Global, Output, RequestCmd, ResilienceCmd, ReturnArgs, SimCmd, TemplatesCmd};
+use crate::cli::{
+    Command, ConfigCmd, CreateArgs, Global, Output, RequestCmd, ResilienceCmd, ReturnArgs, SimCmd, TemplatesCmd,
+};
 use crate::output::{self, machines_table, print_json, requests_table, templates_table, up_count};
 use ohf_server::{Backend, Overrides, Resolved, Runtime};
 
@@ -50,6 +52,14 @@ async fn backend(global: &Global) -> anyhow::Result<Backend> {
 async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
     if let Command::Templates(TemplatesCmd::Validate { file: Some(file) }) = &command {
         return validate_file(global.output, file);
+    }
+    if let Command::Config(ConfigCmd::Show) = &command {
+        let settings = ohf_server::Resolved::explain(&overrides(global))?;
+        match global.output {
+            Output::Json => print_json(&serde_json::to_value(&settings)?),
+            Output::Table => println!("{}", output::settings_table(&settings)),
+        }
+        return Ok(());
     }
     if let Command::Templates(TemplatesCmd::Validate { file: None }) = &command {
         let settings = Resolved::load(&overrides(global))?;
@@ -182,6 +192,7 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
         | Command::Quickstart(_)
         | Command::Serve(_)
         | Command::Completions { .. }
+        | Command::Config(_)
         | Command::Man
         | Command::Templates(TemplatesCmd::Validate { .. }) => {
             unreachable!("dispatched elsewhere")

@@ -137,6 +137,19 @@ pub fn machines_table(r: &Value) -> String {
     t.to_string()
 }
 
+/// The effective settings: key, value, source.
+pub fn settings_table(list: &[ohf_server::settings::Explained]) -> String {
+    let mut t = table(&["SETTING", "VALUE", "SOURCE"]);
+    for e in list {
+        let value = match &e.value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        t.add_row(vec![e.key.clone(), value, e.source.clone()]);
+    }
+    t.to_string()
+}
+
 pub fn templates_table(list: &[Value]) -> String {
     let mut t = table(&["TEMPLATE", "MAX", "AVAILABLE", "TYPES", "PRICE", "API", "NCPUS", "NRAM"]);
     let limit = |v: &Value| if v.as_i64() == Some(-1) { "unlimited".to_owned() } else { cell(v) };

@@ -480,3 +480,44 @@ fn completions_and_the_manual_come_from_the_command_line() {
         assert!(page.contains(section), "the manual has {section}");
     }
 }
+
+#[test]
+fn config_show_names_each_value_and_where_it_came_from() {
+    let toml = format!(
+        "cluster = \"hpc\"\n[serve]\ntokens = [{{name = \"ops\", token = \"s3cret-token-value-123\", role = \"operator\"}}]\n{FAST_SIM}"
+    );
+    let env = HfEnv::new(&toml);
+    let url = "postgres://ohf:hunter2@db.example:5432/ohf";
+    let out = env
+        .ohf()
+        .env("OHF_LOG_LEVEL", "debug")
+        .args(["--database-url", url, "config", "show", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains("hunter2") && !text.contains("s3cret-token-value-123"), "secrets are masked: {text}");
+    let list: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let find = |key: &str| list.iter().find(|e| e["key"] == key).unwrap_or_else(|| panic!("{key} in {text}")).clone();
+    assert_eq!(find("cluster")["value"], "hpc");
+    assert!(find("cluster")["source"].as_str().unwrap().starts_with("file "), "{}", find("cluster"));
+    assert_eq!(
+        (find("log_level")["value"].clone(), find("log_level")["source"].clone()),
+        (json!("debug"), json!("environment OHF_LOG_LEVEL"))
+    );
+    assert_eq!(find("serve.interval_ms")["source"], "default");
+    assert_eq!(find("database_url")["source"], "flag --database-url");
+    assert_eq!(find("database_url")["value"], "postgres://ohf:***@db.example:5432/ohf");
+    assert_eq!(find("confdir")["source"], "environment HF_PROVIDER_CONFDIR");
+    assert_eq!(find("serve.tokens")["value"][0]["token"], "***");
+    assert_eq!(find("serve.tokens")["value"][0]["name"], "ops");
+
+    let out = env.ohf().args(["config", "show"]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && table.contains("SOURCE") && table.contains("serve.batch"), "{table}");
+
+    std::fs::write(env.path("conf/ohf.toml"), "[serve]\nbatch = 0\n").unwrap();
+    let out = env.ohf().args(["config", "show"]).output().unwrap();
+    assert!(!out.status.success(), "a bad configuration is refused, not shown");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serve.batch"), "{}", String::from_utf8_lossy(&out.stderr));
+}
