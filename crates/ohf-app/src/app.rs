@@ -75,10 +75,9 @@ pub struct App {
 /// use std::sync::Arc;
 /// use ohf_app::App;
 /// use ohf_app::memory::{MemoryStore, StaticCatalog};
-/// # fn provider() -> Arc<dyn ohf_app::CloudProvider> { unimplemented!() }
-/// # fn demo() -> Result<(), ohf_app::AppError> {
+/// # fn demo(provider: Arc<dyn ohf_app::CloudProvider>) -> Result<(), ohf_app::AppError> {
 /// let app = App::builder(Arc::new(MemoryStore::new()), Arc::new(StaticCatalog(Vec::new())))
-///     .provider(provider())
+///     .provider(provider)
 ///     .build()?;
 /// # let _ = app; Ok(()) }
 /// ```

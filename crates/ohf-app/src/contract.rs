@@ -48,7 +48,7 @@ fn launched(id: &str, count: u32, running: &[&str]) -> Request {
 /// the test's runtime still has a free worker, so a guard may clean up then). Use it inside a module
 /// of its own per implementation:
 ///
-/// ```ignore
+/// ```text
 /// mod memory {
 ///     ohf_app::store_contract_tests!(|| async {
 ///         std::sync::Arc::new(ohf_app::memory::MemoryStore::new()) as std::sync::Arc<dyn ohf_app::RequestStore>
