@@ -13,9 +13,7 @@ use ohf_app::queries::{
 };
 use ohf_app::{App, AppError, MachineRef, RequestFilter, RequestMachines, RequestReturn, TemplateCheck};
 use ohf_domain::{DomainError, ErrorCode, RequestKind, RequestState};
-use ohf_provider_strategy::config;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
@@ -60,6 +58,7 @@ pub const PROVIDER_METHODS: [&str; 9] = [
 /// the answer is the seed's document. Every front end (HTTP, gRPC, the CLI) calls this.
 pub async fn provider_method(app: &App, method: &str, p: &Value) -> Result<Value, AppError> {
     use ohf_app::commands::*;
+    use ohf_app::providers::parse_document as parse;
     use ohf_app::queries::*;
     match method {
         "executeProviderOperation" => app.execute(parse::<ExecuteProviderOperation>(p, "data")?).await,
@@ -73,13 +72,6 @@ pub async fn provider_method(app: &App, method: &str, p: &Value) -> Result<Value
         "getProviderCapabilities" => app.ask(GetProviderCapabilities(parse(p, "data")?)).await,
         other => Err(DomainError::validation("method", format!("'{other}' is not a provider-strategy method")).into()),
     }
-}
-
-/// A method's document as the typed message `T`: a field that does not fit is a
-/// VALIDATION_ERROR naming it.
-fn parse<T: for<'de> Deserialize<'de>>(p: &Value, what: &str) -> Result<T, AppError> {
-    let p = if p.is_null() { &Value::Object(Map::new()) } else { p };
-    config::parse(p, what).map_err(|e| DomainError::validation(&e.field, e.message).into())
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {

@@ -177,11 +177,7 @@ impl Server {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server { app, worker, listener, routes, mut transport, grace, .. } = self;
         let (stop, stopped) = watch::channel(false);
-        let worker_task = tokio::spawn({
-            let worker = worker.clone();
-            let stopped = stopped.clone();
-            async move { worker.run(stopped).await }
-        });
+        let worker_task = worker.spawn(stopped.clone());
         let mut server_stop = stopped.clone();
         let incoming = ohf_grpc::incoming(listener);
         let server = tokio::spawn(async move {

@@ -86,6 +86,12 @@ impl Worker {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
+    /// Runs the worker on a task of its own until `shutdown` turns true (as [`Worker::run`]).
+    pub fn spawn(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let worker = self.clone();
+        tokio::spawn(async move { worker.run(shutdown).await })
+    }
+
     /// Runs until `shutdown` turns true. A cycle under way is finished (the caller bounds how
     /// long it may take); then the worker's claims are released so others take over at once.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {

@@ -7,3 +7,4 @@ mod registry;
 pub(crate) mod strategy;
 
 pub use registry::*;
+pub use strategy::parse_document;

@@ -41,7 +41,9 @@ fn invalid(e: ConfigError) -> AppError {
     DomainError::validation(&e.field, e.message).into()
 }
 
-pub(crate) fn parse<T: for<'de> Deserialize<'de>>(p: &Value, what: &str) -> Result<T, AppError> {
+/// A seed method's document as the typed message `T`: a field that does not fit is a
+/// VALIDATION_ERROR naming it (an absent document is an empty one).
+pub fn parse_document<T: for<'de> Deserialize<'de>>(p: &Value, what: &str) -> Result<T, AppError> {
     let p = if p.is_null() { &Value::Object(Map::new()) } else { p };
     config::parse(p, what).map_err(invalid)
 }
@@ -554,7 +556,7 @@ impl App {
         if let Value::Object(m) = &mut merged {
             m.extend(given.clone());
         }
-        let config: StrategyConfig = parse(&merged, "data")?;
+        let config: StrategyConfig = parse_document(&merged, "data")?;
         config.validate().map_err(invalid)?;
         for name in &config.fallback_strategies {
             self.slot_named(name, "fallback_strategies")?;

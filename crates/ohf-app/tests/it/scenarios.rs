@@ -466,10 +466,7 @@ async fn a_long_cycle_keeps_its_claims() {
     };
     let worker = Arc::new(Worker::new(app.clone(), config));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move { worker.run(stopped).await }
-    });
+    let running = worker.spawn(stopped);
     // Worker A has claimed the request and waits on the cloud.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(store.claim_history(r.id()).await.unwrap().len(), 1, "worker A holds it");

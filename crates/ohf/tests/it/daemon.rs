@@ -360,10 +360,7 @@ async fn claims_are_judged_by_the_databases_clock() {
     };
     let worker = Arc::new(Worker::new(app.clone(), config));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move { worker.run(stopped).await }
-    });
+    let running = worker.spawn(stopped);
     let deadline = Instant::now() + Duration::from_secs(10);
     while store.claim_history(r.id()).await.unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the worker never claimed the request");
