@@ -60,16 +60,21 @@ pub async fn provider_method(app: &App, method: &str, p: &Value) -> Result<Value
     use ohf_app::commands::*;
     use ohf_app::providers::parse_document as parse;
     use ohf_app::queries::*;
+    fn document(answer: impl serde::Serialize) -> Result<Value, AppError> {
+        serde_json::to_value(answer).map_err(|e| AppError::Configuration(format!("answer not serializable: {e}")))
+    }
     match method {
-        "executeProviderOperation" => app.execute(parse::<ExecuteProviderOperation>(p, "data")?).await,
-        "selectProviderStrategy" => app.ask(parse::<SelectProviderStrategy>(p, "data")?).await,
-        "registerProviderStrategy" => app.execute(RegisterProviderStrategy { entry: parse(p, "data")? }).await,
-        "configureProviderStrategy" => app.execute(ConfigureProviderStrategy { changes: p.clone() }).await,
-        "updateProviderHealth" => app.execute(parse::<UpdateProviderHealth>(p, "data")?).await,
-        "getProviderHealth" => app.ask(GetProviderHealth(parse(p, "data")?)).await,
-        "listAvailableProviders" => app.ask(ListAvailableProviders(parse(p, "data")?)).await,
-        "getProviderMetrics" => app.ask(GetProviderMetrics(parse(p, "data")?)).await,
-        "getProviderCapabilities" => app.ask(GetProviderCapabilities(parse(p, "data")?)).await,
+        "executeProviderOperation" => document(app.execute(parse::<ExecuteProviderOperation>(p, "data")?).await?),
+        "selectProviderStrategy" => document(app.ask(parse::<SelectProviderStrategy>(p, "data")?).await?),
+        "registerProviderStrategy" => {
+            document(app.execute(RegisterProviderStrategy { entry: parse(p, "data")? }).await?)
+        }
+        "configureProviderStrategy" => document(app.execute(parse::<ConfigureProviderStrategy>(p, "data")?).await?),
+        "updateProviderHealth" => document(app.execute(parse::<UpdateProviderHealth>(p, "data")?).await?),
+        "getProviderHealth" => document(app.ask(GetProviderHealth(parse(p, "data")?)).await?),
+        "listAvailableProviders" => document(app.ask(ListAvailableProviders(parse(p, "data")?)).await?),
+        "getProviderMetrics" => document(app.ask(GetProviderMetrics(parse(p, "data")?)).await?),
+        "getProviderCapabilities" => document(app.ask(GetProviderCapabilities(parse(p, "data")?)).await?),
         other => Err(DomainError::validation("method", format!("'{other}' is not a provider-strategy method")).into()),
     }
 }

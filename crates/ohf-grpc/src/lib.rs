@@ -4,10 +4,12 @@
 //! (`ohf_api::wire`).
 
 mod convert;
+mod providers;
 mod service;
 
 pub use convert::from_struct;
-pub use service::{ProviderApi, RequestApi, TemplateApi, status};
+pub use providers::ProviderApi;
+pub use service::{RequestApi, TemplateApi, status};
 
 /// The generated messages, services and clients of `ohf.v1`.
 pub mod pb {

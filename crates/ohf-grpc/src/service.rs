@@ -47,12 +47,12 @@ pub fn status(e: &ApiError) -> Status {
     Status::with_error_details_and_metadata(code, e.message.clone(), details, headers)
 }
 
-fn fail(e: impl Into<ApiError>) -> Status {
+pub(crate) fn fail(e: impl Into<ApiError>) -> Status {
     status(&e.into())
 }
 
 /// Admits a call by its method name in the JSON API (same roles and limits everywhere).
-fn admit<T>(gate: &Gate, request: &Request<T>, method: &str) -> Result<(), Status> {
+pub(crate) fn admit<T>(gate: &Gate, request: &Request<T>, method: &str) -> Result<(), Status> {
     let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
     gate.admit(authorization, method).map(|_| ()).map_err(|e| status(&e))
 }
@@ -64,7 +64,7 @@ fn required(value: &str, field: &str) -> Result<String, Status> {
     }
 }
 
-fn optional(value: &str) -> Option<String> {
+pub(crate) fn optional(value: &str) -> Option<String> {
     Some(value.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
@@ -330,164 +330,5 @@ impl pb::template_service_server::TemplateService for TemplateApi {
             },
         };
         Ok(Response::new(answer))
-    }
-}
-
-pub struct ProviderApi {
-    app: Arc<App>,
-    gate: Arc<Gate>,
-}
-
-impl ProviderApi {
-    pub fn new(app: Arc<App>, gate: Arc<Gate>) -> Self {
-        Self { app, gate }
-    }
-
-    /// Runs a provider-strategy method on its JSON document, as the HTTP JSON API does.
-    async fn call<T>(&self, request: Request<T>, method: &str, doc: impl FnOnce(T) -> Value) -> AnswerResult {
-        admit(&self.gate, &request, method)?;
-        let doc = doc(request.into_inner());
-        let result = ohf_api::provider_method(&self.app, method, &doc).await.map_err(fail)?;
-        Ok(Response::new(pb::ProviderAnswer { result: Some(convert::object(&result)) }))
-    }
-}
-
-type AnswerResult = Result<Response<pb::ProviderAnswer>, Status>;
-
-/// A JSON object of the fields that are set.
-fn fields(list: Vec<(&str, Option<Value>)>) -> Value {
-    Value::Object(list.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))).collect())
-}
-
-/// The criteria a call sets (an empty list is one not set), to go over the configured ones.
-fn criteria(c: pb::SelectionCriteria) -> Value {
-    let list = |l: Vec<String>| (!l.is_empty()).then(|| serde_json::json!(l));
-    fields(vec![
-        ("required_capabilities", list(c.required_capabilities)),
-        ("min_success_rate", c.min_success_rate.map(Value::from)),
-        ("max_response_time_ms", c.max_response_time_ms.map(Value::from)),
-        ("require_healthy", c.require_healthy.map(Value::from)),
-        ("exclude_strategies", list(c.exclude_strategies)),
-        ("prefer_strategies", list(c.prefer_strategies)),
-    ])
-}
-
-fn query(q: pb::ProviderQuery) -> Value {
-    fields(vec![
-        ("provider_name", q.provider_name.map(Value::from)),
-        ("healthy_only", Some(q.healthy_only.into())),
-        ("provider_type", q.provider_type.map(Value::from)),
-        ("time_range_hours", q.time_range_hours.map(Value::from)),
-        ("include_operation_breakdown", Some(q.include_operation_breakdown.into())),
-        ("include_error_details", Some(q.include_error_details.into())),
-        ("include_performance_metrics", Some(q.include_performance_metrics.into())),
-        ("include_limitations", Some(q.include_limitations.into())),
-    ])
-}
-
-#[tonic::async_trait]
-impl pb::provider_strategy_service_server::ProviderStrategyService for ProviderApi {
-    async fn execute_provider_operation(&self, request: Request<pb::ExecuteProviderOperationRequest>) -> AnswerResult {
-        self.call(request, "executeProviderOperation", |r| {
-            fields(vec![
-                ("operation_type", Some(r.operation_type.into())),
-                ("parameters", Some(r.parameters.as_ref().map_or(serde_json::json!({}), convert::from_struct))),
-                ("strategy_override", r.strategy_override.map(Value::from)),
-                ("selection_criteria", r.selection_criteria.map(criteria)),
-                ("selection_policy", r.selection_policy.map(Value::from)),
-            ])
-        })
-        .await
-    }
-
-    async fn select_provider_strategy(&self, request: Request<pb::SelectProviderStrategyRequest>) -> AnswerResult {
-        self.call(request, "selectProviderStrategy", |r| {
-            fields(vec![
-                ("operation_type", Some(r.operation_type.into())),
-                ("selection_criteria", r.selection_criteria.map(criteria)),
-                ("selection_policy", r.selection_policy.map(Value::from)),
-            ])
-        })
-        .await
-    }
-
-    async fn register_provider_strategy(&self, request: Request<pb::RegisterProviderStrategyRequest>) -> AnswerResult {
-        self.call(request, "registerProviderStrategy", |r| {
-            fields(vec![
-                ("strategy_name", Some(r.strategy_name.into())),
-                ("provider_type", Some(r.provider_type.into())),
-                (
-                    "strategy_config",
-                    Some(r.strategy_config.as_ref().map_or(serde_json::json!({}), convert::from_struct)),
-                ),
-                ("capabilities", Some(serde_json::json!(r.capabilities))),
-                ("priority", Some(r.priority.into())),
-                ("weight", r.weight.map(Value::from)),
-                ("enabled", r.enabled.map(Value::from)),
-            ])
-        })
-        .await
-    }
-
-    async fn configure_provider_strategy(
-        &self,
-        request: Request<pb::ConfigureProviderStrategyRequest>,
-    ) -> AnswerResult {
-        self.call(request, "configureProviderStrategy", |r| {
-            fields(vec![
-                ("default_selection_policy", r.default_selection_policy.map(Value::from)),
-                ("selection_criteria", r.selection_criteria.map(criteria)),
-                ("fallback_strategies", r.fallback_strategies.map(|f| serde_json::json!(f.names))),
-                ("health_check_interval", r.health_check_interval.map(Value::from)),
-                (
-                    "circuit_breaker_config",
-                    r.circuit_breaker_config.map(|c| {
-                        serde_json::json!({"failure_threshold": c.failure_threshold, "recovery_timeout": c.recovery_timeout})
-                    }),
-                ),
-            ])
-        })
-        .await
-    }
-
-    async fn update_provider_health(&self, request: Request<pb::UpdateProviderHealthRequest>) -> AnswerResult {
-        self.call(request, "updateProviderHealth", |r| {
-            let status = r.health_status.unwrap_or_default();
-            let details = status.error_details.map(|d| {
-                fields(vec![
-                    ("error_code", optional(&d.error_code).map(Value::from)),
-                    ("retry_after", d.retry_after.map(Value::from)),
-                ])
-            });
-            fields(vec![
-                ("provider_name", Some(r.provider_name.into())),
-                (
-                    "health_status",
-                    Some(fields(vec![
-                        ("is_healthy", Some(status.is_healthy.into())),
-                        ("status_message", optional(&status.status_message).map(Value::from)),
-                        ("error_details", details),
-                    ])),
-                ),
-                ("source", optional(&r.source).map(Value::from)),
-            ])
-        })
-        .await
-    }
-
-    async fn get_provider_health(&self, request: Request<pb::ProviderQuery>) -> AnswerResult {
-        self.call(request, "getProviderHealth", query).await
-    }
-
-    async fn list_available_providers(&self, request: Request<pb::ProviderQuery>) -> AnswerResult {
-        self.call(request, "listAvailableProviders", query).await
-    }
-
-    async fn get_provider_metrics(&self, request: Request<pb::ProviderQuery>) -> AnswerResult {
-        self.call(request, "getProviderMetrics", query).await
-    }
-
-    async fn get_provider_capabilities(&self, request: Request<pb::ProviderQuery>) -> AnswerResult {
-        self.call(request, "getProviderCapabilities", query).await
     }
 }

@@ -10,7 +10,8 @@ mod validate_template;
 
 pub use cancel_request::CancelRequest;
 pub use providers::{
-    ConfigureProviderStrategy, ExecuteProviderOperation, RegisterProviderStrategy, UpdateProviderHealth,
+    ConfigureProviderStrategy, CriteriaChanges, ExecuteProviderOperation, OperationParameters,
+    RegisterProviderStrategy, UpdateProviderHealth,
 };
 pub use purge_history::PurgeHistory;
 pub use request_machines::RequestMachines;

@@ -3,6 +3,7 @@
 //! typed commands and queries of `commands::providers` and `queries::providers`: selection,
 //! failover, registration, configuration, health.
 
+pub mod answers;
 mod registry;
 pub(crate) mod strategy;
 

@@ -1,7 +1,8 @@
 //! The provider-strategy seed's use cases: choosing a provider for an operation (policy,
 //! criteria, health, figures), failing a launch over to another provider, registering and
 //! configuring providers (kept in the store), health updates and checks, figures and
-//! capabilities. The commands and queries take and answer the seed's documents.
+//! capabilities. The commands and queries take the seed's documents as typed messages and
+//! answer with the typed answers of [`super::answers`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +14,14 @@ use ohf_provider_strategy::{Candidate, Criteria, Health, ProviderEntry, Selectio
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::answers::{
+    BreakerView, Figures, HealthProbe, HealthView, InstanceSeen, OperationOutcome, OperationResult,
+    ProviderCapabilities, ProviderCapabilitiesReport, ProviderFigures, ProviderHealth, ProviderHealthReport,
+    ProviderHealthUpdated, ProviderListing, ProviderMetricsReport, ProviderRegistered, ProviderView, RequestAccepted,
+    SelectionMade, StrategyConfigured, TemplateVerdict,
+};
 use crate::bus::SystemEvent;
-use crate::commands::{ExecuteProviderOperation, UpdateProviderHealth};
+use crate::commands::{ConfigureProviderStrategy, CriteriaChanges, ExecuteProviderOperation, UpdateProviderHealth};
 use crate::ports::{CloudError, CloudProvider, DescribeQuery};
 use crate::providers::{Measured, Slot, keys};
 use crate::queries::{GetRequestStatus, ProviderQuery};
@@ -72,16 +79,12 @@ fn now_draw() -> f64 {
     (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
 }
 
-fn summary_view(s: &Summary) -> Value {
-    serde_json::to_value(s).unwrap_or_default()
-}
-
 /// A provider's health as a choice sees it: the stored record, the verdict now (an OPEN
 /// breaker counts), and its breakers as stored.
 struct HealthNow {
     stored: Health,
     healthy: bool,
-    breakers: Vec<Value>,
+    breakers: Vec<BreakerView>,
 }
 
 pub(crate) fn operation(name: &str) -> Result<OperationType, AppError> {
@@ -93,17 +96,10 @@ pub(crate) fn operation(name: &str) -> Result<OperationType, AppError> {
 
 impl App {
     /// The configured criteria with the fields a call gives put over them.
-    pub(crate) fn criteria_with(&self, given: Option<&Value>) -> Result<Criteria, AppError> {
+    pub(crate) fn criteria_with(&self, given: Option<CriteriaChanges>) -> Result<Criteria, AppError> {
         let configured = self.registry.config().selection_criteria;
         let Some(given) = given else { return Ok(configured) };
-        let Value::Object(given) = given else {
-            return Err(DomainError::validation("selection_criteria", "must be an object").into());
-        };
-        let mut merged = serde_json::to_value(configured).unwrap_or_default();
-        if let Value::Object(m) = &mut merged {
-            m.extend(given.clone());
-        }
-        let criteria: Criteria = config::parse(&merged, "selection_criteria").map_err(invalid)?;
+        let criteria = given.over(configured);
         validate_criteria(&criteria, "selection_criteria").map_err(invalid)?;
         Ok(criteria)
     }
@@ -135,7 +131,7 @@ impl App {
                 stored.insert(key.trim_start_matches(keys::HEALTH).to_owned(), h);
             }
         }
-        let mut breakers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut breakers: BTreeMap<String, Vec<BreakerView>> = BTreeMap::new();
         let mut open_since: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for (key, value, _) in self.store.list_shared(keys::BREAKERS).await? {
             let Some((provider, service)) = keys::breaker_of(&key) else { continue };
@@ -143,9 +139,7 @@ impl App {
             if breaker.state == CircuitState::Open {
                 open_since.entry(provider.to_owned()).or_default().push(breaker.changed_at);
             }
-            let Ok(Value::Object(mut b)) = serde_json::to_value(&breaker) else { continue };
-            b.insert("service".into(), json!(service));
-            breakers.entry(provider.to_owned()).or_default().push(Value::Object(b));
+            breakers.entry(provider.to_owned()).or_default().push(BreakerView { service: service.to_owned(), breaker });
         }
         let mut out = BTreeMap::new();
         for slot in self.registry.slots() {
@@ -324,14 +318,16 @@ impl App {
         None
     }
 
-    pub(crate) async fn execute_provider_operation(&self, q: ExecuteProviderOperation) -> Result<Value, AppError> {
+    pub(crate) async fn execute_provider_operation(
+        &self,
+        q: ExecuteProviderOperation,
+    ) -> Result<OperationOutcome, AppError> {
         let op = operation(&q.operation_type)?;
-        let criteria = self.criteria_with(q.selection_criteria.as_ref())?;
-        let params = Value::Object(q.parameters.clone());
+        let criteria = self.criteria_with(q.selection_criteria)?;
+        let params = q.parameters;
         let started = std::time::Instant::now();
-        let text = |field: &str| params.get(field).and_then(Value::as_str).map(str::to_owned);
-        let template = match text("template_id") {
-            Some(id) => Some(self.template(&id).await?),
+        let template = match &params.template_id {
+            Some(id) => Some(self.template(id).await?),
             None => None,
         };
         // The provider: the override, else the selection.
@@ -343,54 +339,57 @@ impl App {
                 (self.slot_named(&s.selected, "provider")?.provider, Some(s))
             }
         };
+        let accepted = |request: &Request, machine_count: usize| RequestAccepted {
+            request_id: request.id().to_string(),
+            status: request.state().as_str().to_owned(),
+            machine_count: machine_count as u64,
+        };
         let result = match op {
             OperationType::CreateInstances => {
                 let Some(template) = &template else {
                     return Err(DomainError::validation("parameters.template_id", "is required").into());
                 };
-                let count = params.get("count").and_then(Value::as_i64).ok_or_else(|| {
+                let count = params.count.ok_or_else(|| {
                     AppError::from(DomainError::validation("parameters.count", "is required: a whole number"))
                 })?;
                 let request = self
                     .execute(RequestMachines {
                         template_id: template.id().to_string(),
                         count,
-                        request_id: text("request_id"),
+                        request_id: params.request_id.clone(),
                         provider: Some(provider.name().to_string()),
                         ..RequestMachines::default()
                     })
                     .await?;
-                json!({"request_id": request.id().as_str(), "status": request.state().as_str(),
-                       "machine_count": request.count()})
+                OperationResult::InstancesRequested(accepted(&request, request.count() as usize))
             }
             OperationType::TerminateInstances => {
-                let ids = string_list(&params, "instance_ids")?;
+                let ids = id_list(params.instance_ids.clone())?;
                 let request = self
                     .execute(RequestReturn {
                         machines: ids.into_iter().map(|id| MachineRef { id: Some(id), name: None }).collect(),
                         ..RequestReturn::default()
                     })
                     .await?;
-                json!({"request_id": request.id().as_str(), "status": request.state().as_str(),
-                       "machine_count": request.machines().len()})
+                OperationResult::ReturnRequested(accepted(&request, request.machines().len()))
             }
             OperationType::GetInstanceStatus => {
                 // A request's machines, or the instances named; each asked of the provider that
                 // holds it (instances ohf does not know, of the chosen one).
-                let holders = match text("request_id") {
+                let holders = match &params.request_id {
                     Some(id) => {
                         let found = self
                             .ask(GetRequestStatus { request_ids: vec![id.clone()] })
                             .await?
                             .pop()
                             .and_then(|(_, r)| r);
-                        vec![found.ok_or(DomainError::RequestNotFound { request_id: id })?]
+                        vec![found.ok_or(DomainError::RequestNotFound { request_id: id.clone() })?]
                     }
                     None => Vec::new(),
                 };
                 let ids: Vec<ohf_domain::MachineId> = match holders.first() {
                     Some(r) => r.machines().iter().map(|m| m.id().clone()).collect(),
-                    None => string_list(&params, "instance_ids")?
+                    None => id_list(params.instance_ids.clone())?
                         .into_iter()
                         .map(ohf_domain::MachineId::new)
                         .collect::<Result<_, _>>()
@@ -400,7 +399,7 @@ impl App {
                 let held_by = |id: &ohf_domain::MachineId| {
                     holders.iter().flat_map(|r| r.machines()).find(|m| m.id() == id).map(|m| m.provider().clone())
                 };
-                let mut seen = Vec::new();
+                let mut instances = Vec::new();
                 for slot in self.registry.slots() {
                     let theirs: Vec<ohf_domain::MachineId> = ids
                         .iter()
@@ -417,58 +416,67 @@ impl App {
                         .describe(&DescribeQuery { machine_ids: theirs, ..Default::default() })
                         .await
                         .map_err(|error| AppError::Cloud { provider: slot.entry.strategy_name.clone(), error })?;
-                    seen.extend(found);
+                    instances.extend(found.into_iter().map(|o| InstanceSeen {
+                        instance_id: o.id.to_string(),
+                        status: o.status.to_string(),
+                        instance_type: o.instance_type,
+                        private_ip: o.private_ip,
+                        host_name: o.name,
+                        zone: o.zone,
+                        provider_name: o.provider.to_string(),
+                    }));
                 }
-                json!({"instances": seen.iter().map(|o| json!({
-                    "instance_id": o.id.as_str(), "status": o.status.to_string(), "instance_type": o.instance_type,
-                    "private_ip": o.private_ip, "host_name": o.name, "zone": o.zone, "provider_name": o.provider.as_str(),
-                })).collect::<Vec<_>>()})
+                OperationResult::Instances { instances }
             }
             OperationType::ValidateTemplate => {
                 let Some(template) = &template else {
                     return Err(DomainError::validation("parameters.template_id", "is required").into());
                 };
-                match provider.check_template(template).await {
-                    Ok(()) => json!({"valid": true, "template_id": template.id().as_str()}),
-                    Err(e) => json!({"valid": false, "template_id": template.id().as_str(), "reason": e.to_string()}),
-                }
+                let reason = provider.check_template(template).await.err().map(|e| e.to_string());
+                OperationResult::TemplateChecked(TemplateVerdict {
+                    valid: reason.is_none(),
+                    template_id: template.id().to_string(),
+                    reason,
+                })
             }
             OperationType::GetAvailableTemplates => {
-                let mut list = Vec::new();
+                let mut templates = Vec::new();
                 for t in self.templates().await?.0 {
                     if provider.check_template(&t).await.is_ok() {
-                        list.push(json!(t.id().as_str()));
+                        templates.push(t.id().to_string());
                     }
                 }
-                json!({"templates": list})
+                OperationResult::Templates { templates }
             }
             OperationType::HealthCheck => {
                 let slots = match &q.strategy_override {
                     Some(_) => vec![self.slot_named(provider.name().as_str(), "strategy_override")?],
                     None => self.registry.slots(),
                 };
-                let mut checks = Vec::new();
+                let mut providers = Vec::new();
                 for slot in slots {
                     let (out, ms) = slot.provider.check_health().await;
-                    checks.push(json!({
-                        "provider_name": slot.entry.strategy_name, "is_healthy": out.is_ok(),
-                        "response_time_ms": ms, "error": out.err().map(|e| e.to_string()),
-                    }));
+                    providers.push(HealthProbe {
+                        provider_name: slot.entry.strategy_name,
+                        is_healthy: out.is_ok(),
+                        response_time_ms: ms,
+                        error: out.err().map(|e| e.to_string()),
+                    });
                 }
-                json!({"providers": checks})
+                OperationResult::HealthChecks { providers }
             }
         };
-        Ok(json!({
-            "success": true,
-            "operation_type": op.as_str(),
-            "provider_name": provider.name().as_str(),
-            "selection": selection.as_ref().map(|s| selection_view(op, s)),
-            "execution_time_ms": started.elapsed().as_millis() as u64,
-            "result": result,
-        }))
+        Ok(OperationOutcome {
+            success: true,
+            operation_type: op,
+            provider_name: provider.name().to_string(),
+            selection: selection.map(|s| selection_made(op, s)),
+            execution_time_ms: started.elapsed().as_millis() as u64,
+            result,
+        })
     }
 
-    pub(crate) async fn register_provider(&self, mut entry: ProviderEntry) -> Result<Value, AppError> {
+    pub(crate) async fn register_provider(&self, mut entry: ProviderEntry) -> Result<ProviderRegistered, AppError> {
         entry.validate().map_err(invalid)?;
         entry.origin = Origin::Registered;
         if let Some(existing) = self.registry.slot(&entry.strategy_name)
@@ -490,9 +498,9 @@ impl App {
         if !self.store.store_shared(&key, &text, version).await? {
             return Err(AppError::Busy { request_id: entry.strategy_name.clone(), retry_after_secs: 1 });
         }
-        let view = entry_view(&entry, provider.capabilities());
+        let view = provider_view(&entry, provider.capabilities());
         self.add_provider(entry, provider);
-        Ok(json!({"registered": true, "provider": view}))
+        Ok(ProviderRegistered { registered: true, provider: view })
     }
 
     /// Adds a provider instance, measured, to the registry.
@@ -547,16 +555,12 @@ impl App {
         Ok(())
     }
 
-    pub(crate) async fn configure_strategy(&self, p: &Value) -> Result<Value, AppError> {
-        let Value::Object(given) = p else {
-            return Err(DomainError::validation("data", "must be an object").into());
-        };
+    pub(crate) async fn configure_strategy(
+        &self,
+        changes: ConfigureProviderStrategy,
+    ) -> Result<StrategyConfigured, AppError> {
         // Fields not given keep their current values.
-        let mut merged = serde_json::to_value(self.registry.config()).unwrap_or_default();
-        if let Value::Object(m) = &mut merged {
-            m.extend(given.clone());
-        }
-        let config: StrategyConfig = parse_document(&merged, "data")?;
+        let config = changes.over(self.registry.config());
         config.validate().map_err(invalid)?;
         for name in &config.fallback_strategies {
             self.slot_named(name, "fallback_strategies")?;
@@ -567,10 +571,13 @@ impl App {
             return Err(AppError::Busy { request_id: keys::CONFIG.into(), retry_after_secs: 1 });
         }
         self.registry.set_config(config.clone());
-        Ok(json!({"configured": true, "configuration": config}))
+        Ok(StrategyConfigured { configured: true, configuration: config })
     }
 
-    pub(crate) async fn update_provider_health(&self, u: UpdateProviderHealth) -> Result<Value, AppError> {
+    pub(crate) async fn update_provider_health(
+        &self,
+        u: UpdateProviderHealth,
+    ) -> Result<ProviderHealthUpdated, AppError> {
         let slot = self.slot_named(&u.provider_name, "provider_name")?;
         let source = u.source.unwrap_or_else(|| "external".into());
         let now = self.clock.now().unix_millis();
@@ -590,61 +597,67 @@ impl App {
             })
             .await
             .ok_or_else(|| AppError::Configuration("the health could not be stored".into()))?;
-        Ok(
-            json!({"provider_name": u.provider_name, "updated": true, "health_status": health_view(&after, after.healthy_at(now), now)}),
-        )
+        Ok(ProviderHealthUpdated {
+            provider_name: u.provider_name,
+            updated: true,
+            health_status: health_view(&after, after.healthy_at(now), now),
+        })
     }
 
-    pub(crate) async fn provider_health(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+    pub(crate) async fn provider_health(&self, q: &ProviderQuery) -> Result<ProviderHealthReport, AppError> {
         let slots = self.slots_asked(q.provider_name.as_deref())?;
-        let healths = self.healths().await?;
+        let mut healths = self.healths().await?;
         let now = self.clock.now().unix_millis();
-        let list: Vec<Value> = slots
+        let providers: Vec<ProviderHealth> = slots
             .iter()
-            .filter_map(|s| healths.get(&s.entry.strategy_name).map(|h| (s, h)))
-            .map(|(s, HealthNow { stored: h, healthy, breakers })| {
-                let mut v = health_view(h, *healthy, now);
-                v["provider_name"] = json!(s.entry.strategy_name);
-                v["circuit_breakers"] = json!(breakers);
-                v
+            .filter_map(|s| healths.remove(&s.entry.strategy_name).map(|h| (s, h)))
+            .map(|(s, HealthNow { stored, healthy, breakers })| ProviderHealth {
+                provider_name: s.entry.strategy_name.clone(),
+                health: health_view(&stored, healthy, now),
+                circuit_breakers: breakers,
             })
             .collect();
-        let healthy = list.iter().filter(|v| v["is_healthy"] == true).count();
-        Ok(json!({"providers": list, "healthy_count": healthy, "unhealthy_count": list.len() - healthy}))
+        let healthy = providers.iter().filter(|p| p.health.is_healthy).count() as u64;
+        Ok(ProviderHealthReport {
+            healthy_count: healthy,
+            unhealthy_count: providers.len() as u64 - healthy,
+            providers,
+        })
     }
 
-    pub(crate) async fn list_available_providers(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+    pub(crate) async fn list_available_providers(&self, q: &ProviderQuery) -> Result<ProviderListing, AppError> {
         let healths = self.healths().await?;
-        let list: Vec<Value> = self
+        let providers: Vec<ProviderView> = self
             .registry
             .slots()
             .iter()
             .filter(|s| q.provider_type.as_ref().is_none_or(|t| &s.entry.provider_type == t))
             .map(|s| (s, healths.get(&s.entry.strategy_name).is_none_or(|h| h.healthy)))
             .filter(|(s, healthy)| !q.healthy_only || (*healthy && s.entry.enabled))
-            .map(|(s, healthy)| {
-                let mut v = entry_view(&s.entry, s.provider.capabilities());
-                v["is_healthy"] = json!(healthy);
-                v
+            .map(|(s, healthy)| ProviderView {
+                is_healthy: Some(healthy),
+                ..provider_view(&s.entry, s.provider.capabilities())
             })
             .collect();
-        Ok(
-            json!({"providers": list, "count": list.len(), "selection_policy": self.registry.config().default_selection_policy}),
-        )
+        Ok(ProviderListing {
+            count: providers.len() as u64,
+            providers,
+            selection_policy: self.registry.config().default_selection_policy,
+        })
     }
 
-    pub(crate) async fn provider_metrics(&self, q: &ProviderQuery) -> Result<Value, AppError> {
+    pub(crate) async fn provider_metrics(&self, q: &ProviderQuery) -> Result<ProviderMetricsReport, AppError> {
         let hours = q.time_range_hours.unwrap_or(24.0);
         if !(hours > 0.0 && hours <= metrics::KEPT_HOURS as f64) {
             return Err(DomainError::validation("time_range_hours", "must be more than 0 and at most 168").into());
         }
         let since = self.clock.now().unix_millis() - (hours * HOUR_MS as f64) as i64;
         self.flush_figures().await;
-        let mut list = Vec::new();
+        let mut providers = Vec::new();
         for slot in self.slots_asked(q.provider_name.as_deref())? {
             let name = &slot.entry.strategy_name;
             let mut all: Vec<Bucket> = Vec::new();
-            let mut breakdown = Map::new();
+            let mut breakdown = BTreeMap::new();
             let prefix = format!("{}{name}/", keys::METRICS);
             let now = self.clock.now().unix_millis();
             let stored = self.store.list_shared(&prefix).await?;
@@ -658,31 +671,25 @@ impl App {
                     .collect();
                 let s = metrics::summarize(&buckets, since);
                 if s.total_operations > 0 {
-                    let mut v = summary_view(&s);
-                    if !q.include_error_details {
-                        v.as_object_mut().map(|m| m.remove("errors"));
-                    }
-                    breakdown.insert(op.as_str().into(), v);
+                    breakdown.insert(op, Figures::of(s, q.include_error_details));
                 }
                 all.extend(buckets);
             }
-            let total = metrics::summarize(&all, since);
-            let mut v = summary_view(&total);
-            if !q.include_error_details {
-                v.as_object_mut().map(|m| m.remove("errors"));
-            }
-            v["provider_name"] = json!(name);
-            v["active_operations"] = json!(slot.provider.active_operations());
-            if q.include_operation_breakdown {
-                v["operations"] = Value::Object(breakdown);
-            }
-            list.push(v);
+            providers.push(ProviderFigures {
+                provider_name: name.clone(),
+                active_operations: u64::from(slot.provider.active_operations()),
+                total: Figures::of(metrics::summarize(&all, since), q.include_error_details),
+                operations: q.include_operation_breakdown.then_some(breakdown),
+            });
         }
-        Ok(json!({"time_range_hours": hours, "providers": list}))
+        Ok(ProviderMetricsReport { time_range_hours: hours, providers })
     }
 
-    pub(crate) async fn provider_capabilities(&self, q: &ProviderQuery) -> Result<Value, AppError> {
-        let mut list = Vec::new();
+    pub(crate) async fn provider_capabilities(
+        &self,
+        q: &ProviderQuery,
+    ) -> Result<ProviderCapabilitiesReport, AppError> {
+        let mut providers = Vec::new();
         let since = self.clock.now().unix_millis() - 24 * HOUR_MS;
         self.flush_figures().await;
         for slot in self.slots_asked(q.provider_name.as_deref())? {
@@ -691,32 +698,31 @@ impl App {
             for c in &caps {
                 all.insert(c.clone(), true);
             }
-            let mut v = json!({
-                "provider_name": slot.entry.strategy_name,
-                "provider_type": slot.entry.provider_type,
-                "capabilities": all,
-                "supported_operations": OperationType::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
-            });
-            if q.include_limitations {
-                v["limitations"] = json!(limitations(&slot.entry.provider_type));
-            }
-            if q.include_performance_metrics {
-                let mut perf = Map::new();
+            let performance_metrics = if q.include_performance_metrics {
+                let mut perf = BTreeMap::new();
                 for op in [
                     OperationType::CreateInstances,
                     OperationType::GetInstanceStatus,
                     OperationType::TerminateInstances,
                 ] {
-                    perf.insert(
-                        op.as_str().into(),
-                        summary_view(&self.figures(&slot.entry.strategy_name, op, since).await?),
-                    );
+                    perf.insert(op, Figures::of(self.figures(&slot.entry.strategy_name, op, since).await?, true));
                 }
-                v["performance_metrics"] = Value::Object(perf);
-            }
-            list.push(v);
+                Some(perf)
+            } else {
+                None
+            };
+            providers.push(ProviderCapabilities {
+                provider_name: slot.entry.strategy_name.clone(),
+                provider_type: slot.entry.provider_type.clone(),
+                capabilities: all,
+                supported_operations: OperationType::ALL.to_vec(),
+                limitations: q
+                    .include_limitations
+                    .then(|| limitations(&slot.entry.provider_type).into_iter().map(str::to_owned).collect()),
+                performance_metrics,
+            });
         }
-        Ok(json!({"providers": list}))
+        Ok(ProviderCapabilitiesReport { providers })
     }
 
     /// Runs every provider's health check (the daemon does, at `health_check_interval`).
@@ -735,31 +741,27 @@ impl App {
     }
 }
 
-/// The list of ids under `field` (or `machine_ids`, its other name).
-fn string_list(p: &Value, field: &str) -> Result<Vec<String>, AppError> {
-    match p.get(field).or_else(|| p.get("machine_ids")) {
-        Some(Value::Array(items)) if !items.is_empty() => {
-            items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
-                DomainError::validation(format!("parameters.{field}"), "must be a list of strings").into()
-            })
-        }
-        _ => Err(DomainError::validation(format!("parameters.{field}"), "is required: a list of ids").into()),
+/// The instance ids of TERMINATE_INSTANCES and GET_INSTANCE_STATUS.
+fn id_list(ids: Option<Vec<String>>) -> Result<Vec<String>, AppError> {
+    match ids {
+        Some(ids) if !ids.is_empty() => Ok(ids),
+        _ => Err(DomainError::validation("parameters.instance_ids", "is required: a list of ids").into()),
     }
 }
 
-pub(crate) fn selection_view(op: OperationType, s: &Selection) -> Value {
-    json!({
-        "operation_type": op.as_str(),
-        "selected_strategy": s.selected,
-        "selection_policy": s.policy,
-        "selection_reason": s.reason,
-        "passed_over": s.passed_over,
-    })
+pub(crate) fn selection_made(op: OperationType, s: Selection) -> SelectionMade {
+    SelectionMade {
+        operation_type: op,
+        selected_strategy: s.selected,
+        selection_policy: s.policy,
+        selection_reason: s.reason,
+        passed_over: s.passed_over,
+    }
 }
 
-fn entry_view(e: &ProviderEntry, of_type: &[&str]) -> Value {
+fn provider_view(e: &ProviderEntry, of_type: &[&str]) -> ProviderView {
     // Keys and passwords never leave the store.
-    let config: Map<String, Value> = e
+    let strategy_config: Map<String, Value> = e
         .strategy_config
         .iter()
         .map(|(k, v)| {
@@ -767,28 +769,29 @@ fn entry_view(e: &ProviderEntry, of_type: &[&str]) -> Value {
             (k.clone(), if secret { json!("***") } else { v.clone() })
         })
         .collect();
-    json!({
-        "strategy_name": e.strategy_name,
-        "provider_type": e.provider_type,
-        "strategy_config": config,
-        "capabilities": e.capabilities_with(of_type),
-        "priority": e.priority,
-        "weight": e.weight,
-        "enabled": e.enabled,
-        "origin": e.origin,
-    })
+    ProviderView {
+        strategy_name: e.strategy_name.clone(),
+        provider_type: e.provider_type.clone(),
+        strategy_config,
+        capabilities: e.capabilities_with(of_type),
+        priority: e.priority,
+        weight: e.weight,
+        enabled: e.enabled,
+        origin: e.origin,
+        is_healthy: None,
+    }
 }
 
-fn health_view(h: &Health, healthy: bool, now: i64) -> Value {
-    let at = |ms: i64| ohf_domain::Timestamp::from_unix_millis(ms).to_rfc3339();
-    json!({
-        "is_healthy": healthy,
-        "status_message": h.status_message,
-        "source": h.source,
-        "error_code": h.error_code,
-        "consecutive_failures": h.consecutive_failures,
-        "since": at(h.since),
-        "unhealthy_until": h.unhealthy_until.filter(|t| *t > now).map(at),
-        "last_check": h.last_check.map(at),
-    })
+fn health_view(h: &Health, healthy: bool, now: i64) -> HealthView {
+    let at = ohf_domain::Timestamp::from_unix_millis;
+    HealthView {
+        is_healthy: healthy,
+        status_message: h.status_message.clone(),
+        source: h.source.clone(),
+        error_code: h.error_code.clone(),
+        consecutive_failures: h.consecutive_failures,
+        since: at(h.since),
+        unhealthy_until: h.unhealthy_until.filter(|t| *t > now).map(at),
+        last_check: h.last_check.map(at),
+    }
 }

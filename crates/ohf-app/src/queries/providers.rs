@@ -1,13 +1,16 @@
 //! The provider-strategy seed's queries: which provider a selection picks (with why), and the
-//! providers' health, availability, figures and capabilities. Their answers are the seed's
-//! documents.
+//! providers' health, availability, figures and capabilities. Their answers are typed
+//! ([`crate::providers::answers`]); serialized, they are the seed's documents.
 
 use ohf_provider_strategy::SelectionPolicy;
 use serde::Deserialize;
-use serde_json::Value;
 
+use crate::commands::CriteriaChanges;
 use crate::cqrs::{Handler, message};
-use crate::providers::strategy::{operation, selection_view};
+use crate::providers::answers::{
+    ProviderCapabilitiesReport, ProviderHealthReport, ProviderListing, ProviderMetricsReport, SelectionMade,
+};
+use crate::providers::strategy::{operation, selection_made};
 use crate::{App, AppError};
 
 /// Which provider the strategy would pick for an operation, with the reason and every
@@ -19,20 +22,20 @@ pub struct SelectProviderStrategy {
     pub operation_type: String,
     #[serde(default)]
     /// Criteria put over the configured ones.
-    pub selection_criteria: Option<Value>,
+    pub selection_criteria: Option<CriteriaChanges>,
     #[serde(default)]
     /// The policy instead of the configured one.
     pub selection_policy: Option<SelectionPolicy>,
 }
 
-message!(query SelectProviderStrategy => Value);
+message!(query SelectProviderStrategy => SelectionMade);
 
 impl Handler<SelectProviderStrategy> for App {
-    async fn handle(&self, q: SelectProviderStrategy) -> Result<Value, AppError> {
+    async fn handle(&self, q: SelectProviderStrategy) -> Result<SelectionMade, AppError> {
         let op = operation(&q.operation_type)?;
-        let criteria = self.criteria_with(q.selection_criteria.as_ref())?;
+        let criteria = self.criteria_with(q.selection_criteria)?;
         let s = self.select_provider(op, Some(&criteria), q.selection_policy, None, &[]).await?;
-        Ok(selection_view(op, &s))
+        Ok(selection_made(op, s))
     }
 }
 
@@ -59,15 +62,15 @@ pub struct ProviderQuery {
 }
 
 macro_rules! listing {
-    ($(#[$doc:meta])* $name:ident => $method:ident) => {
+    ($(#[$doc:meta])* $name:ident => $method:ident -> $answer:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Default)]
         pub struct $name(pub ProviderQuery);
 
-        message!(query $name => Value);
+        message!(query $name => $answer);
 
         impl Handler<$name> for App {
-            async fn handle(&self, q: $name) -> Result<Value, AppError> {
+            async fn handle(&self, q: $name) -> Result<$answer, AppError> {
                 self.$method(&q.0).await
             }
         }
@@ -76,17 +79,17 @@ macro_rules! listing {
 
 listing!(
     /// Each provider's health: the stored record, the verdict now, its breakers.
-    GetProviderHealth => provider_health
+    GetProviderHealth => provider_health -> ProviderHealthReport
 );
 listing!(
     /// The providers a selection may use, with their registrations.
-    ListAvailableProviders => list_available_providers
+    ListAvailableProviders => list_available_providers -> ProviderListing
 );
 listing!(
     /// Each provider's figures over a time range: counts, success rate, latency percentiles.
-    GetProviderMetrics => provider_metrics
+    GetProviderMetrics => provider_metrics -> ProviderMetricsReport
 );
 listing!(
     /// What each provider can do (and, asked, its limitations).
-    GetProviderCapabilities => provider_capabilities
+    GetProviderCapabilities => provider_capabilities -> ProviderCapabilitiesReport
 );

@@ -374,55 +374,85 @@ async fn provider_strategy_methods_answer_the_seeds_documents_and_refuse_bad_fie
 
     let d = open().await;
     let mut client = ProviderStrategyServiceClient::connect(d.addr.clone()).await.unwrap();
-    let answer = |a: tonic::Response<pb::ProviderAnswer>| ohf_grpc::from_struct(&a.into_inner().result.unwrap());
     let executed = client
         .execute_provider_operation(pb::ExecuteProviderOperationRequest {
             operation_type: "CREATE_INSTANCES".into(),
-            parameters: Some(prost_types::Struct {
-                fields: [
-                    (
-                        "template_id".to_owned(),
-                        prost_types::Value {
-                            kind: Some(prost_types::value::Kind::StringValue("standard-compute".into())),
-                        },
-                    ),
-                    ("count".to_owned(), prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(2.0)) }),
-                ]
-                .into(),
+            parameters: Some(pb::OperationParameters {
+                template_id: Some("standard-compute".into()),
+                count: Some(2),
+                ..Default::default()
             }),
             ..Default::default()
         })
         .await
-        .unwrap();
-    let executed = answer(executed);
-    assert_eq!(executed["provider_name"], "sim-1", "{executed}");
-    assert!(executed["result"]["request_id"].as_str().unwrap().starts_with("req-"), "{executed}");
+        .unwrap()
+        .into_inner();
+    assert_eq!(executed.provider_name, "sim-1", "{executed:?}");
+    assert_eq!(executed.operation_type, "CREATE_INSTANCES");
+    let Some(pb::operation_outcome::Result::InstancesRequested(accepted)) = &executed.result else {
+        panic!("not a launch: {executed:?}")
+    };
+    assert!(accepted.request_id.starts_with("req-"), "{accepted:?}");
+    assert_eq!(accepted.machine_count, 2);
 
-    let listed = answer(client.list_available_providers(pb::ProviderQuery::default()).await.unwrap());
-    assert_eq!(listed["providers"][0]["strategy_name"], "sim-1", "{listed}");
-    let metrics = answer(
-        client
-            .get_provider_metrics(pb::ProviderQuery { include_operation_breakdown: true, ..Default::default() })
-            .await
-            .unwrap(),
-    );
-    assert_eq!(metrics["providers"][0]["operations"]["CREATE_INSTANCES"]["total_operations"], 1, "{metrics}");
-    let updated = answer(
-        client
-            .update_provider_health(pb::UpdateProviderHealthRequest {
-                provider_name: "sim-1".into(),
-                health_status: Some(pb::HealthStatus {
-                    is_healthy: false,
-                    status_message: "maintenance".into(),
-                    error_details: Some(pb::HealthErrorDetails { error_code: "MAINT".into(), retry_after: Some(60) }),
-                }),
-                source: "ops".into(),
-            })
-            .await
-            .unwrap(),
-    );
-    assert_eq!(updated["health_status"]["status_message"], "maintenance", "{updated}");
-    assert_eq!(updated["health_status"]["is_healthy"], false);
+    let status = client
+        .execute_provider_operation(pb::ExecuteProviderOperationRequest {
+            operation_type: "GET_INSTANCE_STATUS".into(),
+            parameters: Some(pb::OperationParameters {
+                request_id: Some(accepted.request_id.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::operation_outcome::Result::Instances(list)) = &status.result else {
+        panic!("not an instance list: {status:?}")
+    };
+    assert!(list.instances.iter().all(|i| i.provider_name == "sim-1"), "{list:?}");
+
+    let listed = client.list_available_providers(pb::ProviderQuery::default()).await.unwrap().into_inner();
+    assert_eq!(listed.providers[0].strategy_name, "sim-1", "{listed:?}");
+    assert_eq!(listed.count, 1);
+    assert_eq!(listed.providers[0].is_healthy, Some(true));
+    let metrics = client
+        .get_provider_metrics(pb::ProviderQuery { include_operation_breakdown: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(metrics.providers[0].operations["CREATE_INSTANCES"].total_operations, 1, "{metrics:?}");
+    let updated = client
+        .update_provider_health(pb::UpdateProviderHealthRequest {
+            provider_name: "sim-1".into(),
+            health_status: Some(pb::HealthStatus {
+                is_healthy: false,
+                status_message: "maintenance".into(),
+                error_details: Some(pb::HealthErrorDetails { error_code: "MAINT".into(), retry_after: Some(60) }),
+            }),
+            source: "ops".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let health = updated.health_status.unwrap();
+    assert_eq!(health.status_message, "maintenance");
+    assert!(!health.is_healthy);
+    assert_eq!(health.error_code.as_deref(), Some("MAINT"));
+    assert!(health.unhealthy_until.is_some());
+    let configured = client
+        .configure_provider_strategy(pb::ConfigureProviderStrategyRequest {
+            health_check_interval: Some(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let configuration = configured.configuration.unwrap();
+    assert_eq!(configuration.health_check_interval, 120);
+    // Parts not given keep their values.
+    assert_eq!(configuration.default_selection_policy, "FIRST_AVAILABLE");
+    assert_eq!(configuration.selection_criteria.unwrap().require_healthy, Some(true));
 
     let e = client
         .update_provider_health(pb::UpdateProviderHealthRequest {
