@@ -47,6 +47,7 @@ pub fn wire(code: ErrorCode) -> Wire {
         ErrorCode::RateLimited => (429, G::ResourceExhausted),
         ErrorCode::ConfigurationError | ErrorCode::InternalError => (500, G::Internal),
         ErrorCode::ProviderError => (502, G::Unavailable),
+        ErrorCode::ProviderUnavailable => (503, G::Unavailable),
         ErrorCode::StoreError => (503, G::Unavailable),
     };
     Wire { http, grpc }
@@ -91,11 +92,7 @@ impl std::error::Error for ApiError {}
 
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
-        let retry_after = match &e {
-            AppError::Busy { retry_after_secs, .. } => Some(*retry_after_secs),
-            _ => None,
-        };
-        Self { code: e.code(), message: e.to_string(), details: e.details(), retry_after }
+        Self { code: e.code(), message: e.to_string(), details: e.details(), retry_after: e.retry_after_secs() }
     }
 }
 
@@ -116,6 +113,36 @@ mod tests {
         assert_eq!(busy.wire(), Wire { http: 423, grpc: GrpcCode::Unavailable });
         assert_eq!(wire(ErrorCode::RateLimited), Wire { http: 429, grpc: GrpcCode::ResourceExhausted });
         assert_eq!(wire(ErrorCode::TemplateNotFound).grpc, GrpcCode::NotFound);
+    }
+
+    #[test]
+    fn every_busy_condition_answers_423_or_503_with_its_wait() {
+        use ohf_app::ports::{CloudError, CloudErrorKind, StoreError};
+        use std::time::Duration;
+
+        // Another writer changed the request between read and write.
+        let raced: ApiError = AppError::Store(StoreError::Conflict { request_id: "req-1".into() }).into();
+        assert_eq!((raced.code, raced.wire().http, raced.retry_after), (ErrorCode::ResourceBusy, 423, Some(1)));
+        assert_eq!(raced.details["requestId"], "req-1");
+
+        // An open breaker: the provider refuses calls for as long as it stays open.
+        let mut open = CloudError::new(CloudErrorKind::Unavailable, "CircuitOpen", "the breaker is open");
+        open.retry_after = Some(Duration::from_millis(29_500));
+        let open: ApiError = AppError::Cloud { provider: "aws".into(), error: open }.into();
+        assert_eq!((open.code, open.wire().http, open.retry_after), (ErrorCode::ProviderUnavailable, 503, Some(30)));
+        assert_eq!(open.wire().grpc, GrpcCode::Unavailable);
+
+        // A fleet or group mid-change: the seed's 10 s when the provider names no wait.
+        let fleet = CloudError::new(CloudErrorKind::Busy, "IncorrectState", "the group is scaling");
+        let fleet: ApiError = AppError::Cloud { provider: "aws".into(), error: fleet }.into();
+        assert_eq!((fleet.code, fleet.wire().http, fleet.retry_after), (ErrorCode::ResourceBusy, 423, Some(10)));
+
+        // A plain failure is neither busy nor a reason to wait.
+        let failed = CloudError::new(CloudErrorKind::Validation, "InvalidAMIID.NotFound", "no such image");
+        let failed: ApiError = AppError::Cloud { provider: "aws".into(), error: failed }.into();
+        assert_eq!((failed.code, failed.retry_after), (ErrorCode::ProviderError, None));
+        let down: ApiError = AppError::Store(StoreError::Unavailable("gone".into())).into();
+        assert_eq!((down.wire().http, down.retry_after), (503, None));
     }
 }
 

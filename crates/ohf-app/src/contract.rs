@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ohf_domain::testing::{T0, observed, provider, provision_spec};
 use ohf_domain::{
-    ClientToken, LifecyclePolicy, MachineId, MachineStatus, Request, RequestId, RequestKind, RequestState,
+    ClientToken, LifecyclePolicy, MachineId, MachineStatus, Priority, Request, RequestId, RequestKind, RequestState,
     ReturnedMachine, Tags, Template, TimeoutSecs,
 };
 
@@ -116,6 +116,12 @@ macro_rules! store_contract_tests {
         async fn claims_share_work_among_workers() {
             let fresh = $fresh;
             $crate::contract::claims_share_work_among_workers(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn claims_take_high_priority_first_then_the_longest_waiting() {
+            let fresh = $fresh;
+            $crate::contract::claims_take_high_priority_first_then_the_longest_waiting(fresh().await).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,6 +417,39 @@ pub async fn claims_share_work_among_workers(store: Arc<dyn RequestStore>) {
     let back = store.claim("w1", T0.plus_secs(51), ttl, 10).await.unwrap();
     assert_eq!(ids(&back), [first.to_string()], "a released request is free at once");
     assert_eq!(store.claim_history(&first).await.unwrap()[1].until, T0.plus_secs(50));
+}
+
+#[doc(hidden)]
+pub async fn claims_take_high_priority_first_then_the_longest_waiting(store: Arc<dyn RequestStore>) {
+    // Created in this order, one second apart: a burst of low and normal work, then an urgent
+    // request (high through its metadata) and one asked high.
+    let asked = [
+        ("low-1", Priority::Low, None),
+        ("normal-1", Priority::Normal, None),
+        ("low-2", Priority::Low, None),
+        ("normal-2", Priority::Normal, None),
+        ("urgent", Priority::Normal, Some("critical")),
+        ("high", Priority::High, None),
+    ];
+    let mut reqs: Vec<Request> = Vec::new();
+    for (n, (id, priority, urgency)) in asked.into_iter().enumerate() {
+        let mut spec = provision_spec(id, 1);
+        spec.priority = priority;
+        if let Some(u) = urgency {
+            spec.metadata.insert("urgency".into(), serde_json::json!(u));
+        }
+        let at = T0.plus_secs(n as i64);
+        let mut r = Request::provision(spec, at);
+        r.reconcile(&[], &[provider()], at, &policy());
+        reqs.push(r);
+    }
+    let mut batch: Vec<&mut Request> = reqs.iter_mut().collect();
+    commit(&*store, &mut batch).await.unwrap();
+    let order = |v: Vec<Request>| v.iter().map(|r| r.id().to_string()).collect::<Vec<_>>();
+    let first = store.claim("w1", T0.plus_secs(10), 30_000, 3).await.unwrap();
+    assert_eq!(order(first), ["urgent", "high", "normal-1"], "high first, the longest waiting first");
+    let rest = store.claim("w2", T0.plus_secs(11), 30_000, 10).await.unwrap();
+    assert_eq!(order(rest), ["normal-2", "low-1", "low-2"]);
 }
 
 #[doc(hidden)]

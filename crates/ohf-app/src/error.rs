@@ -1,7 +1,11 @@
 use ohf_domain::{DomainError, ErrorCode};
 use serde_json::{Value, json};
 
-use crate::ports::{CatalogError, CloudError, StoreError};
+use crate::ports::{CatalogError, CloudError, CloudErrorKind, StoreError};
+
+/// Seconds a caller waits on a provider's busy resource (a scaling group or fleet mid-change)
+/// when the provider gives no hint: the seed's "retry once every 10 seconds".
+const BUSY_RESOURCE_RETRY_SECS: u64 = 10;
 
 /// Why a command or query failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -49,10 +53,34 @@ impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Domain(e) => e.code(),
+            // Another writer changed the request between read and write: it is busy, not broken.
+            Self::Store(StoreError::Conflict { .. }) => ErrorCode::ResourceBusy,
             Self::Store(_) => ErrorCode::StoreError,
             Self::Catalog(_) | Self::Configuration(_) => ErrorCode::ConfigurationError,
-            Self::Cloud { .. } | Self::NoProvider { .. } => ErrorCode::ProviderError,
+            Self::Cloud { error, .. } => match error.kind {
+                CloudErrorKind::Busy => ErrorCode::ResourceBusy,
+                CloudErrorKind::Throttling | CloudErrorKind::Unavailable => ErrorCode::ProviderUnavailable,
+                _ => ErrorCode::ProviderError,
+            },
+            Self::NoProvider { .. } => ErrorCode::ProviderError,
             Self::Busy { .. } => ErrorCode::ResourceBusy,
+        }
+    }
+
+    /// Seconds to wait before trying again, where waiting helps: a busy request, one another
+    /// writer just changed, a provider's busy resource, or a provider that asked for a pause (an
+    /// open circuit breaker says how long it stays open).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        match self {
+            Self::Busy { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::Store(StoreError::Conflict { .. }) => Some(1),
+            Self::Cloud { error, .. } => match (error.retry_after, error.kind) {
+                (Some(d), _) => Some(secs(d).max(1)),
+                (None, CloudErrorKind::Busy) => Some(BUSY_RESOURCE_RETRY_SECS),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -63,11 +91,20 @@ impl AppError {
             Self::Busy { request_id, retry_after_secs } => {
                 json!({"requestId": request_id, "retryAfter": retry_after_secs})
             }
-            Self::Cloud { provider, error } => json!({
-                "provider": provider,
-                "providerCode": error.code,
-                "retryable": error.kind.is_retryable(),
-            }),
+            Self::Store(StoreError::Conflict { request_id }) => {
+                json!({"requestId": request_id, "retryAfter": self.retry_after_secs()})
+            }
+            Self::Cloud { provider, error } => {
+                let mut d = json!({
+                    "provider": provider,
+                    "providerCode": error.code,
+                    "retryable": error.kind.is_retryable(),
+                });
+                if let Some(secs) = self.retry_after_secs() {
+                    d["retryAfter"] = json!(secs);
+                }
+                d
+            }
             Self::NoProvider { passed_over, .. } => json!({"passedOver": passed_over}),
             _ => json!({}),
         }

@@ -25,6 +25,9 @@ pub enum ErrorCode {
     ResourceBusy,
     /// The cloud provider failed.
     ProviderError,
+    /// The cloud provider refuses calls for now (its circuit breaker is open, it throttles, it
+    /// does not answer); retry after the hint.
+    ProviderUnavailable,
     /// ohf is configured wrongly.
     ConfigurationError,
     /// The store failed.
@@ -43,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order the documentation lists them.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::TemplateNotFound,
         Self::InsufficientCapacity,
         Self::QuotaExceeded,
@@ -54,6 +57,7 @@ impl ErrorCode {
         Self::IllegalTransition,
         Self::ResourceBusy,
         Self::ProviderError,
+        Self::ProviderUnavailable,
         Self::ConfigurationError,
         Self::StoreError,
         Self::InternalError,
@@ -81,6 +85,7 @@ impl ErrorCode {
             Self::IllegalTransition => "ILLEGAL_TRANSITION",
             Self::ResourceBusy => "RESOURCE_BUSY",
             Self::ProviderError => "PROVIDER_ERROR",
+            Self::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Self::ConfigurationError => "CONFIGURATION_ERROR",
             Self::StoreError => "STORE_ERROR",
             Self::InternalError => "INTERNAL_ERROR",

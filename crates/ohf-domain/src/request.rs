@@ -989,9 +989,19 @@ impl Request {
     pub fn metadata(&self) -> &BTreeMap<String, Value> {
         &self.metadata
     }
-    /// Its priority.
+    /// Its priority, as asked.
     pub fn priority(&self) -> Priority {
         self.priority
+    }
+    /// The priority work is chosen by: the one asked for, raised to high when the metadata
+    /// marks the request urgent (`urgency` critical, urgent or high, as the request-management
+    /// seed's prioritisation example does, or an `sla` of at most an hour such as
+    /// `15-minutes`).
+    pub fn effective_priority(&self) -> Priority {
+        let text = |key: &str| self.metadata.get(key).and_then(Value::as_str).map(str::to_ascii_lowercase);
+        let urgent = text("urgency").is_some_and(|u| matches!(u.as_str(), "critical" | "urgent" | "high"));
+        let short_sla = text("sla").and_then(|s| sla_minutes(&s)).is_some_and(|m| m <= 60);
+        if urgent || short_sla { Priority::High } else { self.priority }
     }
     /// Zones to place machines in.
     pub fn zones(&self) -> &[String] {
@@ -1040,5 +1050,17 @@ impl Request {
     /// The sequence number of its next event.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+}
+
+/// Minutes in an SLA such as `15-minutes`, `30 min`, `45m` or `1-hour`.
+fn sla_minutes(sla: &str) -> Option<u64> {
+    let digits: String = sla.chars().take_while(char::is_ascii_digit).collect();
+    let n: u64 = digits.parse().ok()?;
+    let unit = sla[digits.len()..].trim_start_matches(['-', ' ']);
+    match unit {
+        u if u.starts_with('m') => Some(n),
+        u if u.starts_with('h') => n.checked_mul(60),
+        _ => None,
     }
 }

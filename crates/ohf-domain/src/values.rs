@@ -164,6 +164,17 @@ pub enum Priority {
     High,
 }
 
+impl Priority {
+    /// Its place in the queue: 0 for high, 1 for normal, 2 for low (the stores order work by it).
+    pub fn rank(self) -> i64 {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
+}
+
 impl FromStr for Priority {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, DomainError> {

@@ -24,10 +24,18 @@ use serde_json::{Map, Value, json};
 
 /// An error as an HTTP response: the seed's body, the table's status, `Retry-After` when given.
 pub fn error_response(e: &ApiError) -> Response {
+    error_response_with(e, e.to_json())
+}
+
+/// An error answered with `body`: the table's status, the code in `ohf-error-code`, and
+/// `Retry-After` where waiting helps.
+pub fn error_response_with(e: &ApiError, body: serde_json::Value) -> Response {
     let status = StatusCode::from_u16(e.wire().http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, axum::Json(e.to_json())).into_response();
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("ohf-error-code", HeaderValue::from_static(e.code.as_str()));
     if let Some(secs) = e.retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

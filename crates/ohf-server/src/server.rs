@@ -280,8 +280,19 @@ async fn host_factory(
     };
     match ohf_hostfactory::run(&hf.app, op, &input, hf.options).await {
         Ok(doc) => (StatusCode::OK, Json(doc)).into_response(),
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Json(e.to_json())).into_response(),
+        Err(e) => host_factory_failure(&e),
     }
+}
+
+/// A failed Host Factory operation: the document the script prints (`{"message"}`, as in local
+/// mode), under the error table's HTTP status with `ohf-error-code` and, where waiting helps,
+/// `Retry-After`, so a script in client mode knows whether to try again.
+fn host_factory_failure(e: &HfError) -> Response {
+    let api = match e {
+        HfError::Input(message) => ohf_api::ApiError::invalid("input", message.clone()),
+        HfError::App(app) => ohf_api::ApiError::from(app.clone()),
+    };
+    ohf_http::error_response_with(&api, e.to_json())
 }
 
 fn store_kind(settings: &Resolved) -> &'static str {
@@ -312,6 +323,22 @@ mod tests {
             ..Overrides::default()
         };
         Resolved::load(&flags).expect("settings")
+    }
+
+    #[tokio::test]
+    async fn a_host_factory_failure_keeps_its_document_under_the_tables_status() {
+        let busy = HfError::App(ohf_app::AppError::Busy { request_id: "req-1".into(), retry_after_secs: 3 });
+        let response = host_factory_failure(&busy);
+        assert_eq!(response.status(), StatusCode::LOCKED);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(response.headers()["ohf-error-code"], "RESOURCE_BUSY");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let doc: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(doc, busy.to_json(), "the script prints what it prints in local mode");
+
+        let response = host_factory_failure(&HfError::Input("not valid JSON".into()));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

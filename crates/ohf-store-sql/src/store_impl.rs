@@ -93,7 +93,7 @@ macro_rules! sql_request_store {
                     let conflict = || StoreError::Conflict { request_id: r.id().to_string() };
                     let mut q = QueryBuilder::<$db>::new("");
                     if r.version() == 0 {
-                        q.push("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, version, body) VALUES (");
+                        q.push("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, priority_rank, version, body) VALUES (");
                         q.separated(", ")
                             .push_bind(r.id().as_str())
                             .push_bind(r.kind().as_str())
@@ -103,6 +103,7 @@ macro_rules! sql_request_store {
                             .push_bind(r.updated_at().unix_millis())
                             .push_bind(r.needs_work())
                             .push_bind(i64::from(r.capacity_held()))
+                            .push_bind(r.effective_priority().rank())
                             .push_bind(1_i64)
                             .push_bind(&body);
                         q.push(") ON CONFLICT (id) DO NOTHING");
@@ -318,7 +319,7 @@ macro_rules! sql_request_store {
                 let mut tx = self.begin().await?;
                 let mut q = QueryBuilder::<$db>::new("SELECT id FROM requests WHERE needs_work AND (claimed_by IS NULL OR claimed_by = ");
                 q.push_bind(worker).push(" OR claim_until < ").push_bind(now);
-                q.push(") ORDER BY updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
+                q.push(") ORDER BY priority_rank, updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
                 let ids: Vec<String> = q
                     .build()
                     .fetch_all(&mut *tx)

@@ -54,6 +54,11 @@ pub struct Global {
     #[arg(long, global = true, env = "OHF_CLIENT_TIMEOUT", value_name = "SECS", default_value_t = 90,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub client_timeout: u64,
+    /// How long, in seconds, a call through --server keeps trying while the daemon answers busy
+    /// (423, 429, 503 with Retry-After), waits included; 0 never tries again
+    #[arg(long, global = true, env = "OHF_RETRY_BUDGET", value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub retry_budget: u64,
 }
 
 impl Global {
@@ -67,6 +72,7 @@ impl Global {
             client_cert: self.client_cert.clone(),
             client_key: self.client_key.clone(),
             timeout: std::time::Duration::from_secs(self.client_timeout),
+            retry_budget: std::time::Duration::from_secs(self.retry_budget),
         })
     }
 }

@@ -80,6 +80,8 @@ impl App {
     async fn reconcile_requests(&self, requests: Vec<Request>, worker: Option<&str>) -> ReconcileReport {
         let mut report = ReconcileReport::default();
         let mut requests: Vec<Request> = requests.into_iter().filter(Request::needs_work).collect();
+        // Launches go out in this order: high priority first, the longest waiting first within one.
+        requests.sort_by_key(|r| (r.effective_priority().rank(), r.updated_at()));
         report.examined = requests.len();
         if requests.is_empty() {
             return report;

@@ -469,3 +469,26 @@ fn a_completed_request_keeps_its_fleet() {
     assert!(step.outcome.release.is_none() && step.outcome.launch.is_none());
     assert!(!step.request.needs_work());
 }
+
+#[test]
+fn urgent_metadata_raises_a_request_to_high_priority() {
+    use ohf_domain::Priority;
+    let with = |priority: Priority, key: &str, value: &str| {
+        let mut spec = ohf_domain::testing::provision_spec("req-p", 1);
+        spec.priority = priority;
+        if !key.is_empty() {
+            spec.metadata.insert(key.into(), serde_json::json!(value));
+        }
+        Request::provision(spec, T0).effective_priority()
+    };
+    assert_eq!(with(Priority::Low, "", ""), Priority::Low, "as asked without metadata");
+    assert_eq!(with(Priority::Normal, "urgency", "critical"), Priority::High, "the seed's example");
+    assert_eq!(with(Priority::Low, "urgency", "HIGH"), Priority::High);
+    assert_eq!(with(Priority::Normal, "urgency", "whenever"), Priority::Normal);
+    assert_eq!(with(Priority::Normal, "sla", "15-minutes"), Priority::High, "the seed's example");
+    assert_eq!(with(Priority::Normal, "sla", "1-hour"), Priority::High);
+    assert_eq!(with(Priority::Normal, "sla", "4 hours"), Priority::Normal);
+    assert_eq!(with(Priority::Normal, "sla", "soon"), Priority::Normal);
+    assert_eq!(with(Priority::Normal, "sla", "99999999999999999999-minutes"), Priority::Normal, "no overflow");
+    assert!(Priority::High.rank() < Priority::Normal.rank() && Priority::Normal.rank() < Priority::Low.rank());
+}
