@@ -11,8 +11,8 @@ use ohf_provider_strategy::{Origin, ProviderEntry, StrategyConfig};
 use crate::AppError;
 use crate::bus::EventBus;
 use crate::ports::{
-    Clock, CloudProvider, Fence, IdGenerator, Ownership, RequestStore, StoreError, SystemClock, TemplateCatalog,
-    UuidIds,
+    Clock, CloudProvider, Fence, IdGenerator, Limits, Ownership, RequestStore, StoreError, SystemClock,
+    TemplateCatalog, Usage, UuidIds,
 };
 use crate::providers::{ProviderFactory, Registry, Slot};
 
@@ -252,13 +252,28 @@ impl App {
     pub(crate) async fn commit(&self, batch: &mut [&mut Request], fence: Option<&Fence>) -> Result<(), StoreError> {
         let view: Vec<&Request> = batch.iter().map(|r| &**r).collect();
         self.store.save(&view, fence).await?;
+        self.committed(batch).await;
+        Ok(())
+    }
+
+    /// Stores the new provision request `request` if it fits `limits` (judged in the insert's
+    /// transaction) and publishes its events; `Some(usage)`: refused, nothing stored.
+    pub(crate) async fn commit_new(&self, request: &mut Request, limits: &Limits) -> Result<Option<Usage>, StoreError> {
+        if let Some(usage) = self.store.create_within(request, limits).await? {
+            return Ok(Some(usage));
+        }
+        self.committed(&mut [request]).await;
+        Ok(None)
+    }
+
+    /// Marks a stored batch committed and publishes its events.
+    async fn committed(&self, batch: &mut [&mut Request]) {
         let events: Vec<_> = batch.iter().flat_map(|r| r.uncommitted().to_vec()).collect();
         for r in batch.iter_mut() {
             let v = r.version() + 1;
             r.mark_committed(v);
         }
         self.bus.publish(&events).await;
-        Ok(())
     }
 
     pub(crate) async fn template(&self, id: &str) -> Result<Template, AppError> {

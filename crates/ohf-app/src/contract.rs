@@ -15,8 +15,8 @@ use ohf_domain::{
 };
 
 use crate::ports::{
-    CloudProvider, DescribeQuery, Fence, LaunchRequest, OwnedMachine, Ownership, RequestFilter, RequestStore,
-    StoreError, tag_keys,
+    CloudProvider, DescribeQuery, Fence, LaunchRequest, Limits, OwnedMachine, Ownership, RequestFilter, RequestStore,
+    StoreError, Usage, tag_keys,
 };
 
 fn policy() -> LifecyclePolicy {
@@ -122,6 +122,12 @@ macro_rules! store_contract_tests {
         async fn claims_take_high_priority_first_then_the_longest_waiting() {
             let fresh = $fresh;
             $crate::contract::claims_take_high_priority_first_then_the_longest_waiting(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn admission_never_exceeds_a_limit_under_concurrency() {
+            let fresh = $fresh;
+            $crate::contract::admission_never_exceeds_a_limit_under_concurrency(fresh().await).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,6 +456,44 @@ pub async fn claims_take_high_priority_first_then_the_longest_waiting(store: Arc
     assert_eq!(order(first), ["urgent", "high", "normal-1"], "high first, the longest waiting first");
     let rest = store.claim("w2", T0.plus_secs(11), 30_000, 10).await.unwrap();
     assert_eq!(order(rest), ["normal-2", "low-1", "low-2"]);
+}
+
+#[doc(hidden)]
+pub async fn admission_never_exceeds_a_limit_under_concurrency(store: Arc<dyn RequestStore>) {
+    let template = provision_spec("probe", 1).template.id().clone();
+    let limits = Limits { template: Some(template.clone()), template_max: Some(30), account_limit: None };
+    // Twelve creators of 5 machines race for a template that may hold 30.
+    let racers: Vec<_> = (0..12)
+        .map(|n| {
+            let store = store.clone();
+            let limits = limits.clone();
+            tokio::spawn(async move {
+                let r = Request::provision(provision_spec(&format!("adm-{n}"), 5), T0);
+                store.create_within(&r, &limits).await
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for racer in racers {
+        match racer.await.unwrap().unwrap() {
+            None => stored += 1,
+            Some(usage) => assert!(usage.template_held + 5 > 30, "refused only when it did not fit: {usage:?}"),
+        }
+    }
+    assert_eq!(stored, 6, "exactly as many as fit");
+    assert_eq!(store.capacity_held().await.unwrap().get(&template).copied(), Some(30));
+
+    // The account limit counts every template; a refusal stores nothing.
+    let account = Limits { template: Some(template.clone()), template_max: None, account_limit: Some(32) };
+    let big = Request::provision(provision_spec("adm-big", 5), T0);
+    let refused = store.create_within(&big, &account).await.unwrap();
+    assert_eq!(refused, Some(Usage { template_held: 30, total_held: 30 }));
+    assert!(store.get(big.id()).await.unwrap().is_none(), "nothing stored");
+    let small = Request::provision(provision_spec("adm-small", 2), T0);
+    assert_eq!(store.create_within(&small, &account).await.unwrap(), None);
+    assert!(store.get(small.id()).await.unwrap().is_some());
+    // Without limits it is a plain insert, and a taken id still conflicts.
+    assert!(matches!(store.create_within(&small, &Limits::default()).await, Err(StoreError::Conflict { .. })));
 }
 
 #[doc(hidden)]

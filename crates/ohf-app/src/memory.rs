@@ -13,8 +13,8 @@ use ohf_domain::{
 
 use crate::ports::{
     CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence, IdGenerator,
-    LaunchRequest, LaunchResult, OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestFilter, Requests,
-    SharedState, StoreError, TemplateCatalog, WorkClaims,
+    LaunchRequest, LaunchResult, Limits, OwnedMachine, Ownership, ProviderCapacity, Refusal, RequestFilter, Requests,
+    SharedState, StoreError, TemplateCatalog, Usage, WorkClaims,
 };
 
 #[derive(Default)]
@@ -73,31 +73,25 @@ impl Requests for MemoryStore {
         if self.contended.load(std::sync::atomic::Ordering::SeqCst) && batch.iter().all(|r| r.version() > 0) {
             return Err(StoreError::Conflict { request_id: batch[0].id().to_string() });
         }
+        save_locked(&mut self.lock(), batch, fence)
+    }
+
+    async fn create_within(&self, request: &Request, limits: &Limits) -> Result<Option<Usage>, StoreError> {
+        // One lock over the judgement and the insert: nothing comes in between.
         let mut inner = self.lock();
-        for r in batch {
-            let entry = inner.entries.get(r.id());
-            let stored = entry.and_then(|e| e.request.as_ref()).map(Request::version).unwrap_or(0);
-            let fenced_out = match (fence, entry) {
-                (Some(f), Some(e)) if r.version() > 0 => {
-                    !e.claim.as_ref().is_some_and(|(w, until)| *w == f.worker && *until >= f.now)
+        if limits.any() {
+            let mut held = HashMap::new();
+            for r in inner.entries.values().filter_map(|e| e.request.as_ref()) {
+                if let Some(t) = r.template() {
+                    *held.entry(t.id().clone()).or_insert(0u32) += r.capacity_held();
                 }
-                _ => false,
-            };
-            if stored != r.version() || fenced_out {
-                return Err(StoreError::Conflict { request_id: r.id().to_string() });
+            }
+            let usage = limits.usage(&held);
+            if !limits.fit(usage, request.capacity_held()) {
+                return Ok(Some(usage));
             }
         }
-        for r in batch {
-            let mut copy = (*r).clone();
-            copy.mark_committed(r.version() + 1);
-            let entry = inner.entries.entry(r.id().clone()).or_default();
-            entry.history.extend(r.uncommitted().iter().cloned());
-            if !copy.needs_work() {
-                entry.claim = None;
-            }
-            entry.request = Some(copy);
-        }
-        Ok(())
+        save_locked(&mut inner, &[request], None).map(|()| None)
     }
 
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
@@ -369,4 +363,32 @@ impl CloudProvider for Faulty {
     async fn terminate(&self, machines: &[OwnedMachine], owner: &Ownership) -> Result<Vec<Refusal>, CloudError> {
         self.inner.terminate(machines, owner).await
     }
+}
+
+/// [`Requests::save`] under the store's lock.
+fn save_locked(inner: &mut Inner, batch: &[&Request], fence: Option<&Fence>) -> Result<(), StoreError> {
+    for r in batch {
+        let entry = inner.entries.get(r.id());
+        let stored = entry.and_then(|e| e.request.as_ref()).map(Request::version).unwrap_or(0);
+        let fenced_out = match (fence, entry) {
+            (Some(f), Some(e)) if r.version() > 0 => {
+                !e.claim.as_ref().is_some_and(|(w, until)| *w == f.worker && *until >= f.now)
+            }
+            _ => false,
+        };
+        if stored != r.version() || fenced_out {
+            return Err(StoreError::Conflict { request_id: r.id().to_string() });
+        }
+    }
+    for r in batch {
+        let mut copy = (*r).clone();
+        copy.mark_committed(r.version() + 1);
+        let entry = inner.entries.entry(r.id().clone()).or_default();
+        entry.history.extend(r.uncommitted().iter().cloned());
+        if !copy.needs_work() {
+            entry.claim = None;
+        }
+        entry.request = Some(copy);
+    }
+    Ok(())
 }

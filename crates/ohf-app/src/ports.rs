@@ -145,6 +145,11 @@ pub trait Requests: Send + Sync + 'static {
     /// under a fence, still be claimed by the fence's worker. The caller marks each request
     /// committed at `version + 1` afterwards. A request that needs no more work loses its claim.
     async fn save(&self, batch: &[&Request], fence: Option<&Fence>) -> Result<(), StoreError>;
+    /// Inserts the new provision request `request` (as `save` would) only if the machines it
+    /// holds fit `limits` beside the capacity held, judged in the transaction that inserts it:
+    /// concurrent creations never exceed a limit between them. `Some(usage)`: refused, with
+    /// the capacity held then; nothing is stored.
+    async fn create_within(&self, request: &Request, limits: &Limits) -> Result<Option<Usage>, StoreError>;
     /// One request, `None` when the store has no such id.
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
     /// The requests of `ids` that exist, in no particular order.
@@ -162,6 +167,47 @@ pub trait Requests: Send + Sync + 'static {
     /// Deletes up to `limit` finished requests that hold no machine and last changed before
     /// `before`, with their events and claim history; answers how many went.
     async fn delete_finished(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// The limits a new provision request is admitted under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// The template whose machines count toward `template_max`.
+    pub template: Option<TemplateId>,
+    /// The most machines the template may hold (its `maxNumber`).
+    pub template_max: Option<u32>,
+    /// The most machines every template together may hold (the account limit).
+    pub account_limit: Option<u32>,
+}
+
+/// The capacity held (machines held or reserved) when an admission was judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Held by the template of [`Limits::template`].
+    pub template_held: u32,
+    /// Held by every template.
+    pub total_held: u32,
+}
+
+impl Limits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.template_max.is_some() || self.account_limit.is_some()
+    }
+
+    /// Whether `count` more machines fit beside `usage`.
+    pub fn fit(&self, usage: Usage, count: u32) -> bool {
+        self.template_max.is_none_or(|max| usage.template_held.saturating_add(count) <= max)
+            && self.account_limit.is_none_or(|max| usage.total_held.saturating_add(count) <= max)
+    }
+
+    /// [`Usage`] out of the capacity held per template.
+    pub fn usage(&self, held: &HashMap<TemplateId, u32>) -> Usage {
+        Usage {
+            template_held: self.template.as_ref().and_then(|t| held.get(t)).copied().unwrap_or(0),
+            total_held: held.values().fold(0u32, |sum, n| sum.saturating_add(*n)),
+        }
+    }
 }
 
 /// How daemons share the work: claims on requests, fenced writes, leases on periodic jobs.

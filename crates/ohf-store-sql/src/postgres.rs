@@ -73,4 +73,9 @@ impl PostgresStore {
     }
 }
 
-sql_request_store!(PostgresStore, Postgres, lock = " FOR UPDATE SKIP LOCKED");
+sql_request_store!(
+    PostgresStore,
+    Postgres,
+    lock = " FOR UPDATE SKIP LOCKED",
+    admit_lock = "SELECT pg_advisory_xact_lock($1)"
+);

@@ -63,7 +63,7 @@ impl SqliteStore {
     }
 }
 
-sql_request_store!(SqliteStore, Sqlite, lock = "");
+sql_request_store!(SqliteStore, Sqlite, lock = "", admit_lock = "");
 
 /// SQLite's SQLITE_BUSY (5) and SQLITE_LOCKED (6).
 fn is_locked(e: &sqlx::Error) -> bool {

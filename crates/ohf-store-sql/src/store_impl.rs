@@ -36,8 +36,86 @@ macro_rules! extend_live_spans {
 }
 
 macro_rules! sql_request_store {
-    ($store:ty, $db:ty, lock = $lock:literal) => {
+    ($store:ty, $db:ty, lock = $lock:literal, admit_lock = $admit_lock:literal) => {
         impl $store {
+            /// The writes of [`ohf_app::Requests::save`], inside `tx`.
+            async fn write(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                batch: &[&ohf_domain::Request],
+                fence: Option<&ohf_app::Fence>,
+            ) -> Result<(), ohf_app::StoreError> {
+                use $crate::codec::{encode_event, encode_request, store_error};
+                use ohf_app::StoreError;
+                use sqlx::QueryBuilder;
+                for r in batch {
+                    let body = encode_request(r)?;
+                    let conflict = || StoreError::Conflict { request_id: r.id().to_string() };
+                    let mut q = QueryBuilder::<$db>::new("");
+                    if r.version() == 0 {
+                        q.push("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, priority_rank, version, body) VALUES (");
+                        q.separated(", ")
+                            .push_bind(r.id().as_str())
+                            .push_bind(r.kind().as_str())
+                            .push_bind(r.state().as_str())
+                            .push_bind(r.template().map(|t| t.id().to_string()))
+                            .push_bind(r.created_at().unix_millis())
+                            .push_bind(r.updated_at().unix_millis())
+                            .push_bind(r.needs_work())
+                            .push_bind(i64::from(r.capacity_held()))
+                            .push_bind(r.effective_priority().rank())
+                            .push_bind(1_i64)
+                            .push_bind(&body);
+                        q.push(") ON CONFLICT (id) DO NOTHING");
+                    } else {
+                        q.push("UPDATE requests SET state = ").push_bind(r.state().as_str());
+                        q.push(", updated_at = ").push_bind(r.updated_at().unix_millis());
+                        q.push(", needs_work = ").push_bind(r.needs_work());
+                        q.push(", capacity_held = ").push_bind(i64::from(r.capacity_held()));
+                        q.push(", version = version + 1, body = ").push_bind(&body);
+                        if !r.needs_work() {
+                            q.push(", claimed_by = NULL, claim_until = 0");
+                        }
+                        q.push(" WHERE id = ").push_bind(r.id().as_str());
+                        q.push(" AND version = ").push_bind(r.version() as i64);
+                        if let Some(f) = fence {
+                            q.push(" AND claimed_by = ").push_bind(f.worker.as_str());
+                            q.push(" AND claim_until >= ").push_bind(f.now.unix_millis());
+                        }
+                    }
+                    let written = q.build().execute(&mut **tx).await.map_err(store_error)?;
+                    if written.rows_affected() != 1 {
+                        // Dropping the transaction rolls it back.
+                        return Err(conflict());
+                    }
+                    // Machines never leave a request: index the ones these events brought or renamed.
+                    let touched = $crate::codec::touched_machines(r);
+                    if r.kind() == ohf_domain::RequestKind::Provision && !touched.is_empty() {
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
+                        q.push_values(touched, |mut b, m| {
+                            b.push_bind(r.id().as_str()).push_bind(m.id().as_str()).push_bind(m.name());
+                        });
+                        q.push(" ON CONFLICT (request_id, machine_id) DO UPDATE SET name = excluded.name");
+                        q.build().execute(&mut **tx).await.map_err(store_error)?;
+                    }
+                    if !r.uncommitted().is_empty() {
+                        let events = r
+                            .uncommitted()
+                            .iter()
+                            .map(|e| Ok((e.seq as i64, e.at.unix_millis(), e.event.name(), encode_event(&e.event)?)))
+                            .collect::<Result<Vec<_>, StoreError>>()?;
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_events (request_id, seq, at, kind, body) ");
+                        q.push_values(events, |mut b, (seq, at, kind, body)| {
+                            b.push_bind(r.id().as_str()).push_bind(seq).push_bind(at).push_bind(kind).push_bind(body);
+                        });
+                        q.build().execute(&mut **tx).await.map_err(|err| match &err {
+                            sqlx::Error::Database(d) if d.is_unique_violation() => conflict(),
+                            _ => store_error(err),
+                        })?;
+                    }
+                }
+                Ok(())
+            }
+
             /// The requests a query selects. A row this version cannot decode (a poison row) is
             /// logged and passed over: it never stops the others.
             async fn fetch(&self, mut query: sqlx::QueryBuilder<'_, $db>) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
@@ -84,78 +162,45 @@ macro_rules! sql_request_store {
                 batch: &[&ohf_domain::Request],
                 fence: Option<&ohf_app::Fence>,
             ) -> Result<(), ohf_app::StoreError> {
-                use $crate::codec::{encode_event, encode_request, store_error};
-                use ohf_app::StoreError;
-                use sqlx::QueryBuilder;
                 let mut tx = self.begin().await?;
-                for r in batch {
-                    let body = encode_request(r)?;
-                    let conflict = || StoreError::Conflict { request_id: r.id().to_string() };
-                    let mut q = QueryBuilder::<$db>::new("");
-                    if r.version() == 0 {
-                        q.push("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, priority_rank, version, body) VALUES (");
-                        q.separated(", ")
-                            .push_bind(r.id().as_str())
-                            .push_bind(r.kind().as_str())
-                            .push_bind(r.state().as_str())
-                            .push_bind(r.template().map(|t| t.id().to_string()))
-                            .push_bind(r.created_at().unix_millis())
-                            .push_bind(r.updated_at().unix_millis())
-                            .push_bind(r.needs_work())
-                            .push_bind(i64::from(r.capacity_held()))
-                            .push_bind(r.effective_priority().rank())
-                            .push_bind(1_i64)
-                            .push_bind(&body);
-                        q.push(") ON CONFLICT (id) DO NOTHING");
-                    } else {
-                        q.push("UPDATE requests SET state = ").push_bind(r.state().as_str());
-                        q.push(", updated_at = ").push_bind(r.updated_at().unix_millis());
-                        q.push(", needs_work = ").push_bind(r.needs_work());
-                        q.push(", capacity_held = ").push_bind(i64::from(r.capacity_held()));
-                        q.push(", version = version + 1, body = ").push_bind(&body);
-                        if !r.needs_work() {
-                            q.push(", claimed_by = NULL, claim_until = 0");
-                        }
-                        q.push(" WHERE id = ").push_bind(r.id().as_str());
-                        q.push(" AND version = ").push_bind(r.version() as i64);
-                        if let Some(f) = fence {
-                            q.push(" AND claimed_by = ").push_bind(f.worker.as_str());
-                            q.push(" AND claim_until >= ").push_bind(f.now.unix_millis());
-                        }
+                Self::write(&mut tx, batch, fence).await?;
+                tx.commit().await.map_err($crate::codec::store_error)
+            }
+
+            async fn create_within(
+                &self,
+                request: &ohf_domain::Request,
+                limits: &ohf_app::Limits,
+            ) -> Result<Option<ohf_app::Usage>, ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::Row;
+                let mut tx = self.begin().await?;
+                if limits.any() {
+                    // Admissions under a limit go one at a time, so each sees what the one
+                    // before it inserted (SQLite: the write lock its BEGIN IMMEDIATE took).
+                    if !$admit_lock.is_empty() {
+                        let key = $crate::store_impl::admission_key(limits);
+                        sqlx::query($admit_lock).bind(key).execute(&mut *tx).await.map_err(store_error)?;
                     }
-                    let written = q.build().execute(&mut *tx).await.map_err(store_error)?;
-                    if written.rows_affected() != 1 {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT CAST(COALESCE(SUM(capacity_held), 0) AS BIGINT) AS total, \
+                         CAST(COALESCE(SUM(CASE WHEN template_id = ",
+                    );
+                    q.push_bind(limits.template.as_ref().map(|t| t.to_string()).unwrap_or_default());
+                    q.push(" THEN capacity_held ELSE 0 END), 0) AS BIGINT) AS mine FROM requests WHERE capacity_held > 0");
+                    let row = q.build().fetch_one(&mut *tx).await.map_err(store_error)?;
+                    let held = |column: &str| u32::try_from(row.get::<i64, _>(column).max(0)).unwrap_or(u32::MAX);
+                    let usage = ohf_app::Usage { template_held: held("mine"), total_held: held("total") };
+                    if !limits.fit(usage, request.capacity_held()) {
                         // Dropping the transaction rolls it back.
-                        return Err(conflict());
-                    }
-                    // Machines never leave a request: index the ones these events brought or renamed.
-                    let touched = $crate::codec::touched_machines(r);
-                    if r.kind() == ohf_domain::RequestKind::Provision && !touched.is_empty() {
-                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
-                        q.push_values(touched, |mut b, m| {
-                            b.push_bind(r.id().as_str()).push_bind(m.id().as_str()).push_bind(m.name());
-                        });
-                        q.push(" ON CONFLICT (request_id, machine_id) DO UPDATE SET name = excluded.name");
-                        q.build().execute(&mut *tx).await.map_err(store_error)?;
-                    }
-                    if !r.uncommitted().is_empty() {
-                        let events = r
-                            .uncommitted()
-                            .iter()
-                            .map(|e| Ok((e.seq as i64, e.at.unix_millis(), e.event.name(), encode_event(&e.event)?)))
-                            .collect::<Result<Vec<_>, StoreError>>()?;
-                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_events (request_id, seq, at, kind, body) ");
-                        q.push_values(events, |mut b, (seq, at, kind, body)| {
-                            b.push_bind(r.id().as_str()).push_bind(seq).push_bind(at).push_bind(kind).push_bind(body);
-                        });
-                        q.build().execute(&mut *tx).await.map_err(|err| match &err {
-                            sqlx::Error::Database(d) if d.is_unique_violation() => conflict(),
-                            _ => store_error(err),
-                        })?;
+                        return Ok(Some(usage));
                     }
                 }
-                tx.commit().await.map_err(store_error)
+                Self::write(&mut tx, &[request], None).await?;
+                tx.commit().await.map_err(store_error)?;
+                Ok(None)
             }
+
 
             async fn get(&self, id: &ohf_domain::RequestId) -> Result<Option<ohf_domain::Request>, ohf_app::StoreError> {
                 use sqlx::Row;
@@ -350,7 +395,7 @@ macro_rules! sql_request_store {
                 $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
                 let rows = q.build().fetch_all(&mut *tx).await.map_err(store_error)?;
                 // A poison row is claimed (so it does not come back every cycle) but not worked.
-                let claimed = rows
+                let mut claimed = rows
                     .iter()
                     .filter_map(|row| match $crate::codec::decode_request(row.get("body"), row.get("version")) {
                         Ok(r) => Some(r),
@@ -361,6 +406,8 @@ macro_rules! sql_request_store {
                     })
                     .collect::<Vec<_>>();
                 tx.commit().await.map_err(store_error)?;
+                // In the order they were chosen: by priority, then the longest waiting.
+                claimed.sort_by_key(|r| ids.iter().position(|id| id == r.id().as_str()));
                 Ok(claimed)
             }
 
@@ -498,3 +545,15 @@ macro_rules! sql_request_store {
 pub(crate) const CHUNK: usize = 500;
 
 pub(crate) use {extend_live_spans, push_list, sql_request_store};
+
+/// The advisory lock a Postgres admission takes: one for every admission under an account
+/// limit, else one per template.
+pub(crate) fn admission_key(limits: &ohf_app::Limits) -> i64 {
+    match (&limits.account_limit, &limits.template) {
+        (None, Some(t)) => {
+            t.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+                as i64
+        }
+        _ => 0x6f68_6600,
+    }
+}

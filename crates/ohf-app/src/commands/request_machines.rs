@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::cqrs::{Handler, message};
 use crate::lifecycle::ReconcileReport;
 use crate::ports::CloudProvider;
-use crate::ports::StoreError;
+use crate::ports::{Limits, StoreError, Usage};
 use crate::{App, AppError};
 
 /// Provision `count` machines of a template. Fields are raw input; the handler validates
@@ -131,8 +131,12 @@ impl Handler<RequestMachines> for App {
         // A new request's first step needs no look at the cloud (nothing of it exists yet):
         // it is decided here and stored with the request, and the launch follows at once.
         let first = request.reconcile(&[], &[], now, &self.settings.policy);
-        match self.commit(&mut [&mut request], None).await {
-            Ok(()) => {}
+        // The limits again, in the transaction that inserts the request: concurrent creations
+        // never exceed them between them.
+        let limits = self.limits(request.template());
+        match self.commit_new(&mut request, &limits).await {
+            Ok(None) => {}
+            Ok(Some(usage)) => return Err(over_limit(&limits, usage, count.get()).into()),
             // Another caller created the same client id a moment ago: answer with theirs.
             Err(StoreError::Conflict { .. }) => {
                 return self
@@ -159,33 +163,42 @@ impl Handler<RequestMachines> for App {
 }
 
 impl App {
+    /// The limits a new request of `template` is admitted under.
+    fn limits(&self, template: Option<&Template>) -> Limits {
+        Limits {
+            template: template.map(|t| t.id().clone()),
+            template_max: template.and_then(Template::max_number),
+            account_limit: self.settings.account_limit,
+        }
+    }
+
+    /// Refuses early, before the provider is asked, what the limits cannot take now; the
+    /// insert judges again in its transaction.
     async fn check_limits(&self, template: &Template, count: u32) -> Result<(), AppError> {
-        let held = self.store.capacity_held().await?;
-        if let Some(max) = template.max_number() {
-            let used = held.get(template.id()).copied().unwrap_or(0);
-            let available = max.saturating_sub(used);
-            if count > available {
-                return Err(DomainError::InsufficientCapacity {
-                    requested: count,
-                    available,
-                    template_id: Some(template.id().to_string()),
-                    instance_type: None,
-                    region: None,
-                }
-                .into());
-            }
+        let limits = self.limits(Some(template));
+        if !limits.any() {
+            return Ok(());
         }
-        if let Some(limit) = self.settings.account_limit {
-            let used: u32 = held.values().sum();
-            if used + count > limit {
-                return Err(DomainError::QuotaExceeded {
-                    current_usage: used,
-                    requested_additional: count,
-                    account_limit: limit,
-                }
-                .into());
-            }
-        }
-        Ok(())
+        let usage = limits.usage(&self.store.capacity_held().await?);
+        if limits.fit(usage, count) { Ok(()) } else { Err(over_limit(&limits, usage, count).into()) }
+    }
+}
+
+/// The refusal of `count` machines that do not fit `limits` beside `usage`: the template's
+/// `maxNumber` first, then the account limit.
+fn over_limit(limits: &Limits, usage: Usage, count: u32) -> DomainError {
+    match limits.template_max {
+        Some(max) if usage.template_held.saturating_add(count) > max => DomainError::InsufficientCapacity {
+            requested: count,
+            available: max.saturating_sub(usage.template_held),
+            template_id: limits.template.as_ref().map(ToString::to_string),
+            instance_type: None,
+            region: None,
+        },
+        _ => DomainError::QuotaExceeded {
+            current_usage: usage.total_held,
+            requested_additional: count,
+            account_limit: limits.account_limit.unwrap_or(0),
+        },
     }
 }

@@ -374,3 +374,56 @@ async fn claims_are_judged_by_the_databases_clock() {
         let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await;
     }
 }
+
+/// Starts `n` CLI processes at once, each asking for `count` machines of OnDemand-Minimal
+/// (`maxNumber` 10); the JSON each printed, and whether it succeeded.
+fn race_for_max_number(env: &HfEnv, n: usize, count: u32) -> Vec<(bool, Value)> {
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            env.ohf()
+                .args(["request", "create", "-t", "OnDemand-Minimal", "-n", &count.to_string(), "-o", "json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+                let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                Value::String(shown)
+            });
+            (out.status.success(), doc)
+        })
+        .collect()
+}
+
+fn assert_max_number_held(results: &[(bool, Value)]) {
+    let accepted = results.iter().filter(|(ok, _)| *ok).count();
+    assert_eq!(accepted, 5, "5 × 2 machines fill maxNumber 10 exactly: {results:#?}");
+    for (_, doc) in results.iter().filter(|(ok, _)| !ok) {
+        assert!(doc.to_string().contains("INSUFFICIENT_CAPACITY"), "a refusal names the code: {doc}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creations_on_postgres_never_exceed_max_number() {
+    let cluster = Cluster::new("", 30);
+    let results = race_for_max_number(&cluster.env, 12, 2);
+    assert_max_number_held(&results);
+    let store = cluster.store().await;
+    let held = ohf_app::Requests::capacity_held(&store).await.unwrap();
+    assert_eq!(held.values().sum::<u32>(), 10, "{held:?}");
+}
+
+#[test]
+fn concurrent_creations_on_sqlite_never_exceed_max_number() {
+    let env = HfEnv::new("[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n");
+    let results = race_for_max_number(&env, 12, 2);
+    assert_max_number_held(&results);
+    let held: u64 = env.stored_requests().iter().map(|r| r["machineCount"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(held, 10, "only the accepted requests are stored");
+}
