@@ -11,7 +11,7 @@ use ohf_provider_strategy::{Origin, ProviderEntry, StrategyConfig};
 use crate::AppError;
 use crate::bus::EventBus;
 use crate::ports::{
-    Clock, CloudProvider, Fence, IdGenerator, Limits, Ownership, RequestStore, StoreError, SystemClock,
+    CallbackSender, Clock, CloudProvider, Fence, IdGenerator, Limits, Ownership, RequestStore, StoreError, SystemClock,
     TemplateCatalog, Usage, UuidIds,
 };
 use crate::providers::{ProviderFactory, Registry, Slot};
@@ -65,6 +65,8 @@ pub struct App {
     /// How far the store's clock runs ahead of this process's (ms), as the worker last read
     /// it: claims and fences are stamped in the store's time.
     pub(crate) store_offset_ms: std::sync::atomic::AtomicI64,
+    /// Posts callbacks to the URLs requests name (none: callbacks fail and are given up).
+    pub(crate) callbacks: Option<Arc<dyn CallbackSender>>,
 }
 
 /// Builds an [`App`]. The store, the catalog and at least one provider are needed; the clock
@@ -91,9 +93,16 @@ pub struct AppBuilder {
     settings: AppSettings,
     strategy: Option<(Vec<ProviderEntry>, StrategyConfig)>,
     factory: Option<Arc<dyn ProviderFactory>>,
+    callbacks: Option<Arc<dyn CallbackSender>>,
 }
 
 impl AppBuilder {
+    /// Who posts the callbacks requests ask for (`metadata.callback_url`).
+    pub fn callbacks(mut self, sender: Arc<dyn CallbackSender>) -> Self {
+        self.callbacks = Some(sender);
+        self
+    }
+
     /// Adds a provider; the first added is the default.
     pub fn provider(mut self, provider: Arc<dyn CloudProvider>) -> Self {
         self.providers.push(provider);
@@ -158,6 +167,7 @@ impl AppBuilder {
             settings: self.settings,
             installation: tokio::sync::OnceCell::new(),
             store_offset_ms: std::sync::atomic::AtomicI64::new(0),
+            callbacks: self.callbacks,
         };
         for (i, p) in self.providers.into_iter().enumerate() {
             let entry = ProviderEntry {
@@ -198,6 +208,7 @@ impl App {
             settings: AppSettings::default(),
             strategy: None,
             factory: None,
+            callbacks: None,
         }
     }
 

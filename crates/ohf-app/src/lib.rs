@@ -32,10 +32,10 @@ pub use error::AppError;
 pub use lifecycle::worker::{Worker, WorkerConfig, WorkerStatus};
 pub use lifecycle::{ReconcileReport, SweepOptions, SweepReport};
 pub use ports::{
-    CallName, CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, Fence,
-    IdGenerator, LaunchRequest, LaunchResult, Limits, OwnedMachine, Ownership, ProviderCall, ProviderCapacity, Refusal,
-    RequestFilter, RequestStore, Requests, SharedState, StoreError, SystemClock, TemplateCatalog, Usage, UuidIds,
-    WorkClaims,
+    CallName, CallbackSender, CatalogError, ClaimSpan, Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery,
+    Fence, IdGenerator, LaunchRequest, LaunchResult, Limits, OwnedMachine, Ownership, ProviderCall, ProviderCapacity,
+    Refusal, RequestFilter, RequestStore, Requests, SharedState, StoreError, SystemClock, TemplateCatalog, Usage,
+    UuidIds, WorkClaims,
 };
 pub use providers::ProviderFactory;
 pub use queries::{ReturnNotice, TemplateAvailability};

@@ -169,6 +169,15 @@ pub trait Requests: Send + Sync + 'static {
     async fn delete_finished(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 }
 
+/// Tells callers about their requests: posts a request's view to the callback URL it names.
+/// Deliveries are tried again by the lifecycle until taken or given up; an implementation
+/// answers for one try.
+#[async_trait]
+pub trait CallbackSender: Send + Sync + 'static {
+    /// Posts `request`, which reached `event`, to `url`; `Err(why)` when it was not taken.
+    async fn post(&self, url: &str, event: RequestState, request: &Request) -> Result<(), String>;
+}
+
 /// The limits a new provision request is admitted under.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {

@@ -113,6 +113,28 @@ pub enum RequestEvent {
         /// The return request.
         return_request: RequestId,
     },
+    /// The caller was told, at `metadata.callback_url`, that the request reached `event`.
+    CallbackDelivered {
+        /// The state reported.
+        event: RequestState,
+        /// Where it was posted.
+        url: String,
+        /// Tries it took.
+        attempts: u32,
+    },
+    /// Telling the caller failed: tried again at `retry_at`, or given up when it is absent.
+    CallbackFailed {
+        /// The state to report.
+        event: RequestState,
+        /// Where it was posted.
+        url: String,
+        /// The try that failed, from 1.
+        attempt: u32,
+        /// Why.
+        error: String,
+        /// When the next try is due.
+        retry_at: Option<Timestamp>,
+    },
     /// The provider left a machine alone: its tags do not prove that this installation and
     /// request own it. It fails with the reason and is never asked for again.
     TerminationRefused {
@@ -141,6 +163,8 @@ impl RequestEvent {
             Self::TerminationRequested { .. } => "termination_requested",
             Self::MachineReturned { .. } => "machine_returned",
             Self::TerminationRefused { .. } => "termination_refused",
+            Self::CallbackDelivered { .. } => "callback_delivered",
+            Self::CallbackFailed { .. } => "callback_failed",
         }
     }
 }

@@ -28,7 +28,8 @@ pub use event::{EventEnvelope, RequestEvent};
 pub use ids::{ClientToken, MachineId, ProviderName, RequestId, TemplateId};
 pub use machine::{Machine, MachineObservation, MachineResult, MachineStatus};
 pub use request::{
-    Decision, LifecyclePolicy, PartialPolicy, ProvisionSpec, Request, RequestKind, RequestState, ReturnedMachine,
+    CALLBACK_ATTEMPTS, CallbackSpec, DEFAULT_CALLBACK_EVENTS, Decision, LifecyclePolicy, PartialPolicy,
+    PendingCallback, ProvisionSpec, Request, RequestKind, RequestState, ReturnedMachine,
 };
 pub use template::{PriceType, ProviderApi, Template};
 pub use time::Timestamp;

@@ -285,6 +285,85 @@ struct LaunchProgress {
     started_at: Option<Timestamp>,
 }
 
+/// Tries of a callback before it is given up.
+pub const CALLBACK_ATTEMPTS: u32 = 6;
+
+/// The states a callback reports when `callback_events` names none.
+pub const DEFAULT_CALLBACK_EVENTS: [RequestState; 3] =
+    [RequestState::Completed, RequestState::Failed, RequestState::Timeout];
+
+/// Where and when to tell the caller about its request: `metadata.callback_url` and
+/// `metadata.callback_events` (the request-management seed's fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackSpec {
+    /// The http:// or https:// URL posted to.
+    pub url: String,
+    /// The states reported.
+    pub events: Vec<RequestState>,
+}
+
+impl CallbackSpec {
+    /// The callback `metadata` asks for, if any; a bad URL or state is a VALIDATION_ERROR
+    /// naming the field.
+    pub fn of(metadata: &BTreeMap<String, Value>) -> Result<Option<Self>, DomainError> {
+        let Some(url) = metadata.get("callback_url") else { return Ok(None) };
+        let url = url
+            .as_str()
+            .map(str::trim)
+            .filter(|u| {
+                (u.starts_with("http://") || u.starts_with("https://"))
+                    && u.len() <= 2048
+                    && u.len() > "https://".len()
+                    && !u.chars().any(|c| c.is_whitespace() || c.is_control())
+            })
+            .ok_or_else(|| DomainError::validation("metadata.callback_url", "must be an http:// or https:// URL"))?;
+        let states = || {
+            let all = [
+                RequestState::Pending,
+                RequestState::InProgress,
+                RequestState::Completed,
+                RequestState::Failed,
+                RequestState::Timeout,
+                RequestState::Cancelled,
+                RequestState::PartialSuccess,
+            ];
+            all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        };
+        let events = match metadata.get("callback_events") {
+            None | Some(Value::Null) => DEFAULT_CALLBACK_EVENTS.to_vec(),
+            Some(Value::Array(items)) if !items.is_empty() => items
+                .iter()
+                .map(|v| {
+                    v.as_str().and_then(|s| RequestState::parse(&s.trim().to_ascii_uppercase())).ok_or_else(|| {
+                        DomainError::validation(
+                            "metadata.callback_events",
+                            format!("{v} is not a request state; states: {}", states()),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(DomainError::validation(
+                    "metadata.callback_events",
+                    format!("must be a non-empty list of states: {}", states()),
+                ));
+            }
+        };
+        Ok(Some(Self { url: url.to_owned(), events }))
+    }
+}
+
+/// A callback owed: the request reached `event`, and the caller asked to be told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCallback {
+    /// The state to report.
+    pub event: RequestState,
+    /// Tries so far.
+    pub attempts: u32,
+    /// When the next try is due.
+    pub due_at: Timestamp,
+}
+
 /// A provision or return request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -307,6 +386,9 @@ pub struct Request {
     machines: Vec<Machine>,
     holders: BTreeMap<MachineId, RequestId>,
     launch: LaunchProgress,
+    /// Callbacks owed to the caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    callbacks: Vec<PendingCallback>,
     /// Events applied so far; the next event's sequence number.
     seq: u64,
     /// The stored version this copy was read at (0: never stored).
@@ -413,6 +495,7 @@ impl Request {
             machines: Vec::new(),
             holders: BTreeMap::new(),
             launch: LaunchProgress::default(),
+            callbacks: Vec::new(),
             seq: 0,
             version: 0,
             changes: Vec::new(),
@@ -466,7 +549,22 @@ impl Request {
                 if error.is_some() {
                     self.error = error.clone();
                 }
+                if let Ok(Some(spec)) = CallbackSpec::of(&self.metadata)
+                    && spec.events.contains(to)
+                {
+                    self.callbacks.push(PendingCallback { event: *to, attempts: 0, due_at: at });
+                }
             }
+            RequestEvent::CallbackDelivered { event, .. } => self.callbacks.retain(|c| c.event != *event),
+            RequestEvent::CallbackFailed { event, attempt, retry_at, .. } => match retry_at {
+                Some(t) => {
+                    for c in self.callbacks.iter_mut().filter(|c| c.event == *event) {
+                        c.attempts = *attempt;
+                        c.due_at = *t;
+                    }
+                }
+                None => self.callbacks.retain(|c| c.event != *event),
+            },
             RequestEvent::LaunchStarted { attempt, count, provider, .. } => {
                 if !self.launch.tried.contains(provider) {
                     self.launch.tried.push(provider.clone());
@@ -905,9 +1003,42 @@ impl Request {
 
     /// True while the reconcile step has anything left to do for this request.
     pub fn needs_work(&self) -> bool {
+        self.needs_cloud_work() || !self.callbacks.is_empty()
+    }
+
+    /// Whether the request still has work in the cloud: it is not finished, a fleet or group
+    /// of it still fills, or machines of it are still being terminated.
+    pub fn needs_cloud_work(&self) -> bool {
         !self.state.is_terminal()
             || (self.state != RequestState::Completed && self.launch.filling.is_some())
             || self.machines.iter().any(|m| m.is_terminating() && m.status() != MachineStatus::Terminated)
+    }
+
+    /// Callbacks owed to the caller.
+    pub fn pending_callbacks(&self) -> &[PendingCallback] {
+        &self.callbacks
+    }
+
+    /// The callbacks owed whose try is due at `now`.
+    pub fn due_callbacks(&self, now: Timestamp) -> Vec<PendingCallback> {
+        self.callbacks.iter().filter(|c| c.due_at <= now).cloned().collect()
+    }
+
+    /// Records one try of callback `c` to `url`: delivered, or failed and tried again after
+    /// 5 s × 2^(tries−1) (at most 5 min) until [`CALLBACK_ATTEMPTS`] tries have failed.
+    pub fn record_callback(&mut self, c: &PendingCallback, url: &str, outcome: Result<(), String>, now: Timestamp) {
+        let attempt = c.attempts + 1;
+        let event = match outcome {
+            Ok(()) => RequestEvent::CallbackDelivered { event: c.event, url: url.to_owned(), attempts: attempt },
+            Err(error) => RequestEvent::CallbackFailed {
+                event: c.event,
+                url: url.to_owned(),
+                attempt,
+                error,
+                retry_at: (attempt < CALLBACK_ATTEMPTS).then(|| now.plus_secs((5i64 << (attempt - 1).min(6)).min(300))),
+            },
+        };
+        self.record(now, event);
     }
 
     /// Machines of the template this request holds or has reserved, for capacity checks.

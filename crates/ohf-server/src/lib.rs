@@ -11,6 +11,7 @@
 //! - [`hostfactory`]: the five Host Factory operations, in process or on a daemon.
 
 mod backend;
+pub mod callbacks;
 mod catalog;
 pub mod client;
 pub mod hostfactory;

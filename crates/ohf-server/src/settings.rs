@@ -55,6 +55,16 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// How long finished requests are kept.
     pub retention: RetentionSettings,
+    /// How callbacks (`metadata.callback_url`) are posted.
+    pub callbacks: CallbackSettings,
+}
+
+/// Callbacks: each POST carries `X-Ohf-Signature: sha256=<hex HMAC-SHA256 of the body>` when a
+/// secret is set, so the receiver can tell ohf's posts from others.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackSettings {
+    pub secret: Option<String>,
 }
 
 /// Finished requests (with their events and claim history) are deleted this many days after
@@ -242,6 +252,7 @@ impl Default for Settings {
             provider_strategy: StrategyConfig::default(),
             admin: AdminSettings::default(),
             retention: RetentionSettings::default(),
+            callbacks: CallbackSettings::default(),
         }
     }
 }
@@ -327,6 +338,7 @@ pub struct Resolved {
     pub provider_strategy: StrategyConfig,
     pub admin: AdminSettings,
     pub retention: RetentionSettings,
+    pub callbacks: CallbackSettings,
 }
 
 fn env_path(keys: &[&str]) -> Option<PathBuf> {
@@ -338,7 +350,7 @@ fn home() -> PathBuf {
 }
 
 /// The top-level keys `OHF_` variables may set; other `OHF_` variables (OHF_BIN, …) are not settings.
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 15] = [
     "confdir",
     "workdir",
     "logdir",
@@ -353,6 +365,7 @@ const ENV_KEYS: [&str; 14] = [
     "serve",
     "resilience",
     "retention",
+    "callbacks",
 ];
 
 /// The configuration's layers as figment merges them: built-in defaults, then the config file,
@@ -614,6 +627,7 @@ impl Resolved {
             provider_strategy: settings.provider_strategy,
             admin: settings.admin,
             retention: settings.retention,
+            callbacks: settings.callbacks,
             config_file,
             app,
             providers,

@@ -129,6 +129,7 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         .settings(settings.app.clone())
         .strategy(settings.providers.iter().map(|p| p.entry.clone()).collect(), settings.provider_strategy.clone())
         .factory(builder)
+        .callbacks(Arc::new(crate::callbacks::HttpCallbacks::new(settings.callbacks.secret.clone())?))
         .build()?;
     app.load_registered().await.context("cannot read the registered providers")?;
     Ok(Runtime { app, sims, resilient, events })

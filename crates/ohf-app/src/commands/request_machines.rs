@@ -69,6 +69,8 @@ impl Handler<RequestMachines> for App {
             )
             .into());
         }
+        // A callback the caller asks for must be deliverable: its URL and states are checked now.
+        ohf_domain::CallbackSpec::of(&cmd.metadata)?;
         let priority = cmd.priority.as_deref().map(str::parse::<Priority>).transpose()?.unwrap_or_default();
         let client_id = cmd.request_id.map(RequestId::new).transpose()?;
 

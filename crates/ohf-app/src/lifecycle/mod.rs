@@ -6,5 +6,5 @@ pub(crate) mod reconcile;
 mod sweep;
 pub mod worker;
 
-pub use reconcile::ReconcileReport;
+pub use reconcile::{CALLBACK_TIMEOUT, ReconcileReport};
 pub use sweep::{SweepOptions, SweepReport};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ohf_domain::request::{LaunchOrder, Release};
-use ohf_domain::{MachineId, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags};
+use ohf_domain::{CallbackSpec, MachineId, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags};
 
 use crate::App;
 use crate::ports::{DescribeQuery, Fence, LaunchRequest, LaunchResult, OwnedMachine, Ownership, StoreError, tag_keys};
@@ -55,9 +55,14 @@ pub struct ReconcileReport {
     pub terminate_calls: usize,
     /// Requests another process changed first; they are picked up again next cycle.
     pub conflicts: usize,
+    /// Callback tries made (delivered or not).
+    pub callbacks: usize,
     /// What went wrong, one line each; the rest of the pass went on.
     pub errors: Vec<String>,
 }
+
+/// The longest one callback try may take.
+pub const CALLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// EC2 takes at most 1000 instance ids per call; ohf holds every provider to that.
 const BATCH: usize = 1000;
@@ -97,7 +102,8 @@ impl App {
         let mut observations = Vec::new();
         let mut described = Vec::new();
         for provider in &self.providers() {
-            let query = describe_query(&requests, provider.name());
+            // A finished request that only owes a callback is not looked at in the cloud.
+            let query = describe_query(requests.iter().filter(|r| r.needs_cloud_work()), provider.name());
             if query.machine_ids.is_empty() && query.request_ids.is_empty() {
                 continue;
             }
@@ -117,7 +123,7 @@ impl App {
 
         let now = self.clock.now();
         let mut to_terminate: Vec<Doomed> = Vec::new();
-        for request in requests.iter_mut() {
+        for request in requests.iter_mut().filter(|r| r.needs_cloud_work()) {
             let decision = request.reconcile(&observations, &described, now, &self.settings.policy);
             if request.uncommitted().is_empty() && decision.is_empty() {
                 continue;
@@ -142,7 +148,56 @@ impl App {
                 self.commit_or_note(request, worker, &mut report).await;
             }
         }
+        // Callbacks last: a slow receiver never holds up the cycle's work in the cloud.
+        self.deliver_callbacks(&mut requests, worker, &mut report).await;
         report
+    }
+
+    /// Tries every callback due on `requests`, all at once and each within
+    /// [`CALLBACK_TIMEOUT`], and records each outcome on its request.
+    async fn deliver_callbacks(&self, requests: &mut [Request], worker: Option<&str>, report: &mut ReconcileReport) {
+        let now = self.clock.now();
+        let mut tries = tokio::task::JoinSet::new();
+        for (i, request) in requests.iter().enumerate() {
+            let due = request.due_callbacks(now);
+            if due.is_empty() {
+                continue;
+            }
+            let url = CallbackSpec::of(request.metadata()).ok().flatten().map(|s| s.url).unwrap_or_default();
+            for callback in due {
+                let sender = self.callbacks.clone();
+                let (request, url) = (request.clone(), url.clone());
+                tries.spawn(async move {
+                    let outcome = match sender {
+                        None => Err("this process has no callback sender".to_owned()),
+                        Some(sender) => {
+                            tokio::time::timeout(CALLBACK_TIMEOUT, sender.post(&url, callback.event, &request))
+                                .await
+                                .unwrap_or_else(|_| Err(format!("no answer within {} s", CALLBACK_TIMEOUT.as_secs())))
+                        }
+                    };
+                    (i, callback, url, outcome)
+                });
+            }
+        }
+        let mut touched = std::collections::BTreeSet::new();
+        while let Some(done) = tries.join_next().await {
+            let Ok((i, callback, url, outcome)) = done else { continue };
+            report.callbacks += 1;
+            match &outcome {
+                Ok(()) => {
+                    tracing::info!(request_id = %requests[i].id(), event = callback.event.as_str(), url, "callback delivered")
+                }
+                Err(e) => {
+                    tracing::warn!(request_id = %requests[i].id(), event = callback.event.as_str(), url, error = %e, attempt = callback.attempts + 1, "callback not delivered")
+                }
+            }
+            requests[i].record_callback(&callback, &url, outcome, self.clock.now());
+            touched.insert(i);
+        }
+        for i in touched {
+            self.commit_or_note(&mut requests[i], worker, report).await;
+        }
     }
 
     /// Records on `request` the terminations it asked for that were refused; true when any.
@@ -316,7 +371,7 @@ impl App {
 }
 
 /// Everything of `requests` that `provider` should report on, as one query.
-fn describe_query(requests: &[Request], provider: &ProviderName) -> DescribeQuery {
+fn describe_query<'a>(requests: impl Iterator<Item = &'a Request>, provider: &ProviderName) -> DescribeQuery {
     let mut query = DescribeQuery::default();
     for r in requests {
         // Machines of an attempt on a provider the request failed over from may still show up.

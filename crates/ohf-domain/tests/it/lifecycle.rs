@@ -492,3 +492,41 @@ fn urgent_metadata_raises_a_request_to_high_priority() {
     assert_eq!(with(Priority::Normal, "sla", "99999999999999999999-minutes"), Priority::Normal, "no overflow");
     assert!(Priority::High.rank() < Priority::Normal.rank() && Priority::Normal.rank() < Priority::Low.rank());
 }
+
+#[test]
+fn a_callback_is_owed_on_each_state_asked_for_and_given_up_after_its_tries() {
+    use ohf_domain::{CALLBACK_ATTEMPTS, RequestState};
+    let mut spec = ohf_domain::testing::provision_spec("req-cb", 1);
+    spec.metadata.insert("callback_url".into(), serde_json::json!("https://hooks.example/ohf"));
+    let mut r = Request::provision(spec, T0);
+    r.cancel(T0.plus_secs(1)).unwrap();
+    assert!(r.pending_callbacks().is_empty(), "CANCELLED is not among the default states");
+
+    let mut spec = ohf_domain::testing::provision_spec("req-cb2", 1);
+    spec.metadata.insert("callback_url".into(), serde_json::json!("https://hooks.example/ohf"));
+    spec.metadata.insert("callback_events".into(), serde_json::json!(["cancelled"]));
+    let mut r = Request::provision(spec, T0);
+    r.cancel(T0.plus_secs(1)).unwrap();
+    assert!(!r.needs_cloud_work());
+    assert!(r.needs_work(), "a callback owed keeps the request in the lifecycle");
+    let owed = r.due_callbacks(T0.plus_secs(1));
+    assert_eq!(owed.len(), 1);
+    assert_eq!(owed[0].event, RequestState::Cancelled);
+
+    let mut now = T0.plus_secs(1);
+    for attempt in 1..=CALLBACK_ATTEMPTS {
+        let due = r.due_callbacks(now);
+        assert_eq!(due.len(), 1, "try {attempt} is due");
+        r.record_callback(&due[0], "https://hooks.example/ohf", Err("refused".into()), now);
+        if attempt < CALLBACK_ATTEMPTS {
+            assert!(r.due_callbacks(now).is_empty(), "not again at once");
+            now = r.pending_callbacks()[0].due_at;
+        }
+    }
+    assert!(r.pending_callbacks().is_empty(), "given up after {CALLBACK_ATTEMPTS} tries");
+    assert!(!r.needs_work());
+
+    // A rebuilt request owes what the live one owes.
+    let rebuilt = Request::replay(r.uncommitted()).unwrap();
+    assert_eq!(rebuilt.pending_callbacks(), r.pending_callbacks());
+}

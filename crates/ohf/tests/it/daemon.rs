@@ -427,3 +427,110 @@ fn concurrent_creations_on_sqlite_never_exceed_max_number() {
     let held: u64 = env.stored_requests().iter().map(|r| r["machineCount"].as_u64().unwrap_or(0)).sum();
     assert_eq!(held, 10, "only the accepted requests are stored");
 }
+
+#[test]
+fn callbacks_are_posted_signed_retried_and_recorded_in_the_history() {
+    // The receiver fails the first post; the second, 5 s later, is taken.
+    let receiver = crate::support::Receiver::start(vec![500, 200]);
+    let env = HfEnv::new(
+        "advance_on_poll = false\n[callbacks]\nsecret = \"s3cret\"\n[serve]\ninterval_ms = 100\n\
+         [[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 200\n",
+    );
+    let daemon = Daemon::start(&env);
+    let metadata = serde_json::json!({"callback_url": receiver.url, "callback_events": ["completed"]});
+    let (status, v) = rpc(
+        daemon.port,
+        "requestMachines",
+        serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 1, "metadata": metadata}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let id = v["result"]["requestId"].as_str().unwrap().to_owned();
+
+    let hits = receiver.wait_for(2, Duration::from_secs(40));
+    assert_eq!(hits.len(), 2, "one failed post, one taken: {hits:?}");
+    for hit in &hits {
+        assert_eq!(hit.headers["x-ohf-event"], "COMPLETED");
+        let doc = hit.json();
+        assert_eq!(
+            (doc["event"].as_str(), doc["request"]["requestId"].as_str()),
+            (Some("COMPLETED"), Some(id.as_str()))
+        );
+        assert_eq!(doc["request"]["status"], "COMPLETED", "{doc}");
+        let expected = ohf_server::callbacks::signature("s3cret", &hit.body).unwrap();
+        assert_eq!(hit.headers["x-ohf-signature"], expected, "signed over the exact body");
+    }
+
+    // Both tries are in the request's history.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let kinds = loop {
+        let (_, h) = rpc(daemon.port, "getRequestHistory", serde_json::json!({"requestId": id}));
+        let kinds: Vec<String> = h["result"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"]["type"].as_str().unwrap().to_owned())
+            .collect();
+        if kinds.iter().any(|k| k == "callback_delivered") || Instant::now() > deadline {
+            break kinds;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let failed = kinds.iter().position(|k| k == "callback_failed");
+    let delivered = kinds.iter().position(|k| k == "callback_delivered");
+    assert!(failed.is_some() && failed < delivered, "{kinds:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.hits().len(), 2, "a delivered callback is not posted again");
+}
+
+#[test]
+fn a_callback_url_that_cannot_be_posted_to_is_refused_at_creation() {
+    let env = HfEnv::new("[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n");
+    let daemon = Daemon::start(&env);
+    for (metadata, field) in [
+        (serde_json::json!({"callback_url": "ftp://example.com/hook"}), "metadata.callback_url"),
+        (serde_json::json!({"callback_url": 7}), "metadata.callback_url"),
+        (
+            serde_json::json!({"callback_url": "http://127.0.0.1:9/h", "callback_events": ["DONE"]}),
+            "metadata.callback_events",
+        ),
+        (
+            serde_json::json!({"callback_url": "http://127.0.0.1:9/h", "callback_events": "COMPLETED"}),
+            "metadata.callback_events",
+        ),
+    ] {
+        let (status, v) = rpc(
+            daemon.port,
+            "requestMachines",
+            serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 1, "metadata": metadata}),
+        );
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(v["error"]["details"]["field"], field, "{v}");
+    }
+    assert!(env.stored_requests().is_empty(), "a refusal stores nothing");
+}
+
+#[test]
+fn a_callback_owed_survives_a_restart_of_the_daemon() {
+    let receiver = crate::support::Receiver::start(vec![503, 200]);
+    let env = HfEnv::new(
+        "advance_on_poll = false\n[serve]\ninterval_ms = 100\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 100\n",
+    );
+    let first = Daemon::start(&env);
+    let metadata = serde_json::json!({"callback_url": receiver.url});
+    let (status, v) = rpc(
+        first.port,
+        "requestMachines",
+        serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 1, "metadata": metadata}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(receiver.wait_for(1, Duration::from_secs(20)).len(), 1, "the first try");
+    assert!(first.stop().success());
+
+    // The next try is owed in the store: a new daemon makes it.
+    let second = Daemon::start(&env);
+    let hits = receiver.wait_for(2, Duration::from_secs(30));
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert_eq!(hits[1].json()["event"], "COMPLETED");
+    drop(second);
+}
