@@ -8,6 +8,7 @@
 //! - [`ports`]: what adapters implement (store, catalog, cloud, clock, ids).
 //! - [`bus`]: events after commit, to subscribers on tasks of their own.
 
+pub mod alerts;
 mod app;
 pub mod bus;
 pub mod commands;

@@ -10,6 +10,7 @@
 //! - [`Backend`] and [`client`]: the JSON API's methods in process or on a daemon.
 //! - [`hostfactory`]: the five Host Factory operations, in process or on a daemon.
 
+pub mod alerts;
 mod backend;
 pub mod callbacks;
 mod catalog;

@@ -46,6 +46,7 @@ pub struct ServeOptions {
 pub struct Server {
     app: Arc<App>,
     worker: Arc<Worker>,
+    alerter: Arc<ohf_app::alerts::Alerter>,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     routes: tonic::service::Routes,
@@ -94,6 +95,7 @@ impl Server {
         };
         let listen = options.listen.unwrap_or_else(|| s.listen.clone());
         let runtime = wiring::build(settings).await?;
+        let alerter = runtime.alerter.clone();
         let app = Arc::new(runtime.app);
         let metrics = Arc::new(Metrics { app: app.clone(), providers: runtime.resilient, events: runtime.events });
         let worker = Arc::new(Worker::new(app.clone(), config.clone()));
@@ -154,7 +156,16 @@ impl Server {
         if s.tokens.is_empty() && !addr.ip().is_loopback() {
             tracing::warn!(role = ?anonymous, "the APIs have no tokens and listen beyond loopback: anyone who reaches them has this role");
         }
-        Ok(Server { app, worker, listener, addr, routes, transport, grace: Duration::from_secs(s.shutdown_grace_secs) })
+        Ok(Server {
+            app,
+            worker,
+            alerter,
+            listener,
+            addr,
+            routes,
+            transport,
+            grace: Duration::from_secs(s.shutdown_grace_secs),
+        })
     }
 
     /// The address the listener is bound to.
@@ -175,9 +186,10 @@ impl Server {
     /// Serves and runs the worker until `shutdown` resolves; then finishes the cycle under way
     /// (within the grace period), stops the listener and writes the figures out.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Server { app, worker, listener, routes, mut transport, grace, .. } = self;
+        let Server { app, worker, alerter, listener, routes, mut transport, grace, .. } = self;
         let (stop, stopped) = watch::channel(false);
         let worker_task = worker.spawn(stopped.clone());
+        let alerts_task = tokio::spawn(watch_alerts(app.clone(), alerter, stopped.clone()));
         let mut server_stop = stopped.clone();
         let incoming = ohf_grpc::incoming(listener);
         let server = tokio::spawn(async move {
@@ -202,9 +214,45 @@ impl Server {
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), alerts_task).await;
         app.flush_figures().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often the alerter sends its digests and looks for long-running requests.
+const ALERT_TICK: Duration = Duration::from_secs(5);
+
+/// Feeds the alerter what the bus does not carry as stored events: system events (breakers,
+/// provider health) as they come, and time (digests of held-back alerts, long-running requests).
+async fn watch_alerts(app: Arc<App>, alerter: Arc<ohf_app::alerts::Alerter>, mut stopped: watch::Receiver<bool>) {
+    let mut system = app.bus().subscribe_system();
+    let mut tick = tokio::time::interval(ALERT_TICK);
+    while !*stopped.borrow() {
+        tokio::select! {
+            changed = stopped.changed() => if changed.is_err() { break },
+            event = system.recv() => match event {
+                Ok(event) => alerter.on_system(&event).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the alerter fell behind the system events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {
+                alerter.tick().await;
+                if alerter.watches_long_running() {
+                    let filter = ohf_app::RequestFilter {
+                        states: vec![ohf_domain::RequestState::Pending, ohf_domain::RequestState::InProgress],
+                        ..Default::default()
+                    };
+                    if let Ok(running) = app.ask(ohf_app::queries::ListRequests { filter }).await {
+                        let running: Vec<_> = running.iter().map(|r| (r.id().to_string(), r.created_at())).collect();
+                        alerter.long_running(&running).await;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// How callbacks (`metadata.callback_url`) are posted.
     pub callbacks: CallbackSettings,
+    /// Which alerts `ohf serve` sends, and where.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// Callbacks: each POST carries `X-Ohf-Signature: sha256=<hex HMAC-SHA256 of the body>` when a
@@ -253,6 +255,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             retention: RetentionSettings::default(),
             callbacks: CallbackSettings::default(),
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }
@@ -339,6 +342,7 @@ pub struct Resolved {
     pub admin: AdminSettings,
     pub retention: RetentionSettings,
     pub callbacks: CallbackSettings,
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 fn env_path(keys: &[&str]) -> Option<PathBuf> {
@@ -350,7 +354,7 @@ fn home() -> PathBuf {
 }
 
 /// The top-level keys `OHF_` variables may set; other `OHF_` variables (OHF_BIN, …) are not settings.
-const ENV_KEYS: [&str; 15] = [
+const ENV_KEYS: [&str; 16] = [
     "confdir",
     "workdir",
     "logdir",
@@ -366,6 +370,7 @@ const ENV_KEYS: [&str; 15] = [
     "resilience",
     "retention",
     "callbacks",
+    "alerts",
 ];
 
 /// The configuration's layers as figment merges them: built-in defaults, then the config file,
@@ -591,6 +596,7 @@ impl Resolved {
         if settings.cluster.is_empty() || settings.cluster.len() > 64 {
             bail!("cluster must be 1 to 64 characters");
         }
+        settings.alerts.check().map_err(anyhow::Error::msg)?;
         if settings.serve.interval_ms == 0 || settings.serve.claim_ttl_secs == 0 || settings.serve.batch == 0 {
             bail!("serve.interval_ms, serve.claim_ttl_secs and serve.batch must be positive");
         }
@@ -628,6 +634,7 @@ impl Resolved {
             admin: settings.admin,
             retention: settings.retention,
             callbacks: settings.callbacks,
+            alerts: settings.alerts,
             config_file,
             app,
             providers,

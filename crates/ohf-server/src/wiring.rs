@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use ohf_app::alerts::{Alerter, Rule, RuleName};
 use ohf_app::{
     App, Clock, CloudProvider, EventBus, EventCounts, EventLog, ProviderFactory, RequestStore, SystemClock, UuidIds,
 };
@@ -25,6 +26,8 @@ pub struct Runtime {
     pub resilient: Vec<Arc<Resilient>>,
     /// Stored request events by kind, counted by a subscriber of the bus.
     pub events: Arc<EventCounts>,
+    /// The alerts: a subscriber of the bus; the daemon also feeds it system events and time.
+    pub alerter: Arc<Alerter>,
 }
 
 /// Builds providers, each behind its resilience wrapper: the configured ones at start, the
@@ -103,9 +106,11 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         Arc::new(store)
     };
     let clock = Arc::new(SystemClock);
-    // The bus's subscribers: the structured event log and the metrics exporter's counts.
+    // The bus's subscribers: the structured event log, the metrics exporter's counts and the
+    // alerts.
     let events = Arc::new(EventCounts::default());
-    let bus = EventBus::new(vec![Arc::new(EventLog), events.clone()]);
+    let alerter = Arc::new(alerter(settings, clock.clone())?);
+    let bus = EventBus::new(vec![Arc::new(EventLog), events.clone(), alerter.clone()]);
     let builder = Arc::new(Builder {
         store: store.clone(),
         clock: clock.clone(),
@@ -132,5 +137,16 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         .callbacks(Arc::new(crate::callbacks::HttpCallbacks::new(settings.callbacks.secret.clone())?))
         .build()?;
     app.load_registered().await.context("cannot read the registered providers")?;
-    Ok(Runtime { app, sims, resilient, events })
+    Ok(Runtime { app, sims, resilient, events, alerter })
+}
+
+/// The alerter of `[alerts]`; the resilience seed's `alert_on_circuit_breaker_open` and
+/// `max_consecutive_failures_before_alert` apply unless `[alerts.rules]` says otherwise.
+fn alerter(settings: &Resolved, clock: Arc<SystemClock>) -> anyhow::Result<Alerter> {
+    let mut rules = settings.alerts.rules();
+    let handling = &settings.resilience.error_handling;
+    if !handling.alert_on_circuit_breaker_open {
+        rules.rules.entry(RuleName::BreakerOpen).or_insert(Rule { enabled: false, ..Rule::default() });
+    }
+    Ok(Alerter::new(rules, settings.alerts.build()?, clock, handling.max_consecutive_failures_before_alert))
 }

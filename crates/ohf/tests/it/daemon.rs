@@ -534,3 +534,66 @@ fn a_callback_owed_survives_a_restart_of_the_daemon() {
     assert_eq!(hits[1].json()["event"], "COMPLETED");
     drop(second);
 }
+
+#[test]
+fn a_failing_cloud_alerts_each_sink_once_and_then_sends_one_digest() {
+    use crate::support::{Receiver, SmtpReceiver};
+    let (hook, chat, smtp) = (Receiver::start(vec![200]), Receiver::start(vec![200]), SmtpReceiver::start());
+    let env = HfEnv::new(&format!(
+        "advance_on_poll = false\n[request]\nmax_launch_attempts = 1\n[serve]\ninterval_ms = 100\n\
+         [alerts]\nwindow_secs = 3\nmax_per_window = 1\n\
+         [alerts.sinks.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\
+         [alerts.sinks.chat]\ntype = \"slack\"\nurl = \"{}\"\nchannel = \"#infrastructure-alerts\"\n\
+         [alerts.sinks.mail]\ntype = \"email\"\nsmtp_server = \"{}\"\nfrom = \"ohf@localhost\"\nto = [\"ops-team@company.com\"]\n\
+         [alerts.rules.request_failed]\nseverity = \"critical\"\n[alerts.rules.provider_unhealthy]\nenabled = false\n\
+         [[providers]]\nname = \"sim-1\"\ntype = \"sim\"\ncapacity_error_rate = 1.0\n",
+        hook.url, chat.url, smtp.addr
+    ));
+    let daemon = Daemon::start(&env);
+    // Five requests fail in the same window: one alert per sink, then one digest of four.
+    for _ in 0..5 {
+        let (status, v) = rpc(
+            daemon.port,
+            "requestMachines",
+            serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 1}),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    let hits = hook.wait_for(2, Duration::from_secs(30));
+    assert_eq!(hits.len(), 2, "one alert, one digest: {:?}", hits.iter().map(|h| h.json()).collect::<Vec<_>>());
+    let first = hits[0].json();
+    assert_eq!(
+        (first["alert"]["rule"].as_str(), first["alert"]["severity"].as_str()),
+        (Some("request_failed"), Some("critical"))
+    );
+    assert!(first["alert"]["subject"].as_str().unwrap().starts_with("req-"), "{first}");
+    let digest = hits[1].json();
+    assert_eq!(digest["alert"]["suppressed"], 4, "{digest}");
+
+    let chat_hits = chat.wait_for(2, Duration::from_secs(5));
+    let text = chat_hits[0].json();
+    assert_eq!(text["channel"], "#infrastructure-alerts");
+    assert!(text["text"].as_str().unwrap().starts_with("[ohf CRITICAL] request_failed"), "{text}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while smtp.mails().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    assert!(mails[0].contains("RCPT TO:<ops-team@company.com>"), "{}", mails[0]);
+    assert!(mails[0].contains("Subject: [ohf CRITICAL] request_failed"), "{}", mails[0]);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(hook.hits().len(), 2, "nothing more once the digest went");
+}
+
+#[test]
+fn alert_settings_that_name_no_sink_are_refused() {
+    let env = HfEnv::new(
+        "[alerts.rules.request_failed]\nsinks = [\"pager\"]\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n",
+    );
+    let out = env.ohf().args(["config", "show"]).output().unwrap();
+    assert!(!out.status.success());
+    let shown = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("alerts.rules.request_failed.sinks: no sink is named 'pager'"), "{shown}");
+}

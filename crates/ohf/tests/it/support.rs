@@ -277,3 +277,58 @@ impl Receiver {
         self.hits()
     }
 }
+
+/// A local SMTP server: takes every message (no authentication) and keeps its envelope and text.
+pub struct SmtpReceiver {
+    pub addr: String,
+    mails: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SmtpReceiver {
+    pub fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = mails.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut transcript = String::new();
+                let _ = write!(stream, "220 localhost ESMTP test\r\n");
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    transcript += &line;
+                    let upper = line.to_ascii_uppercase();
+                    let reply = if upper.starts_with("EHLO") {
+                        "250-localhost\r\n250 OK\r\n".to_owned()
+                    } else if upper.starts_with("DATA") {
+                        let _ = write!(stream, "354 go on\r\n");
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                                break;
+                            }
+                            transcript += &line;
+                        }
+                        "250 queued\r\n".to_owned()
+                    } else if upper.starts_with("QUIT") {
+                        let _ = write!(stream, "221 bye\r\n");
+                        break;
+                    } else {
+                        "250 OK\r\n".to_owned()
+                    };
+                    let _ = stream.write_all(reply.as_bytes());
+                    line.clear();
+                }
+                kept.lock().unwrap().push(transcript);
+            }
+        });
+        Self { addr, mails }
+    }
+
+    pub fn mails(&self) -> Vec<String> {
+        self.mails.lock().unwrap().clone()
+    }
+}
