@@ -589,6 +589,7 @@ fn launch_request_of(owner: &Ownership, template: &Template, request: &str, coun
         zones: vec![],
         following: None,
         started_at: ohf_domain::testing::T0,
+        priority: ohf_domain::Priority::Normal,
     }
 }
 

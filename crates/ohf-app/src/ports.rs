@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ohf_domain::instance_types::InstanceTypeInfo;
 use ohf_domain::{
-    ClientToken, EventEnvelope, Machine, MachineId, MachineObservation, ProviderName, Request, RequestId, RequestKind,
-    RequestState, Tags, Template, TemplateId, Timestamp,
+    ClientToken, EventEnvelope, Machine, MachineId, MachineObservation, Priority, ProviderName, Request, RequestId,
+    RequestKind, RequestState, Tags, Template, TemplateId, Timestamp,
 };
 
 /// Tag keys ohf puts on every resource it creates.
@@ -373,6 +373,9 @@ pub struct LaunchRequest {
     /// When the launch attempt started: expiries of what it placed count from here when the
     /// cloud does not say when it made it.
     pub started_at: Timestamp,
+    /// The request's priority: launches wait for a rate-limit token behind none of lower
+    /// priority.
+    pub priority: Priority,
 }
 
 /// What a launch produced: the machines, and why it fell short when it launched fewer.

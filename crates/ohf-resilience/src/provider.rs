@@ -15,7 +15,7 @@ use ohf_app::{
     OwnedMachine, Ownership, ProviderCall, ProviderCapacity, Refusal, SharedState, SystemEvent,
 };
 use ohf_domain::instance_types::InstanceTypeInfo;
-use ohf_domain::{MachineObservation, ProviderName, RequestId, Template};
+use ohf_domain::{MachineObservation, Priority, ProviderName, RequestId, Template};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -77,10 +77,45 @@ pub struct Resilient {
     config: ResilienceConfig,
     store: Arc<dyn SharedState>,
     clock: Arc<dyn Clock>,
-    buckets: Mutex<HashMap<&'static str, (f64, Instant)>>,
+    buckets: Mutex<HashMap<&'static str, Bucket>>,
     metrics: Mutex<BTreeMap<&'static str, OpMetrics>>,
     seed: Mutex<u64>,
     bus: Option<EventBus>,
+}
+
+/// One operation's client-side token bucket, with the calls waiting on it by priority rank
+/// (0 high, 1 normal, 2 low).
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    waiting: [u32; 3],
+}
+
+/// A call that has waited this long for a token goes as if it were high priority: a burst of
+/// urgent work delays the rest, never starves it.
+const AGING: Duration = Duration::from_secs(30);
+
+/// How often a call that lets a higher-priority one go first looks again.
+const YIELD: Duration = Duration::from_millis(20);
+
+/// Takes a waiting call off its bucket's queue however the wait ends (a token, the deadline, a
+/// cancelled future).
+struct Waiting<'a> {
+    buckets: &'a Mutex<HashMap<&'static str, Bucket>>,
+    op: &'static str,
+    rank: usize,
+    registered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.registered {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(b) = buckets.get_mut(self.op) {
+                b.waiting[self.rank] = b.waiting[self.rank].saturating_sub(1);
+            }
+        }
+    }
 }
 
 /// Where breakers live in the store's shared state: `breaker/<provider>/<service>`.
@@ -185,22 +220,36 @@ impl Resilient {
 
     /// Takes one call from the operation's bucket, waiting for it unless that would pass
     /// `deadline`.
-    async fn take_token(&self, op: &'static str, deadline: Instant) -> Result<(), CloudError> {
+    /// Calls of higher priority (lower `rank`) waiting on the same bucket go first.
+    async fn take_token(&self, op: &'static str, deadline: Instant, rank: usize) -> Result<(), CloudError> {
         let Some(bucket) = self.config.rate_limit.operations.get(op).filter(|_| self.config.rate_limit.enabled) else {
             return Ok(());
         };
+        let rank = rank.min(2);
+        let started = Instant::now();
+        let mut queued = Waiting { buckets: &self.buckets, op, rank, registered: false };
         loop {
             let wait = {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
-                let (tokens, last) = buckets.entry(op).or_insert((bucket.burst, now));
-                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * bucket.per_sec).min(bucket.burst);
-                *last = now;
-                if *tokens >= 1.0 {
-                    *tokens -= 1.0;
+                let b = buckets.entry(op).or_insert(Bucket { tokens: bucket.burst, last: now, waiting: [0; 3] });
+                b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * bucket.per_sec).min(bucket.burst);
+                b.last = now;
+                let standing = if now.duration_since(started) >= AGING { 0 } else { rank };
+                let ahead = b.waiting[..standing].iter().any(|n| *n > 0);
+                if b.tokens >= 1.0 && !ahead {
+                    b.tokens -= 1.0;
                     None
                 } else {
-                    Some(Duration::from_secs_f64((1.0 - *tokens) / bucket.per_sec))
+                    if !queued.registered {
+                        b.waiting[rank] += 1;
+                        queued.registered = true;
+                    }
+                    Some(if b.tokens >= 1.0 {
+                        YIELD
+                    } else {
+                        Duration::from_secs_f64((1.0 - b.tokens) / bucket.per_sec)
+                    })
                 }
             };
             let Some(wait) = wait else { return Ok(()) };
@@ -222,6 +271,17 @@ impl Resilient {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CloudError>>,
     {
+        self.run_ranked(name, Priority::Normal, call).await
+    }
+
+    /// [`Resilient::run`] for a call made for work of `priority`: it waits for a rate-limit
+    /// token behind no call of lower priority.
+    pub async fn run_ranked<T, F, Fut>(&self, name: CallName, priority: Priority, call: F) -> Result<T, CloudError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        let rank = usize::try_from(priority.rank()).unwrap_or(2);
         let op = name.operation;
         let retry = self.config.retry.policy(op);
         let service = self.service(name.service);
@@ -248,7 +308,7 @@ impl Resilient {
                 e.retry_after = Some(retry_after);
                 return Err(e);
             }
-            self.take_token(op, deadline).await?;
+            self.take_token(op, deadline, rank).await?;
             self.count(op, |m| m.calls += 1);
             let started = Instant::now();
             let left = deadline.saturating_duration_since(started);
@@ -335,7 +395,8 @@ impl CloudProvider for Resilient {
     }
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
         // Repeating a launch is safe: its client token returns the machines of the first try.
-        self.run(self.inner.call_name(ProviderCall::Launch(&request.template)), || self.inner.launch(request)).await
+        let name = self.inner.call_name(ProviderCall::Launch(&request.template));
+        self.run_ranked(name, request.priority, || self.inner.launch(request)).await
     }
     async fn release(&self, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
         self.run(self.inner.call_name(ProviderCall::Release(resource)), || self.inner.release(resource, request, owner))

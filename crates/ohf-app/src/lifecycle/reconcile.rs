@@ -236,6 +236,7 @@ impl App {
             zones: request.zones().to_vec(),
             following: order.following,
             started_at: order.started_at,
+            priority: request.effective_priority(),
             template,
         };
         report.launch_calls += 1;

@@ -345,6 +345,7 @@ fn stray_of(request: &str, cluster: &str, installation: &str) -> ohf_app::Launch
         zones: vec![],
         following: None,
         started_at: ohf_domain::testing::T0,
+        priority: ohf_domain::Priority::Normal,
     }
 }
 

@@ -73,6 +73,7 @@ fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
         zones: vec![],
         following: None,
         started_at: ohf_domain::testing::T0,
+        priority: ohf_domain::Priority::Normal,
     }
 }
 

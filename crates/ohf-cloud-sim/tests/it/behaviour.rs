@@ -28,6 +28,7 @@ fn launch(request: &str, count: u32, attempt: u32) -> LaunchRequest {
         zones: vec![],
         following: None,
         started_at: ohf_domain::testing::T0,
+        priority: ohf_domain::Priority::Normal,
     }
 }
 

@@ -24,6 +24,7 @@ struct Scripted {
     script: Mutex<VecDeque<Result<(), CloudError>>>,
     calls: Mutex<Vec<Instant>>,
     delay: Duration,
+    launched: Mutex<Vec<String>>,
 }
 
 fn scripted(script: Vec<Result<(), CloudError>>, delay: Duration) -> Arc<Scripted> {
@@ -32,6 +33,7 @@ fn scripted(script: Vec<Result<(), CloudError>>, delay: Duration) -> Arc<Scripte
         script: Mutex::new(script.into()),
         calls: Mutex::default(),
         delay,
+        launched: Mutex::default(),
     })
 }
 
@@ -55,8 +57,9 @@ impl CloudProvider for Scripted {
     async fn capacity(&self, _: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
         Ok(None)
     }
-    async fn launch(&self, _: &LaunchRequest) -> Result<LaunchResult, CloudError> {
-        unreachable!("not scripted")
+    async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        self.launched.lock().unwrap().push(request.request_id.to_string());
+        Ok(LaunchResult::default())
     }
     async fn describe(&self, _: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         self.calls.lock().unwrap().push(Instant::now());
@@ -247,4 +250,47 @@ async fn calls_wait_for_the_client_side_rate_limit() {
     }
     assert_eq!(gaps(&s.cloud.calls()), [0, 1000, 1000], "a burst of 2, then one a second");
     assert_eq!(s.resilient.metrics()["ec2_describe_instances"].rate_limited, 2);
+}
+
+fn launch_of(id: &str, priority: ohf_domain::Priority) -> LaunchRequest {
+    let request_id = ohf_domain::RequestId::new(id).unwrap();
+    LaunchRequest {
+        token: ohf_domain::ClientToken::for_launch(&request_id, 1),
+        request_id,
+        template: ohf_domain::testing::template(100),
+        count: 1,
+        tags: ohf_domain::Tags::default(),
+        zones: Vec::new(),
+        following: None,
+        started_at: T0,
+        priority,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_high_priority_launch_waits_behind_no_burst_of_low_ones() {
+    use ohf_domain::Priority;
+    let mut c = config();
+    c.rate_limit.enabled = true;
+    c.rate_limit.operations.insert("ec2_run_instances".into(), Bucket { burst: 1.0, per_sec: 1.0 });
+    c.timeout.operations.insert("ec2_run_instances".into(), 120.0);
+    let s = setup(vec![], Duration::ZERO, c);
+    let resilient = Arc::new(s.resilient);
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let r = resilient.clone();
+        tasks.push(tokio::spawn(async move { r.launch(&launch_of(&format!("low-{n}"), Priority::Low)).await }));
+        tokio::task::yield_now().await;
+    }
+    // The burst's token went to low-0; five low launches wait. Then a high one comes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = resilient.clone();
+    tasks.push(tokio::spawn(async move { r.launch(&launch_of("high", Priority::High)).await }));
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let order = s.cloud.launched.lock().unwrap().clone();
+    assert_eq!(order.len(), 7);
+    assert_eq!(order[0], "low-0");
+    assert_eq!(order[1], "high", "the next token goes to the high-priority launch: {order:?}");
 }
