@@ -298,8 +298,13 @@ async fn request_return(app: &App, p: &Value) -> Result<Value, ApiError> {
         .chain(names.into_iter().map(|name| MachineRef { id: None, name: Some(name) }))
         .collect();
     let force = p.get("force").and_then(Value::as_bool).unwrap_or(false);
-    let cmd =
-        RequestReturn { machines, request_id: optional_text(p, "requestId")?, force, timeout: integer(p, "timeout")? };
+    let cmd = RequestReturn {
+        machines,
+        request_id: optional_text(p, "requestId")?,
+        force,
+        timeout: integer(p, "timeout")?,
+        drain_timeout: integer(p, "drainTimeout")?,
+    };
     Ok(request_view(&app.execute(cmd).await?))
 }
 

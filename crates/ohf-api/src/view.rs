@@ -26,7 +26,7 @@ pub fn request_view(r: &Request) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut view = json!({
         "requestId": r.id().as_str(),
         "kind": r.kind().as_str(),
         "status": r.state().as_str(),
@@ -43,7 +43,12 @@ pub fn request_view(r: &Request) -> Value {
         "tags": r.tags(),
         "metadata": r.metadata(),
         "launchAttempts": r.launch_attempts(),
-    })
+    });
+    // A draining return says until when its machines stay.
+    if let (Some(until), Value::Object(fields)) = (r.drain_until(), &mut view) {
+        fields.insert("drainUntil".into(), json!(until.to_rfc3339()));
+    }
+    view
 }
 
 pub fn event_view(e: &EventEnvelope) -> Value {

@@ -329,6 +329,7 @@ pub async fn counts_capacity_per_template(store: Arc<dyn RequestStore>) {
         vec![ReturnedMachine { machine: b.machines()[0].for_return(), holder: Some(b.id().clone()), refusal: None }],
         TimeoutSecs::DEFAULT,
         false,
+        None,
         T0.plus_secs(4),
     )
     .unwrap();

@@ -113,6 +113,19 @@ pub enum RequestEvent {
         /// The return request.
         return_request: RequestId,
     },
+    /// A return request's drain ended before its time: its machines are terminated now.
+    DrainEnded {
+        /// Why (the caller forced the return).
+        reason: String,
+    },
+    /// A machine of this provision request is no longer being returned: the draining return
+    /// request that named it was cancelled.
+    MachineReturnCancelled {
+        /// The machine.
+        machine_id: MachineId,
+        /// The cancelled return request.
+        return_request: RequestId,
+    },
     /// The caller was told, at `metadata.callback_url`, that the request reached `event`.
     CallbackDelivered {
         /// The state reported.
@@ -163,6 +176,8 @@ impl RequestEvent {
             Self::TerminationRequested { .. } => "termination_requested",
             Self::MachineReturned { .. } => "machine_returned",
             Self::TerminationRefused { .. } => "termination_refused",
+            Self::DrainEnded { .. } => "drain_ended",
+            Self::MachineReturnCancelled { .. } => "machine_return_cancelled",
             Self::CallbackDelivered { .. } => "callback_delivered",
             Self::CallbackFailed { .. } => "callback_failed",
         }

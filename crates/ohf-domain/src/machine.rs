@@ -206,6 +206,12 @@ impl Machine {
     pub(crate) fn mark_returned(&mut self, by: RequestId) {
         self.returned_by = Some(by);
     }
+    /// The return that named it was cancelled: it is held again.
+    pub(crate) fn unmark_returned(&mut self, by: &RequestId) {
+        if self.returned_by.as_ref() == Some(by) {
+            self.returned_by = None;
+        }
+    }
 
     /// Its id.
     pub fn id(&self) -> &MachineId {

@@ -212,6 +212,10 @@ pub struct Creation {
     pub zones: Vec<String>,
     /// The provider it launches on first.
     pub provider: Option<ProviderName>,
+    /// A return request's drain: seconds the scheduler has to move work off its machines
+    /// before they are terminated (`force: false` with `drainTimeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_secs: Option<u32>,
     /// The machines (a return request's, from the start).
     pub machines: Vec<Machine>,
     /// Which provision request holds each returned machine.
@@ -389,6 +393,9 @@ pub struct Request {
     /// Callbacks owed to the caller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     callbacks: Vec<PendingCallback>,
+    /// A draining return request terminates nothing before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drain_until: Option<Timestamp>,
     /// Events applied so far; the next event's sequence number.
     seq: u64,
     /// The stored version this copy was read at (0: never stored).
@@ -414,6 +421,7 @@ impl Request {
             machines: Vec::new(),
             holders: BTreeMap::new(),
             force: false,
+            drain_secs: None,
         };
         Self::create(creation, now)
     }
@@ -425,6 +433,7 @@ impl Request {
         machines: Vec<ReturnedMachine>,
         timeout: TimeoutSecs,
         force: bool,
+        drain_secs: Option<u32>,
         now: Timestamp,
     ) -> Result<Self, DomainError> {
         if machines.is_empty() {
@@ -460,6 +469,7 @@ impl Request {
             machines: list,
             holders,
             force,
+            drain_secs,
         };
         let mut request = Self::create(creation, now);
         for (machine_id, message) in refusals {
@@ -496,6 +506,7 @@ impl Request {
             holders: BTreeMap::new(),
             launch: LaunchProgress::default(),
             callbacks: Vec::new(),
+            drain_until: None,
             seq: 0,
             version: 0,
             changes: Vec::new(),
@@ -539,6 +550,8 @@ impl Request {
                 self.machines = c.machines;
                 self.holders = c.holders;
                 self.force = c.force;
+                self.drain_until =
+                    c.drain_secs.filter(|secs| *secs > 0 && !c.force).map(|secs| at.plus_secs(i64::from(secs)));
                 self.created_at = at;
             }
             RequestEvent::StateChanged { to, error, .. } => {
@@ -553,6 +566,12 @@ impl Request {
                     && spec.events.contains(to)
                 {
                     self.callbacks.push(PendingCallback { event: *to, attempts: 0, due_at: at });
+                }
+            }
+            RequestEvent::DrainEnded { .. } => self.drain_until = None,
+            RequestEvent::MachineReturnCancelled { machine_id, return_request } => {
+                if let Some(m) = self.machine_mut(machine_id) {
+                    m.unmark_returned(return_request);
                 }
             }
             RequestEvent::CallbackDelivered { event, .. } => self.callbacks.retain(|c| c.event != *event),
@@ -688,7 +707,9 @@ impl Request {
 
     /// Cancels the request: no further launches, and what was launched is terminated.
     pub fn cancel(&mut self, now: Timestamp) -> Result<(), DomainError> {
-        if self.kind == RequestKind::Return && self.state != RequestState::Pending {
+        // A return request can be cancelled before it starts, or while it drains (nothing
+        // has been terminated then).
+        if self.kind == RequestKind::Return && self.state != RequestState::Pending && !self.draining(now) {
             return Err(DomainError::IllegalTransition {
                 request_id: self.id.to_string(),
                 from: self.state.to_string(),
@@ -701,6 +722,38 @@ impl Request {
             self.request_termination(now, ids, "request cancelled; machine terminated".into());
         }
         Ok(())
+    }
+
+    /// Whether this return request is draining at `now`: its machines are announced to the
+    /// scheduler and nothing is terminated before [`Request::drain_until`].
+    pub fn draining(&self, now: Timestamp) -> bool {
+        self.kind == RequestKind::Return && !self.state.is_terminal() && self.drain_until.is_some_and(|t| now < t)
+    }
+
+    /// When a draining return request terminates its machines.
+    pub fn drain_until(&self) -> Option<Timestamp> {
+        self.drain_until
+    }
+
+    /// Ends a drain now (the caller forced the return): the next step terminates.
+    pub fn end_drain(&mut self, reason: String, now: Timestamp) {
+        if self.draining(now) {
+            self.record(now, RequestEvent::DrainEnded { reason });
+        }
+    }
+
+    /// A machine this provision request holds is no longer returned by `return_request` (it
+    /// was cancelled while it drained).
+    pub fn cancel_return_of(&mut self, machine: &MachineId, return_request: &RequestId, now: Timestamp) {
+        if self.machines.iter().any(|m| m.id() == machine && m.returned_by() == Some(return_request)) {
+            self.record(
+                now,
+                RequestEvent::MachineReturnCancelled {
+                    machine_id: machine.clone(),
+                    return_request: return_request.clone(),
+                },
+            );
+        }
     }
 
     /// Records that `machine` was handed back by `return_request`.
@@ -910,6 +963,9 @@ impl Request {
     }
 
     fn advance_return(&mut self, now: Timestamp) {
+        if self.draining(now) {
+            return;
+        }
         let to_start: Vec<MachineId> = self
             .machines
             .iter()

@@ -128,6 +128,7 @@ impl pb::request_service_server::RequestService for RequestApi {
             request_id: optional(&r.request_id),
             force: r.force,
             timeout: seconds(r.timeout_seconds),
+            drain_timeout: seconds(r.drain_timeout_seconds),
         };
         let created = self.app.execute(cmd).await.map_err(fail)?;
         Ok(Response::new(convert::request(&created)))

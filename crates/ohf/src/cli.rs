@@ -309,9 +309,13 @@ pub struct ReturnArgs {
     pub machines: Vec<String>,
     #[arg(long)]
     pub request_id: Option<String>,
-    /// Terminate without a graceful shutdown
+    /// Terminate without a graceful shutdown (also ends the drain of a return given again by
+    /// its --request-id)
     #[arg(long)]
     pub force: bool,
+    /// Seconds the scheduler has to drain the machines before they are terminated
+    #[arg(long, value_name = "SECS", conflicts_with = "force")]
+    pub drain_timeout: Option<u32>,
     /// Wait until every machine is terminated
     #[arg(long)]
     pub wait: bool,

@@ -406,6 +406,9 @@ async fn return_machines(backend: &Backend, out: Output, args: ReturnArgs) -> an
     if let Some(id) = args.request_id {
         params["requestId"] = json!(id);
     }
+    if let Some(secs) = args.drain_timeout {
+        params["drainTimeout"] = json!(secs);
+    }
     let r = backend.call("requestReturnMachines", params).await?;
     let r = if args.wait { watch(backend, &text(&r["requestId"]), out == Output::Table).await? } else { r };
     show_one(out, &r);

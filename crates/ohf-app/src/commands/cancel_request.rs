@@ -1,6 +1,6 @@
 //! Cancel a request.
 
-use ohf_domain::{DomainError, Request, RequestId};
+use ohf_domain::{DomainError, Request, RequestId, RequestKind};
 
 use crate::cqrs::{Handler, message};
 use crate::ports::StoreError;
@@ -26,8 +26,24 @@ impl Handler<CancelRequest> for App {
                 .get(&id)
                 .await?
                 .ok_or_else(|| DomainError::RequestNotFound { request_id: id.to_string() })?;
-            request.cancel(self.clock.now())?;
-            match self.commit(&mut [&mut request], None).await {
+            let now = self.clock.now();
+            request.cancel(now)?;
+            // A return cancelled while it drained hands its machines back to their holders.
+            let mut holders = Vec::new();
+            if request.kind() == RequestKind::Return {
+                let ids: Vec<RequestId> = request.holders().values().cloned().collect();
+                holders = self.store.get_many(&ids).await?;
+                for h in holders.iter_mut() {
+                    for (machine, holder) in request.holders() {
+                        if holder == h.id() {
+                            h.cancel_return_of(machine, &id, now);
+                        }
+                    }
+                }
+            }
+            let mut batch: Vec<&mut Request> = vec![&mut request];
+            batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
+            match self.commit(&mut batch, None).await {
                 Ok(()) => {
                     tracing::info!(request_id = %id, "request cancelled");
                     self.reconcile(Some(std::slice::from_ref(&id))).await;

@@ -26,10 +26,13 @@ pub struct RequestReturn {
     pub machines: Vec<MachineRef>,
     /// The caller's id for the return request: the same id again answers the same request.
     pub request_id: Option<String>,
-    /// Terminate at once.
+    /// Terminate at once: no drain, and a draining return of the same id ends its drain.
     pub force: bool,
     /// Seconds the return may take; the configured default when absent.
     pub timeout: Option<i64>,
+    /// Without `force`: seconds the scheduler has to drain the machines (they are announced by
+    /// `getReturnRequests` meanwhile) before they are terminated; shorter than the timeout.
+    pub drain_timeout: Option<i64>,
 }
 
 message!(command RequestReturn => Request);
@@ -42,15 +45,30 @@ impl Handler<RequestReturn> for App {
         }
         limits::check_len("machines", cmd.machines.len(), limits::MAX_ITEMS_PER_CALL)?;
         let timeout = cmd.timeout.map(TimeoutSecs::new).transpose()?.unwrap_or(self.settings.return_timeout);
+        let drain = match cmd.drain_timeout {
+            None | Some(0) => None,
+            Some(secs) if secs < 0 || secs >= i64::from(timeout.get()) => {
+                let message = format!("must be from 0 to less than the timeout ({} s), got {secs}", timeout.get());
+                return Err(DomainError::validation("drainTimeout", message).into());
+            }
+            Some(secs) => u32::try_from(secs).ok(),
+        };
         let client_id = cmd.request_id.map(RequestId::new).transpose()?;
         if let Some(id) = &client_id
-            && let Some(existing) = self.store.get(id).await?
+            && let Some(mut existing) = self.store.get(id).await?
         {
-            return if existing.kind() == RequestKind::Return {
-                Ok(existing)
-            } else {
-                Err(DomainError::DuplicateRequest { request_id: id.to_string() }.into())
-            };
+            if existing.kind() != RequestKind::Return {
+                return Err(DomainError::DuplicateRequest { request_id: id.to_string() }.into());
+            }
+            // The same return again, forced: a drain under way ends and its machines go now.
+            let now = self.clock.now();
+            if cmd.force && existing.draining(now) {
+                existing.end_drain("the caller forced the return".into(), now);
+                let first = existing.reconcile(&[], &[], now, &self.settings.policy);
+                self.commit(&mut [&mut existing], None).await?;
+                self.start_terminations(&mut existing, first).await?;
+            }
+            return Ok(existing);
         }
         let mut ids = Vec::new();
         let mut names = Vec::new();
@@ -99,7 +117,7 @@ impl Handler<RequestReturn> for App {
         }
         let now = self.clock.now();
         let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Return));
-        let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, now)?;
+        let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, drain, now)?;
         // Its first step (terminate every machine) is stored with it and made at once.
         let first = ret.reconcile(&[], &[], now, &self.settings.policy);
         for h in holders.iter_mut() {
@@ -112,14 +130,26 @@ impl Handler<RequestReturn> for App {
         let mut batch: Vec<&mut Request> = vec![&mut ret];
         batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
         self.commit(&mut batch, None).await?;
-        tracing::info!(request_id = %id, machines = ret.count(), "return request accepted");
-        let owner = self.ownership().await?;
-        let doomed = Doomed::of(&ret, first.terminate);
-        let refused = self.terminate(doomed, &owner, &mut ReconcileReport::default()).await;
-        if self.record_refusals(&mut ret, &refused) {
-            // The next cycle records them again if this write loses a race.
-            let _ = self.commit(&mut [&mut ret], None).await;
-        }
+        tracing::info!(request_id = %id, machines = ret.count(), draining = ret.draining(now), "return request accepted");
+        self.start_terminations(&mut ret, first).await?;
         Ok(ret)
+    }
+}
+
+impl App {
+    /// Makes the terminations a return request's step decided (none while it drains) and
+    /// records the refusals.
+    async fn start_terminations(&self, ret: &mut Request, first: ohf_domain::Decision) -> Result<(), AppError> {
+        if first.terminate.is_empty() {
+            return Ok(());
+        }
+        let owner = self.ownership().await?;
+        let doomed = Doomed::of(ret, first.terminate);
+        let refused = self.terminate(doomed, &owner, &mut ReconcileReport::default()).await;
+        if self.record_refusals(ret, &refused) {
+            // The next cycle records them again if this write loses a race.
+            let _ = self.commit(&mut [ret], None).await;
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Machines the cloud is taking back.
 
 use ohf_domain::limits;
-use ohf_domain::{Machine, MachineId, MachineStatus, RequestKind};
+use ohf_domain::{Machine, MachineId, MachineStatus, RequestKind, RequestState};
 
 use crate::commands::MachineRef;
 use crate::cqrs::{Handler, message};
@@ -19,8 +19,9 @@ pub struct ReturnNotice {
     pub grace_period: i64,
 }
 
-/// The machines the cloud is taking back: spot interruption notices (grace = seconds left)
-/// and machines stopped or terminated outside ohf (grace 0). `known` are the hosts the
+/// The machines the cloud is taking back: spot interruption notices (grace = seconds left),
+/// machines stopped or terminated outside ohf (grace 0), and machines of draining return
+/// requests (grace = seconds left in the drain). `known` are the hosts the
 /// scheduler holds; empty means every machine ohf holds.
 #[derive(Debug, Clone, Default)]
 pub struct GetReturnNotices {
@@ -82,6 +83,27 @@ impl Handler<GetReturnNotices> for App {
                 };
                 if let Some(grace_period) = grace {
                     notices.push(ReturnNotice { machine: label, machine_id: id.clone(), grace_period });
+                }
+            }
+        }
+        // Machines of draining returns: the scheduler moves work off them before they go.
+        let active = RequestFilter {
+            kind: Some(RequestKind::Return),
+            states: vec![RequestState::Pending, RequestState::InProgress],
+            ..Default::default()
+        };
+        for ret in self.store.list(&active).await?.iter().filter(|r| r.draining(now)) {
+            let left = ret
+                .drain_until()
+                .map_or(0, |until| (until.unix_millis().saturating_sub(now.unix_millis()) + 999) / 1000);
+            for m in ret.machines().iter().filter(|m| m.failure().is_none()) {
+                let asked = known.is_empty()
+                    || known.iter().any(|k| {
+                        k.id.as_deref() == Some(m.id().as_str()) || (k.name.is_some() && k.name.as_deref() == m.name())
+                    });
+                if asked && !notices.iter().any(|n: &ReturnNotice| &n.machine_id == m.id()) {
+                    let label = m.name().unwrap_or(m.id().as_str()).to_owned();
+                    notices.push(ReturnNotice { machine: label, machine_id: m.id().clone(), grace_period: left });
                 }
             }
         }

@@ -327,6 +327,7 @@ fn a_return_completes_when_every_machine_is_terminated() {
         vec![returned("i-1", Some("req-1")), returned("i-2", Some("req-1"))],
         TimeoutSecs::DEFAULT,
         false,
+        None,
         T0,
     )
     .unwrap();
@@ -351,7 +352,7 @@ fn a_return_of_an_unknown_machine_fails_that_machine() {
     let mut bad = returned("ip-10-9-9-9.ec2.internal", None);
     bad.refusal = Some("machine 'ip-10-9-9-9.ec2.internal' is not known to ohf".into());
     let mut r =
-        Request::return_machines(id, vec![bad, returned("i-1", Some("req-1"))], TimeoutSecs::DEFAULT, false, T0)
+        Request::return_machines(id, vec![bad, returned("i-1", Some("req-1"))], TimeoutSecs::DEFAULT, false, None, T0)
             .unwrap();
     let d = r.reconcile(&[], &[], T0, &policy());
     assert_eq!(d.terminate.len(), 1);
@@ -365,7 +366,7 @@ fn a_return_of_an_unknown_machine_fails_that_machine() {
 #[test]
 fn an_empty_return_is_refused() {
     let id = ohf_domain::RequestId::new("ret-3").unwrap();
-    assert!(Request::return_machines(id, vec![], TimeoutSecs::DEFAULT, false, T0).is_err());
+    assert!(Request::return_machines(id, vec![], TimeoutSecs::DEFAULT, false, None, T0).is_err());
 }
 
 #[test]

@@ -448,6 +448,41 @@ mod app_level {
         let done = store.needing_work(None).await.unwrap();
         assert!(done.is_empty(), "every request completed in the cycle");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_graceful_return_terminates_nothing_on_aws_until_its_drain_ends() {
+        let store = Arc::new(MemoryStore::new());
+        let app = app(aws().await, store.clone()).await;
+        let r = app.execute(ask(2)).await.unwrap();
+        app.reconcile(None).await;
+        let held = store.get(r.id()).await.unwrap().unwrap();
+        assert_eq!(held.state(), RequestState::Completed, "{:?}", held.error());
+        let ids: Vec<String> = held.machines().iter().map(|m| m.id().to_string()).collect();
+        let running = |ids: Vec<String>| async move {
+            let out = ec2().await.describe_instances().set_instance_ids(Some(ids)).send().await.unwrap();
+            out.reservations()
+                .iter()
+                .flat_map(|x| x.instances())
+                .filter(|i| i.state().and_then(|s| s.name()) == Some(&aws_sdk_ec2::types::InstanceStateName::Running))
+                .count()
+        };
+        let ret = app
+            .execute(ohf_app::RequestReturn {
+                machines: ids.iter().map(|id| ohf_app::MachineRef { id: Some(id.clone()), name: None }).collect(),
+                drain_timeout: Some(2),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        app.reconcile(None).await;
+        assert_eq!(running(ids.clone()).await, 2, "nothing terminated while the drain lasts");
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        app.reconcile(None).await;
+        assert_eq!(running(ids.clone()).await, 0, "terminated once the drain ended");
+        app.reconcile(None).await;
+        let done = store.get(ret.id()).await.unwrap().unwrap();
+        assert_eq!(done.state(), RequestState::Completed, "{:?}", done.error());
+    }
 }
 
 /// This cluster's launch templates, by name, through a describe of our own.

@@ -597,3 +597,122 @@ fn alert_settings_that_name_no_sink_are_refused() {
     let shown = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("alerts.rules.request_failed.sinks: no sink is named 'pager'"), "{shown}");
 }
+
+/// A daemon on the fast sim with one completed request of `n` machines: (daemon, request id,
+/// machine ids).
+fn holding(n: u32) -> (HfEnv, Daemon, String, Vec<String>) {
+    let env = HfEnv::new(
+        "advance_on_poll = false\n[serve]\ninterval_ms = 100\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n\
+         launch_latency_ms = 100\nshutdown_latency_ms = 100\n",
+    );
+    let daemon = Daemon::start(&env);
+    let (_, v) =
+        rpc(daemon.port, "requestMachines", serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": n}));
+    let id = v["result"]["requestId"].as_str().unwrap().to_owned();
+    let done = wait_status(daemon.port, &id, "COMPLETED");
+    let machines =
+        done["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
+    (env, daemon, id, machines)
+}
+
+/// Polls getRequestStatus until `id` is in `status` (20 s at most); its view.
+fn wait_status(port: u16, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = rpc(port, "getRequestStatus", serde_json::json!({"requestId": id}));
+        if v["result"]["status"] == status {
+            return v["result"].clone();
+        }
+        assert!(Instant::now() < deadline, "{id} never reached {status}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn notices(port: u16) -> Vec<Value> {
+    let (_, v) = rpc(port, "getReturnRequests", serde_json::json!({}));
+    v["result"]["requests"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_graceful_return_announces_its_machines_and_terminates_them_when_the_drain_ends() {
+    let (_env, daemon, _, machines) = holding(2);
+    let started = Instant::now();
+    let (status, v) = rpc(
+        daemon.port,
+        "requestReturnMachines",
+        serde_json::json!({"machineIds": machines, "force": false, "drainTimeout": 3}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let ret = v["result"]["requestId"].as_str().unwrap().to_owned();
+    assert!(v["result"]["drainUntil"].is_string(), "{v}");
+
+    // While it drains, the scheduler sees the machines going, with the seconds left.
+    let announced = notices(daemon.port);
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert!(announced.iter().all(|n| (1..=3).contains(&n["gracePeriod"].as_i64().unwrap())), "{announced:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, during) = rpc(daemon.port, "getRequestStatus", serde_json::json!({"requestId": ret}));
+    assert_ne!(during["result"]["status"], "COMPLETED", "nothing goes before the drain ends: {during}");
+    assert!(during["result"]["machines"].as_array().unwrap().iter().all(|m| m["status"] == "running"), "{during}");
+
+    let done = wait_status(daemon.port, &ret, "COMPLETED");
+    assert!(started.elapsed() >= Duration::from_secs(3), "terminated only after the drain");
+    assert!(done["machines"].as_array().unwrap().iter().all(|m| m["status"] == "terminated"), "{done}");
+    assert!(notices(daemon.port).is_empty());
+}
+
+#[test]
+fn a_forced_return_ends_a_drain_and_a_cancelled_one_keeps_the_machines() {
+    let (_env, daemon, holder, machines) = holding(2);
+    // Forced again by its id: the drain ends at once.
+    let (_, v) = rpc(
+        daemon.port,
+        "requestReturnMachines",
+        serde_json::json!({"machineIds": [machines[0]], "requestId": "ret-forced", "drainTimeout": 120}),
+    );
+    assert!(v["result"]["drainUntil"].is_string(), "{v}");
+    let started = Instant::now();
+    let (status, v) = rpc(
+        daemon.port,
+        "requestReturnMachines",
+        serde_json::json!({"machineIds": [machines[0]], "requestId": "ret-forced", "force": true}),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_status(daemon.port, "ret-forced", "COMPLETED");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let (_, h) = rpc(daemon.port, "getRequestHistory", serde_json::json!({"requestId": "ret-forced"}));
+    assert!(h.to_string().contains("drain_ended"), "{h}");
+
+    // Cancelled while draining: nothing is terminated and the machine is held again.
+    let (_, v) = rpc(
+        daemon.port,
+        "requestReturnMachines",
+        serde_json::json!({"machineIds": [machines[1]], "requestId": "ret-kept", "drainTimeout": 120}),
+    );
+    assert!(v["result"]["drainUntil"].is_string(), "{v}");
+    let (status, v) = rpc(daemon.port, "cancelRequest", serde_json::json!({"requestId": "ret-kept"}));
+    assert_eq!((status, v["result"]["status"].as_str()), (200, Some("CANCELLED")), "{v}");
+    assert!(notices(daemon.port).is_empty(), "no longer announced");
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, kept) = rpc(daemon.port, "getRequestStatus", serde_json::json!({"requestId": holder}));
+    let second =
+        kept["result"]["machines"].as_array().unwrap().iter().find(|m| m["machineId"] == machines[1]).unwrap().clone();
+    assert_eq!(second["status"], "running", "{kept}");
+    // Held again: it can be returned anew, at once.
+    let (_, v) = rpc(daemon.port, "requestReturnMachines", serde_json::json!({"machineIds": [machines[1]]}));
+    let again = v["result"]["requestId"].as_str().unwrap().to_owned();
+    let done = wait_status(daemon.port, &again, "COMPLETED");
+    assert_eq!(done["machines"][0]["status"], "terminated", "{done}");
+}
+
+#[test]
+fn a_drain_longer_than_the_timeout_is_refused() {
+    let (_env, daemon, _, machines) = holding(1);
+    let (status, v) = rpc(
+        daemon.port,
+        "requestReturnMachines",
+        serde_json::json!({"machineIds": machines, "timeout": 120, "drainTimeout": 120}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["details"]["field"], "drainTimeout");
+}
