@@ -54,6 +54,7 @@ pub fn needed(method: &str) -> Role {
         | "getTemplate"
         | "validateTemplate"
         | "getResilienceStatus"
+        | "getRequestReport"
         | "selectProviderStrategy"
         | "getProviderHealth"
         | "listAvailableProviders"

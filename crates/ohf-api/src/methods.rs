@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
 
 /// Every method of the API.
-pub const METHODS: [&str; 15] = [
+pub const METHODS: [&str; 16] = [
     "requestMachines",
     "requestReturnMachines",
     "getRequestStatus",
@@ -32,10 +32,14 @@ pub const METHODS: [&str; 15] = [
     "getTemplate",
     "validateTemplate",
     "getResilienceStatus",
+    "getRequestReport",
     "reconcile",
     "sweepOrphans",
     "purgeHistory",
 ];
+
+/// The longest window a report covers: 90 days.
+const MAX_REPORT_HOURS: f64 = 2160.0;
 
 /// The longest a `watchRequest` call waits for a change.
 const MAX_WATCH_WAIT: Duration = Duration::from_secs(60);
@@ -119,6 +123,18 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
             Ok(json!({"requestId": id, "events": events.iter().map(event_view).collect::<Vec<_>>()}))
         }
         "getResilienceStatus" => resilience_status(app).await,
+        "getRequestReport" => {
+            let hours = match p.get("periodHours") {
+                None | Some(Value::Null) => 24.0,
+                Some(v) => v.as_f64().ok_or_else(|| invalid("periodHours", "must be a number of hours"))?,
+            };
+            if !(hours > 0.0 && hours <= MAX_REPORT_HOURS) {
+                return Err(invalid("periodHours", format!("must be more than 0 and at most {MAX_REPORT_HOURS}")));
+            }
+            let period = Duration::from_secs_f64(hours * 3600.0);
+            let report = app.ask(ohf_app::queries::GetRequestReport { period }).await?;
+            serde_json::to_value(report).map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))
+        }
         "reconcile" => Ok(reconcile_view(&app.reconcile(None).await)),
         m if PROVIDER_METHODS.contains(&m) => Ok(provider_method(app, m, p).await?),
         "purgeHistory" => {

@@ -35,6 +35,8 @@ pub struct AppSettings {
     /// first, and a launch still under way at the deadline goes on in the next reconcile step
     /// (the same client token, so never twice).
     pub answer_within: std::time::Duration,
+    /// Hourly prices for the cost estimates of reports.
+    pub prices: crate::queries::PriceTable,
 }
 
 impl Default for AppSettings {
@@ -47,6 +49,7 @@ impl Default for AppSettings {
             account_limit: None,
             cluster: "default".into(),
             answer_within: std::time::Duration::from_secs(5),
+            prices: crate::queries::PriceTable::default(),
         }
     }
 }

@@ -114,6 +114,8 @@ pub struct RequestFilter {
     pub holding: bool,
     /// At most this many.
     pub limit: Option<u32>,
+    /// Only requests made at or after this time.
+    pub created_since: Option<Timestamp>,
 }
 
 /// A worker's proof that it still holds its claims: a save under a fence is refused (as a

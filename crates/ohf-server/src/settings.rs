@@ -610,6 +610,7 @@ impl Resolved {
         settings.provider_strategy.validate().map_err(|e| anyhow::anyhow!("provider_strategy.{e}"))?;
         let mut app = app_settings(&settings.request)?;
         app.cluster = settings.cluster.clone();
+        app.prices = prices(&confdir)?;
         let providers = providers(&settings.providers, &confdir, &workdir)?;
         // AWS_INSTANCE_PENDING_TIMEOUT_SEC applies when ohf's own setting is absent.
         if app.policy.pending_timeout_secs.is_none() {
@@ -642,6 +643,28 @@ impl Resolved {
     }
 }
 
+/// The price table of cost estimates: ohf's list prices, with `prices.json` of the conf dir
+/// (`{"onDemand": {"m5.large": 0.096}, "spot": {…}, "spotShare": 0.3}`, dollars per hour) over
+/// them when it exists.
+fn prices(confdir: &Path) -> anyhow::Result<ohf_app::queries::PriceTable> {
+    let file = confdir.join("prices.json");
+    let defaults = ohf_app::queries::PriceTable::default();
+    if !file.exists() {
+        return Ok(defaults);
+    }
+    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let given: ohf_app::queries::PriceTable =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a price table", file.display()))?;
+    let bad = given.on_demand.iter().chain(&given.spot).find(|(_, p)| !(p.is_finite() && **p >= 0.0));
+    if let Some((kind, price)) = bad {
+        bail!("{}: the price of {kind} must be a number of dollars per hour, got {price}", file.display());
+    }
+    if !(0.0..=1.0).contains(&given.spot_share) {
+        bail!("{}: spotShare must be from 0 to 1", file.display());
+    }
+    Ok(defaults.merged(given))
+}
+
 fn app_settings(r: &RequestSettings) -> anyhow::Result<AppSettings> {
     if !(1..=10_000).contains(&r.max_machines_per_request) {
         bail!("request.max_machines_per_request must be from 1 to 10000, got {}", r.max_machines_per_request);
@@ -667,6 +690,7 @@ fn app_settings(r: &RequestSettings) -> anyhow::Result<AppSettings> {
         account_limit: r.account_limit,
         cluster: "default".into(),
         answer_within: std::time::Duration::from_millis(r.answer_within_ms),
+        prices: Default::default(),
     })
 }
 

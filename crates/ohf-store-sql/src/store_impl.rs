@@ -232,6 +232,9 @@ macro_rules! sql_request_store {
                 if let Some(t) = &filter.template {
                     q.push(" AND template_id = ").push_bind(t.as_str());
                 }
+                if let Some(since) = filter.created_since {
+                    q.push(" AND created_at >= ").push_bind(since.unix_millis());
+                }
                 if filter.holding {
                     // Through the partial index of requests holding machines: the cost follows
                     // what is held now, not the history.

@@ -121,6 +121,32 @@ pub enum Command {
         #[arg(long)]
         days: Option<u32>,
     },
+    /// Request figures of a time window: counts, success rate, time to complete, peak hours,
+    /// backlog, estimated cost
+    Report {
+        /// The window until now: 90m, 24h, 7d (at most 90d)
+        #[arg(long, default_value = "24h", value_parser = parse_period)]
+        period: f64,
+    },
+    /// Requests that ended FAILED, TIMEOUT or PARTIAL_SUCCESS in a window, by code
+    Failures {
+        /// The window until now: 90m, 24h, 7d (at most 90d)
+        #[arg(long, default_value = "24h", value_parser = parse_period)]
+        period: f64,
+    },
+    /// What waits now: unfinished requests, high priority and oldest first
+    Queue,
+    /// How many more machines a template may have, and what it holds now
+    Capacity {
+        /// The template
+        template: String,
+    },
+    /// Machines held now by template, provider and instance type, with their hourly cost
+    Usage {
+        /// Also the estimated cost of the last 24 h per request and per tag
+        #[arg(long)]
+        detailed: bool,
+    },
     /// Run the daemon: advance every request in the background, with health endpoints
     Serve(ServeArgs),
     /// Circuit breakers of every provider, as every process sharing the store sees them
@@ -353,4 +379,25 @@ pub struct QuickstartArgs {
     pub dir: Option<PathBuf>,
     #[arg(long, short = 'n', default_value_t = 3)]
     pub count: i64,
+}
+
+/// A window as hours: `90m`, `24h`, `7d`, or a plain number of hours; more than 0, at most 90 days.
+pub fn parse_period(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 'h'),
+    };
+    let n: f64 = number.parse().map_err(|_| format!("'{text}' is not a period such as 90m, 24h or 7d"))?;
+    let hours = match unit {
+        'm' => n / 60.0,
+        'h' => n,
+        'd' => n * 24.0,
+        _ => return Err(format!("'{text}': the unit is m, h or d")),
+    };
+    if hours > 0.0 && hours <= 2160.0 {
+        Ok(hours)
+    } else {
+        Err(format!("'{text}' must be more than 0 and at most 90d"))
+    }
 }

@@ -106,6 +106,72 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
             }
             errors_of(&report, "reconcile")?;
         }
+        Command::Report { period } => {
+            let report = backend.call("getRequestReport", json!({"periodHours": period})).await?;
+            match out {
+                Output::Json => print_json(&report),
+                Output::Table => println!("{}", output::report_table(&report)),
+            }
+        }
+        Command::Failures { period } => {
+            let report = backend.call("getRequestReport", json!({"periodHours": period})).await?;
+            match out {
+                Output::Json => print_json(
+                    &json!({"since": report["since"], "until": report["until"], "failures": report["failures"]}),
+                ),
+                Output::Table => println!("{}", output::failures_table(&report["failures"])),
+            }
+        }
+        Command::Queue => {
+            let report = backend.call("getRequestReport", json!({"periodHours": 1})).await?;
+            let list =
+                backend.call("listRequests", json!({"status": ["PENDING", "IN_PROGRESS"], "limit": 10000})).await?;
+            let mut waiting = list["requests"].as_array().cloned().unwrap_or_default();
+            let rank = |r: &Value| match r["priority"].as_str() {
+                Some("high") => 0,
+                Some("low") => 2,
+                _ => 1,
+            };
+            waiting
+                .sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| text(&a["createdAt"]).cmp(&text(&b["createdAt"]))));
+            match out {
+                Output::Json => print_json(&json!({"backlog": report["backlog"], "requests": waiting})),
+                Output::Table => {
+                    println!("{}", output::backlog_line(&report["backlog"]));
+                    if !waiting.is_empty() {
+                        println!("\n{}", output::requests_table(&waiting));
+                    }
+                }
+            }
+        }
+        Command::Capacity { template } => {
+            let found = backend.call("getTemplate", json!({"templateId": template})).await?;
+            let report = backend.call("getRequestReport", json!({"periodHours": 1})).await?;
+            let held: Vec<Value> = report["held"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|h| h["templateId"] == found["templateId"])
+                .cloned()
+                .collect();
+            match out {
+                Output::Json => print_json(&json!({"template": found, "held": held})),
+                Output::Table => println!("{}", output::capacity_table(&found, &held)),
+            }
+        }
+        Command::Usage { detailed } => {
+            let report = backend.call("getRequestReport", json!({"periodHours": 24})).await?;
+            match out {
+                Output::Json if detailed => print_json(&json!({"held": report["held"], "cost": report["cost"]})),
+                Output::Json => print_json(&json!({"held": report["held"]})),
+                Output::Table => {
+                    println!("{}", output::held_table(&report["held"]));
+                    if detailed {
+                        println!("\n{}", output::cost_tables(&report["cost"]));
+                    }
+                }
+            }
+        }
         Command::Resilience(ResilienceCmd::Status) => {
             let status = backend.call("getResilienceStatus", json!({})).await?;
             let breakers = status["breakers"].as_array().cloned().unwrap_or_default();

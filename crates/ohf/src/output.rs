@@ -244,3 +244,122 @@ pub fn manual() -> std::process::ExitCode {
         }
     }
 }
+
+/// Seconds as `1h 02m`, `3m 05s` or `42s`.
+fn duration(v: &Value) -> String {
+    let Some(secs) = v.as_f64() else { return "-".into() };
+    let secs = secs.round() as i64;
+    match secs {
+        s if s >= 3600 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m {:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn dollars(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".into(),
+        Some(d) if d != 0.0 && d.abs() < 1.0 => format!("${d:.4}"),
+        Some(d) => format!("${d:.2}"),
+    }
+}
+
+/// The backlog in one line.
+pub fn backlog_line(b: &Value) -> String {
+    let oldest = match (b["oldestRequestId"].as_str(), b["oldestAgeSecs"].as_i64()) {
+        (Some(id), Some(age)) => format!("; oldest {id}, waiting {}", duration(&Value::from(age))),
+        _ => String::new(),
+    };
+    let by_priority: Vec<String> =
+        b["byPriority"].as_object().into_iter().flatten().map(|(p, n)| format!("{n} {p}")).collect();
+    let priorities = if by_priority.is_empty() { String::new() } else { format!(" ({})", by_priority.join(", ")) };
+    format!("backlog: {} pending, {} in progress{priorities}{oldest}", cell(&b["pending"]), cell(&b["inProgress"]))
+}
+
+pub fn report_table(r: &Value) -> String {
+    let mut t = table(&["", ""]);
+    let states: Vec<String> = r["byState"].as_object().into_iter().flatten().map(|(s, n)| format!("{s} {n}")).collect();
+    let ttc = &r["timeToComplete"];
+    let peaks: Vec<String> = r["peakHours"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("{:02}:00 ({})", p[0].as_u64().unwrap_or(0), cell(&p[1])))
+        .collect();
+    let failures: u64 = r["failures"].as_array().into_iter().flatten().filter_map(|f| f["count"].as_u64()).sum();
+    t.add_row(vec!["window".into(), format!("{} to {}", cell(&r["since"]), cell(&r["until"]))]);
+    t.add_row(vec!["requests".into(), format!("{} ({})", cell(&r["total"]), states.join(", "))]);
+    t.add_row(vec![
+        "success rate".into(),
+        r["successRate"].as_f64().map_or_else(|| "-".into(), |p| format!("{p:.1}%")),
+    ]);
+    t.add_row(vec![
+        "time to complete".into(),
+        format!(
+            "average {}, p50 {}, p95 {} ({} completed)",
+            duration(&ttc["averageSecs"]),
+            duration(&ttc["p50Secs"]),
+            duration(&ttc["p95Secs"]),
+            cell(&ttc["completed"])
+        ),
+    ]);
+    t.add_row(vec!["failures".into(), failures.to_string()]);
+    t.add_row(vec!["peak hours (UTC)".into(), if peaks.is_empty() { "-".into() } else { peaks.join(", ") }]);
+    t.add_row(vec!["backlog".into(), backlog_line(&r["backlog"]).trim_start_matches("backlog: ").to_owned()]);
+    t.add_row(vec!["estimated cost".into(), dollars(&r["cost"]["totalUsd"])]);
+    t.to_string()
+}
+
+pub fn failures_table(list: &Value) -> String {
+    let mut t = table(&["CATEGORY", "CODE", "COUNT", "LATEST MESSAGE"]);
+    for f in list.as_array().into_iter().flatten() {
+        t.add_row(vec![cell(&f["category"]), cell(&f["code"]), cell(&f["count"]), cell(&f["example"])]);
+    }
+    t.to_string()
+}
+
+pub fn held_table(list: &Value) -> String {
+    let mut t = table(&["TEMPLATE", "PROVIDER", "TYPE", "MACHINES", "PER HOUR"]);
+    for h in list.as_array().into_iter().flatten() {
+        t.add_row(vec![
+            cell(&h["templateId"]),
+            cell(&h["provider"]),
+            cell(&h["instanceType"]),
+            cell(&h["machines"]),
+            dollars(&h["hourlyUsd"]),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn capacity_table(template: &Value, held: &[Value]) -> String {
+    let limit = |v: &Value| if v.as_i64() == Some(-1) { "unlimited".to_owned() } else { cell(v) };
+    let total: u64 = held.iter().filter_map(|h| h["machines"].as_u64()).sum();
+    let mut t = table(&["", ""]);
+    t.add_row(vec!["template".into(), cell(&template["templateId"])]);
+    t.add_row(vec!["maxNumber".into(), limit(&template["maxNumber"])]);
+    t.add_row(vec!["held now".into(), total.to_string()]);
+    t.add_row(vec!["available".into(), limit(&template["availableNumber"])]);
+    let mut out = t.to_string();
+    if !held.is_empty() {
+        out += &format!("\n\n{}", held_table(&Value::Array(held.to_vec())));
+    }
+    out
+}
+
+pub fn cost_tables(cost: &Value) -> String {
+    let mut requests = table(&["REQUEST", "ESTIMATED COST (24 H)"]);
+    for pair in cost["perRequest"].as_array().into_iter().flatten() {
+        requests.add_row(vec![cell(&pair[0]), dollars(&pair[1])]);
+    }
+    let mut tags = table(&["TAG", "ESTIMATED COST (24 H)"]);
+    for (tag, usd) in cost["perTag"].as_object().into_iter().flatten() {
+        tags.add_row(vec![tag.clone(), dollars(usd)]);
+    }
+    let unpriced = cost["unpricedTypes"].as_array().map(|l| l.iter().map(cell).collect::<Vec<_>>()).unwrap_or_default();
+    let mut out = format!("{requests}\n\n{tags}\n\ntotal {}", dollars(&cost["totalUsd"]));
+    if !unpriced.is_empty() {
+        out += &format!(" (no price for {}: add it to prices.json)", unpriced.join(", "));
+    }
+    out
+}

@@ -2,6 +2,7 @@
 //! [`App::ask`](crate::App::ask).
 
 pub mod providers;
+pub mod report;
 mod requests;
 mod resilience;
 mod return_notices;
@@ -12,6 +13,7 @@ pub use providers::{
     GetProviderCapabilities, GetProviderHealth, GetProviderMetrics, ListAvailableProviders, ProviderQuery,
     SelectProviderStrategy,
 };
+pub use report::{GetRequestReport, PriceTable, RequestReport};
 pub use requests::{GetRequestHistory, GetRequestStatus, ListRequests};
 pub use resilience::{GetResilienceStatus, ResilienceStatus, StoredBreaker};
 pub use return_notices::{GetReturnNotices, ReturnNotice};

@@ -521,3 +521,75 @@ fn config_show_names_each_value_and_where_it_came_from() {
     assert!(!out.status.success(), "a bad configuration is refused, not shown");
     assert!(String::from_utf8_lossy(&out.stderr).contains("serve.batch"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `ohf` with `args` and `-o json` on `env`: its document.
+fn ohf_json(env: &HfEnv, args: &[&str]) -> Value {
+    let out = env.ohf().args(args).args(["-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_reports_count_requests_failures_backlog_holdings_and_cost() {
+    // sim-2 has no capacity when it launches: a request sent there fails at its one launch.
+    let env = HfEnv::new(
+        "[request]\nmax_launch_attempts = 1\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 0\n\
+         [[providers]]\nname = \"sim-2\"\ntype = \"sim\"\ncapacity_error_rate = 1.0\n",
+    );
+    std::fs::write(env.path("conf/prices.json"), r#"{"onDemand": {"m5.large": 1.0}}"#).unwrap();
+    for (provider, n) in [("sim-1", "2"), ("sim-1", "3"), ("sim-2", "1")] {
+        let out = env
+            .ohf()
+            .args(["request", "create", "-t", "OnDemand-Minimal", "-n", n, "--tag", "team=hpc", "--provider", provider])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Polls move them on.
+    env.stored_requests();
+    let out = env.ohf().args(["request", "list", "-o", "json"]).output().unwrap();
+    assert!(out.status.success());
+
+    let report = ohf_json(&env, &["report", "--period", "1h"]);
+    assert_eq!(report["total"], 3, "{report}");
+    assert_eq!(report["byState"]["COMPLETED"], 2, "{report}");
+    assert_eq!(report["byState"]["FAILED"], 1, "{report}");
+    assert!((report["successRate"].as_f64().unwrap() - 66.66).abs() < 0.1, "{report}");
+    assert_eq!(report["timeToComplete"]["completed"], 2);
+    assert_eq!(report["peakHours"].as_array().unwrap().len(), 1);
+
+    let failures = ohf_json(&env, &["failures", "--period", "24h"]);
+    let f = &failures["failures"][0];
+    assert_eq!((f["category"].as_str(), f["count"].as_u64()), (Some("FAILED"), Some(1)), "{failures}");
+    assert_eq!(f["code"], "InsufficientInstanceCapacity", "{failures}");
+
+    let usage = ohf_json(&env, &["usage", "--detailed"]);
+    let held = &usage["held"][0];
+    assert_eq!((held["instanceType"].as_str(), held["machines"].as_u64()), (Some("m5.large"), Some(5)), "{usage}");
+    assert_eq!(held["hourlyUsd"], 5.0, "prices.json's price, five machines: {usage}");
+    assert!(usage["cost"]["perTag"]["team=hpc"].as_f64().is_some(), "{usage}");
+
+    let capacity = ohf_json(&env, &["capacity", "OnDemand-Minimal"]);
+    assert_eq!(capacity["template"]["availableNumber"], 5, "{capacity}");
+    assert_eq!(capacity["held"][0]["machines"], 5);
+
+    let queue = ohf_json(&env, &["queue"]);
+    assert_eq!(queue["backlog"]["pending"], 0, "{queue}");
+
+    // The tables say the same for people.
+    let out = env.ohf().args(["report", "--period", "1h"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("COMPLETED 2") && text.contains("FAILED 1"), "{text}");
+    let bad = env.ohf().args(["report", "--period", "forever"]).output().unwrap();
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn a_price_table_that_does_not_read_is_refused_by_name() {
+    let env = HfEnv::new("[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n");
+    std::fs::write(env.path("conf/prices.json"), r#"{"onDemand": {"m5.large": -1}}"#).unwrap();
+    let out = env.ohf().args(["report"]).output().unwrap();
+    assert!(!out.status.success());
+    let shown = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("prices.json") && shown.contains("m5.large"), "{shown}");
+}
