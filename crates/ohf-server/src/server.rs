@@ -139,6 +139,7 @@ impl Server {
             .into_axum_router()
             .merge(http)
             .fallback(not_found)
+            .layer(axum::middleware::from_fn(request_id))
             // Bounded work per call: a body limit before anything buffers it, a deadline (a watch
             // waits at most 60 s), and a cap on calls in flight.
             .layer(tower_http::limit::RequestBodyLimitLayer::new(ohf_http::MAX_BODY_BYTES))
@@ -219,6 +220,27 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The header carrying a call's id: taken from the caller when it sends a usable one, else
+/// made; answered back, and on every log line the call causes (HTTP, `/hf/{op}` and gRPC,
+/// whose metadata are headers).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+async fn request_id(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let given = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).filter(|id| {
+        !id.is_empty()
+            && id.len() <= 128
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    });
+    let id = given.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let span = tracing::info_span!("call", request_id = %id, path = %request.uri().path());
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
 }
 
 /// How often the alerter sends its digests and looks for long-running requests.

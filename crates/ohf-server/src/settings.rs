@@ -38,6 +38,12 @@ pub struct Settings {
     pub cluster: String,
     /// A tracing filter such as `info` or `ohf_app=debug`.
     pub log_level: Option<String>,
+    /// `text` (people) or `json` (one object per line, for log collectors).
+    pub log_format: LogFormat,
+    /// The Host Factory log (`ohf.log`) is rotated when it passes this size (0: never).
+    pub log_max_bytes: u64,
+    /// Rotated Host Factory logs kept (`ohf.log.1` … `ohf.log.N`).
+    pub log_keep: u32,
     /// Each status poll (Host Factory's getRequestStatus, `ohf request status|list|watch`)
     /// advances the requests it reads. Turn off when `ohf serve` daemons own the lifecycle.
     pub advance_on_poll: bool,
@@ -67,6 +73,17 @@ pub struct Settings {
 #[serde(deny_unknown_fields, default)]
 pub struct CallbackSettings {
     pub secret: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object per line, with the span fields (request id, method) of each line.
+    Json,
 }
 
 /// Finished requests (with their events and claim history) are deleted this many days after
@@ -246,6 +263,9 @@ impl Default for Settings {
             database_max_connections: 8,
             cluster: "default".into(),
             log_level: None,
+            log_format: LogFormat::Text,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_keep: 5,
             request: RequestSettings::default(),
             advance_on_poll: true,
             serve: ServeSettings::default(),
@@ -332,6 +352,9 @@ pub struct Resolved {
     pub database_schema: Option<String>,
     pub database_max_connections: u32,
     pub log_level: String,
+    pub log_format: LogFormat,
+    pub log_max_bytes: u64,
+    pub log_keep: u32,
     pub advance_on_poll: bool,
     pub serve: ServeSettings,
     pub config_file: Option<PathBuf>,
@@ -354,7 +377,7 @@ fn home() -> PathBuf {
 }
 
 /// The top-level keys `OHF_` variables may set; other `OHF_` variables (OHF_BIN, …) are not settings.
-const ENV_KEYS: [&str; 16] = [
+const ENV_KEYS: [&str; 19] = [
     "confdir",
     "workdir",
     "logdir",
@@ -364,6 +387,9 @@ const ENV_KEYS: [&str; 16] = [
     "database_max_connections",
     "cluster",
     "log_level",
+    "log_format",
+    "log_max_bytes",
+    "log_keep",
     "request",
     "advance_on_poll",
     "serve",
@@ -628,6 +654,9 @@ impl Resolved {
             database_schema: settings.database_schema,
             database_max_connections: settings.database_max_connections,
             log_level: settings.log_level.unwrap_or_else(|| "info".into()),
+            log_format: settings.log_format,
+            log_max_bytes: settings.log_max_bytes,
+            log_keep: settings.log_keep.min(100),
             advance_on_poll: settings.advance_on_poll,
             serve: settings.serve,
             resilience: settings.resilience,

@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::Output;
 use ohf_server::Resolved;
+use ohf_server::settings::LogFormat;
 
 /// `OHF_LOG` (a tracing filter), else Host Factory's `HF_LOG_LEVEL` (DEBUG, INFO, WARN,
 /// ERROR), else `default`.
@@ -27,7 +28,8 @@ fn filter(default: &str) -> EnvFilter {
     })
 }
 
-/// Host Factory mode: append to `ohf.log` in the log dir, or stderr when that fails.
+/// Host Factory mode: append to `ohf.log` in the log dir (rotated first when it has grown past
+/// `log_max_bytes`), or stderr when that fails.
 pub fn log_to_dir(settings: &Resolved, verbose: u8) -> Option<()> {
     let level = match verbose {
         0 => settings.log_level.as_str(),
@@ -35,30 +37,66 @@ pub fn log_to_dir(settings: &Resolved, verbose: u8) -> Option<()> {
         _ => "debug",
     };
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = settings.logdir.join("ohf.log");
+    rotate(&path, settings.log_max_bytes, settings.log_keep);
     // Logs name machines, requests and callers: this user's alone (0600, folder 0700).
-    let file =
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&settings.logdir).and_then(|_| {
-            OpenOptions::new().create(true).append(true).mode(0o600).open(settings.logdir.join("ohf.log"))
-        });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(level)).with_ansi(false);
+    let file = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&settings.logdir)
+        .and_then(|_| OpenOptions::new().create(true).append(true).mode(0o600).open(&path));
+    let json = settings.log_format == LogFormat::Json;
     match file {
-        Ok(f) => builder.with_writer(Mutex::new(f)).try_init().ok(),
-        Err(_) => builder.with_writer(std::io::stderr).try_init().ok(),
+        Ok(f) => init(level, json, false, Mutex::new(f)),
+        Err(_) => init(level, json, false, std::io::stderr),
     }
+}
+
+/// Shifts `ohf.log` to `ohf.log.1` (and `.1` to `.2`, … up to `keep`) when it is larger than
+/// `max_bytes`. Every Host Factory call is a process of its own, so the check at open suffices;
+/// two processes rotating at once lose nothing (renames are atomic), they keep one file fewer.
+fn rotate(path: &std::path::Path, max_bytes: u64, keep: u32) {
+    if max_bytes == 0 || std::fs::metadata(path).map_or(true, |m| m.len() <= max_bytes) {
+        return;
+    }
+    let numbered = |n: u32| path.with_file_name(format!("ohf.log.{n}"));
+    if keep == 0 {
+        let _ = std::fs::remove_file(path);
+        return;
+    }
+    let _ = std::fs::remove_file(numbered(keep));
+    for n in (1..keep).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    let _ = std::fs::rename(path, numbered(1));
 }
 
 /// Operator mode: warnings on stderr, more with -v.
 pub fn log_to_stderr(verbose: u8) {
+    log_to_stderr_as(verbose, LogFormat::Text);
+}
+
+/// Logs on stderr in `format`: warnings, more with -v.
+pub fn log_to_stderr_as(verbose: u8, format: LogFormat) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init(level, format == LogFormat::Json, ansi, std::io::stderr);
+}
+
+fn init<W>(level: &str, json: bool, ansi: bool, writer: W) -> Option<()>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(filter(level)).with_ansi(ansi).with_writer(writer);
+    if json {
+        builder.json().with_current_span(true).with_span_list(false).try_init().ok()
+    } else {
+        builder.try_init().ok()
+    }
 }
 
 pub fn print_json(v: &Value) {

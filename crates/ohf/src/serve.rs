@@ -12,8 +12,15 @@ use crate::cli::{Global, ServeArgs};
 use crate::commands::overrides;
 
 pub async fn run(global: &Global, args: &ServeArgs) -> ExitCode {
-    crate::output::log_to_stderr(global.verbose.max(1));
-    match serve(global, args).await {
+    let settings = match Resolved::load(&overrides(global)) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    crate::output::log_to_stderr_as(global.verbose.max(1), settings.log_format);
+    match serve(&settings, args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "serve failed");
@@ -23,10 +30,9 @@ pub async fn run(global: &Global, args: &ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
-    let settings = Resolved::load(&overrides(global))?;
+async fn serve(settings: &Resolved, args: &ServeArgs) -> anyhow::Result<()> {
     let options = ServeOptions { listen: args.listen.clone(), worker_id: args.worker_id.clone() };
-    let server = Server::build(&settings, options).await?;
+    let server = Server::build(settings, options).await?;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {}", server.local_addr()).and_then(|()| stdout.flush());
     drop(stdout);

@@ -716,3 +716,65 @@ fn a_drain_longer_than_the_timeout_is_refused() {
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["details"]["field"], "drainTimeout");
 }
+
+/// POST /rpc with an `x-request-id`; (status, the id answered back, body).
+fn rpc_with_id(port: u16, method: &str, params: Value, id: Option<&str>) -> (u16, Option<String>, Value) {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"method": method, "params": params}).to_string();
+    let header = id.map(|i| format!("x-request-id: {i}\r\n")).unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "POST /rpc HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (head, json) = answer.split_once("\r\n\r\n").unwrap();
+    let echoed = head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-request-id")).map(|(_, v)| v.trim().to_owned())
+    });
+    (status, echoed, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_call_id_is_answered_back_and_on_every_json_log_line_the_call_causes() {
+    let env = HfEnv::new(
+        "log_format = \"json\"\nadvance_on_poll = false\n[serve]\ninterval_ms = 100\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n",
+    );
+    let log = std::fs::File::create(env.path("log/serve.log")).unwrap();
+    let daemon = Daemon::spawn_with(&env, &[], log);
+    let (status, echoed, v) = rpc_with_id(
+        daemon.port,
+        "requestMachines",
+        serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 1}),
+        Some("trace-me-42"),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(echoed.as_deref(), Some("trace-me-42"));
+    let (_, made, _) = rpc_with_id(daemon.port, "listRequests", serde_json::json!({}), None);
+    assert!(made.is_some_and(|id| id.len() == 36), "a call without an id gets one");
+    let (_, refused, _) = rpc_with_id(daemon.port, "listRequests", serde_json::json!({}), Some("bad id with spaces"));
+    assert_ne!(refused.as_deref(), Some("bad id with spaces"), "an unusable id is replaced");
+    assert!(daemon.stop().success());
+
+    let text = std::fs::read_to_string(env.path("log/serve.log")).unwrap();
+    let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!lines.is_empty() && lines.len() == text.lines().count(), "every line is JSON: {text}");
+    let traced: Vec<&Value> = lines.iter().filter(|l| l["span"]["request_id"] == "trace-me-42").collect();
+    assert!(
+        traced.iter().any(|l| l["fields"]["message"] == "provision request accepted"),
+        "the call's own log lines carry its id: {text}"
+    );
+}
+
+#[test]
+fn the_host_factory_log_is_rotated_by_size() {
+    let env = HfEnv::new("log_max_bytes = 300\nlog_keep = 2\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n");
+    for _ in 0..8 {
+        let (out, _) = env.script("getAvailableTemplates", &serde_json::json!({}));
+        assert!(out.status.success());
+    }
+    assert!(env.path("log/ohf.log.1").exists(), "rotated once it passed 300 bytes");
+    assert!(env.path("log/ohf.log.2").exists());
+    assert!(!env.path("log/ohf.log.3").exists(), "two kept");
+    let size = std::fs::metadata(env.path("log/ohf.log")).unwrap().len();
+    assert!(size < 2000, "the live log stays small: {size} bytes");
+}
