@@ -44,9 +44,20 @@ pub fn request_view(r: &Request) -> Value {
         "metadata": r.metadata(),
         "launchAttempts": r.launch_attempts(),
     });
-    // A draining return says until when its machines stay.
-    if let (Some(until), Value::Object(fields)) = (r.drain_until(), &mut view) {
-        fields.insert("drainUntil".into(), json!(until.to_rfc3339()));
+    if let Value::Object(fields) = &mut view {
+        // A draining return says until when its machines stay.
+        if let Some(until) = r.drain_until() {
+            fields.insert("drainUntil".into(), json!(until.to_rfc3339()));
+        }
+        // Busy (a cloud call under way, machines going, a drain): when to look again.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let busy = r.busy_for(ohf_domain::Timestamp::from_unix_millis(now));
+        fields.insert("busy".into(), json!(busy.is_some()));
+        if let Some(secs) = busy {
+            fields.insert("retryAfterSeconds".into(), json!(secs));
+        }
     }
     view
 }

@@ -289,6 +289,9 @@ struct LaunchProgress {
     started_at: Option<Timestamp>,
 }
 
+/// The wait a busy request suggests when nothing says how long it stays busy.
+pub const BUSY_RETRY_SECS: u64 = 5;
+
 /// Tries of a callback before it is given up.
 pub const CALLBACK_ATTEMPTS: u32 = 6;
 
@@ -728,6 +731,20 @@ impl Request {
     /// scheduler and nothing is terminated before [`Request::drain_until`].
     pub fn draining(&self, now: Timestamp) -> bool {
         self.kind == RequestKind::Return && !self.state.is_terminal() && self.drain_until.is_some_and(|t| now < t)
+    }
+
+    /// Whether the request is in the middle of a change at `now`, and the seconds after which
+    /// a caller may look again: a launch call under way or a fleet filling, machines being
+    /// terminated, a return draining (its seconds left). `None` when nothing is under way.
+    pub fn busy_for(&self, now: Timestamp) -> Option<u64> {
+        if self.draining(now) {
+            let left = self.drain_until.map_or(0, |t| t.unix_millis().saturating_sub(now.unix_millis()));
+            return Some(u64::try_from((left + 999) / 1000).unwrap_or(1).max(1));
+        }
+        let launching =
+            !self.state.is_terminal() && (self.launch.outstanding.is_some() || self.launch.filling.is_some());
+        let terminating = self.machines.iter().any(|m| m.is_terminating() && m.status() != MachineStatus::Terminated);
+        (launching || terminating).then_some(BUSY_RETRY_SECS)
     }
 
     /// When a draining return request terminates its machines.

@@ -645,6 +645,8 @@ fn a_graceful_return_announces_its_machines_and_terminates_them_when_the_drain_e
     assert_eq!(status, 200, "{v}");
     let ret = v["result"]["requestId"].as_str().unwrap().to_owned();
     assert!(v["result"]["drainUntil"].is_string(), "{v}");
+    assert_eq!(v["result"]["busy"], true, "a draining return is busy: {v}");
+    assert!((1..=3).contains(&v["result"]["retryAfterSeconds"].as_u64().unwrap()), "{v}");
 
     // While it drains, the scheduler sees the machines going, with the seconds left.
     let announced = notices(daemon.port);
@@ -658,6 +660,8 @@ fn a_graceful_return_announces_its_machines_and_terminates_them_when_the_drain_e
     let done = wait_status(daemon.port, &ret, "COMPLETED");
     assert!(started.elapsed() >= Duration::from_secs(3), "terminated only after the drain");
     assert!(done["machines"].as_array().unwrap().iter().all(|m| m["status"] == "terminated"), "{done}");
+    assert_eq!(done["busy"], false, "{done}");
+    assert!(done.get("retryAfterSeconds").is_none());
     assert!(notices(daemon.port).is_empty());
 }
 
