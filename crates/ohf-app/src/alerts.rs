@@ -148,14 +148,26 @@ pub struct Alert {
     /// Alerts of this rule held back by the rate limit since the last one sent.
     pub suppressed: u64,
     /// When (RFC 3339 in the document).
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "Timestamp::serialize_rfc3339")]
     pub at: Timestamp,
     /// The facts behind it.
     pub details: Value,
 }
 
-fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339())
+impl Alert {
+    /// A new alert of `rule` about `subject`: not resolved, nothing held back, no details.
+    fn of(rule: RuleName, settings: &Rule, subject: &str, summary: String, at: Timestamp) -> Self {
+        Alert {
+            rule,
+            severity: settings.severity,
+            subject: subject.to_owned(),
+            summary,
+            resolved: false,
+            suppressed: 0,
+            at,
+            details: json!({}),
+        }
+    }
 }
 
 /// Where alerts go.
@@ -234,16 +246,7 @@ impl Alerter {
             w.sent += 1;
             std::mem::take(&mut w.suppressed)
         };
-        let alert = Alert {
-            rule,
-            severity: settings.severity,
-            subject: subject.to_owned(),
-            summary,
-            resolved: false,
-            suppressed,
-            at: now,
-            details,
-        };
+        let alert = Alert { suppressed, details, ..Alert::of(rule, &settings, subject, summary, now) };
         self.dispatch(&settings, &alert).await;
     }
 
@@ -253,16 +256,7 @@ impl Alerter {
         if !settings.enabled || !self.lock().active.remove(&(rule, subject.to_owned())) {
             return;
         }
-        let alert = Alert {
-            rule,
-            severity: settings.severity,
-            subject: subject.to_owned(),
-            summary,
-            resolved: true,
-            suppressed: 0,
-            at: self.clock.now(),
-            details: json!({}),
-        };
+        let alert = Alert { resolved: true, ..Alert::of(rule, &settings, subject, summary, self.clock.now()) };
         self.dispatch(&settings, &alert).await;
     }
 
@@ -289,15 +283,11 @@ impl Alerter {
         };
         for (rule, n, last) in due {
             let settings = self.rules.rule(rule);
+            let summary = format!("{n} more {} alerts in the last {} s", rule.as_str(), self.rules.window_secs);
             let alert = Alert {
-                rule,
-                severity: settings.severity,
-                subject: last,
-                summary: format!("{n} more {} alerts in the last {} s", rule.as_str(), self.rules.window_secs),
-                resolved: false,
                 suppressed: n,
-                at: now,
                 details: json!({"suppressed": n}),
+                ..Alert::of(rule, &settings, &last, summary, now)
             };
             self.dispatch(&settings, &alert).await;
         }

@@ -43,6 +43,20 @@ impl Timestamp {
         (self.0 - earlier.0).max(0) / 1000
     }
 
+    /// Serializes as [`Timestamp::to_rfc3339`] (`#[serde(serialize_with = …)]`), for documents
+    /// people read; the stored form stays milliseconds.
+    pub fn serialize_rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339())
+    }
+
+    /// [`Timestamp::serialize_rfc3339`] of an optional time (`null` when absent).
+    pub fn serialize_rfc3339_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_rfc3339()),
+            None => s.serialize_none(),
+        }
+    }
+
     /// RFC 3339 form with second precision, e.g. `2025-06-30T12:00:00Z`.
     pub fn to_rfc3339(self) -> String {
         let secs = self.unix_secs();

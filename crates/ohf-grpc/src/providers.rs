@@ -207,7 +207,7 @@ fn figures(f: Figures) -> pb::Figures {
         p95_response_time_ms: f.p95_response_time_ms,
         p99_response_time_ms: f.p99_response_time_ms,
         max_response_time_ms: f.max_response_time_ms,
-        errors: f.errors.unwrap_or_default().into_iter().collect(),
+        errors: f.errors.into_iter().collect(),
     }
 }
 

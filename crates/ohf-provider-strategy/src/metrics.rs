@@ -140,6 +140,8 @@ pub struct Summary {
     pub p95_response_time_ms: Option<u64>,
     pub p99_response_time_ms: Option<u64>,
     pub max_response_time_ms: Option<u64>,
+    /// Failures by error code (left out of documents when there are none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, u64>,
 }
 

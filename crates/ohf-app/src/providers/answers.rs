@@ -183,25 +183,14 @@ pub struct HealthView {
     /// Failed checks in a row.
     pub consecutive_failures: u32,
     /// Since when the verdict holds (RFC 3339 in the document).
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "Timestamp::serialize_rfc3339")]
     pub since: Timestamp,
     /// Until when an outside verdict holds it unhealthy, while it does.
-    #[serde(serialize_with = "maybe_rfc3339")]
+    #[serde(serialize_with = "Timestamp::serialize_rfc3339_opt")]
     pub unhealthy_until: Option<Timestamp>,
     /// The last check.
-    #[serde(serialize_with = "maybe_rfc3339")]
+    #[serde(serialize_with = "Timestamp::serialize_rfc3339_opt")]
     pub last_check: Option<Timestamp>,
-}
-
-fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339())
-}
-
-fn maybe_rfc3339<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => rfc3339(t, s),
-        None => s.serialize_none(),
-    }
 }
 
 /// The answer to `UpdateProviderHealth`.
@@ -259,48 +248,15 @@ pub struct ProviderListing {
     pub selection_policy: SelectionPolicy,
 }
 
-/// The figures of an operation (or of all) over a time range.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Figures {
-    /// Operations run.
-    pub total_operations: u64,
-    /// Those that succeeded.
-    pub successful_operations: u64,
-    /// Those that failed.
-    pub failed_operations: u64,
-    /// Percent; absent when nothing ran.
-    pub success_rate: Option<f64>,
-    /// Mean latency.
-    pub average_response_time_ms: Option<f64>,
-    /// Latency percentiles (upper bounds of their histogram buckets).
-    pub p50_response_time_ms: Option<u64>,
-    /// 95th percentile.
-    pub p95_response_time_ms: Option<u64>,
-    /// 99th percentile.
-    pub p99_response_time_ms: Option<u64>,
-    /// The slowest.
-    pub max_response_time_ms: Option<u64>,
-    /// Failures by error code, when asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<BTreeMap<String, u64>>,
-}
+/// The figures of an operation (or of all) over a time range; `errors` only when asked for.
+pub type Figures = Summary;
 
-impl Figures {
-    /// A summary's figures, with its errors by code when `with_errors`.
-    pub fn of(s: Summary, with_errors: bool) -> Self {
-        Self {
-            total_operations: s.total_operations,
-            successful_operations: s.successful_operations,
-            failed_operations: s.failed_operations,
-            success_rate: s.success_rate,
-            average_response_time_ms: s.average_response_time_ms,
-            p50_response_time_ms: s.p50_response_time_ms,
-            p95_response_time_ms: s.p95_response_time_ms,
-            p99_response_time_ms: s.p99_response_time_ms,
-            max_response_time_ms: s.max_response_time_ms,
-            errors: with_errors.then_some(s.errors),
-        }
+/// `summary`'s figures, with its errors by code only when `with_errors`.
+pub fn figures(mut summary: Summary, with_errors: bool) -> Figures {
+    if !with_errors {
+        summary.errors.clear();
     }
+    summary
 }
 
 /// One provider in the answer to `GetProviderMetrics`.

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::answers::{
-    BreakerView, Figures, HealthProbe, HealthView, InstanceSeen, OperationOutcome, OperationResult,
-    ProviderCapabilities, ProviderCapabilitiesReport, ProviderFigures, ProviderHealth, ProviderHealthReport,
-    ProviderHealthUpdated, ProviderListing, ProviderMetricsReport, ProviderRegistered, ProviderView, RequestAccepted,
-    SelectionMade, StrategyConfigured, TemplateVerdict,
+    BreakerView, HealthProbe, HealthView, InstanceSeen, OperationOutcome, OperationResult, ProviderCapabilities,
+    ProviderCapabilitiesReport, ProviderFigures, ProviderHealth, ProviderHealthReport, ProviderHealthUpdated,
+    ProviderListing, ProviderMetricsReport, ProviderRegistered, ProviderView, RequestAccepted, SelectionMade,
+    StrategyConfigured, TemplateVerdict, figures,
 };
 use crate::bus::SystemEvent;
 use crate::commands::{ConfigureProviderStrategy, CriteriaChanges, ExecuteProviderOperation, UpdateProviderHealth};
@@ -671,14 +671,14 @@ impl App {
                     .collect();
                 let s = metrics::summarize(&buckets, since);
                 if s.total_operations > 0 {
-                    breakdown.insert(op, Figures::of(s, q.include_error_details));
+                    breakdown.insert(op, figures(s, q.include_error_details));
                 }
                 all.extend(buckets);
             }
             providers.push(ProviderFigures {
                 provider_name: name.clone(),
                 active_operations: u64::from(slot.provider.active_operations()),
-                total: Figures::of(metrics::summarize(&all, since), q.include_error_details),
+                total: figures(metrics::summarize(&all, since), q.include_error_details),
                 operations: q.include_operation_breakdown.then_some(breakdown),
             });
         }
@@ -705,7 +705,7 @@ impl App {
                     OperationType::GetInstanceStatus,
                     OperationType::TerminateInstances,
                 ] {
-                    perf.insert(op, Figures::of(self.figures(&slot.entry.strategy_name, op, since).await?, true));
+                    perf.insert(op, figures(self.figures(&slot.entry.strategy_name, op, since).await?, true));
                 }
                 Some(perf)
             } else {
