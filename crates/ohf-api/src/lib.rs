@@ -16,4 +16,6 @@ pub mod poll;
 pub mod view;
 
 pub use error::{ApiError, GrpcCode, Wire, wire};
-pub use methods::{METHODS, PROVIDER_METHODS, call_method, is_method, method_not_found, provider_method};
+pub use methods::{
+    METHODS, PROVIDER_METHODS, call_method, default_requester, is_method, method_not_found, provider_method,
+};

@@ -288,8 +288,20 @@ async fn request_machines(app: &App, p: &Value) -> Result<Value, ApiError> {
         priority: optional_text(p, "priority")?,
         zones,
         provider: optional_text(p, "provider")?,
+        requester: optional_text(p, "requester")?,
     };
     Ok(request_view(&app.execute(cmd).await?))
+}
+
+/// Names `who` as the requester of a creation (`requestMachines`, `requestReturnMachines`)
+/// whose parameters name none: the caller the front end knows (a token's name, the OS user).
+pub fn default_requester(method: &str, params: &mut Value, who: &str) {
+    if matches!(method, "requestMachines" | "requestReturnMachines")
+        && let Value::Object(fields) = params
+        && fields.get("requester").is_none_or(Value::is_null)
+    {
+        fields.insert("requester".into(), Value::String(who.to_owned()));
+    }
 }
 
 async fn request_return(app: &App, p: &Value) -> Result<Value, ApiError> {
@@ -320,6 +332,7 @@ async fn request_return(app: &App, p: &Value) -> Result<Value, ApiError> {
         force,
         timeout: integer(p, "timeout")?,
         drain_timeout: integer(p, "drainTimeout")?,
+        requester: optional_text(p, "requester")?,
     };
     Ok(request_view(&app.execute(cmd).await?))
 }

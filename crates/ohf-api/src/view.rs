@@ -4,6 +4,14 @@
 use ohf_domain::{EventEnvelope, Request};
 use serde_json::{Value, json};
 
+/// This host's time now, for what views say about the present (whether a request is busy).
+pub fn wall_clock() -> ohf_domain::Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    ohf_domain::Timestamp::from_unix_millis(now)
+}
+
 pub fn request_view(r: &Request) -> Value {
     let machines: Vec<Value> = r
         .machines()
@@ -35,6 +43,7 @@ pub fn request_view(r: &Request) -> Value {
         "machines": machines,
         "provider": r.provider().map(|p| p.as_str()),
         "priority": r.priority().to_string(),
+        "requester": r.requester(),
         "timeout": r.timeout().get(),
         "createdAt": r.created_at().to_rfc3339(),
         "updatedAt": r.updated_at().to_rfc3339(),
@@ -50,10 +59,7 @@ pub fn request_view(r: &Request) -> Value {
             fields.insert("drainUntil".into(), json!(until.to_rfc3339()));
         }
         // Busy (a cloud call under way, machines going, a drain): when to look again.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let busy = r.busy_for(ohf_domain::Timestamp::from_unix_millis(now));
+        let busy = r.busy_for(wall_clock());
         fields.insert("busy".into(), json!(busy.is_some()));
         if let Some(secs) = busy {
             fields.insert("retryAfterSeconds".into(), json!(secs));

@@ -330,6 +330,7 @@ pub async fn counts_capacity_per_template(store: Arc<dyn RequestStore>) {
         TimeoutSecs::DEFAULT,
         false,
         None,
+        None,
         T0.plus_secs(4),
     )
     .unwrap();

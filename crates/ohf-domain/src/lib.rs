@@ -33,4 +33,4 @@ pub use request::{
 };
 pub use template::{PriceType, ProviderApi, Template};
 pub use time::Timestamp;
-pub use values::{MachineCount, Priority, Tags, TimeoutSecs};
+pub use values::{MachineCount, Priority, Tags, TimeoutSecs, check_requester};

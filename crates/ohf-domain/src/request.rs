@@ -172,6 +172,8 @@ pub struct ProvisionSpec {
     pub metadata: BTreeMap<String, Value>,
     /// Its priority.
     pub priority: Priority,
+    /// Who asks (a token's name, the OS user); `None` when unknown.
+    pub requester: Option<String>,
     /// Zones to place machines in.
     pub zones: Vec<String>,
     /// The provider it launches on first.
@@ -208,6 +210,9 @@ pub struct Creation {
     pub metadata: BTreeMap<String, Value>,
     /// Its priority.
     pub priority: Priority,
+    /// Who asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
     /// Zones to place machines in.
     pub zones: Vec<String>,
     /// The provider it launches on first.
@@ -383,6 +388,8 @@ pub struct Request {
     tags: Tags,
     metadata: BTreeMap<String, Value>,
     priority: Priority,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requester: Option<String>,
     zones: Vec<String>,
     provider: Option<ProviderName>,
     force: bool,
@@ -419,6 +426,7 @@ impl Request {
             tags: spec.tags,
             metadata: spec.metadata,
             priority: spec.priority,
+            requester: spec.requester,
             zones: spec.zones,
             provider: Some(spec.provider),
             machines: Vec::new(),
@@ -437,6 +445,7 @@ impl Request {
         timeout: TimeoutSecs,
         force: bool,
         drain_secs: Option<u32>,
+        requester: Option<String>,
         now: Timestamp,
     ) -> Result<Self, DomainError> {
         if machines.is_empty() {
@@ -467,6 +476,7 @@ impl Request {
             tags: Tags::default(),
             metadata: BTreeMap::new(),
             priority: Priority::Normal,
+            requester,
             zones: Vec::new(),
             provider: None,
             machines: list,
@@ -498,6 +508,7 @@ impl Request {
             tags: Tags::default(),
             metadata: BTreeMap::new(),
             priority: Priority::Normal,
+            requester: None,
             zones: Vec::new(),
             provider: None,
             force: false,
@@ -549,6 +560,7 @@ impl Request {
                 self.metadata = c.metadata;
                 self.priority = c.priority;
                 self.zones = c.zones;
+                self.requester = c.requester;
                 self.provider = c.provider;
                 self.machines = c.machines;
                 self.holders = c.holders;
@@ -1206,6 +1218,10 @@ impl Request {
         let urgent = text("urgency").is_some_and(|u| matches!(u.as_str(), "critical" | "urgent" | "high"));
         let short_sla = text("sla").and_then(|s| sla_minutes(&s)).is_some_and(|m| m <= 60);
         if urgent || short_sla { Priority::High } else { self.priority }
+    }
+    /// Who asked for it (a token's name, the OS user), when known.
+    pub fn requester(&self) -> Option<&str> {
+        self.requester.as_deref()
     }
     /// Zones to place machines in.
     pub fn zones(&self) -> &[String] {

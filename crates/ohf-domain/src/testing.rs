@@ -52,6 +52,7 @@ pub fn provision_spec(id: &str, count: u32) -> ProvisionSpec {
         tags: Tags::default(),
         metadata: BTreeMap::new(),
         priority: Priority::Normal,
+        requester: None,
         zones: Vec::new(),
         provider: provider(),
     }

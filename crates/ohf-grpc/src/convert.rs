@@ -47,6 +47,7 @@ pub fn kind(k: RequestKind) -> pb::RequestKind {
 }
 
 pub fn request(r: &Request) -> pb::Request {
+    let busy = r.busy_for(ohf_api::view::wall_clock());
     let machines = r
         .machines()
         .iter()
@@ -85,6 +86,9 @@ pub fn request(r: &Request) -> pb::Request {
         tags: r.tags().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
         metadata: Some(to_struct(r.metadata().iter().map(|(k, v)| (k.clone(), v.clone())))),
         launch_attempts: r.launch_attempts(),
+        requester: r.requester().unwrap_or_default().to_owned(),
+        busy: busy.is_some(),
+        retry_after_seconds: busy.map_or(0, |s| u32::try_from(s).unwrap_or(u32::MAX)),
     }
 }
 

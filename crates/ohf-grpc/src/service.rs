@@ -52,9 +52,10 @@ pub(crate) fn fail(e: impl Into<ApiError>) -> Status {
 }
 
 /// Admits a call by its method name in the JSON API (same roles and limits everywhere).
-pub(crate) fn admit<T>(gate: &Gate, request: &Request<T>, method: &str) -> Result<(), Status> {
+/// Answers the caller's name (a token's, or `anonymous`).
+pub(crate) fn admit<T>(gate: &Gate, request: &Request<T>, method: &str) -> Result<String, Status> {
     let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-    gate.admit(authorization, method).map(|_| ()).map_err(|e| status(&e))
+    gate.admit(authorization, method).map_err(|e| status(&e))
 }
 
 fn required(value: &str, field: &str) -> Result<String, Status> {
@@ -93,7 +94,7 @@ impl pb::request_service_server::RequestService for RequestApi {
         &self,
         request: Request<pb::RequestMachinesRequest>,
     ) -> Result<Response<pb::Request>, Status> {
-        admit(&self.gate, &request, "requestMachines")?;
+        let client = admit(&self.gate, &request, "requestMachines")?;
         let r = request.into_inner();
         let metadata: BTreeMap<String, Value> = match r.metadata.as_ref().map(convert::from_struct) {
             Some(Value::Object(m)) => m.into_iter().collect(),
@@ -109,6 +110,7 @@ impl pb::request_service_server::RequestService for RequestApi {
             priority: optional(&r.priority),
             zones: r.availability_zones,
             provider: optional(&r.provider),
+            requester: optional(&r.requester).or(Some(client)),
         };
         let created = self.app.execute(cmd).await.map_err(fail)?;
         Ok(Response::new(convert::request(&created)))
@@ -118,7 +120,7 @@ impl pb::request_service_server::RequestService for RequestApi {
         &self,
         request: Request<pb::RequestReturnMachinesRequest>,
     ) -> Result<Response<pb::Request>, Status> {
-        admit(&self.gate, &request, "requestReturnMachines")?;
+        let client = admit(&self.gate, &request, "requestReturnMachines")?;
         let r = request.into_inner();
         if r.machine_ids.is_empty() {
             return Err(fail(ApiError::invalid("machineIds", "is required: a list of machine ids")));
@@ -129,6 +131,7 @@ impl pb::request_service_server::RequestService for RequestApi {
             force: r.force,
             timeout: seconds(r.timeout_seconds),
             drain_timeout: seconds(r.drain_timeout_seconds),
+            requester: optional(&r.requester).or(Some(client)),
         };
         let created = self.app.execute(cmd).await.map_err(fail)?;
         Ok(Response::new(convert::request(&created)))

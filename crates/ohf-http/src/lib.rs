@@ -104,5 +104,7 @@ async fn answer(api: &Api, headers: &HeaderMap, body: axum::body::Body) -> Resul
     }
     let client = api.gate.admit(presented, method)?;
     tracing::debug!(method, client = %client, "rpc");
+    let mut params = params;
+    ohf_api::default_requester(method, &mut params, &client);
     call_method(&api.app, method, &params).await
 }

@@ -29,6 +29,11 @@ impl Backend {
 
     /// Calls one method of the JSON API.
     pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        // A creation from this command line is asked by the user running it.
+        let mut params = params;
+        if let Some(user) = std::env::var("USER").ok().or_else(|| std::env::var("LOGNAME").ok()) {
+            ohf_api::default_requester(method, &mut params, &user);
+        }
         match self {
             Backend::Local { rt, advance } => {
                 if *advance {

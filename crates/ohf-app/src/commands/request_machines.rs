@@ -36,6 +36,8 @@ pub struct RequestMachines {
     pub zones: Vec<String>,
     /// The provider to launch on; the strategy chooses when absent.
     pub provider: Option<String>,
+    /// Who asks (a token's name, the OS user); `__Unknown__` is refused.
+    pub requester: Option<String>,
 }
 
 message!(command RequestMachines => Request);
@@ -71,6 +73,7 @@ impl Handler<RequestMachines> for App {
         }
         // A callback the caller asks for must be deliverable: its URL and states are checked now.
         ohf_domain::CallbackSpec::of(&cmd.metadata)?;
+        let requester = ohf_domain::check_requester(cmd.requester.as_deref())?;
         let priority = cmd.priority.as_deref().map(str::parse::<Priority>).transpose()?.unwrap_or_default();
         let client_id = cmd.request_id.map(RequestId::new).transpose()?;
 
@@ -125,6 +128,7 @@ impl Handler<RequestMachines> for App {
             tags,
             metadata: cmd.metadata,
             priority,
+            requester,
             zones: cmd.zones,
             provider: provider.name().clone(),
         };

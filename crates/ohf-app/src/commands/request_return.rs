@@ -33,6 +33,8 @@ pub struct RequestReturn {
     /// Without `force`: seconds the scheduler has to drain the machines (they are announced by
     /// `getReturnRequests` meanwhile) before they are terminated; shorter than the timeout.
     pub drain_timeout: Option<i64>,
+    /// Who asks (a token's name, the OS user); `__Unknown__` is refused.
+    pub requester: Option<String>,
 }
 
 message!(command RequestReturn => Request);
@@ -53,6 +55,7 @@ impl Handler<RequestReturn> for App {
             }
             Some(secs) => u32::try_from(secs).ok(),
         };
+        let requester = ohf_domain::check_requester(cmd.requester.as_deref())?;
         let client_id = cmd.request_id.map(RequestId::new).transpose()?;
         if let Some(id) = &client_id
             && let Some(mut existing) = self.store.get(id).await?
@@ -117,7 +120,7 @@ impl Handler<RequestReturn> for App {
         }
         let now = self.clock.now();
         let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Return));
-        let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, drain, now)?;
+        let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, drain, requester, now)?;
         // Its first step (terminate every machine) is stored with it and made at once.
         let first = ret.reconcile(&[], &[], now, &self.settings.policy);
         for h in holders.iter_mut() {

@@ -328,6 +328,7 @@ fn a_return_completes_when_every_machine_is_terminated() {
         TimeoutSecs::DEFAULT,
         false,
         None,
+        None,
         T0,
     )
     .unwrap();
@@ -351,9 +352,16 @@ fn a_return_of_an_unknown_machine_fails_that_machine() {
     let id = ohf_domain::RequestId::new("ret-2").unwrap();
     let mut bad = returned("ip-10-9-9-9.ec2.internal", None);
     bad.refusal = Some("machine 'ip-10-9-9-9.ec2.internal' is not known to ohf".into());
-    let mut r =
-        Request::return_machines(id, vec![bad, returned("i-1", Some("req-1"))], TimeoutSecs::DEFAULT, false, None, T0)
-            .unwrap();
+    let mut r = Request::return_machines(
+        id,
+        vec![bad, returned("i-1", Some("req-1"))],
+        TimeoutSecs::DEFAULT,
+        false,
+        None,
+        None,
+        T0,
+    )
+    .unwrap();
     let d = r.reconcile(&[], &[], T0, &policy());
     assert_eq!(d.terminate.len(), 1);
     r.reconcile(&[observed("i-1", "req-1", MachineStatus::Terminated)], &[provider()], T0.plus_secs(3), &policy());
@@ -366,7 +374,7 @@ fn a_return_of_an_unknown_machine_fails_that_machine() {
 #[test]
 fn an_empty_return_is_refused() {
     let id = ohf_domain::RequestId::new("ret-3").unwrap();
-    assert!(Request::return_machines(id, vec![], TimeoutSecs::DEFAULT, false, None, T0).is_err());
+    assert!(Request::return_machines(id, vec![], TimeoutSecs::DEFAULT, false, None, None, T0).is_err());
 }
 
 #[test]

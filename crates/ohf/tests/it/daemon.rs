@@ -782,3 +782,39 @@ fn the_host_factory_log_is_rotated_by_size() {
     let size = std::fs::metadata(env.path("log/ohf.log")).unwrap().len();
     assert!(size < 2000, "the live log stays small: {size} bytes");
 }
+
+#[test]
+fn every_request_records_who_asked_and_an_unknown_requester_is_refused() {
+    let env = HfEnv::new("advance_on_poll = false\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n");
+    let daemon = Daemon::start(&env);
+    let ask = |extra: Value| {
+        let mut p = serde_json::json!({"templateId": "OnDemand-Minimal", "machineCount": 1});
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        rpc(daemon.port, "requestMachines", p)
+    };
+    let (_, v) = ask(serde_json::json!({}));
+    assert_eq!(v["result"]["requester"], "anonymous", "the caller, without tokens: {v}");
+    let (_, v) = ask(serde_json::json!({"requester": "alice"}));
+    assert_eq!(v["result"]["requester"], "alice");
+    for unknown in ["__Unknown__", "__UNKNOWN__", " __unknown__ "] {
+        let (status, v) = ask(serde_json::json!({"requester": unknown}));
+        assert_eq!((status, v["error"]["details"]["field"].as_str()), (400, Some("requester")), "{v}");
+    }
+    let (status, v) = rpc(
+        daemon.port,
+        "requestReturnMachines",
+        serde_json::json!({"machineIds": ["i-0"], "requester": "__unknown__"}),
+    );
+    assert_eq!(status, 400, "{v}");
+
+    // The command line asks as the user running it.
+    let out = env
+        .ohf()
+        .env("USER", "carol")
+        .args(["request", "create", "-t", "OnDemand-Minimal", "-n", "1", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["requester"], "carol", "{doc}");
+}
