@@ -197,6 +197,20 @@ impl fmt::Display for Priority {
     }
 }
 
+/// Who asks for a request, as given: trimmed, at most 128 characters without control
+/// characters; empty is unknown (`None`). `__Unknown__` (any case) is refused, as the routing
+/// seed says: a request must say who asks.
+pub fn check_requester(given: Option<&str>) -> Result<Option<String>, DomainError> {
+    let Some(name) = given.map(str::trim).filter(|n| !n.is_empty()) else { return Ok(None) };
+    if name.eq_ignore_ascii_case("__unknown__") {
+        return Err(DomainError::validation("requester", "'__Unknown__' is refused: say who asks"));
+    }
+    if name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(DomainError::validation("requester", "at most 128 characters, no control characters"));
+    }
+    Ok(Some(name.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,18 +256,4 @@ mod tests {
         assert_eq!("HIGH".parse::<Priority>().unwrap(), Priority::High);
         assert!("urgent".parse::<Priority>().is_err());
     }
-}
-
-/// Who asks for a request, as given: trimmed, at most 128 characters without control
-/// characters; empty is unknown (`None`). `__Unknown__` (any case) is refused, as the routing
-/// seed says: a request must say who asks.
-pub fn check_requester(given: Option<&str>) -> Result<Option<String>, DomainError> {
-    let Some(name) = given.map(str::trim).filter(|n| !n.is_empty()) else { return Ok(None) };
-    if name.eq_ignore_ascii_case("__unknown__") {
-        return Err(DomainError::validation("requester", "'__Unknown__' is refused: say who asks"));
-    }
-    if name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(DomainError::validation("requester", "at most 128 characters, no control characters"));
-    }
-    Ok(Some(name.to_owned()))
 }
