@@ -177,11 +177,12 @@ async fn place_spot_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<String, 
             .version("$Latest")
             .build(),
     );
-    for (vm, weight, subnet) in launch::overrides(t) {
+    for launch::Override { vm, weight, subnet, zone } in launch::overrides(t, &launch::placement(p, r).await?) {
         let mut o = LaunchTemplateOverrides::builder()
             .instance_type(aws_sdk_ec2::types::InstanceType::from(vm.as_str()))
             .weighted_capacity(f64::from(weight))
-            .set_subnet_id(subnet);
+            .set_subnet_id(subnet)
+            .set_availability_zone(zone);
         if let Some(prio) = t.vm_types_priority().get(&vm) {
             o = o.priority(f64::from(*prio));
         }
@@ -260,10 +261,9 @@ async fn place_group(p: &AwsProvider, r: &LaunchRequest) -> Result<String, Cloud
                 .build(),
         );
     }
-    if t.subnet_ids().is_empty() {
-        call = call.set_availability_zones(Some(zones(p, r).await?));
-    } else {
-        call = call.vpc_zone_identifier(t.subnet_ids().join(","));
+    match launch::placement(p, r).await? {
+        launch::Placement::Subnets(list) => call = call.vpc_zone_identifier(list.join(",")),
+        launch::Placement::Zones(_) => call = call.set_availability_zones(Some(zones(p, r).await?)),
     }
     let token_tag = (tag_keys::LAUNCH_TOKEN, r.token.as_str());
     for (k, v) in r.tags.iter().chain(std::iter::once(token_tag)) {

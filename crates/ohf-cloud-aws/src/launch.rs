@@ -124,10 +124,16 @@ async fn run_instances_as(p: &AwsProvider, r: &LaunchRequest, spot: bool) -> Res
     if let Some(id) = t.launch_template_id() {
         call = call.launch_template(LaunchTemplateSpecification::builder().launch_template_id(id).build());
     }
-    // Several subnets: each launch attempt uses the next, spreading retries over zones.
-    if !t.subnet_ids().is_empty() {
-        let n = r.token.as_str().bytes().fold(0usize, |a, b| a.wrapping_add(b as usize)) % t.subnet_ids().len();
-        call = call.subnet_id(&t.subnet_ids()[n]);
+    // Several subnets (or zones): each launch attempt uses the next, spreading retries over zones.
+    let turn = |len: usize| r.token.as_str().bytes().fold(0usize, |a, b| a.wrapping_add(b as usize)) % len.max(1);
+    match placement(p, r).await? {
+        Placement::Subnets(list) => call = call.subnet_id(&list[turn(list.len())]),
+        Placement::Zones(zones) if !zones.is_empty() => {
+            call = call.placement(
+                aws_sdk_ec2::types::Placement::builder().availability_zone(&zones[turn(zones.len())]).build(),
+            );
+        }
+        Placement::Zones(_) => {}
     }
     if let Some(root) = root_volume(t) {
         call = call.block_device_mappings(root);
@@ -247,10 +253,77 @@ pub(crate) fn on_demand_share(t: &Template, total: i32) -> i32 {
 }
 
 /// Every type of the template in every subnet, with its weight.
-pub(crate) fn overrides(t: &Template) -> Vec<(String, u32, Option<String>)> {
-    let subnets: Vec<Option<String>> =
-        if t.subnet_ids().is_empty() { vec![None] } else { t.subnet_ids().iter().cloned().map(Some).collect() };
-    t.vm_types().iter().flat_map(|(vm, w)| subnets.iter().map(|s| (vm.clone(), *w, s.clone()))).collect()
+pub(crate) fn overrides(t: &Template, place: &Placement) -> Vec<Override> {
+    let spots: Vec<(Option<String>, Option<String>)> = match place {
+        Placement::Subnets(list) => list.iter().map(|s| (Some(s.clone()), None)).collect(),
+        Placement::Zones(zones) if !zones.is_empty() => zones.iter().map(|z| (None, Some(z.clone()))).collect(),
+        Placement::Zones(_) => vec![(None, None)],
+    };
+    t.vm_types()
+        .iter()
+        .flat_map(|(vm, w)| {
+            spots.iter().map(|(subnet, zone)| Override {
+                vm: vm.clone(),
+                weight: *w,
+                subnet: subnet.clone(),
+                zone: zone.clone(),
+            })
+        })
+        .collect()
+}
+
+/// One fleet override: an instance type with its weight, in a subnet or a zone.
+pub(crate) struct Override {
+    pub vm: String,
+    pub weight: u32,
+    pub subnet: Option<String>,
+    pub zone: Option<String>,
+}
+
+/// Where a launch may place machines.
+pub(crate) enum Placement {
+    /// In these subnets: the template's, narrowed to the request's zones.
+    Subnets(Vec<String>),
+    /// A template without subnets: in these zones (the request's; anywhere when empty).
+    Zones(Vec<String>),
+}
+
+/// The request's `availabilityZones` applied to the template: its subnets in those zones (one
+/// DescribeSubnets when zones are asked), or the zones themselves for a template without
+/// subnets. Zones none of the template's subnets is in are refused, naming the field.
+pub(crate) async fn placement(p: &AwsProvider, r: &LaunchRequest) -> Result<Placement, CloudError> {
+    let t = &r.template;
+    if t.subnet_ids().is_empty() {
+        return Ok(Placement::Zones(r.zones.clone()));
+    }
+    if r.zones.is_empty() {
+        return Ok(Placement::Subnets(t.subnet_ids().to_vec()));
+    }
+    let out = p
+        .ec2("DescribeSubnets")
+        .describe_subnets()
+        .set_subnet_ids(Some(t.subnet_ids().to_vec()))
+        .send()
+        .await
+        .map_err(|e| translate("DescribeSubnets", e))?;
+    let inside: Vec<String> = out
+        .subnets()
+        .iter()
+        .filter(|s| s.availability_zone().is_some_and(|z| r.zones.iter().any(|asked| asked == z)))
+        .filter_map(|s| s.subnet_id().map(String::from))
+        .collect();
+    if inside.is_empty() {
+        return Err(CloudError::new(
+            CloudErrorKind::Validation,
+            "NoSubnetInZones",
+            format!(
+                "placement.availabilityZones {}: none of the template's subnets ({}) is in them",
+                r.zones.join(", "),
+                t.subnet_ids().join(", ")
+            ),
+        ));
+    }
+    Ok(Placement::Subnets(inside))
 }
 
 /// A CreateFleet call of type `kind` for launch `r`: every type and subnet of the template as
@@ -265,11 +338,12 @@ pub(crate) async fn fleet_call(
     let mut config = FleetLaunchTemplateConfigRequest::builder().launch_template_specification(
         FleetLaunchTemplateSpecificationRequest::builder().launch_template_id(&template_id).version("$Latest").build(),
     );
-    for (vm, weight, subnet) in overrides(t) {
+    for Override { vm, weight, subnet, zone } in overrides(t, &placement(p, r).await?) {
         let mut o = FleetLaunchTemplateOverridesRequest::builder()
             .instance_type(InstanceType::from(vm.as_str()))
             .weighted_capacity(f64::from(weight))
-            .set_subnet_id(subnet);
+            .set_subnet_id(subnet)
+            .set_availability_zone(zone);
         if let Some(prio) = t.vm_types_priority().get(&vm) {
             o = o.priority(f64::from(*prio));
         }

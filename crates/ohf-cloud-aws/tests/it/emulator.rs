@@ -155,3 +155,55 @@ async fn terminated_machines_are_reported_terminated_and_unknown_ids_are_skipped
     assert_eq!(seen.len(), 2, "the unknown id is skipped");
     assert!(seen.iter().all(|m| matches!(m.status, MachineStatus::ShuttingDown | MachineStatus::Terminated)));
 }
+
+/// A VPC with one subnet in each of `zones`: the subnet ids, in order.
+async fn subnets_in(zones: &[&str]) -> Vec<String> {
+    let ec2 = sdk().await;
+    let vpc = ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.unwrap();
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let mut ids = Vec::new();
+    for (n, zone) in zones.iter().enumerate() {
+        let out = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.42.{n}.0/24"))
+            .availability_zone(*zone)
+            .send()
+            .await
+            .unwrap();
+        ids.push(out.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned());
+    }
+    ids
+}
+
+async fn zone_of(id: &ohf_domain::MachineId) -> String {
+    let out = sdk().await.describe_instances().instance_ids(id.as_str()).send().await.unwrap();
+    let i = &out.reservations()[0].instances()[0];
+    i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_requests_zones_narrow_where_run_instances_places_its_machines() {
+    let p = provider().await;
+    let image = image().await;
+    let subnets = subnets_in(&["us-east-1a", "us-east-1b"]).await;
+    let t = template(&image, json!({"subnetId": subnets}));
+    let mut r = launch(&t, "req-zone-b", 1);
+    r.zones = vec!["us-east-1b".into()];
+    let out = p.launch(&r).await.unwrap();
+    assert_eq!(zone_of(&out.machines[0].id).await, "us-east-1b", "only the subnet in the zone asked");
+
+    let mut r = launch(&t, "req-zone-c", 1);
+    r.zones = vec!["us-east-1c".into()];
+    let e = p.launch(&r).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (CloudErrorKind::Validation, "NoSubnetInZones"), "{e:?}");
+    assert!(e.message.contains("placement.availabilityZones"), "{}", e.message);
+
+    // A template without subnets is placed in the zone itself.
+    let bare = template(&image, json!({}));
+    let mut r = launch(&bare, "req-zone-d", 1);
+    r.zones = vec!["us-east-1d".into()];
+    let out = p.launch(&r).await.unwrap();
+    assert_eq!(zone_of(&out.machines[0].id).await, "us-east-1d");
+    p.terminate(&owned(&[out.machines[0].id.clone()], "req-zone-d"), &owner()).await.unwrap();
+}
