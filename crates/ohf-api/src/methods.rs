@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
 
 /// Every method of the API.
-pub const METHODS: [&str; 16] = [
+pub const METHODS: [&str; 17] = [
     "requestMachines",
     "requestReturnMachines",
     "getRequestStatus",
@@ -33,6 +33,7 @@ pub const METHODS: [&str; 16] = [
     "validateTemplate",
     "getResilienceStatus",
     "getRequestReport",
+    "checkInstallation",
     "reconcile",
     "sweepOrphans",
     "purgeHistory",
@@ -123,6 +124,10 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
             Ok(json!({"requestId": id, "events": events.iter().map(event_view).collect::<Vec<_>>()}))
         }
         "getResilienceStatus" => resilience_status(app).await,
+        "checkInstallation" => {
+            let findings = app.ask(ohf_app::queries::CheckInstallation).await?;
+            Ok(json!({"ok": findings.iter().all(|f| f.ok), "checks": findings}))
+        }
         "getRequestReport" => {
             let hours = match p.get("periodHours") {
                 None | Some(Value::Null) => 24.0,

@@ -512,6 +512,13 @@ pub trait CloudProvider: Send + Sync + 'static {
     }
     /// Refuses templates this provider cannot launch, saying why.
     async fn check_template(&self, template: &Template) -> Result<(), CloudError>;
+    /// What the cloud says of what `template` names (its image, subnets, security groups exist
+    /// in this account and region), each problem in words, for `ohf doctor`. An error is a
+    /// provider that could not be asked. The default has nothing to look at.
+    async fn inspect(&self, template: &Template) -> Result<Vec<String>, CloudError> {
+        let _ = template;
+        Ok(Vec::new())
+    }
     /// Capacity for the template, when the provider knows it.
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError>;
     /// Launches machines; the same token returns the same machines instead of new ones.

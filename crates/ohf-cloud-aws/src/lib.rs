@@ -318,6 +318,40 @@ impl CloudProvider for AwsProvider {
         supported(template)
     }
 
+    async fn inspect(&self, template: &Template) -> Result<Vec<String>, CloudError> {
+        // A missing or foreign reference is a finding; anything else (no access, no answer)
+        // means the account could not be asked.
+        let finding = |e: CloudError| match e.kind {
+            CloudErrorKind::NotFound | CloudErrorKind::Validation => Ok(e.message),
+            _ => Err(e),
+        };
+        let mut problems = Vec::new();
+        if let Some(image) = template.image_id() {
+            let out = self.ec2("DescribeImages").describe_images().image_ids(image).send().await;
+            match out.map_err(|e| errors::translate("DescribeImages", e)) {
+                Ok(found) if found.images().is_empty() => problems.push(format!("image {image} does not exist here")),
+                Ok(_) => {}
+                Err(e) => problems.push(finding(e)?),
+            }
+        }
+        if !template.subnet_ids().is_empty() {
+            let ids = template.subnet_ids().to_vec();
+            let out = self.ec2("DescribeSubnets").describe_subnets().set_subnet_ids(Some(ids)).send().await;
+            if let Err(e) = out.map_err(|e| errors::translate("DescribeSubnets", e)) {
+                problems.push(finding(e)?);
+            }
+        }
+        if !template.security_group_ids().is_empty() {
+            let ids = template.security_group_ids().to_vec();
+            let out =
+                self.ec2("DescribeSecurityGroups").describe_security_groups().set_group_ids(Some(ids)).send().await;
+            if let Err(e) = out.map_err(|e| errors::translate("DescribeSecurityGroups", e)) {
+                problems.push(finding(e)?);
+            }
+        }
+        Ok(problems)
+    }
+
     async fn capacity(&self, _template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
         // EC2 publishes no free-capacity figure; a shortage shows at launch.
         Ok(None)

@@ -390,6 +390,10 @@ impl CloudProvider for Resilient {
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.inner.check_template(template).await
     }
+    async fn inspect(&self, template: &Template) -> Result<Vec<String>, CloudError> {
+        // Describes, under the same breaker, deadline and retries.
+        self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.inspect(template)).await
+    }
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
         self.inner.capacity(template).await
     }

@@ -121,6 +121,9 @@ pub enum Command {
         #[arg(long)]
         days: Option<u32>,
     },
+    /// Check the installation: configuration, store, templates, each provider's answer and what
+    /// the cloud says of each template's image, subnets and security groups; exit 1 on a problem
+    Doctor,
     /// Request figures of a time window: counts, success rate, time to complete, peak hours,
     /// backlog, estimated cost
     Report {

@@ -35,6 +35,8 @@ pub async fn run(global: &Global, command: Command) -> ExitCode {
 pub fn report(global: &Global, done: anyhow::Result<()>) -> ExitCode {
     match done {
         Ok(()) => ExitCode::SUCCESS,
+        // The command printed its own answer, failures included.
+        Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::from(1),
         Err(e) => {
             output::print_error(global.output, &e);
             ExitCode::from(1)
@@ -60,6 +62,9 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
             Output::Table => println!("{}", output::settings_table(&settings)),
         }
         return Ok(());
+    }
+    if let Command::Doctor = &command {
+        return doctor(global).await;
     }
     if let Command::Templates(TemplatesCmd::Validate { file: None }) = &command {
         let settings = Resolved::load(&overrides(global))?;
@@ -259,6 +264,7 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
         | Command::Serve(_)
         | Command::Completions { .. }
         | Command::Config(_)
+        | Command::Doctor
         | Command::Man
         | Command::Templates(TemplatesCmd::Validate { .. }) => {
             unreachable!("dispatched elsewhere")
@@ -538,3 +544,48 @@ pub async fn watch(backend: &Backend, id: &str, progress: bool) -> anyhow::Resul
         bar.tick();
     }
 }
+
+/// `ohf doctor`: the configuration first (a configuration that does not load is the finding),
+/// then the installation's own checks.
+async fn doctor(global: &Global) -> anyhow::Result<()> {
+    let mut checks = Vec::new();
+    let loaded = Resolved::load(&overrides(global));
+    checks.push(match &loaded {
+        Ok(s) => json!({"check": "configuration", "ok": true, "detail": s.config_file.as_ref().map_or_else(
+            || "defaults and environment (no ohf.toml)".to_owned(),
+            |f| format!("{} loads", f.display()),
+        )}),
+        Err(e) => json!({"check": "configuration", "ok": false, "detail": format!("{e:#}")}),
+    });
+    if loaded.is_ok() {
+        match backend(global).await {
+            Ok(backend) => {
+                match backend.call("checkInstallation", json!({})).await {
+                    Ok(found) => checks.extend(found["checks"].as_array().cloned().unwrap_or_default()),
+                    Err(e) => checks.push(json!({"check": "installation", "ok": false, "detail": format!("{e:#}")})),
+                }
+                backend.finish().await;
+            }
+            Err(e) => checks.push(json!({"check": "store and providers", "ok": false, "detail": format!("{e:#}")})),
+        }
+    }
+    let ok = checks.iter().all(|c| c["ok"] == true);
+    match global.output {
+        Output::Json => print_json(&json!({"ok": ok, "checks": checks})),
+        Output::Table => println!("{}", output::checks_table(&checks)),
+    }
+    if ok { Ok(()) } else { Err(Reported.into()) }
+}
+
+/// A failure the command has already shown in its answer: the exit code says it, nothing more
+/// is printed.
+#[derive(Debug)]
+pub struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed; see the answer above")
+    }
+}
+
+impl std::error::Error for Reported {}

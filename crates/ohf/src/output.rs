@@ -401,3 +401,12 @@ pub fn cost_tables(cost: &Value) -> String {
     }
     out
 }
+
+pub fn checks_table(list: &[Value]) -> String {
+    let mut t = table(&["CHECK", "STATUS", "DETAIL"]);
+    for c in list {
+        let status = if c["ok"] == true { "ok" } else { "FAIL" };
+        t.add_row(vec![cell(&c["check"]), status.to_owned(), cell(&c["detail"])]);
+    }
+    t.to_string()
+}

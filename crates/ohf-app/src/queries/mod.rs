@@ -1,6 +1,7 @@
 //! Queries: typed messages that only read, each with its one handler in its file. Sent with
 //! [`App::ask`](crate::App::ask).
 
+mod doctor;
 pub mod providers;
 pub mod report;
 mod requests;
@@ -9,6 +10,7 @@ mod return_notices;
 mod templates;
 mod watch_request;
 
+pub use doctor::{CheckInstallation, Finding};
 pub use providers::{
     GetProviderCapabilities, GetProviderHealth, GetProviderMetrics, ListAvailableProviders, ProviderQuery,
     SelectProviderStrategy,

@@ -207,3 +207,15 @@ async fn a_requests_zones_narrow_where_run_instances_places_its_machines() {
     assert_eq!(zone_of(&out.machines[0].id).await, "us-east-1d");
     p.terminate(&owned(&[out.machines[0].id.clone()], "req-zone-d"), &owner()).await.unwrap();
 }
+
+#[tokio::test]
+async fn inspect_names_an_image_or_subnet_the_account_does_not_have() {
+    let p = provider().await;
+    let good = template(&image().await, json!({}));
+    assert!(p.inspect(&good).await.unwrap().is_empty(), "a template whose image exists");
+    let bad = template("ami-0123456789abcdef0", json!({"subnetId": "subnet-0123456789abcdef0"}));
+    let problems = p.inspect(&bad).await.unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("ami-0123456789abcdef0"), "{problems:?}");
+    assert!(problems[1].contains("subnet-0123456789abcdef0"), "{problems:?}");
+}

@@ -593,3 +593,28 @@ fn a_price_table_that_does_not_read_is_refused_by_name() {
     let shown = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("prices.json") && shown.contains("m5.large"), "{shown}");
 }
+
+#[test]
+fn doctor_checks_the_installation_and_names_what_is_wrong() {
+    let env = HfEnv::new("[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n");
+    let out = env.ohf().args(["doctor"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["configuration", "store", "provider sim-1", "template OnDemand-Minimal on sim-1"] {
+        assert!(text.lines().any(|l| l.contains(line) && l.contains(" ok ")), "{line}: {text}");
+    }
+    let doc = ohf_json(&env, &["doctor"]);
+    assert_eq!(doc["ok"], true, "{doc}");
+
+    // A configuration that does not load is the finding, named.
+    std::fs::write(env.path("conf/ohf.toml"), "[serve]\nnot_a_setting = 1\n").unwrap();
+    let out = env.ohf().args(["doctor", "-o", "json"]).output().unwrap();
+    assert!(!out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["checks"][0]["check"].as_str(), doc["checks"][0]["ok"].as_bool()),
+        (Some("configuration"), Some(false)),
+        "{doc}"
+    );
+    assert!(doc["checks"][0]["detail"].as_str().unwrap().contains("not_a_setting"), "{doc}");
+}
