@@ -428,6 +428,8 @@ pub enum ProviderCall<'a> {
     Terminate,
     /// A describe of instance types.
     InstanceTypes,
+    /// The deletion of resources kept between requests that no template needs (launch templates).
+    Prune,
 }
 
 /// How a provider names one of its calls: the operation (counters, retry and timeout
@@ -462,6 +464,8 @@ pub mod operations {
     pub const RELEASE_SPOT_FLEET: &str = "spot_fleet_cancel";
     /// DeleteAutoScalingGroup.
     pub const RELEASE_GROUP: &str = "autoscaling_delete_group";
+    /// DeleteLaunchTemplate (with the describe that finds them).
+    pub const PRUNE_LAUNCH_TEMPLATES: &str = "ec2_delete_launch_template";
 }
 
 /// Names `call` in the EC2 vocabulary: launches by the template's API, everything else as an
@@ -479,6 +483,7 @@ pub fn ec2_call_name(call: ProviderCall<'_>) -> CallName {
         ProviderCall::Describe => (DESCRIBE_INSTANCES, "ec2"),
         ProviderCall::Terminate => (TERMINATE_INSTANCES, "ec2"),
         ProviderCall::InstanceTypes => (DESCRIBE_INSTANCE_TYPES, "ec2"),
+        ProviderCall::Prune => (PRUNE_LAUNCH_TEMPLATES, "ec2"),
     };
     CallName { operation, service }
 }

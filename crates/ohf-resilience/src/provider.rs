@@ -413,7 +413,8 @@ impl CloudProvider for Resilient {
         self.run(self.inner.call_name(ProviderCall::Terminate), || self.inner.terminate(machines, owner)).await
     }
     async fn prune(&self, keep: &[Template], owner: &Ownership) -> Result<Vec<String>, CloudError> {
-        self.inner.prune(keep, owner).await
+        // A deletion, like every other call: under the breaker, the deadline and retries.
+        self.run(self.inner.call_name(ProviderCall::Prune), || self.inner.prune(keep, owner)).await
     }
     fn report(&self) -> Option<serde_json::Value> {
         let operations: serde_json::Map<String, serde_json::Value> = self

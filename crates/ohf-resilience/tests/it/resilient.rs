@@ -294,3 +294,15 @@ async fn a_high_priority_launch_waits_behind_no_burst_of_low_ones() {
     assert_eq!(order[0], "low-0");
     assert_eq!(order[1], "high", "the next token goes to the high-priority launch: {order:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_sweeps_deletions_go_through_the_breaker_like_every_call() {
+    let s = setup(vec![unavailable(), unavailable(), unavailable()], Duration::ZERO, with_breaker());
+    for _ in 0..3 {
+        describe(&s.resilient).await.unwrap_err();
+    }
+    let owner = Ownership { cluster: "c".into(), installation: "i".into() };
+    let e = s.resilient.prune(&[], &owner).await.unwrap_err();
+    assert_eq!(e.code, CIRCUIT_OPEN, "an open breaker refuses the deletion too");
+    assert_eq!(s.resilient.metrics()["ec2_delete_launch_template"].rejected, 1);
+}
