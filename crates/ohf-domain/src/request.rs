@@ -51,11 +51,13 @@ pub enum RequestState {
     /// Some machines are up and kept; the rest failed.
     #[serde(alias = "PARTIAL")]
     PartialSuccess,
+    /// Refused when it was asked (its error says why); kept so history and figures see it.
+    Rejected,
 }
 
 impl RequestState {
     /// Every state.
-    pub const ALL: [RequestState; 7] = [
+    pub const ALL: [RequestState; 8] = [
         Self::Pending,
         Self::InProgress,
         Self::Completed,
@@ -63,6 +65,7 @@ impl RequestState {
         Self::Timeout,
         Self::Cancelled,
         Self::PartialSuccess,
+        Self::Rejected,
     ];
 
     /// Its wire name.
@@ -75,6 +78,7 @@ impl RequestState {
             Self::Timeout => "TIMEOUT",
             Self::Cancelled => "CANCELLED",
             Self::PartialSuccess => "PARTIAL_SUCCESS",
+            Self::Rejected => "REJECTED",
         }
     }
 
@@ -97,7 +101,7 @@ impl RequestState {
         use RequestState::*;
         matches!(
             (self, to),
-            (Pending, InProgress | Failed | Timeout | Cancelled)
+            (Pending, InProgress | Failed | Timeout | Cancelled | Rejected)
                 | (InProgress, Completed | Failed | Timeout | Cancelled | PartialSuccess)
         )
     }
@@ -415,6 +419,39 @@ pub struct Request {
 }
 
 impl Request {
+    /// The record of a provision request refused when it was asked: REJECTED at once, with
+    /// `code` and `message` as its error. `template` and `count` are what was asked, when they
+    /// were understood.
+    pub fn rejected(
+        id: RequestId,
+        template: Option<Template>,
+        count: u32,
+        requester: Option<String>,
+        refusal: String,
+        now: Timestamp,
+    ) -> Self {
+        let creation = Creation {
+            id,
+            kind: RequestKind::Provision,
+            count,
+            template,
+            timeout: TimeoutSecs::DEFAULT,
+            tags: Tags::default(),
+            metadata: BTreeMap::new(),
+            priority: Priority::Normal,
+            requester,
+            zones: Vec::new(),
+            provider: None,
+            machines: Vec::new(),
+            holders: BTreeMap::new(),
+            force: false,
+            drain_secs: None,
+        };
+        let mut request = Self::create(creation, now);
+        let _ = request.transition(now, RequestState::Rejected, Some(refusal));
+        request
+    }
+
     /// A new provision request, PENDING.
     pub fn provision(spec: ProvisionSpec, now: Timestamp) -> Self {
         let creation = Creation {

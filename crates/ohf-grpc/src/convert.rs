@@ -23,6 +23,7 @@ pub fn state(s: RequestState) -> pb::RequestState {
         RequestState::Timeout => pb::RequestState::Timeout,
         RequestState::Cancelled => pb::RequestState::Cancelled,
         RequestState::PartialSuccess => pb::RequestState::PartialSuccess,
+        RequestState::Rejected => pb::RequestState::Rejected,
     }
 }
 
@@ -36,6 +37,7 @@ pub fn state_from(s: pb::RequestState) -> Option<RequestState> {
         pb::RequestState::Timeout => RequestState::Timeout,
         pb::RequestState::Cancelled => RequestState::Cancelled,
         pb::RequestState::PartialSuccess => RequestState::PartialSuccess,
+        pb::RequestState::Rejected => RequestState::Rejected,
     })
 }
 

@@ -43,8 +43,44 @@ pub struct RequestMachines {
 message!(command RequestMachines => Request);
 
 impl Handler<RequestMachines> for App {
-    /// Validates and stores a provision request, then makes its first launch.
+    /// Validates and stores a provision request, then makes its first launch. A request the
+    /// rules refuse is answered with the refusal and kept as REJECTED, so its history and the
+    /// figures see it.
     async fn handle(&self, cmd: RequestMachines) -> Result<Request, AppError> {
+        let asked = (cmd.template_id.clone(), cmd.count, cmd.requester.clone());
+        let outcome = self.admit(cmd).await;
+        if let Err(AppError::Domain(e)) = &outcome
+            && !matches!(
+                e,
+                DomainError::DuplicateRequest { .. }
+                    | DomainError::RequestNotFound { .. }
+                    | DomainError::IllegalTransition { .. }
+            )
+        {
+            self.keep_rejected(asked, e).await;
+        }
+        outcome
+    }
+}
+
+impl App {
+    /// Stores the record of a refused request; a store that fails it is logged, and the
+    /// refusal is the answer either way.
+    async fn keep_rejected(&self, (template_id, count, requester): (String, i64, Option<String>), e: &DomainError) {
+        let template = self.template(&template_id).await.ok();
+        let requester = ohf_domain::check_requester(requester.as_deref()).ok().flatten();
+        let count = u32::try_from(count).unwrap_or(0);
+        let refusal = format!("{}: {e}", e.code().as_str());
+        let id = self.ids.next(RequestKind::Provision);
+        let mut record = Request::rejected(id.clone(), template, count, requester, refusal, self.clock.now());
+        match self.commit(&mut [&mut record], None).await {
+            Ok(()) => tracing::info!(request_id = %id, code = e.code().as_str(), "request rejected and kept"),
+            Err(store) => tracing::warn!(error = %store, "the rejected request could not be kept"),
+        }
+    }
+
+    /// Validates and stores a provision request, then makes its first launch.
+    async fn admit(&self, cmd: RequestMachines) -> Result<Request, AppError> {
         let deadline = tokio::time::Instant::now() + self.settings.answer_within;
         let template = self.template(&cmd.template_id).await?;
         let count = MachineCount::new(cmd.count, self.settings.max_machines_per_request)?;

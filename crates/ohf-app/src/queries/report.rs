@@ -103,7 +103,7 @@ pub struct Durations {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureCount {
-    /// FAILED, TIMEOUT or PARTIAL_SUCCESS.
+    /// FAILED, TIMEOUT, PARTIAL_SUCCESS or REJECTED.
     pub category: String,
     /// The error's code (its first word, as the provider or ohf gave it).
     pub code: String,
@@ -229,7 +229,10 @@ impl Handler<GetRequestReport> for App {
             {
                 durations.push(done.secs_since(r.created_at()));
             }
-            if matches!(r.state(), RequestState::Failed | RequestState::Timeout | RequestState::PartialSuccess) {
+            if matches!(
+                r.state(),
+                RequestState::Failed | RequestState::Timeout | RequestState::PartialSuccess | RequestState::Rejected
+            ) {
                 let message = r.error().unwrap_or("no message").to_owned();
                 let entry = failures.entry((r.state().as_str().to_owned(), code_of(&message))).or_insert((
                     0,
@@ -244,8 +247,13 @@ impl Handler<GetRequestReport> for App {
             }
         }
         durations.sort_unstable();
-        let ended: u64 =
-            made.iter().filter(|r| r.state().is_terminal() && r.state() != RequestState::Cancelled).count() as u64;
+        // Cancelled and rejected requests did not run: the rate is of those that did.
+        let ended = made
+            .iter()
+            .filter(|r| {
+                r.state().is_terminal() && !matches!(r.state(), RequestState::Cancelled | RequestState::Rejected)
+            })
+            .count() as u64;
         let completed = by_state.get(RequestState::Completed.as_str()).copied().unwrap_or(0);
         let mut failures: Vec<FailureCount> = failures
             .into_iter()

@@ -618,3 +618,34 @@ fn doctor_checks_the_installation_and_names_what_is_wrong() {
     );
     assert!(doc["checks"][0]["detail"].as_str().unwrap().contains("not_a_setting"), "{doc}");
 }
+
+#[test]
+fn a_refused_request_is_kept_as_rejected_for_history_and_figures() {
+    let env = HfEnv::new("[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\n");
+    // OnDemand-Minimal allows 10 machines: 11 are refused.
+    let out =
+        env.ohf().args(["request", "create", "-t", "OnDemand-Minimal", "-n", "11", "-o", "json"]).output().unwrap();
+    assert!(!out.status.success());
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["error"]["code"], "INSUFFICIENT_CAPACITY", "the refusal is the answer: {answer}");
+
+    assert!(env.stored_requests().is_empty(), "listings show requests, not refusals");
+    let listed = ohf_json(&env, &["request", "list", "--state", "REJECTED"]);
+    let rejected = listed.as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{listed}");
+    let r = &rejected[0];
+    assert_eq!(
+        (r["status"].as_str(), r["templateId"].as_str(), r["machineCount"].as_u64()),
+        (Some("REJECTED"), Some("OnDemand-Minimal"), Some(11))
+    );
+    assert!(r["errorMessage"].as_str().unwrap().starts_with("INSUFFICIENT_CAPACITY:"), "{r}");
+    assert_eq!(r["machines"].as_array().unwrap().len(), 0);
+
+    let report = ohf_json(&env, &["report"]);
+    assert_eq!(report["byState"]["REJECTED"], 1, "{report}");
+    assert_eq!(report["failures"][0]["category"], "REJECTED", "{report}");
+    assert_eq!(report["failures"][0]["code"], "INSUFFICIENT_CAPACITY", "{report}");
+    let id = r["requestId"].as_str().unwrap();
+    let history = ohf_json(&env, &["request", "history", id]);
+    assert!(history.to_string().contains("REJECTED"), "{history}");
+}
