@@ -407,12 +407,6 @@ async fn list_requests(app: &App, p: &Value) -> Result<Value, ApiError> {
         Some("return") => Some(RequestKind::Return),
         Some(other) => return Err(invalid("kind", format!("'{other}' is not provision or return"))),
     };
-    // Rejected requests are kept for history and figures; a listing shows them when asked.
-    let states = if states.is_empty() {
-        RequestState::ALL.into_iter().filter(|s| *s != RequestState::Rejected).collect()
-    } else {
-        states
-    };
     let list = app.ask(ListRequests { filter: RequestFilter { states, kind, limit, ..Default::default() } }).await?;
     Ok(json!({"requests": list.iter().map(request_view).collect::<Vec<_>>()}))
 }

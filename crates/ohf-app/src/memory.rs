@@ -107,7 +107,13 @@ impl Requests for MemoryStore {
         let mut list: Vec<Request> = self
             .all()
             .into_iter()
-            .filter(|r| filter.states.is_empty() || filter.states.contains(&r.state()))
+            .filter(|r| {
+                if filter.states.is_empty() {
+                    r.state() != ohf_domain::RequestState::Rejected
+                } else {
+                    filter.states.contains(&r.state())
+                }
+            })
             .filter(|r| filter.kind.is_none_or(|k| r.kind() == k))
             .filter(|r| filter.template.as_ref().is_none_or(|t| r.template().map(Template::id) == Some(t)))
             .filter(|r| !filter.holding || r.capacity_held() > 0)

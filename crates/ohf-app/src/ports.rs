@@ -104,7 +104,8 @@ pub enum StoreError {
 /// Which requests a listing returns.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
-    /// Only requests in these states (all when empty).
+    /// Only requests in these states. Empty: every state but REJECTED (a refused request's
+    /// record is listed only when asked for by its state).
     pub states: Vec<RequestState>,
     /// Only provision or only return requests.
     pub kind: Option<RequestKind>,

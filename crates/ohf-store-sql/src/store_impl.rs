@@ -222,7 +222,9 @@ macro_rules! sql_request_store {
 
             async fn list(&self, filter: &ohf_app::RequestFilter) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
                 let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE 1 = 1");
-                if !filter.states.is_empty() {
+                if filter.states.is_empty() {
+                    q.push(" AND state <> ").push_bind(ohf_domain::RequestState::Rejected.as_str());
+                } else {
                     q.push(" AND state IN ");
                     $crate::store_impl::push_list!(q, filter.states.iter().map(|s| s.as_str()));
                 }

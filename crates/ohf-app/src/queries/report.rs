@@ -213,8 +213,13 @@ impl Handler<GetRequestReport> for App {
     async fn handle(&self, q: GetRequestReport) -> Result<RequestReport, AppError> {
         let now = self.clock.now();
         let since = now.plus_millis(-i64::try_from(q.period.as_millis()).unwrap_or(i64::MAX / 2));
-        let window =
-            RequestFilter { kind: Some(RequestKind::Provision), created_since: Some(since), ..Default::default() };
+        // Every state, REJECTED too: refusals count in the figures.
+        let window = RequestFilter {
+            kind: Some(RequestKind::Provision),
+            created_since: Some(since),
+            states: RequestState::ALL.to_vec(),
+            ..Default::default()
+        };
         let made = self.store.list(&window).await?;
         let mut by_state = BTreeMap::new();
         let mut durations = Vec::new();
