@@ -101,7 +101,7 @@ impl RequestState {
         use RequestState::*;
         matches!(
             (self, to),
-            (Pending, InProgress | Failed | Timeout | Cancelled | Rejected)
+            (Pending, InProgress | Failed | Timeout | Cancelled)
                 | (InProgress, Completed | Failed | Timeout | Cancelled | PartialSuccess)
         )
     }
@@ -221,6 +221,10 @@ pub struct Creation {
     pub zones: Vec<String>,
     /// The provider it launches on first.
     pub provider: Option<ProviderName>,
+    /// Why the request was refused when it was asked: it is created REJECTED (no transition
+    /// leads there), with this as its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
     /// A return request's drain: seconds the scheduler has to move work off its machines
     /// before they are terminated (`force: false` with `drainTimeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -446,10 +450,9 @@ impl Request {
             holders: BTreeMap::new(),
             force: false,
             drain_secs: None,
+            refusal: Some(refusal),
         };
-        let mut request = Self::create(creation, now);
-        let _ = request.transition(now, RequestState::Rejected, Some(refusal));
-        request
+        Self::create(creation, now)
     }
 
     /// A new provision request, PENDING.
@@ -470,6 +473,7 @@ impl Request {
             holders: BTreeMap::new(),
             force: false,
             drain_secs: None,
+            refusal: None,
         };
         Self::create(creation, now)
     }
@@ -520,6 +524,7 @@ impl Request {
             holders,
             force,
             drain_secs,
+            refusal: None,
         };
         let mut request = Self::create(creation, now);
         for (machine_id, message) in refusals {
@@ -602,6 +607,11 @@ impl Request {
                 self.machines = c.machines;
                 self.holders = c.holders;
                 self.force = c.force;
+                if let Some(why) = c.refusal {
+                    self.state = RequestState::Rejected;
+                    self.error = Some(why);
+                    self.completed_at = Some(at);
+                }
                 self.drain_until =
                     c.drain_secs.filter(|secs| *secs > 0 && !c.force).map(|secs| at.plus_secs(i64::from(secs)));
                 self.created_at = at;
