@@ -422,6 +422,31 @@ pub struct Request {
     changes: Vec<EventEnvelope>,
 }
 
+impl Creation {
+    /// A request of `kind` with nothing given yet: no template, machines or holders, default
+    /// timeout, no tags, metadata or zones, normal priority.
+    fn bare(id: RequestId, kind: RequestKind) -> Self {
+        Creation {
+            id,
+            kind,
+            template: None,
+            count: 0,
+            timeout: TimeoutSecs::DEFAULT,
+            tags: Tags::default(),
+            metadata: BTreeMap::new(),
+            priority: Priority::Normal,
+            requester: None,
+            zones: Vec::new(),
+            provider: None,
+            machines: Vec::new(),
+            holders: BTreeMap::new(),
+            force: false,
+            drain_secs: None,
+            refusal: None,
+        }
+    }
+}
+
 impl Request {
     /// The record of a provision request refused when it was asked: REJECTED at once, with
     /// `code` and `message` as its error. `template` and `count` are what was asked, when they
@@ -435,22 +460,11 @@ impl Request {
         now: Timestamp,
     ) -> Self {
         let creation = Creation {
-            id,
-            kind: RequestKind::Provision,
             count,
             template,
-            timeout: TimeoutSecs::DEFAULT,
-            tags: Tags::default(),
-            metadata: BTreeMap::new(),
-            priority: Priority::Normal,
             requester,
-            zones: Vec::new(),
-            provider: None,
-            machines: Vec::new(),
-            holders: BTreeMap::new(),
-            force: false,
-            drain_secs: None,
             refusal: Some(refusal),
+            ..Creation::bare(id, RequestKind::Provision)
         };
         Self::create(creation, now)
     }
@@ -509,22 +523,14 @@ impl Request {
             list.push(m.machine);
         }
         let creation = Creation {
-            id,
-            kind: RequestKind::Return,
-            template: None,
             count: list.len() as u32,
             timeout,
-            tags: Tags::default(),
-            metadata: BTreeMap::new(),
-            priority: Priority::Normal,
             requester,
-            zones: Vec::new(),
-            provider: None,
             machines: list,
             holders,
             force,
             drain_secs,
-            refusal: None,
+            ..Creation::bare(id, RequestKind::Return)
         };
         let mut request = Self::create(creation, now);
         for (machine_id, message) in refusals {

@@ -243,14 +243,19 @@ async fn request_id(request: axum::extract::Request, next: axum::middleware::Nex
     response
 }
 
-/// How often the alerter sends its digests and looks for long-running requests.
+/// How often the alerter sends its digests.
 const ALERT_TICK: Duration = Duration::from_secs(5);
+/// Every how many ticks it looks for long-running requests (once a minute).
+const LONG_RUNNING_EVERY: u64 = 12;
 
 /// Feeds the alerter what the bus does not carry as stored events: system events (breakers,
 /// provider health) as they come, and time (digests of held-back alerts, long-running requests).
 async fn watch_alerts(app: Arc<App>, alerter: Arc<ohf_app::alerts::Alerter>, mut stopped: watch::Receiver<bool>) {
     let mut system = app.bus().subscribe_system();
     let mut tick = tokio::time::interval(ALERT_TICK);
+    // Long-running requests are looked for every LONG_RUNNING_EVERY ticks, not every tick: the
+    // listing reads every unfinished request.
+    let mut ticks: u64 = 0;
     while !*stopped.borrow() {
         tokio::select! {
             changed = stopped.changed() => if changed.is_err() { break },
@@ -263,7 +268,8 @@ async fn watch_alerts(app: Arc<App>, alerter: Arc<ohf_app::alerts::Alerter>, mut
             },
             _ = tick.tick() => {
                 alerter.tick().await;
-                if alerter.watches_long_running() {
+                ticks += 1;
+                if alerter.watches_long_running() && ticks % LONG_RUNNING_EVERY == 1 {
                     let filter = ohf_app::RequestFilter {
                         states: vec![ohf_domain::RequestState::Pending, ohf_domain::RequestState::InProgress],
                         ..Default::default()
