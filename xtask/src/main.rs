@@ -115,9 +115,10 @@ fn tidy() -> anyhow::Result<()> {
 const ADAPTERS: [&str; 6] =
     ["ohf-store-sql", "ohf-cloud-sim", "ohf-cloud-aws", "ohf-http", "ohf-grpc", "ohf-hostfactory"];
 /// The inner crates: they know no adapter and no composition.
-const INNER: [&str; 5] = ["ohf-domain", "ohf-provider-strategy", "ohf-app", "ohf-api", "ohf-resilience"];
+const INNER: [&str; 6] =
+    ["ohf-domain", "ohf-provider-strategy", "ohf-placement", "ohf-app", "ohf-api", "ohf-resilience"];
 /// Crates that do no I/O.
-const PURE: [&str; 2] = ["ohf-domain", "ohf-provider-strategy"];
+const PURE: [&str; 3] = ["ohf-domain", "ohf-provider-strategy", "ohf-placement"];
 /// Dependencies that mean I/O or an async runtime.
 const IO: [&str; 8] = ["tokio", "sqlx", "tonic", "prost", "reqwest", "axum", "hyper", "aws-"];
 /// Infrastructure crates and the only workspace crates (beside the server library, the
