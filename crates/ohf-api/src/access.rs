@@ -59,8 +59,18 @@ pub fn needed(method: &str) -> Role {
         | "getProviderHealth"
         | "listAvailableProviders"
         | "getProviderMetrics"
-        | "getProviderCapabilities" => Role::Reader,
-        "requestMachines" | "requestReturnMachines" | "cancelRequest" | "executeProviderOperation" => Role::Operator,
+        | "getProviderCapabilities"
+        | "getRoutingRequest"
+        | "listRoutingRequests"
+        | "getRoutingWorkloads"
+        | "getWorkload"
+        | "getAvailableCapacity" => Role::Reader,
+        "requestMachines"
+        | "requestReturnMachines"
+        | "cancelRequest"
+        | "executeProviderOperation"
+        | "routeRequest"
+        | "unrouteRequest" => Role::Operator,
         _ => Role::Admin,
     }
 }

@@ -13,6 +13,7 @@ pub mod access;
 pub mod error;
 mod methods;
 pub mod poll;
+pub mod routing;
 pub mod view;
 
 pub use error::{ApiError, GrpcCode, Wire, wire};

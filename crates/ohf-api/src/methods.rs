@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
 
 /// Every method of the API.
-pub const METHODS: [&str; 17] = [
+pub const METHODS: [&str; 24] = [
     "requestMachines",
     "requestReturnMachines",
     "getRequestStatus",
@@ -37,6 +37,13 @@ pub const METHODS: [&str; 17] = [
     "reconcile",
     "sweepOrphans",
     "purgeHistory",
+    "routeRequest",
+    "getRoutingRequest",
+    "listRoutingRequests",
+    "getRoutingWorkloads",
+    "getWorkload",
+    "unrouteRequest",
+    "getAvailableCapacity",
 ];
 
 /// The longest window a report covers: 90 days.
@@ -142,6 +149,7 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
         }
         "reconcile" => Ok(reconcile_view(&app.reconcile(None).await)),
         m if PROVIDER_METHODS.contains(&m) => Ok(provider_method(app, m, p).await?),
+        m if crate::routing::METHODS.contains(&m) => crate::routing::call(app, m, p).await,
         "purgeHistory" => {
             let days = integer(p, "keepDays")?.ok_or_else(|| invalid("keepDays", "is required"))?;
             let days = u32::try_from(days)
@@ -301,7 +309,7 @@ async fn request_machines(app: &App, p: &Value) -> Result<Value, ApiError> {
 /// Names `who` as the requester of a creation (`requestMachines`, `requestReturnMachines`)
 /// whose parameters name none: the caller the front end knows (a token's name, the OS user).
 pub fn default_requester(method: &str, params: &mut Value, who: &str) {
-    if matches!(method, "requestMachines" | "requestReturnMachines")
+    if matches!(method, "requestMachines" | "requestReturnMachines" | "routeRequest")
         && let Value::Object(fields) = params
         && fields.get("requester").is_none_or(Value::is_null)
     {

@@ -35,8 +35,10 @@ pub struct AppSettings {
     /// first, and a launch still under way at the deadline goes on in the next reconcile step
     /// (the same client token, so never twice).
     pub answer_within: std::time::Duration,
-    /// Hourly prices for the cost estimates of reports.
+    /// Hourly prices for the cost estimates of reports and the cost of venues.
     pub prices: crate::queries::PriceTable,
+    /// Venues, modes, strategies, bookings and profiles of placement.
+    pub routing: crate::placement::RoutingSettings,
 }
 
 impl Default for AppSettings {
@@ -50,6 +52,7 @@ impl Default for AppSettings {
             cluster: "default".into(),
             answer_within: std::time::Duration::from_secs(5),
             prices: crate::queries::PriceTable::default(),
+            routing: crate::placement::RoutingSettings::default(),
         }
     }
 }

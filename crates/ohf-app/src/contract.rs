@@ -712,4 +712,9 @@ pub async fn shared_state_is_compare_and_set(store: Arc<dyn RequestStore>) {
     assert!(store.store_shared("other/c", "y", 0).await.unwrap());
     let listed = store.list_shared("breaker/").await.unwrap();
     assert_eq!(listed, vec![("breaker/a".into(), "two".into(), 2), ("breaker/b".into(), "x".into(), 1)]);
+    assert!(!store.remove_shared("breaker/a", 1).await.unwrap(), "a stale removal loses");
+    assert!(store.remove_shared("breaker/a", 2).await.unwrap());
+    assert!(!store.remove_shared("breaker/a", 2).await.unwrap(), "gone already");
+    assert_eq!(store.load_shared("breaker/a").await.unwrap(), (None, 0));
+    assert_eq!(store.list_shared("breaker/").await.unwrap().len(), 1);
 }

@@ -43,3 +43,16 @@ pub fn breaker_of(key: &str) -> Option<(&str, &str)> {
 pub fn instance_type(name: &str) -> String {
     format!("{INSTANCE_TYPE}{name}")
 }
+
+/// The lease every change to routing state is made under (one writer at a time).
+pub const ROUTING_LEASE: &str = "routing/lease";
+/// A routing request that holds capacity (BOOKED, PLACED): `routing/open/<id>`.
+pub const ROUTING_OPEN: &str = "routing/open/";
+/// A routing request that holds nothing (REJECTED, EXPIRED): `routing/closed/<id>`.
+pub const ROUTING_CLOSED: &str = "routing/closed/";
+/// A workload taken out of its request, to be routed again by id: `routing/unrouted/<id>`.
+pub const ROUTING_UNROUTED: &str = "routing/unrouted/";
+/// What the last recalculation measured of a venue: `venue-reading/<venue>`.
+pub const VENUE_READING: &str = "venue-reading/";
+/// The sensors of a venue being recalculated now: `venue-refresh/<venue>`.
+pub const VENUE_REFRESH: &str = "venue-refresh/";

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod lifecycle;
 #[cfg(any(test, feature = "testkit"))]
 pub mod memory;
+pub mod placement;
 pub mod ports;
 pub mod providers;
 pub mod queries;

@@ -282,6 +282,15 @@ impl SharedState for MemoryStore {
             .map(|(k, (v, n))| (k.clone(), v.clone(), *n))
             .collect())
     }
+
+    async fn remove_shared(&self, key: &str, expected: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.shared.get(key).is_none_or(|(_, n)| *n != expected) {
+            return Ok(false);
+        }
+        inner.shared.remove(key);
+        Ok(true)
+    }
 }
 
 /// A fixed list of templates.

@@ -259,6 +259,9 @@ pub trait SharedState: Send + Sync + 'static {
     async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, StoreError>;
     /// Every shared value whose key starts with `prefix`, with its version.
     async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// Removes the value under `key` if its version is still `expected`; false when it changed
+    /// or is gone.
+    async fn remove_shared(&self, key: &str, expected: i64) -> Result<bool, StoreError>;
     /// This store's identity, made with its first use and kept for its life. It is tagged on
     /// every machine, so that sweeps and returns never touch what another store launched.
     async fn installation(&self) -> Result<String, StoreError> {
@@ -489,6 +492,34 @@ pub fn ec2_call_name(call: ProviderCall<'_>) -> CallName {
     CallName { operation, service }
 }
 
+/// A hosting venue to measure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VenueQuery {
+    /// Its zone, when it is one.
+    pub zone: Option<String>,
+    /// Its subnets; none: every subnet of the zone.
+    pub subnets: Vec<String>,
+    /// The instance types routing may ask for (the templates' types).
+    pub instance_types: Vec<String>,
+}
+
+/// What a provider measured of a venue; what it cannot measure is left empty.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VenueReading {
+    /// When (ms since the epoch), set by the application.
+    #[serde(default)]
+    pub measured_at: i64,
+    /// Subnets with their free IP addresses.
+    #[serde(default)]
+    pub subnets: Vec<ohf_placement::Subnet>,
+    /// Instance types offered in the zone, of those asked about; `None`: not measured.
+    #[serde(default)]
+    pub offerings: Option<std::collections::BTreeSet<String>>,
+    /// The latest hourly spot price per instance type.
+    #[serde(default)]
+    pub spot_prices: std::collections::BTreeMap<String, f64>,
+}
+
 /// A configured cloud account and region that launches, describes and terminates machines.
 #[async_trait]
 pub trait CloudProvider: Send + Sync + 'static {
@@ -524,6 +555,13 @@ pub trait CloudProvider: Send + Sync + 'static {
     async fn inspect(&self, template: &Template) -> Result<Vec<String>, CloudError> {
         let _ = template;
         Ok(Vec::new())
+    }
+    /// What the provider can measure of a hosting venue for routing: the free addresses of
+    /// its subnets, the instance types offered in its zone, spot prices there. The default
+    /// measures nothing.
+    async fn measure_venue(&self, venue: &VenueQuery) -> Result<VenueReading, CloudError> {
+        let _ = venue;
+        Ok(VenueReading::default())
     }
     /// Capacity for the template, when the provider knows it.
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError>;

@@ -45,6 +45,18 @@ where
     Err(StoreError::Unavailable(format!("'{key}' kept changing under this writer")))
 }
 
+/// Stores `value` under `key` over whatever is there (last writer wins).
+pub async fn put<T: Serialize>(store: &dyn SharedState, key: &str, value: &T) -> Result<(), StoreError> {
+    let text = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    for _ in 0..16 {
+        let (_, version) = store.load_shared(key).await?;
+        if store.store_shared(key, &text, version).await? {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Unavailable(format!("'{key}' kept changing under this writer")))
+}
+
 /// A circuit breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

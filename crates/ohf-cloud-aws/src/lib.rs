@@ -12,6 +12,7 @@ mod errors;
 mod fleets;
 mod launch;
 mod observe;
+mod venues;
 
 use std::time::Duration;
 
@@ -350,6 +351,13 @@ impl CloudProvider for AwsProvider {
             }
         }
         Ok(problems)
+    }
+
+    async fn measure_venue(
+        &self,
+        venue: &ohf_app::ports::VenueQuery,
+    ) -> Result<ohf_app::ports::VenueReading, CloudError> {
+        venues::measure(self, venue).await
     }
 
     async fn capacity(&self, _template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {

@@ -33,6 +33,12 @@ pub struct SimConfig {
     pub interruption_after_secs: u64,
     /// Notice given before an interruption (EC2 gives two minutes).
     pub interruption_notice_secs: u32,
+    /// Addresses in each zone's subnet (`subnet-<zone>`); each live machine takes one.
+    pub subnet_size: u32,
+    /// Instance types offered per zone; a zone not named offers every type.
+    pub offerings: BTreeMap<String, Vec<String>>,
+    /// Hourly spot price per instance type; types not named are priced from their vCPUs.
+    pub spot_prices: BTreeMap<String, f64>,
 }
 
 impl Default for SimConfig {
@@ -53,6 +59,9 @@ impl Default for SimConfig {
             spot_interruption_rate: 0.0,
             interruption_after_secs: 300,
             interruption_notice_secs: 120,
+            subnet_size: 251,
+            offerings: BTreeMap::new(),
+            spot_prices: BTreeMap::new(),
         }
     }
 }
@@ -77,7 +86,30 @@ impl SimConfig {
         if self.region.is_empty() {
             return Err("region must not be empty".into());
         }
+        if let Some((t, p)) = self.spot_prices.iter().find(|(_, p)| !(p.is_finite() && **p >= 0.0)) {
+            return Err(format!("spot_prices: {t} must be dollars per hour, got {p}"));
+        }
         Ok(())
+    }
+
+    /// The simulated subnet of a zone.
+    pub fn subnet_of(zone: &str) -> String {
+        format!("subnet-{zone}")
+    }
+
+    /// Whether `zone` offers `instance_type`.
+    pub fn offers(&self, zone: &str, instance_type: &str) -> bool {
+        self.offerings.get(zone).is_none_or(|types| types.iter().any(|t| t == instance_type))
+    }
+
+    /// The spot price of `instance_type` in the zone at `zone_index`: configured, else
+    /// $0.0125 per vCPU-hour, 3% dearer per zone further down the list.
+    pub fn spot_price(&self, instance_type: &str, zone_index: usize) -> Option<f64> {
+        let base = match self.spot_prices.get(instance_type) {
+            Some(p) => *p,
+            None => f64::from(ohf_domain::instance_types::lookup(instance_type)?.vcpus) * 0.0125,
+        };
+        Some(base * (1.0 + 0.03 * zone_index as f64))
     }
 
     pub fn capacity_of(&self, instance_type: &str) -> u32 {

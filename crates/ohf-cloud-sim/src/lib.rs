@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use ohf_app::ports::{VenueQuery, VenueReading};
 use ohf_app::{
     Clock, CloudError, CloudErrorKind, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine,
     Ownership, ProviderCapacity, Refusal,
@@ -154,6 +155,40 @@ impl CloudProvider for SimCloud {
         known_types(template)
             .map(|_| ())
             .map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))
+    }
+
+    async fn measure_venue(&self, venue: &VenueQuery) -> Result<VenueReading, CloudError> {
+        let now = self.clock.now();
+        let zones: Vec<String> = match &venue.zone {
+            Some(z) if self.config.zones.contains(z) => vec![z.clone()],
+            Some(z) => {
+                return Err(CloudError::new(
+                    CloudErrorKind::Validation,
+                    "InvalidParameterValue",
+                    format!("zone {z} is not in {}", self.config.region),
+                ));
+            }
+            None => self.config.zones.clone(),
+        };
+        let wanted = venue.subnets.clone();
+        let counted = zones.clone();
+        let subnets = self
+            .with_state(false, move |s, c| {
+                counted
+                    .iter()
+                    .map(|z| (SimConfig::subnet_of(z), s.free_ips(c, z, now)))
+                    .filter(|(id, _)| wanted.is_empty() || wanted.contains(id))
+                    .map(|(id, free)| ohf_placement::Subnet { id, free_ips: Some(u64::from(free)) })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        let known: Vec<&String> =
+            venue.instance_types.iter().filter(|t| ohf_domain::instance_types::lookup(t).is_some()).collect();
+        let offered = known.iter().filter(|t| zones.iter().all(|z| self.config.offers(z, t))).map(|t| (*t).clone());
+        let zone_index = zones.first().and_then(|z| self.config.zones.iter().position(|c| c == z)).unwrap_or(0);
+        let spot_prices =
+            known.iter().filter_map(|t| self.config.spot_price(t, zone_index).map(|p| ((*t).clone(), p))).collect();
+        Ok(VenueReading { measured_at: 0, subnets, offerings: Some(offered.collect()), spot_prices })
     }
 
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {

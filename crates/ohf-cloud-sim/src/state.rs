@@ -172,6 +172,12 @@ impl SimState {
         zones.iter().map(|z| self.free_in(config, instance_type, z, now.unix_millis())).sum()
     }
 
+    /// Addresses free in a zone's subnet: its size less the machines that occupy the zone.
+    pub fn free_ips(&self, config: &SimConfig, zone: &str, now: Timestamp) -> u32 {
+        let used = self.instances.values().filter(|i| i.zone == zone && i.occupies(now.unix_millis(), config)).count();
+        config.subnet_size.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX))
+    }
+
     fn free_in(&self, config: &SimConfig, instance_type: &str, zone: &str, now: i64) -> u32 {
         let used = self
             .instances

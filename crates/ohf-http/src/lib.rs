@@ -22,6 +22,8 @@ use ohf_api::{ApiError, call_method, is_method, method_not_found};
 use ohf_app::App;
 use serde_json::{Map, Value, json};
 
+pub mod routing;
+
 /// An error as an HTTP response: the seed's body, the table's status, `Retry-After` when given.
 pub fn error_response(e: &ApiError) -> Response {
     error_response_with(e, e.to_json())
@@ -61,7 +63,10 @@ pub fn router_with(app: Arc<App>, options: ApiOptions, clock: Arc<dyn ohf_app::C
 
 /// The routes of the API behind a gate shared with other ingresses.
 pub fn gated_router(app: Arc<App>, gate: Arc<Gate>) -> Router {
-    Router::new().route("/rpc", post(rpc)).with_state(Arc::new(Api { app, gate }))
+    Router::new()
+        .route("/rpc", post(rpc))
+        .with_state(Arc::new(Api { app: app.clone(), gate: gate.clone() }))
+        .merge(routing::routes(app, gate))
 }
 
 /// The largest body a call may send.

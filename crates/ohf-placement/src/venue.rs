@@ -27,6 +27,7 @@ impl Control {
 
 /// A subnet of a venue and the free IP addresses measured in it (its `ipaddresspools` sensor).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Subnet {
     /// The provider's subnet id.
     pub id: String,
@@ -37,6 +38,7 @@ pub struct Subnet {
 
 /// Block storage of one volume type in a venue (its `datastore` sensor).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Datastore {
     /// The datastore's name, unique in its venue.
     pub name: String,
@@ -56,6 +58,7 @@ fn first_tier() -> u32 {
 /// One hosting venue: a provider instance and zone with its subnets and storage, in an
 /// environment and in infrastructure groups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Venue {
     /// Unique name.
     pub name: String,
@@ -150,6 +153,7 @@ impl Venue {
 /// Where a request lets the router look: an environment and, optionally, some of its
 /// infrastructure groups; or groups in any environment.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scope {
     /// The control environment; any when absent.
     #[serde(default)]

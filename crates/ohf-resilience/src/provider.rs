@@ -394,6 +394,13 @@ impl CloudProvider for Resilient {
         // Describes, under the same breaker, deadline and retries.
         self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.inspect(template)).await
     }
+    async fn measure_venue(
+        &self,
+        venue: &ohf_app::ports::VenueQuery,
+    ) -> Result<ohf_app::ports::VenueReading, CloudError> {
+        // Describes too: subnets, offerings and prices, under the same breaker.
+        self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.measure_venue(venue)).await
+    }
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
         self.inner.capacity(template).await
     }

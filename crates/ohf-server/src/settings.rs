@@ -65,6 +65,12 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     /// Which alerts `ohf serve` sends, and where.
     pub alerts: crate::alerts::AlertSettings,
+    /// How requests are placed on venues: default mode, strategies, lockout, bookings,
+    /// profiles (the routing-requests seed).
+    pub routing: ohf_app::placement::RoutingSettings,
+    /// Hosting venues: a provider instance and zone with its subnets and storage, in an
+    /// environment and infrastructure groups. None: one venue per provider, without limits.
+    pub venues: Vec<ohf_placement::Venue>,
 }
 
 /// Callbacks: each POST carries `X-Ohf-Signature: sha256=<hex HMAC-SHA256 of the body>` when a
@@ -276,6 +282,8 @@ impl Default for Settings {
             retention: RetentionSettings::default(),
             callbacks: CallbackSettings::default(),
             alerts: crate::alerts::AlertSettings::default(),
+            routing: Default::default(),
+            venues: Vec::new(),
         }
     }
 }
@@ -638,6 +646,12 @@ impl Resolved {
         app.cluster = settings.cluster.clone();
         app.prices = prices(&confdir)?;
         let providers = providers(&settings.providers, &confdir, &workdir)?;
+        app.routing = settings.routing.clone();
+        app.routing.venues = settings.venues.clone();
+        app.routing.check().map_err(|e| anyhow::anyhow!("routing: {e}"))?;
+        if let Some(v) = app.routing.venues.iter().find(|v| !providers.iter().any(|p| p.name.as_str() == v.provider)) {
+            bail!("venue '{}' names provider '{}', which is not configured", v.name, v.provider);
+        }
         // AWS_INSTANCE_PENDING_TIMEOUT_SEC applies when ohf's own setting is absent.
         if app.policy.pending_timeout_secs.is_none() {
             app.policy.pending_timeout_secs = providers.iter().find_map(|p| match &p.kind {
@@ -720,6 +734,7 @@ fn app_settings(r: &RequestSettings) -> anyhow::Result<AppSettings> {
         cluster: "default".into(),
         answer_within: std::time::Duration::from_millis(r.answer_within_ms),
         prices: Default::default(),
+        routing: Default::default(),
     })
 }
 

@@ -541,6 +541,13 @@ macro_rules! sql_request_store {
                     .take_while(|(k, _, _)| k.starts_with(prefix))
                     .collect())
             }
+
+            async fn remove_shared(&self, key: &str, expected: i64) -> Result<bool, ohf_app::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM shared_state WHERE key = ");
+                q.push_bind(key).push(" AND version = ").push_bind(expected);
+                let done = q.build().execute(&self.pool).await.map_err($crate::codec::store_error)?;
+                Ok(done.rows_affected() == 1)
+            }
         }
     };
 }

@@ -98,6 +98,9 @@ pub enum Command {
     Request(RequestCmd),
     /// Return machines to the cloud
     Return(ReturnArgs),
+    /// Routing requests: place or book workloads on hosting venues as one unit
+    #[command(subcommand)]
+    Route(RouteCmd),
     /// Run one reconcile cycle over every request with work left
     Reconcile,
     /// Terminate machines this installation launched that no request accounts for
@@ -275,6 +278,117 @@ pub enum TemplatesCmd {
         #[arg(long, short = 'f', value_name = "FILE")]
         file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCmd {
+    /// Route workloads: from a routing-request form (--file, `-` for stdin) or from flags
+    Create(RouteArgs),
+    /// Show a routing request (a booking whose day has come is PLACED first)
+    Get {
+        id: String,
+        /// Re-place workloads whose venue is unhealthy now
+        #[arg(long)]
+        recheck_host: bool,
+    },
+    /// List routing requests, newest first
+    List {
+        /// Only this status (BOOKED, PLACED, REJECTED, EXPIRED)
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this requester
+        #[arg(long)]
+        requester: Option<String>,
+    },
+    /// The workloads of a routing request with their placements
+    Workloads {
+        id: String,
+        /// Re-place workloads whose venue is unhealthy now
+        #[arg(long)]
+        recheck_host: bool,
+    },
+    /// Unroute a routing request, or one of its workloads; its capacity is released
+    Delete {
+        id: String,
+        /// Only this workload
+        #[arg(long)]
+        workload: Option<String>,
+        /// Keep each disk's datastore as the workload's preferred one
+        #[arg(long)]
+        record_placement: bool,
+    },
+    /// How many more machines of each template fit in each venue, today and on a date
+    Capacity {
+        /// Only this template
+        #[arg(long)]
+        template: Option<String>,
+        /// Also on this day (YYYY-MM-DD, UTC)
+        #[arg(long, value_parser = parse_day)]
+        date: Option<i64>,
+        /// The workload profile of the machines
+        #[arg(long)]
+        profile: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RouteArgs {
+    /// The seed's routing-request form as JSON (`-`: standard input); flags add to it
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A workload: NAME=TEMPLATE or NAME=TEMPLATE:COUNT (repeatable)
+    #[arg(long = "workload", short = 'w', value_name = "NAME=TEMPLATE[:COUNT]")]
+    pub workloads: Vec<String>,
+    /// The workloads' profile (Medium_Utilization, …)
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Book for this day (YYYY-MM-DD, UTC); today when absent
+    #[arg(long, value_parser = parse_day)]
+    pub date: Option<i64>,
+    /// Search only here: ENVIRONMENT or ENVIRONMENT:GROUP[,GROUP] or :GROUP (repeatable)
+    #[arg(long = "scope", value_name = "ENV[:GROUPS]")]
+    pub scopes: Vec<String>,
+    /// capacity_sensitive, cost_sensitive or cost_and_capacity
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Sensor placement strategy: datastore-fill, ipaddresspools-balance, … (repeatable)
+    #[arg(long = "strategy")]
+    pub strategies: Vec<String>,
+    /// Skip venues whose data for this sensor is being recalculated (repeatable)
+    #[arg(long = "require")]
+    pub required: Vec<String>,
+    /// Place in the scope's infrastructure group even over capacity
+    #[arg(long)]
+    pub force: bool,
+    /// Launch the machines once placed
+    #[arg(long)]
+    pub provision: bool,
+}
+
+/// A UTC day as milliseconds at its midnight.
+fn parse_day(text: &str) -> Result<i64, String> {
+    let bad = || format!("'{text}' is not a day as YYYY-MM-DD");
+    let mut parts = text.trim().splitn(3, '-');
+    let mut next = || parts.next().and_then(|p| p.parse::<i64>().ok());
+    let (Some(y), Some(m), Some(d)) = (next(), next(), next()) else { return Err(bad()) };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=month_days).contains(&d) {
+        return Err(bad());
+    }
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(days * 86_400_000)
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ mod commands;
 mod hf;
 mod output;
 mod quickstart;
+mod route;
 mod serve;
 
 use std::process::ExitCode;

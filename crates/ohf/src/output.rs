@@ -410,3 +410,102 @@ pub fn checks_table(list: &[Value]) -> String {
     }
     t.to_string()
 }
+
+/// Days since the epoch of a view's milliseconds, as YYYY-MM-DD.
+fn day_text(v: &Value) -> String {
+    let Some(ms) = v.as_i64() else { return cell(v) };
+    // Civil date from days, after Howard Hinnant's algorithm.
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A routing request and its workloads' placements.
+pub fn routing_table(r: &Value) -> String {
+    let mut t = table(&["", ""]);
+    t.add_row(vec!["id".into(), cell(&r["id"])]);
+    t.add_row(vec!["status".into(), cell(&r["status"])]);
+    if !r["status_reason"].is_null() {
+        t.add_row(vec!["reason".into(), cell(&r["status_reason"])]);
+    }
+    t.add_row(vec!["expected date".into(), day_text(&r["expected_date"])]);
+    t.add_row(vec!["requester".into(), cell(&r["requester"])]);
+    t.add_row(vec!["mode".into(), cell(&r["mode"])]);
+    t.add_row(vec!["environment".into(), cell(&r["control_environment"])]);
+    t.add_row(vec!["group".into(), cell(&r["infrastructure_group"])]);
+    let mut w = table(&["WORKLOAD", "ID", "STATUS", "VENUE", "SCORE", "REASON"]);
+    for d in r["status_details"]["workloads"].as_array().into_iter().flatten() {
+        w.add_row(vec![
+            cell(&d["name"]),
+            cell(&d["id"]),
+            cell(&d["status"]),
+            cell(&d["venue"]),
+            cell(&d["hosting_score"]),
+            cell(&d["status_reason"]),
+        ]);
+    }
+    format!("{t}\n\n{w}")
+}
+
+/// Routing requests, one line each.
+pub fn routing_list(all: &Value) -> String {
+    let mut t = table(&["ID", "STATUS", "EXPECTED", "REQUESTER", "WORKLOADS", "ENVIRONMENT"]);
+    for r in all.as_array().into_iter().flatten() {
+        t.add_row(vec![
+            cell(&r["id"]),
+            cell(&r["status"]),
+            day_text(&r["expected_date"]),
+            cell(&r["requester"]),
+            r["workloads"].as_array().map_or(0, Vec::len).to_string(),
+            cell(&r["control_environment"]),
+        ]);
+    }
+    t.to_string()
+}
+
+/// Workloads with their placements.
+pub fn workloads_table(all: &Value) -> String {
+    let mut t = table(&["WORKLOAD", "TEMPLATE", "COUNT", "STATUS", "VENUE", "ZONE", "SUBNET", "DATASTORES"]);
+    for w in all.as_array().into_iter().flatten() {
+        let p = &w["placement"];
+        let stores = p["datastores"].as_array().map(|d| d.iter().map(cell).collect::<Vec<_>>().join(","));
+        t.add_row(vec![
+            cell(&w["name"]),
+            cell(&w["catalog_spec"]),
+            cell(&w["count"]),
+            cell(&w["status"]),
+            cell(&p["venue"]),
+            cell(&p["zone"]),
+            cell(&p["subnet"]),
+            stores.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.to_string()
+}
+
+/// Machines that fit per venue and template.
+pub fn venue_capacity_table(all: &Value, with_date: bool) -> String {
+    let fit = |v: &Value| if v.is_null() { "no limit".to_owned() } else { cell(v) };
+    let mut header = vec!["VENUE", "ENVIRONMENT", "PROVIDER", "TEMPLATE", "TODAY"];
+    if with_date {
+        header.push("ON DATE");
+    }
+    let mut t = table(&header);
+    for c in all.as_array().into_iter().flatten() {
+        let mut row =
+            vec![cell(&c["venue"]), cell(&c["control_environment"]), cell(&c["provider"]), cell(&c["catalog_spec"])];
+        row.push(fit(&c["available_today"]));
+        if with_date {
+            row.push(fit(&c["available_on_date"]));
+        }
+        t.add_row(row);
+    }
+    t.to_string()
+}

@@ -6,6 +6,7 @@ pub mod providers;
 mod purge_history;
 mod request_machines;
 mod request_return;
+mod routing;
 mod validate_template;
 
 pub use cancel_request::CancelRequest;
@@ -16,4 +17,5 @@ pub use providers::{
 pub use purge_history::PurgeHistory;
 pub use request_machines::RequestMachines;
 pub use request_return::{MachineRef, RequestReturn};
+pub use routing::{RouteRequest, UnrouteRequest, WorkloadSpec};
 pub use validate_template::{TemplateCheck, ValidateTemplate};

@@ -15,6 +15,8 @@ use crate::lifecycle::SweepOptions;
 const RELOAD_EVERY: Duration = Duration::from_secs(30);
 /// How often the retention job runs.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the daemon moves due bookings on (PLACED on their day, EXPIRED after).
+const BOOKINGS_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 /// How a daemon's worker runs.
@@ -101,6 +103,8 @@ impl Worker {
         let mut last_check: Option<tokio::time::Instant> = None;
         let mut last_reload: Option<tokio::time::Instant> = None;
         let mut last_purge: Option<tokio::time::Instant> = None;
+        let mut last_refresh: Option<tokio::time::Instant> = None;
+        let mut last_bookings: Option<tokio::time::Instant> = None;
         loop {
             held = self.cycle(held).await;
             // Registrations and configuration other processes stored since.
@@ -121,6 +125,19 @@ impl Worker {
             {
                 last_sweep = Some(tokio::time::Instant::now());
                 self.sweep(every).await;
+            }
+            let every = Duration::from_secs(self.app.settings.routing.refresh_interval_secs.max(1));
+            if last_refresh.is_none_or(|t| t.elapsed() >= every) {
+                last_refresh = Some(tokio::time::Instant::now());
+                self.refresh_venues(every).await;
+            }
+            if last_bookings.is_none_or(|t| t.elapsed() >= BOOKINGS_EVERY) {
+                last_bookings = Some(tokio::time::Instant::now());
+                match self.app.advance_routing(None).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(worker = %self.config.id, changed = n, "bookings moved on"),
+                    Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "bookings not moved on"),
+                }
             }
             if let Some(days) = self.config.retention_days
                 && last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY)
@@ -227,6 +244,20 @@ impl Worker {
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "health check lease failed"),
+        }
+    }
+
+    /// The seed's sensor recalculation of every venue, by one worker of many per interval.
+    async fn refresh_venues(&self, every: Duration) {
+        let now = self.app.store_now();
+        let ttl = (every.as_millis() as i64 * 9 / 10).max(1);
+        match self.app.store.lead("venue-refresh", &self.config.id, now, ttl).await {
+            Ok(true) => {
+                let outcome = self.app.refresh_venues().await;
+                tracing::debug!(worker = %self.config.id, ?outcome, "venues recalculated");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "venue refresh lease failed"),
         }
     }
 

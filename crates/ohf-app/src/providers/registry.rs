@@ -271,6 +271,9 @@ impl CloudProvider for Measured {
     async fn inspect(&self, template: &Template) -> Result<Vec<String>, CloudError> {
         self.inner.inspect(template).await
     }
+    async fn measure_venue(&self, venue: &crate::ports::VenueQuery) -> Result<crate::ports::VenueReading, CloudError> {
+        self.inner.measure_venue(venue).await
+    }
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
         self.inner.capacity(template).await
     }

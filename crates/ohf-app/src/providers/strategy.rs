@@ -119,6 +119,12 @@ impl App {
         }
     }
 
+    /// Whether each provider is healthy now (its health and breakers); a provider not yet
+    /// measured is missing.
+    pub(crate) async fn provider_health_now(&self) -> Result<BTreeMap<String, bool>, AppError> {
+        Ok(self.healths().await?.into_iter().map(|(name, h)| (name, h.healthy)).collect())
+    }
+
     /// Health as the store holds it, with an OPEN circuit breaker counted as unhealthy for
     /// the recovery timeout after it opened.
     async fn healths(&self) -> Result<BTreeMap<String, HealthNow>, AppError> {

@@ -7,6 +7,7 @@ pub mod report;
 mod requests;
 mod resilience;
 mod return_notices;
+mod routing;
 mod templates;
 mod watch_request;
 
@@ -19,5 +20,6 @@ pub use report::{GetRequestReport, PriceTable, RequestReport};
 pub use requests::{GetRequestHistory, GetRequestStatus, ListRequests};
 pub use resilience::{GetResilienceStatus, ResilienceStatus, StoredBreaker};
 pub use return_notices::{GetReturnNotices, ReturnNotice};
+pub use routing::{GetAvailableCapacity, GetRoutingRequest, ListRoutingRequests, VenueCapacity};
 pub use templates::{GetAvailableTemplates, GetTemplate, TemplateAvailability};
 pub use watch_request::WatchRequest;

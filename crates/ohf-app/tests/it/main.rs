@@ -4,4 +4,5 @@ mod alerts;
 mod bus;
 mod error_paths;
 mod harness;
+mod placement;
 mod scenarios;

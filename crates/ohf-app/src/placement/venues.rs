@@ -1,0 +1,142 @@
+//! The venues a decision sees: configured (or one per provider), with what the last
+//! recalculation measured, the sensors being recalculated now, provider health and prices.
+
+use std::collections::BTreeSet;
+
+use ohf_placement::{SensorType, Subnet, Venue};
+use serde::{Deserialize, Serialize};
+
+pub use crate::ports::VenueReading;
+use crate::ports::{CloudProvider, VenueQuery};
+use crate::{App, AppError, keys};
+
+/// A recalculation under way: the sensors whose data is being replaced, until when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Refreshing {
+    sensors: BTreeSet<SensorType>,
+    until: i64,
+}
+
+/// How long a recalculation may mark a venue before the mark lapses on its own.
+const REFRESH_MARK_MS: i64 = 60_000;
+
+impl App {
+    /// The configured venues, or one venue without limits per provider.
+    pub(crate) fn venue_specs(&self) -> Vec<Venue> {
+        let configured = &self.settings.routing.venues;
+        if !configured.is_empty() {
+            return configured.clone();
+        }
+        self.registry
+            .slots()
+            .into_iter()
+            .filter(|s| s.entry.enabled)
+            .map(|s| Venue::unlimited(&s.entry.strategy_name, "default", &s.entry.strategy_name))
+            .collect()
+    }
+
+    /// The venues as a decision sees them now.
+    pub(crate) async fn venues_now(&self) -> Result<Vec<Venue>, AppError> {
+        let now = self.clock.now().unix_millis();
+        let health = self.provider_health_now().await?;
+        let prices = &self.settings.prices;
+        let mut venues = self.venue_specs();
+        for venue in &mut venues {
+            if let (Some(raw), _) = self.store.load_shared(&format!("{}{}", keys::VENUE_READING, venue.name)).await?
+                && let Ok(reading) = serde_json::from_str::<VenueReading>(&raw)
+            {
+                apply_reading(venue, reading);
+            }
+            if let (Some(raw), _) = self.store.load_shared(&format!("{}{}", keys::VENUE_REFRESH, venue.name)).await?
+                && let Ok(mark) = serde_json::from_str::<Refreshing>(&raw)
+                && mark.until > now
+            {
+                venue.refreshing.extend(mark.sensors);
+            }
+            venue.healthy = venue.healthy && health.get(&venue.provider).copied().unwrap_or(true);
+            for (t, p) in &prices.on_demand {
+                venue.on_demand_prices.entry(t.clone()).or_insert(*p);
+            }
+            for (t, p) in &prices.spot {
+                venue.spot_prices.entry(t.clone()).or_insert(*p);
+            }
+        }
+        Ok(venues)
+    }
+
+    /// The seed's sensor recalculation: each full-control venue is marked as being
+    /// recalculated (requests that require its sensors skip it), measured by its provider,
+    /// and unmarked. Answers each venue with what went wrong, if anything.
+    pub async fn refresh_venues(&self) -> Vec<(String, Result<(), String>)> {
+        let instance_types: Vec<String> = match self.templates().await {
+            Ok((templates, _)) => {
+                let mut types: BTreeSet<String> = BTreeSet::new();
+                for t in &templates {
+                    types.extend(t.vm_types().keys().cloned());
+                }
+                types.into_iter().collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut outcome = Vec::new();
+        for venue in self.venue_specs().into_iter().filter(|v| v.control.is_full()) {
+            let result = self.refresh_venue(&venue, &instance_types).await;
+            if let Err(e) = &result {
+                tracing::warn!(venue = %venue.name, error = %e, "venue recalculation failed; its last reading stays");
+            }
+            outcome.push((venue.name, result));
+        }
+        outcome
+    }
+
+    async fn refresh_venue(&self, venue: &Venue, instance_types: &[String]) -> Result<(), String> {
+        let Some(slot) = self.registry.slot(&venue.provider) else {
+            return Err(format!("provider '{}' is not registered", venue.provider));
+        };
+        let mark_key = format!("{}{}", keys::VENUE_REFRESH, venue.name);
+        let mark = Refreshing {
+            sensors: SensorType::ALL.into_iter().collect(),
+            until: self.clock.now().unix_millis() + REFRESH_MARK_MS,
+        };
+        let marked = crate::shared::put(&*self.store, &mark_key, &mark).await;
+        let query = VenueQuery {
+            zone: venue.zone.clone(),
+            subnets: venue.subnets.iter().map(|s| s.id.clone()).collect(),
+            instance_types: instance_types.to_vec(),
+        };
+        let measured = slot.provider.measure_venue(&query).await;
+        let result = match measured {
+            Ok(mut reading) => {
+                reading.measured_at = self.clock.now().unix_millis();
+                let key = format!("{}{}", keys::VENUE_READING, venue.name);
+                crate::shared::put(&*self.store, &key, &reading).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if marked.is_ok() {
+            let done = Refreshing { sensors: BTreeSet::new(), until: 0 };
+            if let Err(e) = crate::shared::put(&*self.store, &mark_key, &done).await {
+                tracing::warn!(venue = %venue.name, error = %e, "the recalculation mark stays until it lapses");
+            }
+        }
+        result
+    }
+}
+
+/// Lays a reading over a venue's configuration: measured free addresses and offerings replace
+/// configured ones, measured spot prices join them.
+fn apply_reading(venue: &mut Venue, reading: VenueReading) {
+    if venue.subnets.is_empty() {
+        venue.subnets = reading.subnets;
+    } else {
+        for subnet in &mut venue.subnets {
+            if let Some(Subnet { free_ips: Some(free), .. }) = reading.subnets.iter().find(|s| s.id == subnet.id) {
+                subnet.free_ips = Some(*free);
+            }
+        }
+    }
+    if reading.offerings.is_some() {
+        venue.offerings = reading.offerings;
+    }
+    venue.spot_prices.extend(reading.spot_prices);
+}

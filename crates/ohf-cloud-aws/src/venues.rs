@@ -1,0 +1,91 @@
+//! What routing measures of a venue: free addresses of its subnets (DescribeSubnets), the
+//! instance types offered in its zone (DescribeInstanceTypeOfferings) and the latest spot
+//! prices there (DescribeSpotPriceHistory).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::{Filter, LocationType};
+use ohf_app::CloudError;
+use ohf_app::ports::{VenueQuery, VenueReading};
+use ohf_placement::Subnet;
+
+use crate::{AwsProvider, errors};
+
+/// Values one EC2 filter takes at most.
+const FILTER_VALUES: usize = 200;
+
+pub(crate) async fn measure(p: &AwsProvider, venue: &VenueQuery) -> Result<VenueReading, CloudError> {
+    let mut reading = VenueReading::default();
+    if !venue.subnets.is_empty() || venue.zone.is_some() {
+        let mut call = p.ec2("DescribeSubnets").describe_subnets();
+        if venue.subnets.is_empty() {
+            let zone = venue.zone.clone().unwrap_or_default();
+            call = call.filters(Filter::builder().name("availability-zone").values(zone).build());
+        } else {
+            call = call.set_subnet_ids(Some(venue.subnets.clone()));
+        }
+        let mut pages = call.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| errors::translate("DescribeSubnets", e))?;
+            for s in page.subnets() {
+                let Some(id) = s.subnet_id() else { continue };
+                let free = s.available_ip_address_count().and_then(|n| u64::try_from(n).ok());
+                reading.subnets.push(Subnet { id: id.to_owned(), free_ips: free });
+            }
+        }
+    }
+    if venue.instance_types.is_empty() {
+        return Ok(reading);
+    }
+    let mut offered = BTreeSet::new();
+    for chunk in venue.instance_types.chunks(FILTER_VALUES) {
+        let mut call = p
+            .ec2("DescribeInstanceTypeOfferings")
+            .describe_instance_type_offerings()
+            .filters(Filter::builder().name("instance-type").set_values(Some(chunk.to_vec())).build());
+        if let Some(zone) = &venue.zone {
+            call = call
+                .location_type(LocationType::AvailabilityZone)
+                .filters(Filter::builder().name("location").values(zone).build());
+        }
+        let mut pages = call.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| errors::translate("DescribeInstanceTypeOfferings", e))?;
+            offered.extend(
+                page.instance_type_offerings().iter().filter_map(|o| o.instance_type()).map(|t| t.as_str().to_owned()),
+            );
+        }
+    }
+    reading.offerings = Some(offered);
+    let mut latest: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    let types: Vec<aws_sdk_ec2::types::InstanceType> =
+        venue.instance_types.iter().map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str())).collect();
+    let mut call = p
+        .ec2("DescribeSpotPriceHistory")
+        .describe_spot_price_history()
+        .set_instance_types(Some(types))
+        .product_descriptions("Linux/UNIX")
+        .start_time(aws_sdk_ec2::primitives::DateTime::from_secs(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
+        ));
+    if let Some(zone) = &venue.zone {
+        call = call.availability_zone(zone);
+    }
+    let mut pages = call.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| errors::translate("DescribeSpotPriceHistory", e))?;
+        for price in page.spot_price_history() {
+            let (Some(t), Some(p)) = (price.instance_type(), price.spot_price().and_then(|p| p.parse::<f64>().ok()))
+            else {
+                continue;
+            };
+            let at = price.timestamp().map_or(0, |d| d.secs());
+            let entry = latest.entry(t.as_str().to_owned()).or_insert((at, p));
+            if at > entry.0 {
+                *entry = (at, p);
+            }
+        }
+    }
+    reading.spot_prices = latest.into_iter().map(|(t, (_, p))| (t, p)).collect();
+    Ok(reading)
+}
