@@ -126,71 +126,100 @@ impl App {
             };
         }
 
-        let provider = self.choose_provider(&template, cmd.provider.as_deref()).await?;
-        provider.check_template(&template).await.map_err(|e| DomainError::ProviderIncompatible {
-            template_id: template.id().to_string(),
-            provider: provider.name().to_string(),
-            reason: e.message,
-        })?;
-        self.check_limits(&template, count.get()).await?;
-        // A provider too slow to say its capacity does not hold the answer up: a shortage
-        // shows at launch.
-        let capacity = match tokio::time::timeout_at(deadline, provider.capacity(&template)).await {
-            Ok(answer) => answer.map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?,
-            Err(_) => {
-                tracing::warn!(provider = %provider.name(), "capacity not known in time; checked at launch");
-                None
-            }
+        // With venues configured, the placement decides the provider and zone, and holds
+        // the capacity until the request holds no machines.
+        let placed = if cmd.provider.is_none() && cmd.zones.is_empty() && self.places_requests() {
+            let id = client_id.clone().unwrap_or_else(|| self.ids.next(RequestKind::Provision));
+            Some((id.clone(), self.place_request(id.as_str(), &template, count.get(), requester.as_deref()).await?))
+        } else {
+            None
         };
-        if let Some(cap) = capacity
-            && cap.available < count.get()
-        {
-            return Err(DomainError::InsufficientCapacity {
-                requested: count.get(),
-                available: cap.available,
-                template_id: None,
-                instance_type: Some(cap.instance_type),
-                region: cap.region,
+        let (asked, zones) = match &placed {
+            Some((_, p)) => (Some(p.provider.clone()), p.zone.clone().into_iter().collect()),
+            None => (cmd.provider.clone(), cmd.zones.clone()),
+        };
+        let placed_id = placed.map(|(id, _)| id);
+        let admitted = async {
+            let provider = self.choose_provider(&template, asked.as_deref()).await?;
+            provider.check_template(&template).await.map_err(|e| DomainError::ProviderIncompatible {
+                template_id: template.id().to_string(),
+                provider: provider.name().to_string(),
+                reason: e.message,
+            })?;
+            self.check_limits(&template, count.get()).await?;
+            // A provider too slow to say its capacity does not hold the answer up: a shortage
+            // shows at launch.
+            let capacity = match tokio::time::timeout_at(deadline, provider.capacity(&template)).await {
+                Ok(answer) => {
+                    answer.map_err(|error| AppError::Cloud { provider: provider.name().to_string(), error })?
+                }
+                Err(_) => {
+                    tracing::warn!(provider = %provider.name(), "capacity not known in time; checked at launch");
+                    None
+                }
+            };
+            if let Some(cap) = capacity
+                && cap.available < count.get()
+            {
+                return Err(DomainError::InsufficientCapacity {
+                    requested: count.get(),
+                    available: cap.available,
+                    template_id: None,
+                    instance_type: Some(cap.instance_type),
+                    region: cap.region,
+                }
+                .into());
             }
-            .into());
-        }
 
-        let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Provision));
-        let spec = ProvisionSpec {
-            id: id.clone(),
-            template,
-            count,
-            timeout,
-            tags,
-            metadata: cmd.metadata,
-            priority,
-            requester,
-            zones: cmd.zones,
-            provider: provider.name().clone(),
-        };
-        let now = self.clock.now();
-        let mut request = Request::provision(spec, now);
-        // A new request's first step needs no look at the cloud (nothing of it exists yet):
-        // it is decided here and stored with the request, and the launch follows at once.
-        let first = request.reconcile(&[], &[], now, &self.settings.policy);
-        // The limits again, in the transaction that inserts the request: concurrent creations
-        // never exceed them between them.
-        let limits = self.limits(request.template());
-        match self.commit_new(&mut request, &limits).await {
-            Ok(None) => {}
-            Ok(Some(usage)) => return Err(over_limit(&limits, usage, count.get()).into()),
-            // Another caller created the same client id a moment ago: answer with theirs.
-            Err(StoreError::Conflict { .. }) => {
-                return self
-                    .store
-                    .get(&id)
-                    .await?
-                    .ok_or_else(|| DomainError::DuplicateRequest { request_id: id.to_string() }.into());
+            let id = placed_id.clone().or(client_id).unwrap_or_else(|| self.ids.next(RequestKind::Provision));
+            let spec = ProvisionSpec {
+                id: id.clone(),
+                template,
+                count,
+                timeout,
+                tags,
+                metadata: cmd.metadata.clone(),
+                priority,
+                requester,
+                zones,
+                provider: provider.name().clone(),
+            };
+            let now = self.clock.now();
+            let mut request = Request::provision(spec, now);
+            // A new request's first step needs no look at the cloud (nothing of it exists yet):
+            // it is decided here and stored with the request, and the launch follows at once.
+            let first = request.reconcile(&[], &[], now, &self.settings.policy);
+            // The limits again, in the transaction that inserts the request: concurrent creations
+            // never exceed them between them.
+            let limits = self.limits(request.template());
+            match self.commit_new(&mut request, &limits).await {
+                Ok(None) => {}
+                Ok(Some(usage)) => return Err(over_limit(&limits, usage, count.get()).into()),
+                // Another caller created the same client id a moment ago: answer with theirs.
+                Err(StoreError::Conflict { .. }) => {
+                    let theirs = self.store.get(&id).await?;
+                    let theirs = theirs.ok_or_else(|| DomainError::DuplicateRequest { request_id: id.to_string() })?;
+                    return Ok((theirs, None, id));
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
+            Ok::<_, AppError>((request, first.launch, id))
         }
+        .await;
+        let (mut request, launch, id) = match admitted {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some(id) = &placed_id
+                    && !matches!(e.code(), ohf_domain::ErrorCode::DuplicateRequest)
+                    && let Err(release) = self.release_request_placement(id.as_str()).await
+                {
+                    tracing::warn!(request_id = %id, error = %release, "placement of a refused request not released; the daemon releases it");
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(request_id = %id, count = count.get(), "provision request accepted");
-        if let Some(order) = first.launch {
+        if let Some(order) = launch {
             let owner = self.ownership().await?;
             let mut report = ReconcileReport::default();
             let launch = self.launch(&mut request, order, &owner, None, &mut report);

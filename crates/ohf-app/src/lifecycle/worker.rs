@@ -133,10 +133,12 @@ impl Worker {
             }
             if last_bookings.is_none_or(|t| t.elapsed() >= BOOKINGS_EVERY) {
                 last_bookings = Some(tokio::time::Instant::now());
-                match self.app.advance_routing(None).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(worker = %self.config.id, changed = n, "bookings moved on"),
-                    Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "bookings not moved on"),
+                match self.app.tend_placements().await {
+                    Ok((0, 0)) => {}
+                    Ok((advanced, released)) => {
+                        tracing::info!(worker = %self.config.id, advanced, released, "placements tended")
+                    }
+                    Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "placements not tended"),
                 }
             }
             if let Some(days) = self.config.retention_days

@@ -180,6 +180,7 @@ impl App {
             required_sensor_types: required.iter().copied().collect(),
             force: cmd.force,
             provision: cmd.provision,
+            for_request: None,
             workloads,
         };
         match outcome {
@@ -499,6 +500,177 @@ impl App {
         state.release().await;
         result
     }
+}
+
+/// Where a provision request's machines go, as the placement decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestPlacement {
+    /// The venue's provider.
+    pub provider: String,
+    /// The venue's zone.
+    pub zone: Option<String>,
+}
+
+impl App {
+    /// Whether provision requests are placed: venues are configured.
+    pub(crate) fn places_requests(&self) -> bool {
+        !self.settings.routing.venues.is_empty()
+    }
+
+    /// Places a provision request as one workload of `count` machines of `template` for today
+    /// and keeps its hold until the request holds no machines; refused with
+    /// INSUFFICIENT_CAPACITY, naming why each venue would not do, when no venue fits.
+    pub(crate) async fn place_request(
+        &self,
+        request: &str,
+        template: &Template,
+        count: u32,
+        requester: Option<&str>,
+    ) -> Result<RequestPlacement, AppError> {
+        let today = self.today();
+        let (demand, disks) = self.demand_of(template, count, None, &[])?;
+        let workload = RoutedWorkload {
+            id: format!("{request}-w"),
+            name: request.to_owned(),
+            catalog_spec: template.id().to_string(),
+            workload_profile: None,
+            count,
+            expected_day: today,
+            disks,
+            status: WorkloadStatus::Placed,
+            status_reason: None,
+            demand,
+            placement: None,
+            provision_request: Some(request.to_owned()),
+        };
+        let state = self.routing_state().await?;
+        let decided = async {
+            let venues = self.venues_now().await?;
+            let open = state.open().await?;
+            let holds: Vec<Hold> = open.iter().flat_map(RoutingRequest::holds).cloned().collect();
+            let rank = self.provider_rank().await;
+            let routing = &self.settings.routing;
+            let criteria = Criteria {
+                mode: routing.default_mode,
+                strategies: Strategies::default(),
+                default_strategies: Strategies::parse(&routing.sensor_placement_strategy).0,
+                required_sensors: routing.required_sensor_types.iter().copied().collect(),
+                force: false,
+            };
+            let outcome = ohf_placement::route(&RouteInput {
+                venues: &venues,
+                holds: &holds,
+                workloads: std::slice::from_ref(&workload.to_workload()),
+                criteria,
+                scopes: &[],
+                provider_rank: &rank,
+            });
+            let placement = match outcome {
+                RouteOutcome::Placed(mut p) if !p.is_empty() => p.remove(0),
+                RouteOutcome::Placed(_) => return Err(invalid("placement", "no workload was placed")),
+                RouteOutcome::Rejected(refusals) => {
+                    let reason = refusals.into_iter().map(|r| r.reason).collect::<Vec<_>>().join("; ");
+                    return Err(DomainError::InsufficientCapacity {
+                        requested: count,
+                        available: 0,
+                        template_id: Some(format!("{} (no venue fits: {reason})", template.id())),
+                        instance_type: template.primary_vm_type().map(String::from),
+                        region: None,
+                    }
+                    .into());
+                }
+            };
+            let answer = RequestPlacement { provider: placement.provider.clone(), zone: placement.zone.clone() };
+            let now = self.clock.now().unix_millis();
+            let record = RoutingRequest {
+                id: request_key(request),
+                status: RoutingStatus::Placed,
+                status_reason: None,
+                expected_day: today,
+                requester: requester.unwrap_or("anonymous").to_owned(),
+                created_at: now,
+                updated_at: now,
+                mode: routing.default_mode,
+                scopes: Vec::new(),
+                sensor_placement_strategy: Vec::new(),
+                required_sensor_types: Vec::new(),
+                force: false,
+                provision: false,
+                for_request: Some(request.to_owned()),
+                workloads: vec![RoutedWorkload { placement: Some(placement), ..workload.clone() }],
+            };
+            state.put(&record).await?;
+            Ok(answer)
+        }
+        .await;
+        state.release().await;
+        decided
+    }
+
+    /// How many more machines of `template` fit across the venues today; `None`: no limit
+    /// known (a venue without quotas, or no venues configured).
+    pub(crate) async fn placement_fits(&self, template: &Template) -> Result<Option<u32>, AppError> {
+        if !self.places_requests() {
+            return Ok(None);
+        }
+        let venues = self.venues_now().await?;
+        let open = self.routing_requests(false).await?;
+        let holds: Vec<Hold> = open.iter().flat_map(RoutingRequest::holds).cloned().collect();
+        let (one, _) = self.demand_of(template, 1, None, &[])?;
+        let fits = ohf_placement::available(&venues, &holds, &one, self.today());
+        let mut total: u64 = 0;
+        for (venue, n) in fits {
+            let healthy = venues.iter().any(|v| v.name == venue && v.healthy);
+            match n {
+                _ if !healthy => {}
+                None => return Ok(None),
+                Some(n) => total = total.saturating_add(n),
+            }
+        }
+        Ok(Some(u32::try_from(total).unwrap_or(u32::MAX)))
+    }
+
+    /// Drops the placement of a provision request (it was refused after placing, or holds
+    /// no machines any more).
+    pub(crate) async fn release_request_placement(&self, request: &str) -> Result<(), AppError> {
+        let state = self.routing_state().await?;
+        let done = state.delete(&request_key(request)).await;
+        state.release().await;
+        done
+    }
+
+    /// The daemon's placement pass: due bookings move on (PLACED, or EXPIRED after their
+    /// validity; machines launched where asked), and provision requests that hold no machines
+    /// any more give their venues back. Answers how many of each.
+    pub async fn tend_placements(&self) -> Result<(usize, usize), AppError> {
+        let advanced = self.advance_routing(None).await?;
+        let released = self.release_finished_placements().await?;
+        Ok((advanced, released))
+    }
+
+    /// Releases the placements of provision requests that ended without machines or whose
+    /// machines are all gone. Answers how many.
+    async fn release_finished_placements(&self) -> Result<usize, AppError> {
+        let open = self.routing_requests(false).await?;
+        let mut released = 0;
+        for record in open.iter().filter(|r| r.for_request.is_some()) {
+            let Some(id) = &record.for_request else { continue };
+            let finished = match ohf_domain::RequestId::new(id.clone()) {
+                Ok(rid) => self.store.get(&rid).await?.is_none_or(|r| r.capacity_held() == 0),
+                Err(_) => true,
+            };
+            if finished {
+                self.release_request_placement(id).await?;
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+}
+
+/// The routing record of a provision request.
+fn request_key(request: &str) -> String {
+    format!("request-{request}")
 }
 
 /// Moves a request's due bookings on: PLACED on or after their day within `validity` days,

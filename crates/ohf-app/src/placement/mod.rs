@@ -283,6 +283,10 @@ pub struct RoutingRequest {
     /// Launch the machines when placed.
     #[serde(default)]
     pub provision: bool,
+    /// The provision request this placement was made for (every `requestMachines` on a host
+    /// with venues is placed): it is released when that request holds no machines any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_request: Option<String>,
     /// Its workloads.
     pub workloads: Vec<RoutedWorkload>,
 }

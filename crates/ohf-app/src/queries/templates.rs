@@ -45,7 +45,11 @@ impl Handler<GetAvailableTemplates> for App {
     async fn handle(&self, _q: GetAvailableTemplates) -> Result<Vec<TemplateAvailability>, AppError> {
         let (templates, _) = self.templates().await?;
         let held = self.store.capacity_held().await?;
-        Ok(templates.into_iter().map(|template| TemplateAvailability::of(template, &held)).collect())
+        let mut all = Vec::with_capacity(templates.len());
+        for template in templates {
+            all.push(self.within_venues(TemplateAvailability::of(template, &held)).await?);
+        }
+        Ok(all)
     }
 }
 
@@ -54,6 +58,16 @@ impl Handler<GetTemplate> for App {
     async fn handle(&self, q: GetTemplate) -> Result<TemplateAvailability, AppError> {
         let template = self.template(&q.template_id).await?;
         let held = self.store.capacity_held().await?;
-        Ok(TemplateAvailability::of(template, &held))
+        self.within_venues(TemplateAvailability::of(template, &held)).await
+    }
+}
+
+impl App {
+    /// What the venues still fit of a template, when venues are configured, caps its number.
+    async fn within_venues(&self, mut a: TemplateAvailability) -> Result<TemplateAvailability, AppError> {
+        if let Some(fits) = self.placement_fits(&a.template).await? {
+            a.available = Some(a.available.map_or(fits, |n| n.min(fits)));
+        }
+        Ok(a)
     }
 }

@@ -357,3 +357,41 @@ async fn bad_routing_input_is_refused_with_the_field_named_and_nothing_stored() 
     }
     assert!(r.app.ask(ListRoutingRequests::default()).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn every_provision_request_is_placed_and_holds_its_venue_until_it_holds_no_machines() {
+    use ohf_app::RequestMachines;
+    use ohf_app::commands::CancelRequest;
+    use ohf_app::queries::GetAvailableTemplates;
+    let r = routing(None, SimConfig { launch_latency_ms: 0, ..SimConfig::default() });
+    let ask = |count: i64| RequestMachines { template_id: "OnDemand-Minimal".into(), count, ..Default::default() };
+    let first = r.app.execute(ask(3)).await.unwrap();
+    assert_eq!(first.provider().map(|p| p.as_str()), Some("sim-1"));
+    r.app.reconcile(None).await;
+    let status = r.app.ask(GetRequestStatus { request_ids: vec![first.id().to_string()] }).await.unwrap();
+    let machines = status[0].1.as_ref().unwrap().machines().to_vec();
+    assert_eq!(machines.len(), 3);
+    assert!(machines.iter().all(|m| m.zone() == Some("sim-east-1a")), "placed in venue a's zone");
+
+    // a keeps 2 vCPUs, b 4, c 6: 1 + 2 + 3 more machines fit, under maxNumber's 7.
+    let templates = r.app.ask(GetAvailableTemplates).await.unwrap();
+    let minimal = templates.iter().find(|t| t.template.id().as_str() == "OnDemand-Minimal").unwrap();
+    assert_eq!(minimal.available, Some(6));
+
+    // Four machines fit nowhere: refused, and nothing is held for the refusal.
+    let refused = r.app.execute(ask(4)).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::InsufficientCapacity);
+    assert!(refused.to_string().contains("no venue fits"), "{refused}");
+    let second = r.app.execute(ask(3)).await.unwrap();
+    assert_eq!(second.provider().map(|p| p.as_str()), Some("sim-2"), "c is the one venue with room for 3");
+
+    // A request that holds no machines any more gives its venue back.
+    r.app.execute(CancelRequest { request_id: second.id().to_string() }).await.unwrap();
+    for _ in 0..5 {
+        r.clock.advance_secs(30);
+        r.app.reconcile(None).await;
+    }
+    assert_eq!(r.app.tend_placements().await.unwrap(), (0, 1));
+    let third = r.app.execute(ask(3)).await.unwrap();
+    assert_eq!(third.provider().map(|p| p.as_str()), Some("sim-2"));
+}
