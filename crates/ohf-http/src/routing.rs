@@ -27,6 +27,7 @@ struct Resource {
 pub fn routes(app: Arc<App>, gate: Arc<Gate>) -> Router {
     Router::new()
         .route("/routing-requests", get(collection).post(create))
+        .route("/routing-requests/", get(collection).post(create))
         .route("/routing-requests/{id}", get(one).delete(delete_request))
         .route("/routing-requests/{id}/workloads", get(workloads))
         .route("/routing-requests/{id}/{workload}", axum::routing::delete(delete_workload))

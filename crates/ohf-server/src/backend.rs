@@ -31,7 +31,7 @@ impl Backend {
     pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         // A creation from this command line is asked by the user running it.
         let mut params = params;
-        if let Some(user) = std::env::var("USER").ok().or_else(|| std::env::var("LOGNAME").ok()) {
+        if let Some(user) = os_user() {
             ohf_api::default_requester(method, &mut params, &user);
         }
         match self {
@@ -63,4 +63,19 @@ impl Backend {
             rt.app.flush_figures().await;
         }
     }
+}
+
+/// Who runs this process: `USER`, `LOGNAME`, else the name of its uid in `/etc/passwd`.
+fn os_user() -> Option<String> {
+    let named = |v: &str| std::env::var(v).ok().filter(|u| !u.trim().is_empty());
+    named("USER").or_else(|| named("LOGNAME")).or_else(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_owned();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|l| {
+            let mut fields = l.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)? == uid).then(|| name.to_owned())
+        })
+    })
 }

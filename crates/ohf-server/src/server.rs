@@ -305,7 +305,7 @@ async fn not_found(request: axum::extract::Request) -> Response {
     let body = json!({"error": {
         "code": "NOT_FOUND",
         "message": format!("no route for {} {}", request.method(), request.uri().path()),
-        "details": {"routes": ["POST /rpc", "POST /hf/{operation}", "GET /healthz", "GET /readyz", "GET /status", "GET /metrics"]},
+        "details": {"routes": ["POST /rpc", "POST /hf/{operation}", "GET /healthz", "GET /readyz", "GET /status", "GET /metrics", "GET|POST /routing-requests", "GET|DELETE /routing-requests/{id}", "GET /routing-requests/{id}/workloads", "DELETE /routing-requests/{id}/{workload_id}", "GET /workloads/{id}", "GET /available-capacity"]},
     }});
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }

@@ -6,6 +6,7 @@ mod client;
 mod daemon;
 mod fault_proxy;
 mod hf_input;
+mod placement;
 mod resilience;
 mod scripts;
 mod strategy;
