@@ -7,7 +7,7 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["ohf/v1/requests.proto", "ohf/v1/templates.proto", "ohf/v1/providers.proto"];
+    let files = ["ohf/v1/requests.proto", "ohf/v1/templates.proto", "ohf/v1/providers.proto", "ohf/v1/routing.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

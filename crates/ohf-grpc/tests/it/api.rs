@@ -480,3 +480,72 @@ async fn provider_strategy_methods_answer_the_seeds_documents_and_refuse_bad_fie
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn routing_requests_route_read_list_unroute_and_refuse_bad_fields() {
+    use ohf_grpc::pb::routing_service_client::RoutingServiceClient;
+    let d = daemon(ApiOptions { tokens: tokens(), ..Default::default() }, Arc::new(SystemClock), 200).await;
+    let mut client = RoutingServiceClient::connect(d.addr.clone()).await.unwrap();
+    let form = || pb::RouteRequestRequest {
+        workloads: vec![pb::WorkloadSpec {
+            name: Some("now-vm".into()),
+            catalog_spec: Some("standard-compute".into()),
+            count: Some(2),
+            disks: vec![pb::Disk { size_gb: 30, volume_type: Some("gp3".into()), pref_datastore: None }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let e = client.route_request(as_token(form(), "read-token")).await.unwrap_err();
+    assert_eq!(ohf_code(&e), "PERMISSION_DENIED");
+    let made = client.route_request(as_token(form(), "ops-token")).await.unwrap().into_inner();
+    assert_eq!(made.status, "PLACED");
+    assert_eq!(made.requester, "scheduler", "the caller routes it");
+    assert_eq!(made.href, format!("/routing-requests/{}", made.id));
+    let w = &made.workloads[0];
+    assert_eq!((w.count, w.status.as_str(), w.disks[0].size_gb), (2, "PLACED", 30));
+    let placement = w.placement.as_ref().unwrap();
+    assert_eq!((placement.venue.as_str(), placement.provider.as_str()), ("sim-1", "sim-1"));
+
+    let got = client
+        .get_routing_request(as_token(
+            pb::GetRoutingRequestRequest { id: made.id.clone(), recheck_host: true },
+            "read-token",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, made);
+    let listed = client
+        .list_routing_requests(as_token(
+            pb::ListRoutingRequestsRequest { status: Some("PLACED".into()), requester: None },
+            "read-token",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.routing_requests.len(), 1);
+    let capacity = client
+        .get_available_capacity(as_token(
+            pb::GetAvailableCapacityRequest { catalog_spec: Some("high-memory".into()), ..Default::default() },
+            "read-token",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(capacity.venues.len(), 1);
+    assert_eq!(capacity.venues[0].available_today, None, "a venue without quotas sets no limit");
+
+    let bad = pb::RouteRequestRequest { mode: Some("fastest".into()), ..form() };
+    let e = client.route_request(as_token(bad, "ops-token")).await.unwrap_err();
+    assert_eq!((e.code(), ohf_code(&e).as_str()), (Code::InvalidArgument, "VALIDATION_ERROR"));
+    let unknown = pb::UnrouteRequestRequest { id: "missing".into(), ..Default::default() };
+    let e = client.unroute_request(as_token(unknown, "ops-token")).await.unwrap_err();
+    assert_eq!((e.code(), ohf_code(&e).as_str()), (Code::NotFound, "REQUEST_NOT_FOUND"));
+    let gone = client
+        .unroute_request(as_token(pb::UnrouteRequestRequest { id: made.id.clone(), ..Default::default() }, "ops-token"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(gone.deleted && gone.remaining.is_none());
+}
