@@ -219,3 +219,36 @@ async fn inspect_names_an_image_or_subnet_the_account_does_not_have() {
     assert!(problems[0].contains("ami-0123456789abcdef0"), "{problems:?}");
     assert!(problems[1].contains("subnet-0123456789abcdef0"), "{problems:?}");
 }
+
+#[tokio::test]
+async fn a_venue_is_measured_free_addresses_offered_types_and_spot_prices() {
+    use ohf_app::ports::VenueQuery;
+    let p = provider().await;
+    let subnets = subnets_in(&["us-east-1b"]).await;
+    let query = VenueQuery {
+        zone: Some("us-east-1b".into()),
+        subnets: subnets.clone(),
+        instance_types: vec!["t3.micro".into(), "m5.large".into()],
+    };
+    let before = p.measure_venue(&query).await.unwrap();
+    assert_eq!(before.subnets.len(), 1);
+    assert_eq!(before.subnets[0].id, subnets[0]);
+    let free = before.subnets[0].free_ips.expect("a /24 reports its free addresses");
+    assert!(free > 200 && free <= 251, "{free}");
+    let offered = before.offerings.clone().expect("offerings were asked for");
+    assert!(offered.contains("t3.micro") && offered.contains("m5.large"), "{offered:?}");
+    assert!(before.spot_prices.get("t3.micro").is_some_and(|p| *p > 0.0), "{:?}", before.spot_prices);
+
+    let t = template(&image().await, json!({"subnetId": subnets[0]}));
+    let out = p.launch(&launch(&t, "req-venue", 2)).await.unwrap();
+    let after = p.measure_venue(&query).await.unwrap();
+    assert_eq!(after.subnets[0].free_ips, Some(free - 2), "each machine takes an address");
+    let ids: Vec<_> = out.machines.iter().map(|m| m.id.clone()).collect();
+    p.terminate(&owned(&ids, "req-venue"), &owner()).await.unwrap();
+
+    // A venue named by zone alone lists the zone's subnets.
+    let by_zone = VenueQuery { zone: Some("us-east-1b".into()), subnets: vec![], instance_types: vec![] };
+    let zone = p.measure_venue(&by_zone).await.unwrap();
+    assert!(zone.subnets.iter().any(|s| s.id == subnets[0]), "{:?}", zone.subnets);
+    assert!(zone.offerings.is_none(), "no types asked about");
+}
