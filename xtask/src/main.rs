@@ -415,6 +415,12 @@ fn bench(_extra: &[String]) -> anyhow::Result<()> {
     build.args(["build", "--release", "-p", "ohf"]);
     run(build)?;
     hf_bench()?;
+    // Placement: one routing request against 10,000 bookings, and creations through the engine.
+    for (package, name) in [("ohf-placement", "route"), ("ohf-app", "placement")] {
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", package, "--bench", name]);
+        run(cmd)?;
+    }
     // Application-layer throughput and memory, on SQLite and Postgres.
     let postgres = postgres::ensure()?;
     let outcome = (|| {

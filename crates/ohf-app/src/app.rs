@@ -73,6 +73,11 @@ pub struct App {
     pub(crate) store_offset_ms: std::sync::atomic::AtomicI64,
     /// Posts callbacks to the URLs requests name (none: callbacks fail and are given up).
     pub(crate) callbacks: Option<Arc<dyn CallbackSender>>,
+    /// What this process last knew is held, valid while no other process took the routing
+    /// lease since (`placement::state`).
+    pub(crate) routing_cache: std::sync::Mutex<Option<crate::placement::LedgerCache>>,
+    /// The price table as placement reads it, made once.
+    pub(crate) price_list: std::sync::OnceLock<std::sync::Arc<ohf_placement::Prices>>,
 }
 
 /// Builds an [`App`]. The store, the catalog and at least one provider are needed; the clock
@@ -174,6 +179,8 @@ impl AppBuilder {
             installation: tokio::sync::OnceCell::new(),
             store_offset_ms: std::sync::atomic::AtomicI64::new(0),
             callbacks: self.callbacks,
+            routing_cache: std::sync::Mutex::new(None),
+            price_list: std::sync::OnceLock::new(),
         };
         for (i, p) in self.providers.into_iter().enumerate() {
             let entry = ProviderEntry {

@@ -150,9 +150,20 @@ impl Assessment {
     }
 }
 
+/// Hourly prices every venue falls back on (the user's price table): a venue's own prices win.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prices {
+    /// On-demand $/hour by instance type.
+    pub on_demand: std::collections::BTreeMap<String, f64>,
+    /// Spot $/hour by instance type.
+    pub spot: std::collections::BTreeMap<String, f64>,
+}
+
 /// What a workload is assessed under.
 #[derive(Debug, Clone, Default)]
 pub struct Criteria {
+    /// The price table venues fall back on.
+    pub prices: std::sync::Arc<Prices>,
     /// The score's mode.
     pub mode: Mode,
     /// The request's sensor placement strategies.
@@ -311,8 +322,9 @@ fn assess_venue(venue: &Venue, ledger: &Ledger, workload: &Workload, criteria: &
         .filter_map(SensorFigure::left_ratio)
         .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))))
         .map_or(100.0, |r| (100.0 * r).min(100.0));
-    let price = if demand.spot { venue.spot_prices.get(&demand.instance_type) } else { None }
-        .or_else(|| venue.on_demand_prices.get(&demand.instance_type));
+    let t = &demand.instance_type;
+    let spot = if demand.spot { venue.spot_prices.get(t).or_else(|| criteria.prices.spot.get(t)) } else { None };
+    let price = spot.or_else(|| venue.on_demand_prices.get(t)).or_else(|| criteria.prices.on_demand.get(t));
     Assessment {
         venue: venue.name.clone(),
         full_control: full,

@@ -34,7 +34,7 @@ pub struct Hold {
 }
 
 /// One resource of a venue.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     /// Its vCPU quota.
     Cpu,
@@ -48,11 +48,82 @@ pub enum Resource {
 
 type Span = (Day, Option<Day>, i64);
 
-/// Every hold, indexed by venue and resource.
+/// FNV-1a: venue, subnet and datastore names are short, and the ledger hashes them once per
+/// hold; SipHash's resistance to chosen keys buys nothing for names from configuration.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Names<V> = HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// What is held of one resource: the spans, and the sum of those without an end (when every
+/// span is open-ended, as placements are until unrouted, that sum is the peak of every day
+/// from any day on: no sweep needed).
+#[derive(Debug, Clone, Default)]
+struct Held {
+    spans: Vec<Span>,
+    open_total: i64,
+    bounded: usize,
+}
+
+impl Held {
+    fn push(&mut self, from: Day, until: Option<Day>, amount: u64) {
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        self.spans.push((from, until, amount));
+        match until {
+            None => self.open_total = self.open_total.saturating_add(amount),
+            Some(_) => self.bounded += 1,
+        }
+    }
+}
+
+/// What is held of one venue's resources.
+#[derive(Debug, Clone, Default)]
+struct VenueHeld {
+    cpu: Held,
+    memory: Held,
+    subnets: Names<Held>,
+    datastores: Names<Held>,
+}
+
+impl VenueHeld {
+    fn of(&self, resource: &Resource) -> Option<&Held> {
+        match resource {
+            Resource::Cpu => Some(&self.cpu),
+            Resource::Memory => Some(&self.memory),
+            Resource::Subnet(s) => self.subnets.get(s.as_str()),
+            Resource::Datastore(d) => self.datastores.get(d.as_str()),
+        }
+    }
+}
+
+/// `f` on the entry of `key`, made when missing (the key is copied only then).
+fn with<V: Default>(map: &mut Names<V>, key: &str, f: impl FnOnce(&mut V)) {
+    match map.get_mut(key) {
+        Some(v) => f(v),
+        None => f(map.entry(key.to_owned()).or_default()),
+    }
+}
+
+/// Every hold, indexed by venue and resource; optionally over a shared base ledger (what a
+/// process already knows is held), so that a decision adds its own holds without copying it.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    spans: HashMap<String, HashMap<Resource, Vec<Span>>>,
+    venues: Names<VenueHeld>,
     forced: HashSet<String>,
+    base: Option<std::sync::Arc<Ledger>>,
 }
 
 impl Ledger {
@@ -65,34 +136,50 @@ impl Ledger {
         ledger
     }
 
+    /// An empty ledger over `base`: its figures are the base's plus its own. Peaks add up,
+    /// which is exact for holds without an end and never less than the truth otherwise.
+    pub fn over(base: std::sync::Arc<Ledger>) -> Self {
+        Self { base: Some(base), ..Self::default() }
+    }
+
     /// Counts one more hold.
     pub fn add(&mut self, hold: &Hold) {
-        let venue = self.spans.entry(hold.venue.clone()).or_default();
-        let span = |amount: u64| (hold.from, hold.until, i64::try_from(amount).unwrap_or(i64::MAX));
-        venue.entry(Resource::Cpu).or_default().push(span(hold.vcpus));
-        venue.entry(Resource::Memory).or_default().push(span(hold.memory_mib));
-        if let Some(subnet) = &hold.subnet {
-            venue.entry(Resource::Subnet(subnet.clone())).or_default().push(span(hold.ips));
-        }
-        for (datastore, gib) in &hold.datastores {
-            venue.entry(Resource::Datastore(datastore.clone())).or_default().push(span(*gib));
-        }
-        if hold.forced {
+        let (from, until) = (hold.from, hold.until);
+        with(&mut self.venues, &hold.venue, |v| {
+            v.cpu.push(from, until, hold.vcpus);
+            v.memory.push(from, until, hold.memory_mib);
+            if let Some(subnet) = &hold.subnet {
+                with(&mut v.subnets, subnet, |h| h.push(from, until, hold.ips));
+            }
+            for (datastore, gib) in &hold.datastores {
+                with(&mut v.datastores, datastore, |h| h.push(from, until, *gib));
+            }
+        });
+        if hold.forced && !self.forced.contains(&hold.venue) {
             self.forced.insert(hold.venue.clone());
         }
     }
 
     /// Whether a forced placement ever went to `venue`.
     pub fn forced(&self, venue: &str) -> bool {
-        self.forced.contains(venue)
+        self.forced.contains(venue) || self.base.as_ref().is_some_and(|b| b.forced(venue))
     }
 
     /// The most of `resource` held on any day from `from` on: what a workload arriving on
     /// `from` and staying must fit beside.
     pub fn peak(&self, venue: &str, resource: &Resource, from: Day) -> i64 {
-        let Some(spans) = self.spans.get(venue).and_then(|v| v.get(resource)) else { return 0 };
-        let mut events: Vec<(Day, i64)> = Vec::with_capacity(spans.len() * 2);
-        for &(start, until, amount) in spans {
+        let below = self.base.as_ref().map_or(0, |b| b.peak(venue, resource, from));
+        below.saturating_add(self.own_peak(venue, resource, from))
+    }
+
+    fn own_peak(&self, venue: &str, resource: &Resource, from: Day) -> i64 {
+        let Some(held) = self.venues.get(venue).and_then(|v| v.of(resource)) else { return 0 };
+        if held.bounded == 0 {
+            // Every span stays once started: on the day the last one starts, all are held.
+            return held.open_total;
+        }
+        let mut events: Vec<(Day, i64)> = Vec::with_capacity(held.spans.len() * 2);
+        for &(start, until, amount) in &held.spans {
             let start = start.max(from);
             match until {
                 Some(end) if end <= start => {}
@@ -115,13 +202,15 @@ impl Ledger {
 
     /// How much of `resource` is held on `day`.
     pub fn held_on(&self, venue: &str, resource: &Resource, day: Day) -> i64 {
-        self.spans.get(venue).and_then(|v| v.get(resource)).map_or(0, |spans| {
-            spans
-                .iter()
-                .filter(|(from, until, _)| *from <= day && until.is_none_or(|u| day < u))
-                .map(|(_, _, amount)| *amount)
-                .sum()
-        })
+        let below = self.base.as_ref().map_or(0, |b| b.held_on(venue, resource, day));
+        below
+            + self.venues.get(venue).and_then(|v| v.of(resource)).map_or(0, |held| {
+                held.spans
+                    .iter()
+                    .filter(|(from, until, _)| *from <= day && until.is_none_or(|u| day < u))
+                    .map(|(_, _, amount)| *amount)
+                    .sum()
+            })
     }
 }
 
@@ -153,5 +242,16 @@ mod tests {
         assert_eq!(ledger.held_on("v", &Resource::Cpu, Day(11)), 20);
         assert_eq!(ledger.held_on("v", &Resource::Cpu, Day(12)), 6);
         assert_eq!(ledger.peak("other", &Resource::Cpu, Day(0)), 0);
+    }
+
+    #[test]
+    fn a_ledger_over_a_base_adds_its_own_holds_to_the_bases() {
+        let base = std::sync::Arc::new(Ledger::new(&[hold(10, None, 4)]));
+        let mut top = Ledger::over(base.clone());
+        top.add(&Hold { forced: true, ..hold(20, None, 8) });
+        assert_eq!(top.peak("v", &Resource::Cpu, Day(0)), 12);
+        assert_eq!(top.held_on("v", &Resource::Cpu, Day(15)), 4);
+        assert!(top.forced("v") && !base.forced("v"));
+        assert_eq!(base.peak("v", &Resource::Cpu, Day(0)), 4, "the base is not changed");
     }
 }

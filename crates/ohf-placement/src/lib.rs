@@ -14,7 +14,7 @@ pub mod route;
 pub mod venue;
 pub mod workload;
 
-pub use assess::{Assessment, Check, Mode, SensorFigure, assess};
+pub use assess::{Assessment, Check, Criteria, Mode, Prices, SensorFigure, assess};
 pub use day::Day;
 pub use ledger::{Hold, Ledger};
 pub use route::{Placement, RouteInput, RouteOutcome, WorkloadRefusal, available, route};

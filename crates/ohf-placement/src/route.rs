@@ -26,6 +26,9 @@ pub struct RouteInput<'a> {
     /// Providers in the provider-strategy policy's order: it breaks ties among venues of
     /// equal score.
     pub provider_rank: &'a [String],
+    /// Holds already counted in a ledger (a process's cache of what is held): `holds` come on
+    /// top of it.
+    pub base: Option<std::sync::Arc<Ledger>>,
 }
 
 /// Where one workload goes.
@@ -77,7 +80,13 @@ pub enum RouteOutcome {
 /// nothing.
 pub fn route(input: &RouteInput<'_>) -> RouteOutcome {
     let candidates: Vec<&Venue> = input.venues.iter().filter(|v| v.in_scopes(input.scopes)).collect();
-    let mut ledger = Ledger::new(input.holds);
+    let mut ledger = match &input.base {
+        Some(base) => Ledger::over(base.clone()),
+        None => Ledger::default(),
+    };
+    for hold in input.holds {
+        ledger.add(hold);
+    }
     let mut placed = Vec::new();
     let mut refused = Vec::new();
     for workload in input.workloads {

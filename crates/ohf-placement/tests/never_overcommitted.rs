@@ -73,13 +73,18 @@ proptest! {
                         vec![]
                     };
                     let criteria = Criteria { force, ..Criteria::default() };
+                    // Every other decision sees the holds through a base ledger, as a process's
+                    // cache gives them.
+                    let layered = n % 2 == 0;
+                    let base = layered.then(|| std::sync::Arc::new(Ledger::new(&holds)));
                     let outcome = route(&RouteInput {
                         venues: &venues,
-                        holds: &holds,
+                        holds: if layered { &[] } else { &holds },
                         workloads: &workloads,
                         criteria,
                         scopes: &scopes,
                         provider_rank: &[],
+                        base,
                     });
                     if let RouteOutcome::Placed(placed) = outcome {
                         holds.extend(placed.into_iter().map(|p| p.hold));

@@ -33,7 +33,7 @@ fn workload(id: &str, day: i64, machines: u32) -> Workload {
 }
 
 fn run(venues: &[Venue], holds: &[Hold], workloads: &[Workload], criteria: Criteria, scopes: &[Scope]) -> RouteOutcome {
-    route(&RouteInput { venues, holds, workloads, criteria, scopes, provider_rank: &[] })
+    route(&RouteInput { venues, holds, workloads, criteria, scopes, provider_rank: &[], base: None })
 }
 
 fn placed(outcome: RouteOutcome) -> Vec<ohf_placement::Placement> {
@@ -199,6 +199,7 @@ fn scopes_and_the_provider_rank_narrow_and_break_ties() {
         criteria: Criteria::default(),
         scopes: &[],
         provider_rank: &rank,
+        base: None,
     });
     assert_eq!(placed(out)[0].venue, "y");
     let boston = [Scope { control_environment: Some("Boston".into()), infrastructure_groups: vec![] }];
@@ -206,4 +207,26 @@ fn scopes_and_the_provider_rank_narrow_and_break_ties() {
     let nowhere = [Scope { control_environment: Some("Paris".into()), infrastructure_groups: vec![] }];
     let RouteOutcome::Rejected(r) = run(&venues, &[], &w, Criteria::default(), &nowhere) else { panic!() };
     assert_eq!(r[0].reason, "no hosting venue in the scopes");
+}
+
+#[test]
+fn venues_without_prices_fall_back_on_the_price_table_and_spot_on_spot_prices() {
+    let mut dear = venue("dear", "east", 100);
+    dear.on_demand_prices.clear();
+    let mut cheap_spot = venue("cheap-spot", "east", 100);
+    cheap_spot.on_demand_prices.clear();
+    cheap_spot.spot_prices.insert("m5.large".into(), 0.02);
+    let venues = [dear, cheap_spot];
+    let prices = std::sync::Arc::new(ohf_placement::Prices {
+        on_demand: [("m5.large".to_string(), 0.096)].into(),
+        spot: [("m5.large".to_string(), 0.05)].into(),
+    });
+    let mut w = workload("w", 0, 1);
+    let criteria = || Criteria { mode: Mode::CostSensitive, prices: prices.clone(), ..Criteria::default() };
+    let assessed =
+        ohf_placement::assess(&venues.iter().collect::<Vec<_>>(), &ohf_placement::Ledger::default(), &w, &criteria());
+    assert!(assessed.iter().all(|a| a.hourly_cost == Some(0.096)), "on-demand from the table: {assessed:?}");
+    w.demand.spot = true;
+    let placed = placed(run(&venues, &[], &[w], criteria(), &[]));
+    assert_eq!(placed[0].venue, "cheap-spot", "0.02 against the table's 0.05");
 }

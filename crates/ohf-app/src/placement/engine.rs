@@ -22,6 +22,18 @@ fn invalid(field: &str, message: impl Into<String>) -> AppError {
 }
 
 impl App {
+    /// The price table as the router reads it.
+    pub(crate) fn price_list(&self) -> std::sync::Arc<ohf_placement::Prices> {
+        self.price_list
+            .get_or_init(|| {
+                std::sync::Arc::new(ohf_placement::Prices {
+                    on_demand: self.settings.prices.on_demand.clone(),
+                    spot: self.settings.prices.spot.clone(),
+                })
+            })
+            .clone()
+    }
+
     /// Today, as the placement timeline counts days.
     pub(crate) fn today(&self) -> Day {
         Day::of_millis(self.clock.now().unix_millis())
@@ -146,8 +158,7 @@ impl App {
             return Err(invalid("workloads", format!("workload '{}' is named twice", w.id)));
         }
         let venues = self.venues_now().await?;
-        let open = state.open().await?;
-        let holds: Vec<Hold> = open.iter().flat_map(RoutingRequest::holds).cloned().collect();
+        let ledger = state.ledger().await?;
         let router_workloads: Vec<Workload> = workloads.iter().map(RoutedWorkload::to_workload).collect();
         let rank = self.provider_rank().await;
         let criteria = Criteria {
@@ -156,14 +167,16 @@ impl App {
             default_strategies: Strategies::parse(&self.settings.routing.sensor_placement_strategy).0,
             required_sensors: required.clone(),
             force: cmd.force,
+            prices: self.price_list(),
         };
         let outcome = ohf_placement::route(&RouteInput {
             venues: &venues,
-            holds: &holds,
+            holds: &[],
             workloads: &router_workloads,
             criteria,
             scopes: &cmd.scopes,
             provider_rank: &rank,
+            base: Some(ledger),
         });
         let now = self.clock.now().unix_millis();
         let mut request = RoutingRequest {
@@ -193,7 +206,7 @@ impl App {
                 }
                 request.status = if day <= today { RoutingStatus::Placed } else { RoutingStatus::Booked };
                 request.status_reason = forced.then(|| FORCED.to_owned());
-                state.put(&request).await?;
+                state.put_new(&request).await?;
                 for id in reused {
                     state.forget_unrouted(&id).await?;
                 }
@@ -215,7 +228,7 @@ impl App {
                     refusals.len(),
                     request.workloads.len()
                 ));
-                state.put(&request).await?;
+                state.put_new(&request).await?;
                 tracing::info!(routing_request = %request.id, "routing request rejected");
             }
         }
@@ -372,9 +385,11 @@ impl App {
                         default_strategies: Strategies::parse(&self.settings.routing.sensor_placement_strategy).0,
                         required_sensors: request.required_sensor_types.iter().copied().collect(),
                         force: false,
+                        prices: self.price_list(),
                     },
                     scopes: &request.scopes,
                     provider_rank: &[],
+                    base: None,
                 });
                 let w = &mut request.workloads[i];
                 match outcome {
@@ -546,8 +561,7 @@ impl App {
         let state = self.routing_state().await?;
         let decided = async {
             let venues = self.venues_now().await?;
-            let open = state.open().await?;
-            let holds: Vec<Hold> = open.iter().flat_map(RoutingRequest::holds).cloned().collect();
+            let ledger = state.ledger().await?;
             let rank = self.provider_rank().await;
             let routing = &self.settings.routing;
             let criteria = Criteria {
@@ -556,14 +570,16 @@ impl App {
                 default_strategies: Strategies::parse(&routing.sensor_placement_strategy).0,
                 required_sensors: routing.required_sensor_types.iter().copied().collect(),
                 force: false,
+                prices: self.price_list(),
             };
             let outcome = ohf_placement::route(&RouteInput {
                 venues: &venues,
-                holds: &holds,
+                holds: &[],
                 workloads: std::slice::from_ref(&workload.to_workload()),
                 criteria,
                 scopes: &[],
                 provider_rank: &rank,
+                base: Some(ledger),
             });
             let placement = match outcome {
                 RouteOutcome::Placed(mut p) if !p.is_empty() => p.remove(0),
@@ -599,7 +615,7 @@ impl App {
                 for_request: Some(request.to_owned()),
                 workloads: vec![RoutedWorkload { placement: Some(placement), ..workload.clone() }],
             };
-            state.put(&record).await?;
+            state.put_new(&record).await?;
             Ok(answer)
         }
         .await;

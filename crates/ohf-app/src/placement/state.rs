@@ -2,8 +2,10 @@
 //! unrouted workloads, all changed under one lease so that two processes never decide on the
 //! same capacity at once.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ohf_placement::Ledger;
 use serde::{Deserialize, Serialize};
 
 use super::{RoutedWorkload, RoutingRequest};
@@ -20,6 +22,16 @@ const LEASE_WAIT: Duration = Duration::from_secs(10);
 struct LeaseValue {
     holder: String,
     until: i64,
+    /// Counts the times the lease was taken: a process whose cache is of the epoch it finds
+    /// knows nobody changed routing state since.
+    #[serde(default)]
+    epoch: u64,
+}
+
+/// What a process knows is held, as of the lease epoch it gave the lease back at.
+pub(crate) struct LedgerCache {
+    epoch: u64,
+    ledger: Arc<Ledger>,
 }
 
 /// The routing lease, held: every change to routing state is made with it.
@@ -27,6 +39,11 @@ pub(crate) struct RoutingState<'a> {
     store: &'a dyn RequestStore,
     holder: String,
     version: i64,
+    epoch: u64,
+    cache: &'a Mutex<Option<LedgerCache>>,
+    /// What is held, while it is known: from the cache, or built once under this lease, and
+    /// kept up to date by `put_new`; dropped by any other change.
+    ledger: Mutex<Option<Arc<Ledger>>>,
 }
 
 impl App {
@@ -38,15 +55,25 @@ impl App {
         loop {
             let (value, version) = self.store.load_shared(keys::ROUTING_LEASE).await?;
             let now = self.clock.now().unix_millis();
-            let held = value
-                .as_deref()
-                .and_then(|v| serde_json::from_str::<LeaseValue>(v).ok())
-                .is_some_and(|l| l.until > now);
+            let found = value.as_deref().and_then(|v| serde_json::from_str::<LeaseValue>(v).ok());
+            let held = found.as_ref().is_some_and(|l| l.until > now);
             if !held {
-                let mine = serde_json::to_string(&LeaseValue { holder: holder.clone(), until: now + LEASE_TTL_MS })
-                    .unwrap_or_default();
+                let seen = found.map_or(0, |l| l.epoch);
+                let epoch = seen.wrapping_add(1);
+                let mine =
+                    serde_json::to_string(&LeaseValue { holder: holder.clone(), until: now + LEASE_TTL_MS, epoch })
+                        .unwrap_or_default();
                 if self.store.store_shared(keys::ROUTING_LEASE, &mine, version).await? {
-                    return Ok(RoutingState { store: &*self.store, holder, version: version + 1 });
+                    let cached = self.routing_cache.lock().map(|mut c| c.take()).unwrap_or(None);
+                    let known = cached.filter(|c| c.epoch == seen).map(|c| c.ledger);
+                    return Ok(RoutingState {
+                        store: &*self.store,
+                        holder,
+                        version: version + 1,
+                        epoch,
+                        cache: &self.routing_cache,
+                        ledger: Mutex::new(known),
+                    });
                 }
             }
             if tokio::time::Instant::now() >= give_up {
@@ -101,8 +128,48 @@ impl RoutingState<'_> {
         Ok(all)
     }
 
-    /// Writes `request` under the key its status belongs to, moving it when the status moved.
+    /// What every open request holds, as a ledger (from this process's cache when nobody
+    /// changed routing state since it last held the lease).
+    pub(crate) async fn ledger(&self) -> Result<Arc<Ledger>, AppError> {
+        if let Some(known) = self.ledger.lock().ok().and_then(|l| l.clone()) {
+            return Ok(known);
+        }
+        let open = self.open().await?;
+        let built = Arc::new(Ledger::new(open.iter().flat_map(RoutingRequest::holds)));
+        if let Ok(mut l) = self.ledger.lock() {
+            *l = Some(built.clone());
+        }
+        Ok(built)
+    }
+
+    /// Stores a request made under this lease (never stored before) and counts its holds.
+    pub(crate) async fn put_new(&self, request: &RoutingRequest) -> Result<(), AppError> {
+        self.write_record(request).await?;
+        if let Ok(mut guard) = self.ledger.lock()
+            && let Some(ledger) = guard.as_mut()
+        {
+            let ledger = Arc::make_mut(ledger);
+            for hold in request.holds() {
+                ledger.add(hold);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a changed request under the key its status belongs to, moving it when the status
+    /// moved; what is held is read again next time.
     pub(crate) async fn put(&self, request: &RoutingRequest) -> Result<(), AppError> {
+        self.forget_ledger();
+        self.write_record(request).await
+    }
+
+    fn forget_ledger(&self) {
+        if let Ok(mut l) = self.ledger.lock() {
+            *l = None;
+        }
+    }
+
+    async fn write_record(&self, request: &RoutingRequest) -> Result<(), AppError> {
         let value = serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = key_of(request);
         self.write(&key, &value).await?;
@@ -117,6 +184,7 @@ impl RoutingState<'_> {
 
     /// Removes a routing request.
     pub(crate) async fn delete(&self, id: &str) -> Result<(), AppError> {
+        self.forget_ledger();
         for prefix in [keys::ROUTING_OPEN, keys::ROUTING_CLOSED] {
             self.remove(&format!("{prefix}{id}")).await?;
         }
@@ -160,11 +228,17 @@ impl RoutingState<'_> {
         Ok(())
     }
 
-    /// Gives the lease back.
+    /// Gives the lease back, keeping what is held for this process's next lease.
     pub(crate) async fn release(self) {
-        let free = serde_json::to_string(&LeaseValue { holder: self.holder.clone(), until: 0 }).unwrap_or_default();
+        let free = serde_json::to_string(&LeaseValue { holder: self.holder.clone(), until: 0, epoch: self.epoch })
+            .unwrap_or_default();
         match self.store.store_shared(keys::ROUTING_LEASE, &free, self.version).await {
-            Ok(true) => {}
+            Ok(true) => {
+                let known = self.ledger.lock().ok().and_then(|mut l| l.take());
+                if let (Some(ledger), Ok(mut cache)) = (known, self.cache.lock()) {
+                    *cache = Some(LedgerCache { epoch: self.epoch, ledger });
+                }
+            }
             Ok(false) => tracing::warn!("the routing lease expired before it was given back"),
             Err(e) => tracing::warn!(error = %e, "the routing lease could not be given back; it expires on its own"),
         }

@@ -39,27 +39,34 @@ impl App {
     pub(crate) async fn venues_now(&self) -> Result<Vec<Venue>, AppError> {
         let now = self.clock.now().unix_millis();
         let health = self.provider_health_now().await?;
-        let prices = &self.settings.prices;
         let mut venues = self.venue_specs();
+        // Two reads for every venue's reading and marks, not two per venue.
+        let readings: std::collections::HashMap<String, String> = self
+            .store
+            .list_shared(keys::VENUE_READING)
+            .await?
+            .into_iter()
+            .map(|(k, v, _)| (k.trim_start_matches(keys::VENUE_READING).to_owned(), v))
+            .collect();
+        let marks: std::collections::HashMap<String, String> = self
+            .store
+            .list_shared(keys::VENUE_REFRESH)
+            .await?
+            .into_iter()
+            .map(|(k, v, _)| (k.trim_start_matches(keys::VENUE_REFRESH).to_owned(), v))
+            .collect();
         for venue in &mut venues {
-            if let (Some(raw), _) = self.store.load_shared(&format!("{}{}", keys::VENUE_READING, venue.name)).await?
-                && let Ok(reading) = serde_json::from_str::<VenueReading>(&raw)
+            if let Some(reading) =
+                readings.get(&venue.name).and_then(|raw| serde_json::from_str::<VenueReading>(raw).ok())
             {
                 apply_reading(venue, reading);
             }
-            if let (Some(raw), _) = self.store.load_shared(&format!("{}{}", keys::VENUE_REFRESH, venue.name)).await?
-                && let Ok(mark) = serde_json::from_str::<Refreshing>(&raw)
+            if let Some(mark) = marks.get(&venue.name).and_then(|raw| serde_json::from_str::<Refreshing>(raw).ok())
                 && mark.until > now
             {
                 venue.refreshing.extend(mark.sensors);
             }
             venue.healthy = venue.healthy && health.get(&venue.provider).copied().unwrap_or(true);
-            for (t, p) in &prices.on_demand {
-                venue.on_demand_prices.entry(t.clone()).or_insert(*p);
-            }
-            for (t, p) in &prices.spot {
-                venue.spot_prices.entry(t.clone()).or_insert(*p);
-            }
         }
         Ok(venues)
     }
