@@ -3,6 +3,8 @@
 //! with 10,000 bookings held (`cargo bench -p ohf-app --bench placement`, also run by
 //! `cargo xtask bench`).
 
+#![allow(clippy::unwrap_used)] // a benchmark fails by panicking
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

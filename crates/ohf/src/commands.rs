@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::cli::{
     Command, ConfigCmd, CreateArgs, Global, Output, RequestCmd, ResilienceCmd, ReturnArgs, SimCmd, TemplatesCmd,
 };
-use crate::output::{self, machines_table, print_json, requests_table, templates_table, up_count};
+use crate::output::{self, Reported, machines_table, print_json, requests_table, templates_table, up_count};
 use ohf_server::{Backend, Overrides, Resolved, Runtime};
 
 pub fn overrides(g: &Global) -> Overrides {
@@ -577,16 +577,3 @@ async fn doctor(global: &Global) -> anyhow::Result<()> {
     }
     if ok { Ok(()) } else { Err(Reported.into()) }
 }
-
-/// A failure the command has already shown in its answer: the exit code says it, nothing more
-/// is printed.
-#[derive(Debug)]
-pub struct Reported;
-
-impl std::fmt::Display for Reported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("failed; see the answer above")
-    }
-}
-
-impl std::error::Error for Reported {}

@@ -509,3 +509,16 @@ pub fn venue_capacity_table(all: &Value, with_date: bool) -> String {
     }
     t.to_string()
 }
+
+/// A failure the command has already shown in its answer: the exit code says it, nothing more
+/// is printed.
+#[derive(Debug)]
+pub struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed; see the answer above")
+    }
+}
+
+impl std::error::Error for Reported {}

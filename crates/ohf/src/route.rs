@@ -16,7 +16,7 @@ pub async fn route(backend: &Backend, out: Output, cmd: RouteCmd) -> anyhow::Res
             let made = backend.call("routeRequest", form).await?;
             show(out, &made);
             if made["status"] == "REJECTED" {
-                return Err(crate::commands::Reported.into());
+                return Err(output::Reported.into());
             }
         }
         RouteCmd::Get { id, recheck_host } => {
