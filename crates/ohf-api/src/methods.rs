@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
 
-/// Every method of the API.
-pub const METHODS: [&str; 24] = [
+/// Every method of the API but the provider-strategy and routing ones.
+pub const METHODS: [&str; 17] = [
     "requestMachines",
     "requestReturnMachines",
     "getRequestStatus",
@@ -37,13 +37,6 @@ pub const METHODS: [&str; 24] = [
     "reconcile",
     "sweepOrphans",
     "purgeHistory",
-    "routeRequest",
-    "getRoutingRequest",
-    "listRoutingRequests",
-    "getRoutingWorkloads",
-    "getWorkload",
-    "unrouteRequest",
-    "getAvailableCapacity",
 ];
 
 /// The longest window a report covers: 90 days.
@@ -97,13 +90,14 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 
 /// Whether `method` is a method of the API (the seed's or the provider strategy's).
 pub fn is_method(method: &str) -> bool {
-    METHODS.contains(&method) || PROVIDER_METHODS.contains(&method)
+    METHODS.contains(&method) || PROVIDER_METHODS.contains(&method) || crate::routing::METHODS.contains(&method)
 }
 
 /// The answer to a method that does not exist: METHOD_NOT_FOUND with every method there is.
 pub fn method_not_found(method: &str) -> ApiError {
     let mut e = ApiError::new(ErrorCode::MethodNotFound, format!("method '{method}' not found"));
-    let available: Vec<&str> = METHODS.iter().chain(PROVIDER_METHODS.iter()).copied().collect();
+    let available: Vec<&str> =
+        METHODS.iter().chain(PROVIDER_METHODS.iter()).chain(crate::routing::METHODS.iter()).copied().collect();
     e.details = json!({"method": method, "availableMethods": available});
     e
 }
