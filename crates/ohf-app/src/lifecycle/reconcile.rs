@@ -228,12 +228,13 @@ impl App {
             return;
         };
         let Some(template) = request.template().cloned() else { return };
+        let zones = self.launch_zones(request).await;
         let launch = LaunchRequest {
             request_id: request.id().clone(),
             count: order.count,
             token: order.token.scoped(&owner.installation),
             tags: launch_tags(request, &template, provider.name(), owner),
-            zones: request.zones().to_vec(),
+            zones,
             following: order.following,
             started_at: order.started_at,
             priority: request.effective_priority(),

@@ -684,6 +684,115 @@ impl App {
     }
 }
 
+impl App {
+    /// The provider of the best venue for a placed request among providers it has not tried;
+    /// `None` when it is not placed or no such venue fits.
+    pub(crate) async fn next_venue_provider(
+        &self,
+        request: &ohf_domain::Request,
+        tried: &[ohf_domain::ProviderName],
+    ) -> Option<String> {
+        if !self.places_requests() {
+            return None;
+        }
+        let record = self.routing_request(&request_key(request.id().as_str())).await.ok()??;
+        let workload = record.workloads.first()?;
+        let venues: Vec<ohf_placement::Venue> = self
+            .venues_now()
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|v| !tried.iter().any(|t| t.as_str() == v.provider))
+            .collect();
+        let open = self.routing_requests(false).await.ok()?;
+        let holds: Vec<Hold> =
+            open.iter().filter(|r| r.id != record.id).flat_map(RoutingRequest::holds).cloned().collect();
+        let outcome = ohf_placement::route(&RouteInput {
+            venues: &venues,
+            holds: &holds,
+            workloads: std::slice::from_ref(&workload.to_workload()),
+            criteria: Criteria { mode: record.mode, prices: self.price_list(), ..Criteria::default() },
+            scopes: &[],
+            provider_rank: &[],
+            base: None,
+        });
+        match outcome {
+            RouteOutcome::Placed(p) => p.first().map(|p| p.provider.clone()),
+            RouteOutcome::Rejected(_) => None,
+        }
+    }
+
+    /// The zones a launch of `request` asks for. A placed request that failed over to another
+    /// provider moves its hold to the best venue of that provider first and launches in its
+    /// zone (in any zone when none of its venues fits; the old hold then stays).
+    pub(crate) async fn launch_zones(&self, request: &ohf_domain::Request) -> Vec<String> {
+        let asked = request.zones().to_vec();
+        if !self.places_requests() {
+            return asked;
+        }
+        let Some(provider) = request.provider().map(|p| p.to_string()) else { return asked };
+        let key = request_key(request.id().as_str());
+        let Ok(Some(record)) = self.routing_request(&key).await else { return asked };
+        let placed_on = record.workloads.first().and_then(|w| w.placement.as_ref()).map(|p| p.provider.clone());
+        if placed_on.as_deref() == Some(provider.as_str()) {
+            return asked;
+        }
+        match self.move_placement(&key, &provider).await {
+            Ok(Some(zone)) => zone.into_iter().collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(request_id = %request.id(), error = %e, "placement not moved after failover");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Moves a request's placement to the best venue of `provider`: its zone, or `None` when
+    /// none fits (the old placement is kept, with why).
+    async fn move_placement(&self, key: &str, provider: &str) -> Result<Option<Option<String>>, AppError> {
+        let state = self.routing_state().await?;
+        let moved = async {
+            let open = state.open().await?;
+            let Some(mut record) = open.iter().find(|r| r.id == key).cloned() else { return Ok(None) };
+            let holds: Vec<Hold> =
+                open.iter().filter(|r| r.id != key).flat_map(RoutingRequest::holds).cloned().collect();
+            let venues: Vec<ohf_placement::Venue> =
+                self.venues_now().await?.into_iter().filter(|v| v.provider == provider).collect();
+            let Some(w) = record.workloads.first_mut() else { return Ok(None) };
+            let from = w.placement.as_ref().map(|p| p.venue.clone()).unwrap_or_default();
+            let outcome = ohf_placement::route(&RouteInput {
+                venues: &venues,
+                holds: &holds,
+                workloads: std::slice::from_ref(&w.to_workload()),
+                criteria: Criteria { mode: record.mode, prices: self.price_list(), ..Criteria::default() },
+                scopes: &[],
+                provider_rank: &[],
+                base: None,
+            });
+            let zone = match outcome {
+                RouteOutcome::Placed(mut p) if !p.is_empty() => {
+                    let p = p.remove(0);
+                    let zone = p.zone.clone();
+                    w.status_reason = Some(format!("failed over from '{from}' to '{}'", p.venue));
+                    w.placement = Some(p);
+                    Some(zone)
+                }
+                _ => {
+                    w.status_reason =
+                        Some(format!("failed over to {provider}, where no venue fits; '{from}' stays held"));
+                    None
+                }
+            };
+            record.updated_at = self.clock.now().unix_millis();
+            state.put(&record).await?;
+            Ok(zone)
+        }
+        .await;
+        state.release().await;
+        moved
+    }
+}
+
 /// The routing record of a provision request.
 fn request_key(request: &str) -> String {
     format!("request-{request}")

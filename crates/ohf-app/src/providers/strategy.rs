@@ -305,7 +305,11 @@ impl App {
                 && needed_capabilities(template).iter().all(|c| caps.contains(c))
         };
         let mut order: Vec<Slot> = Vec::new();
-        if config.fallback_strategies.is_empty() {
+        // With venues, the next-best venue among the untried providers' decides.
+        let next_venue = self.next_venue_provider(request, &tried).await;
+        if let Some(slot) = next_venue.and_then(|name| self.registry.slot(&name)) {
+            order.push(slot);
+        } else if config.fallback_strategies.is_empty() {
             if let Ok(s) =
                 self.select_provider(OperationType::CreateInstances, None, None, Some(template), &tried).await
                 && let Some(slot) = self.registry.slot(&s.selected)

@@ -35,11 +35,17 @@ fn venue(name: &str, provider: &str, zone: &str, vcpus: u64, group: &str) -> Ven
 /// Two simulated providers; venues `a` (8 vCPUs, Prod) and `b` (4 vCPUs, Dev) on `sim-1`,
 /// `c` (6 vCPUs, Prod) on `sim-2`, unless `venues` says otherwise.
 fn routing(venues: Option<Vec<Venue>>, sim: SimConfig) -> Routing {
+    routing_on(venues, [sim.clone(), sim])
+}
+
+/// As `routing`, each simulated provider with its own configuration.
+fn routing_on(venues: Option<Vec<Venue>>, sims: [SimConfig; 2]) -> Routing {
     let clock = Arc::new(ManualClock::new(T0));
     let store = Arc::new(MemoryStore::new());
     let sims: Vec<Arc<SimCloud>> = ["sim-1", "sim-2"]
         .iter()
-        .map(|n| Arc::new(SimCloud::in_memory(ProviderName::new(*n).unwrap(), sim.clone(), clock.clone())))
+        .zip(sims)
+        .map(|(n, sim)| Arc::new(SimCloud::in_memory(ProviderName::new(*n).unwrap(), sim, clock.clone())))
         .collect();
     let venues = venues.unwrap_or_else(|| {
         vec![
@@ -394,4 +400,30 @@ async fn every_provision_request_is_placed_and_holds_its_venue_until_it_holds_no
     assert_eq!(r.app.tend_placements().await.unwrap(), (0, 1));
     let third = r.app.execute(ask(3)).await.unwrap();
     assert_eq!(third.provider().map(|p| p.as_str()), Some("sim-2"));
+}
+
+#[tokio::test]
+async fn a_placed_request_that_fails_over_moves_to_the_next_best_venue_and_its_zone() {
+    use ohf_app::RequestMachines;
+    let broken = SimConfig { launch_latency_ms: 0, capacity_error_rate: 1.0, ..SimConfig::default() };
+    let fine = SimConfig { launch_latency_ms: 0, ..SimConfig::default() };
+    let r = routing_on(None, [broken, fine]);
+    let made = r
+        .app
+        .execute(RequestMachines { template_id: "OnDemand-Minimal".into(), count: 1, ..Default::default() })
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        r.clock.advance_secs(30);
+        r.app.reconcile(None).await;
+    }
+    let status = r.app.ask(GetRequestStatus { request_ids: vec![made.id().to_string()] }).await.unwrap();
+    let request = status[0].1.as_ref().unwrap();
+    assert_eq!(request.provider().map(|p| p.as_str()), Some("sim-2"), "{:?}", request.state());
+    assert!(!request.machines().is_empty());
+    assert!(request.machines().iter().all(|m| m.zone() == Some("sim-east-1c")), "venue c's zone");
+    let placements = r.app.ask(ListRoutingRequests::default()).await.unwrap();
+    let record = placements.iter().find(|p| p.workloads[0].name == made.id().as_str()).unwrap();
+    assert_eq!(venues_of(record), ["c"]);
+    assert!(record.workloads[0].status_reason.as_deref().unwrap().contains("failed over from 'a' to 'c'"));
 }
