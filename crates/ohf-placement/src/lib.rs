@@ -17,6 +17,6 @@ pub mod workload;
 pub use assess::{Assessment, Check, Criteria, Mode, Prices, SensorFigure, assess};
 pub use day::Day;
 pub use ledger::{Hold, Ledger};
-pub use route::{Placement, RouteInput, RouteOutcome, WorkloadRefusal, available, route};
+pub use route::{Placement, RouteInput, RouteOutcome, WorkloadRefusal, available, available_in, route};
 pub use venue::{Control, Datastore, Scope, SensorType, Strategies, Strategy, Subnet, Venue};
 pub use workload::{Demand, DiskNeed, Workload};

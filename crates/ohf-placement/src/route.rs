@@ -181,11 +181,15 @@ fn placement(venue: &Venue, workload: &Workload, a: &Assessment, forced: bool) -
 /// `day` on; `None`: no limit ohf knows of (non-control venues, or no quota). A venue that
 /// fails fit-for-purpose fits 0.
 pub fn available(venues: &[Venue], holds: &[Hold], one: &Demand, day: Day) -> BTreeMap<String, Option<u64>> {
-    let ledger = Ledger::new(holds);
+    available_in(venues, &Ledger::new(holds), one, day)
+}
+
+/// As [`available`], against a ledger already built (one for many templates).
+pub fn available_in(venues: &[Venue], ledger: &Ledger, one: &Demand, day: Day) -> BTreeMap<String, Option<u64>> {
     let probe = Workload { id: String::new(), name: String::new(), day, demand: one.clone() };
     let mut out = BTreeMap::new();
     for venue in venues {
-        let checks = assess(&[venue], &ledger, &probe, &Criteria::default());
+        let checks = assess(&[venue], ledger, &probe, &Criteria::default());
         if checks.first().is_some_and(|a| !a.fit_for_purpose()) {
             out.insert(venue.name.clone(), Some(0));
             continue;

@@ -623,27 +623,33 @@ impl App {
         decided
     }
 
-    /// How many more machines of `template` fit across the venues today; `None`: no limit
-    /// known (a venue without quotas, or no venues configured).
-    pub(crate) async fn placement_fits(&self, template: &Template) -> Result<Option<u32>, AppError> {
+    /// How many more machines of each of `templates` fit across the healthy venues today;
+    /// `None`: no limit known (a venue without quotas, or no venues configured). The venues
+    /// and what is held are read once for all of them.
+    pub(crate) async fn placement_fits(&self, templates: &[&Template]) -> Result<Vec<Option<u32>>, AppError> {
         if !self.places_requests() {
-            return Ok(None);
+            return Ok(vec![None; templates.len()]);
         }
         let venues = self.venues_now().await?;
         let open = self.routing_requests(false).await?;
-        let holds: Vec<Hold> = open.iter().flat_map(RoutingRequest::holds).cloned().collect();
-        let (one, _) = self.demand_of(template, 1, None, &[])?;
-        let fits = ohf_placement::available(&venues, &holds, &one, self.today());
-        let mut total: u64 = 0;
-        for (venue, n) in fits {
-            let healthy = venues.iter().any(|v| v.name == venue && v.healthy);
-            match n {
-                _ if !healthy => {}
-                None => return Ok(None),
-                Some(n) => total = total.saturating_add(n),
+        let ledger = ohf_placement::Ledger::new(open.iter().flat_map(RoutingRequest::holds));
+        let today = self.today();
+        let mut all = Vec::with_capacity(templates.len());
+        for template in templates {
+            let (one, _) = self.demand_of(template, 1, None, &[])?;
+            let mut total: Option<u64> = Some(0);
+            for (venue, n) in ohf_placement::available_in(&venues, &ledger, &one, today) {
+                if !venues.iter().any(|v| v.name == venue && v.healthy) {
+                    continue;
+                }
+                total = match (total, n) {
+                    (Some(t), Some(n)) => Some(t.saturating_add(n)),
+                    _ => None,
+                };
             }
+            all.push(total.map(|t| u32::try_from(t).unwrap_or(u32::MAX)));
         }
-        Ok(Some(u32::try_from(total).unwrap_or(u32::MAX)))
+        Ok(all)
     }
 
     /// Drops the placement of a provision request (it was refused after placing, or holds

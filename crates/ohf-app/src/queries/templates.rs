@@ -45,11 +45,12 @@ impl Handler<GetAvailableTemplates> for App {
     async fn handle(&self, _q: GetAvailableTemplates) -> Result<Vec<TemplateAvailability>, AppError> {
         let (templates, _) = self.templates().await?;
         let held = self.store.capacity_held().await?;
-        let mut all = Vec::with_capacity(templates.len());
-        for template in templates {
-            all.push(self.within_venues(TemplateAvailability::of(template, &held)).await?);
-        }
-        Ok(all)
+        let fits = self.placement_fits(&templates.iter().collect::<Vec<_>>()).await?;
+        Ok(templates
+            .into_iter()
+            .zip(fits)
+            .map(|(template, fits)| within(TemplateAvailability::of(template, &held), fits))
+            .collect())
     }
 }
 
@@ -58,16 +59,15 @@ impl Handler<GetTemplate> for App {
     async fn handle(&self, q: GetTemplate) -> Result<TemplateAvailability, AppError> {
         let template = self.template(&q.template_id).await?;
         let held = self.store.capacity_held().await?;
-        self.within_venues(TemplateAvailability::of(template, &held)).await
+        let fits = self.placement_fits(&[&template]).await?.first().copied().flatten();
+        Ok(within(TemplateAvailability::of(template, &held), fits))
     }
 }
 
-impl App {
-    /// What the venues still fit of a template, when venues are configured, caps its number.
-    async fn within_venues(&self, mut a: TemplateAvailability) -> Result<TemplateAvailability, AppError> {
-        if let Some(fits) = self.placement_fits(&a.template).await? {
-            a.available = Some(a.available.map_or(fits, |n| n.min(fits)));
-        }
-        Ok(a)
+/// What the venues still fit of a template (when venues are configured) caps its number.
+fn within(mut a: TemplateAvailability, fits: Option<u32>) -> TemplateAvailability {
+    if let Some(fits) = fits {
+        a.available = Some(a.available.map_or(fits, |n| n.min(fits)));
     }
+    a
 }
