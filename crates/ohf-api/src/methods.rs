@@ -236,7 +236,7 @@ async fn validate_template(app: &App, p: &Value) -> Result<Value, ApiError> {
     })
 }
 
-fn text(p: &Value, field: &str) -> Result<String, ApiError> {
+pub(crate) fn text(p: &Value, field: &str) -> Result<String, ApiError> {
     match p.get(field) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         Some(Value::Null) | None => Err(invalid(field, "is required")),
@@ -244,7 +244,7 @@ fn text(p: &Value, field: &str) -> Result<String, ApiError> {
     }
 }
 
-fn optional_text(p: &Value, field: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn optional_text(p: &Value, field: &str) -> Result<Option<String>, ApiError> {
     match p.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(_) => text(p, field).map(Some),

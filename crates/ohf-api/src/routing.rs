@@ -9,6 +9,7 @@ use ohf_domain::DomainError;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::methods::{optional_text, text};
 
 /// The routing methods of the JSON API.
 pub const METHODS: [&str; 7] = [
@@ -131,43 +132,29 @@ pub fn workload_view(request: &str, w: &RoutedWorkload) -> Value {
     v
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid(field, message)
-}
-
-fn text(p: &Value, field: &str) -> Result<String, ApiError> {
-    match p.get(field) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        None | Some(Value::Null) => Err(invalid(field, "is required")),
-        Some(_) => Err(invalid(field, "must be a string")),
-    }
-}
-
-fn optional_text(p: &Value, field: &str) -> Result<Option<String>, ApiError> {
-    match p.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(_) => text(p, field).map(Some),
-    }
-}
-
-fn flag(p: &Value, field: &str) -> Result<bool, ApiError> {
+/// A boolean field: true or false, as JSON or as text (query strings).
+pub fn flag(p: &Value, field: &str) -> Result<bool, ApiError> {
     match p.get(field) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-        Some(_) => Err(invalid(field, "must be true or false")),
+        Some(_) => Err(ApiError::invalid(field, "must be true or false")),
     }
 }
 
 fn millis(p: &Value, field: &str) -> Result<Option<i64>, ApiError> {
     match p.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| invalid(field, "must be whole milliseconds")),
-        Some(Value::String(s)) => {
-            s.trim().parse().map(Some).map_err(|_| invalid(field, format!("'{s}' is not milliseconds since the epoch")))
+        Some(Value::Number(n)) => {
+            n.as_i64().map(Some).ok_or_else(|| ApiError::invalid(field, "must be whole milliseconds"))
         }
-        Some(_) => Err(invalid(field, "must be milliseconds since the epoch")),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::invalid(field, format!("'{s}' is not milliseconds since the epoch"))),
+        Some(_) => Err(ApiError::invalid(field, "must be milliseconds since the epoch")),
     }
 }
 
@@ -179,7 +166,7 @@ pub fn route_request(p: &Value) -> Result<RouteRequest, ApiError> {
         let message = e.to_string();
         let field =
             message.split('`').nth(1).filter(|_| message.starts_with("unknown field")).unwrap_or("body").to_owned();
-        invalid(&field, message)
+        ApiError::invalid(&field, message)
     })
 }
 

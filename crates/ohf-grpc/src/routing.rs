@@ -57,7 +57,7 @@ fn workload_out(w: &RoutedWorkload) -> pb::Workload {
         workload_profile: w.workload_profile.clone(),
         count: w.count,
         expected_date: w.expected_day.start_millis(),
-        status: serde_json::to_value(w.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        status: w.status.as_str().to_owned(),
         status_reason: w.status_reason.clone(),
         disks: w.disks.iter().map(disk_out).collect(),
         placement: w.placement.as_ref().map(|p| pb::WorkloadPlacement {

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ohf_api::ApiError;
 use ohf_api::access::Gate;
+use ohf_api::routing::flag;
 use ohf_app::App;
 use serde_json::{Map, Value, json};
 
@@ -107,20 +108,14 @@ async fn create(State(r): State<Arc<Resource>>, headers: HeaderMap, uri: Uri, bo
             return Err(ApiError::invalid("body", "a routing request is a JSON object"));
         };
         // The seed's options ride on the URI: `?force=true`, `?mode=cost_sensitive`.
-        for (k, v) in query(&uri)? {
-            match k.as_str() {
-                "force" | "provision" => {
-                    let on = v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"));
-                    if !on && !v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("false")) {
-                        return Err(ApiError::invalid(&k, "must be true or false"));
-                    }
-                    fields.insert(k, Value::Bool(on));
-                }
-                "mode" => {
-                    fields.insert(k, v);
-                }
+        let options = Value::Object(query(&uri)?);
+        for (k, v) in options.as_object().into_iter().flatten() {
+            let value = match k.as_str() {
+                "force" | "provision" => Value::Bool(flag(&options, k)?),
+                "mode" => v.clone(),
                 other => return Err(ApiError::invalid(other, "is not an option of POST /routing-requests")),
-            }
+            };
+            fields.insert(k.clone(), value);
         }
         run(&r, &headers, "routeRequest", form).await
     }
@@ -164,31 +159,13 @@ async fn capacity(State(r): State<Arc<Resource>>, headers: HeaderMap, uri: Uri) 
     answer(result, StatusCode::OK)
 }
 
-fn record_placement(uri: &Uri) -> Result<Value, ApiError> {
-    let q = query(uri)?;
-    match q.get("record_placement").or_else(|| q.get("recordPlacement")) {
-        None => Ok(Value::Bool(false)),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
-        Some(_) => Err(ApiError::invalid("record_placement", "must be true or false")),
-    }
-}
-
 async fn delete_request(
     State(r): State<Arc<Resource>>,
     headers: HeaderMap,
     uri: Uri,
     Path(id): Path<String>,
 ) -> Response {
-    let result = async {
-        let params = json!({"id": id, "recordPlacement": record_placement(&uri)?});
-        run(&r, &headers, "unrouteRequest", params).await
-    }
-    .await;
-    match result {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error_response(&e),
-    }
+    unroute(&r, &headers, &uri, id, None).await
 }
 
 async fn delete_workload(
@@ -197,9 +174,15 @@ async fn delete_workload(
     uri: Uri,
     Path((id, workload)): Path<(String, String)>,
 ) -> Response {
+    unroute(&r, &headers, &uri, id, Some(workload)).await
+}
+
+/// DELETE of a request or one of its workloads (`?record_placement=true`): 204.
+async fn unroute(r: &Resource, headers: &HeaderMap, uri: &Uri, id: String, workload: Option<String>) -> Response {
     let result = async {
-        let params = json!({"id": id, "workloadId": workload, "recordPlacement": record_placement(&uri)?});
-        run(&r, &headers, "unrouteRequest", params).await
+        let record = flag(&Value::Object(query(uri)?), "record_placement")?;
+        let params = json!({"id": id, "workloadId": workload, "recordPlacement": record});
+        run(r, headers, "unrouteRequest", params).await
     }
     .await;
     match result {

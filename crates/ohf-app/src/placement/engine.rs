@@ -34,6 +34,25 @@ impl App {
             .clone()
     }
 
+    /// What a decision weighs: the request's mode, strategies and required sensors, over the
+    /// configured strategies and the price table.
+    fn criteria(&self, mode: Mode, strategies: Strategies, required: BTreeSet<SensorType>, force: bool) -> Criteria {
+        Criteria {
+            mode,
+            strategies,
+            default_strategies: Strategies::parse(&self.settings.routing.sensor_placement_strategy).0,
+            required_sensors: required,
+            force,
+            prices: self.price_list(),
+        }
+    }
+
+    /// The criteria a stored request was routed under (never forced again).
+    fn criteria_of(&self, request: &RoutingRequest) -> Criteria {
+        let strategies = Strategies::parse(&request.sensor_placement_strategy).0;
+        self.criteria(request.mode, strategies, request.required_sensor_types.iter().copied().collect(), false)
+    }
+
     /// Today, as the placement timeline counts days.
     pub(crate) fn today(&self) -> Day {
         Day::of_millis(self.clock.now().unix_millis())
@@ -161,14 +180,7 @@ impl App {
         let ledger = state.ledger().await?;
         let router_workloads: Vec<Workload> = workloads.iter().map(RoutedWorkload::to_workload).collect();
         let rank = self.provider_rank().await;
-        let criteria = Criteria {
-            mode,
-            strategies: strategies.clone(),
-            default_strategies: Strategies::parse(&self.settings.routing.sensor_placement_strategy).0,
-            required_sensors: required.clone(),
-            force: cmd.force,
-            prices: self.price_list(),
-        };
+        let criteria = self.criteria(mode, strategies.clone(), required.clone(), cmd.force);
         let outcome = ohf_placement::route(&RouteInput {
             venues: &venues,
             holds: &[],
@@ -379,14 +391,7 @@ impl App {
                     venues: &healthy,
                     holds: &holds,
                     workloads: std::slice::from_ref(&workload),
-                    criteria: Criteria {
-                        mode: request.mode,
-                        strategies: Strategies::parse(&request.sensor_placement_strategy).0,
-                        default_strategies: Strategies::parse(&self.settings.routing.sensor_placement_strategy).0,
-                        required_sensors: request.required_sensor_types.iter().copied().collect(),
-                        force: false,
-                        prices: self.price_list(),
-                    },
+                    criteria: self.criteria_of(&request),
                     scopes: &request.scopes,
                     provider_rank: &[],
                     base: None,
@@ -564,14 +569,8 @@ impl App {
             let ledger = state.ledger().await?;
             let rank = self.provider_rank().await;
             let routing = &self.settings.routing;
-            let criteria = Criteria {
-                mode: routing.default_mode,
-                strategies: Strategies::default(),
-                default_strategies: Strategies::parse(&routing.sensor_placement_strategy).0,
-                required_sensors: routing.required_sensor_types.iter().copied().collect(),
-                force: false,
-                prices: self.price_list(),
-            };
+            let required = routing.required_sensor_types.iter().copied().collect();
+            let criteria = self.criteria(routing.default_mode, Strategies::default(), required, false);
             let outcome = ohf_placement::route(&RouteInput {
                 venues: &venues,
                 holds: &[],
@@ -674,19 +673,35 @@ impl App {
     /// machines are all gone. Answers how many.
     async fn release_finished_placements(&self) -> Result<usize, AppError> {
         let open = self.routing_requests(false).await?;
-        let mut released = 0;
-        for record in open.iter().filter(|r| r.for_request.is_some()) {
-            let Some(id) = &record.for_request else { continue };
-            let finished = match ohf_domain::RequestId::new(id.clone()) {
-                Ok(rid) => self.store.get(&rid).await?.is_none_or(|r| r.capacity_held() == 0),
-                Err(_) => true,
-            };
-            if finished {
-                self.release_request_placement(id).await?;
-                released += 1;
-            }
+        let placed: Vec<&str> = open.iter().filter_map(|r| r.for_request.as_deref()).collect();
+        if placed.is_empty() {
+            return Ok(0);
         }
-        Ok(released)
+        // One read of every placed request, then one lease for every release.
+        let ids: Vec<ohf_domain::RequestId> =
+            placed.iter().filter_map(|id| ohf_domain::RequestId::new(*id).ok()).collect();
+        let holding: BTreeSet<String> = self
+            .store
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .filter(|r| r.capacity_held() > 0)
+            .map(|r| r.id().to_string())
+            .collect();
+        let finished: Vec<&str> = placed.into_iter().filter(|id| !holding.contains(*id)).collect();
+        if finished.is_empty() {
+            return Ok(0);
+        }
+        let state = self.routing_state().await?;
+        let released = async {
+            for id in &finished {
+                state.delete(&request_key(id)).await?;
+            }
+            Ok(finished.len())
+        }
+        .await;
+        state.release().await;
+        released
     }
 }
 
@@ -717,7 +732,7 @@ impl App {
             venues: &venues,
             holds: &holds,
             workloads: std::slice::from_ref(&workload.to_workload()),
-            criteria: Criteria { mode: record.mode, prices: self.price_list(), ..Criteria::default() },
+            criteria: self.criteria_of(&record),
             scopes: &[],
             provider_rank: &[],
             base: None,
@@ -734,6 +749,11 @@ impl App {
     pub(crate) async fn launch_zones(&self, request: &ohf_domain::Request) -> Vec<String> {
         let asked = request.zones().to_vec();
         if !self.places_requests() {
+            return asked;
+        }
+        // Only a request that failed over (it tried another provider) launches anywhere but
+        // where it was placed.
+        if request.providers_tried().iter().all(|p| Some(p) == request.provider()) {
             return asked;
         }
         let Some(provider) = request.provider().map(|p| p.to_string()) else { return asked };
@@ -764,13 +784,14 @@ impl App {
                 open.iter().filter(|r| r.id != key).flat_map(RoutingRequest::holds).cloned().collect();
             let venues: Vec<ohf_placement::Venue> =
                 self.venues_now().await?.into_iter().filter(|v| v.provider == provider).collect();
+            let criteria = self.criteria_of(&record);
             let Some(w) = record.workloads.first_mut() else { return Ok(None) };
             let from = w.placement.as_ref().map(|p| p.venue.clone()).unwrap_or_default();
             let outcome = ohf_placement::route(&RouteInput {
                 venues: &venues,
                 holds: &holds,
                 workloads: std::slice::from_ref(&w.to_workload()),
-                criteria: Criteria { mode: record.mode, prices: self.price_list(), ..Criteria::default() },
+                criteria,
                 scopes: &[],
                 provider_rank: &[],
                 base: None,

@@ -155,6 +155,13 @@ impl RoutingStatus {
     pub fn holds(self) -> bool {
         matches!(self, Self::Booked | Self::Placed)
     }
+
+    /// A status by its name, in any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Booked, Self::Placed, Self::Rejected, Self::Expired]
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name))
+    }
 }
 
 /// Where a workload is.
@@ -174,6 +181,17 @@ pub enum WorkloadStatus {
 }
 
 impl WorkloadStatus {
+    /// The seed's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Booked => "BOOKED",
+            Self::Placed => "PLACED",
+            Self::Rejected => "REJECTED",
+            Self::Unrouted => "UNROUTED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
     /// Whether it holds capacity.
     pub fn holds(self) -> bool {
         matches!(self, Self::Booked | Self::Placed)

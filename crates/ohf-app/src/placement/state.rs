@@ -144,7 +144,12 @@ impl RoutingState<'_> {
 
     /// Stores a request made under this lease (never stored before) and counts its holds.
     pub(crate) async fn put_new(&self, request: &RoutingRequest) -> Result<(), AppError> {
-        self.write_record(request).await?;
+        // New: one insert, no earlier version to read and no other key to clear.
+        let value = serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = key_of(request);
+        if !self.store.store_shared(&key, &value, 0).await? {
+            return Err(StoreError::Conflict { request_id: key }.into());
+        }
         if let Ok(mut guard) = self.ledger.lock()
             && let Some(ledger) = guard.as_mut()
         {

@@ -1,7 +1,7 @@
 //! Read routing requests (a read moves due bookings on, as the seed says) and the capacity
 //! left per venue and template.
 
-use ohf_placement::{Day, Hold};
+use ohf_placement::Day;
 use serde::Serialize;
 
 use crate::cqrs::{Handler, message};
@@ -52,17 +52,12 @@ impl Handler<ListRoutingRequests> for App {
     async fn handle(&self, q: ListRoutingRequests) -> Result<Vec<RoutingRequest>, AppError> {
         let status = match q.status.as_deref() {
             None => None,
-            Some(s) => Some(
-                [RoutingStatus::Booked, RoutingStatus::Placed, RoutingStatus::Rejected, RoutingStatus::Expired]
-                    .into_iter()
-                    .find(|k| k.as_str().eq_ignore_ascii_case(s))
-                    .ok_or_else(|| {
-                        ohf_domain::DomainError::validation(
-                            "status",
-                            format!("'{s}' is not BOOKED, PLACED, REJECTED or EXPIRED"),
-                        )
-                    })?,
-            ),
+            Some(s) => Some(RoutingStatus::parse(s).ok_or_else(|| {
+                ohf_domain::DomainError::validation(
+                    "status",
+                    format!("'{s}' is not BOOKED, PLACED, REJECTED or EXPIRED"),
+                )
+            })?),
         };
         let mut all = self.routing_requests(status.is_none_or(|s| !s.holds())).await?;
         all.retain(|r| status.is_none_or(|s| r.status == s));
@@ -118,12 +113,12 @@ impl Handler<GetAvailableCapacity> for App {
         let date = q.expected_date.map(|d| Day::of_millis(d).max(today));
         let venues = self.venues_now().await?;
         let open = self.routing_requests(false).await?;
-        let holds: Vec<Hold> = open.iter().flat_map(RoutingRequest::holds).cloned().collect();
+        let ledger = ohf_placement::Ledger::new(open.iter().flat_map(RoutingRequest::holds));
         let mut out = Vec::new();
         for template in &templates {
             let (one, _) = self.demand_of(template, 1, q.workload_profile.as_deref(), &[])?;
-            let now = ohf_placement::available(&venues, &holds, &one, today);
-            let then = date.map(|d| ohf_placement::available(&venues, &holds, &one, d));
+            let now = ohf_placement::available_in(&venues, &ledger, &one, today);
+            let then = date.map(|d| ohf_placement::available_in(&venues, &ledger, &one, d));
             for v in &venues {
                 out.push(VenueCapacity {
                     venue: v.name.clone(),
