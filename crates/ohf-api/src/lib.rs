@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod error;
+mod fields;
 mod methods;
 pub mod poll;
 pub mod routing;

@@ -16,6 +16,7 @@ use ohf_domain::{DomainError, ErrorCode, RequestKind, RequestState};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::fields::{optional_text, text};
 use crate::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
 
 /// Every method of the API but the provider-strategy and routing ones.
@@ -234,21 +235,6 @@ async fn validate_template(app: &App, p: &Value) -> Result<Value, ApiError> {
             json!({"valid": false, "templateId": id, "problems": [{"field": field, "message": message}]})
         }
     })
-}
-
-pub(crate) fn text(p: &Value, field: &str) -> Result<String, ApiError> {
-    match p.get(field) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        Some(Value::Null) | None => Err(invalid(field, "is required")),
-        Some(_) => Err(invalid(field, "must be a string")),
-    }
-}
-
-pub(crate) fn optional_text(p: &Value, field: &str) -> Result<Option<String>, ApiError> {
-    match p.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(_) => text(p, field).map(Some),
-    }
 }
 
 fn integer(p: &Value, field: &str) -> Result<Option<i64>, ApiError> {

@@ -9,7 +9,7 @@ use ohf_domain::DomainError;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::methods::{optional_text, text};
+use crate::fields::{optional_text, text};
 
 /// The routing methods of the JSON API.
 pub const METHODS: [&str; 7] = [
