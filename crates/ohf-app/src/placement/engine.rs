@@ -22,14 +22,19 @@ fn invalid(field: &str, message: impl Into<String>) -> AppError {
 }
 
 impl App {
-    /// The price table as the router reads it.
+    /// The price table as the router reads it: spot prices as the table's `hourly` gives them
+    /// (its spot price, else its share of on-demand), so placement and reports price alike.
     pub(crate) fn price_list(&self) -> std::sync::Arc<ohf_placement::Prices> {
         self.price_list
             .get_or_init(|| {
-                std::sync::Arc::new(ohf_placement::Prices {
-                    on_demand: self.settings.prices.on_demand.clone(),
-                    spot: self.settings.prices.spot.clone(),
-                })
+                let table = &self.settings.prices;
+                let spot = table
+                    .on_demand
+                    .keys()
+                    .chain(table.spot.keys())
+                    .filter_map(|t| Some((t.clone(), table.hourly(t, PriceType::Spot)?)))
+                    .collect();
+                std::sync::Arc::new(ohf_placement::Prices { on_demand: table.on_demand.clone(), spot })
             })
             .clone()
     }
