@@ -101,6 +101,12 @@ macro_rules! store_contract_tests {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn counts_requests_by_kind_and_state() {
+            let fresh = $fresh;
+            $crate::contract::counts_requests_by_kind_and_state(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn lists_with_filters_newest_first() {
             let fresh = $fresh;
             $crate::contract::lists_with_filters_newest_first(fresh().await).await;
@@ -340,6 +346,45 @@ pub async fn counts_capacity_per_template(store: Arc<dyn RequestStore>) {
     let held = store.capacity_held().await.unwrap();
     let template = a.template().unwrap().id();
     assert_eq!(held.get(template).copied(), Some(3 + 1), "3 reserved, and 1 of 2 still held after the return");
+}
+
+#[doc(hidden)]
+pub async fn counts_requests_by_kind_and_state(store: Arc<dyn RequestStore>) {
+    assert!(store.count_by_state().await.unwrap().is_empty());
+    let mut held = launched("req-held", 1, &["i-1"]);
+    let mut b = Request::provision(provision_spec("req-b", 1), T0);
+    let mut c = Request::provision(provision_spec("req-c", 1), T0);
+    commit(&*store, &mut [&mut held, &mut b, &mut c]).await.unwrap();
+    c.cancel(T0.plus_secs(1)).unwrap();
+    let mut ret = Request::return_machines(
+        RequestId::new("ret-a").unwrap(),
+        vec![ReturnedMachine {
+            machine: held.machines()[0].for_return(),
+            holder: Some(held.id().clone()),
+            refusal: None,
+        }],
+        TimeoutSecs::DEFAULT,
+        false,
+        None,
+        None,
+        T0.plus_secs(2),
+    )
+    .unwrap();
+    commit(&*store, &mut [&mut c, &mut ret]).await.unwrap();
+    let mut counts = store.count_by_state().await.unwrap();
+    counts.sort_by_key(|(k, s, _)| (k.as_str(), s.as_str()));
+    let mut want: Vec<(RequestKind, RequestState, u64)> = Vec::new();
+    for r in [&held, &b, &c, &ret] {
+        match want.iter_mut().find(|(k, s, _)| *k == r.kind() && *s == r.state()) {
+            Some(entry) => entry.2 += 1,
+            None => want.push((r.kind(), r.state(), 1)),
+        }
+    }
+    want.sort_by_key(|(k, s, _)| (k.as_str(), s.as_str()));
+    assert_eq!(counts, want);
+    assert!(want.iter().any(|(k, s, n)| *k == RequestKind::Provision && *s == RequestState::Pending && *n == 1));
+    assert!(want.iter().any(|(k, s, _)| *k == RequestKind::Provision && *s == RequestState::Cancelled));
+    assert!(want.iter().any(|(k, _, _)| *k == RequestKind::Return));
 }
 
 #[doc(hidden)]

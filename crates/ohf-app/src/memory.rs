@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use ohf_domain::{
-    EventEnvelope, MachineId, MachineObservation, ProviderName, Request, RequestId, RequestKind, Template, TemplateId,
-    Timestamp,
+    EventEnvelope, MachineId, MachineObservation, ProviderName, Request, RequestId, RequestKind, RequestState,
+    Template, TemplateId, Timestamp,
 };
 
 use crate::ports::{
@@ -145,6 +145,15 @@ impl Requests for MemoryStore {
                     .any(|m| ids.contains(m.id()) || m.name().is_some_and(|n| names.iter().any(|x| x == n)))
             })
             .collect())
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(RequestKind, RequestState, u64)>, StoreError> {
+        let mut counts: std::collections::BTreeMap<(&'static str, &'static str), (RequestKind, RequestState, u64)> =
+            std::collections::BTreeMap::new();
+        for r in self.all() {
+            counts.entry((r.kind().as_str(), r.state().as_str())).or_insert((r.kind(), r.state(), 0)).2 += 1;
+        }
+        Ok(counts.into_values().collect())
     }
 
     async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError> {

@@ -163,6 +163,8 @@ pub trait Requests: Send + Sync + 'static {
     async fn needing_work(&self, ids: Option<&[RequestId]>) -> Result<Vec<Request>, StoreError>;
     /// Provision requests holding a machine with one of these ids or host names.
     async fn find_holders(&self, ids: &[MachineId], names: &[String]) -> Result<Vec<Request>, StoreError>;
+    /// How many requests there are of each kind in each state (pairs with none left out).
+    async fn count_by_state(&self) -> Result<Vec<(RequestKind, RequestState, u64)>, StoreError>;
     /// Machines held or reserved, per template.
     async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError>;
     /// The audit trail of one request, oldest first.

@@ -3,6 +3,15 @@
 use ohf_app::StoreError;
 use ohf_domain::{EventEnvelope, Request, RequestEvent, RequestId, Timestamp};
 
+/// The request kind stored in the `kind` column.
+pub fn kind_of(column: &str) -> Result<ohf_domain::RequestKind, StoreError> {
+    match column {
+        "provision" => Ok(ohf_domain::RequestKind::Provision),
+        "return" => Ok(ohf_domain::RequestKind::Return),
+        other => Err(StoreError::Corrupt(format!("unknown request kind {other:?}"))),
+    }
+}
+
 pub fn encode_request(r: &Request) -> Result<String, StoreError> {
     serde_json::to_string(r).map_err(|e| StoreError::Corrupt(format!("cannot encode request {}: {e}", r.id())))
 }

@@ -294,6 +294,29 @@ macro_rules! sql_request_store {
                 Ok(found)
             }
 
+            async fn count_by_state(
+                &self,
+            ) -> Result<Vec<(ohf_domain::RequestKind, ohf_domain::RequestState, u64)>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT kind, state, CAST(COUNT(*) AS BIGINT) AS n FROM requests GROUP BY kind, state",
+                )
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::codec::store_error)?;
+                rows.iter()
+                    .map(|row| {
+                        let (kind, state): (String, String) = (row.get("kind"), row.get("state"));
+                        let n: i64 = row.get("n");
+                        let kind = $crate::codec::kind_of(&kind)?;
+                        let state = ohf_domain::RequestState::parse(&state)
+                            .ok_or_else(|| ohf_app::StoreError::Corrupt(format!("unknown request state {state:?}")))?;
+                        Ok((kind, state, u64::try_from(n).unwrap_or(0)))
+                    })
+                    .collect()
+            }
+
             async fn capacity_held(
                 &self,
             ) -> Result<std::collections::HashMap<ohf_domain::TemplateId, u32>, ohf_app::StoreError> {
