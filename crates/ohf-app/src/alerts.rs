@@ -201,6 +201,8 @@ pub struct Alerter {
     clock: Arc<dyn Clock>,
     consecutive_failures: u32,
     state: Mutex<State>,
+    /// Alerts handed to each sink, by sink and outcome (`sent`, `failed`).
+    deliveries: Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Alerter {
@@ -212,7 +214,13 @@ impl Alerter {
         clock: Arc<dyn Clock>,
         consecutive_failures: u32,
     ) -> Self {
-        Self { rules, sinks, clock, consecutive_failures, state: Mutex::default() }
+        Self { rules, sinks, clock, consecutive_failures, state: Mutex::default(), deliveries: Mutex::default() }
+    }
+
+    /// Alerts handed to each sink so far: `(sink, outcome)` → how many, the outcome `sent` or
+    /// `failed`.
+    pub fn deliveries(&self) -> Vec<((String, &'static str), u64)> {
+        self.deliveries.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, n)| (k.clone(), *n)).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -389,9 +397,19 @@ impl Alerter {
 
     async fn dispatch(&self, rule: &Rule, alert: &Alert) {
         for sink in self.sinks.iter().filter(|s| rule.sinks.is_empty() || rule.sinks.iter().any(|n| n == s.name())) {
-            if let Err(e) = sink.send(alert).await {
-                tracing::warn!(sink = sink.name(), rule = alert.rule.as_str(), error = %e, "alert not sent");
-            }
+            let outcome = match sink.send(alert).await {
+                Ok(()) => "sent",
+                Err(e) => {
+                    tracing::warn!(sink = sink.name(), rule = alert.rule.as_str(), error = %e, "alert not sent");
+                    "failed"
+                }
+            };
+            *self
+                .deliveries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry((sink.name().to_owned(), outcome))
+                .or_default() += 1;
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod contract;
 mod cqrs;
 mod error;
+pub mod figures;
 pub mod keys;
 pub mod lifecycle;
 #[cfg(any(test, feature = "testkit"))]

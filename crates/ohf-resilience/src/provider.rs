@@ -61,6 +61,9 @@ pub struct OpMetrics {
     /// Times a call waited for the client-side rate limit.
     pub rate_limited: u64,
     pub total_latency_ms: u64,
+    /// How long each call took, whatever its outcome (timeouts too).
+    #[serde(skip)]
+    pub latency: ohf_app::figures::Histogram,
     /// Failures by the provider's error code.
     pub errors: BTreeMap<String, u64>,
 }
@@ -323,12 +326,14 @@ impl Resilient {
                     ))
                 }
             };
-            let ms = started.elapsed().as_millis() as u64;
+            let took = started.elapsed();
+            let ms = took.as_millis() as u64;
             match outcome {
                 Ok(v) => {
                     self.count(op, |m| {
                         m.successes += 1;
                         m.total_latency_ms += ms;
+                        m.latency.observe(took.as_secs_f64());
                     });
                     if self.config.circuit_breaker.enabled {
                         self.breaker(&service, |b| b.on_success(self.clock.now())).await;
@@ -339,6 +344,7 @@ impl Resilient {
                     self.count(op, |m| {
                         m.failures += 1;
                         m.total_latency_ms += ms;
+                        m.latency.observe(took.as_secs_f64());
                         *m.errors.entry(e.code.clone()).or_default() += 1;
                     });
                     if self.config.circuit_breaker.enabled && unhealthy(&e) {

@@ -53,6 +53,12 @@ pub struct WorkerStatus {
     pub last_cycle: Option<Timestamp>,
     /// The last cycle's error, if it had one.
     pub last_error: Option<String>,
+    #[serde(skip)]
+    /// When the last cycle without an error ended.
+    pub last_success: Option<Timestamp>,
+    #[serde(skip)]
+    /// How long each cycle took.
+    pub cycle_seconds: crate::figures::Histogram,
     /// Requests it holds claims on.
     pub held: usize,
     /// Launch calls made since start.
@@ -172,6 +178,7 @@ impl Worker {
     }
 
     async fn cycle(&self, held: Vec<RequestId>) -> Vec<RequestId> {
+        let started = std::time::Instant::now();
         // Claims, renewals, fences and leases are judged by the store's clock where daemons on
         // several hosts share it; one reading a cycle keeps the offset.
         self.app.sync_store_clock().await;
@@ -181,7 +188,10 @@ impl Worker {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(worker = %self.config.id, error = %e, "claim failed");
-                self.update(|s| s.last_error = Some(e.to_string()));
+                self.update(|s| {
+                    s.last_error = Some(e.to_string());
+                    s.cycle_seconds.observe(started.elapsed().as_secs_f64());
+                });
                 return held;
             }
         };
@@ -213,6 +223,10 @@ impl Worker {
             s.launches += report.launch_calls as u64;
             s.conflicts += report.conflicts as u64;
             s.last_error = report.errors.first().cloned();
+            if report.errors.is_empty() {
+                s.last_success = Some(done_at);
+            }
+            s.cycle_seconds.observe(started.elapsed().as_secs_f64());
         });
         if !report.errors.is_empty() {
             tracing::warn!(worker = %self.config.id, errors = ?report.errors, "cycle met errors");

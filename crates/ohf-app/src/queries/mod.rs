@@ -16,7 +16,7 @@ pub use providers::{
     GetProviderCapabilities, GetProviderHealth, GetProviderMetrics, ListAvailableProviders, ProviderQuery,
     SelectProviderStrategy,
 };
-pub use report::{GetRequestReport, PriceTable, RequestReport};
+pub use report::{Backlog, GetOperatingFigures, GetRequestReport, Held, OperatingFigures, PriceTable, RequestReport};
 pub use requests::{GetRequestHistory, GetRequestStatus, ListRequests};
 pub use resilience::{GetResilienceStatus, ResilienceStatus, StoredBreaker};
 pub use return_notices::{GetReturnNotices, ReturnNotice};

@@ -269,47 +269,8 @@ impl Handler<GetRequestReport> for App {
         peak_hours.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         peak_hours.truncate(3);
 
-        // What waits and what is held, now.
-        let waiting = RequestFilter {
-            kind: Some(RequestKind::Provision),
-            states: vec![RequestState::Pending, RequestState::InProgress],
-            ..Default::default()
-        };
-        let mut backlog = Backlog::default();
-        for r in self.store.list(&waiting).await? {
-            match r.state() {
-                RequestState::Pending => backlog.pending += 1,
-                _ => backlog.in_progress += 1,
-            }
-            *backlog.by_priority.entry(r.effective_priority().to_string()).or_insert(0) += 1;
-            if backlog.oldest_age_secs.is_none_or(|age| now.secs_since(r.created_at()) > age) {
-                backlog.oldest_age_secs = Some(now.secs_since(r.created_at()));
-                backlog.oldest_request_id = Some(r.id().to_string());
-            }
-        }
-        let prices = &self.settings.prices;
-        let holding = RequestFilter { kind: Some(RequestKind::Provision), holding: true, ..Default::default() };
-        let mut held: BTreeMap<(String, String, String), (u64, Option<f64>)> = BTreeMap::new();
-        for r in self.store.list(&holding).await? {
-            for m in r.machines().iter().filter(|m| m.is_held()) {
-                let kind = m.instance_type().unwrap_or("unknown").to_owned();
-                let hourly = prices.hourly(&kind, m.price_type().unwrap_or(PriceType::Ondemand));
-                let template = r.template().map(|t| t.id().to_string()).unwrap_or_default();
-                let e = held.entry((template, m.provider().to_string(), kind)).or_insert((0, Some(0.0)));
-                e.0 += 1;
-                e.1 = e.1.zip(hourly).map(|(a, b)| a + b);
-            }
-        }
-        let held = held
-            .into_iter()
-            .map(|((template_id, provider, instance_type), (machines, hourly_usd))| Held {
-                template_id,
-                provider,
-                instance_type,
-                machines,
-                hourly_usd,
-            })
-            .collect();
+        let backlog = self.backlog_now(now).await?;
+        let held = self.held_now().await?;
 
         Ok(RequestReport {
             since: since.to_rfc3339(),
@@ -328,7 +289,7 @@ impl Handler<GetRequestReport> for App {
             peak_hours,
             backlog,
             held,
-            cost: cost(&made, prices, now),
+            cost: cost(&made, &self.settings.prices, now),
         })
     }
 }
@@ -359,4 +320,84 @@ fn cost(requests: &[Request], prices: &PriceTable, now: Timestamp) -> Cost {
     c.per_request.sort_by(|a, b| b.1.total_cmp(&a.1));
     c.unpriced_types = unpriced.into_iter().collect();
     c
+}
+
+/// What the daemon's metrics and status page show of the store now: requests by kind and
+/// state, what waits, what is held.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GetOperatingFigures;
+
+/// The answer of [`GetOperatingFigures`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatingFigures {
+    /// How many requests of each kind are in each state.
+    pub requests: Vec<(RequestKind, RequestState, u64)>,
+    /// What waits now.
+    pub backlog: Backlog,
+    /// What is held now.
+    pub held: Vec<Held>,
+}
+
+message!(query GetOperatingFigures => OperatingFigures);
+
+impl Handler<GetOperatingFigures> for App {
+    async fn handle(&self, _q: GetOperatingFigures) -> Result<OperatingFigures, AppError> {
+        Ok(OperatingFigures {
+            requests: self.store.count_by_state().await?,
+            backlog: self.backlog_now(self.clock.now()).await?,
+            held: self.held_now().await?,
+        })
+    }
+}
+
+impl App {
+    /// The provision requests not yet finished, as of `now`.
+    async fn backlog_now(&self, now: Timestamp) -> Result<Backlog, AppError> {
+        let waiting = RequestFilter {
+            kind: Some(RequestKind::Provision),
+            states: vec![RequestState::Pending, RequestState::InProgress],
+            ..Default::default()
+        };
+        let mut backlog = Backlog::default();
+        for r in self.store.list(&waiting).await? {
+            match r.state() {
+                RequestState::Pending => backlog.pending += 1,
+                _ => backlog.in_progress += 1,
+            }
+            *backlog.by_priority.entry(r.effective_priority().to_string()).or_insert(0) += 1;
+            if backlog.oldest_age_secs.is_none_or(|age| now.secs_since(r.created_at()) > age) {
+                backlog.oldest_age_secs = Some(now.secs_since(r.created_at()));
+                backlog.oldest_request_id = Some(r.id().to_string());
+            }
+        }
+        Ok(backlog)
+    }
+
+    /// The machines provision requests hold now, by template, provider and instance type.
+    async fn held_now(&self) -> Result<Vec<Held>, AppError> {
+        let prices = &self.settings.prices;
+        let holding = RequestFilter { kind: Some(RequestKind::Provision), holding: true, ..Default::default() };
+        let mut held: BTreeMap<(String, String, String), (u64, Option<f64>)> = BTreeMap::new();
+        for r in self.store.list(&holding).await? {
+            for m in r.machines().iter().filter(|m| m.is_held()) {
+                let kind = m.instance_type().unwrap_or("unknown").to_owned();
+                let hourly = prices.hourly(&kind, m.price_type().unwrap_or(PriceType::Ondemand));
+                let template = r.template().map(|t| t.id().to_string()).unwrap_or_default();
+                let e = held.entry((template, m.provider().to_string(), kind)).or_insert((0, Some(0.0)));
+                e.0 += 1;
+                e.1 = e.1.zip(hourly).map(|(a, b)| a + b);
+            }
+        }
+        Ok(held
+            .into_iter()
+            .map(|((template_id, provider, instance_type), (machines, hourly_usd))| Held {
+                template_id,
+                provider,
+                instance_type,
+                machines,
+                hourly_usd,
+            })
+            .collect())
+    }
 }
