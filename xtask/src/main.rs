@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
+mod browser;
 mod emulator;
 mod postgres;
 mod python;
@@ -358,10 +359,22 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let browser = match browser::ensure() {
+        Ok(b) => b,
+        Err(e) => {
+            postgres.stop();
+            aws.stop();
+            return Err(e);
+        }
+    };
+    let artifacts = target_dir().join("ohf-artifacts");
     let mut cmd = cargo();
     cmd.env("OHF_TEST_DATABASE_URL", &postgres.url)
         .env("OHF_TEST_AWS_ENDPOINT", &aws.url)
-        .env("OHF_TEST_GRPC_PYTHON", &grpc_python);
+        .env("OHF_TEST_GRPC_PYTHON", &grpc_python)
+        .env("OHF_TEST_CHROMIUM", &browser.chromium)
+        .env("OHF_TEST_CHROMEDRIVER", &browser.driver)
+        .env("OHF_TEST_ARTIFACTS", &artifacts);
     if has_nextest() {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
@@ -372,6 +385,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     postgres.stop();
     aws.stop();
     outcome?;
+    println!("xtask: screenshots of the status page in {}", artifacts.display());
     // The same EC2 cases against the other emulator the product names, unless the run was
     // narrowed (to moto, or to some tests).
     if only.is_none() && extra.is_empty() && has_nextest() && std::env::var_os("OHF_TEST_AWS_ENDPOINT").is_none() {
@@ -438,9 +452,14 @@ fn bench(_extra: &[String]) -> anyhow::Result<()> {
     outcome
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR`, else `target/` in the workspace.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"))
+}
+
 /// One getRequestStatus invocation of the release binary for 100 requests of 10 machines.
 fn hf_bench() -> anyhow::Result<()> {
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    let target = target_dir();
     let bin = target.join("release/ohf");
     ensure!(bin.exists(), "{} was not built", bin.display());
 

@@ -55,6 +55,7 @@ pub fn needed(method: &str) -> Role {
         | "validateTemplate"
         | "getResilienceStatus"
         | "getRequestReport"
+        | "getOverview"
         | "selectProviderStrategy"
         | "getProviderHealth"
         | "listAvailableProviders"

@@ -13,11 +13,18 @@ pub mod access;
 pub mod error;
 mod fields;
 mod methods;
+mod overview;
 pub mod poll;
 pub mod routing;
 pub mod view;
 
 pub use error::{ApiError, GrpcCode, Wire, wire};
+
+/// The API method a call named, put on its response by the front end that decoded it, for the
+/// daemon's per-method figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalledMethod(pub &'static str);
 pub use methods::{
-    METHODS, PROVIDER_METHODS, call_method, default_requester, is_method, method_not_found, provider_method,
+    METHODS, PROVIDER_METHODS, call_method, default_requester, is_method, known_method, method_not_found,
+    provider_method,
 };

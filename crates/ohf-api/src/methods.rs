@@ -20,7 +20,7 @@ use crate::fields::{optional_text, text};
 use crate::view::{event_view, reconcile_view, request_view, sweep_view, template_view};
 
 /// Every method of the API but the provider-strategy and routing ones.
-pub const METHODS: [&str; 17] = [
+pub const METHODS: [&str; 18] = [
     "requestMachines",
     "requestReturnMachines",
     "getRequestStatus",
@@ -34,6 +34,7 @@ pub const METHODS: [&str; 17] = [
     "validateTemplate",
     "getResilienceStatus",
     "getRequestReport",
+    "getOverview",
     "checkInstallation",
     "reconcile",
     "sweepOrphans",
@@ -91,7 +92,12 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 
 /// Whether `method` is a method of the API (the seed's or the provider strategy's).
 pub fn is_method(method: &str) -> bool {
-    METHODS.contains(&method) || PROVIDER_METHODS.contains(&method) || crate::routing::METHODS.contains(&method)
+    known_method(method).is_some()
+}
+
+/// The method table's own name of `method`, when it is one.
+pub fn known_method(method: &str) -> Option<&'static str> {
+    METHODS.iter().chain(PROVIDER_METHODS.iter()).chain(crate::routing::METHODS.iter()).copied().find(|m| *m == method)
 }
 
 /// The answer to a method that does not exist: METHOD_NOT_FOUND with every method there is.
@@ -126,6 +132,7 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
             Ok(json!({"requestId": id, "events": events.iter().map(event_view).collect::<Vec<_>>()}))
         }
         "getResilienceStatus" => resilience_status(app).await,
+        "getOverview" => crate::overview::overview(app).await,
         "checkInstallation" => {
             let findings = app.ask(ohf_app::queries::CheckInstallation).await?;
             Ok(json!({"ok": findings.iter().all(|f| f.ok), "checks": findings}))

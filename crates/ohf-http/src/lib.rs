@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use ohf_api::access::{ApiOptions, Gate};
-use ohf_api::{ApiError, call_method, is_method, method_not_found};
+use ohf_api::{ApiError, call_method, method_not_found};
 use ohf_app::App;
 use serde_json::{Map, Value, json};
 
@@ -73,10 +73,15 @@ pub fn gated_router(app: Arc<App>, gate: Arc<Gate>) -> Router {
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 async fn rpc(State(api): State<Arc<Api>>, headers: HeaderMap, body: axum::body::Body) -> Response {
-    match answer(&api, &headers, body).await {
+    let mut called = None;
+    let mut response = match answer(&api, &headers, body, &mut called).await {
         Ok(result) => (StatusCode::OK, axum::Json(json!({"result": result}))).into_response(),
         Err(e) => error_response(&e),
+    };
+    if let Some(method) = called {
+        response.extensions_mut().insert(ohf_api::CalledMethod(method));
     }
+    response
 }
 
 /// Reads a call's body, at most `MAX_BODY_BYTES`.
@@ -88,7 +93,13 @@ pub async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
     })
 }
 
-async fn answer(api: &Api, headers: &HeaderMap, body: axum::body::Body) -> Result<Value, ApiError> {
+/// Answers one call; `called` learns the method once it is known to exist.
+async fn answer(
+    api: &Api,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    called: &mut Option<&'static str>,
+) -> Result<Value, ApiError> {
     let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     // Unauthenticated callers learn nothing about the body, and it is not even read.
     api.gate.knows(presented)?;
@@ -104,9 +115,10 @@ async fn answer(api: &Api, headers: &HeaderMap, body: axum::body::Body) -> Resul
     };
     // A method that does not exist is said so to anyone admitted at all; the roles of the
     // methods that do exist are the gate's.
-    if !is_method(method) {
+    let Some(known) = ohf_api::known_method(method) else {
         return Err(method_not_found(method));
-    }
+    };
+    *called = Some(known);
     let client = api.gate.admit(presented, method)?;
     tracing::debug!(method, client = %client, "rpc");
     let mut params = params;

@@ -45,6 +45,15 @@ impl Backend {
         }
     }
 
+    /// The metrics text: the daemon's, or this process's view of the shared store (no worker,
+    /// no API calls) when it runs locally, as Host Factory's scripts do.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        match self {
+            Backend::Local { rt, .. } => Ok(crate::metrics::Metrics::new(rt, None).render().await),
+            Backend::Remote(remote) => remote.metrics().await,
+        }
+    }
+
     /// The local application, when there is one.
     pub fn runtime(&self) -> Option<&Runtime> {
         match self {

@@ -162,6 +162,21 @@ impl Remote {
         Err(ApiError { code, message, details: e["details"].clone(), retry_after }.into())
     }
 
+    /// The daemon's `/metrics` text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let mut call = self.http.get(format!("{}/metrics", self.base));
+        if let Some(t) = &self.token {
+            call = call.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let response = call.send().await.map_err(|e| anyhow!("cannot reach the ohf server at {}: {e}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| anyhow!("the ohf server at {} broke off: {e}", self.base))?;
+        if !status.is_success() {
+            anyhow::bail!("the ohf server at {} answered {status} for /metrics: {text:.200}", self.base);
+        }
+        Ok(text)
+    }
+
     /// Runs a Host Factory operation on the daemon: its document, and whether it succeeded.
     pub async fn host_factory(&self, operation: &str, input: &Value) -> anyhow::Result<(Value, bool)> {
         let (status, _, body) = self.post(&format!("/hf/{operation}"), input).await?;

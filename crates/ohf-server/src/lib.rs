@@ -17,6 +17,7 @@ mod catalog;
 pub mod client;
 pub mod hostfactory;
 mod metrics;
+mod page;
 mod server;
 pub mod settings;
 pub mod wiring;

@@ -4,7 +4,7 @@
 //! several daemons on one Postgres share the work. One listener (TLS optional) serves the gRPC
 //! API (ohf-grpc, with health and reflection), the HTTP JSON API (`POST /rpc`, ohf-http), the
 //! Host Factory operations for scripts in client mode (`POST /hf/{operation}`) and /healthz,
-//! /readyz, /status, /metrics. On shutdown the cycle under way finishes (within the grace
+//! /readyz, /status, /metrics and the status page at `/`. On shutdown the cycle under way finishes (within the grace
 //! period) and claims are released.
 
 use std::future::Future;
@@ -96,9 +96,9 @@ impl Server {
         let listen = options.listen.unwrap_or_else(|| s.listen.clone());
         let runtime = wiring::build(settings).await?;
         let alerter = runtime.alerter.clone();
-        let app = Arc::new(runtime.app);
-        let metrics = Arc::new(Metrics { app: app.clone(), providers: runtime.resilient, events: runtime.events });
+        let app = runtime.app.clone();
         let worker = Arc::new(Worker::new(app.clone(), config.clone()));
+        let metrics = Arc::new(Metrics::new(&runtime, Some(worker.clone())));
         let health = Arc::new(Health {
             worker: worker.clone(),
             interval: config.interval,
@@ -132,13 +132,15 @@ impl Server {
             .route("/status", get(|State(h): State<Arc<Health>>| async move { Json(h.worker.status()) }))
             .with_state(health)
             .route("/hf/{operation}", post(host_factory).with_state(hf))
-            .route("/metrics", get(prometheus).with_state(metrics))
+            .route("/metrics", get(prometheus).with_state(metrics.clone()))
+            .merge(crate::page::routes())
             .merge(ohf_http::gated_router(app.clone(), gate.clone()));
         let grpc = ohf_grpc::routes(app.clone(), gate).await.context("cannot set up the gRPC services")?;
         let router = grpc
             .into_axum_router()
             .merge(http)
             .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(metrics, measure))
             .layer(axum::middleware::from_fn(request_id))
             // Bounded work per call: a body limit before anything buffers it, a deadline (a watch
             // waits at most 60 s), and a cap on calls in flight.
@@ -305,13 +307,45 @@ async fn not_found(request: axum::extract::Request) -> Response {
     let body = json!({"error": {
         "code": "NOT_FOUND",
         "message": format!("no route for {} {}", request.method(), request.uri().path()),
-        "details": {"routes": ["POST /rpc", "POST /hf/{operation}", "GET /healthz", "GET /readyz", "GET /status", "GET /metrics", "GET|POST /routing-requests", "GET|DELETE /routing-requests/{id}", "GET /routing-requests/{id}/workloads", "DELETE /routing-requests/{id}/{workload_id}", "GET /workloads/{id}", "GET /available-capacity"]},
+        "details": {"routes": ["GET /", "POST /rpc", "POST /hf/{operation}", "GET /healthz", "GET /readyz", "GET /status", "GET /metrics", "GET|POST /routing-requests", "GET|DELETE /routing-requests/{id}", "GET /routing-requests/{id}/workloads", "DELETE /routing-requests/{id}/{workload_id}", "GET /workloads/{id}", "GET /available-capacity"]},
     }});
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
 async fn prometheus(State(m): State<Arc<Metrics>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render().await).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], m.render().await).into_response()
+}
+
+/// Counts each call's latency by the method it named (the JSON method, the gRPC method, else
+/// the route) and its code (the gRPC status, else the HTTP status). Unknown paths and methods
+/// are one label, so callers cannot grow the series without bound.
+async fn measure(
+    State(m): State<Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let grpc =
+        request.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let method = match (response.extensions().get::<ohf_api::CalledMethod>(), grpc, route) {
+        (Some(called), _, _) => called.0.to_owned(),
+        (None, true, Some(_)) if grpc_status.as_deref() != Some("12") => {
+            path.rsplit('/').next().unwrap_or_default().to_owned()
+        }
+        (None, false, Some(route)) if response.status() != StatusCode::NOT_FOUND => route,
+        _ => "unknown".to_owned(),
+    };
+    let code = match (grpc, grpc_status) {
+        (true, Some(code)) => code,
+        (true, None) => "0".to_owned(),
+        (false, _) => response.status().as_u16().to_string(),
+    };
+    m.api().observe(&method, &code, started.elapsed().as_secs_f64());
+    response
 }
 
 fn tls_config(tls: &TlsSettings) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
@@ -343,6 +377,17 @@ async fn host_factory(
         let message = format!("unknown operation '{operation}'; operations: {}", known.join(", "));
         return (StatusCode::NOT_FOUND, Json(json!({"message": message}))).into_response();
     };
+    let mut response = host_factory_operation(&hf, op, authorization, body).await;
+    response.extensions_mut().insert(ohf_api::CalledMethod(op.name()));
+    response
+}
+
+async fn host_factory_operation(
+    hf: &HostFactory,
+    op: Operation,
+    authorization: Option<&str>,
+    body: axum::body::Body,
+) -> Response {
     if let Err(e) = hf.gate.admit(authorization, op.name()) {
         return ohf_http::error_response(&e);
     }

@@ -19,7 +19,7 @@ use crate::catalog::FileCatalog;
 use crate::settings::{AdminSettings, ProviderKind, ProviderSpec, Resolved, provider_spec};
 
 pub struct Runtime {
-    pub app: App,
+    pub app: Arc<App>,
     pub sims: Vec<Arc<SimCloud>>,
     /// Every configured provider as the app calls it: behind its breaker, retries, deadlines
     /// and limits.
@@ -28,6 +28,10 @@ pub struct Runtime {
     pub events: Arc<EventCounts>,
     /// The alerts: a subscriber of the bus; the daemon also feeds it system events and time.
     pub alerter: Arc<Alerter>,
+    /// Time from request to COMPLETED per template, measured by a subscriber of the bus.
+    pub completions: Arc<ohf_app::figures::Completions>,
+    /// The store as the app calls it, timing each call.
+    pub store: Arc<ohf_app::figures::MeasuredStore>,
 }
 
 /// Builds providers, each behind its resilience wrapper: the configured ones at start, the
@@ -105,12 +109,16 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         .context("cannot open the postgres store")?;
         Arc::new(store)
     };
+    // Every store call timed, its errors counted, for /metrics.
+    let measured = Arc::new(ohf_app::figures::MeasuredStore::new(store));
+    let store: Arc<dyn RequestStore> = measured.clone();
     let clock = Arc::new(SystemClock);
-    // The bus's subscribers: the structured event log, the metrics exporter's counts and the
-    // alerts.
+    // The bus's subscribers: the structured event log, the metrics exporter's counts and
+    // request durations, and the alerts.
     let events = Arc::new(EventCounts::default());
+    let completions = Arc::new(ohf_app::figures::Completions::new(store.clone()));
     let alerter = Arc::new(alerter(settings, clock.clone())?);
-    let bus = EventBus::new(vec![Arc::new(EventLog), events.clone(), alerter.clone()]);
+    let bus = EventBus::new(vec![Arc::new(EventLog), events.clone(), completions.clone(), alerter.clone()]);
     let builder = Arc::new(Builder {
         store: store.clone(),
         clock: clock.clone(),
@@ -137,7 +145,7 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
         .callbacks(Arc::new(crate::callbacks::HttpCallbacks::new(settings.callbacks.secret.clone())?))
         .build()?;
     app.load_registered().await.context("cannot read the registered providers")?;
-    Ok(Runtime { app, sims, resilient, events, alerter })
+    Ok(Runtime { app: Arc::new(app), sims, resilient, events, alerter, completions, store: measured })
 }
 
 /// The alerter of `[alerts]`; the resilience seed's `alert_on_circuit_breaker_open` and

@@ -153,6 +153,9 @@ pub enum Command {
         #[arg(long)]
         detailed: bool,
     },
+    /// Print the metrics in the OpenMetrics (Prometheus) text format: the daemon's with
+    /// --server, else what the shared store holds as this process sees it
+    Metrics,
     /// Run the daemon: advance every request in the background, with health endpoints
     Serve(ServeArgs),
     /// Circuit breakers of every provider, as every process sharing the store sees them

@@ -94,6 +94,7 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
             }
         }
         Command::Request(cmd) => request(backend, out, cmd).await?,
+        Command::Metrics => print!("{}", backend.metrics().await?),
         Command::Return(args) => return_machines(backend, out, args).await?,
         Command::Route(cmd) => crate::route::route(backend, out, cmd).await?,
         Command::Reconcile => {
