@@ -538,7 +538,7 @@ pub(crate) struct RequestPlacement {
 
 impl App {
     /// Whether provision requests are placed: venues are configured.
-    pub(crate) fn places_requests(&self) -> bool {
+    pub fn places_requests(&self) -> bool {
         !self.settings.routing.venues.is_empty()
     }
 
