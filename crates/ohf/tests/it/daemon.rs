@@ -294,7 +294,7 @@ fn raw_http(port: u16, request_line: &str, headers: &str, body: &str) -> (u16, S
 fn unknown_paths_and_oversized_input_get_plain_refusals() {
     let env = HfEnv::new("[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 0\n");
     let daemon = Daemon::start(&env);
-    for line in ["GET / HTTP/1.1", "POST /routing-requestz HTTP/1.1", "GET /rpcx HTTP/1.1"] {
+    for line in ["GET /nothing-here HTTP/1.1", "POST /routing-requestz HTTP/1.1", "GET /rpcx HTTP/1.1"] {
         let (status, answer) = raw_http(daemon.port, line, "Content-Type: application/json\r\n", "{}");
         assert_eq!(status, 404, "{line}: {answer}");
         assert!(!answer.contains("grpc-status"), "{line}: {answer}");
