@@ -551,8 +551,14 @@ pub trait CloudProvider: Send + Sync + 'static {
     }
     /// Refuses templates this provider cannot launch, saying why.
     async fn check_template(&self, template: &Template) -> Result<(), CloudError>;
+    /// Who the provider acts as (on AWS: the account and identity of its credentials), for
+    /// `ohf doctor`; `None` where there is nothing to say. An error: the credentials do not work.
+    async fn identity(&self) -> Result<Option<String>, CloudError> {
+        Ok(None)
+    }
     /// What the cloud says of what `template` names (its image, subnets, security groups exist
-    /// in this account and region), each problem in words, for `ohf doctor`. An error is a
+    /// in this account and region, and the credentials may make the calls its launches and
+    /// returns need), each problem in words with its fix, for `ohf doctor`. An error is a
     /// provider that could not be asked. The default has nothing to look at.
     async fn inspect(&self, template: &Template) -> Result<Vec<String>, CloudError> {
         let _ = template;

@@ -8,10 +8,12 @@
 //! Auto Scaling groups live in `fleets`.
 
 mod config;
+mod discover;
 mod errors;
 mod fleets;
 mod launch;
 mod observe;
+mod permissions;
 mod venues;
 
 use std::time::Duration;
@@ -32,6 +34,7 @@ use ohf_domain::template::ProviderApi;
 use ohf_domain::{MachineObservation, MachineStatus, ProviderName, RequestId, Template};
 
 pub use config::{AwsConfig, Secret};
+pub use discover::{Discovery, Image, SecurityGroup, Subnet, Vpc};
 pub use errors::kind_of;
 
 /// EC2 takes at most 1,000 instance ids per call.
@@ -44,6 +47,7 @@ pub struct AwsProvider {
     name: ProviderName,
     ec2: Client,
     autoscaling: aws_sdk_autoscaling::Client,
+    sts: aws_sdk_sts::Client,
     region: String,
     calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -98,6 +102,7 @@ impl AwsProvider {
             name,
             ec2: Client::new(&shared),
             autoscaling: aws_sdk_autoscaling::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
             region: config.region.clone(),
             calls: Default::default(),
         })
@@ -111,6 +116,12 @@ impl AwsProvider {
     pub(crate) fn ec2(&self, operation: &'static str) -> &Client {
         *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
         &self.ec2
+    }
+
+    /// The STS client, counting one call of `operation`.
+    pub(crate) fn sts(&self, operation: &'static str) -> &aws_sdk_sts::Client {
+        *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
+        &self.sts
     }
 
     /// The Auto Scaling client, counting one call of `operation`.
@@ -319,6 +330,10 @@ impl CloudProvider for AwsProvider {
         supported(template)
     }
 
+    async fn identity(&self) -> Result<Option<String>, CloudError> {
+        self.caller().await.map(Some)
+    }
+
     async fn inspect(&self, template: &Template) -> Result<Vec<String>, CloudError> {
         // A missing or foreign reference is a finding; anything else (no access, no answer)
         // means the account could not be asked.
@@ -350,6 +365,7 @@ impl CloudProvider for AwsProvider {
                 problems.push(finding(e)?);
             }
         }
+        problems.extend(self.denied_calls(template).await);
         Ok(problems)
     }
 

@@ -396,6 +396,10 @@ impl CloudProvider for Resilient {
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.inner.check_template(template).await
     }
+    async fn identity(&self) -> Result<Option<String>, CloudError> {
+        // A doctor's question, asked once: no breaker, no retries beyond the SDK's.
+        self.inner.identity().await
+    }
     async fn inspect(&self, template: &Template) -> Result<Vec<String>, CloudError> {
         // Describes, under the same breaker, deadline and retries.
         self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.inspect(template)).await

@@ -16,6 +16,7 @@ pub mod callbacks;
 mod catalog;
 pub mod client;
 pub mod hostfactory;
+pub mod init;
 mod metrics;
 mod page;
 mod server;

@@ -409,6 +409,17 @@ const ENV_KEYS: [&str; 19] = [
 
 /// The configuration's layers as figment merges them: built-in defaults, then the config file,
 /// then `OHF_` variables (`__` for nesting).
+impl Settings {
+    /// `text` read as an `ohf.toml` is, over the defaults (no environment): what `ohf init`
+    /// checks before it writes a configuration.
+    pub fn from_toml(text: &str) -> anyhow::Result<Settings> {
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+}
+
 fn layers(config_file: Option<&Path>) -> anyhow::Result<Figment> {
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
     if let Some(file) = config_file {
@@ -587,12 +598,18 @@ impl Resolved {
         Ok(out)
     }
 
-    pub fn load(flags: &Overrides) -> anyhow::Result<Self> {
-        let confdir = flags
+    /// The configuration directory: `--confdir`, else `OHF_CONFDIR` (Host Factory's
+    /// `HF_PROVIDER_CONFDIR`, LSF's `PRO_CONF_DIR`), else `$XDG_CONFIG_HOME/ohf`.
+    pub fn confdir(flags: &Overrides) -> PathBuf {
+        flags
             .confdir
             .clone()
             .or_else(|| env_path(&["OHF_CONFDIR", "HF_PROVIDER_CONFDIR", "PRO_CONF_DIR"]))
-            .unwrap_or_else(|| env_path(&["XDG_CONFIG_HOME"]).unwrap_or_else(|| home().join(".config")).join("ohf"));
+            .unwrap_or_else(|| env_path(&["XDG_CONFIG_HOME"]).unwrap_or_else(|| home().join(".config")).join("ohf"))
+    }
+
+    pub fn load(flags: &Overrides) -> anyhow::Result<Self> {
+        let confdir = Self::confdir(flags);
         let config_file = flags.config.clone().or_else(|| env_path(&["OHF_CONFIG"])).or_else(|| {
             let default = confdir.join("ohf.toml");
             default.exists().then_some(default)

@@ -124,6 +124,11 @@ pub enum Command {
         #[arg(long)]
         days: Option<u32>,
     },
+    /// Write a working ohf.toml and awsprov_templates.json for an AWS account from what it holds
+    /// (a VPC, its subnets and security groups, a recent Amazon Linux image); asks on a
+    /// terminal, takes what it found with --yes; --hostfactory also installs the scripts and
+    /// registers the provider with Host Factory
+    Init(InitArgs),
     /// Check the installation: configuration, store, templates, each provider's answer and what
     /// the cloud says of each template's image, subnets and security groups; exit 1 on a problem
     Doctor,
@@ -490,6 +495,56 @@ pub enum SimCmd {
         #[arg(long)]
         provider: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)
+    #[arg(long)]
+    pub region: Option<String>,
+    /// A named profile of the AWS config and credentials files
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Another endpoint (an emulator, a VPC endpoint)
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// The provider's name in ohf.toml
+    #[arg(long, default_value = "aws")]
+    pub provider_name: String,
+    /// The VPC (default: the account's default VPC, else the only one)
+    #[arg(long)]
+    pub vpc: Option<String>,
+    /// Subnets, comma-separated (default: every subnet of the VPC)
+    #[arg(long, value_delimiter = ',')]
+    pub subnets: Vec<String>,
+    /// Security groups, comma-separated (default: the VPC's default group)
+    #[arg(long, value_delimiter = ',')]
+    pub security_groups: Vec<String>,
+    /// The image (default: the newest Amazon Linux 2023 x86_64 image)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Instance types, comma-separated; the first is the on-demand template's (default: t3.medium)
+    #[arg(long, value_delimiter = ',')]
+    pub instance_types: Vec<String>,
+    /// Most machines each template may have
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_number: u32,
+    /// This installation's name, tagged on every machine (default: asked, else "hpc")
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Replace an existing ohf.toml and awsprov_templates.json
+    #[arg(long)]
+    pub force: bool,
+    /// Ask nothing: take what was found and the defaults
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Host Factory's conf directory ($HF_TOP/conf): install the scripts and register the
+    /// provider there, next to what is registered already
+    #[arg(long, value_name = "DIR")]
+    pub hostfactory: Option<PathBuf>,
+    /// The provider instance's name in Host Factory
+    #[arg(long, default_value = "ohf")]
+    pub instance: String,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,9 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
     if let Command::Doctor = &command {
         return doctor(global).await;
     }
+    if let Command::Init(args) = &command {
+        return init(global, args).await;
+    }
     if let Command::Templates(TemplatesCmd::Validate { file: None }) = &command {
         let settings = Resolved::load(&overrides(global))?;
         return validate_file(global.output, &settings.templates_file);
@@ -267,6 +270,7 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
         | Command::Completions { .. }
         | Command::Config(_)
         | Command::Doctor
+        | Command::Init(_)
         | Command::Man
         | Command::Templates(TemplatesCmd::Validate { .. }) => {
             unreachable!("dispatched elsewhere")
@@ -549,6 +553,68 @@ pub async fn watch(backend: &Backend, id: &str, progress: bool) -> anyhow::Resul
 
 /// `ohf doctor`: the configuration first (a configuration that does not load is the finding),
 /// then the installation's own checks.
+/// Asks on the terminal, one line per question.
+struct Terminal;
+
+impl ohf_server::init::Ask for Terminal {
+    fn ask(&self, question: &str, default: &str) -> anyhow::Result<String> {
+        use std::io::Write;
+        eprint!("{question} [{default}]: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let line = line.trim();
+        Ok(if line.is_empty() { default.to_owned() } else { line.to_owned() })
+    }
+}
+
+async fn init(global: &Global, a: &crate::cli::InitArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let region = a.region.clone().unwrap_or_else(|| {
+        ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
+            .unwrap_or_else(|| "us-east-1".into())
+    });
+    let options = ohf_server::init::InitOptions {
+        confdir: Resolved::confdir(&overrides(global)),
+        provider: a.provider_name.clone(),
+        region,
+        profile: a.profile.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+        vpc: a.vpc.clone(),
+        subnets: a.subnets.clone(),
+        security_groups: a.security_groups.clone(),
+        image: a.image.clone(),
+        instance_types: a.instance_types.clone(),
+        max_number: a.max_number,
+        cluster: a.cluster.clone(),
+        force: a.force,
+        hostfactory: a.hostfactory.clone(),
+        instance: a.instance.clone(),
+    };
+    let interactive = !a.yes && std::io::stdin().is_terminal();
+    let ask: &dyn ohf_server::init::Ask = if interactive { &Terminal } else { &ohf_server::init::Defaults };
+    let written = ohf_server::init::run(&options, ask).await?;
+    match global.output {
+        Output::Json => print_json(&json!({
+            "written": written.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            "notes": written.notes,
+            "confdir": written.confdir.display().to_string(),
+        })),
+        Output::Table => {
+            for note in &written.notes {
+                println!("{note}");
+            }
+            for file in &written.files {
+                println!("wrote {}", file.display());
+            }
+            println!("next: ohf --confdir {} doctor", written.confdir.display());
+        }
+    }
+    Ok(())
+}
+
 async fn doctor(global: &Global) -> anyhow::Result<()> {
     let mut checks = Vec::new();
     let loaded = Resolved::load(&overrides(global));

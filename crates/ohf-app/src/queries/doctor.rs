@@ -67,6 +67,14 @@ impl Handler<CheckInstallation> for App {
             if !answers {
                 continue;
             }
+            match slot.provider.identity().await {
+                Ok(None) => {}
+                Ok(Some(who)) => findings.push(Finding::of(format!("credentials of {name}"), Ok(who))),
+                Err(e) => findings.push(Finding::of(
+                    format!("credentials of {name}"),
+                    Err(format!("{e}; fix: give the provider working credentials (docs/aws.md)")),
+                )),
+            }
             for t in templates.iter().filter(|t| t.provider().is_none_or(|p| p.as_str() == name)) {
                 let check = format!("template {} on {name}", t.id());
                 let outcome = match slot.provider.check_template(t).await {

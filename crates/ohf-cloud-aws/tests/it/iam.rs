@@ -1,4 +1,4 @@
-//! docs/aws.md's IAM policy names exactly the EC2 actions the adapter calls.
+//! docs/aws.md's IAM policy names exactly the actions the adapter calls.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -7,14 +7,14 @@ fn pascal(snake: &str) -> String {
     snake.split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect()
 }
 
-/// The operations called in the adapter's source: `ec2("Op").<op>()` and
-/// `asg("Op").<op>()` (Auto Scaling).
+/// The operations called in the adapter's source: `ec2("Op").<op>()`, `asg("Op").<op>()`
+/// (Auto Scaling) and `sts("Op").<op>()`.
 fn called() -> BTreeSet<String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut ops = BTreeSet::new();
     for entry in std::fs::read_dir(src).unwrap() {
         let text: String = std::fs::read_to_string(entry.unwrap().path()).unwrap().split_whitespace().collect();
-        for (client, service) in [("ec2(\"", "ec2"), ("asg(\"", "autoscaling")] {
+        for (client, service) in [("ec2(\"", "ec2"), ("asg(\"", "autoscaling"), ("sts(\"", "sts")] {
             for (at, _) in text.match_indices(client) {
                 let label_start = at + client.len();
                 let Some(close) = text[label_start..].find("\").") else { continue };

@@ -5,6 +5,7 @@ mod chaos;
 mod client;
 mod daemon;
 mod deploy_files;
+mod doctor;
 mod fault_proxy;
 mod hf_input;
 mod metrics;
