@@ -158,6 +158,14 @@ pub enum Command {
         #[arg(long)]
         detailed: bool,
     },
+    /// Serve the Model Context Protocol on stdin/stdout: the API's methods as tools for an
+    /// agent, with the role given (through --server, the daemon's token decides as well)
+    Mcp {
+        /// The role the tools act with: reader (queries), operator (also requests, returns,
+        /// cancels) or admin
+        #[arg(long, value_enum, default_value_t = McpRole::Reader)]
+        role: McpRole,
+    },
     /// Print the metrics in the OpenMetrics (Prometheus) text format: the daemon's with
     /// --server, else what the shared store holds as this process sees it
     Metrics,
@@ -495,6 +503,24 @@ pub enum SimCmd {
         #[arg(long)]
         provider: Option<String>,
     },
+}
+
+/// The roles of `ohf mcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum McpRole {
+    Reader,
+    Operator,
+    Admin,
+}
+
+impl McpRole {
+    pub fn role(self) -> ohf_api::access::Role {
+        match self {
+            Self::Reader => ohf_api::access::Role::Reader,
+            Self::Operator => ohf_api::access::Role::Operator,
+            Self::Admin => ohf_api::access::Role::Admin,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

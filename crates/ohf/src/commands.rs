@@ -44,7 +44,7 @@ pub fn report(global: &Global, done: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-async fn backend(global: &Global) -> anyhow::Result<Backend> {
+pub async fn backend(global: &Global) -> anyhow::Result<Backend> {
     match global.client_options() {
         Some(options) => Backend::remote(&options),
         None => Backend::local(&Resolved::load(&overrides(global))?).await,
@@ -271,6 +271,7 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
         | Command::Config(_)
         | Command::Doctor
         | Command::Init(_)
+        | Command::Mcp { .. }
         | Command::Man
         | Command::Templates(TemplatesCmd::Validate { .. }) => {
             unreachable!("dispatched elsewhere")

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod hf;
+mod mcp;
 mod output;
 mod quickstart;
 mod route;
@@ -50,6 +51,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Hf(args) => hf::run(&cli.global, &args).await,
             Command::Serve(args) => serve::run(&cli.global, &args).await,
+            Command::Mcp { role } => {
+                output::log_to_stderr(cli.global.verbose);
+                let served = match commands::backend(&cli.global).await {
+                    Ok(backend) => mcp::run(backend, role.role()).await,
+                    Err(e) => Err(e),
+                };
+                commands::report(&cli.global, served)
+            }
             Command::Quickstart(args) => {
                 output::log_to_stderr(cli.global.verbose);
                 commands::report(&cli.global, quickstart::run(&cli.global, &args).await)

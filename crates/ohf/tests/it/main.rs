@@ -8,6 +8,7 @@ mod deploy_files;
 mod doctor;
 mod fault_proxy;
 mod hf_input;
+mod mcp;
 mod metrics;
 mod page;
 mod placement;
