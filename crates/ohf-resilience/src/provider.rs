@@ -284,6 +284,21 @@ impl Resilient {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CloudError>>,
     {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "cloud_call",
+            provider = %self.inner.name(),
+            service = name.service,
+            operation = name.operation
+        );
+        self.run_in_span(name, priority, call).instrument(span).await
+    }
+
+    async fn run_in_span<T, F, Fut>(&self, name: CallName, priority: Priority, call: F) -> Result<T, CloudError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
         let rank = usize::try_from(priority.rank()).unwrap_or(2);
         let op = name.operation;
         let retry = self.config.retry.policy(op);

@@ -65,6 +65,8 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     /// Which alerts `ohf serve` sends, and where.
     pub alerts: crate::alerts::AlertSettings,
+    /// Where traces go (OpenTelemetry over OTLP/HTTP); off unless an endpoint is set.
+    pub telemetry: TelemetrySettings,
     /// How requests are placed on venues: default mode, strategies, lockout, bookings,
     /// profiles (the routing-requests seed).
     pub routing: ohf_app::placement::RoutingSettings,
@@ -79,6 +81,23 @@ pub struct Settings {
 #[serde(deny_unknown_fields, default)]
 pub struct CallbackSettings {
     pub secret: Option<String>,
+}
+
+/// Trace export: every span (API calls, reconcile cycles, request steps, cloud calls) sent to
+/// an OpenTelemetry collector over OTLP/HTTP (protobuf) when `otlp_endpoint` is set, as
+/// `http://collector:4318` (the path `/v1/traces` is added).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the traces.
+    pub service_name: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, service_name: "ohf".into() }
+    }
 }
 
 /// How log lines are written.
@@ -282,6 +301,7 @@ impl Default for Settings {
             retention: RetentionSettings::default(),
             callbacks: CallbackSettings::default(),
             alerts: crate::alerts::AlertSettings::default(),
+            telemetry: TelemetrySettings::default(),
             routing: Default::default(),
             venues: Vec::new(),
         }
@@ -374,6 +394,7 @@ pub struct Resolved {
     pub retention: RetentionSettings,
     pub callbacks: CallbackSettings,
     pub alerts: crate::alerts::AlertSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 fn env_path(keys: &[&str]) -> Option<PathBuf> {
@@ -385,7 +406,7 @@ fn home() -> PathBuf {
 }
 
 /// The top-level keys `OHF_` variables may set; other `OHF_` variables (OHF_BIN, …) are not settings.
-const ENV_KEYS: [&str; 19] = [
+const ENV_KEYS: [&str; 20] = [
     "confdir",
     "workdir",
     "logdir",
@@ -405,6 +426,7 @@ const ENV_KEYS: [&str; 19] = [
     "retention",
     "callbacks",
     "alerts",
+    "telemetry",
 ];
 
 /// The configuration's layers as figment merges them: built-in defaults, then the config file,
@@ -648,6 +670,11 @@ impl Resolved {
             bail!("cluster must be 1 to 64 characters");
         }
         settings.alerts.check().map_err(anyhow::Error::msg)?;
+        if let Some(url) = &settings.telemetry.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("telemetry.otlp_endpoint '{url}' must be an http:// or https:// URL");
+        }
         if settings.serve.interval_ms == 0 || settings.serve.claim_ttl_secs == 0 || settings.serve.batch == 0 {
             bail!("serve.interval_ms, serve.claim_ttl_secs and serve.batch must be positive");
         }
@@ -696,6 +723,7 @@ impl Resolved {
             retention: settings.retention,
             callbacks: settings.callbacks,
             alerts: settings.alerts,
+            telemetry: settings.telemetry,
             config_file,
             app,
             providers,

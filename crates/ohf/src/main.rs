@@ -9,6 +9,7 @@ mod output;
 mod quickstart;
 mod route;
 mod serve;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -69,5 +70,6 @@ fn main() -> ExitCode {
     // The answer is out: a cloud call abandoned at its deadline (its step goes on at the next
     // poll) must not hold the process up.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    telemetry::shutdown();
     code
 }

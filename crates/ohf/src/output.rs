@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::Output;
 use ohf_server::Resolved;
-use ohf_server::settings::LogFormat;
+use ohf_server::settings::{LogFormat, TelemetrySettings};
 
 /// `OHF_LOG` (a tracing filter), else Host Factory's `HF_LOG_LEVEL` (DEBUG, INFO, WARN,
 /// ERROR), else `default`.
@@ -46,9 +46,10 @@ pub fn log_to_dir(settings: &Resolved, verbose: u8) -> Option<()> {
         .create(&settings.logdir)
         .and_then(|_| OpenOptions::new().create(true).append(true).mode(0o600).open(&path));
     let json = settings.log_format == LogFormat::Json;
+    let telemetry = Some(&settings.telemetry);
     match file {
-        Ok(f) => init(level, json, false, Mutex::new(f)),
-        Err(_) => init(level, json, false, std::io::stderr),
+        Ok(f) => init(level, json, false, Mutex::new(f), telemetry),
+        Err(_) => init(level, json, false, std::io::stderr, telemetry),
     }
 }
 
@@ -73,30 +74,33 @@ fn rotate(path: &std::path::Path, max_bytes: u64, keep: u32) {
 
 /// Operator mode: warnings on stderr, more with -v.
 pub fn log_to_stderr(verbose: u8) {
-    log_to_stderr_as(verbose, LogFormat::Text);
+    log_to_stderr_as(verbose, LogFormat::Text, None);
 }
 
-/// Logs on stderr in `format`: warnings, more with -v.
-pub fn log_to_stderr_as(verbose: u8, format: LogFormat) {
+/// Logs on stderr in `format`: warnings, more with -v; spans to an OTLP collector when
+/// `telemetry` names one.
+pub fn log_to_stderr_as(verbose: u8, format: LogFormat, telemetry: Option<&TelemetrySettings>) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
     let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    init(level, format == LogFormat::Json, ansi, std::io::stderr);
+    init(level, format == LogFormat::Json, ansi, std::io::stderr, telemetry);
 }
 
-fn init<W>(level: &str, json: bool, ansi: bool, writer: W) -> Option<()>
+fn init<W>(level: &str, json: bool, ansi: bool, writer: W, telemetry: Option<&TelemetrySettings>) -> Option<()>
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(level)).with_ansi(ansi).with_writer(writer);
-    if json {
-        builder.json().with_current_span(true).with_span_list(false).try_init().ok()
-    } else {
-        builder.try_init().ok()
-    }
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let lines = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer);
+    let lines = if json { lines.json().with_current_span(true).with_span_list(false).boxed() } else { lines.boxed() };
+    let registry = tracing_subscriber::registry().with(filter(level));
+    let traces = telemetry.and_then(crate::telemetry::layer);
+    registry.with(traces).with(lines).try_init().ok()
 }
 
 pub fn print_json(v: &Value) {

@@ -19,7 +19,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    crate::output::log_to_stderr_as(global.verbose.max(1), settings.log_format);
+    crate::output::log_to_stderr_as(global.verbose.max(1), settings.log_format, Some(&settings.telemetry));
     match serve(&settings, args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -83,6 +83,13 @@ impl App {
     }
 
     async fn reconcile_requests(&self, requests: Vec<Request>, worker: Option<&str>) -> ReconcileReport {
+        use tracing::Instrument;
+        let span = tracing::info_span!("reconcile", worker = worker.unwrap_or("-"), requests = requests.len());
+        self.reconcile_in_span(requests, worker).instrument(span).await
+    }
+
+    async fn reconcile_in_span(&self, requests: Vec<Request>, worker: Option<&str>) -> ReconcileReport {
+        use tracing::Instrument;
         let mut report = ReconcileReport::default();
         let mut requests: Vec<Request> = requests.into_iter().filter(Request::needs_work).collect();
         // Launches go out in this order: high priority first, the longest waiting first within one.
@@ -128,19 +135,25 @@ impl App {
             if request.uncommitted().is_empty() && decision.is_empty() {
                 continue;
             }
-            if !request.uncommitted().is_empty() {
-                report.changed += 1;
-                if !self.commit_or_note(request, worker, &mut report).await {
-                    continue;
+            // One span per request that changes or calls the cloud: its id on every line below.
+            let step = tracing::info_span!("request_step", request_id = %request.id());
+            async {
+                if !request.uncommitted().is_empty() {
+                    report.changed += 1;
+                    if !self.commit_or_note(request, worker, &mut report).await {
+                        return;
+                    }
+                }
+                to_terminate.extend(Doomed::of(request, decision.terminate));
+                if let Some(release) = decision.release {
+                    self.release(request, release, &owner, worker, &mut report).await;
+                }
+                if let Some(order) = decision.launch {
+                    self.launch(request, order, &owner, worker, &mut report).await;
                 }
             }
-            to_terminate.extend(Doomed::of(request, decision.terminate));
-            if let Some(release) = decision.release {
-                self.release(request, release, &owner, worker, &mut report).await;
-            }
-            if let Some(order) = decision.launch {
-                self.launch(request, order, &owner, worker, &mut report).await;
-            }
+            .instrument(step)
+            .await;
         }
         let refused = self.terminate(to_terminate, &owner, &mut report).await;
         for request in requests.iter_mut() {

@@ -1,5 +1,6 @@
 //! `/metrics` and `ohf metrics` after a scripted flow, read back by a strict parser of the
-//! exposition; and the dashboard and alert rules in `deploy/` name only metrics that exist.
+//! exposition; the dashboard and alert rules in `deploy/` name only metrics that exist; and
+//! traces reach an OTLP collector stand-in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -284,4 +285,42 @@ fn the_dashboard_and_the_alert_rules_name_only_metrics_that_exist() {
         let missing: Vec<&String> = named.iter().filter(|n| !exposed.contains(*n)).collect();
         assert!(missing.is_empty(), "{file} names metrics ohf does not export: {missing:?}\nexported: {exposed:?}");
     }
+}
+
+#[test]
+fn traces_of_api_calls_cycles_and_cloud_calls_reach_an_otlp_collector() {
+    let collector = crate::support::Receiver::start(vec![200]);
+    let endpoint = collector.url.trim_end_matches("/hook").to_owned();
+    let env = HfEnv::new(&format!(
+        "{CONFIG}\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"ohf-under-test\"\n"
+    ));
+    let log = std::fs::File::create(env.path("log/serve.log")).unwrap();
+    let daemon = Daemon::spawn_with(&env, &[], log);
+    let created = run_ok(env.ohf().args([
+        "--server",
+        &daemon.url(),
+        "request",
+        "create",
+        "-t",
+        "OnDemand-Minimal",
+        "-n",
+        "1",
+        "--wait",
+        "-o",
+        "json",
+    ]));
+    let created: Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(created["status"], "COMPLETED", "{created}");
+    // SIGTERM: the daemon sends what it has batched before it exits.
+    assert!(daemon.stop().success());
+    let hits = collector.wait_for(1, std::time::Duration::from_secs(10));
+    assert!(!hits.is_empty(), "no traces arrived");
+    assert!(hits.iter().all(|h| h.headers.get("content-type").is_some_and(|t| t == "application/x-protobuf")));
+    let sent: Vec<u8> = hits.iter().flat_map(|h| h.body.clone()).collect();
+    let contains = |needle: &str| sent.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for name in ["ohf-under-test", "call", "reconcile", "request_step", "cloud_call", "ec2_run_instances"] {
+        assert!(contains(name), "{name} is not in the exported spans");
+    }
+    let id = created["requestId"].as_str().unwrap();
+    assert!(contains(id), "the request id is on the spans");
 }
