@@ -116,6 +116,7 @@ pub const CODES: &[(&str, CloudErrorKind)] = {
         ("AlreadyExists", Validation),
         ("DryRunOperation", Validation),
         ("InvalidInstanceID.Malformed", NotFound),
+        ("ParameterNotFound", NotFound),
         ("ActiveInstanceRefreshNotFound", NotFound),
     ]
 };

@@ -117,7 +117,7 @@ async fn run_instances_as(p: &AwsProvider, r: &LaunchRequest, spot: bool) -> Res
         .set_key_name(t.key_name().map(String::from))
         .set_iam_instance_profile(instance_profile(t))
         .set_user_data(user_data(t)?)
-        .set_image_id(t.image_id().map(String::from));
+        .set_image_id(p.image_of(t).await?);
     if let Some(vm) = t.primary_vm_type() {
         call = call.instance_type(InstanceType::from(vm));
     }
@@ -195,7 +195,7 @@ pub(crate) async fn launch_template(p: &AwsProvider, r: &LaunchRequest) -> Resul
         }
     }
     let mut data = RequestLaunchTemplateData::builder()
-        .set_image_id(t.image_id().map(String::from))
+        .set_image_id(p.image_of(t).await?)
         .set_key_name(t.key_name().map(String::from))
         .set_security_group_ids((!t.security_group_ids().is_empty()).then(|| t.security_group_ids().to_vec()))
         .set_user_data(user_data(t)?);

@@ -11,6 +11,7 @@ mod config;
 mod discover;
 mod errors;
 mod fleets;
+mod images;
 mod launch;
 mod observe;
 mod permissions;
@@ -48,6 +49,9 @@ pub struct AwsProvider {
     ec2: Client,
     autoscaling: aws_sdk_autoscaling::Client,
     sts: aws_sdk_sts::Client,
+    ssm: aws_sdk_ssm::Client,
+    /// Images read from SSM parameters, by template version.
+    images: std::sync::Mutex<std::collections::HashMap<String, String>>,
     region: String,
     calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -103,6 +107,8 @@ impl AwsProvider {
             ec2: Client::new(&shared),
             autoscaling: aws_sdk_autoscaling::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),
+            ssm: aws_sdk_ssm::Client::new(&shared),
+            images: Default::default(),
             region: config.region.clone(),
             calls: Default::default(),
         })
@@ -116,6 +122,12 @@ impl AwsProvider {
     pub(crate) fn ec2(&self, operation: &'static str) -> &Client {
         *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
         &self.ec2
+    }
+
+    /// The SSM client, counting one call of `operation`.
+    pub(crate) fn ssm(&self, operation: &'static str) -> &aws_sdk_ssm::Client {
+        *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
+        &self.ssm
     }
 
     /// The STS client, counting one call of `operation`.
@@ -342,7 +354,14 @@ impl CloudProvider for AwsProvider {
             _ => Err(e),
         };
         let mut problems = Vec::new();
-        if let Some(image) = template.image_id() {
+        let image = match self.image_of(template).await {
+            Ok(image) => image,
+            Err(e) => {
+                problems.push(finding(e)?);
+                None
+            }
+        };
+        if let Some(image) = image.as_deref() {
             let out = self.ec2("DescribeImages").describe_images().image_ids(image).send().await;
             match out.map_err(|e| errors::translate("DescribeImages", e)) {
                 Ok(found) if found.images().is_empty() => problems.push(format!("image {image} does not exist here")),
@@ -353,8 +372,16 @@ impl CloudProvider for AwsProvider {
         if !template.subnet_ids().is_empty() {
             let ids = template.subnet_ids().to_vec();
             let out = self.ec2("DescribeSubnets").describe_subnets().set_subnet_ids(Some(ids)).send().await;
-            if let Err(e) = out.map_err(|e| errors::translate("DescribeSubnets", e)) {
-                problems.push(finding(e)?);
+            match out.map_err(|e| errors::translate("DescribeSubnets", e)) {
+                Ok(found) => {
+                    let zones: Vec<(String, String)> = found
+                        .subnets()
+                        .iter()
+                        .filter_map(|s| Some((s.subnet_id()?.to_owned(), s.availability_zone()?.to_owned())))
+                        .collect();
+                    problems.extend(self.types_not_offered(template, &zones).await?);
+                }
+                Err(e) => problems.push(finding(e)?),
             }
         }
         if !template.security_group_ids().is_empty() {

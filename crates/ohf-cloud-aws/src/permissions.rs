@@ -36,6 +36,56 @@ fn verdict<T>(result: Result<T, CloudError>) -> Verdict {
 }
 
 impl AwsProvider {
+    /// The template's instance types that the zones of its subnets (`(subnet, zone)`) do not
+    /// offer, each as a finding with its fix.
+    pub(crate) async fn types_not_offered(
+        &self,
+        template: &Template,
+        subnets: &[(String, String)],
+    ) -> Result<Vec<String>, CloudError> {
+        let types: Vec<String> = template.vm_types().keys().cloned().collect();
+        let mut problems = Vec::new();
+        if types.is_empty() {
+            return Ok(problems);
+        }
+        let mut zones: Vec<&str> = subnets.iter().map(|(_, z)| z.as_str()).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        for zone in zones {
+            let offered = self.offered(zone, &types).await?;
+            for t in types.iter().filter(|t| !offered.contains(t)) {
+                let subnet = subnets.iter().filter(|(_, z)| z == zone).map(|(s, _)| s.as_str()).collect::<Vec<_>>();
+                problems.push(format!(
+                    "instance type {t} is not offered in {zone} (subnet {}); fix: choose types offered there, or \
+                     other subnets",
+                    subnet.join(", ")
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Which of `types` `zone` offers.
+    pub async fn offered(&self, zone: &str, types: &[String]) -> Result<Vec<String>, CloudError> {
+        let out = self
+            .ec2("DescribeInstanceTypeOfferings")
+            .describe_instance_type_offerings()
+            .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+            .filters(aws_sdk_ec2::types::Filter::builder().name("location").values(zone).build())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder().name("instance-type").set_values(Some(types.to_vec())).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| errors::translate("DescribeInstanceTypeOfferings", e))?;
+        Ok(out
+            .instance_type_offerings()
+            .iter()
+            .filter_map(|o| o.instance_type())
+            .map(|t| t.as_str().to_owned())
+            .collect())
+    }
+
     /// The account and identity of the credentials.
     pub(crate) async fn caller(&self) -> Result<String, CloudError> {
         let out = self
@@ -51,7 +101,7 @@ impl AwsProvider {
     /// its fix.
     pub(crate) async fn denied_calls(&self, template: &Template) -> Vec<String> {
         let instance_type = template.vm_types().keys().next().map(|t| InstanceType::from(t.as_str()));
-        let image = template.image_id().unwrap_or_default().to_owned();
+        let image = self.image_of(template).await.ok().flatten().unwrap_or_default();
         let mut checks: Vec<(&str, Verdict)> = Vec::new();
         match template.provider_api() {
             ProviderApi::RunInstances => {

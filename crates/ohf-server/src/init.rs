@@ -26,14 +26,9 @@ impl Ask for Defaults {
     }
 }
 
-/// What `ohf init` is told.
+/// The account and what to take from it: for `ohf init` and `ohf templates generate`.
 #[derive(Debug, Clone)]
-pub struct InitOptions {
-    /// Where `ohf.toml` and `awsprov_templates.json` go (with `hostfactory`: the provider
-    /// instance's conf directory under it).
-    pub confdir: PathBuf,
-    /// The provider's name in `ohf.toml`.
-    pub provider: String,
+pub struct Account {
     pub region: String,
     pub profile: Option<String>,
     /// An emulator's or a VPC endpoint's URL.
@@ -44,6 +39,17 @@ pub struct InitOptions {
     pub image: Option<String>,
     pub instance_types: Vec<String>,
     pub max_number: u32,
+}
+
+/// What `ohf init` is told.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Where `ohf.toml` and `awsprov_templates.json` go (with `hostfactory`: the provider
+    /// instance's conf directory under it).
+    pub confdir: PathBuf,
+    /// The provider's name in `ohf.toml`.
+    pub provider: String,
+    pub account: Account,
     /// This installation's name (tagged on every machine; sweeps act only on it).
     pub cluster: Option<String>,
     /// Replace files that exist.
@@ -103,70 +109,15 @@ pub async fn run(options: &InitOptions, ask: &dyn Ask) -> anyhow::Result<Written
         }
     }
 
-    let mut aws = AwsConfig::new(options.region.clone());
-    aws.profile = options.profile.clone();
-    aws.endpoint_url = options.endpoint_url.clone();
-    let name = ProviderName::new(options.provider.clone()).map_err(|e| anyhow::anyhow!("--provider-name: {e}"))?;
-    let provider = AwsProvider::connect(name, &aws).await.map_err(|e| anyhow::anyhow!("cannot set up AWS: {e}"))?;
-    let mut found =
-        provider.discover(options.vpc.as_deref()).await.map_err(|e| anyhow::anyhow!("cannot read the account: {e}"))?;
-    if found.vpc.is_none() {
-        let offered: Vec<String> = found.vpcs.iter().map(|v| format!("{} ({})", v.id, v.cidr)).collect();
-        if offered.is_empty() {
-            bail!("the account has no VPC in {}; make one, or give --vpc", options.region);
-        }
-        let first = found.vpcs[0].id.clone();
-        let vpc = ask.ask(&format!("VPC ({})", offered.join(", ")), &first)?;
-        if offered.len() > 1 {
-            written.notes.push(format!("several VPCs and no default one: took {vpc}; --vpc chooses"));
-        }
-        found = provider.discover(Some(&vpc)).await.map_err(|e| anyhow::anyhow!("cannot read the account: {e}"))?;
-    }
-    let vpc = found.vpc.clone().unwrap_or_default();
-    if !found.vpcs.iter().any(|v| v.id == vpc) {
-        bail!("VPC {vpc} is not in {}; VPCs there: {}", options.region, ids(found.vpcs.iter().map(|v| &v.id)));
-    }
-    written.notes.push(format!("VPC {vpc}"));
-    let subnets = choose(
-        ask,
-        "subnets",
-        &options.subnets,
-        &found.subnets.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
-        &found.subnets.iter().map(|s| format!("{} ({}, {} free)", s.id, s.zone, s.free_ips)).collect::<Vec<_>>(),
-    )?;
-    if subnets.is_empty() {
-        bail!("VPC {vpc} has no subnet; make one, or give --subnets");
-    }
-    let groups = choose(
-        ask,
-        "security groups",
-        &options.security_groups,
-        &found.security_groups.iter().take(1).map(|g| g.id.clone()).collect::<Vec<_>>(),
-        &found.security_groups.iter().map(|g| format!("{} ({})", g.id, g.name)).collect::<Vec<_>>(),
-    )?;
-    let image = match &options.image {
-        Some(image) => image.clone(),
-        None => {
-            let default = found.image.as_ref().map(|i| i.id.clone()).unwrap_or_default();
-            let offered = found.image.as_ref().map_or("none found".into(), |i| format!("{}, {}", i.name, i.created));
-            ask.ask(&format!("image ({offered})"), &default)?
-        }
-    };
-    if image.is_empty() {
-        bail!("no Amazon Linux image was found in {}; give --image", options.region);
-    }
-    let types = if options.instance_types.is_empty() {
-        list(&ask.ask("instance types", "t3.medium")?)
-    } else {
-        options.instance_types.clone()
-    };
+    let chosen = choose_from_account(&options.account, &options.provider, ask).await?;
+    written.notes.extend(chosen.notes.iter().cloned());
     let cluster = match &options.cluster {
         Some(c) => c.clone(),
         None => ask.ask("cluster name (tagged on every machine; orphan sweeps act only on it)", "hpc")?,
     };
 
     let config = config_text(&options, &cluster);
-    let templates = templates_doc(&options, &subnets, &groups, &image, &types);
+    let templates = templates_doc(&options.account, &chosen);
     // What is written must be what ohf reads.
     crate::settings::Settings::from_toml(&config).context("the configuration init made does not load")?;
     Template::parse_file(&templates.to_string())
@@ -185,11 +136,125 @@ pub async fn run(options: &InitOptions, ask: &dyn Ask) -> anyhow::Result<Written
     };
     crate::Resolved::load(&overrides).context("the configuration init wrote does not load")?;
     written.files.extend([config_path, templates_path]);
-    written.notes.push(format!("image {image}, types {}", types.join(", ")));
+    written.notes.push(format!("image {}, types {}", chosen.image, chosen.types.join(", ")));
     if let Some(hf) = &hf {
         install_hostfactory(hf, &options, &mut written)?;
     }
     Ok(written)
+}
+
+/// What was taken from the account for the templates.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub image: String,
+    pub types: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Reads the account and takes, for each choice, the flag, else the answer, else what was found.
+async fn choose_from_account(a: &Account, provider: &str, ask: &dyn Ask) -> anyhow::Result<Chosen> {
+    let mut notes = Vec::new();
+    let mut aws = AwsConfig::new(a.region.clone());
+    aws.profile = a.profile.clone();
+    aws.endpoint_url = a.endpoint_url.clone();
+    let name = ProviderName::new(provider.to_owned()).map_err(|e| anyhow::anyhow!("--provider-name: {e}"))?;
+    let provider = AwsProvider::connect(name, &aws).await.map_err(|e| anyhow::anyhow!("cannot set up AWS: {e}"))?;
+    let mut found =
+        provider.discover(a.vpc.as_deref()).await.map_err(|e| anyhow::anyhow!("cannot read the account: {e}"))?;
+    if found.vpc.is_none() {
+        let offered: Vec<String> = found.vpcs.iter().map(|v| format!("{} ({})", v.id, v.cidr)).collect();
+        if offered.is_empty() {
+            bail!("the account has no VPC in {}; make one, or give --vpc", a.region);
+        }
+        let first = found.vpcs[0].id.clone();
+        let vpc = ask.ask(&format!("VPC ({})", offered.join(", ")), &first)?;
+        if offered.len() > 1 {
+            notes.push(format!("several VPCs and no default one: took {vpc}; --vpc chooses"));
+        }
+        found = provider.discover(Some(&vpc)).await.map_err(|e| anyhow::anyhow!("cannot read the account: {e}"))?;
+    }
+    let vpc = found.vpc.clone().unwrap_or_default();
+    if !found.vpcs.iter().any(|v| v.id == vpc) {
+        bail!("VPC {vpc} is not in {}; VPCs there: {}", a.region, ids(found.vpcs.iter().map(|v| &v.id)));
+    }
+    notes.push(format!("VPC {vpc}"));
+    let subnets = choose(
+        ask,
+        "subnets",
+        &a.subnets,
+        &found.subnets.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        &found.subnets.iter().map(|s| format!("{} ({}, {} free)", s.id, s.zone, s.free_ips)).collect::<Vec<_>>(),
+    )?;
+    if subnets.is_empty() {
+        bail!("VPC {vpc} has no subnet; make one, or give --subnets");
+    }
+    let security_groups = choose(
+        ask,
+        "security groups",
+        &a.security_groups,
+        &found.security_groups.iter().take(1).map(|g| g.id.clone()).collect::<Vec<_>>(),
+        &found.security_groups.iter().map(|g| format!("{} ({})", g.id, g.name)).collect::<Vec<_>>(),
+    )?;
+    let image = match &a.image {
+        Some(image) => image.clone(),
+        None => {
+            let default = found.image.as_ref().map(|i| i.id.clone()).unwrap_or_default();
+            let offered = found.image.as_ref().map_or("none found".into(), |i| format!("{}, {}", i.name, i.created));
+            ask.ask(&format!("image ({offered})"), &default)?
+        }
+    };
+    if image.is_empty() {
+        bail!("no Amazon Linux image was found in {}; give --image", a.region);
+    }
+    let types = if a.instance_types.is_empty() {
+        list(&ask.ask("instance types", "t3.medium")?)
+    } else {
+        a.instance_types.clone()
+    };
+    // Subnets taken by default: only those in zones that offer every type.
+    let mut subnets = subnets;
+    if a.subnets.is_empty() && !types.is_empty() {
+        let mut kept = Vec::new();
+        let mut zones: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        for id in subnets {
+            let zone = found.subnets.iter().find(|s| s.id == id).map(|s| s.zone.clone()).unwrap_or_default();
+            let offers_all = match zones.get(&zone) {
+                Some(ok) => *ok,
+                None => {
+                    let offered = provider
+                        .offered(&zone, &types)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot read the instance types offered in {zone}: {e}"))?;
+                    let ok = types.iter().all(|t| offered.contains(t));
+                    zones.insert(zone.clone(), ok);
+                    ok
+                }
+            };
+            if offers_all {
+                kept.push(id);
+            } else {
+                notes.push(format!("left out subnet {id}: {zone} does not offer {}", types.join(", ")));
+            }
+        }
+        if kept.is_empty() {
+            bail!(
+                "no subnet of VPC {vpc} is in a zone offering {}; give --instance-types or --subnets",
+                types.join(", ")
+            );
+        }
+        subnets = kept;
+    }
+    Ok(Chosen { subnets, security_groups, image, types, notes })
+}
+
+/// `ohf templates generate`: the templates `ohf init` would write, from the account, asking nothing.
+pub async fn generate(account: &Account) -> anyhow::Result<Value> {
+    let chosen = choose_from_account(account, "aws", &Defaults).await?;
+    let doc = templates_doc(account, &chosen);
+    Template::parse_file(&doc.to_string()).map_err(|e| anyhow::anyhow!("the generated templates do not read: {e}"))?;
+    Ok(doc)
 }
 
 fn ids<'a>(items: impl Iterator<Item = &'a String>) -> String {
@@ -212,22 +277,24 @@ fn choose(
 }
 
 fn config_text(o: &InitOptions, cluster: &str) -> String {
-    let mut provider = format!("[[providers]]\nname = {:?}\ntype = \"aws\"\nregion = {:?}\n", o.provider, o.region);
-    if let Some(p) = &o.profile {
+    let a = &o.account;
+    let mut provider = format!("[[providers]]\nname = {:?}\ntype = \"aws\"\nregion = {:?}\n", o.provider, a.region);
+    if let Some(p) = &a.profile {
         provider.push_str(&format!("profile = {p:?}\n"));
     }
-    if let Some(url) = &o.endpoint_url {
+    if let Some(url) = &a.endpoint_url {
         provider.push_str(&format!("endpoint_url = {url:?}\n"));
     }
     format!(
         "# Written by `ohf init`. Check it with `ohf doctor`; every setting: `ohf config show`.\n\
          # Credentials come from the standard AWS chain (instance profile, environment, profile).\n\
          cluster = {cluster:?}\nlog_level = \"info\"\n\n[request]\nmax_machines_per_request = {max}\n\n{provider}",
-        max = o.max_number.max(1)
+        max = a.max_number.max(1)
     )
 }
 
-fn templates_doc(o: &InitOptions, subnets: &[String], groups: &[String], image: &str, types: &[String]) -> Value {
+fn templates_doc(o: &Account, chosen: &Chosen) -> Value {
+    let (subnets, groups, image, types) = (&chosen.subnets, &chosen.security_groups, &chosen.image, &chosen.types);
     let first = types.first().cloned().unwrap_or_else(|| "t3.medium".into());
     let weights: Map<String, Value> = types.iter().map(|t| (t.clone(), json!(1))).collect();
     json!({"templates": [

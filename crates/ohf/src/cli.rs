@@ -288,6 +288,9 @@ pub enum ConfigCmd {
 pub enum TemplatesCmd {
     /// List templates with how many more machines each may have
     List,
+    /// Print templates for the AWS account (an on-demand and a spot one) from what it holds: a
+    /// VPC's subnets and security group, a recent Amazon Linux image
+    Generate(AccountArgs),
     /// Check a template file and report every problem
     Validate {
         /// The file to check (default: the configured template file)
@@ -523,8 +526,9 @@ impl McpRole {
     }
 }
 
+/// The AWS account to read, and what to take from it.
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub struct AccountArgs {
     /// The AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)
     #[arg(long)]
     pub region: Option<String>,
@@ -534,9 +538,6 @@ pub struct InitArgs {
     /// Another endpoint (an emulator, a VPC endpoint)
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
-    /// The provider's name in ohf.toml
-    #[arg(long, default_value = "aws")]
-    pub provider_name: String,
     /// The VPC (default: the account's default VPC, else the only one)
     #[arg(long)]
     pub vpc: Option<String>,
@@ -555,6 +556,15 @@ pub struct InitArgs {
     /// Most machines each template may have
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub max_number: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub account: AccountArgs,
+    /// The provider's name in ohf.toml
+    #[arg(long, default_value = "aws")]
+    pub provider_name: String,
     /// This installation's name, tagged on every machine (default: asked, else "hpc")
     #[arg(long)]
     pub cluster: Option<String>,

@@ -69,6 +69,11 @@ async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
     if let Command::Init(args) = &command {
         return init(global, args).await;
     }
+    if let Command::Templates(TemplatesCmd::Generate(args)) = &command {
+        // The templates file itself, whatever the output format.
+        print_json(&ohf_server::init::generate(&account(args)).await?);
+        return Ok(());
+    }
     if let Command::Templates(TemplatesCmd::Validate { file: None }) = &command {
         let settings = Resolved::load(&overrides(global))?;
         return validate_file(global.output, &settings.templates_file);
@@ -273,7 +278,7 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
         | Command::Init(_)
         | Command::Mcp { .. }
         | Command::Man
-        | Command::Templates(TemplatesCmd::Validate { .. }) => {
+        | Command::Templates(TemplatesCmd::Validate { .. } | TemplatesCmd::Generate(_)) => {
             unreachable!("dispatched elsewhere")
         }
     }
@@ -569,17 +574,15 @@ impl ohf_server::init::Ask for Terminal {
     }
 }
 
-async fn init(global: &Global, a: &crate::cli::InitArgs) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
+/// The account flags as `ohf init` and `ohf templates generate` take them.
+fn account(a: &crate::cli::AccountArgs) -> ohf_server::init::Account {
     let region = a.region.clone().unwrap_or_else(|| {
         ["AWS_REGION", "AWS_DEFAULT_REGION"]
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
             .unwrap_or_else(|| "us-east-1".into())
     });
-    let options = ohf_server::init::InitOptions {
-        confdir: Resolved::confdir(&overrides(global)),
-        provider: a.provider_name.clone(),
+    ohf_server::init::Account {
         region,
         profile: a.profile.clone(),
         endpoint_url: a.endpoint_url.clone(),
@@ -589,6 +592,15 @@ async fn init(global: &Global, a: &crate::cli::InitArgs) -> anyhow::Result<()> {
         image: a.image.clone(),
         instance_types: a.instance_types.clone(),
         max_number: a.max_number,
+    }
+}
+
+async fn init(global: &Global, a: &crate::cli::InitArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let options = ohf_server::init::InitOptions {
+        confdir: Resolved::confdir(&overrides(global)),
+        provider: a.provider_name.clone(),
+        account: account(&a.account),
         cluster: a.cluster.clone(),
         force: a.force,
         hostfactory: a.hostfactory.clone(),
@@ -616,6 +628,29 @@ async fn init(global: &Global, a: &crate::cli::InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a Postgres store's connection must be encrypted: a finding unless the URL asks for
+/// TLS (`sslmode=require`, `verify-ca`, `verify-full`) or the server is on this host.
+fn postgres_tls(url: &str) -> Option<Value> {
+    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let host = authority.rsplit('@').next().unwrap_or_default().split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
+    let mode = query.split('&').find_map(|kv| kv.strip_prefix("sslmode=")).unwrap_or("prefer");
+    let local =
+        host.is_empty() || host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let (ok, detail) = match mode {
+        "require" | "verify-ca" | "verify-full" => (true, format!("encrypted (sslmode={mode})")),
+        _ if local => (true, format!("on this host ({host}); not encrypted")),
+        _ => (
+            false,
+            format!(
+                "sslmode={mode} does not require encryption to {host}; fix: add sslmode=verify-full&sslrootcert=<the server's CA> to database_url"
+            ),
+        ),
+    };
+    Some(json!({"check": "postgres tls", "ok": ok, "detail": detail}))
+}
+
 async fn doctor(global: &Global) -> anyhow::Result<()> {
     let mut checks = Vec::new();
     let loaded = Resolved::load(&overrides(global));
@@ -626,11 +661,23 @@ async fn doctor(global: &Global) -> anyhow::Result<()> {
         )}),
         Err(e) => json!({"check": "configuration", "ok": false, "detail": format!("{e:#}")}),
     });
+    if let Ok(settings) = &loaded
+        && global.server.is_none()
+        && let Some(tls) = postgres_tls(&settings.database_url)
+    {
+        checks.push(tls);
+    }
     if loaded.is_ok() {
         match backend(global).await {
             Ok(backend) => {
                 match backend.call("checkInstallation", json!({})).await {
-                    Ok(found) => checks.extend(found["checks"].as_array().cloned().unwrap_or_default()),
+                    Ok(found) => {
+                        if let Some(server) = &global.server {
+                            checks
+                                .push(json!({"check": "daemon", "ok": true, "detail": format!("answers at {server}")}));
+                        }
+                        checks.extend(found["checks"].as_array().cloned().unwrap_or_default())
+                    }
                     Err(e) => checks.push(json!({"check": "installation", "ok": false, "detail": format!("{e:#}")})),
                 }
                 backend.finish().await;
@@ -644,4 +691,24 @@ async fn doctor(global: &Global) -> anyhow::Result<()> {
         Output::Table => println!("{}", output::checks_table(&checks)),
     }
     if ok { Ok(()) } else { Err(Reported.into()) }
+}
+
+#[cfg(test)]
+mod doctor_tests {
+    use super::postgres_tls;
+
+    #[test]
+    fn a_remote_postgres_must_require_tls_and_a_local_one_need_not() {
+        let ok = |url: &str| postgres_tls(url).map(|v| v["ok"] == true);
+        assert_eq!(ok("sqlite:/tmp/ohf.db"), None, "not a Postgres store");
+        assert_eq!(ok("postgres://ohf@db.example.com/ohf"), Some(false));
+        assert_eq!(ok("postgres://ohf:pw@db.example.com:5432/ohf?sslmode=prefer"), Some(false));
+        assert_eq!(ok("postgres://ohf@db.example.com/ohf?application_name=x&sslmode=verify-full"), Some(true));
+        assert_eq!(ok("postgresql://ohf@10.0.0.5/ohf?sslmode=require"), Some(true));
+        assert_eq!(ok("postgres://postgres@127.0.0.1:5432/test"), Some(true), "on this host");
+        assert_eq!(ok("postgres://postgres@[::1]:5432/test"), Some(true));
+        assert_eq!(ok("postgres://postgres@localhost/test"), Some(true));
+        let finding = postgres_tls("postgres://ohf@db.example.com/ohf").unwrap();
+        assert!(finding["detail"].as_str().unwrap().contains("fix: add sslmode=verify-full"), "{finding}");
+    }
 }

@@ -42,6 +42,16 @@ impl Handler<CheckInstallation> for App {
             "store",
             self.store.list(&probe).await.map(|_| "opens and answers".to_owned()).map_err(|e| e.to_string()),
         ));
+        // Claims and leases are judged by the store's clock where hosts share it (Postgres);
+        // AWS refuses requests signed more than 15 minutes off.
+        if let Ok(Some(store_now)) = self.store.now().await {
+            let skew = (store_now.unix_millis() - self.clock.now().unix_millis()).abs() as f64 / 1000.0;
+            let detail = format!("this host and the store's clock differ by {skew:.1} s");
+            findings.push(Finding::of(
+                "clock",
+                if skew <= 60.0 { Ok(detail) } else { Err(format!("{detail}; fix: run NTP (chrony) on every host")) },
+            ));
+        }
         let templates = match self.templates().await {
             Ok((ready, refused)) => {
                 for (t, e) in &refused {

@@ -6,12 +6,12 @@ use ohf_cloud_aws::{AwsConfig, AwsProvider, Secret};
 use ohf_domain::{ClientToken, MachineStatus, ProviderName, RequestId, Tags, Template};
 use serde_json::json;
 
-fn endpoint() -> String {
+pub(crate) fn endpoint() -> String {
     std::env::var("OHF_TEST_AWS_ENDPOINT")
         .expect("OHF_TEST_AWS_ENDPOINT names the AWS emulator; `cargo xtask test` starts one and sets it")
 }
 
-fn config() -> AwsConfig {
+pub(crate) fn config() -> AwsConfig {
     let mut c = AwsConfig::new("us-east-1");
     c.endpoint_url = Some(endpoint());
     c.access_key_id = Some("testing".into());
@@ -19,12 +19,12 @@ fn config() -> AwsConfig {
     c
 }
 
-async fn provider() -> AwsProvider {
+pub(crate) async fn provider() -> AwsProvider {
     AwsProvider::connect(ProviderName::new("aws-test").unwrap(), &config()).await.unwrap()
 }
 
 /// An EC2 client of our own on the emulator, to look without going through ohf.
-async fn sdk() -> aws_sdk_ec2::Client {
+pub(crate) async fn sdk() -> aws_sdk_ec2::Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint())
@@ -35,13 +35,13 @@ async fn sdk() -> aws_sdk_ec2::Client {
 }
 
 /// An image the emulator knows.
-async fn image() -> String {
+pub(crate) async fn image() -> String {
     let ec2 = sdk().await;
     let images = ec2.describe_images().owners("amazon").send().await.unwrap();
     images.images().iter().find_map(|i| i.image_id()).expect("the emulator lists images").to_owned()
 }
 
-fn template(image: &str, extra: serde_json::Value) -> Template {
+pub(crate) fn template(image: &str, extra: serde_json::Value) -> Template {
     let mut t = json!({"templateId": "Aws-Test", "maxNumber": 100, "imageId": image, "vmType": "t3.micro", "instanceTags": "team=abc"});
     if let (Some(base), Some(more)) = (t.as_object_mut(), extra.as_object()) {
         base.extend(more.clone());
@@ -49,16 +49,16 @@ fn template(image: &str, extra: serde_json::Value) -> Template {
     Template::from_json(&t).unwrap()
 }
 
-fn owner() -> Ownership {
+pub(crate) fn owner() -> Ownership {
     Ownership { cluster: "test".into(), installation: "test-installation".into() }
 }
 
-fn owned(ids: &[ohf_domain::MachineId], request: &str) -> Vec<OwnedMachine> {
+pub(crate) fn owned(ids: &[ohf_domain::MachineId], request: &str) -> Vec<OwnedMachine> {
     let request_id = RequestId::new(request).unwrap();
     ids.iter().map(|id| OwnedMachine { id: id.clone(), request_id: request_id.clone() }).collect()
 }
 
-fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
+pub(crate) fn launch(template: &Template, request: &str, count: u32) -> LaunchRequest {
     let id = RequestId::new(request).unwrap();
     let tags = Tags::new(
         [("ohf:request-id".to_owned(), request.to_owned()), ("ohf:cluster".to_owned(), "test".to_owned())].into(),

@@ -14,7 +14,7 @@ fn called() -> BTreeSet<String> {
     let mut ops = BTreeSet::new();
     for entry in std::fs::read_dir(src).unwrap() {
         let text: String = std::fs::read_to_string(entry.unwrap().path()).unwrap().split_whitespace().collect();
-        for (client, service) in [("ec2(\"", "ec2"), ("asg(\"", "autoscaling"), ("sts(\"", "sts")] {
+        for (client, service) in [("ec2(\"", "ec2"), ("asg(\"", "autoscaling"), ("sts(\"", "sts"), ("ssm(\"", "ssm")] {
             for (at, _) in text.match_indices(client) {
                 let label_start = at + client.len();
                 let Some(close) = text[label_start..].find("\").") else { continue };

@@ -51,9 +51,25 @@ async fn doctor_passes_a_good_installation_and_names_the_fix_for_a_broken_one() 
     assert!(finding["detail"].as_str().unwrap().contains("ami-00000000000000bad"), "{finding}");
     assert_eq!(check(&doc, "template Aws-OnDemand on aws-test")["ok"], true, "the others still pass: {doc}");
 
-    // Credentials that may not launch: the action to allow is named.
+    // A type no zone offers, in a subnet that exists.
+    let subnets = crate::aws::ec2().await.describe_subnets().send().await.unwrap();
+    let subnet = subnets.subnets()[0].subnet_id().unwrap().to_owned();
     templates["templates"].as_array_mut().unwrap().retain(|t| t["templateId"] != "Broken");
+    let image = templates["templates"][0]["imageId"].clone();
+    templates["templates"].as_array_mut().unwrap().push(json!({
+        "templateId": "Unoffered", "maxNumber": 1, "imageId": image, "vmType": "m5.superlarge", "subnetId": subnet,
+        "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "nram": ["Numeric", "8192"]},
+    }));
     std::fs::write(&path, templates.to_string()).unwrap();
+    let (ok, doc) = doctor(&env);
+    assert!(!ok, "{doc}");
+    let finding = check(&doc, "template Unoffered on aws-test");
+    let detail = finding["detail"].as_str().unwrap();
+    assert!(detail.contains("m5.superlarge is not offered") && detail.contains(&subnet), "{finding}");
+    templates["templates"].as_array_mut().unwrap().retain(|t| t["templateId"] != "Unoffered");
+    std::fs::write(&path, templates.to_string()).unwrap();
+
+    // Credentials that may not launch: the action to allow is named.
     proxy.refuse(Some((
         "RunInstances",
         "403 Forbidden",
@@ -175,4 +191,26 @@ fn init_writes_a_configuration_doctor_passes_and_registers_with_host_factory_bes
     );
     assert_eq!(std::fs::read_to_string(confdir.join("ohf.toml")).unwrap(), before, "nothing was written");
     assert_eq!(std::fs::read_to_string(&providers).unwrap(), "{not json");
+}
+
+#[test]
+fn templates_generate_prints_templates_of_the_account_that_validate() {
+    let env = crate::support::HfEnv::new("");
+    let mut cmd = env.ohf();
+    let out = aws_credentials(&mut cmd)
+        .args(["templates", "generate", "--region", "us-east-1", "--endpoint-url", &endpoint()])
+        .args(["--instance-types", "t3.micro,t3.small", "--max-number", "7"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let templates = doc["templates"].as_array().unwrap();
+    assert_eq!(templates.len(), 2, "{doc}");
+    assert_eq!(templates[0]["vmType"], "t3.micro");
+    assert_eq!(templates[0]["maxNumber"], 7);
+    assert_eq!(templates[1]["vmTypes"], json!({"t3.micro": 1, "t3.small": 1}));
+    let file = env.path("generated.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let valid = env.ohf().args(["templates", "validate", "-f"]).arg(&file).output().unwrap();
+    assert!(valid.status.success(), "{}", String::from_utf8_lossy(&valid.stdout));
 }
