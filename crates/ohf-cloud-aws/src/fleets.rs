@@ -178,6 +178,8 @@ async fn place_spot_fleet(p: &AwsProvider, r: &LaunchRequest) -> Result<String, 
             .build(),
     );
     for launch::Override { vm, weight, subnet, zone } in launch::overrides(t, &launch::placement(p, r).await?) {
+        // Spot Fleet templates name their types (the domain refuses requirements for them).
+        let Some(vm) = vm else { continue };
         let mut o = LaunchTemplateOverrides::builder()
             .instance_type(aws_sdk_ec2::types::InstanceType::from(vm.as_str()))
             .weighted_capacity(f64::from(weight))
@@ -233,7 +235,8 @@ async fn place_group(p: &AwsProvider, r: &LaunchRequest) -> Result<String, Cloud
         .min_size(0)
         .max_size(total)
         .desired_capacity(total);
-    let simple = t.price_type() == PriceType::Ondemand && t.vm_types().len() <= 1;
+    let simple =
+        t.price_type() == PriceType::Ondemand && t.vm_types().len() <= 1 && t.instance_requirements().is_none();
     if simple {
         call = call.launch_template(spec);
     } else {
@@ -242,6 +245,10 @@ async fn place_group(p: &AwsProvider, r: &LaunchRequest) -> Result<String, Cloud
             lt = lt.overrides(
                 asg::LaunchTemplateOverrides::builder().instance_type(vm).weighted_capacity(weight.to_string()).build(),
             );
+        }
+        if let Some(q) = t.instance_requirements() {
+            lt = lt
+                .overrides(asg::LaunchTemplateOverrides::builder().instance_requirements(asg_requirements(q)).build());
         }
         let percent = match t.price_type() {
             PriceType::Ondemand => 100,
@@ -757,4 +764,34 @@ async fn shrink(p: &AwsProvider, owner: &str, fleet: &Placement, going: &HashSet
     )
     .await?;
     Ok(true)
+}
+
+/// Auto Scaling's `InstanceRequirements` of a template's requirements.
+fn asg_requirements(q: &ohf_domain::requirements::InstanceRequirements) -> asg::InstanceRequirements {
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    let mut b = asg::InstanceRequirements::builder()
+        .v_cpu_count(
+            asg::VCpuCountRequest::builder().min(int(q.v_cpu_count.min)).set_max(q.v_cpu_count.max.map(int)).build(),
+        )
+        .memory_mib(
+            asg::MemoryMiBRequest::builder().min(int(q.memory_mib.min)).set_max(q.memory_mib.max.map(int)).build(),
+        );
+    if let Some(burst) = q.burstable_performance {
+        b = b.burstable_performance(asg::BurstablePerformance::from(burst.as_str()));
+    }
+    if let Some(count) = q.accelerator_count {
+        b = b.accelerator_count(
+            asg::AcceleratorCountRequest::builder().min(int(count.min)).set_max(count.max.map(int)).build(),
+        );
+    }
+    for kind in &q.accelerator_types {
+        b = b.accelerator_types(asg::AcceleratorType::from(kind.as_str()));
+    }
+    if !q.allowed_instance_types.is_empty() {
+        b = b.set_allowed_instance_types(Some(q.allowed_instance_types.clone()));
+    }
+    if !q.excluded_instance_types.is_empty() {
+        b = b.set_excluded_instance_types(Some(q.excluded_instance_types.clone()));
+    }
+    b.build()
 }

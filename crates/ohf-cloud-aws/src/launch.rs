@@ -13,6 +13,7 @@ use aws_sdk_ec2::types::{
 };
 use ohf_app::ports::tag_keys;
 use ohf_app::{CloudError, CloudErrorKind, LaunchRequest, LaunchResult, Ownership};
+use ohf_domain::requirements::InstanceRequirements;
 use ohf_domain::{PriceType, Template};
 
 use crate::AwsProvider;
@@ -259,11 +260,18 @@ pub(crate) fn overrides(t: &Template, place: &Placement) -> Vec<Override> {
         Placement::Zones(zones) if !zones.is_empty() => zones.iter().map(|z| (None, Some(z.clone()))).collect(),
         Placement::Zones(_) => vec![(None, None)],
     };
+    if t.vm_types().is_empty() && t.instance_requirements().is_some() {
+        // Attribute-based: one override per place, the types chosen by the cloud.
+        return spots
+            .iter()
+            .map(|(subnet, zone)| Override { vm: None, weight: 1, subnet: subnet.clone(), zone: zone.clone() })
+            .collect();
+    }
     t.vm_types()
         .iter()
         .flat_map(|(vm, w)| {
             spots.iter().map(|(subnet, zone)| Override {
-                vm: vm.clone(),
+                vm: Some(vm.clone()),
                 weight: *w,
                 subnet: subnet.clone(),
                 zone: zone.clone(),
@@ -272,9 +280,42 @@ pub(crate) fn overrides(t: &Template, place: &Placement) -> Vec<Override> {
         .collect()
 }
 
-/// One fleet override: an instance type with its weight, in a subnet or a zone.
+/// EC2's `InstanceRequirementsRequest` of a template's requirements.
+pub(crate) fn ec2_requirements(q: &InstanceRequirements) -> aws_sdk_ec2::types::InstanceRequirementsRequest {
+    use aws_sdk_ec2::types::{
+        AcceleratorCountRequest, AcceleratorType, BurstablePerformance, InstanceRequirementsRequest, MemoryMiBRequest,
+        VCpuCountRangeRequest,
+    };
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    let mut b = InstanceRequirementsRequest::builder()
+        .v_cpu_count(
+            VCpuCountRangeRequest::builder().min(int(q.v_cpu_count.min)).set_max(q.v_cpu_count.max.map(int)).build(),
+        )
+        .memory_mib(MemoryMiBRequest::builder().min(int(q.memory_mib.min)).set_max(q.memory_mib.max.map(int)).build());
+    if let Some(burst) = q.burstable_performance {
+        b = b.burstable_performance(BurstablePerformance::from(burst.as_str()));
+    }
+    if let Some(count) = q.accelerator_count {
+        b = b.accelerator_count(
+            AcceleratorCountRequest::builder().min(int(count.min)).set_max(count.max.map(int)).build(),
+        );
+    }
+    for kind in &q.accelerator_types {
+        b = b.accelerator_types(AcceleratorType::from(kind.as_str()));
+    }
+    if !q.allowed_instance_types.is_empty() {
+        b = b.set_allowed_instance_types(Some(q.allowed_instance_types.clone()));
+    }
+    if !q.excluded_instance_types.is_empty() {
+        b = b.set_excluded_instance_types(Some(q.excluded_instance_types.clone()));
+    }
+    b.build()
+}
+
+/// One fleet override: an instance type with its weight (none: the template's requirements
+/// choose), in a subnet or a zone.
 pub(crate) struct Override {
-    pub vm: String,
+    pub vm: Option<String>,
     pub weight: u32,
     pub subnet: Option<String>,
     pub zone: Option<String>,
@@ -340,11 +381,15 @@ pub(crate) async fn fleet_call(
     );
     for Override { vm, weight, subnet, zone } in overrides(t, &placement(p, r).await?) {
         let mut o = FleetLaunchTemplateOverridesRequest::builder()
-            .instance_type(InstanceType::from(vm.as_str()))
             .weighted_capacity(f64::from(weight))
             .set_subnet_id(subnet)
             .set_availability_zone(zone);
-        if let Some(prio) = t.vm_types_priority().get(&vm) {
+        match (&vm, t.instance_requirements()) {
+            (Some(vm), _) => o = o.instance_type(InstanceType::from(vm.as_str())),
+            (None, Some(q)) => o = o.instance_requirements(ec2_requirements(q)),
+            (None, None) => {}
+        }
+        if let Some(prio) = vm.as_ref().and_then(|vm| t.vm_types_priority().get(vm)) {
             o = o.priority(f64::from(*prio));
         }
         if let Some(price) = t.max_spot_price() {
@@ -437,4 +482,31 @@ pub(crate) fn fleet_strategy(s: &str) -> String {
         _ => "price-capacity-optimized",
     }
     .to_owned()
+}
+
+#[cfg(test)]
+mod requirement_tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_of_requirements_asks_by_figures_in_every_subnet() {
+        let t = Template::from_json(&serde_json::json!({
+            "templateId": "Abs", "maxNumber": 10, "imageId": "ami-1", "providerApi": "EC2Fleet",
+            "subnetIds": ["subnet-a", "subnet-b"],
+            "instanceRequirements": {"vCpuCount": {"min": 2, "max": 8}, "memoryMiB": {"min": 4096},
+                                     "burstablePerformance": "excluded", "acceleratorCount": {"min": 0, "max": 0},
+                                     "excludedInstanceTypes": ["m4.*"]}
+        }))
+        .unwrap();
+        let place = Placement::Subnets(vec!["subnet-a".into(), "subnet-b".into()]);
+        let list = overrides(&t, &place);
+        assert_eq!(list.len(), 2, "one override per subnet");
+        assert!(list.iter().all(|o| o.vm.is_none() && o.weight == 1));
+        let q = ec2_requirements(t.instance_requirements().unwrap());
+        assert_eq!(q.v_cpu_count().map(|v| (v.min(), v.max())), Some((Some(2), Some(8))));
+        assert_eq!(q.memory_mib().map(|m| (m.min(), m.max())), Some((Some(4096), None)));
+        assert_eq!(q.burstable_performance().map(|b| b.as_str()), Some("excluded"));
+        assert_eq!(q.accelerator_count().and_then(|a| a.max()), Some(0));
+        assert_eq!(q.excluded_instance_types(), ["m4.*"]);
+    }
 }

@@ -268,8 +268,11 @@ fn supported(template: &Template) -> Result<(), CloudError> {
     if template.image_id().is_none() && template.launch_template_id().is_none() {
         return refuse("the template needs imageId or launchTemplateId".into());
     }
-    if template.vm_types().is_empty() && template.launch_template_id().is_none() {
-        return refuse("the template needs vmType or vmTypes".into());
+    if template.vm_types().is_empty()
+        && template.launch_template_id().is_none()
+        && template.instance_requirements().is_none()
+    {
+        return refuse("the template needs vmType, vmTypes or instanceRequirements".into());
     }
     Ok(())
 }

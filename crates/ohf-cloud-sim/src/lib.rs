@@ -125,6 +125,17 @@ impl SimCloud {
 }
 
 fn known_types(template: &Template) -> Result<Vec<String>, String> {
+    if template.vm_types().is_empty()
+        && let Some(q) = template.instance_requirements()
+    {
+        // Chosen by figures as EC2 does: the matching types, the smallest first.
+        let mut matching = q.matching_types();
+        matching.sort_by_key(|(name, i)| (i.vcpus, i.memory_mib, *name));
+        if matching.is_empty() {
+            return Err("no instance type meets the template's instanceRequirements".into());
+        }
+        return Ok(matching.into_iter().map(|(name, _)| name.to_owned()).collect());
+    }
     let mut types: Vec<&String> = template.vm_types().keys().collect();
     types.sort_by_key(|t| template.vm_types_priority().get(*t).copied().unwrap_or(u32::MAX));
     let unknown: Vec<&str> = types.iter().filter(|t| instance_types::lookup(t).is_none()).map(|t| t.as_str()).collect();

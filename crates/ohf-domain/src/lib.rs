@@ -15,6 +15,7 @@ pub mod limits;
 /// Machines and what providers observe of them.
 pub mod machine;
 pub mod request;
+pub mod requirements;
 pub mod template;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testing;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::instance_types::{self, InstanceTypeInfo};
+use crate::requirements::InstanceRequirements;
 use crate::{DomainError, ProviderName, Tags, TemplateId};
 
 /// How machines of a template are priced.
@@ -208,6 +209,8 @@ pub struct Template {
     provider_api: ProviderApi,
     fleet_type: Option<FleetType>,
     provider: Option<ProviderName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instance_requirements: Option<InstanceRequirements>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +247,7 @@ struct RawTemplate {
     provider_api: Option<String>,
     fleet_type: Option<String>,
     provider: Option<String>,
+    instance_requirements: Option<Value>,
 }
 
 fn number(field: &str, raw: &Option<Value>) -> Result<Option<f64>, DomainError> {
@@ -318,8 +322,26 @@ impl Template {
         crate::limits::check_len("vmTypes", vm_types.len(), crate::limits::MAX_VM_TYPES)?;
         let vm_types_on_demand = weights("vmTypesOnDemand", raw.vm_types_on_demand)?;
         let vm_types_priority = weights("vmTypesPriority", raw.vm_types_priority)?;
-        if vm_types.is_empty() && raw.launch_template_id.is_none() {
-            return Err(DomainError::validation("vmType", "a template needs vmType, vmTypes or launchTemplateId"));
+        let instance_requirements = match raw.instance_requirements {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let r: InstanceRequirements = serde_json::from_value(v)
+                    .map_err(|e| DomainError::validation("instanceRequirements", e.to_string()))?;
+                r.check()?;
+                Some(r)
+            }
+        };
+        if instance_requirements.is_some() && !vm_types.is_empty() {
+            return Err(DomainError::validation(
+                "instanceRequirements",
+                "names the types by their figures: leave out vmType and vmTypes",
+            ));
+        }
+        if vm_types.is_empty() && raw.launch_template_id.is_none() && instance_requirements.is_none() {
+            return Err(DomainError::validation(
+                "vmType",
+                "a template needs vmType, vmTypes, instanceRequirements or launchTemplateId",
+            ));
         }
         if raw.image_id.as_deref().is_none_or(str::is_empty) && raw.launch_template_id.is_none() {
             return Err(DomainError::validation("imageId", "is required unless launchTemplateId is given"));
@@ -333,6 +355,7 @@ impl Template {
         let expiry = whole("spotFleetRequestExpiry", &raw.spot_fleet_request_expiry, 1, 525_600)?.unwrap_or(30);
         let provider_api = match raw.provider_api.as_deref() {
             Some(api) => ProviderApi::parse(api)?,
+            None if instance_requirements.is_some() => ProviderApi::Ec2Fleet,
             None if price_type == PriceType::Ondemand && vm_types.len() <= 1 => ProviderApi::RunInstances,
             None => ProviderApi::Ec2Fleet,
         };
@@ -345,6 +368,9 @@ impl Template {
         }
         if provider_api == ProviderApi::RunInstances && price_type == PriceType::Heterogeneous {
             return Err(DomainError::validation("priceType", "heterogeneous needs a fleet or ASG providerApi"));
+        }
+        if instance_requirements.is_some() && !matches!(provider_api, ProviderApi::Ec2Fleet | ProviderApi::Asg) {
+            return Err(DomainError::validation("instanceRequirements", "applies only to EC2Fleet and ASG templates"));
         }
         let mut subnet_ids = string_list("subnetId", &raw.subnet_id)?;
         subnet_ids.extend(string_list("subnetIds", &raw.subnet_ids)?);
@@ -378,6 +404,7 @@ impl Template {
             provider_api,
             fleet_type,
             provider: raw.provider.map(ProviderName::new).transpose()?,
+            instance_requirements,
         };
         for (name, value) in &raw.attributes {
             template.attributes.insert(name.clone(), Attribute::parse(name, value)?);
@@ -416,6 +443,30 @@ impl Template {
         strict: bool,
     ) -> Result<(), DomainError> {
         if !self.attributes_missing() {
+            return Ok(());
+        }
+        if let Some(r) = &self.instance_requirements {
+            // The smallest figures of the types the requirements admit.
+            let matching = r.matching_types();
+            if matching.is_empty() {
+                return Err(DomainError::validation(
+                    "attributes",
+                    "set ncpus and nram: no instance type the table knows meets instanceRequirements",
+                ));
+            }
+            let numeric = |v: String| Attribute { kind: AttributeKind::Numeric, value: v };
+            if !self.attributes.contains_key("ncpus") {
+                let ncpus = matching.iter().map(|(_, i)| i.ncpus()).min().unwrap_or_default();
+                self.attributes.insert("ncpus".into(), numeric(ncpus.to_string()));
+            }
+            if !self.attributes.contains_key("nram") {
+                let nram = matching.iter().map(|(_, i)| i.memory_mib).min().unwrap_or_default();
+                self.attributes.insert("nram".into(), numeric(nram.to_string()));
+            }
+            if !self.attributes.contains_key("type") {
+                self.attributes
+                    .insert("type".into(), Attribute { kind: AttributeKind::String, value: r.arch().into() });
+            }
             return Ok(());
         }
         let find = |t: &str| instance_types::lookup(t).or_else(|| known.get(t).copied());
@@ -515,6 +566,7 @@ impl Template {
         put("providerApi", json!(self.provider_api.as_str()));
         put("fleetType", json!(self.fleet_type.map(|f| format!("{f:?}").to_lowercase())));
         put("provider", json!(self.provider.as_ref().map(|p| p.as_str())));
+        put("instanceRequirements", json!(self.instance_requirements));
         Value::Object(out)
     }
 
@@ -556,6 +608,10 @@ impl Template {
             .keys()
             .min_by_key(|t| self.vm_types_priority.get(*t).copied().unwrap_or(u32::MAX))
             .map(String::as_str)
+    }
+    /// Attribute-based instance selection, in place of named types.
+    pub fn instance_requirements(&self) -> Option<&InstanceRequirements> {
+        self.instance_requirements.as_ref()
     }
     /// On demand, spot or both.
     pub fn price_type(&self) -> PriceType {
@@ -764,5 +820,54 @@ mod tests {
         assert!(Template::parse_file(&text).unwrap_err().to_string().contains("twice"));
         assert!(Template::parse_file("{").is_err());
         assert!(Template::parse_file("{}").is_err());
+    }
+
+    #[test]
+    fn instance_requirements_give_host_factory_the_smallest_match() {
+        let t = Template::from_json(&json!({
+            "templateId": "Abs", "maxNumber": 10, "imageId": "ami-1", "providerApi": "EC2Fleet",
+            "instanceRequirements": {"vCpuCount": {"min": 4, "max": 8}, "memoryMiB": {"min": 16384},
+                                     "allowedInstanceTypes": ["m5.*", "c5.*"]}
+        }))
+        .unwrap();
+        // m5.xlarge (4 vCPUs, 2 cores, 16 GiB) is the smallest match; c5.2xlarge has 16 GiB too.
+        assert_eq!(t.attributes()["ncpus"].value, "2");
+        assert_eq!(t.attributes()["nram"].value, "16384");
+        assert_eq!(t.attributes()["type"].value, "X86_64");
+        assert!(t.vm_types().is_empty());
+        assert_eq!(t.instance_requirements().unwrap().v_cpu_count.min, 4);
+        let again = Template::from_json(&t.to_hf()).unwrap();
+        assert_eq!(again, t, "the requirements survive the template's own JSON");
+        let defaulted = Template::from_json(&json!({
+            "templateId": "Abs2", "maxNumber": 10, "imageId": "ami-1",
+            "instanceRequirements": {"vCpuCount": {"min": 2}, "memoryMiB": {"min": 1024}}
+        }))
+        .unwrap();
+        assert_eq!(defaulted.provider_api(), ProviderApi::Ec2Fleet, "requirements go to EC2 Fleet unless told");
+        for (bad, field) in [
+            (
+                json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "providerApi": "RunInstances",
+                    "instanceRequirements": {"vCpuCount": {"min": 2}, "memoryMiB": {"min": 1}}}),
+                "EC2Fleet and ASG",
+            ),
+            (
+                json!({"templateId": "t", "maxNumber": 1, "imageId": "a", "vmType": "m5.large",
+                    "instanceRequirements": {"vCpuCount": {"min": 2}, "memoryMiB": {"min": 1}}}),
+                "leave out vmType",
+            ),
+            (
+                json!({"templateId": "t", "maxNumber": 1, "imageId": "a",
+                    "instanceRequirements": {"vCpuCount": {"min": 512}, "memoryMiB": {"min": 1}}}),
+                "no instance type",
+            ),
+            (
+                json!({"templateId": "t", "maxNumber": 1, "imageId": "a",
+                    "instanceRequirements": {"vCpuCount": {"min": 2}, "memoryMiB": {"min": 1}, "gpus": 1}}),
+                "gpus",
+            ),
+        ] {
+            let e = Template::from_json(&bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
     }
 }

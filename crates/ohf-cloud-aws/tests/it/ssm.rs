@@ -1,6 +1,6 @@
-//! Templates naming their image through an SSM parameter: the parameter is read to the image
-//! id the launch uses, and a parameter that does not exist is a doctor's finding. Moto only:
-//! LocalStack's EC2-only runtime has no SSM.
+//! What moto serves and LocalStack's EC2-only runtime does not (SSM, Auto Scaling): templates
+//! naming their image through an SSM parameter (read to the image id the launch uses; a missing
+//! one is a doctor's finding), and a group chosen by instance requirements.
 
 use ohf_app::CloudProvider;
 use serde_json::json;
@@ -46,4 +46,34 @@ async fn an_image_named_by_an_ssm_parameter_is_launched_and_a_missing_one_is_nam
     let missing = template("/ohf-test/no-such-parameter", json!({}));
     let problems = p.inspect(&missing).await.unwrap();
     assert!(problems.iter().any(|m| m.contains("/ohf-test/no-such-parameter")), "{problems:?}");
+}
+
+/// An Auto Scaling group chosen by `instanceRequirements` carries them in its mixed instances
+/// policy. (Moto cannot launch an EC2 Fleet by requirements; the fleet's request is checked by
+/// the adapter's unit tests.)
+#[tokio::test]
+async fn a_group_chosen_by_instance_requirements_carries_them() {
+    let p = provider().await;
+    let raw = json!({"templateId": "Aws-Abs", "maxNumber": 10, "imageId": image().await, "instanceTags": "team=abc",
+                     "providerApi": "ASG", "instanceRequirements": {"vCpuCount": {"min": 2, "max": 4},
+                     "memoryMiB": {"min": 4096, "max": 16384}, "burstablePerformance": "included"}});
+    let t = ohf_domain::Template::from_json(&raw).unwrap();
+    assert!(t.vm_types().is_empty());
+    assert_eq!(t.attributes()["ncpus"].value, "1", "t3.medium: 2 vCPUs on one core, 4 GiB");
+    let request = format!("req-abs-{}", uuid::Uuid::new_v4().simple());
+    let out = p.launch(&launch(&t, &request, 2)).await.unwrap();
+    let group = out.filling.expect("a group fills in the background");
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let asg = aws_sdk_autoscaling::Client::new(&shared);
+    let found = asg.describe_auto_scaling_groups().auto_scaling_group_names(&group).send().await.unwrap();
+    let policy = found.auto_scaling_groups()[0].mixed_instances_policy().expect("a mixed instances policy");
+    let overrides = policy.launch_template().unwrap().overrides();
+    let q = overrides[0].instance_requirements().expect("the requirements are the override");
+    assert_eq!((q.v_cpu_count().unwrap().min(), q.v_cpu_count().unwrap().max()), (Some(2), Some(4)));
+    assert_eq!(q.memory_mib().unwrap().min(), Some(4096));
 }

@@ -650,3 +650,40 @@ fn a_refused_request_is_kept_as_rejected_for_history_and_figures() {
     let created = &history.as_array().unwrap()[0]["event"];
     assert!(created["creation"]["refusal"].as_str().unwrap().starts_with("INSUFFICIENT_CAPACITY"), "{history}");
 }
+
+#[test]
+fn a_template_of_instance_requirements_is_offered_with_the_smallest_match_and_launches_matching_types() {
+    let env = HfEnv::new(FAST_SIM);
+    let templates = json!({"templates": [{
+        "templateId": "ByFigures", "maxNumber": 10, "imageId": "ami-1", "providerApi": "EC2Fleet",
+        "instanceRequirements": {"vCpuCount": {"min": 4, "max": 8}, "memoryMiB": {"min": 16384},
+                                 "allowedInstanceTypes": ["m5.*", "c5.*", "r5.*"]}
+    }]});
+    std::fs::write(env.path("conf/awsprov_templates.json"), templates.to_string()).unwrap();
+    let (out, doc) = env.script("getAvailableTemplates", &json!({}));
+    assert!(out.status.success(), "{doc}");
+    let t = &doc["templates"][0];
+    assert_eq!(t["templateId"], "ByFigures");
+    // m5.xlarge: 4 vCPUs on 2 cores, 16 GiB — the smallest type the requirements admit.
+    assert_eq!(t["attributes"]["ncpus"], json!(["Numeric", "2"]), "{t}");
+    assert_eq!(t["attributes"]["nram"], json!(["Numeric", "16384"]), "{t}");
+    let (out, doc) =
+        env.script("requestMachines", &json!({"template": {"templateId": "ByFigures", "machineCount": 2}}));
+    assert!(out.status.success(), "{doc}");
+    let id = doc["requestId"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let machines = loop {
+        let (_, status) = env.script("getRequestStatus", &json!({"requests": [{"requestId": id}]}));
+        if status["requests"][0]["status"] == "complete" {
+            break status["requests"][0]["machines"].as_array().unwrap().clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(machines.len(), 2);
+    let stored = env.stored_requests();
+    for m in stored[0]["machines"].as_array().unwrap() {
+        let kind = m["instanceType"].as_str().unwrap();
+        assert!(["m5.", "c5.", "r5."].iter().any(|f| kind.starts_with(f)), "{kind} meets the requirements");
+    }
+}
