@@ -35,7 +35,13 @@ fn called() -> BTreeSet<String> {
 
 fn documented() -> BTreeSet<String> {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/aws.md")).unwrap();
-    let policy = doc.split("```json").nth(1).unwrap().split("```").next().unwrap();
+    // The policy is the JSON block with a Statement list (other blocks are examples).
+    let policy = doc
+        .split("```json")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap_or_default())
+        .find(|block| block.contains("\"Statement\""))
+        .expect("docs/aws.md has the policy");
     let json: serde_json::Value = serde_json::from_str(policy).unwrap();
     let mut actions = BTreeSet::new();
     for statement in json["Statement"].as_array().unwrap() {
