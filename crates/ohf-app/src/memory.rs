@@ -117,6 +117,7 @@ impl Requests for MemoryStore {
             .filter(|r| filter.kind.is_none_or(|k| r.kind() == k))
             .filter(|r| filter.template.as_ref().is_none_or(|t| r.template().map(Template::id) == Some(t)))
             .filter(|r| !filter.holding || r.capacity_held() > 0)
+            .filter(|r| !filter.unfinished || r.needs_work())
             .filter(|r| filter.created_since.is_none_or(|t| r.created_at() >= t))
             .collect();
         list.sort_by(|a, b| b.created_at().cmp(&a.created_at()).then_with(|| b.id().cmp(a.id())));

@@ -113,10 +113,26 @@ pub struct RequestFilter {
     pub template: Option<TemplateId>,
     /// Only provision requests that hold (or will hold) machines.
     pub holding: bool,
+    /// Only requests with work left (every unfinished one, and finished ones still cleaning up
+    /// or owing a callback): read through the stores' index of such requests.
+    pub unfinished: bool,
     /// At most this many.
     pub limit: Option<u32>,
     /// Only requests made at or after this time.
     pub created_since: Option<Timestamp>,
+}
+
+impl RequestFilter {
+    /// PENDING and IN_PROGRESS requests (of `kind`, when given), read through the index of
+    /// requests with work left.
+    pub fn waiting(kind: Option<RequestKind>) -> Self {
+        Self {
+            kind,
+            states: vec![RequestState::Pending, RequestState::InProgress],
+            unfinished: true,
+            ..Default::default()
+        }
+    }
 }
 
 /// A worker's proof that it still holds its claims: a save under a fence is refused (as a

@@ -272,10 +272,7 @@ async fn watch_alerts(app: Arc<App>, alerter: Arc<ohf_app::alerts::Alerter>, mut
                 alerter.tick().await;
                 ticks += 1;
                 if alerter.watches_long_running() && ticks % LONG_RUNNING_EVERY == 1 {
-                    let filter = ohf_app::RequestFilter {
-                        states: vec![ohf_domain::RequestState::Pending, ohf_domain::RequestState::InProgress],
-                        ..Default::default()
-                    };
+                    let filter = ohf_app::RequestFilter::waiting(None);
                     if let Ok(running) = app.ask(ohf_app::queries::ListRequests { filter }).await {
                         let running: Vec<_> = running.iter().map(|r| (r.id().to_string(), r.created_at())).collect();
                         alerter.long_running(&running).await;

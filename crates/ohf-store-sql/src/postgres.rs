@@ -77,5 +77,7 @@ sql_request_store!(
     PostgresStore,
     Postgres,
     lock = " FOR UPDATE SKIP LOCKED",
-    admit_lock = "SELECT pg_advisory_xact_lock($1)"
+    admit_lock = "SELECT pg_advisory_xact_lock($1)",
+    active = "needs_work",
+    finished = "NOT needs_work"
 );

@@ -63,7 +63,15 @@ impl SqliteStore {
     }
 }
 
-sql_request_store!(SqliteStore, Sqlite, lock = "", admit_lock = "");
+// SQLite uses a partial index only for a query naming its condition as written (`= 1`).
+sql_request_store!(
+    SqliteStore,
+    Sqlite,
+    lock = "",
+    admit_lock = "",
+    active = "needs_work = 1",
+    finished = "needs_work = 0"
+);
 
 /// SQLite's SQLITE_BUSY (5) and SQLITE_LOCKED (6).
 fn is_locked(e: &sqlx::Error) -> bool {

@@ -36,7 +36,14 @@ macro_rules! extend_live_spans {
 }
 
 macro_rules! sql_request_store {
-    ($store:ty, $db:ty, lock = $lock:literal, admit_lock = $admit_lock:literal) => {
+    (
+        $store:ty,
+        $db:ty,
+        lock = $lock:literal,
+        admit_lock = $admit_lock:literal,
+        active = $active:literal,
+        finished = $finished:literal
+    ) => {
         impl $store {
             /// The writes of [`ohf_app::Requests::save`], inside `tx`.
             async fn write(
@@ -237,6 +244,10 @@ macro_rules! sql_request_store {
                 if let Some(since) = filter.created_since {
                     q.push(" AND created_at >= ").push_bind(since.unix_millis());
                 }
+                if filter.unfinished {
+                    // Through the partial index of requests with work left.
+                    q.push(concat!(" AND ", $active));
+                }
                 if filter.holding {
                     // Through the partial index of requests holding machines: the cost follows
                     // what is held now, not the history.
@@ -254,10 +265,16 @@ macro_rules! sql_request_store {
                 ids: Option<&[ohf_domain::RequestId]>,
             ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
                 let Some(ids) = ids else {
-                    return self.fetch(sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE needs_work")).await;
+                    return self
+                        .fetch(sqlx::QueryBuilder::<$db>::new(concat!("SELECT id, body, version FROM requests WHERE ", $active)))
+                        .await;
                 };
                 self.fetch_chunked(ids, |chunk| {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE needs_work AND id IN ");
+                    let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
+                        "SELECT id, body, version FROM requests WHERE ",
+                        $active,
+                        " AND id IN "
+                    ));
                     $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
                     q
                 })
@@ -344,7 +361,7 @@ macro_rules! sql_request_store {
                 use sqlx::{QueryBuilder, Row};
                 let mut tx = self.begin().await?;
                 let mut q = QueryBuilder::<$db>::new(
-                    "SELECT id FROM requests WHERE NOT needs_work AND capacity_held = 0 AND updated_at < ",
+                    concat!("SELECT id FROM requests WHERE ", $finished, " AND capacity_held = 0 AND updated_at < "),
                 );
                 q.push_bind(before.unix_millis()).push(" ORDER BY updated_at LIMIT ").push_bind(i64::from(limit));
                 let ids: Vec<String> =
@@ -358,7 +375,11 @@ macro_rules! sql_request_store {
                     $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
                     q.build().execute(&mut *tx).await.map_err(store_error)?;
                 }
-                let mut q = QueryBuilder::<$db>::new("DELETE FROM requests WHERE NOT needs_work AND capacity_held = 0 AND id IN ");
+                let mut q = QueryBuilder::<$db>::new(concat!(
+                    "DELETE FROM requests WHERE ",
+                    $finished,
+                    " AND capacity_held = 0 AND id IN "
+                ));
                 $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
                 let done = q.build().execute(&mut *tx).await.map_err(store_error)?;
                 tx.commit().await.map_err(store_error)?;
@@ -390,7 +411,11 @@ macro_rules! sql_request_store {
                 let now = now.unix_millis();
                 let until = now + ttl_ms;
                 let mut tx = self.begin().await?;
-                let mut q = QueryBuilder::<$db>::new("SELECT id FROM requests WHERE needs_work AND (claimed_by IS NULL OR claimed_by = ");
+                let mut q = QueryBuilder::<$db>::new(concat!(
+                    "SELECT id FROM requests WHERE ",
+                    $active,
+                    " AND (claimed_by IS NULL OR claimed_by = "
+                ));
                 q.push_bind(worker).push(" OR claim_until < ").push_bind(now);
                 q.push(") ORDER BY priority_rank, updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
                 let ids: Vec<String> = q

@@ -354,11 +354,7 @@ impl Handler<GetOperatingFigures> for App {
 impl App {
     /// The provision requests not yet finished, as of `now`.
     async fn backlog_now(&self, now: Timestamp) -> Result<Backlog, AppError> {
-        let waiting = RequestFilter {
-            kind: Some(RequestKind::Provision),
-            states: vec![RequestState::Pending, RequestState::InProgress],
-            ..Default::default()
-        };
+        let waiting = RequestFilter::waiting(Some(RequestKind::Provision));
         let mut backlog = Backlog::default();
         for r in self.store.list(&waiting).await? {
             match r.state() {

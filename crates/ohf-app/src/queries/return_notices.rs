@@ -1,7 +1,7 @@
 //! Machines the cloud is taking back.
 
 use ohf_domain::limits;
-use ohf_domain::{Machine, MachineId, MachineStatus, RequestKind, RequestState};
+use ohf_domain::{Machine, MachineId, MachineStatus, RequestKind};
 
 use crate::commands::MachineRef;
 use crate::cqrs::{Handler, message};
@@ -87,11 +87,7 @@ impl Handler<GetReturnNotices> for App {
             }
         }
         // Machines of draining returns: the scheduler moves work off them before they go.
-        let active = RequestFilter {
-            kind: Some(RequestKind::Return),
-            states: vec![RequestState::Pending, RequestState::InProgress],
-            ..Default::default()
-        };
+        let active = RequestFilter::waiting(Some(RequestKind::Return));
         for ret in self.store.list(&active).await?.iter().filter(|r| r.draining(now)) {
             let left = ret
                 .drain_until()
