@@ -100,18 +100,28 @@ impl AlertSettings {
 
     /// The sinks: the log, and each configured one.
     pub fn build(&self) -> anyhow::Result<Vec<Arc<dyn AlertSink>>> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(SEND_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        // One client for the webhooks, made only when there are any: building it reads the
+        // system's root certificates, which every process start would otherwise pay for.
+        let mut http: Option<reqwest::Client> = None;
+        let mut client = || -> anyhow::Result<reqwest::Client> {
+            if let Some(c) = &http {
+                return Ok(c.clone());
+            }
+            let c = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(SEND_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?;
+            http = Some(c.clone());
+            Ok(c)
+        };
         let mut sinks: Vec<Arc<dyn AlertSink>> = vec![Arc::new(LogSink)];
         for (name, sink) in &self.sinks {
             let name = name.clone();
             sinks.push(match sink.clone() {
-                SinkSettings::Webhook { url } => Arc::new(WebhookSink { name, url, http: http.clone(), slack: None }),
+                SinkSettings::Webhook { url } => Arc::new(WebhookSink { name, url, http: client()?, slack: None }),
                 SinkSettings::Slack { url, channel } => {
-                    Arc::new(WebhookSink { name, url, http: http.clone(), slack: Some(channel) })
+                    Arc::new(WebhookSink { name, url, http: client()?, slack: Some(channel) })
                 }
                 SinkSettings::Email { smtp_server, from, to } => Arc::new(EmailSink { name, smtp_server, from, to }),
             });

@@ -16,19 +16,30 @@ pub const SIGNATURE_HEADER: &str = "x-ohf-signature";
 
 /// Posts callbacks with reqwest.
 pub struct HttpCallbacks {
-    http: reqwest::Client,
+    /// Made at the first callback: building a client reads the system's root certificates,
+    /// which a Host Factory call that posts nothing should not pay for.
+    http: std::sync::OnceLock<Result<reqwest::Client, String>>,
     secret: Option<String>,
 }
 
 impl HttpCallbacks {
     /// A sender signing with `secret` when one is given.
     pub fn new(secret: Option<String>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(ohf_app::lifecycle::CALLBACK_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Self { http, secret: secret.filter(|s| !s.is_empty()) })
+        Ok(Self { http: std::sync::OnceLock::new(), secret: secret.filter(|s| !s.is_empty()) })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(ohf_app::lifecycle::CALLBACK_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -46,7 +57,7 @@ impl CallbackSender for HttpCallbacks {
         let body = json!({"event": event.as_str(), "request": ohf_api::view::request_view(request)});
         let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
         let mut call = self
-            .http
+            .client()?
             .post(url)
             .header(CONTENT_TYPE, "application/json")
             .header("x-ohf-event", event.as_str())
