@@ -45,6 +45,15 @@ macro_rules! sql_request_store {
         finished = $finished:literal
     ) => {
         impl $store {
+            /// The rows of a statement without parameters (the grouped counts).
+            async fn rows(&self, sql: &'static str) -> Result<Vec<<$db as sqlx::Database>::Row>, ohf_app::StoreError> {
+                sqlx::QueryBuilder::<$db>::new(sql)
+                    .build()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::codec::store_error)
+            }
+
             /// The writes of [`ohf_app::Requests::save`], inside `tx`.
             async fn write(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -315,13 +324,9 @@ macro_rules! sql_request_store {
                 &self,
             ) -> Result<Vec<(ohf_domain::RequestKind, ohf_domain::RequestState, u64)>, ohf_app::StoreError> {
                 use sqlx::Row;
-                let rows = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT kind, state, CAST(COUNT(*) AS BIGINT) AS n FROM requests GROUP BY kind, state",
-                )
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::codec::store_error)?;
+                let rows = self
+                    .rows("SELECT kind, state, CAST(COUNT(*) AS BIGINT) AS n FROM requests GROUP BY kind, state")
+                    .await?;
                 rows.iter()
                     .map(|row| {
                         let (kind, state): (String, String) = (row.get("kind"), row.get("state"));
@@ -338,14 +343,12 @@ macro_rules! sql_request_store {
                 &self,
             ) -> Result<std::collections::HashMap<ohf_domain::TemplateId, u32>, ohf_app::StoreError> {
                 use sqlx::Row;
-                let rows = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT template_id, CAST(SUM(capacity_held) AS BIGINT) AS held FROM requests
-                     WHERE template_id IS NOT NULL AND capacity_held > 0 GROUP BY template_id",
-                )
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::codec::store_error)?;
+                let rows = self
+                    .rows(
+                        "SELECT template_id, CAST(SUM(capacity_held) AS BIGINT) AS held FROM requests
+                         WHERE template_id IS NOT NULL AND capacity_held > 0 GROUP BY template_id",
+                    )
+                    .await?;
                 rows.iter()
                     .map(|row| {
                         let id: String = row.get("template_id");

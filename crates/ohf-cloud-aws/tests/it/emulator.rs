@@ -23,15 +23,19 @@ pub(crate) async fn provider() -> AwsProvider {
     AwsProvider::connect(ProviderName::new("aws-test").unwrap(), &config()).await.unwrap()
 }
 
-/// An EC2 client of our own on the emulator, to look without going through ohf.
-pub(crate) async fn sdk() -> aws_sdk_ec2::Client {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The SDK's configuration for clients of our own on the emulator.
+pub(crate) async fn shared_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint())
         .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
         .load()
-        .await;
-    aws_sdk_ec2::Client::new(&shared)
+        .await
+}
+
+/// An EC2 client of our own on the emulator, to look without going through ohf.
+pub(crate) async fn sdk() -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(&shared_config().await)
 }
 
 /// An image the emulator knows.

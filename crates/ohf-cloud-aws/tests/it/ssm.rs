@@ -5,16 +5,10 @@
 use ohf_app::CloudProvider;
 use serde_json::json;
 
-use crate::emulator::{endpoint, image, launch, owned, owner, provider, sdk, template};
+use crate::emulator::{image, launch, owned, owner, provider, sdk, shared_config, template};
 
 async fn ssm() -> aws_sdk_ssm::Client {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
-    aws_sdk_ssm::Client::new(&shared)
+    aws_sdk_ssm::Client::new(&shared_config().await)
 }
 
 #[tokio::test]
@@ -63,13 +57,7 @@ async fn a_group_chosen_by_instance_requirements_carries_them() {
     let request = format!("req-abs-{}", uuid::Uuid::new_v4().simple());
     let out = p.launch(&launch(&t, &request, 2)).await.unwrap();
     let group = out.filling.expect("a group fills in the background");
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
-    let asg = aws_sdk_autoscaling::Client::new(&shared);
+    let asg = aws_sdk_autoscaling::Client::new(&shared_config().await);
     let found = asg.describe_auto_scaling_groups().auto_scaling_group_names(&group).send().await.unwrap();
     let policy = found.auto_scaling_groups()[0].mixed_instances_policy().expect("a mixed instances policy");
     let overrides = policy.launch_template().unwrap().overrides();
