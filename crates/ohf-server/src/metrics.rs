@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use ohf_app::alerts::Alerter;
 use ohf_app::figures::{Completions, Histogram, MeasuredStore, StoreCallFigures};
-use ohf_app::queries::{GetOperatingFigures, GetProviderHealth, GetResilienceStatus, OperatingFigures};
+use ohf_app::queries::{GetOperatingFigures, GetProviderHealth, OperatingFigures};
 use ohf_app::shared::CircuitState;
 use ohf_app::{App, CloudProvider, EventCounts, HandlerFigures, Worker, WorkerStatus};
 use ohf_resilience::{OpMetrics, Resilient};
@@ -80,20 +80,21 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics: the store's figures were not read");
             OperatingFigures::default()
         });
-        let breakers = match self.app.ask(GetResilienceStatus).await {
-            Ok(status) => status.breakers.into_iter().map(|b| (b.provider, b.service, b.breaker.state)).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: the breakers were not read");
-                Vec::new()
-            }
-        };
-        let health = match self.app.ask(GetProviderHealth::default()).await {
-            Ok(report) => report.providers.into_iter().map(|p| (p.provider_name, p.health.is_healthy)).collect(),
+        // One read gives each provider's health and its breakers.
+        let providers = match self.app.ask(GetProviderHealth::default()).await {
+            Ok(report) => report.providers,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics: provider health was not read");
                 Vec::new()
             }
         };
+        let breakers = providers
+            .iter()
+            .flat_map(|p| {
+                p.circuit_breakers.iter().map(|b| (p.provider_name.clone(), b.service.clone(), b.breaker.state))
+            })
+            .collect();
+        let health = providers.into_iter().map(|p| (p.provider_name, p.health.is_healthy)).collect();
         let scrape = Scrape {
             cloud: self
                 .providers

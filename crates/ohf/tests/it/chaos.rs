@@ -112,6 +112,14 @@ async fn with_the_endpoint_down_calls_fail_fast_and_recover_when_it_returns() {
         status(&env, &id);
         assert!(Instant::now() < deadline, "the breaker never opened");
     }
+    // The metrics show it as one series per state, read from the store by `ohf metrics`.
+    let metrics = env.ohf().arg("metrics").output().unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    for (state, value) in [("closed", 0), ("half_open", 0), ("open", 1)] {
+        let line =
+            format!("ohf_circuit_breaker_state{{provider=\"aws-test\",service=\"aws_ec2\",state=\"{state}\"}} {value}");
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
     let before = proxy.counts.connections.load(Ordering::SeqCst);
     let started = Instant::now();
     let r = status(&env, &id);
