@@ -34,19 +34,31 @@ pub struct Metrics {
     api: ApiFigures,
 }
 
-/// API calls answered by this daemon: latency by method and code.
+/// API calls answered by this daemon: latency by method, then code. Keyed in two levels so a
+/// call of a method and code seen before allocates nothing.
 #[derive(Default)]
-pub struct ApiFigures(Mutex<BTreeMap<(String, String), Histogram>>);
+pub struct ApiFigures(Mutex<BTreeMap<String, BTreeMap<String, Histogram>>>);
 
 impl ApiFigures {
     /// Counts one answered call.
     pub fn observe(&self, method: &str, code: &str, seconds: f64) {
         let mut calls = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        calls.entry((method.to_owned(), code.to_owned())).or_default().observe(seconds);
+        let codes = match calls.get_mut(method) {
+            Some(codes) => codes,
+            None => calls.entry(method.to_owned()).or_default(),
+        };
+        match codes.get_mut(code) {
+            Some(h) => h.observe(seconds),
+            None => codes.entry(code.to_owned()).or_default().observe(seconds),
+        }
     }
 
     fn snapshot(&self) -> Vec<((String, String), Histogram)> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, h)| (k.clone(), h.clone())).collect()
+        let calls = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        calls
+            .iter()
+            .flat_map(|(m, codes)| codes.iter().map(move |(c, h)| ((m.clone(), c.clone()), h.clone())))
+            .collect()
     }
 }
 

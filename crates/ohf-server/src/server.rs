@@ -324,24 +324,28 @@ async fn measure(
     let started = std::time::Instant::now();
     let grpc =
         request.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
-    let path = request.uri().path().to_owned();
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    // A gRPC method is the path's last segment.
+    let grpc_method = grpc.then(|| request.uri().path().rsplit('/').next().unwrap_or_default().to_owned());
     let response = next.run(request).await;
-    let grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let method = match (response.extensions().get::<ohf_api::CalledMethod>(), grpc, route) {
-        (Some(called), _, _) => called.0.to_owned(),
-        (None, true, Some(_)) if grpc_status.as_deref() != Some("12") => {
-            path.rsplit('/').next().unwrap_or_default().to_owned()
-        }
-        (None, false, Some(route)) if response.status() != StatusCode::NOT_FOUND => route,
-        _ => "unknown".to_owned(),
-    };
+    let grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok());
+    let status = response.status();
+    let http_code;
     let code = match (grpc, grpc_status) {
         (true, Some(code)) => code,
-        (true, None) => "0".to_owned(),
-        (false, _) => response.status().as_u16().to_string(),
+        (true, None) => "0",
+        (false, _) => {
+            http_code = status.as_u16().to_string();
+            &http_code
+        }
     };
-    m.api().observe(&method, &code, started.elapsed().as_secs_f64());
+    let method = match (response.extensions().get::<ohf_api::CalledMethod>(), &grpc_method, &route) {
+        (Some(called), _, _) => called.0,
+        (None, Some(name), Some(_)) if code != "12" => name.as_str(),
+        (None, None, Some(route)) if status != StatusCode::NOT_FOUND => route.as_str(),
+        _ => "unknown",
+    };
+    m.api().observe(method, code, started.elapsed().as_secs_f64());
     response
 }
 
