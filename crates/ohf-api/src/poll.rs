@@ -13,9 +13,14 @@ use serde_json::Value;
 /// (every step is stored before its cloud calls, so the next poll goes on from there).
 pub const POLL_STEP_WITHIN: Duration = Duration::from_secs(60);
 
-/// Advances `ids` (all active requests when `None`), within [`POLL_STEP_WITHIN`].
+/// Advances `ids` (all active requests when `None`), within [`POLL_STEP_WITHIN`]. The provider
+/// health checks, when due, are made first: without a daemon, polling processes take turns.
 pub async fn advance(app: &App, ids: Option<&[RequestId]>) {
-    match tokio::time::timeout(POLL_STEP_WITHIN, app.reconcile(ids)).await {
+    let step = async {
+        app.check_providers_when_due(&poller()).await;
+        app.reconcile(ids).await
+    };
+    match tokio::time::timeout(POLL_STEP_WITHIN, step).await {
         Ok(report) if !report.errors.is_empty() => {
             tracing::warn!(errors = ?report.errors, "reconcile met errors; status shows the last known state");
         }
@@ -24,6 +29,14 @@ pub async fn advance(app: &App, ids: Option<&[RequestId]>) {
             tracing::warn!(secs = POLL_STEP_WITHIN.as_secs(), "the poll's step ran out of time; the next poll goes on")
         }
     }
+}
+
+/// This process, as the holder of the leased jobs a poll runs.
+fn poller() -> String {
+    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let started = STARTED
+        .get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    format!("poll-{}-{started:x}", std::process::id())
 }
 
 /// Advances what a JSON method is about to read: the requests a status or watch names, or

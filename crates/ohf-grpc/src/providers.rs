@@ -296,6 +296,7 @@ impl pb::provider_strategy_service_server::ProviderStrategyService for ProviderA
                 failure_threshold: c.failure_threshold,
                 recovery_timeout: c.recovery_timeout,
             }),
+            weight_by_capacity: r.weight_by_capacity,
         };
         let answer = self.app.execute(command).await.map_err(fail)?;
         let c = answer.configuration;
@@ -310,6 +311,7 @@ impl pb::provider_strategy_service_server::ProviderStrategyService for ProviderA
                     failure_threshold: c.circuit_breaker_config.failure_threshold,
                     recovery_timeout: c.circuit_breaker_config.recovery_timeout,
                 }),
+                weight_by_capacity: c.weight_by_capacity,
             }),
         }))
     }

@@ -33,6 +33,9 @@ pub struct StrategyConfig {
     /// Seconds between health checks of every provider (the daemon runs them).
     pub health_check_interval: u64,
     pub circuit_breaker_config: HealthBreaker,
+    /// WEIGHTED_ROUND_ROBIN weighs each provider by the machines of the template it says it can
+    /// still launch, in place of its configured weight (providers that do not say keep theirs).
+    pub weight_by_capacity: bool,
 }
 
 impl Default for StrategyConfig {
@@ -43,6 +46,7 @@ impl Default for StrategyConfig {
             fallback_strategies: Vec::new(),
             health_check_interval: 300,
             circuit_breaker_config: HealthBreaker::default(),
+            weight_by_capacity: false,
         }
     }
 }

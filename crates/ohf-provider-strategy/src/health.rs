@@ -112,8 +112,8 @@ impl Health {
                     // An outside verdict or a failure streak still running wins over one check.
                     return false;
                 }
-                self.consecutive_failures = 0;
-                self.streaks.clear();
+                // The check speaks for what it calls only: the streaks of the provider's own
+                // operations (launches failing while describes succeed) run on.
                 self.set(true, "health check passed".into(), sources::HEALTH_CHECK, None, now);
                 self.unhealthy_until = None;
             }

@@ -73,6 +73,9 @@ pub struct Candidate {
     pub healthy: bool,
     /// Operations in flight on it now.
     pub active_operations: u32,
+    /// Machines of the template at hand it says it can still launch, when the strategy weighs
+    /// by capacity and it says; WEIGHTED_ROUND_ROBIN then uses this in place of `weight`.
+    pub available_capacity: Option<u32>,
     /// Mean response time, when measured.
     pub response_time_ms: Option<f64>,
     /// Percent of operations that succeeded, when measured.
@@ -183,18 +186,28 @@ pub fn select(
             ((cursor % n as u64) as usize, format!("turn {} of {n} in rotation", cursor % n as u64 + 1))
         }
         SelectionPolicy::WeightedRoundRobin => {
-            let total: u64 = eligible.iter().map(|c| u64::from(c.weight.max(1))).sum();
-            let mut slot = cursor % total;
+            // Available capacity where known (all zero: the configured weights), else weight.
+            let by_capacity = eligible.iter().any(|c| c.available_capacity.is_some_and(|a| a > 0));
+            let weight = |c: &Candidate| match (by_capacity, c.available_capacity) {
+                (true, Some(a)) => u64::from(a),
+                _ => u64::from(c.weight.max(1)),
+            };
+            let total: u64 = eligible.iter().map(|c| weight(c)).sum();
+            // Turn k lands on slot ⌊frac(k·φ)·total⌋ (Fibonacci hashing): every window of turns
+            // gives each provider about its share, interleaved rather than in blocks.
+            let fraction = cursor.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut slot = ((u128::from(fraction) * u128::from(total)) >> 64) as u64;
             let mut index = 0;
             for (i, c) in eligible.iter().enumerate() {
-                let w = u64::from(c.weight.max(1));
+                let w = weight(c);
                 if slot < w {
                     index = i;
                     break;
                 }
                 slot -= w;
             }
-            (index, format!("weight {} of {total} in rotation", eligible[index].weight.max(1)))
+            let what = if by_capacity { "available capacity" } else { "weight" };
+            (index, format!("{what} {} of {total} in rotation", weight(eligible[index])))
         }
         SelectionPolicy::LeastConnections => {
             let i = (0..n).min_by_key(|&i| eligible[i].active_operations).unwrap_or(0);

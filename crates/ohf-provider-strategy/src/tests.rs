@@ -12,6 +12,7 @@ fn provider(name: &str, priority: i32) -> Candidate {
         enabled: true,
         healthy: true,
         active_operations: 0,
+        available_capacity: None,
         response_time_ms: None,
         success_rate: None,
     }
@@ -55,10 +56,35 @@ fn round_robin_rotates_in_priority_order() {
 }
 
 #[test]
-fn weighted_round_robin_gives_each_its_weight_of_turns() {
+fn weighted_round_robin_gives_each_its_weight_of_turns_interleaved() {
     let picks: Vec<String> =
         (0..5).map(|i| pick(SelectionPolicy::WeightedRoundRobin, &Criteria::default(), i, 0.0)).collect();
-    assert_eq!(picks, ["aws-primary", "aws-primary", "aws-primary", "aws-secondary", "aws-backup"]);
+    assert_eq!(picks, ["aws-primary", "aws-secondary", "aws-primary", "aws-backup", "aws-primary"]);
+    let turns = |candidates: &[Candidate], n: u64| {
+        let mut count = std::collections::BTreeMap::<String, u64>::new();
+        for k in 0..n {
+            let s = select(candidates, SelectionPolicy::WeightedRoundRobin, &Criteria::default(), k, 0.0).unwrap();
+            *count.entry(s.selected).or_default() += 1;
+        }
+        count
+    };
+    let count = turns(&three(), 500);
+    assert_eq!((count["aws-primary"], count["aws-secondary"], count["aws-backup"]), (300, 100, 100), "{count:?}");
+
+    // Weighed by available capacity: 90 to 30 to none; all without capacity, by weight again.
+    let mut by_capacity = three();
+    for (c, cap) in by_capacity.iter_mut().zip([0, 90, 30]) {
+        c.available_capacity = Some(cap);
+    }
+    let count = turns(&by_capacity, 400);
+    assert!(!count.contains_key("aws-backup"), "no capacity, no turn: {count:?}");
+    assert!((295..=305).contains(&count["aws-primary"]) && (95..=105).contains(&count["aws-secondary"]), "{count:?}");
+    let s = select(&by_capacity, SelectionPolicy::WeightedRoundRobin, &Criteria::default(), 0, 0.0).unwrap();
+    assert!(s.reason.starts_with("available capacity 90 of 120"), "{}", s.reason);
+    for c in by_capacity.iter_mut() {
+        c.available_capacity = Some(0);
+    }
+    assert_eq!(turns(&by_capacity, 500)["aws-primary"], 300);
 }
 
 #[test]

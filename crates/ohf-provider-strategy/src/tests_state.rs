@@ -159,3 +159,17 @@ fn the_seed_configuration_and_registration_read_as_written_and_bad_values_are_na
     bad.strategy_name = "a b".into();
     assert_eq!(bad.validate().unwrap_err().field, "strategy_name");
 }
+
+#[test]
+fn a_passing_check_leaves_a_launch_streak_running() {
+    let breaker = HealthBreaker { failure_threshold: 2, recovery_timeout: 600 };
+    let mut h = Health::unknown(0);
+    h.record_operation("CREATE_INSTANCES", Some("InsufficientInstanceCapacity"), 1_000, &breaker);
+    // Describes work: the check passes, but says nothing of launches.
+    h.record_check(Ok(()), 2_000);
+    assert!(h.healthy_at(2_000));
+    assert_eq!(h.streaks.get("CREATE_INSTANCES"), Some(&1));
+    assert!(h.record_operation("CREATE_INSTANCES", Some("InsufficientInstanceCapacity"), 3_000, &breaker));
+    assert!(!h.healthy_at(3_000), "the second launch failure in a row still trips it");
+    assert!(!h.record_check(Ok(()), 4_000), "nor does a check undo the streak's verdict");
+}

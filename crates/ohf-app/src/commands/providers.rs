@@ -117,6 +117,8 @@ pub struct ConfigureProviderStrategy {
     pub health_check_interval: Option<u64>,
     /// When a provider's failures make it unhealthy, and for how long.
     pub circuit_breaker_config: Option<HealthBreaker>,
+    /// Whether WEIGHTED_ROUND_ROBIN weighs providers by their available capacity.
+    pub weight_by_capacity: Option<bool>,
 }
 
 impl ConfigureProviderStrategy {
@@ -131,6 +133,7 @@ impl ConfigureProviderStrategy {
             fallback_strategies: self.fallback_strategies.unwrap_or(current.fallback_strategies),
             health_check_interval: self.health_check_interval.unwrap_or(current.health_check_interval),
             circuit_breaker_config: self.circuit_breaker_config.unwrap_or(current.circuit_breaker_config),
+            weight_by_capacity: self.weight_by_capacity.unwrap_or(current.weight_by_capacity),
         }
     }
 }

@@ -124,7 +124,7 @@ impl Worker {
             let every = Duration::from_secs(self.app.health_check_interval());
             if last_check.is_none_or(|t| t.elapsed() >= every) {
                 last_check = Some(tokio::time::Instant::now());
-                self.check_providers(every).await;
+                self.app.check_providers_when_due(&self.config.id).await;
             }
             if let Some(every) = self.config.sweep_interval
                 && last_sweep.is_none_or(|t| t.elapsed() >= every)
@@ -249,20 +249,6 @@ impl Worker {
     }
 
     /// Health checks of every provider, by one worker of many per interval.
-    async fn check_providers(&self, every: Duration) {
-        let now = self.app.store_now();
-        // The lease runs a little short of the interval, so the next check is never skipped.
-        let ttl = (every.as_millis() as i64 * 9 / 10).max(1);
-        match self.app.store.lead("provider-health", &self.config.id, now, ttl).await {
-            Ok(true) => {
-                let checks = self.app.check_providers().await;
-                tracing::debug!(worker = %self.config.id, ?checks, "provider health checks");
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(worker = %self.config.id, error = %e, "health check lease failed"),
-        }
-    }
-
     /// The seed's sensor recalculation of every venue, by one worker of many per interval.
     async fn refresh_venues(&self, every: Duration) {
         let now = self.app.store_now();

@@ -30,6 +30,8 @@ use crate::{App, AppError, MachineRef, RequestMachines, RequestReturn, shared};
 
 /// The longest an outside verdict may hold a provider unhealthy.
 const MAX_RETRY_AFTER: u64 = 7 * 24 * 3600;
+/// How long a selection weighing by capacity waits for a provider to say its capacity.
+const CAPACITY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a provider knows how to do beyond its capabilities, for `include_limitations`.
 fn limitations(kind: &str) -> Vec<&'static str> {
@@ -187,14 +189,39 @@ impl App {
         Ok(metrics::summarize(&buckets, since))
     }
 
-    async fn candidates(&self, op: OperationType) -> Result<Vec<Candidate>, AppError> {
+    /// Every registered provider as a selection sees it. For LEAST_CONNECTIONS the operations in
+    /// flight are the requests with work left on each provider in the store, so every process
+    /// sharing it sees the same counts; otherwise (and when the store cannot say) this
+    /// process's calls in flight. `by_capacity`: the template whose available capacity each
+    /// provider is asked for (WEIGHTED_ROUND_ROBIN weighing by capacity).
+    async fn candidates(
+        &self,
+        op: OperationType,
+        policy: SelectionPolicy,
+        by_capacity: Option<&Template>,
+    ) -> Result<Vec<Candidate>, AppError> {
         self.flush_figures().await;
         let healths = self.healths().await?;
+        let in_flight = if policy == SelectionPolicy::LeastConnections {
+            match self.store.work_by_provider().await {
+                Ok(work) => Some(work),
+                Err(e) => {
+                    tracing::warn!(error = %e, "work in flight not known; this process's calls count");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let since = self.clock.now().unix_millis() - HOUR_MS;
         let mut list = Vec::new();
         for slot in self.registry.slots() {
             let name = slot.entry.strategy_name.clone();
             let figures = self.figures(&name, op, since).await?;
+            let available_capacity = match by_capacity {
+                Some(t) => available_capacity(&slot.provider, t).await,
+                None => None,
+            };
             list.push(Candidate {
                 provider_type: slot.entry.provider_type.clone(),
                 capabilities: slot.entry.capabilities_with(slot.provider.capabilities()),
@@ -202,7 +229,14 @@ impl App {
                 weight: slot.entry.weight,
                 enabled: slot.entry.enabled,
                 healthy: healths.get(&name).is_none_or(|h| h.healthy),
-                active_operations: slot.provider.active_operations(),
+                active_operations: match &in_flight {
+                    Some(work) => {
+                        let stored = work.get(slot.provider.name()).copied().unwrap_or(0);
+                        u32::try_from(stored).unwrap_or(u32::MAX)
+                    }
+                    None => slot.provider.active_operations(),
+                },
+                available_capacity,
                 response_time_ms: figures.average_response_time_ms,
                 success_rate: figures.success_rate,
                 name,
@@ -233,7 +267,9 @@ impl App {
         }
         criteria.exclude_strategies.extend(exclude.iter().map(|p| p.to_string()));
         let policy = policy.unwrap_or(config.default_selection_policy);
-        let candidates = self.candidates(op).await?;
+        let by_capacity =
+            template.filter(|_| policy == SelectionPolicy::WeightedRoundRobin && config.weight_by_capacity);
+        let candidates = self.candidates(op, policy, by_capacity).await?;
         let cursor = if matches!(policy, SelectionPolicy::RoundRobin | SelectionPolicy::WeightedRoundRobin) {
             shared::update(&*self.store, keys::CURSOR, || 0u64, |c| *c = c.wrapping_add(1)).await?.0
         } else {
@@ -803,5 +839,19 @@ fn health_view(h: &Health, healthy: bool, now: i64) -> HealthView {
         since: at(h.since),
         unhealthy_until: h.unhealthy_until.filter(|t| *t > now).map(at),
         last_check: h.last_check.map(at),
+    }
+}
+
+/// The machines of `template` `provider` says it can still launch; `None` when it does not
+/// say, fails, or takes longer than a selection should wait.
+async fn available_capacity(provider: &Measured, template: &Template) -> Option<u32> {
+    match tokio::time::timeout(CAPACITY_WAIT, provider.capacity(template)).await {
+        Ok(Ok(Some(cap))) => Some(cap.available),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::debug!(provider = %provider.name(), error = %e, "capacity not known; its weight counts");
+            None
+        }
+        Err(_) => None,
     }
 }

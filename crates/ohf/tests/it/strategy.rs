@@ -683,3 +683,112 @@ fn an_unreadable_stored_configuration_is_passed_over() {
     assert!(ok, "the process still starts and answers: {listed}");
     assert_eq!(listed["count"], 2);
 }
+
+#[test]
+fn without_a_daemon_the_polling_processes_take_turns_at_the_health_checks() {
+    let env = HfEnv::new(
+        r#"
+[[providers]]
+name = "sim-up"
+type = "sim"
+launch_latency_ms = 0
+
+[[providers]]
+name = "sim-down"
+type = "sim"
+internal_error_rate = 1.0
+
+[provider_strategy]
+health_check_interval = 3600
+"#,
+    );
+    let health = |env: &HfEnv| ohf_json(env, &["getProviderHealth", "--data", r#"{"provider_name": "sim-down"}"#]).1;
+    assert!(health(&env)["providers"][0]["last_check"].is_null(), "nothing checked yet: {}", health(&env));
+    // Host Factory polls; no daemon runs. The poll that finds a check due makes it.
+    let (out, doc) = env.script("getRequestStatus", &json!({"requests": [{"requestId": "req-none"}]}));
+    assert!(out.status.success(), "{doc}");
+    let first = health(&env);
+    let checked = &first["providers"][0];
+    assert_eq!(checked["is_healthy"], false, "{first}");
+    assert!(!checked["last_check"].is_null(), "{first}");
+    // The next polls, inside the interval, leave the checks to the next one due.
+    for _ in 0..2 {
+        let (out, _) = env.script("getRequestStatus", &json!({"requests": [{"requestId": "req-none"}]}));
+        assert!(out.status.success());
+    }
+    assert_eq!(health(&env)["providers"][0]["last_check"], checked["last_check"], "one check per interval");
+}
+
+#[tokio::test]
+async fn weighted_round_robin_can_weigh_providers_by_their_available_capacity() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let sim = |name: &str, capacity_per_zone: u32| {
+        let config = SimConfig { capacity_per_zone, launch_latency_ms: 0, ..SimConfig::default() };
+        Arc::new(SimCloud::in_memory(ProviderName::new(name).unwrap(), config, clock.clone())) as Arc<dyn CloudProvider>
+    };
+    let store = Arc::new(MemoryStore::new());
+    let app = App::builder(store.clone(), Arc::new(StaticCatalog(templates())))
+        .providers([sim("sim-big", 300), sim("sim-small", 100)])
+        .clock(clock.clone())
+        .ids(Arc::new(SequentialIds::default()))
+        .build()
+        .unwrap();
+    let landed = |n: usize| {
+        let app = &app;
+        async move {
+            let mut on = std::collections::BTreeMap::<String, usize>::new();
+            for _ in 0..n {
+                let cmd = RequestMachines { template_id: "Spot-Compute".into(), count: 1, ..Default::default() };
+                let r = app.execute(cmd).await.unwrap();
+                *on.entry(r.provider().unwrap().to_string()).or_default() += 1;
+            }
+            on
+        }
+    };
+    let configure = |by_capacity: bool| json!({"default_selection_policy": "WEIGHTED_ROUND_ROBIN", "weight_by_capacity": by_capacity});
+    let answer = call(&app, "configureProviderStrategy", configure(false)).await;
+    assert_eq!(answer["configuration"]["weight_by_capacity"], false, "{answer}");
+    let even = landed(40).await;
+    assert!((18..=22).contains(&even["sim-big"]), "equal weights take about equal turns: {even:?}");
+
+    let answer = call(&app, "configureProviderStrategy", configure(true)).await;
+    assert_eq!(answer["configuration"]["weight_by_capacity"], true, "{answer}");
+    let weighed = landed(40).await;
+    assert!(
+        (27..=33).contains(&weighed["sim-big"]),
+        "about three of four to the provider with 3x the room: {weighed:?}"
+    );
+}
+
+#[tokio::test]
+async fn least_connections_counts_the_work_in_flight_of_every_process_sharing_the_store() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Arc::new(MemoryStore::new());
+    // Two processes over one store: machines take long to start, so requests stay in flight.
+    let process = || {
+        let sim = |name: &str| {
+            let config = SimConfig { launch_latency_ms: 600_000, ..SimConfig::default() };
+            Arc::new(SimCloud::in_memory(ProviderName::new(name).unwrap(), config, clock.clone()))
+                as Arc<dyn CloudProvider>
+        };
+        App::builder(store.clone(), Arc::new(StaticCatalog(templates())))
+            .providers([sim("sim-a"), sim("sim-b")])
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (process(), process());
+    for app in [&one, &two] {
+        call(app, "configureProviderStrategy", json!({"default_selection_policy": "LEAST_CONNECTIONS"})).await;
+    }
+    let mut on = std::collections::BTreeMap::<String, usize>::new();
+    for n in 0..6 {
+        let app = if n % 2 == 0 { &one } else { &two };
+        let cmd = RequestMachines { template_id: "OnDemand-Minimal".into(), count: 1, ..Default::default() };
+        let r = app.execute(cmd).await.unwrap();
+        *on.entry(r.provider().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!((on["sim-a"], on["sim-b"]), (3, 3), "each process sees the other's requests in flight: {on:?}");
+    let chosen = call(&two, "selectProviderStrategy", json!({"operation_type": "CREATE_INSTANCES"})).await;
+    assert!(chosen["selection_reason"].as_str().unwrap().contains("fewest operations in flight (3)"), "{chosen}");
+}
