@@ -117,7 +117,10 @@ pub async fn call_method(app: &App, method: &str, p: &Value) -> Result<Value, Ap
         "requestReturnMachines" => request_return(app, p).await,
         "getRequestStatus" => request_status(app, p).await,
         "getReturnRequests" => return_requests(app, p).await,
-        "cancelRequest" => Ok(request_view(&app.execute(CancelRequest { request_id: text(p, "requestId")? }).await?)),
+        "cancelRequest" => {
+            let cmd = CancelRequest { request_id: text(p, "requestId")?, requester: optional_text(p, "requester")? };
+            Ok(request_view(&app.execute(cmd).await?))
+        }
         "listRequests" => list_requests(app, p).await,
         "watchRequest" => watch_request(app, p).await,
         "getAvailableTemplates" => {
@@ -293,10 +296,10 @@ async fn request_machines(app: &App, p: &Value) -> Result<Value, ApiError> {
     Ok(request_view(&app.execute(cmd).await?))
 }
 
-/// Names `who` as the requester of a creation (`requestMachines`, `requestReturnMachines`)
-/// whose parameters name none: the caller the front end knows (a token's name, the OS user).
+/// Names `who` as the requester of a creation or cancel (`requestMachines`,
+/// `requestReturnMachines`, `cancelRequest`, `routeRequest`) whose parameters name none: the caller the front end knows (a token's name, the OS user).
 pub fn default_requester(method: &str, params: &mut Value, who: &str) {
-    if matches!(method, "requestMachines" | "requestReturnMachines" | "routeRequest")
+    if matches!(method, "requestMachines" | "requestReturnMachines" | "cancelRequest" | "routeRequest")
         && let Value::Object(fields) = params
         && fields.get("requester").is_none_or(Value::is_null)
     {

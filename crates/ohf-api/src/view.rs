@@ -73,6 +73,7 @@ pub fn event_view(e: &EventEnvelope) -> Value {
         "requestId": e.request_id.as_str(),
         "seq": e.seq,
         "at": e.at.to_rfc3339(),
+        "by": e.by,
         "event": e.event,
     })
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use ohf_domain::testing::{T0, observed, provider, provision_spec};
 use ohf_domain::{
-    ClientToken, LifecyclePolicy, MachineId, MachineStatus, Priority, Request, RequestId, RequestKind, RequestState,
-    ReturnedMachine, Tags, Template, TimeoutSecs,
+    ClientToken, LifecyclePolicy, MachineId, MachineStatus, Priority, ProviderName, ProvisionSpec, Request, RequestId,
+    RequestKind, RequestState, ReturnedMachine, Tags, Template, TimeoutSecs,
 };
 
 use crate::ports::{
@@ -98,6 +98,12 @@ macro_rules! store_contract_tests {
         async fn counts_capacity_per_template() {
             let fresh = $fresh;
             $crate::contract::counts_capacity_per_template(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn counts_work_in_flight_per_provider_and_keeps_who_made_each_event() {
+            let fresh = $fresh;
+            $crate::contract::counts_work_in_flight_per_provider_and_keeps_who_made_each_event(fresh().await).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,6 +352,33 @@ pub async fn counts_capacity_per_template(store: Arc<dyn RequestStore>) {
     let held = store.capacity_held().await.unwrap();
     let template = a.template().unwrap().id();
     assert_eq!(held.get(template).copied(), Some(3 + 1), "3 reserved, and 1 of 2 still held after the return");
+}
+
+#[doc(hidden)]
+pub async fn counts_work_in_flight_per_provider_and_keeps_who_made_each_event(store: Arc<dyn RequestStore>) {
+    assert!(store.work_by_provider().await.unwrap().is_empty());
+    let other = ProviderName::new("sim-2").unwrap();
+    let on = |id: &str, provider: &ProviderName| {
+        Request::provision(ProvisionSpec { provider: provider.clone(), ..provision_spec(id, 1) }, T0)
+    };
+    let first = provider();
+    let (mut a, mut b, mut c, mut d) =
+        (on("req-a", &first), on("req-b", &first), on("req-c", &other), on("req-d", &other));
+    a.attribute_to(Some("alice"));
+    commit(&*store, &mut [&mut a, &mut b, &mut c, &mut d]).await.unwrap();
+    let counts = store.work_by_provider().await.unwrap();
+    assert_eq!((counts.get(&first), counts.get(&other)), (Some(&2), Some(&2)), "{counts:?}");
+
+    // A finished request is no work; a request that fails over counts on its new provider.
+    d.cancel(T0.plus_secs(1)).unwrap();
+    assert!(b.fail_over(other.clone(), "capacity".into(), T0.plus_secs(1)));
+    commit(&*store, &mut [&mut b, &mut d]).await.unwrap();
+    let counts = store.work_by_provider().await.unwrap();
+    assert_eq!((counts.get(&first), counts.get(&other)), (Some(&1), Some(&2)), "{counts:?}");
+
+    let history = store.history(a.id()).await.unwrap();
+    assert_eq!(history[0].by.as_deref(), Some("alice"), "the caller is kept with the event");
+    assert_eq!(store.history(b.id()).await.unwrap()[0].by, None, "no caller named, none kept");
 }
 
 #[doc(hidden)]

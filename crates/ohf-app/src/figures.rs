@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use ohf_domain::{
-    EventEnvelope, MachineId, Request, RequestEvent, RequestId, RequestKind, RequestState, TemplateId, Timestamp,
+    EventEnvelope, MachineId, ProviderName, Request, RequestEvent, RequestId, RequestKind, RequestState, TemplateId,
+    Timestamp,
 };
 
 use crate::bus::EventHandler;
@@ -238,6 +239,9 @@ impl Requests for MeasuredStore {
     }
     async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError> {
         self.timed("capacity_held", self.inner.capacity_held()).await
+    }
+    async fn work_by_provider(&self) -> Result<HashMap<ProviderName, u64>, StoreError> {
+        self.timed("work_by_provider", self.inner.work_by_provider()).await
     }
     async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError> {
         self.timed("history", self.inner.history(id)).await

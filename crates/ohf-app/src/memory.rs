@@ -167,6 +167,16 @@ impl Requests for MemoryStore {
         Ok(held)
     }
 
+    async fn work_by_provider(&self) -> Result<HashMap<ProviderName, u64>, StoreError> {
+        let mut work = HashMap::new();
+        for r in self.all().into_iter().filter(Request::needs_work) {
+            if let Some(p) = r.provider() {
+                *work.entry(p.clone()).or_insert(0) += 1;
+            }
+        }
+        Ok(work)
+    }
+
     async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError> {
         Ok(self.lock().entries.get(id).map(|e| e.history.clone()).unwrap_or_default())
     }
@@ -372,6 +382,9 @@ impl CloudProvider for Faulty {
     }
     async fn check_template(&self, t: &Template) -> Result<(), CloudError> {
         self.inner.check_template(t).await
+    }
+    async fn check_zones(&self, t: &Template, zones: &[String]) -> Result<(), CloudError> {
+        self.inner.check_zones(t, zones).await
     }
     async fn capacity(&self, t: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
         if self.hide_capacity { Ok(None) } else { self.inner.capacity(t).await }

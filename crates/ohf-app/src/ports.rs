@@ -183,6 +183,10 @@ pub trait Requests: Send + Sync + 'static {
     async fn count_by_state(&self) -> Result<Vec<(RequestKind, RequestState, u64)>, StoreError>;
     /// Machines held or reserved, per template.
     async fn capacity_held(&self) -> Result<HashMap<TemplateId, u32>, StoreError>;
+    /// Requests with work left (launching, filling, terminating) per provider their launches go
+    /// to, over every process sharing the store: the operations in flight LEAST_CONNECTIONS
+    /// compares.
+    async fn work_by_provider(&self) -> Result<HashMap<ProviderName, u64>, StoreError>;
     /// The audit trail of one request, oldest first.
     async fn history(&self, id: &RequestId) -> Result<Vec<EventEnvelope>, StoreError>;
     /// Deletes up to `limit` finished requests that hold no machine and last changed before
@@ -490,6 +494,22 @@ pub mod operations {
     pub const PRUNE_LAUNCH_TEMPLATES: &str = "ec2_delete_launch_template";
 }
 
+tokio::task_local! {
+    static CALL_DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `call` as part of an operation that must end by `deadline` (the resilience layer's
+/// deadline for it): a provider that waits inside the call, for a fleet or group that is
+/// mid-change, gives up before then and answers busy instead of being cut off as a timeout.
+pub async fn within_deadline<F: std::future::Future>(deadline: tokio::time::Instant, call: F) -> F::Output {
+    CALL_DEADLINE.scope(deadline, call).await
+}
+
+/// When the operation the current provider call belongs to must end, if a caller said.
+pub fn call_deadline() -> Option<tokio::time::Instant> {
+    CALL_DEADLINE.try_with(|d| *d).ok()
+}
+
 /// Names `call` in the EC2 vocabulary: launches by the template's API, everything else as an
 /// EC2 call (a release as DeleteFleets; a provider that can tell its resources apart says more).
 pub fn ec2_call_name(call: ProviderCall<'_>) -> CallName {
@@ -567,6 +587,13 @@ pub trait CloudProvider: Send + Sync + 'static {
     }
     /// Refuses templates this provider cannot launch, saying why.
     async fn check_template(&self, template: &Template) -> Result<(), CloudError>;
+    /// Refuses a request's availability zones that machines of `template` cannot be placed in
+    /// (a `Validation` error saying why); a provider that cannot tell accepts, and the launch
+    /// finds out.
+    async fn check_zones(&self, template: &Template, zones: &[String]) -> Result<(), CloudError> {
+        let _ = (template, zones);
+        Ok(())
+    }
     /// Who the provider acts as (on AWS: the account and identity of its credentials), for
     /// `ohf doctor`; `None` where there is nothing to say. An error: the credentials do not work.
     async fn identity(&self) -> Result<Option<String>, CloudError> {

@@ -195,4 +195,8 @@ pub struct EventEnvelope {
     pub at: Timestamp,
     /// What happened.
     pub event: RequestEvent,
+    /// Who made it happen: the caller of the command that recorded it (a token's name, the OS
+    /// user, Host Factory's user); none for the lifecycle's own steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }

@@ -34,4 +34,4 @@ pub use request::{
 };
 pub use template::{PriceType, ProviderApi, Template};
 pub use time::Timestamp;
-pub use values::{MachineCount, Priority, Tags, TimeoutSecs, check_requester};
+pub use values::{MAX_SPOT_PRICE_KEY, MachineCount, Priority, Tags, TimeoutSecs, check_requester, spot_price_limit};

@@ -448,24 +448,18 @@ impl Creation {
 }
 
 impl Request {
-    /// The record of a provision request refused when it was asked: REJECTED at once, with
-    /// `code` and `message` as its error. `template` and `count` are what was asked, when they
-    /// were understood.
+    /// The record of a request (provision or return, by the kind of `id`'s request) refused
+    /// when it was asked: REJECTED at once, with the refusal as its error. `template` and
+    /// `count` are what was asked (machines named, for a return), when they were understood.
     pub fn rejected(
-        id: RequestId,
+        (id, kind): (RequestId, RequestKind),
         template: Option<Template>,
         count: u32,
         requester: Option<String>,
         refusal: String,
         now: Timestamp,
     ) -> Self {
-        let creation = Creation {
-            count,
-            template,
-            requester,
-            refusal: Some(refusal),
-            ..Creation::bare(id, RequestKind::Provision)
-        };
+        let creation = Creation { count, template, requester, refusal: Some(refusal), ..Creation::bare(id, kind) };
         Self::create(creation, now)
     }
 
@@ -590,7 +584,7 @@ impl Request {
 
     fn record(&mut self, at: Timestamp, event: RequestEvent) {
         self.apply(at, &event);
-        self.changes.push(EventEnvelope { request_id: self.id.clone(), seq: self.seq, at, event });
+        self.changes.push(EventEnvelope { request_id: self.id.clone(), seq: self.seq, at, event, by: None });
         self.seq += 1;
     }
 
@@ -1226,6 +1220,15 @@ impl Request {
         &self.changes
     }
 
+    /// Names `who` (the caller of the command at hand) as the maker of the events recorded since
+    /// this copy was read that name no one yet.
+    pub fn attribute_to(&mut self, who: Option<&str>) {
+        let Some(who) = who else { return };
+        for e in self.changes.iter_mut().filter(|e| e.by.is_none()) {
+            e.by = Some(who.to_owned());
+        }
+    }
+
     /// The request's id.
     pub fn id(&self) -> &RequestId {
         &self.id
@@ -1271,6 +1274,15 @@ impl Request {
         let urgent = text("urgency").is_some_and(|u| matches!(u.as_str(), "critical" | "urgent" | "high"));
         let short_sla = text("sla").and_then(|s| sla_minutes(&s)).is_some_and(|m| m <= 60);
         if urgent || short_sla { Priority::High } else { self.priority }
+    }
+    /// The template its launches use: its own, with the spot price limit the request's
+    /// `metadata["max-spot-price"]` sets when that is lower than the template's.
+    pub fn launch_template(&self) -> Option<Template> {
+        let template = self.template.clone()?;
+        Some(match crate::spot_price_limit(&self.metadata) {
+            Ok(Some(limit)) => template.limited_to_spot_price(limit),
+            _ => template,
+        })
     }
     /// Who asked for it (a token's name, the OS user), when known.
     pub fn requester(&self) -> Option<&str> {

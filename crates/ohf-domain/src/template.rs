@@ -633,6 +633,13 @@ impl Template {
     pub fn max_spot_price(&self) -> Option<f64> {
         self.max_spot_price
     }
+    /// This template with a spot price limit no higher than `limit` (a request's own): the
+    /// lower of the two applies, so a request can only pay less than its template allows.
+    #[must_use]
+    pub fn limited_to_spot_price(mut self, limit: f64) -> Self {
+        self.max_spot_price = Some(self.max_spot_price.map_or(limit, |own| own.min(limit)));
+        self
+    }
     /// Minutes a Spot Fleet request lives.
     pub fn spot_fleet_request_expiry_mins(&self) -> u32 {
         self.spot_fleet_request_expiry_mins

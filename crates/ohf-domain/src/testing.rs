@@ -94,6 +94,7 @@ pub fn given(events: Vec<RequestEvent>) -> Given {
             seq: seq as u64,
             at: T0,
             event,
+            by: None,
         })
         .collect();
     Given { request: Request::replay(&history).expect("history begins with Created") }

@@ -3,6 +3,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::DomainError;
 
@@ -211,9 +212,44 @@ pub fn check_requester(given: Option<&str>) -> Result<Option<String>, DomainErro
     Ok(Some(name.to_owned()))
 }
 
+/// The metadata key of a request's own spot price limit, as the request-management seed names it.
+pub const MAX_SPOT_PRICE_KEY: &str = "max-spot-price";
+
+/// The highest spot price a request asks to pay, from `metadata["max-spot-price"]` (dollars per
+/// hour, a number or a decimal string such as `"0.10"`); absent when not asked. Anything but a
+/// positive price of at most $1,000 an hour is a VALIDATION_ERROR naming the field.
+pub fn spot_price_limit(metadata: &BTreeMap<String, Value>) -> Result<Option<f64>, DomainError> {
+    let Some(given) = metadata.get(MAX_SPOT_PRICE_KEY) else { return Ok(None) };
+    let price = match given {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match price {
+        Some(p) if p.is_finite() && p > 0.0 && p <= 1000.0 => Ok(Some(p)),
+        _ => Err(DomainError::validation(
+            format!("metadata.{MAX_SPOT_PRICE_KEY}"),
+            format!("{given} is not a price: dollars per hour above 0 and at most 1000, such as \"0.10\""),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spot_price_limit_is_a_positive_price_in_dollars() {
+        let meta = |v: Value| BTreeMap::from([(MAX_SPOT_PRICE_KEY.to_owned(), v)]);
+        assert_eq!(spot_price_limit(&BTreeMap::new()).unwrap(), None);
+        assert_eq!(spot_price_limit(&meta(Value::from("0.10"))).unwrap(), Some(0.10));
+        assert_eq!(spot_price_limit(&meta(Value::from(0.25))).unwrap(), Some(0.25));
+        for bad in [Value::from("cheap"), Value::from(0), Value::from(-1.0), Value::from(5000), Value::Bool(true)] {
+            let err = spot_price_limit(&meta(bad)).unwrap_err();
+            assert!(err.to_string().contains("metadata.max-spot-price"), "{err}");
+        }
+    }
 
     #[test]
     fn machine_count_is_bounded() {

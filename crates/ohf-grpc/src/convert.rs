@@ -105,6 +105,7 @@ pub fn event(e: &EventEnvelope) -> pb::RequestEvent {
         at: Some(timestamp(e.at)),
         r#type: e.event.name().to_owned(),
         data: Some(to_struct(data)),
+        by: e.by.clone().unwrap_or_default(),
     }
 }
 

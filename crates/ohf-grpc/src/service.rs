@@ -189,9 +189,10 @@ impl pb::request_service_server::RequestService for RequestApi {
         &self,
         request: Request<pb::CancelRequestRequest>,
     ) -> Result<Response<pb::Request>, Status> {
-        admit(&self.gate, &request, "cancelRequest")?;
+        let client = admit(&self.gate, &request, "cancelRequest")?;
         let id = required(&request.into_inner().request_id, "requestId")?;
-        let cancelled = self.app.execute(CancelRequest { request_id: id.to_string() }).await.map_err(fail)?;
+        let cmd = CancelRequest { request_id: id.to_string(), requester: Some(client) };
+        let cancelled = self.app.execute(cmd).await.map_err(fail)?;
         Ok(Response::new(convert::request(&cancelled)))
     }
 

@@ -71,18 +71,21 @@ pub fn parse_input(text: &str) -> Result<Value, HfError> {
 }
 
 /// How the operations behave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Options {
     /// getRequestStatus advances the requests it names before answering (no daemon needed).
     pub advance_on_poll: bool,
+    /// Who runs the operation (the OS user running the script, or the token's name on the
+    /// daemon): recorded as the requester of the requests and returns it makes.
+    pub requester: Option<String>,
 }
 
 /// Runs one operation on parsed input.
 pub async fn run(app: &App, op: Operation, input: &Value, options: Options) -> Result<Value, HfError> {
     match op {
         Operation::GetAvailableTemplates => get_available_templates(app).await,
-        Operation::RequestMachines => request_machines(app, input).await,
-        Operation::RequestReturnMachines => request_return_machines(app, input).await,
+        Operation::RequestMachines => request_machines(app, input, options.requester).await,
+        Operation::RequestReturnMachines => request_return_machines(app, input, options.requester).await,
         Operation::GetRequestStatus => get_request_status(app, input, options).await,
         Operation::GetReturnRequests => get_return_requests(app, input).await,
     }
@@ -151,7 +154,7 @@ fn whole_number(v: &Value, field: &str) -> Result<i64, HfError> {
     }
 }
 
-pub async fn request_machines(app: &App, input: &Value) -> Result<Value, HfError> {
+pub async fn request_machines(app: &App, input: &Value, requester: Option<String>) -> Result<Value, HfError> {
     let template = input
         .get("template")
         .filter(|t| t.is_object())
@@ -168,7 +171,8 @@ pub async fn request_machines(app: &App, input: &Value) -> Result<Value, HfError
     if let Some(user_data) = template.get("userData").or_else(|| input.get("userData")).filter(|v| !v.is_null()) {
         metadata.insert("userData".to_owned(), user_data.clone());
     }
-    let request = app.execute(RequestMachines { template_id, count, tags, metadata, ..Default::default() }).await?;
+    let cmd = RequestMachines { template_id, count, tags, metadata, requester, ..Default::default() };
+    let request = app.execute(cmd).await?;
     Ok(json!({
         "requestId": request.id().as_str(),
         "message": format!("Request VM success from ohf: {} machines of {}.", request.count(),
@@ -188,7 +192,7 @@ fn machine_refs(input: &Value) -> Result<Vec<MachineRef>, HfError> {
         .collect()
 }
 
-pub async fn request_return_machines(app: &App, input: &Value) -> Result<Value, HfError> {
+pub async fn request_return_machines(app: &App, input: &Value, requester: Option<String>) -> Result<Value, HfError> {
     let machines = machine_refs(input)?;
     if machines.is_empty() {
         return Err(HfError::Input(
@@ -198,7 +202,7 @@ pub async fn request_return_machines(app: &App, input: &Value) -> Result<Value, 
     if machines.iter().any(|m| m.id.is_none() && m.name.is_none()) {
         return Err(HfError::Input("each machine needs a \"name\" or a \"machineId\"".into()));
     }
-    let request = app.execute(RequestReturn { machines, ..Default::default() }).await?;
+    let request = app.execute(RequestReturn { machines, requester, ..Default::default() }).await?;
     Ok(json!({"requestId": request.id().as_str(), "message": "Delete VM success."}))
 }
 

@@ -66,16 +66,18 @@ impl Backend {
         matches!(self, Backend::Local { .. })
     }
 
-    /// Writes this process's provider figures to the store (a no-op through a daemon).
+    /// Writes this process's provider figures to the store and lets the event subscribers
+    /// (alerts, figures) finish (a no-op through a daemon).
     pub async fn finish(&self) {
         if let Backend::Local { rt, .. } = self {
             rt.app.flush_figures().await;
+            rt.app.bus().drain(crate::hostfactory::EXIT_DRAIN).await;
         }
     }
 }
 
 /// Who runs this process: `USER`, `LOGNAME`, else the name of its uid in `/etc/passwd`.
-fn os_user() -> Option<String> {
+pub(crate) fn os_user() -> Option<String> {
     let named = |v: &str| std::env::var(v).ok().filter(|u| !u.trim().is_empty());
     named("USER").or_else(|| named("LOGNAME")).or_else(|| {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;

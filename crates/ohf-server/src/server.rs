@@ -124,7 +124,7 @@ impl Server {
         let hf = Arc::new(HostFactory {
             app: app.clone(),
             gate: gate.clone(),
-            options: ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll },
+            options: ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll, requester: None },
         });
         let http = Router::new()
             .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -389,9 +389,10 @@ async fn host_factory_operation(
     authorization: Option<&str>,
     body: axum::body::Body,
 ) -> Response {
-    if let Err(e) = hf.gate.admit(authorization, op.name()) {
-        return ohf_http::error_response(&e);
-    }
+    let client = match hf.gate.admit(authorization, op.name()) {
+        Ok(client) => client,
+        Err(e) => return ohf_http::error_response(&e),
+    };
     let body = match ohf_http::read_body(body).await {
         Ok(body) => body,
         Err(e) => return (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"message": e.message}))).into_response(),
@@ -400,7 +401,8 @@ async fn host_factory_operation(
         Ok(v) => v,
         Err(e) => return (StatusCode::BAD_REQUEST, Json(e.to_json())).into_response(),
     };
-    match ohf_hostfactory::run(&hf.app, op, &input, hf.options).await {
+    let options = ohf_hostfactory::Options { requester: Some(client), ..hf.options.clone() };
+    match ohf_hostfactory::run(&hf.app, op, &input, options).await {
         Ok(doc) => (StatusCode::OK, Json(doc)).into_response(),
         Err(e) => host_factory_failure(&e),
     }

@@ -70,7 +70,13 @@ pub fn encode_event(e: &RequestEvent) -> Result<String, StoreError> {
 pub fn decode_event(request_id: &RequestId, seq: i64, at: i64, body: &str) -> Result<EventEnvelope, StoreError> {
     let event =
         serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("event {request_id}#{seq}: {e}")))?;
-    Ok(EventEnvelope { request_id: request_id.clone(), seq: seq as u64, at: Timestamp::from_unix_millis(at), event })
+    Ok(EventEnvelope {
+        request_id: request_id.clone(),
+        seq: seq as u64,
+        at: Timestamp::from_unix_millis(at),
+        event,
+        by: None,
+    })
 }
 
 /// Translates a database error into the store's terms.

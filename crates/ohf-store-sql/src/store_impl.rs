@@ -68,7 +68,7 @@ macro_rules! sql_request_store {
                     let conflict = || StoreError::Conflict { request_id: r.id().to_string() };
                     let mut q = QueryBuilder::<$db>::new("");
                     if r.version() == 0 {
-                        q.push("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, priority_rank, version, body) VALUES (");
+                        q.push("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, priority_rank, provider, version, body) VALUES (");
                         q.separated(", ")
                             .push_bind(r.id().as_str())
                             .push_bind(r.kind().as_str())
@@ -79,6 +79,7 @@ macro_rules! sql_request_store {
                             .push_bind(r.needs_work())
                             .push_bind(i64::from(r.capacity_held()))
                             .push_bind(r.effective_priority().rank())
+                            .push_bind(r.provider().map(|p| p.as_str()))
                             .push_bind(1_i64)
                             .push_bind(&body);
                         q.push(") ON CONFLICT (id) DO NOTHING");
@@ -87,6 +88,7 @@ macro_rules! sql_request_store {
                         q.push(", updated_at = ").push_bind(r.updated_at().unix_millis());
                         q.push(", needs_work = ").push_bind(r.needs_work());
                         q.push(", capacity_held = ").push_bind(i64::from(r.capacity_held()));
+                        q.push(", provider = ").push_bind(r.provider().map(|p| p.as_str()));
                         q.push(", version = version + 1, body = ").push_bind(&body);
                         if !r.needs_work() {
                             q.push(", claimed_by = NULL, claim_until = 0");
@@ -117,11 +119,11 @@ macro_rules! sql_request_store {
                         let events = r
                             .uncommitted()
                             .iter()
-                            .map(|e| Ok((e.seq as i64, e.at.unix_millis(), e.event.name(), encode_event(&e.event)?)))
+                            .map(|e| Ok((e.seq as i64, e.at.unix_millis(), e.event.name(), encode_event(&e.event)?, e.by.as_deref())))
                             .collect::<Result<Vec<_>, StoreError>>()?;
-                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_events (request_id, seq, at, kind, body) ");
-                        q.push_values(events, |mut b, (seq, at, kind, body)| {
-                            b.push_bind(r.id().as_str()).push_bind(seq).push_bind(at).push_bind(kind).push_bind(body);
+                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_events (request_id, seq, at, kind, body, actor) ");
+                        q.push_values(events, |mut b, (seq, at, kind, body, by)| {
+                            b.push_bind(r.id().as_str()).push_bind(seq).push_bind(at).push_bind(kind).push_bind(body).push_bind(by);
                         });
                         q.build().execute(&mut **tx).await.map_err(|err| match &err {
                             sqlx::Error::Database(d) if d.is_unique_violation() => conflict(),
@@ -339,6 +341,27 @@ macro_rules! sql_request_store {
                     .collect()
             }
 
+            async fn work_by_provider(
+                &self,
+            ) -> Result<std::collections::HashMap<ohf_domain::ProviderName, u64>, ohf_app::StoreError> {
+                use sqlx::Row;
+                let rows = self
+                    .rows(concat!(
+                        "SELECT provider, CAST(COUNT(*) AS BIGINT) AS n FROM requests WHERE ",
+                        $active,
+                        " AND provider IS NOT NULL GROUP BY provider"
+                    ))
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        let (name, n): (String, i64) = (row.get("provider"), row.get("n"));
+                        let name = ohf_domain::ProviderName::new(name)
+                            .map_err(|e| ohf_app::StoreError::Corrupt(format!("a request's provider: {e}")))?;
+                        Ok((name, u64::try_from(n).unwrap_or(0)))
+                    })
+                    .collect()
+            }
+
             async fn capacity_held(
                 &self,
             ) -> Result<std::collections::HashMap<ohf_domain::TemplateId, u32>, ohf_app::StoreError> {
@@ -391,11 +414,15 @@ macro_rules! sql_request_store {
 
             async fn history(&self, id: &ohf_domain::RequestId) -> Result<Vec<ohf_domain::EventEnvelope>, ohf_app::StoreError> {
                 use sqlx::Row;
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT seq, at, body FROM request_events WHERE request_id = ");
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT seq, at, body, actor FROM request_events WHERE request_id = ");
                 q.push_bind(id.as_str()).push(" ORDER BY seq");
                 let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
                 rows.iter()
-                    .map(|row| $crate::codec::decode_event(id, row.get("seq"), row.get("at"), row.get("body")))
+                    .map(|row| {
+                        let e = $crate::codec::decode_event(id, row.get("seq"), row.get("at"), row.get("body"))?;
+                        let by: Option<String> = row.try_get("actor").map_err($crate::codec::store_error)?;
+                        Ok(ohf_domain::EventEnvelope { by, ..e })
+                    })
                     .collect()
             }
         }

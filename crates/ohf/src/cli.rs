@@ -456,6 +456,10 @@ pub struct CreateArgs {
     /// Availability zones to place machines in
     #[arg(long, value_delimiter = ',')]
     pub zones: Vec<String>,
+    /// Request metadata KEY=VALUE (repeatable), such as max-spot-price=0.10, urgency=critical,
+    /// callback_url=URL or callback_events='["COMPLETED"]'
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub metadata: Vec<String>,
     /// Provider instance to use (default: the template's, else the first configured)
     #[arg(long)]
     pub provider: Option<String>,

@@ -378,12 +378,29 @@ fn validate_file(out: Output, file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn parse_tags(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    raw.iter().map(|t| pair("--tag", t)).collect()
+}
+
+/// `--meta KEY=VALUE` pairs: a value that reads as a JSON list or object is one (as
+/// `callback_events` needs), anything else a string.
+fn parse_metadata(raw: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
     raw.iter()
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) => Ok((k.trim().to_owned(), v.trim().to_owned())),
-            None => bail!("--tag '{t}' is not KEY=VALUE"),
+        .map(|m| {
+            let (k, v) = pair("--meta", m)?;
+            let value = match v.chars().next() {
+                Some('[' | '{') => serde_json::from_str(&v).with_context(|| format!("--meta {k}: {v} is not JSON"))?,
+                _ => Value::String(v),
+            };
+            Ok((k, value))
         })
         .collect()
+}
+
+fn pair(flag: &str, given: &str) -> anyhow::Result<(String, String)> {
+    match given.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => bail!("{flag} '{given}' is not KEY=VALUE"),
+    }
 }
 
 fn show(out: Output, requests: &[Value]) {
@@ -412,6 +429,9 @@ async fn create(backend: &Backend, out: Output, args: CreateArgs) -> anyhow::Res
         "tags": parse_tags(&args.tags)?,
         "placement": {"availabilityZones": args.zones},
     });
+    if !args.metadata.is_empty() {
+        params["metadata"] = json!(parse_metadata(&args.metadata)?);
+    }
     for (field, value) in [("requestId", args.request_id), ("priority", args.priority), ("provider", args.provider)] {
         if let Some(v) = value {
             params[field] = json!(v);
@@ -474,7 +494,8 @@ async fn request(backend: &Backend, out: Output, cmd: RequestCmd) -> anyhow::Res
                 Output::Table => {
                     for e in &events {
                         let name = e["event"]["type"].as_str().unwrap_or("-");
-                        println!("{:>4}  {}  {:<22} {}", e["seq"], text(&e["at"]), name, e["event"]);
+                        let by = e["by"].as_str().unwrap_or("-");
+                        println!("{:>4}  {}  {:<22} {:<12} {}", e["seq"], text(&e["at"]), name, by, e["event"]);
                     }
                 }
             }

@@ -8,10 +8,12 @@ use crate::{App, AppError};
 
 /// Cancel a request and terminate what it launched. A request other writers keep changing
 /// answers busy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CancelRequest {
     /// The request to cancel.
     pub request_id: String,
+    /// Who asks (a token's name, the OS user), recorded on the events the cancel makes.
+    pub requester: Option<String>,
 }
 
 message!(command CancelRequest => Request);
@@ -20,6 +22,7 @@ impl Handler<CancelRequest> for App {
     /// Cancels a request and terminates what it launched.
     async fn handle(&self, cmd: CancelRequest) -> Result<Request, AppError> {
         let id = RequestId::new(cmd.request_id)?;
+        let requester = ohf_domain::check_requester(cmd.requester.as_deref())?;
         for _ in 0..3 {
             let mut request = self
                 .store
@@ -40,6 +43,10 @@ impl Handler<CancelRequest> for App {
                         }
                     }
                 }
+            }
+            request.attribute_to(requester.as_deref());
+            for h in holders.iter_mut() {
+                h.attribute_to(requester.as_deref());
             }
             let mut batch: Vec<&mut Request> = vec![&mut request];
             batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));

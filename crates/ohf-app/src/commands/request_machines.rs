@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 
 use ohf_domain::limits;
 use ohf_domain::{
-    DomainError, MachineCount, Priority, ProvisionSpec, Request, RequestId, RequestKind, Tags, Template, TimeoutSecs,
+    DomainError, MachineCount, PriceType, Priority, ProvisionSpec, Request, RequestId, RequestKind, Tags, Template,
+    TimeoutSecs,
 };
 use serde_json::Value;
 
 use crate::cqrs::{Handler, message};
 use crate::lifecycle::ReconcileReport;
-use crate::ports::CloudProvider;
+use crate::ports::{CloudErrorKind, CloudProvider};
 use crate::ports::{Limits, StoreError, Usage};
 use crate::{App, AppError};
 
@@ -47,36 +48,59 @@ impl Handler<RequestMachines> for App {
     /// rules refuse is answered with the refusal and kept as REJECTED, so its history and the
     /// figures see it.
     async fn handle(&self, cmd: RequestMachines) -> Result<Request, AppError> {
-        let asked = (cmd.template_id.clone(), cmd.count, cmd.requester.clone());
+        let asked = Asked {
+            kind: RequestKind::Provision,
+            template_id: Some(cmd.template_id.clone()),
+            count: cmd.count,
+            requester: cmd.requester.clone(),
+        };
         let outcome = self.admit(cmd).await;
-        if let Err(AppError::Domain(e)) = &outcome
-            && !matches!(
-                e,
-                DomainError::DuplicateRequest { .. }
-                    | DomainError::RequestNotFound { .. }
-                    | DomainError::IllegalTransition { .. }
-            )
-        {
-            self.keep_rejected(asked, e).await;
-        }
-        outcome
+        self.keep_if_rejected(asked, outcome).await
     }
 }
 
+/// What a refused request asked for, as it is kept.
+pub(crate) struct Asked {
+    pub kind: RequestKind,
+    pub template_id: Option<String>,
+    pub count: i64,
+    pub requester: Option<String>,
+}
+
 impl App {
-    /// Stores the record of a refused request; a store that fails it is logged, and the
-    /// refusal is the answer either way.
-    async fn keep_rejected(&self, (template_id, count, requester): (String, i64, Option<String>), e: &DomainError) {
-        let template = self.template(&template_id).await.ok();
-        let requester = ohf_domain::check_requester(requester.as_deref()).ok().flatten();
-        let count = u32::try_from(count).unwrap_or(0);
+    /// Passes `outcome` on; a refusal by the rules (not a duplicate id or a request in the way)
+    /// is also stored as a REJECTED request so its history and the figures see it. A store that
+    /// fails to keep it is logged, and the refusal is the answer either way.
+    pub(crate) async fn keep_if_rejected(
+        &self,
+        asked: Asked,
+        outcome: Result<Request, AppError>,
+    ) -> Result<Request, AppError> {
+        let Err(AppError::Domain(e)) = &outcome else { return outcome };
+        if matches!(
+            e,
+            DomainError::DuplicateRequest { .. }
+                | DomainError::RequestNotFound { .. }
+                | DomainError::IllegalTransition { .. }
+        ) {
+            return outcome;
+        }
+        let template = match &asked.template_id {
+            Some(t) => self.template(t).await.ok(),
+            None => None,
+        };
+        let requester = ohf_domain::check_requester(asked.requester.as_deref()).ok().flatten();
+        let count = u32::try_from(asked.count).unwrap_or(0);
         let refusal = format!("{}: {e}", e.code().as_str());
-        let id = self.ids.next(RequestKind::Provision);
-        let mut record = Request::rejected(id.clone(), template, count, requester, refusal, self.clock.now());
+        let id = self.ids.next(asked.kind);
+        let mut record =
+            Request::rejected((id.clone(), asked.kind), template, count, requester.clone(), refusal, self.clock.now());
+        record.attribute_to(requester.as_deref());
         match self.commit(&mut [&mut record], None).await {
             Ok(()) => tracing::info!(request_id = %id, code = e.code().as_str(), "request rejected and kept"),
             Err(store) => tracing::warn!(error = %store, "the rejected request could not be kept"),
         }
+        outcome
     }
 
     /// Validates and stores a provision request, then makes its first launch.
@@ -109,6 +133,16 @@ impl App {
         }
         // A callback the caller asks for must be deliverable: its URL and states are checked now.
         ohf_domain::CallbackSpec::of(&cmd.metadata)?;
+        if ohf_domain::spot_price_limit(&cmd.metadata)?.is_some() && template.price_type() == PriceType::Ondemand {
+            return Err(DomainError::validation(
+                format!("metadata.{}", ohf_domain::MAX_SPOT_PRICE_KEY),
+                format!(
+                    "template {} launches on-demand machines only; a spot price limit does not apply",
+                    template.id()
+                ),
+            )
+            .into());
+        }
         let requester = ohf_domain::check_requester(cmd.requester.as_deref())?;
         let priority = cmd.priority.as_deref().map(str::parse::<Priority>).transpose()?.unwrap_or_default();
         let client_id = cmd.request_id.map(RequestId::new).transpose()?;
@@ -146,6 +180,21 @@ impl App {
                 provider: provider.name().to_string(),
                 reason: e.message,
             })?;
+            // Zones the caller names must be reachable; the placement's own choice is.
+            if placed_id.is_none() && !zones.is_empty() {
+                match tokio::time::timeout_at(deadline, provider.check_zones(&template, &zones)).await {
+                    Ok(Err(e)) if e.kind == CloudErrorKind::Validation => {
+                        return Err(DomainError::validation("placement.availabilityZones", e.message).into());
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(provider = %provider.name(), error = %e, "zones not checked; checked at launch")
+                    }
+                    Err(_) => {
+                        tracing::warn!(provider = %provider.name(), "zones not checked in time; checked at launch")
+                    }
+                    Ok(Ok(())) => {}
+                }
+            }
             self.check_limits(&template, count.get()).await?;
             // A provider too slow to say its capacity does not hold the answer up: a shortage
             // shows at launch.
@@ -186,12 +235,14 @@ impl App {
             };
             let now = self.clock.now();
             let mut request = Request::provision(spec, now);
+            let asker = request.requester().map(str::to_owned);
             // A new request's first step needs no look at the cloud (nothing of it exists yet):
             // it is decided here and stored with the request, and the launch follows at once.
             let first = request.reconcile(&[], &[], now, &self.settings.policy);
             // The limits again, in the transaction that inserts the request: concurrent creations
             // never exceed them between them.
             let limits = self.limits(request.template());
+            request.attribute_to(asker.as_deref());
             match self.commit_new(&mut request, &limits).await {
                 Ok(None) => {}
                 Ok(Some(usage)) => return Err(over_limit(&limits, usage, count.get()).into()),

@@ -3,6 +3,7 @@
 use ohf_domain::limits;
 use ohf_domain::{DomainError, Machine, MachineId, Request, RequestId, RequestKind, ReturnedMachine, TimeoutSecs};
 
+use super::request_machines::Asked;
 use crate::cqrs::{Handler, message};
 use crate::lifecycle::ReconcileReport;
 use crate::lifecycle::reconcile::Doomed;
@@ -40,8 +41,23 @@ pub struct RequestReturn {
 message!(command RequestReturn => Request);
 
 impl Handler<RequestReturn> for App {
-    /// Stores a return request for the named machines and asks the cloud to terminate them.
+    /// Stores a return request for the named machines and asks the cloud to terminate them. A
+    /// return the rules refuse is answered with the refusal and kept as REJECTED.
     async fn handle(&self, cmd: RequestReturn) -> Result<Request, AppError> {
+        let asked = Asked {
+            kind: RequestKind::Return,
+            template_id: None,
+            count: i64::try_from(cmd.machines.len()).unwrap_or(i64::MAX),
+            requester: cmd.requester.clone(),
+        };
+        let outcome = self.admit_return(cmd).await;
+        self.keep_if_rejected(asked, outcome).await
+    }
+}
+
+impl App {
+    /// Validates and stores a return request, then starts its terminations.
+    async fn admit_return(&self, cmd: RequestReturn) -> Result<Request, AppError> {
         if cmd.machines.is_empty() {
             return Err(DomainError::validation("machines", "name at least one machine to return").into());
         }
@@ -68,6 +84,7 @@ impl Handler<RequestReturn> for App {
             if cmd.force && existing.draining(now) {
                 existing.end_drain("the caller forced the return".into(), now);
                 let first = existing.reconcile(&[], &[], now, &self.settings.policy);
+                existing.attribute_to(requester.as_deref());
                 self.commit(&mut [&mut existing], None).await?;
                 self.start_terminations(&mut existing, first).await?;
             }
@@ -120,6 +137,7 @@ impl Handler<RequestReturn> for App {
         }
         let now = self.clock.now();
         let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Return));
+        let requester_name = requester.clone();
         let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, drain, requester, now)?;
         // Its first step (terminate every machine) is stored with it and made at once.
         let first = ret.reconcile(&[], &[], now, &self.settings.policy);
@@ -130,6 +148,10 @@ impl Handler<RequestReturn> for App {
                 h.mark_returned(&m, &id, now);
             }
         }
+        ret.attribute_to(requester_name.as_deref());
+        for h in holders.iter_mut() {
+            h.attribute_to(requester_name.as_deref());
+        }
         let mut batch: Vec<&mut Request> = vec![&mut ret];
         batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
         self.commit(&mut batch, None).await?;
@@ -137,9 +159,6 @@ impl Handler<RequestReturn> for App {
         self.start_terminations(&mut ret, first).await?;
         Ok(ret)
     }
-}
-
-impl App {
     /// Makes the terminations a return request's step decided (none while it drains) and
     /// records the refusals.
     async fn start_terminations(&self, ret: &mut Request, first: ohf_domain::Decision) -> Result<(), AppError> {

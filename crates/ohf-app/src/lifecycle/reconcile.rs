@@ -240,7 +240,7 @@ impl App {
             report.errors.push(format!("provider {} is no longer configured", order.provider));
             return;
         };
-        let Some(template) = request.template().cloned() else { return };
+        let Some(template) = request.launch_template() else { return };
         let zones = self.launch_zones(request).await;
         let launch = LaunchRequest {
             request_id: request.id().clone(),

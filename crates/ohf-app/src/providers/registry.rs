@@ -268,6 +268,9 @@ impl CloudProvider for Measured {
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.measure(OperationType::ValidateTemplate, self.inner.check_template(template)).await
     }
+    async fn check_zones(&self, template: &Template, zones: &[String]) -> Result<(), CloudError> {
+        self.measure(OperationType::ValidateTemplate, self.inner.check_zones(template, zones)).await
+    }
     async fn identity(&self) -> Result<Option<String>, CloudError> {
         self.inner.identity().await
     }

@@ -392,7 +392,7 @@ async fn every_provision_request_is_placed_and_holds_its_venue_until_it_holds_no
     assert_eq!(second.provider().map(|p| p.as_str()), Some("sim-2"), "c is the one venue with room for 3");
 
     // A request that holds no machines any more gives its venue back.
-    r.app.execute(CancelRequest { request_id: second.id().to_string() }).await.unwrap();
+    r.app.execute(CancelRequest { request_id: second.id().to_string(), requester: None }).await.unwrap();
     for _ in 0..5 {
         r.clock.advance_secs(30);
         r.app.reconcile(None).await;

@@ -150,17 +150,25 @@ async fn machines_that_never_come_up_time_out_and_are_terminated() {
 async fn cancelling_terminates_what_was_launched() {
     let h = harness(SimConfig::default(), AppSettings::default());
     let r = h.app.execute(ask("OnDemand-Minimal", 2)).await.unwrap();
-    let c = h.app.execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string() }).await.unwrap();
+    let c = h
+        .app
+        .execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string(), requester: None })
+        .await
+        .unwrap();
     assert_eq!(c.state(), RequestState::Cancelled);
     cycle(&h, 5).await;
     assert!(sim_machines(&h, r.id()).await.iter().all(|m| m.status == MachineStatus::Terminated));
     assert_eq!(
-        h.app.execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string() }).await.unwrap_err().code(),
+        h.app
+            .execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string(), requester: None })
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::IllegalTransition
     );
     assert_eq!(
         h.app
-            .execute(ohf_app::commands::CancelRequest { request_id: "req-none".to_string() })
+            .execute(ohf_app::commands::CancelRequest { request_id: "req-none".to_string(), requester: None })
             .await
             .unwrap_err()
             .code(),

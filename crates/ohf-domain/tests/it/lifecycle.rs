@@ -539,3 +539,27 @@ fn a_callback_is_owed_on_each_state_asked_for_and_given_up_after_its_tries() {
     let rebuilt = Request::replay(r.uncommitted()).unwrap();
     assert_eq!(rebuilt.pending_callbacks(), r.pending_callbacks());
 }
+
+#[test]
+fn a_requests_spot_price_limit_lowers_the_templates_for_its_launches_only() {
+    let with = |template_json: serde_json::Value, limit: Option<&str>| {
+        let mut spec = ohf_domain::testing::provision_spec("req-s", 1);
+        spec.template = ohf_domain::Template::from_json(&template_json).unwrap();
+        if let Some(l) = limit {
+            spec.metadata.insert(ohf_domain::MAX_SPOT_PRICE_KEY.into(), serde_json::json!(l));
+        }
+        let r = Request::provision(spec, T0);
+        (r.template().unwrap().max_spot_price(), r.launch_template().unwrap().max_spot_price())
+    };
+    let spot = |price: Option<f64>| {
+        let mut t = serde_json::json!({"templateId": "S", "maxNumber": 5, "imageId": "ami-1", "vmType": "c5.large", "priceType": "spot"});
+        if let Some(p) = price {
+            t["maxSpotPrice"] = serde_json::json!(p);
+        }
+        t
+    };
+    assert_eq!(with(spot(None), None), (None, None));
+    assert_eq!(with(spot(None), Some("0.10")), (None, Some(0.10)), "the request sets a limit the template lacks");
+    assert_eq!(with(spot(Some(0.25)), Some("0.10")), (Some(0.25), Some(0.10)), "the lower applies");
+    assert_eq!(with(spot(Some(0.05)), Some("0.10")), (Some(0.05), Some(0.05)), "never above the template's");
+}

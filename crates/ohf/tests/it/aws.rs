@@ -405,7 +405,9 @@ mod app_level {
         let r = app.execute(ask(2)).await.unwrap();
         assert!(r.machines().is_empty(), "the group was placed; its machines come later");
         assert_eq!(super::placements(r.id().as_str()).await.len(), 1);
-        app.execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string() }).await.unwrap();
+        app.execute(ohf_app::commands::CancelRequest { request_id: r.id().to_string(), requester: None })
+            .await
+            .unwrap();
         app.reconcile(None).await;
         let done = store.get(r.id()).await.unwrap().unwrap();
         assert_eq!(done.state(), RequestState::Cancelled);

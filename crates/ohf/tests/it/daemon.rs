@@ -817,4 +817,32 @@ fn every_request_records_who_asked_and_an_unknown_requester_is_refused() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["requester"], "carol", "{doc}");
+
+    // Each event names who made it happen: alice's creation, the anonymous caller's cancel.
+    let (_, alice) = ask(serde_json::json!({"requester": "alice"}));
+    let id = alice["result"]["requestId"].as_str().unwrap().to_owned();
+    let (status, v) = rpc(daemon.port, "cancelRequest", serde_json::json!({"requestId": id}));
+    assert_eq!(status, 200, "{v}");
+    let (_, history) = rpc(daemon.port, "getRequestHistory", serde_json::json!({"requestId": id}));
+    let events = history["result"]["events"].as_array().unwrap().clone();
+    let by = |kind: &str| -> Vec<Value> {
+        events.iter().filter(|e| e["event"]["type"] == kind).map(|e| e["by"].clone()).collect()
+    };
+    assert_eq!(by("created"), vec![Value::from("alice")], "{history}");
+    let cancelled: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"]["type"] == "state_changed" && e["event"]["to"] == "CANCELLED")
+        .map(|e| &e["by"])
+        .collect();
+    assert_eq!(cancelled, vec![&Value::from("anonymous")], "{history}");
+    assert_eq!(by("machines_launched"), vec![Value::Null], "the lifecycle's own steps name no caller: {history}");
+
+    // Host Factory's scripts ask as the user running them.
+    let file = env.path("work/hf-request.json");
+    std::fs::write(&file, r#"{"template": {"templateId": "OnDemand-Minimal", "machineCount": 1}}"#).unwrap();
+    let out = env.script_cmd("requestMachines").env("USER", "egoadmin").arg("-f").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, shown) = rpc(daemon.port, "getRequestStatus", serde_json::json!({"requestId": doc["requestId"]}));
+    assert_eq!(shown["result"]["requester"], "egoadmin", "{shown}");
 }

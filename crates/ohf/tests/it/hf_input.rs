@@ -54,7 +54,7 @@ proptest! {
             let app = app();
             let _ = ohf_hostfactory::parse_input(&text);
             for op in ohf_hostfactory::Operation::ALL {
-                let options = ohf_hostfactory::Options { advance_on_poll: true };
+                let options = ohf_hostfactory::Options { advance_on_poll: true, requester: None };
                 match ohf_hostfactory::run(&app, op, &doc, options).await {
                     Ok(answer) => prop_assert!(answer.is_object(), "{:?}: {}", op, answer),
                     Err(e) => prop_assert!(e.to_json()["message"].is_string(), "{:?}", op),

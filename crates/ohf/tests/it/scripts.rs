@@ -652,6 +652,30 @@ fn a_refused_request_is_kept_as_rejected_for_history_and_figures() {
 }
 
 #[test]
+fn a_refused_return_is_kept_as_rejected_and_changes_nothing() {
+    let env = HfEnv::new(FAST_SIM);
+    let id = request(&env, "OnDemand-Minimal", 1);
+    let machine = wait_status(&env, &id, "complete")["machines"][0]["machineId"].as_str().unwrap().to_owned();
+    // A drain as long as the return's timeout is refused.
+    let out = env.ohf().args(["return", &machine, "--drain-timeout", "999999", "-o", "json"]).output().unwrap();
+    assert!(!out.status.success());
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["error"]["code"], "VALIDATION_ERROR", "{answer}");
+
+    let rejected = ohf_json(&env, &["request", "list", "--state", "REJECTED"]);
+    let rejected = rejected.as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let r = &rejected[0];
+    assert!(r["requestId"].as_str().unwrap().starts_with("ret-"), "kept as a return: {r}");
+    assert_eq!(r["machineCount"], 1, "{r}");
+    assert!(r["errorMessage"].as_str().unwrap().starts_with("VALIDATION_ERROR:"), "{r}");
+    // The machine is still held, and Host Factory's list of returns has nothing new.
+    assert_eq!(status(&env, &id)["machines"][0]["status"], "running");
+    let (_, returns) = env.script("getReturnRequests", &json!({"machines": []}));
+    assert_eq!(returns["requests"], json!([]), "{returns}");
+}
+
+#[test]
 fn a_template_of_instance_requirements_is_offered_with_the_smallest_match_and_launches_matching_types() {
     let env = HfEnv::new(FAST_SIM);
     let templates = json!({"templates": [{
@@ -686,4 +710,98 @@ fn a_template_of_instance_requirements_is_offered_with_the_smallest_match_and_la
         let kind = m["instanceType"].as_str().unwrap();
         assert!(["m5.", "c5.", "r5."].iter().any(|f| kind.starts_with(f)), "{kind} meets the requirements");
     }
+}
+
+#[test]
+fn zones_a_template_cannot_reach_are_refused_at_creation_and_kept_as_rejected() {
+    let env = HfEnv::new(FAST_SIM);
+    let out = env
+        .ohf()
+        .args(["request", "create", "-t", "OnDemand-Minimal", "-n", "1", "--zones", "mars-1a", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["error"]["code"], "VALIDATION_ERROR", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("placement.availabilityZones") && message.contains("mars-1a"), "{message}");
+    assert!(env.stored_requests().is_empty(), "nothing was launched or held");
+    let rejected = ohf_json(&env, &["request", "list", "--state", "REJECTED"]);
+    assert_eq!(rejected.as_array().unwrap().len(), 1, "{rejected}");
+
+    // A zone the cloud has is accepted, and the machine is placed there.
+    let created =
+        ohf_json(&env, &["request", "create", "-t", "OnDemand-Minimal", "-n", "1", "--zones", "sim-east-1b", "--wait"]);
+    let id = created["requestId"].as_str().unwrap();
+    let done = wait_status(&env, id, "complete");
+    assert_eq!(done["machines"].as_array().unwrap().len(), 1, "{done}");
+    let shown = &ohf_json(&env, &["request", "status", id])[0];
+    assert_eq!(shown["machines"][0]["availabilityZone"], "sim-east-1b", "{shown}");
+}
+
+#[test]
+fn a_requests_own_spot_price_limit_applies_to_its_launches() {
+    // c5.xlarge costs $0.05 an hour on the simulated spot market.
+    let env = HfEnv::new(
+        "[request]\nmax_launch_attempts = 1\n[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 0\n",
+    );
+    let cheap =
+        ohf_json(&env, &["request", "create", "-t", "Spot-Compute", "-n", "1", "--meta", "max-spot-price=0.01"]);
+    let failed = wait_status(&env, cheap["requestId"].as_str().unwrap(), "complete_with_error");
+    let shown = &ohf_json(&env, &["request", "status", cheap["requestId"].as_str().unwrap()])[0];
+    assert!(shown["errorMessage"].as_str().unwrap().contains("SpotMaxPriceTooLow"), "{shown} {failed}");
+
+    let enough =
+        ohf_json(&env, &["request", "create", "-t", "Spot-Compute", "-n", "1", "--meta", "max-spot-price=0.10"]);
+    let done = wait_status(&env, enough["requestId"].as_str().unwrap(), "complete");
+    assert_eq!(done["machines"].as_array().unwrap().len(), 1, "{done}");
+
+    // Not a price, or a limit on a template that launches no spot machines: refused, naming the field.
+    for (template, price) in [("Spot-Compute", "cheap"), ("OnDemand-Minimal", "0.10")] {
+        let out = env
+            .ohf()
+            .args([
+                "request",
+                "create",
+                "-t",
+                template,
+                "-n",
+                "1",
+                "--meta",
+                &format!("max-spot-price={price}"),
+                "-o",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(answer["error"]["code"], "VALIDATION_ERROR", "{answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("metadata.max-spot-price"), "{answer}");
+    }
+}
+
+#[test]
+fn without_a_daemon_each_host_factory_call_sends_its_alerts_under_one_shared_rate_limit() {
+    let hook = crate::support::Receiver::start(vec![200]);
+    let env = HfEnv::new(&format!(
+        "[request]\nmax_launch_attempts = 1\n\
+         [alerts]\nwindow_secs = 600\nmax_per_window = 2\n\
+         [alerts.sinks.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\
+         [alerts.rules.provider_unhealthy]\nenabled = false\n\
+         [[providers]]\nname = \"sim-1\"\ntype = \"sim\"\ncapacity_error_rate = 1.0\n",
+        hook.url
+    ));
+    // Five requests fail, each made and polled by its own short-lived process.
+    for _ in 0..5 {
+        let (out, doc) =
+            env.script("requestMachines", &json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 1}}));
+        assert!(out.status.success(), "{doc}");
+        let id = doc["requestId"].as_str().unwrap().to_owned();
+        wait_status(&env, &id, "complete_with_error");
+    }
+    // Each process delivered before it exited; together they kept to the window's share.
+    let hits = hook.hits();
+    assert_eq!(hits.len(), 2, "{:?}", hits.iter().map(|h| h.json()).collect::<Vec<_>>());
+    assert!(hits.iter().all(|h| h.json()["alert"]["rule"] == "request_failed"));
 }
