@@ -39,6 +39,8 @@ const AWS_GROUP_TAG: &str = "aws:autoscaling:groupName";
 /// How long a change waits for a busy fleet or group, and how often it looks.
 const BUSY_WAIT: Duration = Duration::from_secs(120);
 const BUSY_POLL: Duration = Duration::from_secs(2);
+/// Time kept back from an operation's deadline to answer busy in.
+const BUSY_MARGIN: Duration = Duration::from_secs(1);
 
 fn internal(code: &str, message: impl Into<String>) -> CloudError {
     CloudError::new(CloudErrorKind::Internal, code, message)
@@ -296,13 +298,7 @@ async fn zones(p: &AwsProvider, r: &LaunchRequest) -> Result<Vec<String>, CloudE
     if !r.zones.is_empty() {
         return Ok(r.zones.clone());
     }
-    let out = p
-        .ec2("DescribeAvailabilityZones")
-        .describe_availability_zones()
-        .send()
-        .await
-        .map_err(|e| translate("DescribeAvailabilityZones", e))?;
-    Ok(out.availability_zones().iter().filter_map(|z| z.zone_name().map(String::from)).collect())
+    launch::region_zones(p).await
 }
 
 /// What a placed request looks like now.
@@ -634,14 +630,19 @@ async fn wait_for_group(p: &AwsProvider, name: &str) -> Result<(), CloudError> {
     .await
 }
 
-/// Polls `done` until it holds, within the busy wait; a 2xx answer alone never marks a change
-/// done.
+/// Polls `done` until it holds, within the busy wait and inside the deadline of the operation
+/// the call belongs to (ending a poll early enough to answer busy, not to be cut off as a
+/// timeout); a 2xx answer alone never marks a change done.
 async fn confirm<F, Fut>(done: F, what: &str, state: &str) -> Result<(), CloudError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<bool, CloudError>>,
 {
-    let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+    let started = tokio::time::Instant::now();
+    let mut deadline = started + BUSY_WAIT;
+    if let Some(end) = ohf_app::ports::call_deadline() {
+        deadline = deadline.min(end.checked_sub(BUSY_MARGIN).unwrap_or(started));
+    }
     loop {
         if done().await? {
             return Ok(());
@@ -650,7 +651,7 @@ where
             return Err(CloudError::new(
                 CloudErrorKind::Busy,
                 "ResourceBusy",
-                format!("{what} is not {state} after {} s; tried again next cycle", BUSY_WAIT.as_secs()),
+                format!("{what} is not {state} after {} s; tried again next cycle", started.elapsed().as_secs()),
             ));
         }
         tokio::time::sleep(BUSY_POLL).await;
@@ -794,4 +795,29 @@ fn asg_requirements(q: &ohf_domain::requirements::InstanceRequirements) -> asg::
         b = b.set_excluded_instance_types(Some(q.excluded_instance_types.clone()));
     }
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_wait_ends_inside_the_deadline_of_its_operation_and_answers_busy() {
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_millis(2500);
+        let waited = ohf_app::ports::within_deadline(deadline, confirm(|| async { Ok(false) }, "fleet-1", "resized"));
+        let e = waited.await.unwrap_err();
+        assert_eq!((e.kind, e.code.as_str()), (CloudErrorKind::Busy, "ResourceBusy"), "{e:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "gave up inside the deadline: {:?}",
+            started.elapsed()
+        );
+
+        // A change that completes within the wait is confirmed.
+        let polls = std::sync::atomic::AtomicU32::new(0);
+        let done = || async { Ok(polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1) };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        ohf_app::ports::within_deadline(deadline, confirm(done, "fleet-1", "resized")).await.unwrap();
+    }
 }

@@ -333,11 +333,48 @@ pub(crate) enum Placement {
 /// DescribeSubnets when zones are asked), or the zones themselves for a template without
 /// subnets. Zones none of the template's subnets is in are refused, naming the field.
 pub(crate) async fn placement(p: &AwsProvider, r: &LaunchRequest) -> Result<Placement, CloudError> {
-    let t = &r.template;
-    if t.subnet_ids().is_empty() {
-        return Ok(Placement::Zones(r.zones.clone()));
+    placement_of(p, &r.template, &r.zones).await
+}
+
+/// The region's availability zones.
+pub(crate) async fn region_zones(p: &AwsProvider) -> Result<Vec<String>, CloudError> {
+    let out = p
+        .ec2("DescribeAvailabilityZones")
+        .describe_availability_zones()
+        .send()
+        .await
+        .map_err(|e| translate("DescribeAvailabilityZones", e))?;
+    Ok(out.availability_zones().iter().filter_map(|z| z.zone_name().map(String::from)).collect())
+}
+
+/// Whether machines of template `t` can be placed in `zones`: some of its subnets are in them,
+/// or, for a template without subnets, every zone is one of the region's. A hint that cannot be
+/// met is a validation error naming `placement.availabilityZones`.
+pub(crate) async fn check_zones(p: &AwsProvider, t: &Template, zones: &[String]) -> Result<(), CloudError> {
+    if zones.is_empty() {
+        return Ok(());
     }
-    if r.zones.is_empty() {
+    if !t.subnet_ids().is_empty() {
+        return placement_of(p, t, zones).await.map(|_| ());
+    }
+    let known = region_zones(p).await?;
+    let unknown: Vec<&str> = zones.iter().filter(|z| !known.contains(z)).map(String::as_str).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(CloudError::new(
+        CloudErrorKind::Validation,
+        "NoSuchZone",
+        format!("zones {} are not in this region; its zones: {}", unknown.join(", "), known.join(", ")),
+    ))
+}
+
+/// Where machines of template `t` go when asked for `zones`; see [`placement`].
+pub(crate) async fn placement_of(p: &AwsProvider, t: &Template, zones: &[String]) -> Result<Placement, CloudError> {
+    if t.subnet_ids().is_empty() {
+        return Ok(Placement::Zones(zones.to_vec()));
+    }
+    if zones.is_empty() {
         return Ok(Placement::Subnets(t.subnet_ids().to_vec()));
     }
     let out = p
@@ -350,7 +387,7 @@ pub(crate) async fn placement(p: &AwsProvider, r: &LaunchRequest) -> Result<Plac
     let inside: Vec<String> = out
         .subnets()
         .iter()
-        .filter(|s| s.availability_zone().is_some_and(|z| r.zones.iter().any(|asked| asked == z)))
+        .filter(|s| s.availability_zone().is_some_and(|z| zones.iter().any(|asked| asked == z)))
         .filter_map(|s| s.subnet_id().map(String::from))
         .collect();
     if inside.is_empty() {
@@ -358,9 +395,9 @@ pub(crate) async fn placement(p: &AwsProvider, r: &LaunchRequest) -> Result<Plac
             CloudErrorKind::Validation,
             "NoSubnetInZones",
             format!(
-                "placement.availabilityZones {}: none of the template's subnets ({}) is in them",
-                r.zones.join(", "),
-                t.subnet_ids().join(", ")
+                "none of the template's subnets ({}) is in placement.availabilityZones {}",
+                t.subnet_ids().join(", "),
+                zones.join(", ")
             ),
         ));
     }

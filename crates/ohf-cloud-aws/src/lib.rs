@@ -345,6 +345,10 @@ impl CloudProvider for AwsProvider {
         supported(template)
     }
 
+    async fn check_zones(&self, template: &Template, zones: &[String]) -> Result<(), CloudError> {
+        launch::check_zones(self, template, zones).await
+    }
+
     async fn identity(&self) -> Result<Option<String>, CloudError> {
         self.caller().await.map(Some)
     }

@@ -168,6 +168,23 @@ impl CloudProvider for SimCloud {
             .map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))
     }
 
+    async fn check_zones(&self, _template: &Template, zones: &[String]) -> Result<(), CloudError> {
+        let unknown: Vec<&str> = zones.iter().filter(|z| !self.config.zones.contains(z)).map(String::as_str).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(CloudError::new(
+            CloudErrorKind::Validation,
+            "NoSuchZone",
+            format!(
+                "zones {} are not in {}; its zones: {}",
+                unknown.join(", "),
+                self.config.region,
+                self.config.zones.join(", ")
+            ),
+        ))
+    }
+
     async fn measure_venue(&self, venue: &VenueQuery) -> Result<VenueReading, CloudError> {
         let now = self.clock.now();
         let zones: Vec<String> = match &venue.zone {

@@ -225,20 +225,32 @@ impl SimState {
             PriceType::Heterogeneous => template.percent_on_demand().unwrap_or(0),
         };
         let on_demand = (request.count * on_demand_share).div_ceil(100);
+        // A spot machine is placed only where the spot price is within the template's limit.
+        let limit = template.max_spot_price();
+        let affordable = |t: &str, zone: &str| {
+            let index = config.zones.iter().position(|z| z == zone).unwrap_or(0);
+            limit.is_none_or(|cap| config.spot_price(t, index).is_none_or(|price| price <= cap))
+        };
+        let mut priced_out = false;
         let mut ids = Vec::new();
         for n in 0..request.count {
             // Spread over zones, then types, taking the first with room.
             let nz = zones.len();
+            let spot = n >= on_demand;
             let slot = (0..nz)
                 .flat_map(|z| types.iter().map(move |t| (t, (z + n as usize) % nz)))
-                .find(|(t, z)| self.free_in(config, t, &zones[*z], now) > 0);
+                .filter(|(t, z)| self.free_in(config, t, &zones[*z], now) > 0)
+                .find(|(t, z)| {
+                    let ok = !spot || affordable(t, &zones[*z]);
+                    priced_out |= !ok;
+                    ok
+                });
             let Some((instance_type, zone)) = slot else { break };
             let (instance_type, zone) = (instance_type.clone(), zones[zone].clone());
             self.launched += 1;
             let k = self.launched;
             let id = format!("i-0{:016x}", splitmix64(config.seed ^ k));
             let stuck = self.draw(config) < config.stuck_rate;
-            let spot = n >= on_demand;
             let ready_at = (!stuck).then_some(now + config.launch_latency_ms as i64);
             let interrupted = spot && self.draw(config) < config.spot_interruption_rate;
             let interrupt_at = match (interrupted, ready_at) {
@@ -263,6 +275,18 @@ impl SimState {
                 },
             );
             ids.push(id);
+        }
+        if ids.is_empty() && priced_out {
+            return Err(CloudError::new(
+                CloudErrorKind::Capacity,
+                "SpotMaxPriceTooLow",
+                format!(
+                    "the spot price of {} in {} is above the limit of ${:.4} an hour",
+                    types.join(", "),
+                    zones.join(", "),
+                    limit.unwrap_or_default()
+                ),
+            ));
         }
         if ids.is_empty() {
             return Err(CloudError::new(

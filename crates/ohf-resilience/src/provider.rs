@@ -330,7 +330,7 @@ impl Resilient {
             self.count(op, |m| m.calls += 1);
             let started = Instant::now();
             let left = deadline.saturating_duration_since(started);
-            let outcome = match tokio::time::timeout(left, call()).await {
+            let outcome = match tokio::time::timeout(left, ohf_app::ports::within_deadline(deadline, call())).await {
                 Ok(r) => r,
                 Err(_) => {
                     self.count(op, |m| m.timeouts += 1);
@@ -410,6 +410,10 @@ impl CloudProvider for Resilient {
     }
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.inner.check_template(template).await
+    }
+    async fn check_zones(&self, template: &Template, zones: &[String]) -> Result<(), CloudError> {
+        // A describe of subnets or zones, under the same breaker, deadline and retries.
+        self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.check_zones(template, zones)).await
     }
     async fn identity(&self) -> Result<Option<String>, CloudError> {
         // A doctor's question, asked once: no breaker, no retries beyond the SDK's.

@@ -210,6 +210,15 @@ async fn a_requests_zones_narrow_where_run_instances_places_its_machines() {
     let out = p.launch(&r).await.unwrap();
     assert_eq!(zone_of(&out.machines[0].id).await, "us-east-1d");
     p.terminate(&owned(&[out.machines[0].id.clone()], "req-zone-d"), &owner()).await.unwrap();
+
+    // The same judgement before anything is launched, as a request's admission asks it.
+    p.check_zones(&t, &["us-east-1b".into()]).await.unwrap();
+    let e = p.check_zones(&t, &["us-east-1c".into()]).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (CloudErrorKind::Validation, "NoSubnetInZones"), "{e:?}");
+    p.check_zones(&bare, &["us-east-1d".into()]).await.unwrap();
+    let e = p.check_zones(&bare, &["mars-1a".into()]).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (CloudErrorKind::Validation, "NoSuchZone"), "{e:?}");
+    assert!(e.message.contains("mars-1a") && e.message.contains("us-east-1a"), "{}", e.message);
 }
 
 #[tokio::test]

@@ -25,6 +25,8 @@ struct Scripted {
     calls: Mutex<Vec<Instant>>,
     delay: Duration,
     launched: Mutex<Vec<String>>,
+    /// The operation's deadline as each describe saw it.
+    deadlines: Mutex<Vec<Option<Instant>>>,
 }
 
 fn scripted(script: Vec<Result<(), CloudError>>, delay: Duration) -> Arc<Scripted> {
@@ -34,6 +36,7 @@ fn scripted(script: Vec<Result<(), CloudError>>, delay: Duration) -> Arc<Scripte
         calls: Mutex::default(),
         delay,
         launched: Mutex::default(),
+        deadlines: Mutex::default(),
     })
 }
 
@@ -63,6 +66,7 @@ impl CloudProvider for Scripted {
     }
     async fn describe(&self, _: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         self.calls.lock().unwrap().push(Instant::now());
+        self.deadlines.lock().unwrap().push(ohf_app::ports::call_deadline());
         tokio::time::sleep(self.delay).await;
         let next = self.script.lock().unwrap().pop_front().unwrap_or(Ok(()));
         next.map(|()| Vec::new())
@@ -166,6 +170,8 @@ async fn the_deadline_bounds_the_whole_operation() {
     assert_eq!((e.kind, e.code.as_str()), (CloudErrorKind::Timeout, "Timeout"));
     assert_eq!(started.elapsed(), Duration::from_secs(5), "no attempt outlives the deadline");
     assert_eq!(s.resilient.metrics()["ec2_describe_instances"].timeouts, 1);
+    // The provider is told the deadline, so a wait inside the call can end before it.
+    assert_eq!(*s.cloud.deadlines.lock().unwrap(), vec![Some(started + Duration::from_secs(5))]);
 
     let mut c = config();
     c.timeout.operations.insert("ec2_describe_instances".into(), 2.5);
