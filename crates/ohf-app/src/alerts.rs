@@ -5,7 +5,7 @@
 //! rule sends at most `max_per_window` alerts per window and counts the rest, and a condition
 //! that ends (a breaker closing, a provider healthy again) sends its recovery.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::bus::{EventHandler, SystemEvent};
-use crate::ports::Clock;
+use crate::ports::{Clock, SharedState};
+use crate::{keys, shared};
 
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -179,7 +180,7 @@ pub trait AlertSink: Send + Sync + 'static {
     async fn send(&self, alert: &Alert) -> Result<(), String>;
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Window {
     started: Option<Timestamp>,
     sent: u32,
@@ -187,11 +188,13 @@ struct Window {
     last_subject: String,
 }
 
-#[derive(Default)]
+/// What the alerter remembers: in the store's shared state when it has one, so that every
+/// process and daemon sharing the store deduplicates and rate-limits as one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct State {
-    windows: HashMap<RuleName, Window>,
+    windows: BTreeMap<RuleName, Window>,
     /// Conditions raised and not yet resolved, per rule and subject.
-    active: HashSet<(RuleName, String)>,
+    active: BTreeSet<(RuleName, String)>,
 }
 
 /// Turns what happens into alerts, deduplicated and rate-limited, and sends them.
@@ -201,6 +204,8 @@ pub struct Alerter {
     clock: Arc<dyn Clock>,
     consecutive_failures: u32,
     state: Mutex<State>,
+    /// Where the state is kept for every process, when set.
+    shared: Option<Arc<dyn SharedState>>,
     /// Alerts handed to each sink, by sink and outcome (`sent`, `failed`).
     deliveries: Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
 }
@@ -214,7 +219,41 @@ impl Alerter {
         clock: Arc<dyn Clock>,
         consecutive_failures: u32,
     ) -> Self {
-        Self { rules, sinks, clock, consecutive_failures, state: Mutex::default(), deliveries: Mutex::default() }
+        Self {
+            rules,
+            sinks,
+            clock,
+            consecutive_failures,
+            state: Mutex::default(),
+            shared: None,
+            deliveries: Mutex::default(),
+        }
+    }
+
+    /// Keeps what the alerter remembers (open conditions, each rule's window) in `store`, so
+    /// that all the processes sharing it send one alert per condition and one rate limit per
+    /// rule between them; a store that cannot be reached leaves this process's own memory.
+    #[must_use]
+    pub fn shared(mut self, store: Arc<dyn SharedState>) -> Self {
+        self.shared = Some(store);
+        self
+    }
+
+    /// Applies `change` to the state (the shared one when there is one) and answers what it
+    /// answered. Under contention `change` may run more than once, each time on a fresh read.
+    async fn with_state<R>(&self, mut change: impl FnMut(&mut State) -> R) -> R {
+        if let Some(store) = &self.shared {
+            let mut answer = None;
+            match shared::update(&**store, keys::ALERTS, State::default, |s| answer = Some(change(s))).await {
+                Ok(_) => {
+                    if let Some(a) = answer {
+                        return a;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "alert state not shared; this process's own counts"),
+            }
+        }
+        change(&mut self.lock())
     }
 
     /// Alerts handed to each sink so far: `(sink, outcome)` → how many, the outcome `sent` or
@@ -235,25 +274,28 @@ impl Alerter {
             return;
         }
         let now = self.clock.now();
-        let suppressed = {
-            let mut state = self.lock();
-            if stateful && !state.active.insert((rule, subject.to_owned())) {
-                return;
-            }
-            let window_ms = i64::try_from(self.rules.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-            let w = state.windows.entry(rule).or_default();
-            if w.started.is_none_or(|s| now.unix_millis().saturating_sub(s.unix_millis()) >= window_ms) {
-                // A new window; what the last one held back is told with its first alert.
-                *w = Window { started: Some(now), suppressed: w.suppressed, ..Window::default() };
-            }
-            if w.sent >= self.rules.max_per_window {
-                w.suppressed += 1;
-                w.last_subject = subject.to_owned();
-                return;
-            }
-            w.sent += 1;
-            std::mem::take(&mut w.suppressed)
-        };
+        let window_ms = i64::try_from(self.rules.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let max = self.rules.max_per_window;
+        let decided = self
+            .with_state(|state| {
+                if stateful && !state.active.insert((rule, subject.to_owned())) {
+                    return None;
+                }
+                let w = state.windows.entry(rule).or_default();
+                if w.started.is_none_or(|s| now.unix_millis().saturating_sub(s.unix_millis()) >= window_ms) {
+                    // A new window; what the last one held back is told with its first alert.
+                    *w = Window { started: Some(now), suppressed: w.suppressed, ..Window::default() };
+                }
+                if w.sent >= max {
+                    w.suppressed += 1;
+                    w.last_subject = subject.to_owned();
+                    return None;
+                }
+                w.sent += 1;
+                Some(std::mem::take(&mut w.suppressed))
+            })
+            .await;
+        let Some(suppressed) = decided else { return };
         let alert = Alert { suppressed, details, ..Alert::of(rule, &settings, subject, summary, now) };
         self.dispatch(&settings, &alert).await;
     }
@@ -261,7 +303,11 @@ impl Alerter {
     /// Resolves `rule` about `subject`, when it was raised: its recovery is sent.
     pub async fn resolve(&self, rule: RuleName, subject: &str, summary: String) {
         let settings = self.rules.rule(rule);
-        if !settings.enabled || !self.lock().active.remove(&(rule, subject.to_owned())) {
+        if !settings.enabled {
+            return;
+        }
+        let key = (rule, subject.to_owned());
+        if !self.with_state(|state| state.active.remove(&key)).await {
             return;
         }
         let alert = Alert { resolved: true, ..Alert::of(rule, &settings, subject, summary, self.clock.now()) };
@@ -273,22 +319,24 @@ impl Alerter {
     pub async fn tick(&self) {
         let now = self.clock.now();
         let window_ms = i64::try_from(self.rules.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let due: Vec<(RuleName, u64, String)> = {
-            let mut state = self.lock();
-            state
-                .windows
-                .iter_mut()
-                .filter(|(_, w)| {
-                    w.suppressed > 0
-                        && w.started.is_some_and(|s| now.unix_millis().saturating_sub(s.unix_millis()) >= window_ms)
-                })
-                .map(|(rule, w)| {
-                    let n = std::mem::take(&mut w.suppressed);
-                    *w = Window { started: Some(now), sent: 1, ..Window::default() };
-                    (*rule, n, std::mem::take(&mut w.last_subject))
-                })
-                .collect()
-        };
+        let due: Vec<(RuleName, u64, String)> = self
+            .with_state(|state| {
+                state
+                    .windows
+                    .iter_mut()
+                    .filter(|(_, w)| {
+                        w.suppressed > 0
+                            && w.started.is_some_and(|s| now.unix_millis().saturating_sub(s.unix_millis()) >= window_ms)
+                    })
+                    .map(|(rule, w)| {
+                        let n = std::mem::take(&mut w.suppressed);
+                        let last = std::mem::take(&mut w.last_subject);
+                        *w = Window { started: Some(now), sent: 1, ..Window::default() };
+                        (*rule, n, last)
+                    })
+                    .collect()
+            })
+            .await;
         for (rule, n, last) in due {
             let settings = self.rules.rule(rule);
             let summary = format!("{n} more {} alerts in the last {} s", rule.as_str(), self.rules.window_secs);

@@ -106,6 +106,8 @@ pub struct HandlerFigures {
 
 #[derive(Default)]
 struct Counters {
+    /// Events queued or being handled.
+    pending: AtomicU64,
     handled: AtomicU64,
     failed: AtomicU64,
     timed_out: AtomicU64,
@@ -140,6 +142,7 @@ impl Subscriber {
                             counters.timed_out.fetch_add(1, Ordering::Relaxed)
                         }
                     };
+                    counters.pending.fetch_sub(1, Ordering::Relaxed);
                 }
             });
             tx
@@ -199,13 +202,32 @@ impl EventBus {
     pub async fn publish(&self, events: &[EventEnvelope]) {
         for event in events {
             for s in self.subscribers.iter() {
+                s.counters.pending.fetch_add(1, Ordering::Relaxed);
                 if s.queue().try_send(event.clone()).is_err() {
+                    s.counters.pending.fetch_sub(1, Ordering::Relaxed);
                     s.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(subscriber = s.handler.name(), request_id = %event.request_id, "event subscriber is behind; event dropped");
                 }
             }
             // No live subscriber is not an error.
             let _ = self.live.send(event.clone());
+        }
+    }
+
+    /// Waits, at most `within`, until every subscriber has handled what it was handed: a
+    /// short-lived process (a Host Factory call, a command) calls it before it exits, so its
+    /// alerts and figures are not cut off. Answers whether everything was handled.
+    pub async fn drain(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.subscribers.iter().all(|s| s.counters.pending.load(Ordering::Relaxed) == 0) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("event subscribers still busy at exit; what they had left is dropped");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

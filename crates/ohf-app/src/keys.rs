@@ -13,6 +13,8 @@ pub const ENTRY: &str = "provider/";
 pub const CONFIG: &str = "strategy/config";
 /// Round robin's turn counter.
 pub const CURSOR: &str = "strategy/cursor";
+/// The alerter's state (open conditions, each rule's window), shared by every process.
+pub const ALERTS: &str = "alerts/state";
 /// A circuit breaker (kept by `ohf-resilience`): `breaker/<provider>/<service>`.
 pub const BREAKERS: &str = "breaker/";
 /// The cached figures of an instance type: `instance-type/<name>`.

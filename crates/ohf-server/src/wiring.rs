@@ -117,7 +117,7 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
     // request durations, and the alerts.
     let events = Arc::new(EventCounts::default());
     let completions = Arc::new(ohf_app::figures::Completions::new(store.clone()));
-    let alerter = Arc::new(alerter(settings, clock.clone())?);
+    let alerter = Arc::new(alerter(settings, clock.clone())?.shared(store.clone()));
     let bus = EventBus::new(vec![Arc::new(EventLog), events.clone(), completions.clone(), alerter.clone()]);
     let builder = Arc::new(Builder {
         store: store.clone(),
@@ -148,7 +148,7 @@ pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
     Ok(Runtime { app: Arc::new(app), sims, resilient, events, alerter, completions, store: measured })
 }
 
-/// The alerter of `[alerts]`; the resilience seed's `alert_on_circuit_breaker_open` and
+/// The alerter of `[alerts]` (its state shared through the store by the caller); the resilience seed's `alert_on_circuit_breaker_open` and
 /// `max_consecutive_failures_before_alert` apply unless `[alerts.rules]` says otherwise.
 fn alerter(settings: &Resolved, clock: Arc<SystemClock>) -> anyhow::Result<Alerter> {
     let mut rules = settings.alerts.rules();

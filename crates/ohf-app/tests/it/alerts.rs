@@ -46,6 +46,7 @@ fn failed(id: &str) -> EventEnvelope {
             to: RequestState::Failed,
             error: Some("InsufficientInstanceCapacity".into()),
         },
+        by: None,
     }
 }
 
@@ -171,4 +172,38 @@ async fn a_long_running_request_is_reported_once_past_its_duration() {
     let sent = sink.taken();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!((sent[0].rule, sent[0].subject.as_str()), (RuleName::LongRunningRequest, "req-old"));
+}
+
+#[tokio::test]
+async fn processes_sharing_a_store_alert_once_per_condition_and_share_the_rate_limit() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Arc::new(ohf_app::memory::MemoryStore::new());
+    let sink = Kept::named("ops");
+    let process = || {
+        let rules = AlertRules { window_secs: 600, max_per_window: 3, ..AlertRules::default() };
+        alerter(rules, vec![sink.clone()], clock.clone()).shared(store.clone())
+    };
+    let (a, b, c) = (process(), process(), process());
+    // Every daemon sees the breaker open: one alert between them, and one recovery.
+    for p in [&a, &b, &c] {
+        p.on_system(&breaker("OPEN", 5)).await;
+    }
+    assert_eq!(sink.taken().len(), 1, "one alert per condition across processes");
+    b.on_system(&breaker("CLOSED", 0)).await;
+    c.on_system(&breaker("CLOSED", 0)).await;
+    let recovered = sink.taken();
+    assert_eq!((recovered.len(), recovered[0].resolved), (1, true), "{recovered:?}");
+
+    // Failures recorded by different processes count against one window.
+    for n in 0..12 {
+        [&a, &b, &c][n % 3].handle(&failed(&format!("req-{n}"))).await.unwrap();
+    }
+    assert_eq!(sink.taken().len(), 3, "the window's share, not three per process");
+    clock.advance_secs(601);
+    c.tick().await;
+    a.tick().await;
+    let digest = sink.taken();
+    assert_eq!(digest.len(), 1, "one digest: {digest:?}");
+    assert_eq!(digest[0].suppressed, 9);
+    assert_eq!(digest[0].subject, "req-11", "the digest names the last one held back");
 }
