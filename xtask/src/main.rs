@@ -438,7 +438,7 @@ fn bench(_extra: &[String]) -> anyhow::Result<()> {
     // Application-layer throughput and memory, on SQLite and Postgres.
     let postgres = postgres::ensure()?;
     let outcome = (|| {
-        for mode in [None, Some("rss"), Some("rss-postgres"), Some("grpc"), Some("history")] {
+        for mode in [None, Some("rss"), Some("rss-postgres"), Some("grpc"), Some("history"), Some("priority")] {
             let mut cmd = cargo();
             cmd.env("OHF_TEST_DATABASE_URL", &postgres.url).args(["bench", "-p", "ohf", "--bench", "app"]);
             if let Some(mode) = mode {

@@ -1,9 +1,10 @@
 //! Application-layer throughput and memory: request creations per second and status queries
 //! per second on SQLite and on Postgres, resident memory of a reconcile pass over 10,000
 //! active requests holding 100,000 machines, and GetRequestStatus over gRPC with 64 concurrent
-//! clients. Figures are printed, never asserted.
+//! clients; one high-priority request behind 500 low ones at a saturated rate limit. Figures are
+//! printed, never asserted.
 //!
-//! `cargo bench -p ohf --bench app [-- rss|rss-postgres|grpc]`; Postgres from `OHF_TEST_DATABASE_URL` (default
+//! `cargo bench -p ohf --bench app [-- rss|rss-postgres|grpc|history|priority|strategy]`; Postgres from `OHF_TEST_DATABASE_URL` (default
 //! the local server). `cargo xtask bench` runs it with a Postgres it makes sure of.
 
 use std::collections::HashMap;
@@ -205,6 +206,78 @@ async fn throughput_with(
     );
 }
 
+/// Launches this many a second pass the client-side rate limit in the priority benchmark.
+const LAUNCHES_PER_SEC: f64 = 100.0;
+
+/// 500 low-priority requests wait for the rate limit in front of the cloud (100 launches a
+/// second); then one more request comes. The time until it holds its machines, as low (first
+/// come, first served: how every request was treated before priorities) and as high.
+async fn priority(dir: &tempfile::TempDir) {
+    use ohf_resilience::config::Bucket;
+    let mut waits = Vec::new();
+    for (n, level) in ["low", "high"].into_iter().enumerate() {
+        let store = Arc::new(SqliteStore::open(&dir.path().join(format!("priority-{n}.db"))).await.expect("sqlite"));
+        let template = Template::from_json(&serde_json::json!({
+            "templateId": "Bench", "maxNumber": -1, "imageId": "ami-1", "vmType": "m5.large"
+        }))
+        .expect("template");
+        let mut config = ohf_resilience::ResilienceConfig::default();
+        config
+            .rate_limit
+            .operations
+            .insert("ec2_run_instances".into(), Bucket { burst: 1.0, per_sec: LAUNCHES_PER_SEC });
+        config.timeout.operations.insert("ec2_run_instances".into(), 120.0);
+        let cloud = Arc::new(FastCloud {
+            name: ProviderName::new("fast-0").expect("name"),
+            start: true,
+            state: Mutex::default(),
+        });
+        let limited = ohf_resilience::Resilient::new(cloud, config, store.clone(), Arc::new(SystemClock));
+        let settings = AppSettings { answer_within: std::time::Duration::from_secs(120), ..AppSettings::default() };
+        let app = Arc::new(
+            App::builder(store, Arc::new(StaticCatalog(vec![template])))
+                .provider(Arc::new(limited))
+                .clock(Arc::new(SystemClock))
+                .ids(Arc::new(UuidIds))
+                .settings(settings)
+                .build()
+                .expect("app"),
+        );
+        let backlog: Vec<_> = (0..500)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let low = RequestMachines { priority: Some("low".into()), ..ask(1) };
+                    app.execute(low).await.expect("create")
+                })
+            })
+            .collect();
+        // Let the backlog reach the rate limit's queue.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let one = app.execute(RequestMachines { priority: Some(level.into()), ..ask(1) }).await.expect("create");
+        let took = started.elapsed();
+        let later = backlog.iter().filter(|t| !t.is_finished()).count();
+        assert_eq!(one.machines().len(), 1, "the request holds its machine when answered");
+        for task in backlog {
+            task.await.expect("task");
+        }
+        println!(
+            "priority: one {level} request behind 500 low ones at {LAUNCHES_PER_SEC:.0} launches/s: machines after {:.1} ms ({later} of the 500 still waiting then)",
+            took.as_secs_f64() * 1000.0
+        );
+        waits.push(took);
+    }
+    let (fifo, ranked) = (waits[0], waits[1]);
+    println!(
+        "priority: the high request waited {:.1} ms where first come, first served took {:.1} ms ({:.0}x sooner) {}",
+        ranked.as_secs_f64() * 1000.0,
+        fifo.as_secs_f64() * 1000.0,
+        fifo.as_secs_f64() / ranked.as_secs_f64().max(1e-6),
+        against(ranked.as_secs_f64() <= 0.05, "<= 50 ms, a few launch turns")
+    );
+}
+
 /// A figure's target and whether it was met, as the benchmark prints it.
 fn against(met: bool, target: &str) -> String {
     format!("[target {target}: {}]", if met { "met" } else { "MISSED" })
@@ -403,6 +476,10 @@ fn main() {
                     Arc::new(SqliteStore::open(&dir.path().join(format!("s{providers}.db"))).await.expect("sqlite"));
                 throughput_with(&format!("sqlite, {providers} provider(s)"), store, 2000, 2000, 4, providers).await;
             }
+            return;
+        }
+        if args.iter().any(|a| a == "priority") {
+            priority(&dir).await;
             return;
         }
         if args.iter().any(|a| a == "history") {
