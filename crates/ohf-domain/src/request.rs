@@ -853,6 +853,20 @@ impl Request {
         now: Timestamp,
         policy: &LifecyclePolicy,
     ) -> Decision {
+        let seen: Vec<&MachineObservation> = observations.iter().collect();
+        self.reconcile_seen(&seen, described, now, policy)
+    }
+
+    /// [`Request::reconcile`] over observations already picked out for this request (those of
+    /// its id or of its machines; others are passed over all the same): a cycle over many
+    /// requests indexes what it saw once instead of handing each request everything.
+    pub fn reconcile_seen(
+        &mut self,
+        observations: &[&MachineObservation],
+        described: &[ProviderName],
+        now: Timestamp,
+        policy: &LifecyclePolicy,
+    ) -> Decision {
         self.observe(observations, described, now, policy);
         if self.state == RequestState::Pending {
             // Pending → InProgress is always legal.
@@ -888,13 +902,14 @@ impl Request {
 
     fn observe(
         &mut self,
-        observations: &[MachineObservation],
+        observations: &[&MachineObservation],
         described: &[ProviderName],
         now: Timestamp,
         policy: &LifecyclePolicy,
     ) {
         let mine: Vec<&MachineObservation> = observations
             .iter()
+            .copied()
             .filter(|o| o.request_id.as_ref() == Some(&self.id) || self.machines.iter().any(|m| m.id() == &o.id))
             .collect();
         for o in &mine {

@@ -490,7 +490,9 @@ macro_rules! sql_request_store {
                     .collect::<Vec<_>>();
                 tx.commit().await.map_err(store_error)?;
                 // In the order they were chosen: by priority, then the longest waiting.
-                claimed.sort_by_key(|r| ids.iter().position(|id| id == r.id().as_str()));
+                let rank: std::collections::HashMap<&str, usize> =
+                    ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+                claimed.sort_by_key(|r| rank.get(r.id().as_str()).copied());
                 Ok(claimed)
             }
 

@@ -210,71 +210,64 @@ async fn throughput_with(
 const LAUNCHES_PER_SEC: f64 = 100.0;
 
 /// 500 low-priority requests wait for the rate limit in front of the cloud (100 launches a
-/// second); then one more request comes. The time until it holds its machines, as low (first
-/// come, first served: how every request was treated before priorities) and as high.
-async fn priority(dir: &tempfile::TempDir) {
+/// second); then a high-priority one comes. The time until it holds its machine, against the
+/// waits of the 500: without priorities a request joining the queue is one of them (equals are
+/// served in no set order). The memory store keeps the store's own queueing out of the figure.
+async fn priority() {
     use ohf_resilience::config::Bucket;
-    let mut waits = Vec::new();
-    for (n, level) in ["low", "high"].into_iter().enumerate() {
-        let store = Arc::new(SqliteStore::open(&dir.path().join(format!("priority-{n}.db"))).await.expect("sqlite"));
-        let template = Template::from_json(&serde_json::json!({
-            "templateId": "Bench", "maxNumber": -1, "imageId": "ami-1", "vmType": "m5.large"
-        }))
-        .expect("template");
-        let mut config = ohf_resilience::ResilienceConfig::default();
-        config
-            .rate_limit
-            .operations
-            .insert("ec2_run_instances".into(), Bucket { burst: 1.0, per_sec: LAUNCHES_PER_SEC });
-        config.timeout.operations.insert("ec2_run_instances".into(), 120.0);
-        let cloud = Arc::new(FastCloud {
-            name: ProviderName::new("fast-0").expect("name"),
-            start: true,
-            state: Mutex::default(),
-        });
-        let limited = ohf_resilience::Resilient::new(cloud, config, store.clone(), Arc::new(SystemClock));
-        let settings = AppSettings { answer_within: std::time::Duration::from_secs(120), ..AppSettings::default() };
-        let app = Arc::new(
-            App::builder(store, Arc::new(StaticCatalog(vec![template])))
-                .provider(Arc::new(limited))
-                .clock(Arc::new(SystemClock))
-                .ids(Arc::new(UuidIds))
-                .settings(settings)
-                .build()
-                .expect("app"),
-        );
-        let backlog: Vec<_> = (0..500)
-            .map(|_| {
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let low = RequestMachines { priority: Some("low".into()), ..ask(1) };
-                    app.execute(low).await.expect("create")
-                })
+    let store = Arc::new(ohf_app::memory::MemoryStore::new());
+    let template = Template::from_json(&serde_json::json!({
+        "templateId": "Bench", "maxNumber": -1, "imageId": "ami-1", "vmType": "m5.large"
+    }))
+    .expect("template");
+    let mut config = ohf_resilience::ResilienceConfig::default();
+    config.rate_limit.operations.insert("ec2_run_instances".into(), Bucket { burst: 1.0, per_sec: LAUNCHES_PER_SEC });
+    config.timeout.operations.insert("ec2_run_instances".into(), 120.0);
+    let cloud =
+        Arc::new(FastCloud { name: ProviderName::new("fast-0").expect("name"), start: true, state: Mutex::default() });
+    let limited = ohf_resilience::Resilient::new(cloud, config, store.clone(), Arc::new(SystemClock));
+    let settings = AppSettings { answer_within: std::time::Duration::from_secs(120), ..AppSettings::default() };
+    let app = Arc::new(
+        App::builder(store, Arc::new(StaticCatalog(vec![template])))
+            .provider(Arc::new(limited))
+            .clock(Arc::new(SystemClock))
+            .ids(Arc::new(UuidIds))
+            .settings(settings)
+            .build()
+            .expect("app"),
+    );
+    let backlog: Vec<_> = (0..500)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let low = RequestMachines { priority: Some("low".into()), ..ask(1) };
+                let r = app.execute(low).await.expect("create");
+                assert_eq!(r.machines().len(), 1);
+                started.elapsed()
             })
-            .collect();
-        // Let the backlog reach the rate limit's queue.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let started = Instant::now();
-        let one = app.execute(RequestMachines { priority: Some(level.into()), ..ask(1) }).await.expect("create");
-        let took = started.elapsed();
-        let later = backlog.iter().filter(|t| !t.is_finished()).count();
-        assert_eq!(one.machines().len(), 1, "the request holds its machine when answered");
-        for task in backlog {
-            task.await.expect("task");
-        }
-        println!(
-            "priority: one {level} request behind 500 low ones at {LAUNCHES_PER_SEC:.0} launches/s: machines after {:.1} ms ({later} of the 500 still waiting then)",
-            took.as_secs_f64() * 1000.0
-        );
-        waits.push(took);
+        })
+        .collect();
+    // Let the backlog reach the rate limit's queue.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let one = app.execute(RequestMachines { priority: Some("high".into()), ..ask(1) }).await.expect("create");
+    let took = started.elapsed();
+    let waiting = backlog.iter().filter(|t| !t.is_finished()).count();
+    assert_eq!(one.machines().len(), 1, "the request holds its machine when answered");
+    let mut waits = Vec::new();
+    for task in backlog {
+        waits.push(task.await.expect("task"));
     }
-    let (fifo, ranked) = (waits[0], waits[1]);
+    waits.sort();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "priority: the high request waited {:.1} ms where first come, first served took {:.1} ms ({:.0}x sooner) {}",
-        ranked.as_secs_f64() * 1000.0,
-        fifo.as_secs_f64() * 1000.0,
-        fifo.as_secs_f64() / ranked.as_secs_f64().max(1e-6),
-        against(ranked.as_secs_f64() <= 0.05, "<= 50 ms, a few launch turns")
+        "priority: 500 low requests at {LAUNCHES_PER_SEC:.0} launches/s wait a median {:.0} ms, p95 {:.0} ms, max {:.0} ms for their machines; a high one arriving with {waiting} of them still waiting got its machine after {:.1} ms {}",
+        ms(waits[waits.len() / 2]),
+        ms(waits[waits.len() * 95 / 100]),
+        ms(waits[waits.len() - 1]),
+        ms(took),
+        against(took.as_secs_f64() <= 0.05, "<= 50 ms, a few launch turns")
     );
 }
 
@@ -479,7 +472,7 @@ fn main() {
             return;
         }
         if args.iter().any(|a| a == "priority") {
-            priority(&dir).await;
+            priority().await;
             return;
         }
         if args.iter().any(|a| a == "history") {

@@ -1,10 +1,12 @@
 //! The reconcile step: look at what the store holds, ask each provider once what exists,
 //! decide, store the decision, then make the cloud calls it asks for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ohf_domain::request::{LaunchOrder, Release};
-use ohf_domain::{CallbackSpec, MachineId, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags};
+use ohf_domain::{
+    CallbackSpec, MachineId, MachineObservation, MachineStatus, ProviderName, Request, RequestId, RequestKind, Tags,
+};
 
 use crate::App;
 use crate::ports::{DescribeQuery, Fence, LaunchRequest, LaunchResult, OwnedMachine, Ownership, StoreError, tag_keys};
@@ -130,8 +132,27 @@ impl App {
 
         let now = self.clock.now();
         let mut to_terminate: Vec<Doomed> = Vec::new();
+        // What was seen, by request and by machine: each request is handed only its own.
+        let mut by_request: HashMap<&RequestId, Vec<&MachineObservation>> = HashMap::new();
+        let mut by_machine: HashMap<&MachineId, &MachineObservation> = HashMap::new();
+        for o in &observations {
+            if let Some(id) = &o.request_id {
+                by_request.entry(id).or_default().push(o);
+            }
+            by_machine.insert(&o.id, o);
+        }
         for request in requests.iter_mut().filter(|r| r.needs_cloud_work()) {
-            let decision = request.reconcile(&observations, &described, now, &self.settings.policy);
+            let mut seen = by_request.get(request.id()).cloned().unwrap_or_default();
+            for m in request.machines() {
+                if let Some(o) = by_machine.get(m.id())
+                    && !seen.iter().any(|s| std::ptr::eq(*s, *o))
+                {
+                    seen.push(o);
+                }
+            }
+            // In the order the provider answered, as when every request was handed everything.
+            seen.sort_by_key(|o| std::ptr::from_ref::<MachineObservation>(o) as usize);
+            let decision = request.reconcile_seen(&seen, &described, now, &self.settings.policy);
             if request.uncommitted().is_empty() && decision.is_empty() {
                 continue;
             }
@@ -388,6 +409,7 @@ impl App {
 /// Everything of `requests` that `provider` should report on, as one query.
 fn describe_query<'a>(requests: impl Iterator<Item = &'a Request>, provider: &ProviderName) -> DescribeQuery {
     let mut query = DescribeQuery::default();
+    let mut asked: std::collections::HashSet<&MachineId> = std::collections::HashSet::new();
     for r in requests {
         // Machines of an attempt on a provider the request failed over from may still show up.
         let launched_here = r.provider() == Some(provider) || r.providers_tried().contains(provider);
@@ -395,10 +417,7 @@ fn describe_query<'a>(requests: impl Iterator<Item = &'a Request>, provider: &Pr
             query.request_ids.push(r.id().clone());
         }
         for m in r.machines() {
-            if m.provider() == provider
-                && m.status() != MachineStatus::Terminated
-                && !query.machine_ids.contains(m.id())
-            {
+            if m.provider() == provider && m.status() != MachineStatus::Terminated && asked.insert(m.id()) {
                 query.machine_ids.push(m.id().clone());
             }
         }

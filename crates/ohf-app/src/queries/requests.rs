@@ -42,8 +42,19 @@ impl Handler<GetRequestStatus> for App {
         limits::check_len("requestIds", q.request_ids.len(), limits::MAX_ITEMS_PER_CALL)?;
         let parsed: Vec<RequestId> = q.request_ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
         let found = self.store.get_many(&parsed).await?;
-        let by_id: HashMap<&str, &Request> = found.iter().map(|r| (r.id().as_str(), r)).collect();
-        Ok(q.request_ids.iter().map(|i| (i.clone(), by_id.get(i.as_str()).map(|r| (*r).clone()))).collect())
+        let mut by_id: HashMap<String, Request> = found.into_iter().map(|r| (r.id().to_string(), r)).collect();
+        // Each request is moved into the answer; an id asked twice gets a copy the second time.
+        let mut answer: Vec<(String, Option<Request>)> = Vec::with_capacity(q.request_ids.len());
+        let mut given: HashMap<&str, usize> = HashMap::new();
+        for i in &q.request_ids {
+            let request = match by_id.remove(i.as_str()) {
+                Some(r) => Some(r),
+                None => given.get(i.as_str()).and_then(|&n| answer[n].1.clone()),
+            };
+            given.insert(i.as_str(), answer.len());
+            answer.push((i.clone(), request));
+        }
+        Ok(answer)
     }
 }
 
