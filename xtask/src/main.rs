@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         Some("emulator") => emulator::command(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|tidy|bench|emulator>\n  test      tidy, then run every test of the workspace (starts Postgres and the AWS emulator as needed);\n            --emulator localstack runs the EC2 suite against LocalStack instead of moto\n  tidy      formatting, dependency rules, clippy -D warnings, and the dependency policy (deny.toml)\n  bench     measure the release binary and the application layer\n  emulator  start|stop|status the AWS emulator (moto) on a loopback port"
+                "usage: cargo xtask <test|tidy|bench|emulator>\n  test      tidy, then run every test of the workspace (starts Postgres and the AWS emulator as needed);\n            --emulator localstack runs the EC2 suite against LocalStack instead of moto\n  tidy      formatting, dependency rules, clippy -D warnings, and the dependency policy (deny.toml)\n  bench     measure the release binary and the application layer;\n            --baseline PATH compares the Host Factory calls of another ohf binary in the same run\n  emulator  start|stop|status the AWS emulator (moto) on a loopback port"
             );
             std::process::exit(2)
         }
@@ -424,11 +424,25 @@ fn median(sorted: &[Duration]) -> Duration {
     sorted[sorted.len() / 2]
 }
 
-fn bench(_extra: &[String]) -> anyhow::Result<()> {
+fn bench(extra: &[String]) -> anyhow::Result<()> {
+    // `--baseline PATH`: an `ohf` binary of another commit, measured in the same run beside this one.
+    let baseline = match extra {
+        [] => None,
+        [flag, path] if flag == "--baseline" => {
+            let path = PathBuf::from(path);
+            ensure!(path.is_file(), "--baseline {}: no such binary", path.display());
+            Some(path)
+        }
+        _ => anyhow::bail!("usage: cargo xtask bench [--baseline PATH-TO-AN-OHF-BINARY]"),
+    };
     let mut build = cargo();
     build.args(["build", "--release", "-p", "ohf"]);
     run(build)?;
-    hf_bench()?;
+    if baseline.is_some() {
+        // The comparison alone: the application-layer benches measure the library, not a binary.
+        return hf_bench(baseline.as_deref());
+    }
+    hf_bench(None)?;
     // Placement: one routing request against 10,000 bookings, and creations through the engine.
     for (package, name) in [("ohf-placement", "route"), ("ohf-app", "placement")] {
         let mut cmd = cargo();
@@ -458,11 +472,28 @@ fn target_dir() -> PathBuf {
 }
 
 /// One getRequestStatus invocation of the release binary for 100 requests of 10 machines.
-fn hf_bench() -> anyhow::Result<()> {
+fn hf_bench(baseline: Option<&Path>) -> anyhow::Result<()> {
     let target = target_dir();
     let bin = target.join("release/ohf");
     ensure!(bin.exists(), "{} was not built", bin.display());
+    // With a baseline, both binaries are measured in turn in this one run, so the machine's
+    // noise falls on both alike.
+    if let Some(base) = baseline {
+        for round in 1..=2 {
+            println!("-- round {round}: baseline {}", base.display());
+            hf_bench_of(base)?;
+            println!("-- round {round}: this build");
+            hf_bench_of(&bin)?;
+        }
+        return Ok(());
+    }
+    hf_bench_of(&bin)
+}
 
+/// The Host Factory call figures of the `ohf` binary `bin`, each through the provider script's
+/// way of calling it.
+fn hf_bench_of(bin: &Path) -> anyhow::Result<()> {
+    let bin = bin.to_path_buf();
     for (label, latency_ms) in [("complete", 0u64), ("pending", 3_600_000u64)] {
         let dir = tempfile_dir(label)?;
         let ids = seed(&bin, &dir, latency_ms, 100, 10)?;
