@@ -1,7 +1,7 @@
 //! The ports of the application core. Adapters implement them; the core holds them as
 //! `Arc<dyn Port>`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
@@ -587,6 +587,13 @@ pub trait CloudProvider: Send + Sync + 'static {
     }
     /// Refuses templates this provider cannot launch, saying why.
     async fn check_template(&self, template: &Template) -> Result<(), CloudError>;
+    /// The current hourly spot price of each of `instance_types` where the provider publishes
+    /// one (AWS's DescribeSpotPriceHistory); the reports price spot machines by it. A provider
+    /// without a spot market answers none.
+    async fn spot_prices(&self, instance_types: &[String]) -> Result<BTreeMap<String, f64>, CloudError> {
+        let _ = instance_types;
+        Ok(BTreeMap::new())
+    }
     /// Refuses a request's availability zones that machines of `template` cannot be placed in
     /// (a `Validation` error saying why); a provider that cannot tell accepts, and the launch
     /// finds out.

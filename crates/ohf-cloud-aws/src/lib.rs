@@ -410,6 +410,13 @@ impl CloudProvider for AwsProvider {
         venues::measure(self, venue).await
     }
 
+    async fn spot_prices(
+        &self,
+        instance_types: &[String],
+    ) -> Result<std::collections::BTreeMap<String, f64>, CloudError> {
+        venues::spot_prices(self, instance_types, None).await
+    }
+
     async fn capacity(&self, _template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
         // EC2 publishes no free-capacity figure; a shortage shows at launch.
         Ok(None)

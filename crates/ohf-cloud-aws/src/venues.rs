@@ -1,6 +1,6 @@
 //! What routing measures of a venue: free addresses of its subnets (DescribeSubnets), the
 //! instance types offered in its zone (DescribeInstanceTypeOfferings) and the latest spot
-//! prices there (DescribeSpotPriceHistory).
+//! prices there (DescribeSpotPriceHistory), which the reports price spot machines by too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,9 +57,23 @@ pub(crate) async fn measure(p: &AwsProvider, venue: &VenueQuery) -> Result<Venue
         }
     }
     reading.offerings = Some(offered);
+    reading.spot_prices = spot_prices(p, &venue.instance_types, venue.zone.as_deref()).await?;
+    Ok(reading)
+}
+
+/// The latest Linux spot price of each of `instance_types` (in `zone`, else in any zone of the
+/// region), from DescribeSpotPriceHistory; types without a price are left out.
+pub(crate) async fn spot_prices(
+    p: &AwsProvider,
+    instance_types: &[String],
+    zone: Option<&str>,
+) -> Result<BTreeMap<String, f64>, CloudError> {
+    if instance_types.is_empty() {
+        return Ok(BTreeMap::new());
+    }
     let mut latest: BTreeMap<String, (i64, f64)> = BTreeMap::new();
     let types: Vec<aws_sdk_ec2::types::InstanceType> =
-        venue.instance_types.iter().map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str())).collect();
+        instance_types.iter().map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str())).collect();
     let mut call = p
         .ec2("DescribeSpotPriceHistory")
         .describe_spot_price_history()
@@ -68,7 +82,7 @@ pub(crate) async fn measure(p: &AwsProvider, venue: &VenueQuery) -> Result<Venue
         .start_time(aws_sdk_ec2::primitives::DateTime::from_secs(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
         ));
-    if let Some(zone) = &venue.zone {
+    if let Some(zone) = zone {
         call = call.availability_zone(zone);
     }
     let mut pages = call.into_paginator().send();
@@ -86,6 +100,5 @@ pub(crate) async fn measure(p: &AwsProvider, venue: &VenueQuery) -> Result<Venue
             }
         }
     }
-    reading.spot_prices = latest.into_iter().map(|(t, (_, p))| (t, p)).collect();
-    Ok(reading)
+    Ok(latest.into_iter().map(|(t, (_, p))| (t, p)).collect())
 }

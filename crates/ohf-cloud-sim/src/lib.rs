@@ -168,6 +168,14 @@ impl CloudProvider for SimCloud {
             .map_err(|m| CloudError::new(CloudErrorKind::Validation, "InvalidParameterValue", m))
     }
 
+    async fn spot_prices(
+        &self,
+        instance_types: &[String],
+    ) -> Result<std::collections::BTreeMap<String, f64>, CloudError> {
+        // Its first zone's, the cheapest.
+        Ok(instance_types.iter().filter_map(|t| self.config.spot_price(t, 0).map(|p| (t.clone(), p))).collect())
+    }
+
     async fn check_zones(&self, _template: &Template, zones: &[String]) -> Result<(), CloudError> {
         let unknown: Vec<&str> = zones.iter().filter(|z| !self.config.zones.contains(z)).map(String::as_str).collect();
         if unknown.is_empty() {

@@ -411,6 +411,13 @@ impl CloudProvider for Resilient {
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.inner.check_template(template).await
     }
+    async fn spot_prices(
+        &self,
+        instance_types: &[String],
+    ) -> Result<std::collections::BTreeMap<String, f64>, CloudError> {
+        // A describe of the spot market, under the same breaker, deadline and retries.
+        self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.spot_prices(instance_types)).await
+    }
     async fn check_zones(&self, template: &Template, zones: &[String]) -> Result<(), CloudError> {
         // A describe of subnets or zones, under the same breaker, deadline and retries.
         self.run(self.inner.call_name(ProviderCall::Describe), || self.inner.check_zones(template, zones)).await

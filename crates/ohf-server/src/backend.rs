@@ -31,7 +31,7 @@ impl Backend {
     pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         // A creation from this command line is asked by the user running it.
         let mut params = params;
-        if let Some(user) = os_user() {
+        if let Some(user) = crate::process::os_user() {
             ohf_api::default_requester(method, &mut params, &user);
         }
         match self {
@@ -70,23 +70,7 @@ impl Backend {
     /// (alerts, figures) finish (a no-op through a daemon).
     pub async fn finish(&self) {
         if let Backend::Local { rt, .. } = self {
-            rt.app.flush_figures().await;
-            rt.app.bus().drain(crate::hostfactory::EXIT_DRAIN).await;
+            crate::process::finish(&rt.app).await;
         }
     }
-}
-
-/// Who runs this process: `USER`, `LOGNAME`, else the name of its uid in `/etc/passwd`.
-pub(crate) fn os_user() -> Option<String> {
-    let named = |v: &str| std::env::var(v).ok().filter(|u| !u.trim().is_empty());
-    named("USER").or_else(|| named("LOGNAME")).or_else(|| {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_owned();
-        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-        passwd.lines().find_map(|l| {
-            let mut fields = l.split(':');
-            let name = fields.next()?;
-            (fields.nth(1)? == uid).then(|| name.to_owned())
-        })
-    })
 }

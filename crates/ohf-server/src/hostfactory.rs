@@ -16,9 +16,6 @@ pub fn failure(message: impl Into<String>) -> Value {
     json!({ "message": message.into() })
 }
 
-/// The longest a one-shot process waits at its end for the event subscribers.
-pub(crate) const EXIT_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// Runs `op` on the application built from `settings`.
 pub async fn run_local(settings: &Resolved, op: Operation, input: &Value) -> (Value, bool) {
     tracing::debug!(
@@ -36,11 +33,10 @@ pub async fn run_local(settings: &Resolved, op: Operation, input: &Value) -> (Va
         }
     };
     let options =
-        ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll, requester: crate::backend::os_user() };
+        ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll, requester: crate::process::os_user() };
     let outcome = ohf_hostfactory::run(&runtime.app, op, input, options).await;
-    runtime.app.flush_figures().await;
     // What the call's events owe (alerts, figures) goes out before the process ends.
-    runtime.app.bus().drain(EXIT_DRAIN).await;
+    crate::process::finish(&runtime.app).await;
     let millis = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(doc) => {

@@ -19,6 +19,7 @@ pub mod hostfactory;
 pub mod init;
 mod metrics;
 mod page;
+mod process;
 mod server;
 pub mod settings;
 pub mod wiring;

@@ -268,6 +268,12 @@ impl CloudProvider for Measured {
     async fn check_template(&self, template: &Template) -> Result<(), CloudError> {
         self.measure(OperationType::ValidateTemplate, self.inner.check_template(template)).await
     }
+    async fn spot_prices(
+        &self,
+        instance_types: &[String],
+    ) -> Result<std::collections::BTreeMap<String, f64>, CloudError> {
+        self.inner.spot_prices(instance_types).await
+    }
     async fn check_zones(&self, template: &Template, zones: &[String]) -> Result<(), CloudError> {
         self.measure(OperationType::ValidateTemplate, self.inner.check_zones(template, zones)).await
     }

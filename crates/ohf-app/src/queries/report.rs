@@ -270,7 +270,9 @@ impl Handler<GetRequestReport> for App {
         peak_hours.truncate(3);
 
         let backlog = self.backlog_now(now).await?;
-        let held = self.held_now().await?;
+        let holding = self.store.list(&holding()).await?;
+        let prices = self.report_prices(&made.iter().chain(&holding).collect::<Vec<_>>()).await;
+        let held = held_of(&holding, &prices);
 
         Ok(RequestReport {
             since: since.to_rfc3339(),
@@ -289,7 +291,7 @@ impl Handler<GetRequestReport> for App {
             peak_hours,
             backlog,
             held,
-            cost: cost(&made, &self.settings.prices, now),
+            cost: cost(&made, &prices, now),
         })
     }
 }
@@ -370,30 +372,76 @@ impl App {
         Ok(backlog)
     }
 
-    /// The machines provision requests hold now, by template, provider and instance type.
+    /// The machines provision requests hold now, by template, provider and instance type,
+    /// priced by the configured table.
     async fn held_now(&self) -> Result<Vec<Held>, AppError> {
-        let prices = &self.settings.prices;
-        let holding = RequestFilter { kind: Some(RequestKind::Provision), holding: true, ..Default::default() };
-        let mut held: BTreeMap<(String, String, String), (u64, Option<f64>)> = BTreeMap::new();
-        for r in self.store.list(&holding).await? {
-            for m in r.machines().iter().filter(|m| m.is_held()) {
-                let kind = m.instance_type().unwrap_or("unknown").to_owned();
-                let hourly = prices.hourly(&kind, m.price_type().unwrap_or(PriceType::Ondemand));
-                let template = r.template().map(|t| t.id().to_string()).unwrap_or_default();
-                let e = held.entry((template, m.provider().to_string(), kind)).or_insert((0, Some(0.0)));
-                e.0 += 1;
-                e.1 = e.1.zip(hourly).map(|(a, b)| a + b);
+        Ok(held_of(&self.store.list(&holding()).await?, &self.settings.prices))
+    }
+
+    /// The configured price table, with the providers' current spot prices (AWS's spot market
+    /// where it answers, within [`SPOT_PRICES_WITHIN`]) for the spot machines' types the table
+    /// gives no spot price of: what the report prices by.
+    async fn report_prices(&self, requests: &[&Request]) -> PriceTable {
+        let mut prices = self.settings.prices.clone();
+        let wanted: std::collections::BTreeSet<String> = requests
+            .iter()
+            .flat_map(|r| r.machines())
+            .filter(|m| m.price_type() == Some(PriceType::Spot))
+            .filter_map(|m| m.instance_type())
+            .filter(|t| !prices.spot.contains_key(*t))
+            .map(str::to_owned)
+            .collect();
+        if wanted.is_empty() {
+            return prices;
+        }
+        let wanted: Vec<String> = wanted.into_iter().collect();
+        for provider in self.providers() {
+            match tokio::time::timeout(SPOT_PRICES_WITHIN, provider.spot_prices(&wanted)).await {
+                Ok(Ok(found)) => {
+                    for (t, p) in found {
+                        prices.spot.entry(t).or_insert(p);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(provider = %provider.name(), error = %e, "spot prices not read; the table's share of on-demand prices them")
+                }
+                Err(_) => {
+                    tracing::info!(provider = %provider.name(), "spot prices not read in time; the table's share of on-demand prices them")
+                }
             }
         }
-        Ok(held
-            .into_iter()
-            .map(|((template_id, provider, instance_type), (machines, hourly_usd))| Held {
-                template_id,
-                provider,
-                instance_type,
-                machines,
-                hourly_usd,
-            })
-            .collect())
+        prices
     }
+}
+
+/// How long a report waits for a provider's spot prices.
+const SPOT_PRICES_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// What lists the requests that hold machines now.
+fn holding() -> RequestFilter {
+    RequestFilter { kind: Some(RequestKind::Provision), holding: true, ..Default::default() }
+}
+
+/// The machines `requests` hold, by template, provider and instance type, priced by `prices`.
+fn held_of(requests: &[Request], prices: &PriceTable) -> Vec<Held> {
+    let mut held: BTreeMap<(String, String, String), (u64, Option<f64>)> = BTreeMap::new();
+    for r in requests {
+        for m in r.machines().iter().filter(|m| m.is_held()) {
+            let kind = m.instance_type().unwrap_or("unknown").to_owned();
+            let hourly = prices.hourly(&kind, m.price_type().unwrap_or(PriceType::Ondemand));
+            let template = r.template().map(|t| t.id().to_string()).unwrap_or_default();
+            let e = held.entry((template, m.provider().to_string(), kind)).or_insert((0, Some(0.0)));
+            e.0 += 1;
+            e.1 = e.1.zip(hourly).map(|(a, b)| a + b);
+        }
+    }
+    held.into_iter()
+        .map(|((template_id, provider, instance_type), (machines, hourly_usd))| Held {
+            template_id,
+            provider,
+            instance_type,
+            machines,
+            hourly_usd,
+        })
+        .collect()
 }

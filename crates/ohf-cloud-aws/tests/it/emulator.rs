@@ -251,6 +251,10 @@ async fn a_venue_is_measured_free_addresses_offered_types_and_spot_prices() {
     let offered = before.offerings.clone().expect("offerings were asked for");
     assert!(offered.contains("t3.micro") && offered.contains("m5.large"), "{offered:?}");
     assert!(before.spot_prices.get("t3.micro").is_some_and(|p| *p > 0.0), "{:?}", before.spot_prices);
+    // The region's market, as the reports read it.
+    let market = p.spot_prices(&["t3.micro".into()]).await.unwrap();
+    assert!(market.get("t3.micro").is_some_and(|p| *p > 0.0), "{market:?}");
+    assert!(p.spot_prices(&[]).await.unwrap().is_empty(), "nothing asked, nothing called");
 
     let t = template(&image().await, json!({"subnetId": subnets[0]}));
     let out = p.launch(&launch(&t, "req-venue", 2)).await.unwrap();

@@ -805,3 +805,24 @@ fn without_a_daemon_each_host_factory_call_sends_its_alerts_under_one_shared_rat
     assert_eq!(hits.len(), 2, "{:?}", hits.iter().map(|h| h.json()).collect::<Vec<_>>());
     assert!(hits.iter().all(|h| h.json()["alert"]["rule"] == "request_failed"));
 }
+
+#[test]
+fn reports_price_spot_machines_at_the_providers_current_spot_price_unless_the_table_says() {
+    // The sim's spot market: c5.xlarge at $0.02 an hour (on demand it lists at $0.17).
+    let env = HfEnv::new(
+        "[[providers]]\nname = \"sim-1\"\ntype = \"sim\"\nlaunch_latency_ms = 0\nspot_prices = { \"c5.xlarge\" = 0.02 }\n",
+    );
+    let id = request(&env, "Spot-Compute", 3);
+    wait_status(&env, &id, "complete");
+    let usage = ohf_json(&env, &["usage", "--detailed"]);
+    let held = usage["held"].as_array().unwrap().iter().find(|h| h["instanceType"] == "c5.xlarge").cloned();
+    let hourly = held.as_ref().and_then(|h| h["hourlyUsd"].as_f64()).unwrap_or_default();
+    assert!((hourly - 0.06).abs() < 1e-9, "three machines at the market's $0.02: {usage}");
+
+    // A spot price in prices.json wins over the market's.
+    std::fs::write(env.path("conf/prices.json"), r#"{"spot": {"c5.xlarge": 0.05}}"#).unwrap();
+    let usage = ohf_json(&env, &["usage", "--detailed"]);
+    let held = usage["held"].as_array().unwrap().iter().find(|h| h["instanceType"] == "c5.xlarge").cloned();
+    let hourly = held.as_ref().and_then(|h| h["hourlyUsd"].as_f64()).unwrap_or_default();
+    assert!((hourly - 0.15).abs() < 1e-9, "the table's price: {usage}");
+}
