@@ -40,9 +40,12 @@ impl PostgresStore {
             admin.close().await;
             options = options.options([("search_path", schema)]);
         }
+        // No ping before each use (a round trip per statement): a connection the server dropped
+        // fails its statement once, as a store error the caller retries, and leaves the pool.
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(store_error)?;

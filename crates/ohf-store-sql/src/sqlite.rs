@@ -38,7 +38,10 @@ impl SqliteStore {
         // loser "database is locked" at once (no busy wait for that switch), so it tries again.
         let mut tries = 0;
         let pool = loop {
-            match SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await {
+            // A file's connections do not go stale: no ping (a trip to the connection's thread)
+            // before each use.
+            let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false);
+            match pool.connect_with(options.clone()).await {
                 Ok(pool) => break pool,
                 Err(e) if is_locked(&e) && tries < 100 => {
                     tries += 1;
