@@ -70,7 +70,7 @@ impl Backend {
     /// (alerts, figures) finish (a no-op through a daemon).
     pub async fn finish(&self) {
         if let Backend::Local { rt, .. } = self {
-            crate::process::finish(&rt.app).await;
+            crate::process::finish(rt).await;
         }
     }
 }

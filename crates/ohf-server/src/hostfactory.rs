@@ -36,7 +36,7 @@ pub async fn run_local(settings: &Resolved, op: Operation, input: &Value) -> (Va
         ohf_hostfactory::Options { advance_on_poll: settings.advance_on_poll, requester: crate::process::os_user() };
     let outcome = ohf_hostfactory::run(&runtime.app, op, input, options).await;
     // What the call's events owe (alerts, figures) goes out before the process ends.
-    crate::process::finish(&runtime.app).await;
+    crate::process::finish(&runtime).await;
     let millis = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(doc) => {

@@ -1,16 +1,19 @@
 //! What a short-lived process (a Host Factory call, an `ohf` command) needs: who runs it, and
 //! how it ends without cutting off what its events owe.
 
-use ohf_app::App;
+use crate::wiring::Runtime;
 
 /// The longest a short-lived process waits at its end for the event subscribers.
 const EXIT_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Writes this process's provider figures to the store and lets the event subscribers (alerts,
-/// figures) finish what they were handed.
-pub(crate) async fn finish(app: &App) {
-    app.flush_figures().await;
-    app.bus().drain(EXIT_DRAIN).await;
+/// Writes this process's provider figures to the store, lets the event subscribers (alerts,
+/// figures) finish what they were handed, and sends the alert digests that are due (the
+/// alerter's state is shared, so without a daemon whichever process ends first after a window
+/// sends its digest, once).
+pub(crate) async fn finish(runtime: &Runtime) {
+    runtime.app.flush_figures().await;
+    runtime.app.bus().drain(EXIT_DRAIN).await;
+    runtime.alerter.tick().await;
 }
 
 /// Who runs this process: `USER`, `LOGNAME`, else the name of its uid in `/etc/passwd`.

@@ -786,13 +786,14 @@ fn without_a_daemon_each_host_factory_call_sends_its_alerts_under_one_shared_rat
     let hook = crate::support::Receiver::start(vec![200]);
     let env = HfEnv::new(&format!(
         "[request]\nmax_launch_attempts = 1\n\
-         [alerts]\nwindow_secs = 600\nmax_per_window = 2\n\
+         [alerts]\nwindow_secs = 15\nmax_per_window = 2\n\
          [alerts.sinks.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\
          [alerts.rules.provider_unhealthy]\nenabled = false\n\
          [[providers]]\nname = \"sim-1\"\ntype = \"sim\"\ncapacity_error_rate = 1.0\n",
         hook.url
     ));
     // Five requests fail, each made and polled by its own short-lived process.
+    let began = std::time::Instant::now();
     for _ in 0..5 {
         let (out, doc) =
             env.script("requestMachines", &json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 1}}));
@@ -804,6 +805,20 @@ fn without_a_daemon_each_host_factory_call_sends_its_alerts_under_one_shared_rat
     let hits = hook.hits();
     assert_eq!(hits.len(), 2, "{:?}", hits.iter().map(|h| h.json()).collect::<Vec<_>>());
     assert!(hits.iter().all(|h| h.json()["alert"]["rule"] == "request_failed"));
+
+    // Once the window has passed, the next process to end sends the digest of the three held back.
+    assert!(began.elapsed() < Duration::from_secs(15), "the five fit in one window");
+    while began.elapsed() < Duration::from_secs(16) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (out, _) = env.script("getAvailableTemplates", &json!({}));
+    assert!(out.status.success());
+    let hits = hook.wait_for(3, Duration::from_secs(5));
+    let digest = hits.get(2).map(|h| h.json()).unwrap_or_default();
+    assert_eq!(digest["alert"]["suppressed"], 3, "{digest}");
+    let (out, _) = env.script("getAvailableTemplates", &json!({}));
+    assert!(out.status.success());
+    assert_eq!(hook.hits().len(), 3, "a digest is sent once");
 }
 
 #[test]
