@@ -280,6 +280,14 @@ impl App {
         Ok(())
     }
 
+    /// [`App::commit`] of what the caller `who` of a command did: its events name `who`.
+    pub(crate) async fn commit_as(&self, batch: &mut [&mut Request], who: Option<&str>) -> Result<(), StoreError> {
+        for r in batch.iter_mut() {
+            r.attribute_to(who);
+        }
+        self.commit(batch, None).await
+    }
+
     /// Stores the new provision request `request` if it fits `limits` (judged in the insert's
     /// transaction) and publishes its events; `Some(usage)`: refused, nothing stored.
     pub(crate) async fn commit_new(&self, request: &mut Request, limits: &Limits) -> Result<Option<Usage>, StoreError> {

@@ -44,13 +44,9 @@ impl Handler<CancelRequest> for App {
                     }
                 }
             }
-            request.attribute_to(requester.as_deref());
-            for h in holders.iter_mut() {
-                h.attribute_to(requester.as_deref());
-            }
             let mut batch: Vec<&mut Request> = vec![&mut request];
             batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
-            match self.commit(&mut batch, None).await {
+            match self.commit_as(&mut batch, requester.as_deref()).await {
                 Ok(()) => {
                     tracing::info!(request_id = %id, "request cancelled");
                     self.reconcile(Some(std::slice::from_ref(&id))).await;

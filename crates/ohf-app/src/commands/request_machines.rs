@@ -95,8 +95,7 @@ impl App {
         let id = self.ids.next(asked.kind);
         let mut record =
             Request::rejected((id.clone(), asked.kind), template, count, requester.clone(), refusal, self.clock.now());
-        record.attribute_to(requester.as_deref());
-        match self.commit(&mut [&mut record], None).await {
+        match self.commit_as(&mut [&mut record], requester.as_deref()).await {
             Ok(()) => tracing::info!(request_id = %id, code = e.code().as_str(), "request rejected and kept"),
             Err(store) => tracing::warn!(error = %store, "the rejected request could not be kept"),
         }

@@ -84,8 +84,7 @@ impl App {
             if cmd.force && existing.draining(now) {
                 existing.end_drain("the caller forced the return".into(), now);
                 let first = existing.reconcile(&[], &[], now, &self.settings.policy);
-                existing.attribute_to(requester.as_deref());
-                self.commit(&mut [&mut existing], None).await?;
+                self.commit_as(&mut [&mut existing], requester.as_deref()).await?;
                 self.start_terminations(&mut existing, first).await?;
             }
             return Ok(existing);
@@ -137,7 +136,7 @@ impl App {
         }
         let now = self.clock.now();
         let id = client_id.unwrap_or_else(|| self.ids.next(RequestKind::Return));
-        let requester_name = requester.clone();
+        let who = requester.clone();
         let mut ret = Request::return_machines(id.clone(), returned, timeout, cmd.force, drain, requester, now)?;
         // Its first step (terminate every machine) is stored with it and made at once.
         let first = ret.reconcile(&[], &[], now, &self.settings.policy);
@@ -148,13 +147,9 @@ impl App {
                 h.mark_returned(&m, &id, now);
             }
         }
-        ret.attribute_to(requester_name.as_deref());
-        for h in holders.iter_mut() {
-            h.attribute_to(requester_name.as_deref());
-        }
         let mut batch: Vec<&mut Request> = vec![&mut ret];
         batch.extend(holders.iter_mut().filter(|h| !h.uncommitted().is_empty()));
-        self.commit(&mut batch, None).await?;
+        self.commit_as(&mut batch, who.as_deref()).await?;
         tracing::info!(request_id = %id, machines = ret.count(), draining = ret.draining(now), "return request accepted");
         self.start_terminations(&mut ret, first).await?;
         Ok(ret)
