@@ -788,8 +788,15 @@ pub async fn shared_state_is_compare_and_set(store: Arc<dyn RequestStore>) {
     assert!(store.store_shared("breaker/a", "two", 1).await.unwrap());
     assert!(store.store_shared("breaker/b", "x", 0).await.unwrap());
     assert!(store.store_shared("other/c", "y", 0).await.unwrap());
+    // Neighbours of the prefix on both sides, and keys after it, are not listed.
+    for key in ["breaker", "breaker.", "breaker0", "breakerz/a", "zz/last"] {
+        assert!(store.store_shared(key, "n", 0).await.unwrap());
+    }
     let listed = store.list_shared("breaker/").await.unwrap();
     assert_eq!(listed, vec![("breaker/a".into(), "two".into(), 2), ("breaker/b".into(), "x".into(), 1)]);
+    assert_eq!(store.list_shared("breaker").await.unwrap().len(), 6, "every key that starts so, and only those");
+    let everything: Vec<String> = store.list_shared("").await.unwrap().into_iter().map(|(k, _, _)| k).collect();
+    assert!(["other/c", "breaker0", "zz/last"].iter().all(|k| everything.iter().any(|e| e == k)), "{everything:?}");
     assert!(!store.remove_shared("breaker/a", 1).await.unwrap(), "a stale removal loses");
     assert!(store.remove_shared("breaker/a", 2).await.unwrap());
     assert!(!store.remove_shared("breaker/a", 2).await.unwrap(), "gone already");

@@ -82,5 +82,6 @@ sql_request_store!(
     lock = " FOR UPDATE SKIP LOCKED",
     admit_lock = "SELECT pg_advisory_xact_lock($1)",
     active = "needs_work",
-    finished = "NOT needs_work"
+    finished = "NOT needs_work",
+    bytewise_key = "(key COLLATE \"C\")"
 );

@@ -73,7 +73,8 @@ sql_request_store!(
     lock = "",
     admit_lock = "",
     active = "needs_work = 1",
-    finished = "needs_work = 0"
+    finished = "needs_work = 0",
+    bytewise_key = "key"
 );
 
 /// SQLite's SQLITE_BUSY (5) and SQLITE_LOCKED (6).

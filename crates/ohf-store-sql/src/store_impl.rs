@@ -42,7 +42,8 @@ macro_rules! sql_request_store {
         lock = $lock:literal,
         admit_lock = $admit_lock:literal,
         active = $active:literal,
-        finished = $finished:literal
+        finished = $finished:literal,
+        bytewise_key = $bytewise_key:literal
     ) => {
         impl $store {
             /// The rows of a statement without parameters (the grouped counts).
@@ -612,13 +613,23 @@ macro_rules! sql_request_store {
 
             async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, ohf_app::StoreError> {
                 use sqlx::Row;
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT key, value, version FROM shared_state WHERE key >= ");
-                q.push_bind(prefix).push(" ORDER BY key");
+                // The keys from the prefix up to the first key past it, compared byte by byte:
+                // one range of the key's index, whatever else the table holds.
+                let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT key, value, version FROM shared_state WHERE ",
+                    $bytewise_key,
+                    " >= "
+                ));
+                q.push_bind(prefix);
+                if let Some(end) = $crate::store_impl::past_prefix(prefix) {
+                    q.push(concat!(" AND ", $bytewise_key, " < ")).push_bind(end);
+                }
+                q.push(concat!(" ORDER BY ", $bytewise_key));
                 let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
                 Ok(rows
                     .iter()
                     .map(|r| (r.get::<String, _>("key"), r.get::<String, _>("value"), r.get::<i64, _>("version")))
-                    .take_while(|(k, _, _)| k.starts_with(prefix))
+                    .filter(|(k, _, _)| k.starts_with(prefix))
                     .collect())
             }
 
@@ -630,6 +641,19 @@ macro_rules! sql_request_store {
             }
         }
     };
+}
+
+/// The first string past every key that starts with `prefix`, byte by byte: the prefix with
+/// its last character moved one on; `None` when there is no such bound to give (an empty
+/// prefix, or one ending in a character that cannot move on as one byte).
+pub(crate) fn past_prefix(prefix: &str) -> Option<String> {
+    let last = prefix.chars().last()?;
+    if !last.is_ascii() || last == '\x7f' {
+        return None;
+    }
+    let mut end = prefix[..prefix.len() - 1].to_owned();
+    end.push(char::from(last as u8 + 1));
+    Some(end)
 }
 
 /// Most values one statement binds from a caller's list (SQLite's limit is 32,766; Postgres's
