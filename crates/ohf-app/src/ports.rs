@@ -556,6 +556,14 @@ pub struct VenueReading {
     /// The latest hourly spot price per instance type.
     #[serde(default)]
     pub spot_prices: std::collections::BTreeMap<String, f64>,
+    /// The account's vCPU quota for running on-demand machines in the venue's region, where
+    /// the provider can read it; a venue is never thought to hold more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpu_quota: Option<u64>,
+    /// Addresses per subnet taken, when measured, by machines of placements the ledger holds
+    /// (set by the application): they count once, as held, not also as gone from the subnet.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub held_addresses: std::collections::BTreeMap<String, u64>,
 }
 
 /// A configured cloud account and region that launches, describes and terminates machines.

@@ -50,6 +50,7 @@ pub struct AwsProvider {
     autoscaling: aws_sdk_autoscaling::Client,
     sts: aws_sdk_sts::Client,
     ssm: aws_sdk_ssm::Client,
+    quotas: aws_sdk_servicequotas::Client,
     /// Images read from SSM parameters, by template version.
     images: std::sync::Mutex<std::collections::HashMap<String, String>>,
     region: String,
@@ -108,6 +109,7 @@ impl AwsProvider {
             autoscaling: aws_sdk_autoscaling::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),
             ssm: aws_sdk_ssm::Client::new(&shared),
+            quotas: aws_sdk_servicequotas::Client::new(&shared),
             images: Default::default(),
             region: config.region.clone(),
             calls: Default::default(),
@@ -134,6 +136,12 @@ impl AwsProvider {
     pub(crate) fn sts(&self, operation: &'static str) -> &aws_sdk_sts::Client {
         *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
         &self.sts
+    }
+
+    /// The Service Quotas client, counting one call of `operation`.
+    pub(crate) fn quotas(&self, operation: &'static str) -> &aws_sdk_servicequotas::Client {
+        *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
+        &self.quotas
     }
 
     /// The Auto Scaling client, counting one call of `operation`.

@@ -1,6 +1,8 @@
 //! What routing measures of a venue: free addresses of its subnets (DescribeSubnets), the
-//! instance types offered in its zone (DescribeInstanceTypeOfferings) and the latest spot
-//! prices there (DescribeSpotPriceHistory), which the reports price spot machines by too.
+//! instance types offered in its zone (DescribeInstanceTypeOfferings), the latest spot prices
+//! there (DescribeSpotPriceHistory), which the reports price spot machines by too, and the
+//! account's vCPU quota for on-demand machines (Service Quotas' GetServiceQuota), where the
+//! account lets it be read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,8 +16,12 @@ use crate::{AwsProvider, errors};
 /// Values one EC2 filter takes at most.
 const FILTER_VALUES: usize = 200;
 
+/// Service Quotas' code of EC2's "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z)
+/// instances" quota, counted in vCPUs.
+const ON_DEMAND_STANDARD_VCPUS: &str = "L-1216C47A";
+
 pub(crate) async fn measure(p: &AwsProvider, venue: &VenueQuery) -> Result<VenueReading, CloudError> {
-    let mut reading = VenueReading::default();
+    let mut reading = VenueReading { vcpu_quota: vcpu_quota(p).await, ..VenueReading::default() };
     if !venue.subnets.is_empty() || venue.zone.is_some() {
         let mut call = p.ec2("DescribeSubnets").describe_subnets();
         if venue.subnets.is_empty() {
@@ -59,6 +65,30 @@ pub(crate) async fn measure(p: &AwsProvider, venue: &VenueQuery) -> Result<Venue
     reading.offerings = Some(offered);
     reading.spot_prices = spot_prices(p, &venue.instance_types, venue.zone.as_deref()).await?;
     Ok(reading)
+}
+
+/// The account's on-demand vCPU quota in the region; `None` when it cannot be read (no
+/// permission, a partition or emulator without Service Quotas, a failed call): the venue's
+/// configured quota then stands alone.
+async fn vcpu_quota(p: &AwsProvider) -> Option<u64> {
+    let answer = p
+        .quotas("GetServiceQuota")
+        .get_service_quota()
+        .service_code("ec2")
+        .quota_code(ON_DEMAND_STANDARD_VCPUS)
+        .send()
+        .await;
+    match answer {
+        Ok(out) => {
+            let value = out.quota().and_then(|q| q.value())?;
+            (value.is_finite() && value >= 0.0).then(|| value.floor() as u64)
+        }
+        Err(e) => {
+            let e = errors::translate("GetServiceQuota", e);
+            tracing::debug!(error = %e, "the account's vCPU quota cannot be read; configured quotas stand");
+            None
+        }
+    }
 }
 
 /// The latest Linux spot price of each of `instance_types` (in `zone`, else in any zone of the

@@ -39,6 +39,9 @@ pub struct SimConfig {
     pub offerings: BTreeMap<String, Vec<String>>,
     /// Hourly spot price per instance type; types not named are priced from their vCPUs.
     pub spot_prices: BTreeMap<String, f64>,
+    /// The account's vCPU quota for on-demand machines, as the cloud reports it to a venue's
+    /// measurement; none: the account does not let it be read.
+    pub vcpu_quota: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -62,6 +65,7 @@ impl Default for SimConfig {
             subnet_size: 251,
             offerings: BTreeMap::new(),
             spot_prices: BTreeMap::new(),
+            vcpu_quota: None,
         }
     }
 }

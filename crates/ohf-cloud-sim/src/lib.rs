@@ -224,7 +224,13 @@ impl CloudProvider for SimCloud {
         let zone_index = zones.first().and_then(|z| self.config.zones.iter().position(|c| c == z)).unwrap_or(0);
         let spot_prices =
             known.iter().filter_map(|t| self.config.spot_price(t, zone_index).map(|p| ((*t).clone(), p))).collect();
-        Ok(VenueReading { measured_at: 0, subnets, offerings: Some(offered.collect()), spot_prices })
+        Ok(VenueReading {
+            subnets,
+            offerings: Some(offered.collect()),
+            spot_prices,
+            vcpu_quota: self.config.vcpu_quota,
+            ..VenueReading::default()
+        })
     }
 
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError> {

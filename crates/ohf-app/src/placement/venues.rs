@@ -1,8 +1,9 @@
 //! The venues a decision sees: configured (or one per provider), with what the last
 //! recalculation measured, the sensors being recalculated now, provider health and prices.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use ohf_domain::RequestId;
 use ohf_placement::{SensorType, Subnet, Venue};
 use serde::{Deserialize, Serialize};
 
@@ -85,9 +86,19 @@ impl App {
             }
             Err(_) => Vec::new(),
         };
+        // Counted before measuring: a machine launched in between is then counted twice
+        // (until the next recalculation), never missed.
+        let held = match self.addresses_held().await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "addresses held by placements unknown; the measured ones count alone");
+                HashMap::new()
+            }
+        };
         let mut outcome = Vec::new();
         for venue in self.venue_specs().into_iter().filter(|v| v.control.is_full()) {
-            let result = self.refresh_venue(&venue, &instance_types).await;
+            let held = held.get(&venue.name).cloned().unwrap_or_default();
+            let result = self.refresh_venue(&venue, &instance_types, held).await;
             if let Err(e) = &result {
                 tracing::warn!(venue = %venue.name, error = %e, "venue recalculation failed; its last reading stays");
             }
@@ -96,7 +107,42 @@ impl App {
         outcome
     }
 
-    async fn refresh_venue(&self, venue: &Venue, instance_types: &[String]) -> Result<(), String> {
+    /// Per venue and subnet, the addresses that machines of held placements take now: the
+    /// machines each placed provision request holds, at most its hold.
+    async fn addresses_held(&self) -> Result<HashMap<String, BTreeMap<String, u64>>, AppError> {
+        let open = self.routing_requests(false).await?;
+        let placed: Vec<(&str, &ohf_placement::Hold)> = open
+            .iter()
+            .flat_map(|r| &r.workloads)
+            .filter(|w| w.status.holds())
+            .filter_map(|w| Some((w.provision_request.as_deref()?, &w.placement.as_ref()?.hold)))
+            .filter(|(_, hold)| hold.subnet.is_some())
+            .collect();
+        if placed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<RequestId> = placed.iter().filter_map(|(id, _)| RequestId::new(*id).ok()).collect();
+        let machines: HashMap<String, u64> = self
+            .store
+            .get_many(&ids)
+            .await?
+            .iter()
+            .map(|r| (r.id().to_string(), r.machines().iter().filter(|m| m.is_held()).count() as u64))
+            .collect();
+        let mut held: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+        for (id, hold) in placed {
+            let (Some(subnet), Some(n)) = (&hold.subnet, machines.get(id)) else { continue };
+            *held.entry(hold.venue.clone()).or_default().entry(subnet.clone()).or_default() += (*n).min(hold.ips);
+        }
+        Ok(held)
+    }
+
+    async fn refresh_venue(
+        &self,
+        venue: &Venue,
+        instance_types: &[String],
+        held_addresses: BTreeMap<String, u64>,
+    ) -> Result<(), String> {
         let Some(slot) = self.registry.slot(&venue.provider) else {
             return Err(format!("provider '{}' is not registered", venue.provider));
         };
@@ -115,6 +161,7 @@ impl App {
         let result = match measured {
             Ok(mut reading) => {
                 reading.measured_at = self.clock.now().unix_millis();
+                reading.held_addresses = held_addresses;
                 let key = format!("{}{}", keys::VENUE_READING, venue.name);
                 crate::shared::put(&*self.store, &key, &reading).await.map_err(|e| e.to_string())
             }
@@ -142,8 +189,18 @@ fn apply_reading(venue: &mut Venue, reading: VenueReading) {
             }
         }
     }
+    // What held placements' machines take is counted by the ledger, as held.
+    for subnet in &mut venue.subnets {
+        if let (Some(free), Some(held)) = (subnet.free_ips.as_mut(), reading.held_addresses.get(&subnet.id)) {
+            *free = free.saturating_add(*held);
+        }
+    }
     if reading.offerings.is_some() {
         venue.offerings = reading.offerings;
+    }
+    // The account's quota bounds the venue; a configured quota can only lower it.
+    if let Some(quota) = reading.vcpu_quota {
+        venue.vcpus = Some(venue.vcpus.map_or(quota, |configured| configured.min(quota)));
     }
     venue.spot_prices.extend(reading.spot_prices);
 }

@@ -305,6 +305,61 @@ async fn a_recalculation_measures_the_venues_and_locks_out_requests_that_require
 }
 
 #[tokio::test]
+async fn addresses_taken_by_machines_of_held_placements_count_once_after_a_recalculation() {
+    let r = routing(None, SimConfig { subnet_size: 3, launch_latency_ms: 0, ..SimConfig::default() });
+    let fits_in_a = || async {
+        let all =
+            r.app.ask(GetAvailableCapacity { catalog_spec: Some("OnDemand-Minimal".into()), ..Default::default() });
+        all.await.unwrap().into_iter().find(|c| c.venue == "a").and_then(|c| c.available_today)
+    };
+    r.app.refresh_venues().await;
+    assert_eq!(fits_in_a().await, Some(3), "three free addresses in a's subnet");
+    // Two machines placed on a, launched: the subnet has one address left, and the ledger
+    // holds two for the placement.
+    let made = r.app.execute(RouteRequest { provision: true, ..route(vec![workload("w", 2)]) }).await.unwrap();
+    assert_eq!(venues_of(&made), ["a"]);
+    r.app.reconcile(None).await;
+    assert_eq!(fits_in_a().await, Some(1), "before the recalculation: 3 measured, 2 held");
+    r.app.refresh_venues().await;
+    let reading: serde_json::Value =
+        serde_json::from_str(&r.store.load_shared("venue-reading/a").await.unwrap().0.unwrap()).unwrap();
+    assert_eq!(reading["subnets"][0]["free_ips"], 1);
+    assert_eq!(reading["held_addresses"], serde_json::json!({"subnet-sim-east-1a": 2}));
+    // One measured free and the two taken by the held placement's machines, less its hold.
+    assert_eq!(fits_in_a().await, Some(1), "the launched machines count once, as held");
+}
+
+#[tokio::test]
+async fn the_accounts_vcpu_quota_bounds_each_venue_after_a_recalculation() {
+    // sim-1's account lets 6 vCPUs run on demand, sim-2's does not say.
+    let quota = SimConfig { vcpu_quota: Some(6), ..SimConfig::default() };
+    let mut unlimited = venue("u", "sim-1", "sim-east-1c", 0, "Dev");
+    unlimited.vcpus = None;
+    let venues = vec![
+        venue("a", "sim-1", "sim-east-1a", 8, "Prod"),
+        venue("b", "sim-1", "sim-east-1b", 4, "Dev"),
+        unlimited,
+        venue("c", "sim-2", "sim-east-1c", 6, "Prod"),
+    ];
+    let r = routing_on(Some(venues), [quota, SimConfig::default()]);
+    let fits = || async {
+        let all =
+            r.app.ask(GetAvailableCapacity { catalog_spec: Some("OnDemand-Minimal".into()), ..Default::default() });
+        all.await.unwrap().into_iter().map(|c| (c.venue, c.available_today)).collect::<BTreeMap<String, Option<u64>>>()
+    };
+    let before = fits().await;
+    assert_eq!((before["a"], before["b"], before["u"], before["c"]), (Some(4), Some(2), None, Some(3)));
+    r.app.refresh_venues().await;
+    let after = fits().await;
+    // a: 8 configured, 6 read: 3 machines of 2 vCPUs; b keeps its lower 4; u takes the 6;
+    // c's provider reads no quota and keeps its own.
+    assert_eq!((after["a"], after["b"], after["u"], after["c"]), (Some(3), Some(2), Some(3), Some(3)));
+    let reading: serde_json::Value =
+        serde_json::from_str(&r.store.load_shared("venue-reading/a").await.unwrap().0.unwrap()).unwrap();
+    assert_eq!(reading["vcpu_quota"], 6);
+}
+
+#[tokio::test]
 async fn placed_workloads_launch_on_their_venues_provider_and_zone() {
     let r = routing(None, SimConfig { launch_latency_ms: 0, ..SimConfig::default() });
     let made = r.app.execute(RouteRequest { provision: true, ..route(vec![workload("w", 2)]) }).await.unwrap();
@@ -317,12 +372,23 @@ async fn placed_workloads_launch_on_their_venues_provider_and_zone() {
     assert!(request.machines().iter().all(|m| m.zone() == Some("sim-east-1a")), "{:?}", request.machines());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_routes_never_over_commit_a_venue() {
-    let r = routing(Some(vec![venue("a", "sim-1", "sim-east-1a", 8, "Prod")]), SimConfig::default());
+    let venues = vec![venue("a", "sim-1", "sim-east-1a", 8, "Prod")];
+    let r = routing(Some(venues.clone()), SimConfig::default());
+    // A second process on the same store: it has turns and a lease cache of its own.
+    let settings =
+        AppSettings { routing: RoutingSettings { venues, ..RoutingSettings::default() }, ..AppSettings::default() };
+    let other = App::builder(r.store.clone(), Arc::new(StaticCatalog(hf_templates())))
+        .providers(r.sims.iter().map(|s| s.clone() as Arc<dyn CloudProvider>))
+        .clock(r.clock.clone())
+        .settings(settings)
+        .build()
+        .unwrap();
+    let apps = [r.app.clone(), Arc::new(other)];
     let mut tasks = Vec::new();
-    for i in 0..12 {
-        let app = r.app.clone();
+    for i in 0..24 {
+        let app = apps[i % 2].clone();
         tasks.push(tokio::spawn(async move { app.execute(route(vec![workload(&format!("w{i}"), 1)])).await }));
     }
     let mut placed = 0;
@@ -331,7 +397,11 @@ async fn concurrent_routes_never_over_commit_a_venue() {
             placed += 1;
         }
     }
-    assert_eq!(placed, 4, "8 vCPUs hold four 2-vCPU machines");
+    assert_eq!(placed, 4, "8 vCPUs hold four 2-vCPU machines, whichever process asked");
+    // Once every turn is over the lease is given back, not kept by either process.
+    let lease: serde_json::Value =
+        serde_json::from_str(&r.store.load_shared("routing/lease").await.unwrap().0.unwrap()).unwrap();
+    assert_eq!(lease["until"], 0, "{lease}");
 }
 
 #[tokio::test]

@@ -8,13 +8,19 @@ fn pascal(snake: &str) -> String {
 }
 
 /// The operations called in the adapter's source: `ec2("Op").<op>()`, `asg("Op").<op>()`
-/// (Auto Scaling) and `sts("Op").<op>()`.
+/// (Auto Scaling), `sts("Op").<op>()`, `ssm("Op").<op>()` and `quotas("Op").<op>()` (Service Quotas).
 fn called() -> BTreeSet<String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut ops = BTreeSet::new();
     for entry in std::fs::read_dir(src).unwrap() {
         let text: String = std::fs::read_to_string(entry.unwrap().path()).unwrap().split_whitespace().collect();
-        for (client, service) in [("ec2(\"", "ec2"), ("asg(\"", "autoscaling"), ("sts(\"", "sts"), ("ssm(\"", "ssm")] {
+        for (client, service) in [
+            ("ec2(\"", "ec2"),
+            ("asg(\"", "autoscaling"),
+            ("sts(\"", "sts"),
+            ("ssm(\"", "ssm"),
+            ("quotas(\"", "servicequotas"),
+        ] {
             for (at, _) in text.match_indices(client) {
                 let label_start = at + client.len();
                 let Some(close) = text[label_start..].find("\").") else { continue };

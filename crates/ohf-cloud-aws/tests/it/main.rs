@@ -2,4 +2,5 @@
 
 mod emulator;
 mod iam;
+mod quotas;
 mod ssm;
