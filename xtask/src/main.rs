@@ -443,15 +443,16 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
         return hf_bench(baseline.as_deref());
     }
     hf_bench(None)?;
-    // Placement: one routing request against 10,000 bookings, and creations through the engine.
-    for (package, name) in [("ohf-placement", "route"), ("ohf-app", "placement")] {
-        let mut cmd = cargo();
-        cmd.args(["bench", "-p", package, "--bench", name]);
-        run(cmd)?;
-    }
-    // Application-layer throughput and memory, on SQLite and Postgres.
     let postgres = postgres::ensure()?;
     let outcome = (|| {
+        // Placement: one routing request against 10,000 bookings, and creations through the
+        // engine (memory, SQLite, Postgres).
+        for (package, name) in [("ohf-placement", "route"), ("ohf-app", "placement")] {
+            let mut cmd = cargo();
+            cmd.env("OHF_TEST_DATABASE_URL", &postgres.url).args(["bench", "-p", package, "--bench", name]);
+            run(cmd)?;
+        }
+        // Application-layer throughput and memory, on SQLite and Postgres.
         for mode in [None, Some("rss"), Some("rss-postgres"), Some("grpc"), Some("history"), Some("priority")] {
             let mut cmd = cargo();
             cmd.env("OHF_TEST_DATABASE_URL", &postgres.url).args(["bench", "-p", "ohf", "--bench", "app"]);

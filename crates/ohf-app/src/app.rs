@@ -73,9 +73,9 @@ pub struct App {
     pub(crate) store_offset_ms: std::sync::atomic::AtomicI64,
     /// Posts callbacks to the URLs requests name (none: callbacks fail and are given up).
     pub(crate) callbacks: Option<Arc<dyn CallbackSender>>,
-    /// What this process last knew is held, valid while no other process took the routing
-    /// lease since (`placement::state`).
-    pub(crate) routing_cache: std::sync::Mutex<Option<crate::placement::LedgerCache>>,
+    /// This process's side of the routing lease: its tasks' turns, the lease kept between
+    /// them, what it last knew is held (`placement::state`).
+    pub(crate) routing: crate::placement::LeaseTurns,
     /// The price table as placement reads it, made once.
     pub(crate) price_list: std::sync::OnceLock<std::sync::Arc<ohf_placement::Prices>>,
 }
@@ -179,7 +179,7 @@ impl AppBuilder {
             installation: tokio::sync::OnceCell::new(),
             store_offset_ms: std::sync::atomic::AtomicI64::new(0),
             callbacks: self.callbacks,
-            routing_cache: std::sync::Mutex::new(None),
+            routing: crate::placement::LeaseTurns::default(),
             price_list: std::sync::OnceLock::new(),
         };
         for (i, p) in self.providers.into_iter().enumerate() {

@@ -47,7 +47,7 @@ impl Mode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// What was checked.
-    pub name: String,
+    pub name: std::borrow::Cow<'static, str>,
     /// PASS or not.
     pub pass: bool,
     /// Why it failed.
@@ -56,8 +56,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &str, failure: Option<String>) -> Self {
-        Self { name: name.to_owned(), pass: failure.is_none(), reason: failure }
+    fn new(name: &'static str, failure: Option<String>) -> Self {
+        Self { name: std::borrow::Cow::Borrowed(name), pass: failure.is_none(), reason: failure }
     }
 }
 
@@ -243,7 +243,7 @@ fn assess_venue(venue: &Venue, ledger: &Ledger, workload: &Workload, criteria: &
     let mut sensors = Vec::new();
     let (mut subnet, mut datastores) = (None, Vec::new());
     if full {
-        let quota = |capacity: Option<u64>, sensor, resource: Resource, needed: u64| SensorFigure {
+        let quota = |capacity: Option<u64>, sensor, resource: Resource<'_>, needed: u64| SensorFigure {
             sensor,
             resource: None,
             capacity: capacity.map(|c| venue.usable(c)),
@@ -261,7 +261,7 @@ fn assess_venue(venue: &Venue, ledger: &Ledger, workload: &Workload, criteria: &
                     sensor: SensorType::Ipaddresspools,
                     resource: Some(s.id.clone()),
                     capacity: s.free_ips.map(|c| venue.usable(c)),
-                    held: ledger.peak(&venue.name, &Resource::Subnet(s.id.clone()), workload.day),
+                    held: ledger.peak(&venue.name, &Resource::Subnet(&s.id), workload.day),
                     needed: i64::try_from(demand.ips()).unwrap_or(i64::MAX),
                 })
                 .collect();
@@ -282,7 +282,7 @@ fn assess_venue(venue: &Venue, ledger: &Ledger, workload: &Workload, criteria: &
                     sensor: SensorType::Datastore,
                     resource: Some(d.name.clone()),
                     capacity: Some(venue.usable(d.capacity_gib)),
-                    held: ledger.peak(&venue.name, &Resource::Datastore(d.name.clone()), workload.day)
+                    held: ledger.peak(&venue.name, &Resource::Datastore(&d.name), workload.day)
                         + taken.get(d.name.as_str()).copied().unwrap_or(0),
                     needed,
                 };

@@ -33,17 +33,17 @@ pub struct Hold {
     pub forced: bool,
 }
 
-/// One resource of a venue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resource {
+/// One resource of a venue (subnets and datastores by a borrowed name: a lookup copies nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource<'a> {
     /// Its vCPU quota.
     Cpu,
     /// Its memory quota.
     Memory,
     /// One subnet's addresses.
-    Subnet(String),
+    Subnet(&'a str),
     /// One datastore.
-    Datastore(String),
+    Datastore(&'a str),
 }
 
 type Span = (Day, Option<Day>, i64);
@@ -99,12 +99,12 @@ struct VenueHeld {
 }
 
 impl VenueHeld {
-    fn of(&self, resource: &Resource) -> Option<&Held> {
-        match resource {
+    fn of(&self, resource: &Resource<'_>) -> Option<&Held> {
+        match *resource {
             Resource::Cpu => Some(&self.cpu),
             Resource::Memory => Some(&self.memory),
-            Resource::Subnet(s) => self.subnets.get(s.as_str()),
-            Resource::Datastore(d) => self.datastores.get(d.as_str()),
+            Resource::Subnet(s) => self.subnets.get(s),
+            Resource::Datastore(d) => self.datastores.get(d),
         }
     }
 }
@@ -167,12 +167,12 @@ impl Ledger {
 
     /// The most of `resource` held on any day from `from` on: what a workload arriving on
     /// `from` and staying must fit beside.
-    pub fn peak(&self, venue: &str, resource: &Resource, from: Day) -> i64 {
+    pub fn peak(&self, venue: &str, resource: &Resource<'_>, from: Day) -> i64 {
         let below = self.base.as_ref().map_or(0, |b| b.peak(venue, resource, from));
         below.saturating_add(self.own_peak(venue, resource, from))
     }
 
-    fn own_peak(&self, venue: &str, resource: &Resource, from: Day) -> i64 {
+    fn own_peak(&self, venue: &str, resource: &Resource<'_>, from: Day) -> i64 {
         let Some(held) = self.venues.get(venue).and_then(|v| v.of(resource)) else { return 0 };
         if held.bounded == 0 {
             // Every span stays once started: on the day the last one starts, all are held.
@@ -201,7 +201,7 @@ impl Ledger {
     }
 
     /// How much of `resource` is held on `day`.
-    pub fn held_on(&self, venue: &str, resource: &Resource, day: Day) -> i64 {
+    pub fn held_on(&self, venue: &str, resource: &Resource<'_>, day: Day) -> i64 {
         let below = self.base.as_ref().map_or(0, |b| b.held_on(venue, resource, day));
         below
             + self.venues.get(venue).and_then(|v| v.of(resource)).map_or(0, |held| {

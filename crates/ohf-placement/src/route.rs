@@ -80,6 +80,11 @@ pub enum RouteOutcome {
 /// nothing.
 pub fn route(input: &RouteInput<'_>) -> RouteOutcome {
     let candidates: Vec<&Venue> = input.venues.iter().filter(|v| v.in_scopes(input.scopes)).collect();
+    // Each candidate's provider's place in the policy's order, found once.
+    let ranks: Vec<usize> = candidates
+        .iter()
+        .map(|v| input.provider_rank.iter().position(|p| *p == v.provider).unwrap_or(usize::MAX))
+        .collect();
     let mut ledger = match &input.base {
         Some(base) => Ledger::over(base.clone()),
         None => Ledger::default(),
@@ -99,7 +104,7 @@ pub fn route(input: &RouteInput<'_>) -> RouteOutcome {
         }
         let plain = Criteria { force: false, ..input.criteria.clone() };
         let assessed = assess(&candidates, &ledger, workload, &plain);
-        let best = best(assessed.iter().filter(|a| a.eligible()), input);
+        let best = best(&assessed, &ranks);
         let chosen = match best {
             Some(a) => Some((a.clone(), false)),
             None if input.criteria.force => {
@@ -125,20 +130,22 @@ pub fn route(input: &RouteInput<'_>) -> RouteOutcome {
     if refused.is_empty() { RouteOutcome::Placed(placed) } else { RouteOutcome::Rejected(refused) }
 }
 
-/// The highest score; among equals the provider the policy ranks first, then the name.
-fn best<'a>(eligible: impl Iterator<Item = &'a Assessment>, input: &RouteInput<'_>) -> Option<&'a Assessment> {
-    let rank = |a: &Assessment| {
-        let provider = input.venues.iter().find(|v| v.name == a.venue).map(|v| v.provider.as_str());
-        input.provider_rank.iter().position(|p| Some(p.as_str()) == provider).unwrap_or(usize::MAX)
-    };
-    eligible.min_by(|a, b| {
-        let score = if (a.hosting_score - b.hosting_score).abs() < 1e-9 {
-            std::cmp::Ordering::Equal
-        } else {
-            b.hosting_score.total_cmp(&a.hosting_score)
-        };
-        score.then_with(|| rank(a).cmp(&rank(b))).then_with(|| a.venue.cmp(&b.venue))
-    })
+/// The highest score of the eligible assessments; among equals the provider the policy ranks
+/// first (`ranks`, in the assessments' order), then the name.
+fn best<'a>(assessed: &'a [Assessment], ranks: &[usize]) -> Option<&'a Assessment> {
+    assessed
+        .iter()
+        .zip(ranks)
+        .filter(|(a, _)| a.eligible())
+        .min_by(|(a, rank_a), (b, rank_b)| {
+            let score = if (a.hosting_score - b.hosting_score).abs() < 1e-9 {
+                std::cmp::Ordering::Equal
+            } else {
+                b.hosting_score.total_cmp(&a.hosting_score)
+            };
+            score.then_with(|| rank_a.cmp(rank_b)).then_with(|| a.venue.cmp(&b.venue))
+        })
+        .map(|(a, _)| a)
 }
 
 fn refusal(assessed: &[Assessment]) -> String {
@@ -209,7 +216,7 @@ pub fn available_in(venues: &[Venue], ledger: &Ledger, one: &Demand, day: Day) -
         limits.push(per(free(venue.memory_mib, Resource::Memory), one.memory_mib));
         if !venue.subnets.is_empty() {
             let subnets: Vec<Option<u64>> =
-                venue.subnets.iter().map(|s| per(free(s.free_ips, Resource::Subnet(s.id.clone())), 1)).collect();
+                venue.subnets.iter().map(|s| per(free(s.free_ips, Resource::Subnet(&s.id)), 1)).collect();
             limits.push(if subnets.contains(&None) { None } else { subnets.into_iter().flatten().max() });
         }
         if !venue.datastores.is_empty() {
@@ -218,7 +225,7 @@ pub fn available_in(venues: &[Venue], ledger: &Ledger, one: &Demand, day: Day) -
                     .datastores
                     .iter()
                     .filter(|d| disk.volume_type.as_deref().is_none_or(|t| d.volume_type.eq_ignore_ascii_case(t)))
-                    .filter_map(|d| per(free(Some(d.capacity_gib), Resource::Datastore(d.name.clone())), disk.size_gib))
+                    .filter_map(|d| per(free(Some(d.capacity_gib), Resource::Datastore(&d.name)), disk.size_gib))
                     .max();
                 limits.push(Some(stores.unwrap_or(0)));
             }

@@ -97,7 +97,7 @@ proptest! {
                     let cpu = ledger.held_on(&v.name, &Resource::Cpu, Day(day));
                     prop_assert!(cpu <= v.usable(v.vcpus.unwrap_or_default()), "{} cpu {} on day {}", v.name, cpu, day);
                     for s in &v.subnets {
-                        let ips = ledger.held_on(&v.name, &Resource::Subnet(s.id.clone()), Day(day));
+                        let ips = ledger.held_on(&v.name, &Resource::Subnet(&s.id), Day(day));
                         prop_assert!(ips <= s.free_ips.unwrap_or_default() as i64, "{} {} ips {}", v.name, s.id, ips);
                     }
                 }

@@ -568,11 +568,13 @@ impl App {
             placement: None,
             provision_request: Some(request.to_owned()),
         };
+        // The venues and the providers' order are read before the lease: only what is held
+        // needs it, so concurrent callers read these side by side.
+        let venues = self.venues_now().await?;
+        let rank = self.provider_rank().await;
         let state = self.routing_state().await?;
         let decided = async {
-            let venues = self.venues_now().await?;
             let ledger = state.ledger().await?;
-            let rank = self.provider_rank().await;
             let routing = &self.settings.routing;
             let required = routing.required_sensor_types.iter().copied().collect();
             let criteria = self.criteria(routing.default_mode, Strategies::default(), required, false);

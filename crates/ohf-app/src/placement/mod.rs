@@ -12,7 +12,7 @@ pub(crate) mod engine;
 mod state;
 mod venues;
 
-pub(crate) use state::{LedgerCache, RoutingState};
+pub(crate) use state::{LeaseTurns, RoutingState};
 pub use venues::VenueReading;
 
 /// How routing is set up (`[routing]` and `[[venues]]` in `ohf.toml`).

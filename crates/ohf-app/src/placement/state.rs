@@ -2,6 +2,7 @@
 //! unrouted workloads, all changed under one lease so that two processes never decide on the
 //! same capacity at once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use crate::{App, AppError};
 
 /// How long a lease lasts if its holder dies before giving it back.
 const LEASE_TTL_MS: i64 = 10_000;
+/// The time a lease must have left to be handed on to, or used by, the next turn.
+const LEASE_MARGIN_MS: i64 = 3_000;
 /// How long a change waits for the lease before it answers busy.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
 
@@ -29,51 +32,108 @@ struct LeaseValue {
 }
 
 /// What a process knows is held, as of the lease epoch it gave the lease back at.
-pub(crate) struct LedgerCache {
+struct LedgerCache {
     epoch: u64,
     ledger: Arc<Ledger>,
+}
+
+/// The lease as a process keeps it between two of its tasks' turns.
+struct Kept {
+    version: i64,
+    epoch: u64,
+    until: i64,
+}
+
+/// This process's side of the routing lease.
+pub(crate) struct LeaseTurns {
+    /// Tasks take turns here, first come first served (only the one whose turn it is asks the
+    /// store); between turns, the lease when it was handed on rather than given back.
+    turn: tokio::sync::Mutex<Option<Kept>>,
+    /// Tasks waiting for a turn: while any wait, the lease is handed on, so that concurrent
+    /// decisions of one process take and give back the lease once between them.
+    waiting: AtomicUsize,
+    /// What this process last knew is held.
+    cache: Mutex<Option<LedgerCache>>,
+    /// This process's name on the lease.
+    holder: String,
+}
+
+impl Default for LeaseTurns {
+    fn default() -> Self {
+        Self {
+            turn: tokio::sync::Mutex::new(None),
+            waiting: AtomicUsize::new(0),
+            cache: Mutex::new(None),
+            holder: uuid::Uuid::new_v4().to_string(),
+        }
+    }
 }
 
 /// The routing lease, held: every change to routing state is made with it.
 pub(crate) struct RoutingState<'a> {
     store: &'a dyn RequestStore,
-    holder: String,
+    clock: &'a dyn crate::ports::Clock,
+    turns: &'a LeaseTurns,
     version: i64,
     epoch: u64,
-    cache: &'a Mutex<Option<LedgerCache>>,
+    until: i64,
     /// What is held, while it is known: from the cache, or built once under this lease, and
     /// kept up to date by `put_new`; dropped by any other change.
     ledger: Mutex<Option<Arc<Ledger>>>,
+    /// This process's turn, held as long as the lease.
+    turn: tokio::sync::MutexGuard<'a, Option<Kept>>,
 }
 
 impl App {
-    /// Waits for the routing lease (another process's expires after 10 s).
+    /// Waits for this process's turn, then for the routing lease (another process's expires
+    /// after 10 s); a lease handed on by this process's last turn is used as it is.
     pub(crate) async fn routing_state(&self) -> Result<RoutingState<'_>, AppError> {
-        let holder = uuid::Uuid::new_v4().to_string();
+        let turns = &self.routing;
         let give_up = tokio::time::Instant::now() + LEASE_WAIT;
+        turns.waiting.fetch_add(1, Ordering::SeqCst);
+        let turn = tokio::time::timeout_at(give_up, turns.turn.lock()).await;
+        turns.waiting.fetch_sub(1, Ordering::SeqCst);
+        let Ok(mut turn) = turn else {
+            return Err(AppError::Busy { request_id: "routing".into(), retry_after_secs: 1 });
+        };
+        let state = |turn, version, epoch, until, known| RoutingState {
+            store: &*self.store,
+            clock: &*self.clock,
+            turns,
+            version,
+            epoch,
+            until,
+            ledger: Mutex::new(known),
+            turn,
+        };
+        let cached = |epoch: u64| {
+            let cached = turns.cache.lock().map(|mut c| c.take()).unwrap_or(None);
+            cached.filter(|c| c.epoch == epoch).map(|c| c.ledger)
+        };
+        if let Some(kept) = turn.take()
+            && kept.until > self.clock.now().unix_millis() + LEASE_MARGIN_MS
+        {
+            // Handed on by this process's last turn: still this process's, no one else's.
+            let known = cached(kept.epoch);
+            return Ok(state(turn, kept.version, kept.epoch, kept.until, known));
+        }
         let mut pause = Duration::from_millis(2);
         loop {
             let (value, version) = self.store.load_shared(keys::ROUTING_LEASE).await?;
             let now = self.clock.now().unix_millis();
             let found = value.as_deref().and_then(|v| serde_json::from_str::<LeaseValue>(v).ok());
-            let held = found.as_ref().is_some_and(|l| l.until > now);
+            // Held by another process; this process's own (a turn that ended without giving
+            // it back) is taken over.
+            let held = found.as_ref().is_some_and(|l| l.until > now && l.holder != turns.holder);
             if !held {
                 let seen = found.map_or(0, |l| l.epoch);
                 let epoch = seen.wrapping_add(1);
-                let mine =
-                    serde_json::to_string(&LeaseValue { holder: holder.clone(), until: now + LEASE_TTL_MS, epoch })
-                        .unwrap_or_default();
+                let until = now + LEASE_TTL_MS;
+                let mine = serde_json::to_string(&LeaseValue { holder: turns.holder.clone(), until, epoch })
+                    .unwrap_or_default();
                 if self.store.store_shared(keys::ROUTING_LEASE, &mine, version).await? {
-                    let cached = self.routing_cache.lock().map(|mut c| c.take()).unwrap_or(None);
-                    let known = cached.filter(|c| c.epoch == seen).map(|c| c.ledger);
-                    return Ok(RoutingState {
-                        store: &*self.store,
-                        holder,
-                        version: version + 1,
-                        epoch,
-                        cache: &self.routing_cache,
-                        ledger: Mutex::new(known),
-                    });
+                    let known = cached(seen);
+                    return Ok(state(turn, version + 1, epoch, until, known));
                 }
             }
             if tokio::time::Instant::now() >= give_up {
@@ -233,17 +293,26 @@ impl RoutingState<'_> {
         Ok(())
     }
 
-    /// Gives the lease back, keeping what is held for this process's next lease.
-    pub(crate) async fn release(self) {
-        let free = serde_json::to_string(&LeaseValue { holder: self.holder.clone(), until: 0, epoch: self.epoch })
-            .unwrap_or_default();
-        match self.store.store_shared(keys::ROUTING_LEASE, &free, self.version).await {
-            Ok(true) => {
-                let known = self.ledger.lock().ok().and_then(|mut l| l.take());
-                if let (Some(ledger), Ok(mut cache)) = (known, self.cache.lock()) {
-                    *cache = Some(LedgerCache { epoch: self.epoch, ledger });
-                }
+    /// Gives the lease back, keeping what is held for this process's next lease; hands it on
+    /// instead while other tasks of this process wait for a turn and it has time left.
+    pub(crate) async fn release(mut self) {
+        let known = self.ledger.lock().ok().and_then(|mut l| l.take());
+        let keep = |ledger: Option<Arc<Ledger>>, epoch: u64| {
+            if let (Some(ledger), Ok(mut cache)) = (ledger, self.turns.cache.lock()) {
+                *cache = Some(LedgerCache { epoch, ledger });
             }
+        };
+        let now = self.clock.now().unix_millis();
+        if self.turns.waiting.load(Ordering::SeqCst) > 0 && self.until > now + LEASE_MARGIN_MS {
+            keep(known, self.epoch);
+            *self.turn = Some(Kept { version: self.version, epoch: self.epoch, until: self.until });
+            return;
+        }
+        let free =
+            serde_json::to_string(&LeaseValue { holder: self.turns.holder.clone(), until: 0, epoch: self.epoch })
+                .unwrap_or_default();
+        match self.store.store_shared(keys::ROUTING_LEASE, &free, self.version).await {
+            Ok(true) => keep(known, self.epoch),
             Ok(false) => tracing::warn!("the routing lease expired before it was given back"),
             Err(e) => tracing::warn!(error = %e, "the routing lease could not be given back; it expires on its own"),
         }
