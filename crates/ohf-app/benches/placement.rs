@@ -155,15 +155,15 @@ async fn concurrent(app: &Arc<App>, n: usize, tasks: usize) -> f64 {
     (n / tasks * tasks) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Without venues against 50 venues on one store, five alternating rounds each (the
+/// Without venues against 50 venues on one store, seven alternating rounds each (the
 /// machine's noise falls on both); the medians.
 async fn compare_on(label: &str, store: Arc<dyn RequestStore>, tasks: usize) {
     let plain = Arc::new(fast_app_on(store.clone(), Vec::new()));
     let placed = Arc::new(fast_app_on(store, venues()));
     let (mut without, mut with) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        without.push(concurrent(&plain, 400, tasks).await);
-        with.push(concurrent(&placed, 400, tasks).await);
+    for _ in 0..7 {
+        without.push(concurrent(&plain, 600, tasks).await);
+        with.push(concurrent(&placed, 600, tasks).await);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);

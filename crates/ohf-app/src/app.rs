@@ -76,6 +76,8 @@ pub struct App {
     /// This process's side of the routing lease: its tasks' turns, the lease kept between
     /// them, what it last knew is held (`placement::state`).
     pub(crate) routing: crate::placement::LeaseTurns,
+    /// The venues as the last decision saw them, and what they were made from.
+    pub(crate) venue_view: std::sync::Mutex<crate::placement::VenueView>,
     /// The price table as placement reads it, made once.
     pub(crate) price_list: std::sync::OnceLock<std::sync::Arc<ohf_placement::Prices>>,
 }
@@ -180,6 +182,7 @@ impl AppBuilder {
             store_offset_ms: std::sync::atomic::AtomicI64::new(0),
             callbacks: self.callbacks,
             routing: crate::placement::LeaseTurns::default(),
+            venue_view: std::sync::Mutex::new(None),
             price_list: std::sync::OnceLock::new(),
         };
         for (i, p) in self.providers.into_iter().enumerate() {
@@ -290,8 +293,13 @@ impl App {
 
     /// Stores the new provision request `request` if it fits `limits` (judged in the insert's
     /// transaction) and publishes its events; `Some(usage)`: refused, nothing stored.
-    pub(crate) async fn commit_new(&self, request: &mut Request, limits: &Limits) -> Result<Option<Usage>, StoreError> {
-        if let Some(usage) = self.store.create_within(request, limits).await? {
+    pub(crate) async fn commit_new(
+        &self,
+        request: &mut Request,
+        limits: &Limits,
+        also: Option<(&str, &str)>,
+    ) -> Result<Option<Usage>, StoreError> {
+        if let Some(usage) = self.store.create_within(request, limits, also).await? {
             return Ok(Some(usage));
         }
         self.committed(&mut [request]).await;

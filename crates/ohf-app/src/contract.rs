@@ -549,7 +549,7 @@ pub async fn admission_never_exceeds_a_limit_under_concurrency(store: Arc<dyn Re
             let limits = limits.clone();
             tokio::spawn(async move {
                 let r = Request::provision(provision_spec(&format!("adm-{n}"), 5), T0);
-                store.create_within(&r, &limits).await
+                store.create_within(&r, &limits, None).await
             })
         })
         .collect();
@@ -566,14 +566,30 @@ pub async fn admission_never_exceeds_a_limit_under_concurrency(store: Arc<dyn Re
     // The account limit counts every template; a refusal stores nothing.
     let account = Limits { template: Some(template.clone()), template_max: None, account_limit: Some(32) };
     let big = Request::provision(provision_spec("adm-big", 5), T0);
-    let refused = store.create_within(&big, &account).await.unwrap();
+    let refused = store.create_within(&big, &account, None).await.unwrap();
     assert_eq!(refused, Some(Usage { template_held: 30, total_held: 30 }));
     assert!(store.get(big.id()).await.unwrap().is_none(), "nothing stored");
     let small = Request::provision(provision_spec("adm-small", 2), T0);
-    assert_eq!(store.create_within(&small, &account).await.unwrap(), None);
+    assert_eq!(store.create_within(&small, &account, None).await.unwrap(), None);
     assert!(store.get(small.id()).await.unwrap().is_some());
     // Without limits it is a plain insert, and a taken id still conflicts.
-    assert!(matches!(store.create_within(&small, &Limits::default()).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(store.create_within(&small, &Limits::default(), None).await, Err(StoreError::Conflict { .. })));
+
+    // An entry of shared state goes in with the request, or neither does.
+    let placed = Request::provision(provision_spec("adm-placed", 1), T0);
+    assert_eq!(
+        store.create_within(&placed, &Limits::default(), Some(("hold/adm-placed", "held"))).await.unwrap(),
+        None
+    );
+    assert_eq!(store.load_shared("hold/adm-placed").await.unwrap(), (Some("held".into()), 1));
+    let twice = Request::provision(provision_spec("adm-twice", 1), T0);
+    let taken = store.create_within(&twice, &Limits::default(), Some(("hold/adm-placed", "again"))).await;
+    assert!(matches!(taken, Err(StoreError::Conflict { .. })), "{taken:?}");
+    assert!(store.get(twice.id()).await.unwrap().is_none(), "the request does not go in without its entry");
+    assert_eq!(store.load_shared("hold/adm-placed").await.unwrap(), (Some("held".into()), 1));
+    let over = Request::provision(provision_spec("adm-over", 5), T0);
+    assert!(store.create_within(&over, &account, Some(("hold/adm-over", "held"))).await.unwrap().is_some());
+    assert_eq!(store.load_shared("hold/adm-over").await.unwrap(), (None, 0), "nor the entry without its request");
 }
 
 #[doc(hidden)]
@@ -795,6 +811,13 @@ pub async fn shared_state_is_compare_and_set(store: Arc<dyn RequestStore>) {
     let listed = store.list_shared("breaker/").await.unwrap();
     assert_eq!(listed, vec![("breaker/a".into(), "two".into(), 2), ("breaker/b".into(), "x".into(), 1)]);
     assert_eq!(store.list_shared("breaker").await.unwrap().len(), 6, "every key that starts so, and only those");
+    // Several prefixes in one read: each its own list, in the order asked, a key in every list
+    // whose prefix it has.
+    let many = store.list_shared_many(&["zz/", "breaker/", "nothing/", "breaker"]).await.unwrap();
+    let keys: Vec<Vec<&str>> = many.iter().map(|l| l.iter().map(|(k, _, _)| k.as_str()).collect()).collect();
+    assert_eq!(keys[..3], [vec!["zz/last"], vec!["breaker/a", "breaker/b"], vec![]]);
+    assert_eq!(keys[3].len(), 6);
+    assert!(store.list_shared_many(&[]).await.unwrap().is_empty());
     let everything: Vec<String> = store.list_shared("").await.unwrap().into_iter().map(|(k, _, _)| k).collect();
     assert!(["other/c", "breaker0", "zz/last"].iter().all(|k| everything.iter().any(|e| e == k)), "{everything:?}");
     assert!(!store.remove_shared("breaker/a", 1).await.unwrap(), "a stale removal loses");

@@ -216,8 +216,13 @@ impl Requests for MeasuredStore {
     async fn save(&self, batch: &[&Request], fence: Option<&Fence>) -> Result<(), StoreError> {
         self.timed("save", self.inner.save(batch, fence)).await
     }
-    async fn create_within(&self, request: &Request, limits: &Limits) -> Result<Option<Usage>, StoreError> {
-        self.timed("create_within", self.inner.create_within(request, limits)).await
+    async fn create_within(
+        &self,
+        request: &Request,
+        limits: &Limits,
+        also: Option<(&str, &str)>,
+    ) -> Result<Option<Usage>, StoreError> {
+        self.timed("create_within", self.inner.create_within(request, limits, also)).await
     }
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
         self.timed("get", self.inner.get(id)).await
@@ -283,6 +288,9 @@ impl SharedState for MeasuredStore {
     }
     async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.timed("list_shared", self.inner.list_shared(prefix)).await
+    }
+    async fn list_shared_many(&self, prefixes: &[&str]) -> Result<Vec<Vec<(String, String, i64)>>, StoreError> {
+        self.timed("list_shared_many", self.inner.list_shared_many(prefixes)).await
     }
     async fn remove_shared(&self, key: &str, expected: i64) -> Result<bool, StoreError> {
         self.timed("remove_shared", self.inner.remove_shared(key, expected)).await

@@ -76,9 +76,19 @@ impl Requests for MemoryStore {
         save_locked(&mut self.lock(), batch, fence)
     }
 
-    async fn create_within(&self, request: &Request, limits: &Limits) -> Result<Option<Usage>, StoreError> {
-        // One lock over the judgement and the insert: nothing comes in between.
+    async fn create_within(
+        &self,
+        request: &Request,
+        limits: &Limits,
+        also: Option<(&str, &str)>,
+    ) -> Result<Option<Usage>, StoreError> {
+        // One lock over the judgement and the inserts: nothing comes in between.
         let mut inner = self.lock();
+        if let Some((key, _)) = also
+            && inner.shared.contains_key(key)
+        {
+            return Err(StoreError::Conflict { request_id: key.to_owned() });
+        }
         if limits.any() {
             let mut held = HashMap::new();
             for r in inner.entries.values().filter_map(|e| e.request.as_ref()) {
@@ -91,7 +101,11 @@ impl Requests for MemoryStore {
                 return Ok(Some(usage));
             }
         }
-        save_locked(&mut inner, &[request], None).map(|()| None)
+        save_locked(&mut inner, &[request], None)?;
+        if let Some((key, value)) = also {
+            inner.shared.insert(key.to_owned(), (value.to_owned(), 1));
+        }
+        Ok(None)
     }
 
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {

@@ -167,8 +167,15 @@ pub trait Requests: Send + Sync + 'static {
     /// Inserts the new provision request `request` (as `save` would) only if the machines it
     /// holds fit `limits` beside the capacity held, judged in the transaction that inserts it:
     /// concurrent creations never exceed a limit between them. `Some(usage)`: refused, with
-    /// the capacity held then; nothing is stored.
-    async fn create_within(&self, request: &Request, limits: &Limits) -> Result<Option<Usage>, StoreError>;
+    /// the capacity held then; nothing is stored. With `also`, a new shared-state entry (key,
+    /// value) goes in with the request, in the same transaction (a placement's hold): a key
+    /// already present is a `Conflict`, and nothing is stored.
+    async fn create_within(
+        &self,
+        request: &Request,
+        limits: &Limits,
+        also: Option<(&str, &str)>,
+    ) -> Result<Option<Usage>, StoreError>;
     /// One request, `None` when the store has no such id.
     async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
     /// The requests of `ids` that exist, in no particular order.
@@ -281,6 +288,15 @@ pub trait SharedState: Send + Sync + 'static {
     async fn store_shared(&self, key: &str, value: &str, expected: i64) -> Result<bool, StoreError>;
     /// Every shared value whose key starts with `prefix`, with its version.
     async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// [`Self::list_shared`] of each of `prefixes`, in their order (a store answers them with
+    /// one read).
+    async fn list_shared_many(&self, prefixes: &[&str]) -> Result<Vec<Vec<(String, String, i64)>>, StoreError> {
+        let mut all = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            all.push(self.list_shared(prefix).await?);
+        }
+        Ok(all)
+    }
     /// Removes the value under `key` if its version is still `expected`; false when it changed
     /// or is gone.
     async fn remove_shared(&self, key: &str, expected: i64) -> Result<bool, StoreError>;

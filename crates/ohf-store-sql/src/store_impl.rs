@@ -190,6 +190,7 @@ macro_rules! sql_request_store {
                 &self,
                 request: &ohf_domain::Request,
                 limits: &ohf_app::Limits,
+                also: Option<(&str, &str)>,
             ) -> Result<Option<ohf_app::Usage>, ohf_app::StoreError> {
                 use $crate::codec::store_error;
                 use sqlx::Row;
@@ -213,6 +214,15 @@ macro_rules! sql_request_store {
                     if !limits.fit(usage, request.capacity_held()) {
                         // Dropping the transaction rolls it back.
                         return Ok(Some(usage));
+                    }
+                }
+                if let Some((key, value)) = also {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO shared_state (key, value, version) VALUES (");
+                    q.separated(", ").push_bind(key).push_bind(value).push_bind(1_i64);
+                    q.push(") ON CONFLICT (key) DO NOTHING");
+                    if q.build().execute(&mut *tx).await.map_err(store_error)?.rows_affected() != 1 {
+                        // Dropping the transaction rolls it back.
+                        return Err(ohf_app::StoreError::Conflict { request_id: key.to_owned() });
                     }
                 }
                 Self::write(&mut tx, &[request], None).await?;
@@ -612,25 +622,41 @@ macro_rules! sql_request_store {
             }
 
             async fn list_shared(&self, prefix: &str) -> Result<Vec<(String, String, i64)>, ohf_app::StoreError> {
+                let mut all = self.list_shared_many(&[prefix]).await?;
+                Ok(all.pop().unwrap_or_default())
+            }
+
+            async fn list_shared_many(
+                &self,
+                prefixes: &[&str],
+            ) -> Result<Vec<Vec<(String, String, i64)>>, ohf_app::StoreError> {
                 use sqlx::Row;
-                // The keys from the prefix up to the first key past it, compared byte by byte:
-                // one range of the key's index, whatever else the table holds.
-                let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
-                    "SELECT key, value, version FROM shared_state WHERE ",
-                    $bytewise_key,
-                    " >= "
-                ));
-                q.push_bind(prefix);
-                if let Some(end) = $crate::store_impl::past_prefix(prefix) {
-                    q.push(concat!(" AND ", $bytewise_key, " < ")).push_bind(end);
+                let mut all: Vec<Vec<(String, String, i64)>> = vec![Vec::new(); prefixes.len()];
+                if prefixes.is_empty() {
+                    return Ok(all);
+                }
+                // Each prefix is one range of the keys, compared byte by byte: one range of the
+                // key's index each, whatever else the table holds, all in one statement.
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT key, value, version FROM shared_state WHERE ");
+                for (i, prefix) in prefixes.iter().enumerate() {
+                    q.push(if i == 0 { "(" } else { " OR (" });
+                    q.push(concat!($bytewise_key, " >= ")).push_bind(*prefix);
+                    if let Some(end) = $crate::store_impl::past_prefix(prefix) {
+                        q.push(concat!(" AND ", $bytewise_key, " < ")).push_bind(end);
+                    }
+                    q.push(")");
                 }
                 q.push(concat!(" ORDER BY ", $bytewise_key));
                 let rows = q.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
-                Ok(rows
-                    .iter()
-                    .map(|r| (r.get::<String, _>("key"), r.get::<String, _>("value"), r.get::<i64, _>("version")))
-                    .filter(|(k, _, _)| k.starts_with(prefix))
-                    .collect())
+                for r in &rows {
+                    let key = r.get::<String, _>("key");
+                    let matching: Vec<usize> =
+                        prefixes.iter().enumerate().filter(|(_, p)| key.starts_with(**p)).map(|(i, _)| i).collect();
+                    for i in matching {
+                        all[i].push((key.clone(), r.get::<String, _>("value"), r.get::<i64, _>("version")));
+                    }
+                }
+                Ok(all)
             }
 
             async fn remove_shared(&self, key: &str, expected: i64) -> Result<bool, ohf_app::StoreError> {

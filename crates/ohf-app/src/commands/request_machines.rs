@@ -168,10 +168,14 @@ impl App {
             None
         };
         let (asked, zones) = match &placed {
-            Some((_, p)) => (Some(p.provider.clone()), p.zone.clone().into_iter().collect()),
+            Some((_, (p, _))) => (Some(p.provider.clone()), p.zone.clone().into_iter().collect()),
             None => (cmd.provider.clone(), cmd.zones.clone()),
         };
-        let placed_id = placed.map(|(id, _)| id);
+        let (placed_id, hold) = match placed {
+            Some((id, (_, hold))) => (Some(id), Some(hold)),
+            None => (None, None),
+        };
+        let also = hold.as_ref().map(|h| (h.key.as_str(), h.value.as_str()));
         let admitted = async {
             let provider = self.choose_provider(&template, asked.as_deref()).await?;
             provider.check_template(&template).await.map_err(|e| DomainError::ProviderIncompatible {
@@ -242,32 +246,26 @@ impl App {
             // never exceed them between them.
             let limits = self.limits(request.template());
             request.attribute_to(asker.as_deref());
-            match self.commit_new(&mut request, &limits).await {
+            // A placed request's hold goes into the store with it, in one transaction.
+            match self.commit_new(&mut request, &limits, also).await {
                 Ok(None) => {}
                 Ok(Some(usage)) => return Err(over_limit(&limits, usage, count.get()).into()),
                 // Another caller created the same client id a moment ago: answer with theirs.
                 Err(StoreError::Conflict { .. }) => {
                     let theirs = self.store.get(&id).await?;
                     let theirs = theirs.ok_or_else(|| DomainError::DuplicateRequest { request_id: id.to_string() })?;
-                    return Ok((theirs, None, id));
+                    return Ok((theirs, None, id, false));
                 }
                 Err(e) => return Err(e.into()),
             }
-            Ok::<_, AppError>((request, first.launch, id))
+            Ok::<_, AppError>((request, first.launch, id, true))
         }
         .await;
-        let (mut request, launch, id) = match admitted {
-            Ok(done) => done,
-            Err(e) => {
-                if let Some(id) = &placed_id
-                    && !matches!(e.code(), ohf_domain::ErrorCode::DuplicateRequest)
-                    && let Err(release) = self.release_request_placement(id.as_str()).await
-                {
-                    tracing::warn!(request_id = %id, error = %release, "placement of a refused request not released; the daemon releases it");
-                }
-                return Err(e);
-            }
-        };
+        // The hold went in only with this caller's own insert of the request.
+        if let Some(hold) = hold {
+            self.settle(hold, matches!(admitted, Ok((.., true)))).await;
+        }
+        let (mut request, launch, id, _) = admitted?;
         tracing::info!(request_id = %id, count = count.get(), "provision request accepted");
         if let Some(order) = launch {
             let owner = self.ownership().await?;

@@ -542,16 +542,17 @@ impl App {
         !self.settings.routing.venues.is_empty()
     }
 
-    /// Places a provision request as one workload of `count` machines of `template` for today
-    /// and keeps its hold until the request holds no machines; refused with
-    /// INSUFFICIENT_CAPACITY, naming why each venue would not do, when no venue fits.
+    /// Places a provision request as one workload of `count` machines of `template` for today;
+    /// its hold lasts until the request holds no machines. Refused with INSUFFICIENT_CAPACITY,
+    /// naming why each venue would not do, when no venue fits. The hold's record is answered
+    /// to be stored with the request ([`App::settle`] after).
     pub(crate) async fn place_request(
         &self,
         request: &str,
         template: &Template,
         count: u32,
         requester: Option<&str>,
-    ) -> Result<RequestPlacement, AppError> {
+    ) -> Result<(RequestPlacement, super::PendingHold<'_>), AppError> {
         let today = self.today();
         let (demand, disks) = self.demand_of(template, count, None, &[])?;
         let workload = RoutedWorkload {
@@ -569,10 +570,14 @@ impl App {
             provision_request: Some(request.to_owned()),
         };
         // The venues and the providers' order are read before the lease: only what is held
-        // needs it, so concurrent callers read these side by side.
+        // needs it, so concurrent callers read these side by side (and the lease waits for
+        // them, within a burst).
+        let coming = self.routing.coming();
         let venues = self.venues_now().await?;
         let rank = self.provider_rank().await;
-        let state = self.routing_state().await?;
+        let state = self.routing_state().await;
+        drop(coming);
+        let state = state?;
         let decided = async {
             let ledger = state.ledger().await?;
             let routing = &self.settings.routing;
@@ -621,8 +626,7 @@ impl App {
                 for_request: Some(request.to_owned()),
                 workloads: vec![RoutedWorkload { placement: Some(placement), ..workload.clone() }],
             };
-            state.put_new(&record).await?;
-            Ok(answer)
+            Ok((answer, state.hold_new(&record)?))
         }
         .await;
         state.release().await;
@@ -656,15 +660,6 @@ impl App {
             all.push(total.map(|t| u32::try_from(t).unwrap_or(u32::MAX)));
         }
         Ok(all)
-    }
-
-    /// Drops the placement of a provision request (it was refused after placing, or holds
-    /// no machines any more).
-    pub(crate) async fn release_request_placement(&self, request: &str) -> Result<(), AppError> {
-        let state = self.routing_state().await?;
-        let done = state.delete(&request_key(request)).await;
-        state.release().await;
-        done
     }
 
     /// The daemon's placement pass: due bookings move on (PLACED, or EXPIRED after their
@@ -729,8 +724,9 @@ impl App {
             .venues_now()
             .await
             .ok()?
-            .into_iter()
+            .iter()
             .filter(|v| !tried.iter().any(|t| t.as_str() == v.provider))
+            .cloned()
             .collect();
         let open = self.routing_requests(false).await.ok()?;
         let holds: Vec<Hold> =
@@ -790,7 +786,7 @@ impl App {
             let holds: Vec<Hold> =
                 open.iter().filter(|r| r.id != key).flat_map(RoutingRequest::holds).cloned().collect();
             let venues: Vec<ohf_placement::Venue> =
-                self.venues_now().await?.into_iter().filter(|v| v.provider == provider).collect();
+                self.venues_now().await?.iter().filter(|v| v.provider == provider).cloned().collect();
             let criteria = self.criteria_of(&record);
             let Some(w) = record.workloads.first_mut() else { return Ok(None) };
             let from = w.placement.as_ref().map(|p| p.venue.clone()).unwrap_or_default();

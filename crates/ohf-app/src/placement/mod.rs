@@ -12,8 +12,9 @@ pub(crate) mod engine;
 mod state;
 mod venues;
 
-pub(crate) use state::{LeaseTurns, RoutingState};
+pub(crate) use state::{LeaseTurns, PendingHold, RoutingState};
 pub use venues::VenueReading;
+pub(crate) use venues::VenueView;
 
 /// How routing is set up (`[routing]` and `[[venues]]` in `ohf.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,9 @@ use crate::{App, AppError};
 
 /// How long a lease lasts if its holder dies before giving it back.
 const LEASE_TTL_MS: i64 = 10_000;
+/// How long a process keeps the lease for its own tasks before it gives it back to let other
+/// processes decide.
+const BURST_MS: i64 = 250;
 /// The time a lease must have left to be handed on to, or used by, the next turn.
 const LEASE_MARGIN_MS: i64 = 3_000;
 /// How long a change waits for the lease before it answers busy.
@@ -42,6 +45,7 @@ struct Kept {
     version: i64,
     epoch: u64,
     until: i64,
+    since: i64,
 }
 
 /// This process's side of the routing lease.
@@ -52,8 +56,15 @@ pub(crate) struct LeaseTurns {
     /// Tasks waiting for a turn: while any wait, the lease is handed on, so that concurrent
     /// decisions of one process take and give back the lease once between them.
     waiting: AtomicUsize,
+    /// Provision requests of this process on their way to a turn (reading the venues): the
+    /// lease is kept for them too, within a burst.
+    coming: AtomicUsize,
     /// What this process last knew is held.
     cache: Mutex<Option<LedgerCache>>,
+    /// Placements decided under the lease whose records go into the store with their
+    /// requests (`PendingHold`): counted in every ledger of this process, and the lease is
+    /// not given back until none is left.
+    pending: Mutex<std::collections::BTreeMap<String, Vec<ohf_placement::Hold>>>,
     /// This process's name on the lease.
     holder: String,
 }
@@ -63,9 +74,75 @@ impl Default for LeaseTurns {
         Self {
             turn: tokio::sync::Mutex::new(None),
             waiting: AtomicUsize::new(0),
+            coming: AtomicUsize::new(0),
             cache: Mutex::new(None),
+            pending: Mutex::new(std::collections::BTreeMap::new()),
             holder: uuid::Uuid::new_v4().to_string(),
         }
+    }
+}
+
+/// A placement decided under the lease whose record is to be stored with its request, in one
+/// transaction (`Requests::create_within`); [`App::settle`] says how that went. One dropped
+/// unsettled (its caller went away) is forgotten as one not stored.
+pub(crate) struct PendingHold<'a> {
+    /// The record's key in shared state.
+    pub key: String,
+    /// The record.
+    pub value: String,
+    turns: &'a LeaseTurns,
+    settled: bool,
+}
+
+impl PendingHold<'_> {
+    /// No longer pending; when not stored, what this process knows is held is read again.
+    fn forget(&mut self, stored: bool) {
+        self.settled = true;
+        if let Ok(mut pending) = self.turns.pending.lock() {
+            pending.remove(&self.key);
+        }
+        if !stored && let Ok(mut cache) = self.turns.cache.lock() {
+            *cache = None;
+        }
+    }
+}
+
+impl Drop for PendingHold<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.forget(false);
+        }
+    }
+}
+
+impl LeaseTurns {
+    fn pending_count(&self) -> usize {
+        self.pending.lock().map_or(0, |p| p.len())
+    }
+
+    /// Whether a lease taken at `since` stays with this process at `now`: while placements
+    /// decided under it are not stored, always; while other tasks of this process wait for a
+    /// turn or are on their way to one, within a burst (then it goes back, so other processes
+    /// get their turn).
+    fn keeps(&self, since: i64, now: i64) -> bool {
+        self.pending_count() > 0
+            || ((self.waiting.load(Ordering::SeqCst) > 0 || self.coming.load(Ordering::SeqCst) > 0)
+                && now - since < BURST_MS)
+    }
+
+    /// Counts a provision request on its way to a turn, until the guard goes.
+    pub(crate) fn coming(&self) -> Coming<'_> {
+        self.coming.fetch_add(1, Ordering::SeqCst);
+        Coming(&self.coming)
+    }
+}
+
+/// A provision request on its way to a turn (see [`LeaseTurns::coming`]).
+pub(crate) struct Coming<'a>(&'a AtomicUsize);
+
+impl Drop for Coming<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -77,6 +154,8 @@ pub(crate) struct RoutingState<'a> {
     version: i64,
     epoch: u64,
     until: i64,
+    /// When this process took the lease from the store.
+    since: i64,
     /// What is held, while it is known: from the cache, or built once under this lease, and
     /// kept up to date by `put_new`; dropped by any other change.
     ledger: Mutex<Option<Arc<Ledger>>>,
@@ -96,13 +175,14 @@ impl App {
         let Ok(mut turn) = turn else {
             return Err(AppError::Busy { request_id: "routing".into(), retry_after_secs: 1 });
         };
-        let state = |turn, version, epoch, until, known| RoutingState {
+        let state = |turn, version, epoch, until, since, known| RoutingState {
             store: &*self.store,
             clock: &*self.clock,
             turns,
             version,
             epoch,
             until,
+            since,
             ledger: Mutex::new(known),
             turn,
         };
@@ -115,7 +195,7 @@ impl App {
         {
             // Handed on by this process's last turn: still this process's, no one else's.
             let known = cached(kept.epoch);
-            return Ok(state(turn, kept.version, kept.epoch, kept.until, known));
+            return Ok(state(turn, kept.version, kept.epoch, kept.until, kept.since, known));
         }
         let mut pause = Duration::from_millis(2);
         loop {
@@ -133,7 +213,7 @@ impl App {
                     .unwrap_or_default();
                 if self.store.store_shared(keys::ROUTING_LEASE, &mine, version).await? {
                     let known = cached(seen);
-                    return Ok(state(turn, version + 1, epoch, until, known));
+                    return Ok(state(turn, version + 1, epoch, until, now, known));
                 }
             }
             if tokio::time::Instant::now() >= give_up {
@@ -178,7 +258,7 @@ fn key_of(r: &RoutingRequest) -> String {
     format!("{prefix}{}", r.id)
 }
 
-impl RoutingState<'_> {
+impl<'a> RoutingState<'a> {
     /// Every open routing request (they hold capacity).
     pub(crate) async fn open(&self) -> Result<Vec<RoutingRequest>, AppError> {
         let mut all = Vec::new();
@@ -195,11 +275,39 @@ impl RoutingState<'_> {
             return Ok(known);
         }
         let open = self.open().await?;
-        let built = Arc::new(Ledger::new(open.iter().flat_map(RoutingRequest::holds)));
+        let mut built = Ledger::new(open.iter().flat_map(RoutingRequest::holds));
+        // Decided here, not stored yet (or stored a moment ago: then listed above).
+        if let Ok(pending) = self.turns.pending.lock() {
+            for (key, holds) in pending.iter() {
+                let id = key.trim_start_matches(keys::ROUTING_OPEN);
+                if !open.iter().any(|r| r.id == id) {
+                    holds.iter().for_each(|h| built.add(h));
+                }
+            }
+        }
+        let built = Arc::new(built);
         if let Ok(mut l) = self.ledger.lock() {
             *l = Some(built.clone());
         }
         Ok(built)
+    }
+
+    /// Counts the holds of a request made under this lease (never stored before) whose record
+    /// the caller stores with its provision request; answers the record to store.
+    pub(crate) fn hold_new(&self, request: &RoutingRequest) -> Result<PendingHold<'a>, AppError> {
+        let value = serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = key_of(request);
+        let holds: Vec<ohf_placement::Hold> = request.holds().cloned().collect();
+        if let Ok(mut guard) = self.ledger.lock()
+            && let Some(ledger) = guard.as_mut()
+        {
+            let ledger = Arc::make_mut(ledger);
+            holds.iter().for_each(|h| ledger.add(h));
+        }
+        if let Ok(mut pending) = self.turns.pending.lock() {
+            pending.insert(key.clone(), holds);
+        }
+        Ok(PendingHold { key, value, turns: self.turns, settled: false })
     }
 
     /// Stores a request made under this lease (never stored before) and counts its holds.
@@ -294,27 +402,90 @@ impl RoutingState<'_> {
     }
 
     /// Gives the lease back, keeping what is held for this process's next lease; hands it on
-    /// instead while other tasks of this process wait for a turn and it has time left.
+    /// instead while other tasks of this process wait for a turn or placements decided under
+    /// it are not stored yet (renewed when little of it is left).
     pub(crate) async fn release(mut self) {
         let known = self.ledger.lock().ok().and_then(|mut l| l.take());
-        let keep = |ledger: Option<Arc<Ledger>>, epoch: u64| {
-            if let (Some(ledger), Ok(mut cache)) = (ledger, self.turns.cache.lock()) {
-                *cache = Some(LedgerCache { epoch, ledger });
-            }
-        };
+        self.keep_ledger(known);
         let now = self.clock.now().unix_millis();
-        if self.turns.waiting.load(Ordering::SeqCst) > 0 && self.until > now + LEASE_MARGIN_MS {
-            keep(known, self.epoch);
-            *self.turn = Some(Kept { version: self.version, epoch: self.epoch, until: self.until });
-            return;
+        if self.turns.keeps(self.since, now) {
+            if self.until > now + LEASE_MARGIN_MS || self.renew(now).await {
+                *self.turn =
+                    Some(Kept { version: self.version, epoch: self.epoch, until: self.until, since: self.since });
+                return;
+            }
+            if self.turns.pending_count() > 0 {
+                tracing::warn!("the routing lease ran out with placements not stored yet");
+            }
         }
+        self.give_back().await;
+    }
+
+    fn keep_ledger(&self, known: Option<Arc<Ledger>>) {
+        if let (Some(ledger), Ok(mut cache)) = (known, self.turns.cache.lock()) {
+            *cache = Some(LedgerCache { epoch: self.epoch, ledger });
+        }
+    }
+
+    /// Moves the lease's end on; false when it is no longer this process's.
+    async fn renew(&mut self, now: i64) -> bool {
+        let until = now + LEASE_TTL_MS;
+        let value = serde_json::to_string(&LeaseValue { holder: self.turns.holder.clone(), until, epoch: self.epoch })
+            .unwrap_or_default();
+        match self.store.store_shared(keys::ROUTING_LEASE, &value, self.version).await {
+            Ok(true) => {
+                self.version += 1;
+                self.until = until;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn give_back(&self) {
         let free =
             serde_json::to_string(&LeaseValue { holder: self.turns.holder.clone(), until: 0, epoch: self.epoch })
                 .unwrap_or_default();
         match self.store.store_shared(keys::ROUTING_LEASE, &free, self.version).await {
-            Ok(true) => keep(known, self.epoch),
-            Ok(false) => tracing::warn!("the routing lease expired before it was given back"),
+            Ok(true) => {}
+            Ok(false) => {
+                // What this process knows may be missing another's change.
+                if let Ok(mut cache) = self.turns.cache.lock() {
+                    *cache = None;
+                }
+                tracing::warn!("the routing lease expired before it was given back");
+            }
             Err(e) => tracing::warn!(error = %e, "the routing lease could not be given back; it expires on its own"),
+        }
+    }
+}
+
+impl App {
+    /// Says how the store took a placement decided under the lease: stored with its request,
+    /// or not (then it is forgotten, and what this process knows is held is read again). The
+    /// last of a burst gives the lease back.
+    pub(crate) async fn settle(&self, mut hold: PendingHold<'_>, stored: bool) {
+        let turns = &self.routing;
+        let mut turn = turns.turn.lock().await;
+        hold.forget(stored);
+        let now = self.clock.now().unix_millis();
+        if let Some(kept) = turn.take() {
+            if turns.keeps(kept.since, now) {
+                *turn = Some(kept);
+                return;
+            }
+            let state = RoutingState {
+                store: &*self.store,
+                clock: &*self.clock,
+                turns,
+                version: kept.version,
+                epoch: kept.epoch,
+                until: kept.until,
+                since: kept.since,
+                ledger: Mutex::new(None),
+                turn,
+            };
+            state.give_back().await;
         }
     }
 }

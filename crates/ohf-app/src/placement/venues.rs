@@ -2,6 +2,7 @@
 //! recalculation measured, the sensors being recalculated now, provider health and prices.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use ohf_domain::RequestId;
 use ohf_placement::{SensorType, Subnet, Venue};
@@ -10,6 +11,19 @@ use serde::{Deserialize, Serialize};
 pub use crate::ports::VenueReading;
 use crate::ports::{CloudProvider, VenueQuery};
 use crate::{App, AppError, keys};
+
+/// What an assembled view of the venues was made from: the readings' and marks' keys with
+/// their versions, and each provider's health.
+#[derive(Debug, PartialEq)]
+pub(crate) struct ViewInputs {
+    readings: Vec<(String, i64)>,
+    marks: Vec<(String, i64)>,
+    health: std::collections::BTreeMap<String, bool>,
+}
+
+/// The last view of the venues: what it was made from, until when it holds (a mark lapses),
+/// the venues.
+pub(crate) type VenueView = Option<(ViewInputs, i64, Arc<Vec<Venue>>)>;
 
 /// A recalculation under way: the sensors whose data is being replaced, until when.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,26 +50,38 @@ impl App {
             .collect()
     }
 
-    /// The venues as a decision sees them now.
-    pub(crate) async fn venues_now(&self) -> Result<Vec<Venue>, AppError> {
+    /// The venues as a decision sees them now: assembled again only when the health, the
+    /// readings or the marks they are made from changed (or a mark lapsed) since the last.
+    pub(crate) async fn venues_now(&self) -> Result<Arc<Vec<Venue>>, AppError> {
         let now = self.clock.now().unix_millis();
-        let health = self.provider_health_now().await?;
+        // One read for the providers' health and every venue's reading and marks.
+        let mut lists = self
+            .store
+            .list_shared_many(&[keys::HEALTH, keys::BREAKERS, keys::VENUE_READING, keys::VENUE_REFRESH])
+            .await?
+            .into_iter();
+        let mut next = || lists.next().unwrap_or_default();
+        let (health, breakers, readings, marks) = (next(), next(), next(), next());
+        let health = self.health_verdicts(health, breakers);
+        let versions = |entries: &[(String, String, i64)]| -> Vec<(String, i64)> {
+            entries.iter().map(|(k, _, v)| (k.clone(), *v)).collect()
+        };
+        let inputs = ViewInputs { readings: versions(&readings), marks: versions(&marks), health: health.clone() };
+        if self.places_requests()
+            && let Ok(view) = self.venue_view.lock()
+            && let Some((seen, valid_until, venues)) = view.as_ref()
+            && *seen == inputs
+            && now < *valid_until
+        {
+            return Ok(venues.clone());
+        }
+        let mut valid_until = i64::MAX;
         let mut venues = self.venue_specs();
-        // Two reads for every venue's reading and marks, not two per venue.
-        let readings: std::collections::HashMap<String, String> = self
-            .store
-            .list_shared(keys::VENUE_READING)
-            .await?
-            .into_iter()
-            .map(|(k, v, _)| (k.trim_start_matches(keys::VENUE_READING).to_owned(), v))
-            .collect();
-        let marks: std::collections::HashMap<String, String> = self
-            .store
-            .list_shared(keys::VENUE_REFRESH)
-            .await?
-            .into_iter()
-            .map(|(k, v, _)| (k.trim_start_matches(keys::VENUE_REFRESH).to_owned(), v))
-            .collect();
+        let by_venue = |entries: Vec<(String, String, i64)>, prefix: &str| -> HashMap<String, String> {
+            entries.into_iter().map(|(k, v, _)| (k.trim_start_matches(prefix).to_owned(), v)).collect()
+        };
+        let readings = by_venue(readings, keys::VENUE_READING);
+        let marks = by_venue(marks, keys::VENUE_REFRESH);
         for venue in &mut venues {
             if let Some(reading) =
                 readings.get(&venue.name).and_then(|raw| serde_json::from_str::<VenueReading>(raw).ok())
@@ -66,8 +92,15 @@ impl App {
                 && mark.until > now
             {
                 venue.refreshing.extend(mark.sensors);
+                valid_until = valid_until.min(mark.until);
             }
             venue.healthy = venue.healthy && health.get(&venue.provider).copied().unwrap_or(true);
+        }
+        let venues = Arc::new(venues);
+        if self.places_requests()
+            && let Ok(mut view) = self.venue_view.lock()
+        {
+            *view = Some((inputs, valid_until, venues.clone()));
         }
         Ok(venues)
     }

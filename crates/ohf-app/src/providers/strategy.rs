@@ -121,27 +121,42 @@ impl App {
         }
     }
 
-    /// Whether each provider is healthy now (its health and breakers); a provider not yet
-    /// measured is missing.
-    pub(crate) async fn provider_health_now(&self) -> Result<BTreeMap<String, bool>, AppError> {
-        Ok(self.healths().await?.into_iter().map(|(name, h)| (name, h.healthy)).collect())
-    }
-
     /// Health as the store holds it, with an OPEN circuit breaker counted as unhealthy for
     /// the recovery timeout after it opened.
     async fn healths(&self) -> Result<BTreeMap<String, HealthNow>, AppError> {
+        let mut lists = self.store.list_shared_many(&[keys::HEALTH, keys::BREAKERS]).await?.into_iter();
+        let (health, breakers) = (lists.next().unwrap_or_default(), lists.next().unwrap_or_default());
+        Ok(self.healths_of(health, breakers))
+    }
+
+    /// Whether each provider is healthy, from the stored health and breaker entries (read with
+    /// other shared state).
+    pub(crate) fn health_verdicts(
+        &self,
+        health: Vec<(String, String, i64)>,
+        breakers: Vec<(String, String, i64)>,
+    ) -> BTreeMap<String, bool> {
+        self.healths_of(health, breakers).into_iter().map(|(name, h)| (name, h.healthy)).collect()
+    }
+
+    /// Health from the stored health and breaker entries.
+    fn healths_of(
+        &self,
+        health: Vec<(String, String, i64)>,
+        breaker_entries: Vec<(String, String, i64)>,
+    ) -> BTreeMap<String, HealthNow> {
         let now = self.clock.now().unix_millis();
         let recovery =
             i64::try_from(self.registry.config().circuit_breaker_config.recovery_timeout).unwrap_or(60) * 1000;
         let mut stored: BTreeMap<String, Health> = BTreeMap::new();
-        for (key, value, _) in self.store.list_shared(keys::HEALTH).await? {
+        for (key, value, _) in health {
             if let Ok(h) = serde_json::from_str(&value) {
                 stored.insert(key.trim_start_matches(keys::HEALTH).to_owned(), h);
             }
         }
         let mut breakers: BTreeMap<String, Vec<BreakerView>> = BTreeMap::new();
         let mut open_since: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for (key, value, _) in self.store.list_shared(keys::BREAKERS).await? {
+        for (key, value, _) in breaker_entries {
             let Some((provider, service)) = keys::breaker_of(&key) else { continue };
             let Ok(breaker) = serde_json::from_str::<Breaker>(&value) else { continue };
             if breaker.state == CircuitState::Open {
@@ -158,7 +173,7 @@ impl App {
             let healthy = health.healthy_at(now) && !open;
             out.insert(name, HealthNow { stored: health, healthy, breakers: theirs });
         }
-        Ok(out)
+        out
     }
 
     /// Sends the figures every provider gathered in this process to the store. Host Factory

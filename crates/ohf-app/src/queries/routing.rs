@@ -119,7 +119,7 @@ impl Handler<GetAvailableCapacity> for App {
             let (one, _) = self.demand_of(template, 1, q.workload_profile.as_deref(), &[])?;
             let now = ohf_placement::available_in(&venues, &ledger, &one, today);
             let then = date.map(|d| ohf_placement::available_in(&venues, &ledger, &one, d));
-            for v in &venues {
+            for v in venues.iter() {
                 out.push(VenueCapacity {
                     venue: v.name.clone(),
                     control_environment: v.environment.clone(),

@@ -472,6 +472,69 @@ async fn every_provision_request_is_placed_and_holds_its_venue_until_it_holds_no
     assert_eq!(third.provider().map(|p| p.as_str()), Some("sim-2"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creations_of_two_processes_never_over_commit_and_a_refusal_holds_nothing() {
+    use ohf_app::RequestMachines;
+    let venues = vec![venue("a", "sim-1", "sim-east-1a", 8, "Prod")];
+    let r = routing(Some(venues.clone()), SimConfig { launch_latency_ms: 0, ..SimConfig::default() });
+    let settings =
+        AppSettings { routing: RoutingSettings { venues, ..RoutingSettings::default() }, ..AppSettings::default() };
+    let other = App::builder(r.store.clone(), Arc::new(StaticCatalog(hf_templates())))
+        .providers(r.sims.iter().map(|s| s.clone() as Arc<dyn CloudProvider>))
+        .clock(r.clock.clone())
+        .settings(settings)
+        .build()
+        .unwrap();
+    let apps = [r.app.clone(), Arc::new(other)];
+    let ask = |count: i64| RequestMachines { template_id: "OnDemand-Minimal".into(), count, ..Default::default() };
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let app = apps[i % 2].clone();
+        tasks.push(tokio::spawn(async move { app.execute(ask(1)).await }));
+    }
+    let mut made = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(request) => made.push(request.id().to_string()),
+            Err(e) => assert_eq!(e.code(), ErrorCode::InsufficientCapacity, "{e}"),
+        }
+    }
+    assert_eq!(made.len(), 4, "8 vCPUs hold four 2-vCPU machines, whichever process asked");
+    // Each admitted request's hold is stored with it; the refused ones left none.
+    let holds = r.store.list_shared("routing/open/").await.unwrap();
+    assert_eq!(holds.len(), 4, "{holds:?}");
+    assert!(made.iter().all(|id| holds.iter().any(|(k, _, _)| k.ends_with(id.as_str()))));
+    let lease: serde_json::Value =
+        serde_json::from_str(&r.store.load_shared("routing/lease").await.unwrap().0.unwrap()).unwrap();
+    assert_eq!(lease["until"], 0, "given back once every hold is stored: {lease}");
+
+    // A creation refused after its placement (the venue has room for it, the template's
+    // maxNumber of 10 has not beside the five held) keeps nothing: the next fits as before.
+    let roomy = vec![venue("a", "sim-1", "sim-east-1a", 24, "Prod")];
+    let r = routing(Some(roomy), SimConfig { launch_latency_ms: 0, ..SimConfig::default() });
+    r.app.execute(ask(5)).await.unwrap();
+    let refused = r.app.execute(ask(6)).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::InsufficientCapacity, "{refused}");
+    assert!(!refused.to_string().contains("no venue fits"), "refused by the limit, after placing: {refused}");
+    assert_eq!(r.store.list_shared("routing/open/").await.unwrap().len(), 1);
+    r.app.execute(ask(5)).await.expect("10 of a's 14 free vCPUs: the refused placement holds none");
+}
+
+#[tokio::test]
+async fn a_creation_whose_caller_goes_away_after_its_placement_holds_nothing() {
+    use ohf_app::RequestMachines;
+    // Every cloud call takes a second: the creation is placed, then waits on the provider.
+    let slow = SimConfig { launch_latency_ms: 0, api_latency_ms: 1000, ..SimConfig::default() };
+    let r = routing(Some(vec![venue("a", "sim-1", "sim-east-1a", 8, "Prod")]), slow);
+    let ask = |count: i64| RequestMachines { template_id: "OnDemand-Minimal".into(), count, ..Default::default() };
+    let gone = tokio::time::timeout(std::time::Duration::from_millis(300), r.app.execute(ask(4))).await;
+    assert!(gone.is_err(), "the caller went away before the provider answered");
+    assert!(r.store.list_shared("routing/open/").await.unwrap().is_empty(), "nothing stored for it");
+    // The four machines it was placed for fit again.
+    let made = r.app.execute(ask(4)).await.expect("venue a's 8 vCPUs are free again");
+    assert_eq!(made.zones(), ["sim-east-1a"]);
+}
+
 #[tokio::test]
 async fn a_placed_request_that_fails_over_moves_to_the_next_best_venue_and_its_zone() {
     use ohf_app::RequestMachines;
