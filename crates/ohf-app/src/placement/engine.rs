@@ -573,7 +573,7 @@ impl App {
         // needs it, so concurrent callers read these side by side (and the lease waits for
         // them, within a burst).
         let coming = self.routing.coming();
-        let venues = self.venues_now().await?;
+        let venues = self.venues_for_placement().await?;
         let rank = self.provider_rank().await;
         let state = self.routing_state().await;
         drop(coming);

@@ -59,6 +59,9 @@ pub(crate) struct LeaseTurns {
     /// Provision requests of this process on their way to a turn (reading the venues): the
     /// lease is kept for them too, within a burst.
     coming: AtomicUsize,
+    /// This process keeps the lease between turns (a burst is under way): its decisions see
+    /// the venues as the burst's first read them.
+    pub(crate) bursting: std::sync::atomic::AtomicBool,
     /// What this process last knew is held.
     cache: Mutex<Option<LedgerCache>>,
     /// Placements decided under the lease whose records go into the store with their
@@ -75,6 +78,7 @@ impl Default for LeaseTurns {
             turn: tokio::sync::Mutex::new(None),
             waiting: AtomicUsize::new(0),
             coming: AtomicUsize::new(0),
+            bursting: std::sync::atomic::AtomicBool::new(false),
             cache: Mutex::new(None),
             pending: Mutex::new(std::collections::BTreeMap::new()),
             holder: uuid::Uuid::new_v4().to_string(),
@@ -412,6 +416,7 @@ impl<'a> RoutingState<'a> {
             if self.until > now + LEASE_MARGIN_MS || self.renew(now).await {
                 *self.turn =
                     Some(Kept { version: self.version, epoch: self.epoch, until: self.until, since: self.since });
+                self.turns.bursting.store(true, Ordering::SeqCst);
                 return;
             }
             if self.turns.pending_count() > 0 {
@@ -443,6 +448,7 @@ impl<'a> RoutingState<'a> {
     }
 
     async fn give_back(&self) {
+        self.turns.bursting.store(false, Ordering::SeqCst);
         let free =
             serde_json::to_string(&LeaseValue { holder: self.turns.holder.clone(), until: 0, epoch: self.epoch })
                 .unwrap_or_default();

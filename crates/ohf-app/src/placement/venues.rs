@@ -22,8 +22,11 @@ pub(crate) struct ViewInputs {
 }
 
 /// The last view of the venues: what it was made from, until when it holds (a mark lapses),
-/// the venues.
-pub(crate) type VenueView = Option<(ViewInputs, i64, Arc<Vec<Venue>>)>;
+/// the venues, when it was read.
+pub(crate) type VenueView = Option<(ViewInputs, i64, Arc<Vec<Venue>>, std::time::Instant)>;
+
+/// How old a view a burst of placements may use without reading the venues again.
+const BURST_VIEW: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A recalculation under way: the sensors whose data is being replaced, until when.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +53,20 @@ impl App {
             .collect()
     }
 
+    /// The venues as a provision request's placement sees them: within a burst of this
+    /// process's decisions (it keeps the lease), as read at most 250 ms ago; else as now.
+    pub(crate) async fn venues_for_placement(&self) -> Result<Arc<Vec<Venue>>, AppError> {
+        if self.routing.bursting.load(std::sync::atomic::Ordering::SeqCst)
+            && let Ok(view) = self.venue_view.lock()
+            && let Some((_, valid_until, venues, read)) = view.as_ref()
+            && read.elapsed() < BURST_VIEW
+            && self.clock.now().unix_millis() < *valid_until
+        {
+            return Ok(venues.clone());
+        }
+        self.venues_now().await
+    }
+
     /// The venues as a decision sees them now: assembled again only when the health, the
     /// readings or the marks they are made from changed (or a mark lapsed) since the last.
     pub(crate) async fn venues_now(&self) -> Result<Arc<Vec<Venue>>, AppError> {
@@ -68,11 +85,12 @@ impl App {
         };
         let inputs = ViewInputs { readings: versions(&readings), marks: versions(&marks), health: health.clone() };
         if self.places_requests()
-            && let Ok(view) = self.venue_view.lock()
-            && let Some((seen, valid_until, venues)) = view.as_ref()
+            && let Ok(mut view) = self.venue_view.lock()
+            && let Some((seen, valid_until, venues, read)) = view.as_mut()
             && *seen == inputs
             && now < *valid_until
         {
+            *read = std::time::Instant::now();
             return Ok(venues.clone());
         }
         let mut valid_until = i64::MAX;
@@ -100,7 +118,7 @@ impl App {
         if self.places_requests()
             && let Ok(mut view) = self.venue_view.lock()
         {
-            *view = Some((inputs, valid_until, venues.clone()));
+            *view = Some((inputs, valid_until, venues.clone(), std::time::Instant::now()));
         }
         Ok(venues)
     }
@@ -136,6 +154,9 @@ impl App {
                 tracing::warn!(venue = %venue.name, error = %e, "venue recalculation failed; its last reading stays");
             }
             outcome.push((venue.name, result));
+        }
+        if let Ok(mut view) = self.venue_view.lock() {
+            *view = None;
         }
         outcome
     }
