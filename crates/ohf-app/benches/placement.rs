@@ -10,75 +10,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ohf_app::commands::{RouteRequest, WorkloadSpec};
-use ohf_app::memory::{MemoryStore, StaticCatalog};
+use ohf_app::memory::{InstantCloud, MemoryStore, StaticCatalog};
 use ohf_app::placement::RoutingSettings;
-use ohf_app::{
-    App, AppSettings, CloudError, CloudProvider, DescribeQuery, LaunchRequest, LaunchResult, OwnedMachine, Ownership,
-    ProviderCapacity, Refusal, RequestMachines, RequestStore,
-};
+use ohf_app::{App, AppSettings, RequestMachines, RequestStore};
 use ohf_cloud_sim::{SimCloud, SimConfig};
-use ohf_domain::{MachineId, MachineObservation, MachineStatus, ProviderName, Template, Timestamp};
+use ohf_domain::{ProviderName, Template};
 use ohf_placement::{Subnet, Venue};
 
 fn app(venues: Vec<Venue>) -> App {
     app_on(Arc::new(MemoryStore::new()), venues)
 }
 
-/// A cloud that launches at once from a counter and sees nothing, so the store comparison's
-/// figures are ohf's own, not the simulation's (whose zones count every machine they run).
-struct FastCloud {
-    name: ProviderName,
-    next: std::sync::atomic::AtomicU64,
-}
-
-#[async_trait::async_trait]
-impl CloudProvider for FastCloud {
-    fn name(&self) -> &ProviderName {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "bench"
-    }
-    async fn check_template(&self, _: &Template) -> Result<(), CloudError> {
-        Ok(())
-    }
-    async fn capacity(&self, _: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
-        Ok(None)
-    }
-    async fn launch(&self, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
-        let first = self.next.fetch_add(u64::from(r.count), std::sync::atomic::Ordering::Relaxed);
-        let machines = (first..first + u64::from(r.count))
-            .map(|n| MachineObservation {
-                id: MachineId::new(format!("i-{n:017x}")).unwrap(),
-                provider: self.name.clone(),
-                status: MachineStatus::Running,
-                name: Some(format!("ip-10-0-{}-{}.ec2.internal", (n >> 8) & 255, n & 255)),
-                private_ip: Some(format!("10.0.{}.{}", (n >> 8) & 255, n & 255)),
-                public_ip: None,
-                instance_type: Some("m5.large".into()),
-                price_type: None,
-                zone: r.zones.first().cloned(),
-                launch_time: Some(Timestamp::from_unix_secs(1_800_000_000)),
-                request_id: Some(r.request_id.clone()),
-                tags: Default::default(),
-                interruption_at: None,
-                cloud_host_id: None,
-            })
-            .collect();
-        Ok(LaunchResult { machines, ..LaunchResult::default() })
-    }
-    async fn describe(&self, _: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
-        Ok(Vec::new())
-    }
-    async fn terminate(&self, _: &[OwnedMachine], _: &Ownership) -> Result<Vec<Refusal>, CloudError> {
-        Ok(Vec::new())
-    }
-}
-
-/// The application on `store` over the fast cloud, with `venues`.
+/// The application on `store` over a cloud that costs nothing (its figures are ohf's own,
+/// not the simulation's, whose zones count every machine they run), with `venues`.
 fn fast_app_on(store: Arc<dyn RequestStore>, venues: Vec<Venue>) -> App {
-    let name = ProviderName::new("sim-1").unwrap();
-    let cloud = FastCloud { name, next: std::sync::atomic::AtomicU64::new(0) };
+    let cloud = InstantCloud::new(ProviderName::new("sim-1").unwrap(), true);
     let settings =
         AppSettings { routing: RoutingSettings { venues, ..RoutingSettings::default() }, ..AppSettings::default() };
     App::builder(store, Arc::new(StaticCatalog(vec![bench_template()])))

@@ -1,5 +1,6 @@
 //! In-memory adapters: a request store, a template catalog, a hand-driven clock and
-//! sequential ids. For tests and for services that embed ohf without persistence.
+//! sequential ids; providers for tests and benchmarks (a faulty wrapper, an instant cloud). For
+//! tests and for services that embed ohf without persistence.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use ohf_domain::{
-    EventEnvelope, MachineId, MachineObservation, ProviderName, Request, RequestId, RequestKind, RequestState,
-    Template, TemplateId, Timestamp,
+    EventEnvelope, MachineId, MachineObservation, MachineStatus, ProviderName, Request, RequestId, RequestKind,
+    RequestState, Template, TemplateId, Timestamp,
 };
 
 use crate::ports::{
@@ -444,4 +445,93 @@ fn save_locked(inner: &mut Inner, batch: &[&Request], fence: Option<&Fence>) -> 
         entry.request = Some(copy);
     }
     Ok(())
+}
+
+/// A cloud that launches at once from a counter, keeps each launch under its client token (a
+/// repeated launch answers the same machines) and describes a request's machines, so that a
+/// benchmark's figures are ohf's own. Machines start `Running`, or stay `Pending` (requests
+/// stay active) when built with `start` false.
+pub struct InstantCloud {
+    name: ProviderName,
+    start: bool,
+    state: Mutex<InstantState>,
+}
+
+#[derive(Default)]
+struct InstantState {
+    next: u64,
+    by_request: HashMap<RequestId, Vec<(u64, Option<String>)>>,
+    by_token: HashMap<String, Vec<(u64, Option<String>)>>,
+}
+
+impl InstantCloud {
+    /// A cloud named `name` whose machines start running when `start`.
+    pub fn new(name: ProviderName, start: bool) -> Self {
+        Self { name, start, state: Mutex::default() }
+    }
+
+    fn observe(&self, (n, zone): &(u64, Option<String>), request: &RequestId) -> MachineObservation {
+        let octets = format!("{}-{}-{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
+        MachineObservation {
+            id: MachineId::new(format!("i-{n:017x}")).expect("a hex id is valid"),
+            provider: self.name.clone(),
+            status: if self.start { MachineStatus::Running } else { MachineStatus::Pending },
+            name: Some(format!("ip-10-{octets}.ec2.internal")),
+            private_ip: Some(format!("10.{}", octets.replace('-', "."))),
+            public_ip: None,
+            instance_type: Some("m5.large".into()),
+            price_type: None,
+            zone: zone.clone(),
+            launch_time: Some(Timestamp::from_unix_secs(1_800_000_000)),
+            request_id: Some(request.clone()),
+            tags: Default::default(),
+            interruption_at: None,
+            cloud_host_id: None,
+        }
+    }
+}
+
+#[async_trait]
+impl CloudProvider for InstantCloud {
+    fn name(&self) -> &ProviderName {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "instant"
+    }
+    async fn check_template(&self, _: &Template) -> Result<(), CloudError> {
+        Ok(())
+    }
+    async fn capacity(&self, _: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
+        Ok(None)
+    }
+    async fn launch(&self, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let machines = match s.by_token.get(r.token.as_str()) {
+            Some(made) => made.clone(),
+            None => {
+                let zone = r.zones.first().cloned();
+                let made: Vec<(u64, Option<String>)> =
+                    (0..u64::from(r.count)).map(|i| (s.next + i, zone.clone())).collect();
+                s.next += u64::from(r.count);
+                s.by_token.insert(r.token.to_string(), made.clone());
+                s.by_request.entry(r.request_id.clone()).or_default().extend(made.iter().cloned());
+                made
+            }
+        };
+        Ok(LaunchResult {
+            machines: machines.iter().map(|m| self.observe(m, &r.request_id)).collect(),
+            ..LaunchResult::default()
+        })
+    }
+    async fn describe(&self, q: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(q.request_ids
+            .iter()
+            .flat_map(|r| s.by_request.get(r).into_iter().flatten().map(move |m| self.observe(m, r)))
+            .collect())
+    }
+    async fn terminate(&self, _: &[OwnedMachine], _: &Ownership) -> Result<Vec<Refusal>, CloudError> {
+        Ok(Vec::new())
+    }
 }

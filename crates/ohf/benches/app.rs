@@ -7,97 +7,13 @@
 //! `cargo bench -p ohf --bench app [-- rss|rss-postgres|grpc|history|priority|strategy]`; Postgres from `OHF_TEST_DATABASE_URL` (default
 //! the local server). `cargo xtask bench` runs it with a Postgres it makes sure of.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use ohf_app::memory::StaticCatalog;
-use ohf_app::{
-    App, AppSettings, CloudError, CloudProvider, DescribeQuery, EventBus, LaunchRequest, LaunchResult, OwnedMachine,
-    Ownership, ProviderCapacity, Refusal, RequestMachines, RequestStore, SystemClock, UuidIds,
-};
-use ohf_domain::{MachineId, MachineObservation, MachineStatus, ProviderName, RequestId, Template, Timestamp};
+use ohf_app::memory::{InstantCloud, StaticCatalog};
+use ohf_app::{App, AppSettings, CloudProvider, EventBus, RequestMachines, RequestStore, SystemClock, UuidIds};
+use ohf_domain::{MachineStatus, ProviderName, RequestId, Template, Timestamp};
 use ohf_store_sql::{PostgresStore, SqliteStore};
-
-/// A cloud that answers at once from memory, so the figures are ohf's own.
-struct FastCloud {
-    name: ProviderName,
-    /// Machines stay pending when false: requests remain active.
-    start: bool,
-    state: Mutex<FastState>,
-}
-
-#[derive(Default)]
-struct FastState {
-    next: u64,
-    by_request: HashMap<RequestId, Vec<u64>>,
-    by_token: HashMap<String, Vec<u64>>,
-}
-
-impl FastCloud {
-    fn observe(&self, n: u64, request: &RequestId) -> MachineObservation {
-        MachineObservation {
-            id: MachineId::new(format!("i-{n:017x}")).expect("valid id"),
-            provider: self.name.clone(),
-            status: if self.start { MachineStatus::Running } else { MachineStatus::Pending },
-            name: Some(format!("ip-10-{}-{}-{}.ec2.internal", (n >> 16) & 255, (n >> 8) & 255, n & 255)),
-            private_ip: Some(format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)),
-            public_ip: None,
-            instance_type: Some("m5.large".into()),
-            price_type: None,
-            zone: Some("bench-1a".into()),
-            launch_time: Some(Timestamp::from_unix_secs(1_800_000_000)),
-            request_id: Some(request.clone()),
-            tags: Default::default(),
-            interruption_at: None,
-            cloud_host_id: None,
-        }
-    }
-}
-
-#[async_trait]
-impl CloudProvider for FastCloud {
-    fn name(&self) -> &ProviderName {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "bench"
-    }
-    async fn check_template(&self, _: &Template) -> Result<(), CloudError> {
-        Ok(())
-    }
-    async fn capacity(&self, _: &Template) -> Result<Option<ProviderCapacity>, CloudError> {
-        Ok(None)
-    }
-    async fn launch(&self, r: &LaunchRequest) -> Result<LaunchResult, CloudError> {
-        let mut s = self.state.lock().expect("lock");
-        let ids = match s.by_token.get(r.token.as_str()) {
-            Some(ids) => ids.clone(),
-            None => {
-                let ids: Vec<u64> = (0..r.count).map(|i| s.next + u64::from(i)).collect();
-                s.next += u64::from(r.count);
-                s.by_token.insert(r.token.to_string(), ids.clone());
-                s.by_request.entry(r.request_id.clone()).or_default().extend(&ids);
-                ids
-            }
-        };
-        Ok(LaunchResult {
-            machines: ids.iter().map(|n| self.observe(*n, &r.request_id)).collect(),
-            ..LaunchResult::default()
-        })
-    }
-    async fn describe(&self, q: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
-        let s = self.state.lock().expect("lock");
-        Ok(q.request_ids
-            .iter()
-            .flat_map(|r| s.by_request.get(r).into_iter().flatten().map(move |n| self.observe(*n, r)))
-            .collect())
-    }
-    async fn terminate(&self, _: &[OwnedMachine], _: &Ownership) -> Result<Vec<Refusal>, CloudError> {
-        Ok(Vec::new())
-    }
-}
 
 fn app(store: Arc<dyn RequestStore>, start: bool) -> App {
     app_with(store, start, 1)
@@ -112,7 +28,7 @@ fn app_with(store: Arc<dyn RequestStore>, start: bool, providers: usize) -> App 
     let clouds: Vec<Arc<dyn CloudProvider>> = (0..providers)
         .map(|i| {
             let name = ProviderName::new(format!("fast-{i}")).expect("name");
-            Arc::new(FastCloud { name, start, state: Mutex::default() }) as Arc<dyn CloudProvider>
+            Arc::new(InstantCloud::new(name, start)) as Arc<dyn CloudProvider>
         })
         .collect();
     App::builder(store, Arc::new(StaticCatalog(vec![template])))
@@ -223,8 +139,7 @@ async fn priority() {
     let mut config = ohf_resilience::ResilienceConfig::default();
     config.rate_limit.operations.insert("ec2_run_instances".into(), Bucket { burst: 1.0, per_sec: LAUNCHES_PER_SEC });
     config.timeout.operations.insert("ec2_run_instances".into(), 120.0);
-    let cloud =
-        Arc::new(FastCloud { name: ProviderName::new("fast-0").expect("name"), start: true, state: Mutex::default() });
+    let cloud = Arc::new(InstantCloud::new(ProviderName::new("fast-0").expect("name"), true));
     let limited = ohf_resilience::Resilient::new(cloud, config, store.clone(), Arc::new(SystemClock));
     let settings = AppSettings { answer_within: std::time::Duration::from_secs(120), ..AppSettings::default() };
     let app = Arc::new(

@@ -67,6 +67,22 @@ fn routing_on(venues: Option<Vec<Venue>>, sims: [SimConfig; 2]) -> Routing {
     Routing { app: Arc::new(app), clock, store, sims }
 }
 
+impl Routing {
+    /// A second process on the same store, clouds and clock: it has turns and a lease cache
+    /// of its own.
+    fn another_process(&self, venues: Vec<Venue>) -> Arc<App> {
+        let settings =
+            AppSettings { routing: RoutingSettings { venues, ..RoutingSettings::default() }, ..AppSettings::default() };
+        let app = App::builder(self.store.clone(), Arc::new(StaticCatalog(hf_templates())))
+            .providers(self.sims.iter().map(|s| s.clone() as Arc<dyn CloudProvider>))
+            .clock(self.clock.clone())
+            .settings(settings)
+            .build()
+            .unwrap();
+        Arc::new(app)
+    }
+}
+
 /// `count` m5.large machines (2 vCPUs each) of OnDemand-Minimal.
 fn workload(name: &str, count: i64) -> WorkloadSpec {
     WorkloadSpec {
@@ -376,16 +392,7 @@ async fn placed_workloads_launch_on_their_venues_provider_and_zone() {
 async fn concurrent_routes_never_over_commit_a_venue() {
     let venues = vec![venue("a", "sim-1", "sim-east-1a", 8, "Prod")];
     let r = routing(Some(venues.clone()), SimConfig::default());
-    // A second process on the same store: it has turns and a lease cache of its own.
-    let settings =
-        AppSettings { routing: RoutingSettings { venues, ..RoutingSettings::default() }, ..AppSettings::default() };
-    let other = App::builder(r.store.clone(), Arc::new(StaticCatalog(hf_templates())))
-        .providers(r.sims.iter().map(|s| s.clone() as Arc<dyn CloudProvider>))
-        .clock(r.clock.clone())
-        .settings(settings)
-        .build()
-        .unwrap();
-    let apps = [r.app.clone(), Arc::new(other)];
+    let apps = [r.app.clone(), r.another_process(venues)];
     let mut tasks = Vec::new();
     for i in 0..24 {
         let app = apps[i % 2].clone();
@@ -477,15 +484,7 @@ async fn concurrent_creations_of_two_processes_never_over_commit_and_a_refusal_h
     use ohf_app::RequestMachines;
     let venues = vec![venue("a", "sim-1", "sim-east-1a", 8, "Prod")];
     let r = routing(Some(venues.clone()), SimConfig { launch_latency_ms: 0, ..SimConfig::default() });
-    let settings =
-        AppSettings { routing: RoutingSettings { venues, ..RoutingSettings::default() }, ..AppSettings::default() };
-    let other = App::builder(r.store.clone(), Arc::new(StaticCatalog(hf_templates())))
-        .providers(r.sims.iter().map(|s| s.clone() as Arc<dyn CloudProvider>))
-        .clock(r.clock.clone())
-        .settings(settings)
-        .build()
-        .unwrap();
-    let apps = [r.app.clone(), Arc::new(other)];
+    let apps = [r.app.clone(), r.another_process(venues)];
     let ask = |count: i64| RequestMachines { template_id: "OnDemand-Minimal".into(), count, ..Default::default() };
     let mut tasks = Vec::new();
     for i in 0..24 {
