@@ -59,11 +59,14 @@ pub(crate) struct LeaseTurns {
     /// Provision requests of this process on their way to a turn (reading the venues): the
     /// lease is kept for them too, within a burst.
     coming: AtomicUsize,
-    /// This process keeps the lease between turns (a burst is under way): its decisions see
-    /// the venues as the burst's first read them.
+    /// This process keeps the lease between turns (a burst is under way): its placements see
+    /// the venues as read at most 250 ms before.
     pub(crate) bursting: std::sync::atomic::AtomicBool,
     /// What this process last knew is held.
     cache: Mutex<Option<LedgerCache>>,
+    /// Counts the holds forgotten unstored: a turn that began before one was forgotten does
+    /// not keep the ledger it knew (it counted that hold).
+    forgotten: std::sync::atomic::AtomicU64,
     /// Placements decided under the lease whose records go into the store with their
     /// requests (`PendingHold`): counted in every ledger of this process, and the lease is
     /// not given back until none is left.
@@ -80,6 +83,7 @@ impl Default for LeaseTurns {
             coming: AtomicUsize::new(0),
             bursting: std::sync::atomic::AtomicBool::new(false),
             cache: Mutex::new(None),
+            forgotten: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(std::collections::BTreeMap::new()),
             holder: uuid::Uuid::new_v4().to_string(),
         }
@@ -105,8 +109,11 @@ impl PendingHold<'_> {
         if let Ok(mut pending) = self.turns.pending.lock() {
             pending.remove(&self.key);
         }
-        if !stored && let Ok(mut cache) = self.turns.cache.lock() {
-            *cache = None;
+        if !stored {
+            self.turns.forgotten.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut cache) = self.turns.cache.lock() {
+                *cache = None;
+            }
         }
     }
 }
@@ -160,6 +167,8 @@ pub(crate) struct RoutingState<'a> {
     until: i64,
     /// When this process took the lease from the store.
     since: i64,
+    /// Holds forgotten unstored when this turn began.
+    forgotten: u64,
     /// What is held, while it is known: from the cache, or built once under this lease, and
     /// kept up to date by `put_new`; dropped by any other change.
     ledger: Mutex<Option<Arc<Ledger>>>,
@@ -187,6 +196,7 @@ impl App {
             epoch,
             until,
             since,
+            forgotten: turns.forgotten.load(Ordering::SeqCst),
             ledger: Mutex::new(known),
             turn,
         };
@@ -427,6 +437,9 @@ impl<'a> RoutingState<'a> {
     }
 
     fn keep_ledger(&self, known: Option<Arc<Ledger>>) {
+        if self.turns.forgotten.load(Ordering::SeqCst) != self.forgotten {
+            return;
+        }
         if let (Some(ledger), Ok(mut cache)) = (known, self.turns.cache.lock()) {
             *cache = Some(LedgerCache { epoch: self.epoch, ledger });
         }
@@ -488,6 +501,7 @@ impl App {
                 epoch: kept.epoch,
                 until: kept.until,
                 since: kept.since,
+                forgotten: turns.forgotten.load(Ordering::SeqCst),
                 ledger: Mutex::new(None),
                 turn,
             };
