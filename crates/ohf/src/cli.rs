@@ -147,7 +147,8 @@ pub enum Command {
     },
     /// What waits now: unfinished requests, high priority and oldest first
     Queue,
-    /// How many more machines a template may have, and what it holds now
+    /// How many more machines a template may have, what it holds now, and what each venue
+    /// still fits of it (when venues are configured)
     Capacity {
         /// The template
         template: String,

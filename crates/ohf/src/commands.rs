@@ -169,8 +169,17 @@ async fn act(backend: &Backend, out: Output, command: Command) -> anyhow::Result
                 .filter(|h| h["templateId"] == found["templateId"])
                 .cloned()
                 .collect();
+            // What the venues fit, when any of them knows a limit (routing's capacity view).
+            let venues = backend.call("getAvailableCapacity", json!({"catalog_spec": found["templateId"]})).await?;
+            let limited = venues.as_array().is_some_and(|all| all.iter().any(|v| !v["available_today"].is_null()));
+            let venues = if limited { venues } else { json!([]) };
             match out {
-                Output::Json => print_json(&json!({"template": found, "held": held})),
+                Output::Json => print_json(&json!({"template": found, "held": held, "venues": venues})),
+                Output::Table if limited => println!(
+                    "{}\n\n{}",
+                    output::capacity_table(&found, &held),
+                    output::venue_capacity_table(&venues, false)
+                ),
                 Output::Table => println!("{}", output::capacity_table(&found, &held)),
             }
         }

@@ -236,6 +236,12 @@ fn the_command_line_routes_lists_and_unroutes() {
     assert!(ok && capacity.contains("boston-prod-a") && capacity.contains("ON DATE"), "{capacity}");
     let (ok, _, err) = run(&["route", "capacity", "--date", "2099-02-30"]);
     assert!(!ok && err.contains("YYYY-MM-DD"), "{err}");
+    // The template's own capacity view shows what each venue fits beside maxNumber and held.
+    let (ok, table, _) = run(&["capacity", "lin-small-2gb"]);
+    assert!(ok && table.contains("maxNumber") && table.contains("boston-prod-a"), "{table}");
+    let (ok, doc, _) = run(&["capacity", "lin-small-2gb", "-o", "json"]);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert!(ok && doc["venues"].as_array().is_some_and(|v| v.len() >= 5), "{doc}");
     // Nowhere to go: REJECTED, exit 1, the reason shown.
     let (ok, out, _) = run(&["route", "create", "-w", "huge=lin-medium-4gb:90"]);
     assert!(!ok && out.contains("REJECTED"), "{out}");

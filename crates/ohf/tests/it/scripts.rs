@@ -572,6 +572,7 @@ fn the_reports_count_requests_failures_backlog_holdings_and_cost() {
     let capacity = ohf_json(&env, &["capacity", "OnDemand-Minimal"]);
     assert_eq!(capacity["template"]["availableNumber"], 5, "{capacity}");
     assert_eq!(capacity["held"][0]["machines"], 5);
+    assert_eq!(capacity["venues"], serde_json::json!([]), "no venues configured, no limits they know: {capacity}");
 
     let queue = ohf_json(&env, &["queue"]);
     assert_eq!(queue["backlog"]["pending"], 0, "{queue}");
