@@ -77,7 +77,7 @@ pub struct App {
     /// them, what it last knew is held (`placement::state`).
     pub(crate) routing: crate::placement::LeaseTurns,
     /// The venues as the last decision saw them, and what they were made from.
-    pub(crate) venue_view: std::sync::Mutex<crate::placement::VenueView>,
+    pub(crate) venue_view: std::sync::Mutex<Option<crate::placement::VenueView>>,
     /// The price table as placement reads it, made once.
     pub(crate) price_list: std::sync::OnceLock<std::sync::Arc<ohf_placement::Prices>>,
 }

@@ -312,12 +312,7 @@ impl<'a> RoutingState<'a> {
         let value = serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = key_of(request);
         let holds: Vec<ohf_placement::Hold> = request.holds().cloned().collect();
-        if let Ok(mut guard) = self.ledger.lock()
-            && let Some(ledger) = guard.as_mut()
-        {
-            let ledger = Arc::make_mut(ledger);
-            holds.iter().for_each(|h| ledger.add(h));
-        }
+        self.count(&holds);
         if let Ok(mut pending) = self.turns.pending.lock() {
             pending.insert(key.clone(), holds);
         }
@@ -332,15 +327,18 @@ impl<'a> RoutingState<'a> {
         if !self.store.store_shared(&key, &value, 0).await? {
             return Err(StoreError::Conflict { request_id: key }.into());
         }
+        self.count(request.holds());
+        Ok(())
+    }
+
+    /// Adds `holds` to what this lease knows is held, while it knows it.
+    fn count<'h>(&self, holds: impl IntoIterator<Item = &'h ohf_placement::Hold>) {
         if let Ok(mut guard) = self.ledger.lock()
             && let Some(ledger) = guard.as_mut()
         {
             let ledger = Arc::make_mut(ledger);
-            for hold in request.holds() {
-                ledger.add(hold);
-            }
+            holds.into_iter().for_each(|h| ledger.add(h));
         }
-        Ok(())
     }
 
     /// Writes a changed request under the key its status belongs to, moving it when the status

@@ -21,9 +21,16 @@ pub(crate) struct ViewInputs {
     health: std::collections::BTreeMap<String, bool>,
 }
 
-/// The last view of the venues: what it was made from, until when it holds (a mark lapses),
-/// the venues, when it was read.
-pub(crate) type VenueView = Option<(ViewInputs, i64, Arc<Vec<Venue>>, std::time::Instant)>;
+/// The last view of the venues a decision saw.
+pub(crate) struct VenueView {
+    /// What it was made from.
+    inputs: ViewInputs,
+    /// Until when it holds (a mark lapses then).
+    valid_until: i64,
+    venues: Arc<Vec<Venue>>,
+    /// When what it is made from was last read.
+    read: std::time::Instant,
+}
 
 /// How old a view a burst of placements may use without reading the venues again.
 const BURST_VIEW: std::time::Duration = std::time::Duration::from_millis(250);
@@ -58,11 +65,11 @@ impl App {
     pub(crate) async fn venues_for_placement(&self) -> Result<Arc<Vec<Venue>>, AppError> {
         if self.routing.bursting.load(std::sync::atomic::Ordering::SeqCst)
             && let Ok(view) = self.venue_view.lock()
-            && let Some((_, valid_until, venues, read)) = view.as_ref()
-            && read.elapsed() < BURST_VIEW
-            && self.clock.now().unix_millis() < *valid_until
+            && let Some(view) = view.as_ref()
+            && view.read.elapsed() < BURST_VIEW
+            && self.clock.now().unix_millis() < view.valid_until
         {
-            return Ok(venues.clone());
+            return Ok(view.venues.clone());
         }
         self.venues_now().await
     }
@@ -83,15 +90,15 @@ impl App {
         let versions = |entries: &[(String, String, i64)]| -> Vec<(String, i64)> {
             entries.iter().map(|(k, _, v)| (k.clone(), *v)).collect()
         };
-        let inputs = ViewInputs { readings: versions(&readings), marks: versions(&marks), health: health.clone() };
+        let inputs = ViewInputs { readings: versions(&readings), marks: versions(&marks), health };
         if self.places_requests()
             && let Ok(mut view) = self.venue_view.lock()
-            && let Some((seen, valid_until, venues, read)) = view.as_mut()
-            && *seen == inputs
-            && now < *valid_until
+            && let Some(view) = view.as_mut()
+            && view.inputs == inputs
+            && now < view.valid_until
         {
-            *read = std::time::Instant::now();
-            return Ok(venues.clone());
+            view.read = std::time::Instant::now();
+            return Ok(view.venues.clone());
         }
         let mut valid_until = i64::MAX;
         let mut venues = self.venue_specs();
@@ -112,13 +119,13 @@ impl App {
                 venue.refreshing.extend(mark.sensors);
                 valid_until = valid_until.min(mark.until);
             }
-            venue.healthy = venue.healthy && health.get(&venue.provider).copied().unwrap_or(true);
+            venue.healthy = venue.healthy && inputs.health.get(&venue.provider).copied().unwrap_or(true);
         }
         let venues = Arc::new(venues);
         if self.places_requests()
             && let Ok(mut view) = self.venue_view.lock()
         {
-            *view = Some((inputs, valid_until, venues.clone(), std::time::Instant::now()));
+            *view = Some(VenueView { inputs, valid_until, venues: venues.clone(), read: std::time::Instant::now() });
         }
         Ok(venues)
     }
@@ -139,7 +146,7 @@ impl App {
         };
         // Counted before measuring: a machine launched in between is then counted twice
         // (until the next recalculation), never missed.
-        let held = match self.addresses_held().await {
+        let mut held = match self.addresses_held().await {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(error = %e, "addresses held by placements unknown; the measured ones count alone");
@@ -148,7 +155,7 @@ impl App {
         };
         let mut outcome = Vec::new();
         for venue in self.venue_specs().into_iter().filter(|v| v.control.is_full()) {
-            let held = held.get(&venue.name).cloned().unwrap_or_default();
+            let held = held.remove(&venue.name).unwrap_or_default();
             let result = self.refresh_venue(&venue, &instance_types, held).await;
             if let Err(e) = &result {
                 tracing::warn!(venue = %venue.name, error = %e, "venue recalculation failed; its last reading stays");
