@@ -51,6 +51,9 @@ pub struct AwsProvider {
     sts: aws_sdk_sts::Client,
     ssm: aws_sdk_ssm::Client,
     quotas: aws_sdk_servicequotas::Client,
+    /// The account's vCPU quota as last read, and when: one read serves every venue of a
+    /// recalculation.
+    vcpu_quota: std::sync::Mutex<Option<(std::time::Instant, Option<u64>)>>,
     /// Images read from SSM parameters, by template version.
     images: std::sync::Mutex<std::collections::HashMap<String, String>>,
     region: String,
@@ -110,6 +113,7 @@ impl AwsProvider {
             sts: aws_sdk_sts::Client::new(&shared),
             ssm: aws_sdk_ssm::Client::new(&shared),
             quotas: aws_sdk_servicequotas::Client::new(&shared),
+            vcpu_quota: Default::default(),
             images: Default::default(),
             region: config.region.clone(),
             calls: Default::default(),

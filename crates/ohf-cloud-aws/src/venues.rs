@@ -67,10 +67,28 @@ pub(crate) async fn measure(p: &AwsProvider, venue: &VenueQuery) -> Result<Venue
     Ok(reading)
 }
 
+/// How long a read of the account's quota serves (the region's venues are recalculated
+/// together; quotas change by request to AWS, rarely).
+const QUOTA_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The account's on-demand vCPU quota in the region; `None` when it cannot be read (no
 /// permission, a partition or emulator without Service Quotas, a failed call): the venue's
-/// configured quota then stands alone.
+/// configured quota then stands alone. Read once a minute at most.
 async fn vcpu_quota(p: &AwsProvider) -> Option<u64> {
+    if let Ok(kept) = p.vcpu_quota.lock()
+        && let Some((at, quota)) = *kept
+        && at.elapsed() < QUOTA_KEPT
+    {
+        return quota;
+    }
+    let quota = read_vcpu_quota(p).await;
+    if let Ok(mut kept) = p.vcpu_quota.lock() {
+        *kept = Some((std::time::Instant::now(), quota));
+    }
+    quota
+}
+
+async fn read_vcpu_quota(p: &AwsProvider) -> Option<u64> {
     let answer = p
         .quotas("GetServiceQuota")
         .get_service_quota()

@@ -79,6 +79,9 @@ async fn the_accounts_on_demand_vcpu_quota_is_read_into_the_venues_measurement()
     assert_eq!(reading.vcpu_quota, Some(256));
     assert_eq!(targets.recv().await.unwrap(), "servicequotasv20190624.getservicequota");
     assert_eq!(p.calls().get("GetServiceQuota"), Some(&1));
+    // The next venue of the same recalculation is bounded by the same read.
+    assert_eq!(p.measure_venue(&bare()).await.unwrap().vcpu_quota, Some(256));
+    assert_eq!(p.calls().get("GetServiceQuota"), Some(&1), "one read serves the region's venues");
 }
 
 #[tokio::test]
