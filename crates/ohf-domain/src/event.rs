@@ -64,6 +64,13 @@ pub enum RequestEvent {
         /// The failure.
         reason: String,
     },
+    /// A provider the request failed over from answered a search for the request's machines
+    /// after the failover had settled ([`crate::request::FORMER_PROVIDER_SEARCH_SECS`]): the
+    /// request's machines are searched for there no more (those found there are followed by id).
+    FormerProviderSearched {
+        /// The provider.
+        provider: ProviderName,
+    },
     /// A launch call failed.
     LaunchFailed {
         /// The attempt.
@@ -168,6 +175,7 @@ impl RequestEvent {
             Self::MachinesLaunched { .. } => "machines_launched",
             Self::LaunchFailed { .. } => "launch_failed",
             Self::ProviderChanged { .. } => "provider_changed",
+            Self::FormerProviderSearched { .. } => "former_provider_searched",
             Self::LaunchReleased { .. } => "launch_released",
             Self::MachineAdopted { .. } => "machine_adopted",
             Self::MachineChanged { .. } => "machine_changed",

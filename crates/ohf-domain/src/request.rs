@@ -300,7 +300,18 @@ struct LaunchProgress {
     /// When the latest attempt started.
     #[serde(default)]
     started_at: Option<Timestamp>,
+    /// When the request last failed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failed_over_at: Option<Timestamp>,
+    /// Providers failed over from that answered a search after the failover settled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    searched: Vec<ProviderName>,
 }
+
+/// How long after a failover a search of the provider left may still miss machines a launch
+/// there made as it failed (the cloud's listings catch up within seconds): a search answered
+/// later is the last one made there.
+pub const FORMER_PROVIDER_SEARCH_SECS: i64 = 60;
 
 /// The wait a busy request suggests when nothing says how long it stays busy.
 pub const BUSY_RETRY_SECS: u64 = 5;
@@ -674,9 +685,16 @@ impl Request {
                 self.launch.last_error = Some(format!("{code}: {message}"));
             }
             RequestEvent::ProviderChanged { to, .. } => {
+                self.launch.searched.retain(|p| p != to);
+                self.launch.failed_over_at = Some(at);
                 self.provider = Some(to.clone());
                 self.launch.retry_at = None;
                 self.launch.exhausted = false;
+            }
+            RequestEvent::FormerProviderSearched { provider } => {
+                if !self.launch.searched.contains(provider) {
+                    self.launch.searched.push(provider.clone());
+                }
             }
             RequestEvent::LaunchReleased { .. } => {
                 self.launch.outstanding = None;
@@ -868,6 +886,9 @@ impl Request {
         policy: &LifecyclePolicy,
     ) -> Decision {
         self.observe(observations, described, now, policy);
+        if !self.state.is_terminal() {
+            self.note_former_searches(described, now);
+        }
         if self.state == RequestState::Pending {
             // Pending → InProgress is always legal.
             let _ = self.transition(now, RequestState::InProgress, None);
@@ -898,6 +919,33 @@ impl Request {
             .map(|m| (m.provider().clone(), m.id().clone()))
             .collect();
         decision
+    }
+
+    /// Whether the request's machines are still searched for on `provider` (by the request's
+    /// tag): its current provider, or one it failed over from that has not answered a search
+    /// since the failover settled.
+    pub fn searched_on(&self, provider: &ProviderName) -> bool {
+        self.provider.as_ref() == Some(provider)
+            || (self.launch.tried.contains(provider) && !self.launch.searched.contains(provider))
+    }
+
+    /// Records the providers failed over from that answered this search, once the failover has
+    /// settled: they are searched no more.
+    fn note_former_searches(&mut self, described: &[ProviderName], now: Timestamp) {
+        let settled = self.launch.failed_over_at.is_none_or(|at| now >= at.plus_secs(FORMER_PROVIDER_SEARCH_SECS));
+        if !settled || self.kind != RequestKind::Provision {
+            return;
+        }
+        let answered: Vec<ProviderName> = self
+            .launch
+            .tried
+            .iter()
+            .filter(|p| self.provider.as_ref() != Some(*p) && self.searched_on(p) && described.contains(p))
+            .cloned()
+            .collect();
+        for provider in answered {
+            self.record(now, RequestEvent::FormerProviderSearched { provider });
+        }
     }
 
     fn observe(

@@ -411,9 +411,9 @@ fn describe_query<'a>(requests: impl Iterator<Item = &'a Request>, provider: &Pr
     let mut query = DescribeQuery::default();
     let mut asked: std::collections::HashSet<&MachineId> = std::collections::HashSet::new();
     for r in requests {
-        // Machines of an attempt on a provider the request failed over from may still show up.
-        let launched_here = r.provider() == Some(provider) || r.providers_tried().contains(provider);
-        if r.kind() == RequestKind::Provision && !r.state().is_terminal() && launched_here {
+        // Machines of an attempt on a provider the request failed over from may still show up,
+        // until that provider has answered a search made after the failover settled.
+        if r.kind() == RequestKind::Provision && !r.state().is_terminal() && r.searched_on(provider) {
             query.request_ids.push(r.id().clone());
         }
         for m in r.machines() {

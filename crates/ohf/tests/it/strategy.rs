@@ -23,12 +23,17 @@ struct Two {
 
 /// `sim-bad` (first by priority) answers every launch with InsufficientInstanceCapacity.
 fn two() -> Two {
+    two_with(0)
+}
+
+/// [`two`], with `sim-good`'s machines running `latency_ms` after their launch.
+fn two_with(latency_ms: u64) -> Two {
     let clock = Arc::new(ManualClock::new(T0));
-    let sim = |name: &str, capacity_error_rate: f64| {
-        let config = SimConfig { capacity_error_rate, launch_latency_ms: 0, ..SimConfig::default() };
+    let sim = |name: &str, capacity_error_rate: f64, launch_latency_ms: u64| {
+        let config = SimConfig { capacity_error_rate, launch_latency_ms, ..SimConfig::default() };
         Arc::new(SimCloud::in_memory(ProviderName::new(name).unwrap(), config, clock.clone()))
     };
-    let (bad, good) = (sim("sim-bad", 1.0), sim("sim-good", 0.0));
+    let (bad, good) = (sim("sim-bad", 1.0, 0), sim("sim-good", 0.0, latency_ms));
     let store = Arc::new(MemoryStore::new());
     let app = App::builder(store.clone(), Arc::new(StaticCatalog(templates())))
         .providers([bad.clone() as Arc<dyn CloudProvider>, good.clone()])
@@ -106,6 +111,45 @@ async fn a_failed_launch_moves_to_the_healthy_provider_and_three_failures_make_t
         |e| matches!(e, SystemEvent::ProviderHealthChanged { provider, healthy: false, .. } if provider == "sim-bad")
     ));
     assert!(seen.iter().any(|e| matches!(e, SystemEvent::ProviderSelected { provider, .. } if provider == "sim-good")));
+}
+
+/// A request that failed over is searched for on the provider it left, for machines a launch
+/// there made as it failed, until that provider answers a search made a minute after the
+/// failover; then it is asked of the provider it left no more.
+#[tokio::test]
+async fn a_request_that_failed_over_is_searched_for_where_it_left_until_a_search_there_after_a_minute() {
+    // sim-good's machines stay pending for ten minutes: the request keeps being reconciled.
+    let t = two_with(600_000);
+    let r = t
+        .app
+        .execute(RequestMachines {
+            template_id: "OnDemand-Minimal".into(),
+            count: 1,
+            provider: Some("sim-bad".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut asked = Vec::new();
+    for _ in 0..12 {
+        t.clock.advance_secs(10);
+        let before = t.bad.call_counts().await.unwrap().describe;
+        t.app.reconcile(None).await;
+        asked.push(t.bad.call_counts().await.unwrap().describe - before);
+    }
+    let request = t.store.get(r.id()).await.unwrap().unwrap();
+    assert!(!request.state().is_terminal(), "its machine is still pending on sim-good");
+    assert_eq!(request.provider().map(|p| p.as_str()), Some("sim-good"));
+    let history = t.app.ask(ohf_app::queries::GetRequestHistory { request_id: r.id().to_string() }).await.unwrap();
+    let at = |name: &str| history.iter().find(|e| e.event.name() == name).map(|e| e.at);
+    let (moved, searched) = (at("provider_changed").unwrap(), at("former_provider_searched").expect("searched"));
+    assert!(searched.unix_millis() - moved.unix_millis() >= 60_000, "{moved:?} {searched:?}");
+    assert_eq!(history.iter().filter(|e| e.event.name() == "former_provider_searched").count(), 1);
+    // Asked every cycle (10 s apart) for the first minute, then never again.
+    let last = asked.iter().rposition(|n| *n > 0).expect("sim-bad was searched");
+    assert!(asked[..=last].iter().all(|n| *n == 1), "{asked:?}");
+    assert!(last >= 5 && last < 8, "{asked:?}");
+    assert!(asked[last + 1..].iter().all(|n| *n == 0), "{asked:?}");
 }
 
 #[tokio::test]
