@@ -120,7 +120,10 @@ async fn ec2_fleet_instant_launches_from_one_reused_launch_template() {
             .all(|m| m.tags.get("team").map(String::as_str) == Some("abc") || m.tags.contains_key("ohf:request-id"))
     );
     let ec2 = sdk().await;
-    let templates = ec2.describe_launch_templates().send().await.unwrap();
+    // Only this template's: other tests make launch templates in the same emulator, and an
+    // emulator may answer one page of them.
+    let filter = aws_sdk_ec2::types::Filter::builder().name("tag:ohf:cluster").values(owner().cluster).build();
+    let templates = ec2.describe_launch_templates().filters(filter).max_results(200).send().await.unwrap();
     let ours = templates
         .launch_templates()
         .iter()

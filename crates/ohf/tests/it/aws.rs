@@ -167,11 +167,20 @@ pub async fn placements(request: &str) -> Vec<String> {
         }
     }
     // LocalStack's community edition has no Auto Scaling: there are no groups to leave behind.
-    let groups = if emulator_has_auto_scaling() {
-        autoscaling().await.describe_auto_scaling_groups().send().await.unwrap().auto_scaling_groups().to_vec()
-    } else {
-        Vec::new()
-    };
+    let mut groups = Vec::new();
+    if emulator_has_auto_scaling() {
+        // Every page: other tests place groups in the same emulator.
+        let client = autoscaling().await;
+        let mut next = None;
+        loop {
+            let page = client.describe_auto_scaling_groups().set_next_token(next.take()).send().await.unwrap();
+            groups.extend(page.auto_scaling_groups().iter().cloned());
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
     for g in &groups {
         if tagged(g.tags().iter().map(|t| (t.key().map(String::from), t.value().map(String::from))).collect()) {
             left.push(g.auto_scaling_group_name().unwrap_or_default().to_owned());
