@@ -294,11 +294,12 @@ fn tool(package: &str, bin: &str, version: &str) -> anyhow::Result<PathBuf> {
 
 /// The tests that need Auto Scaling, which LocalStack's community edition does not have: they
 /// run on moto only.
-const NEEDS_AUTO_SCALING: [&str; 4] = [
+const NEEDS_AUTO_SCALING: [&str; 5] = [
     "aws::auto_scaling_group_flow_provisions_and_returns",
     "aws::a_partial_return_shrinks_the_group",
     "aws::app_level::a_request_cancelled_while_its_group_fills_stops_the_group_with_its_machines",
     "aws::returning_what_ohf_did_not_launch_touches_nothing",
+    "aws::app_level::following_many_fleets_and_groups_takes_one_describe_per_kind_a_cycle",
 ];
 
 fn test(extra: &[String]) -> anyhow::Result<()> {

@@ -394,6 +394,15 @@ impl CloudError {
     pub fn new(kind: CloudErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self { kind, code: code.into(), message: message.into(), retry_after: None }
     }
+
+    /// The error of a batched call (a follow) whose provider answered `got` of `asked`.
+    pub fn unanswered(provider: &ProviderName, got: usize, asked: usize) -> Self {
+        Self::new(
+            CloudErrorKind::Internal,
+            "FollowMismatch",
+            format!("{provider} answered {got} of {asked} followed launches"),
+        )
+    }
 }
 
 /// One launch of `count` machines for a request.
@@ -649,6 +658,17 @@ pub trait CloudProvider: Send + Sync + 'static {
     async fn capacity(&self, template: &Template) -> Result<Option<ProviderCapacity>, CloudError>;
     /// Launches machines; the same token returns the same machines instead of new ones.
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError>;
+    /// Follows the fleets and groups earlier calls of `launches` placed (each names its own in
+    /// `following`): one answer per launch, in order, as [`launch`](Self::launch) would give
+    /// it. A provider that can look at many of them in one call does so; the default follows
+    /// each in turn. An error of the whole call (the cloud could not be read) is the outer one.
+    async fn follow(&self, launches: &[LaunchRequest]) -> Result<Vec<Result<LaunchResult, CloudError>>, CloudError> {
+        let mut out = Vec::with_capacity(launches.len());
+        for launch in launches {
+            out.push(self.launch(launch).await);
+        }
+        Ok(out)
+    }
     /// One call for everything the query names.
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError>;
     /// Asks for termination of the machines whose tags prove that `owner` and their request

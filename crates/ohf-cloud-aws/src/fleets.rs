@@ -314,6 +314,8 @@ struct Placement {
     busy: bool,
     /// The capacity it is asked to hold.
     target: Option<i32>,
+    /// The capacity it says it holds, when it says (fleets).
+    fulfilled: Option<f64>,
     /// Its own tags: ohf's ownership tags when ohf placed it.
     tags: BTreeMap<String, String>,
 }
@@ -335,21 +337,71 @@ async fn look(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError
     } else if id.starts_with("fleet-") {
         look_fleet(p, id).await
     } else {
-        Ok(group(p, id).await?.map(|g| Placement {
-            instances: g.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
-            stopped: false,
-            error: None,
-            age: g.created_time().map(age),
-            busy: false,
-            target: g.desired_capacity(),
-            tags: tag_map(g.tags().iter().map(|t| (t.key(), t.value()))),
-        }))
+        Ok(group(p, id).await?.as_ref().map(group_placement))
     }
 }
 
 fn age(t: &aws_smithy_types::DateTime) -> Duration {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     Duration::from_secs(now.saturating_sub(t.secs()).max(0) as u64)
+}
+
+/// A group as a placement, with the instances it lists.
+fn group_placement(g: &asg::AutoScalingGroup) -> Placement {
+    Placement {
+        instances: g.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
+        stopped: false,
+        error: None,
+        age: g.created_time().map(age),
+        busy: false,
+        target: g.desired_capacity(),
+        fulfilled: None,
+        tags: tag_map(g.tags().iter().map(|t| (t.key(), t.value()))),
+    }
+}
+
+/// An EC2 Fleet as a placement; its instances are listed apart.
+fn fleet_placement(f: &aws_sdk_ec2::types::FleetData) -> Placement {
+    let id = f.fleet_id().unwrap_or_default();
+    let error = f.errors().first().map(|e| {
+        let code = e.error_code().unwrap_or("FleetError").to_owned();
+        CloudError::new(
+            crate::kind_of(&code),
+            code,
+            format!("EC2 Fleet {id}: {}", e.error_message().unwrap_or_default()),
+        )
+    });
+    Placement {
+        instances: Vec::new(),
+        stopped: is_deleted(f.fleet_state()) || f.activity_status() == Some(&FleetActivityStatus::Error),
+        error,
+        age: f.create_time().map(age),
+        busy: f.fleet_state() == Some(&FleetStateCode::Modifying),
+        target: f.target_capacity_specification().and_then(|t| t.total_target_capacity()),
+        fulfilled: f.fulfilled_capacity(),
+        tags: tag_map(f.tags().iter().map(|t| (t.key(), t.value()))),
+    }
+}
+
+/// A Spot Fleet request as a placement; its instances are listed apart.
+fn spot_fleet_placement(f: &aws_sdk_ec2::types::SpotFleetRequestConfig) -> Placement {
+    let id = f.spot_fleet_request_id().unwrap_or_default();
+    let stopped = is_cancelled(f.spot_fleet_request_state())
+        || f.activity_status() == Some(&aws_sdk_ec2::types::ActivityStatus::Error);
+    let error = stopped.then(|| {
+        CloudError::new(CloudErrorKind::Capacity, "SpotFleetError", format!("Spot Fleet {id} stopped before it filled"))
+    });
+    let config = f.spot_fleet_request_config();
+    Placement {
+        instances: Vec::new(),
+        stopped,
+        error,
+        age: f.create_time().map(age),
+        busy: f.spot_fleet_request_state() == Some(&BatchState::Modifying),
+        target: config.and_then(|c| c.target_capacity()),
+        fulfilled: config.and_then(|c| c.fulfilled_capacity()),
+        tags: tag_map(f.tags().iter().map(|t| (t.key(), t.value()))),
+    }
 }
 
 async fn look_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
@@ -361,37 +413,9 @@ async fn look_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, Clou
         }
     };
     let Some(f) = out.fleets().first() else { return Ok(None) };
-    let error = f.errors().first().map(|e| {
-        let code = e.error_code().unwrap_or("FleetError").to_owned();
-        CloudError::new(
-            crate::kind_of(&code),
-            code,
-            format!("EC2 Fleet {id}: {}", e.error_message().unwrap_or_default()),
-        )
-    });
-    let stopped = is_deleted(f.fleet_state()) || f.activity_status() == Some(&FleetActivityStatus::Error);
-    let mut instances = Vec::new();
-    let mut next = None;
-    loop {
-        let page = p
-            .ec2("DescribeFleetInstances")
-            .describe_fleet_instances()
-            .fleet_id(id)
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(|e| translate("DescribeFleetInstances", e))?;
-        instances.extend(page.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)));
-        match page.next_token() {
-            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-            _ => break,
-        }
-    }
-    let busy = f.fleet_state() == Some(&FleetStateCode::Modifying);
-    let target = f.target_capacity_specification().and_then(|t| t.total_target_capacity());
-    let age = f.create_time().map(age);
-    let tags = tag_map(f.tags().iter().map(|t| (t.key(), t.value())));
-    Ok(Some(Placement { instances, stopped, error, age, busy, target, tags }))
+    let mut placement = fleet_placement(f);
+    placement.instances = list_instances(p, id).await?;
+    Ok(Some(placement))
 }
 
 async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>, CloudError> {
@@ -405,33 +429,239 @@ async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>,
             }
         };
     let Some(f) = out.spot_fleet_request_configs().first() else { return Ok(None) };
-    let stopped = is_cancelled(f.spot_fleet_request_state())
-        || f.activity_status() == Some(&aws_sdk_ec2::types::ActivityStatus::Error);
-    let error = stopped.then(|| {
-        CloudError::new(CloudErrorKind::Capacity, "SpotFleetError", format!("Spot Fleet {id} stopped before it filled"))
-    });
+    let mut placement = spot_fleet_placement(f);
+    placement.instances = list_instances(p, id).await?;
+    Ok(Some(placement))
+}
+
+/// The active instances of fleet or Spot Fleet request `id`, by the fleet's own listing.
+async fn list_instances(p: &AwsProvider, id: &str) -> Result<Vec<String>, CloudError> {
     let mut instances = Vec::new();
     let mut next = None;
     loop {
-        let page = p
-            .ec2("DescribeSpotFleetInstances")
-            .describe_spot_fleet_instances()
-            .spot_fleet_request_id(id)
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(|e| translate("DescribeSpotFleetInstances", e))?;
-        instances.extend(page.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)));
-        match page.next_token() {
-            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-            _ => break,
+        let (ids, token) = if id.starts_with("sfr-") {
+            let page = p
+                .ec2("DescribeSpotFleetInstances")
+                .describe_spot_fleet_instances()
+                .spot_fleet_request_id(id)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| translate("DescribeSpotFleetInstances", e))?;
+            let ids: Vec<String> =
+                page.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
+            (ids, page.next_token().map(String::from))
+        } else {
+            let page = p
+                .ec2("DescribeFleetInstances")
+                .describe_fleet_instances()
+                .fleet_id(id)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| translate("DescribeFleetInstances", e))?;
+            let ids: Vec<String> =
+                page.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
+            (ids, page.next_token().map(String::from))
+        };
+        instances.extend(ids);
+        match token {
+            Some(t) if !t.is_empty() => next = Some(t),
+            _ => return Ok(instances),
         }
     }
-    let busy = f.spot_fleet_request_state() == Some(&BatchState::Modifying);
-    let target = f.spot_fleet_request_config().and_then(|c| c.target_capacity());
-    let age = f.create_time().map(age);
-    let tags = tag_map(f.tags().iter().map(|t| (t.key(), t.value())));
-    Ok(Some(Placement { instances, stopped, error, age, busy, target, tags }))
+}
+
+/// How many ids one describe of fleets, Spot Fleet requests or groups names at most.
+const LOOK_BATCH: usize = 100;
+
+/// Every placed request of `ids` that exists, by id: every EC2 Fleet in one DescribeFleets,
+/// every Spot Fleet request in one DescribeSpotFleetRequests, the groups in
+/// DescribeAutoScalingGroups (each call naming up to [`LOOK_BATCH`]). Fleets come without
+/// their instances.
+async fn look_many(p: &AwsProvider, ids: &[&str]) -> Result<BTreeMap<String, Placement>, CloudError> {
+    let mut found = BTreeMap::new();
+    let (fleets, rest): (Vec<&str>, Vec<&str>) = ids.iter().partition(|id| id.starts_with("fleet-"));
+    let (spot, groups): (Vec<&str>, Vec<&str>) = rest.iter().partition(|id| id.starts_with("sfr-"));
+    for chunk in fleets.chunks(LOOK_BATCH) {
+        let ids: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
+        let mut next = None;
+        loop {
+            let call = p.ec2("DescribeFleets").describe_fleets().set_fleet_ids(Some(ids.clone()));
+            let page = match call.set_next_token(next.take()).send().await {
+                Ok(page) => page,
+                Err(e) => match translate("DescribeFleets", e) {
+                    // One unknown id fails the whole call: look at each on its own.
+                    e if e.kind == CloudErrorKind::NotFound => {
+                        for id in chunk {
+                            if let Some(f) = look_fleet(p, id).await? {
+                                found.insert(id.to_string(), f);
+                            }
+                        }
+                        break;
+                    }
+                    e => return Err(e),
+                },
+            };
+            for f in page.fleets() {
+                if let Some(id) = f.fleet_id() {
+                    found.insert(id.to_owned(), fleet_placement(f));
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
+    for chunk in spot.chunks(LOOK_BATCH) {
+        let ids: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
+        let mut next = None;
+        loop {
+            let call = p
+                .ec2("DescribeSpotFleetRequests")
+                .describe_spot_fleet_requests()
+                .set_spot_fleet_request_ids(Some(ids.clone()));
+            let page = match call.set_next_token(next.take()).send().await {
+                Ok(page) => page,
+                Err(e) => match translate("DescribeSpotFleetRequests", e) {
+                    e if e.kind == CloudErrorKind::NotFound => {
+                        for id in chunk {
+                            if let Some(f) = look_spot_fleet(p, id).await? {
+                                found.insert(id.to_string(), f);
+                            }
+                        }
+                        break;
+                    }
+                    e => return Err(e),
+                },
+            };
+            for f in page.spot_fleet_request_configs() {
+                if let Some(id) = f.spot_fleet_request_id() {
+                    found.insert(id.to_owned(), spot_fleet_placement(f));
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
+    for chunk in groups.chunks(LOOK_BATCH) {
+        let names: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
+        let mut next = None;
+        loop {
+            let page = p
+                .asg("DescribeAutoScalingGroups")
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(names.clone()))
+                .max_records(LOOK_BATCH as i32)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| translate("DescribeAutoScalingGroups", e))?;
+            for g in page.auto_scaling_groups().iter().filter(|g| g.status().is_none_or(|s| !s.starts_with("Delete"))) {
+                if let Some(name) = g.auto_scaling_group_name() {
+                    found.insert(name.to_owned(), group_placement(g));
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The live instances of every placement of `placements` (keyed by its id): a fleet's by the
+/// tag the cloud (or ohf, once it tagged them) puts on them naming it, all fleets in one
+/// DescribeInstances; a group's, and a fleet's whose tagged instances fall short of the
+/// capacity it says it holds (its instances not tagged yet), by id in one more.
+async fn instances_of(
+    p: &AwsProvider,
+    placements: &mut BTreeMap<String, Placement>,
+    weight: impl Fn(&str, &str) -> f64,
+) -> Result<BTreeMap<String, Vec<Instance>>, CloudError> {
+    let mut by_placement: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+    let fleets: Vec<String> = placements.keys().filter(|id| is_fleet(id)).cloned().collect();
+    let live = || {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(launch::LIVE.iter().map(|s| s.to_string()).collect()))
+            .build()
+    };
+    let fleet_keys: Vec<&str> = AWS_FLEET_TAGS.iter().copied().chain([FLEET_TAG]).collect();
+    for chunk in fleets.chunks(crate::FILTER_VALUES) {
+        let by_tag = aws_sdk_ec2::types::Filter::builder().name("tag-value").set_values(Some(chunk.to_vec())).build();
+        for i in p.describe_instances(&[], vec![by_tag, live()]).await? {
+            let named = i
+                .tags()
+                .iter()
+                .filter(|t| t.key().is_some_and(|k| fleet_keys.contains(&k)))
+                .find_map(|t| t.value().filter(|v| chunk.iter().any(|c| c == v)).map(String::from));
+            if let Some(id) = named {
+                by_placement.entry(id).or_default().push(i);
+            }
+        }
+    }
+    // What is still to be found by id: groups' instances, and those of fleets short of their tags.
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for (id, placement) in placements.iter_mut() {
+        if is_fleet(id) {
+            let tagged = by_placement.get(id).map_or(0.0, |found| {
+                found.iter().map(|i| weight(id, i.instance_type().map_or("", |t| t.as_str()))).sum::<f64>()
+            });
+            if placement.fulfilled.is_none_or(|f| tagged + 1e-9 < f) {
+                placement.instances = list_instances(p, id).await?;
+            }
+        }
+        let known: HashSet<&str> = by_placement.get(id).into_iter().flatten().filter_map(|i| i.instance_id()).collect();
+        wanted.extend(
+            placement.instances.iter().filter(|i| !known.contains(i.as_str())).map(|i| (i.clone(), id.clone())),
+        );
+    }
+    if !wanted.is_empty() {
+        let ids: Vec<String> = wanted.iter().map(|(i, _)| i.clone()).collect();
+        let owners: BTreeMap<&str, &str> = wanted.iter().map(|(i, id)| (i.as_str(), id.as_str())).collect();
+        for i in p.describe_known(&ids).await? {
+            if let Some(id) = i.instance_id().and_then(|x| owners.get(x)) {
+                by_placement.entry((*id).to_owned()).or_default().push(i);
+            }
+        }
+    }
+    Ok(by_placement)
+}
+
+fn is_fleet(id: &str) -> bool {
+    id.starts_with("fleet-") || id.starts_with("sfr-")
+}
+
+/// Follows the placed requests of `launches` together: the placements in one describe per
+/// kind ([`look_many`]), their instances in one or two DescribeInstances ([`instances_of`]),
+/// then each launch as [`launch`] answers it. A launch that follows nothing is made as
+/// [`launch`] makes it.
+pub async fn follow_many(
+    p: &AwsProvider,
+    launches: &[LaunchRequest],
+) -> Result<Vec<Result<LaunchResult, CloudError>>, CloudError> {
+    let ids: Vec<&str> = launches.iter().filter_map(|l| l.following.as_deref()).collect();
+    let mut placements = look_many(p, &ids).await?;
+    let weights: BTreeMap<&str, &Template> =
+        launches.iter().filter_map(|l| Some((l.following.as_deref()?, &l.template))).collect();
+    let weight = |id: &str, vm: &str| weights.get(id).and_then(|t| t.vm_types().get(vm)).map_or(1.0, |w| f64::from(*w));
+    let mut found = instances_of(p, &mut placements, weight).await?;
+    let mut out = Vec::with_capacity(launches.len());
+    for r in launches {
+        let Some(id) = r.following.as_deref() else {
+            out.push(ohf_app::CloudProvider::launch(p, r).await);
+            continue;
+        };
+        let placement = placements.remove(id);
+        let instances = found.remove(id).unwrap_or_default();
+        out.push(follow_seen(p, r, id, placement, instances).await);
+    }
+    Ok(out)
 }
 
 async fn group(p: &AwsProvider, name: &str) -> Result<Option<asg::AutoScalingGroup>, CloudError> {
@@ -448,17 +678,31 @@ async fn group(p: &AwsProvider, name: &str) -> Result<Option<asg::AutoScalingGro
 /// Looks at placed request `id`: tags its new instances for the request and answers them,
 /// `filling` until the request's count is held.
 async fn follow(p: &AwsProvider, r: &LaunchRequest, id: &str) -> Result<LaunchResult, CloudError> {
-    let Some(placement) = look(p, id).await? else {
+    let placement = look(p, id).await?;
+    let found = match &placement {
+        Some(placement) if !placement.instances.is_empty() => {
+            p.describe_instances(&placement.instances, Vec::new()).await?
+        }
+        _ => Vec::new(),
+    };
+    follow_seen(p, r, id, placement, found).await
+}
+
+/// Answers launch `r` following placed request `id` from what was seen of it: `placement`
+/// (`None`: gone) and its instances `found`.
+async fn follow_seen(
+    p: &AwsProvider,
+    r: &LaunchRequest,
+    id: &str,
+    placement: Option<Placement>,
+    mut found: Vec<Instance>,
+) -> Result<LaunchResult, CloudError> {
+    let Some(placement) = placement else {
         return Err(CloudError::new(
             CloudErrorKind::Capacity,
             "PlacementGone",
             format!("{id} no longer exists; it was deleted outside ohf"),
         ));
-    };
-    let mut found = if placement.instances.is_empty() {
-        Vec::new()
-    } else {
-        p.describe_instances(&placement.instances, Vec::new()).await?
     };
     found.retain(|i| i.state().and_then(|s| s.name()).is_some_and(launch::is_live));
     let tagged = tag_untagged(p, r, id, &found).await?;

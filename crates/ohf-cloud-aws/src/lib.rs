@@ -41,7 +41,7 @@ pub use errors::kind_of;
 /// EC2 takes at most 1,000 instance ids per call.
 pub(crate) const BATCH: usize = 1000;
 /// EC2 takes at most 200 values per filter.
-const FILTER_VALUES: usize = 200;
+pub(crate) const FILTER_VALUES: usize = 200;
 
 /// One AWS account and region.
 pub struct AwsProvider {
@@ -444,6 +444,10 @@ impl CloudProvider for AwsProvider {
             }
             _ => fleets::launch(self, request).await,
         }
+    }
+
+    async fn follow(&self, launches: &[LaunchRequest]) -> Result<Vec<Result<LaunchResult, CloudError>>, CloudError> {
+        fleets::follow_many(self, launches).await
     }
 
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {

@@ -445,6 +445,46 @@ impl CloudProvider for Resilient {
         let name = self.inner.call_name(ProviderCall::Launch(&request.template));
         self.run_ranked(name, request.priority, || self.inner.launch(request)).await
     }
+    async fn follow(&self, launches: &[LaunchRequest]) -> Result<Vec<Result<LaunchResult, CloudError>>, CloudError> {
+        // One protected call per operation (a fleet's breaker never answers for a group's),
+        // for the most urgent of its launches; a launch whose own answer failed on a passing
+        // fault goes again on its own, under the same protection as any launch.
+        let mut out: Vec<Option<Result<LaunchResult, CloudError>>> = launches.iter().map(|_| None).collect();
+        let mut kinds: Vec<(CallName, Vec<usize>)> = Vec::new();
+        for (i, launch) in launches.iter().enumerate() {
+            let name = self.inner.call_name(ProviderCall::Launch(&launch.template));
+            match kinds.iter_mut().find(|(n, _)| n.operation == name.operation) {
+                Some((_, of)) => of.push(i),
+                None => kinds.push((name, vec![i])),
+            }
+        }
+        for (name, of) in kinds {
+            let batch: Vec<LaunchRequest> = of.iter().map(|&i| launches[i].clone()).collect();
+            let priority = batch.iter().map(|l| l.priority).min_by_key(|p| p.rank()).unwrap_or(Priority::Normal);
+            let answers = match self.run_ranked(name, priority, || self.inner.follow(&batch)).await {
+                Ok(answers) if answers.len() == batch.len() => answers,
+                Ok(answers) => {
+                    let e = CloudError::unanswered(self.inner.name(), answers.len(), batch.len());
+                    batch.iter().map(|_| Err(e.clone())).collect()
+                }
+                Err(e) => {
+                    // The call itself failed with its retries spent: nothing goes again now.
+                    for &i in &of {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                    continue;
+                }
+            };
+            for ((&i, answer), launch) in of.iter().zip(answers).zip(&batch) {
+                out[i] = Some(match answer {
+                    Err(e) if retryable(&e) => self.launch(launch).await,
+                    answer => answer,
+                });
+            }
+        }
+        let missing = CloudError::unanswered(self.inner.name(), 0, 1);
+        Ok(out.into_iter().map(|a| a.unwrap_or_else(|| Err(missing.clone()))).collect())
+    }
     async fn release(&self, resource: &str, request: &RequestId, owner: &Ownership) -> Result<(), CloudError> {
         self.run(self.inner.call_name(ProviderCall::Release(resource)), || self.inner.release(resource, request, owner))
             .await

@@ -2,6 +2,7 @@
 //! decide, store the decision, then make the cloud calls it asks for.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ohf_domain::request::{LaunchOrder, Release};
 use ohf_domain::{
@@ -9,7 +10,10 @@ use ohf_domain::{
 };
 
 use crate::App;
-use crate::ports::{DescribeQuery, Fence, LaunchRequest, LaunchResult, OwnedMachine, Ownership, StoreError, tag_keys};
+use crate::ports::{
+    CloudError, CloudProvider, DescribeQuery, Fence, LaunchRequest, LaunchResult, OwnedMachine, Ownership, StoreError,
+    tag_keys,
+};
 
 /// A machine a request asks to terminate: the provider holding it, the provision request of
 /// this store that launched it (`None`: no request of this store holds it, so nothing proves
@@ -141,7 +145,10 @@ impl App {
             }
             by_machine.insert(&o.id, o);
         }
-        for request in requests.iter_mut().filter(|r| r.needs_cloud_work()) {
+        // Fleets and groups still filling are followed together after the loop, in one call
+        // per provider (the provider looks at all of them at once where it can).
+        let mut follows: Vec<(usize, LaunchOrder)> = Vec::new();
+        for (i, request) in requests.iter_mut().enumerate().filter(|(_, r)| r.needs_cloud_work()) {
             let mut seen = by_request.get(request.id()).cloned().unwrap_or_default();
             for m in request.machines() {
                 if let Some(o) = by_machine.get(m.id())
@@ -169,13 +176,16 @@ impl App {
                 if let Some(release) = decision.release {
                     self.release(request, release, &owner, worker, &mut report).await;
                 }
-                if let Some(order) = decision.launch {
-                    self.launch(request, order, &owner, worker, &mut report).await;
+                match decision.launch {
+                    Some(order) if order.following.is_some() => follows.push((i, order)),
+                    Some(order) => self.launch(request, order, &owner, worker, &mut report).await,
+                    None => {}
                 }
             }
             .instrument(step)
             .await;
         }
+        self.follow(&mut requests, follows, &owner, worker, &mut report).await;
         let refused = self.terminate(to_terminate, &owner, &mut report).await;
         for request in requests.iter_mut() {
             if self.record_refusals(request, &refused) {
@@ -257,11 +267,75 @@ impl App {
         worker: Option<&str>,
         report: &mut ReconcileReport,
     ) {
+        let Some((provider, launch)) = self.launch_request(request, &order, owner, report).await else { return };
+        report.launch_calls += 1;
+        let outcome = provider.launch(&launch).await;
+        self.record_launch(request, &order, provider.name(), outcome).await;
+        self.commit_or_note(request, worker, report).await;
+    }
+
+    /// Follows the fleets and groups of `follows` (launch orders of `requests` by index), one
+    /// call per provider, and records and stores each outcome.
+    async fn follow(
+        &self,
+        requests: &mut [Request],
+        follows: Vec<(usize, LaunchOrder)>,
+        owner: &Ownership,
+        worker: Option<&str>,
+        report: &mut ReconcileReport,
+    ) {
+        use tracing::Instrument;
+        type Batch = (Arc<dyn CloudProvider>, Vec<(usize, LaunchOrder)>, Vec<LaunchRequest>);
+        let mut batches: Vec<Batch> = Vec::new();
+        for (i, order) in follows {
+            let Some((provider, launch)) = self.launch_request(&requests[i], &order, owner, report).await else {
+                continue;
+            };
+            match batches.iter_mut().find(|(p, ..)| p.name() == provider.name()) {
+                Some((_, orders, launches)) => {
+                    orders.push((i, order));
+                    launches.push(launch);
+                }
+                None => batches.push((provider, vec![(i, order)], vec![launch])),
+            }
+        }
+        for (provider, orders, launches) in batches {
+            report.launch_calls += 1;
+            let outcomes = match provider.follow(&launches).await {
+                Ok(list) if list.len() == launches.len() => list,
+                Ok(list) => {
+                    let e = CloudError::unanswered(provider.name(), list.len(), launches.len());
+                    launches.iter().map(|_| Err(e.clone())).collect()
+                }
+                Err(e) => launches.iter().map(|_| Err(e.clone())).collect(),
+            };
+            for ((i, order), outcome) in orders.into_iter().zip(outcomes) {
+                let request = &mut requests[i];
+                let step = tracing::info_span!("request_step", request_id = %request.id());
+                async {
+                    self.record_launch(request, &order, provider.name(), outcome).await;
+                    self.commit_or_note(request, worker, report).await;
+                }
+                .instrument(step)
+                .await;
+            }
+        }
+    }
+
+    /// What launch `order` of `request` asks of its provider; `None` (noted in `report`) when
+    /// the provider is no longer configured or the request has no template to launch.
+    async fn launch_request(
+        &self,
+        request: &Request,
+        order: &LaunchOrder,
+        owner: &Ownership,
+        report: &mut ReconcileReport,
+    ) -> Option<(Arc<dyn CloudProvider>, LaunchRequest)> {
         let Some(provider) = self.provider(&order.provider) else {
             report.errors.push(format!("provider {} is no longer configured", order.provider));
-            return;
+            return None;
         };
-        let Some(template) = request.launch_template() else { return };
+        let template = request.launch_template()?;
         let zones = self.launch_zones(request).await;
         let launch = LaunchRequest {
             request_id: request.id().clone(),
@@ -269,13 +343,23 @@ impl App {
             token: order.token.scoped(&owner.installation),
             tags: launch_tags(request, &template, provider.name(), owner),
             zones,
-            following: order.following,
+            following: order.following.clone(),
             started_at: order.started_at,
             priority: request.effective_priority(),
             template,
         };
-        report.launch_calls += 1;
-        let outcome = provider.launch(&launch).await;
+        Some((provider, launch))
+    }
+
+    /// Records on `request` what launch `order` on `provider` came to, failing it over when the
+    /// failure calls for another provider.
+    async fn record_launch(
+        &self,
+        request: &mut Request,
+        order: &LaunchOrder,
+        provider: &ProviderName,
+        outcome: Result<LaunchResult, CloudError>,
+    ) {
         let now = self.clock.now();
         match outcome {
             Ok(LaunchResult { machines, filling: Some(resource), .. }) => {
@@ -299,7 +383,7 @@ impl App {
                     &self.settings.policy,
                 );
                 if let Some((to, reason)) = target {
-                    let from = provider.name().to_string();
+                    let from = provider.to_string();
                     if request.fail_over(to.clone(), reason.clone(), now) {
                         tracing::warn!(request_id = %request.id(), %from, %to, "failing over");
                         self.bus.publish_system(crate::SystemEvent::ProviderFailover {
@@ -313,7 +397,6 @@ impl App {
                 }
             }
         }
-        self.commit_or_note(request, worker, report).await;
     }
 
     /// Stops the cloud request of a request that ended, and records it once done.

@@ -292,6 +292,23 @@ impl CloudProvider for Measured {
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
         self.measure(OperationType::CreateInstances, self.inner.launch(request)).await
     }
+    async fn follow(&self, launches: &[LaunchRequest]) -> Result<Vec<Result<LaunchResult, CloudError>>, CloudError> {
+        // Each followed launch counts as the launch it stands for, taking the batch's time.
+        self.active.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let out = self.inner.follow(launches).await;
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match &out {
+            Ok(answers) => {
+                for answer in answers {
+                    self.record(OperationType::CreateInstances, ms, answer.as_ref().err()).await;
+                }
+            }
+            Err(e) => self.record(OperationType::CreateInstances, ms, Some(e)).await,
+        }
+        out
+    }
     async fn describe(&self, query: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         self.measure(OperationType::GetInstanceStatus, self.inner.describe(query)).await
     }

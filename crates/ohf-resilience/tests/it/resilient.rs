@@ -27,6 +27,8 @@ struct Scripted {
     launched: Mutex<Vec<String>>,
     /// The operation's deadline as each describe saw it.
     deadlines: Mutex<Vec<Option<Instant>>>,
+    /// The requests of each follow call, in order.
+    followed: Mutex<Vec<Vec<String>>>,
 }
 
 fn scripted(script: Vec<Result<(), CloudError>>, delay: Duration) -> Arc<Scripted> {
@@ -37,6 +39,7 @@ fn scripted(script: Vec<Result<(), CloudError>>, delay: Duration) -> Arc<Scripte
         delay,
         launched: Mutex::default(),
         deadlines: Mutex::default(),
+        followed: Mutex::default(),
     })
 }
 
@@ -63,6 +66,19 @@ impl CloudProvider for Scripted {
     async fn launch(&self, request: &LaunchRequest) -> Result<LaunchResult, CloudError> {
         self.launched.lock().unwrap().push(request.request_id.to_string());
         Ok(LaunchResult::default())
+    }
+    /// Takes the script's next answer for the whole call; a request whose id ends in
+    /// `-throttled` is answered throttling.
+    async fn follow(&self, launches: &[LaunchRequest]) -> Result<Vec<Result<LaunchResult, CloudError>>, CloudError> {
+        self.followed.lock().unwrap().push(launches.iter().map(|l| l.request_id.to_string()).collect());
+        self.script.lock().unwrap().pop_front().unwrap_or(Ok(()))?;
+        Ok(launches
+            .iter()
+            .map(|l| match l.request_id.as_str().ends_with("-throttled") {
+                true => Err(CloudError::new(CloudErrorKind::Throttling, "RequestLimitExceeded", "scripted")),
+                false => Ok(LaunchResult::default()),
+            })
+            .collect())
     }
     async fn describe(&self, _: &DescribeQuery) -> Result<Vec<MachineObservation>, CloudError> {
         self.calls.lock().unwrap().push(Instant::now());
@@ -311,4 +327,40 @@ async fn the_sweeps_deletions_go_through_the_breaker_like_every_call() {
     let e = s.resilient.prune(&[], &owner).await.unwrap_err();
     assert_eq!(e.code, CIRCUIT_OPEN, "an open breaker refuses the deletion too");
     assert_eq!(s.resilient.metrics()["ec2_delete_launch_template"].rejected, 1);
+}
+
+/// A followed launch of `id` whose template uses `api` (`EC2Fleet`, `ASG`).
+fn followed(id: &str, api: &str) -> LaunchRequest {
+    let mut launch = launch_of(id, ohf_domain::Priority::Normal);
+    let mut doc = serde_json::json!({"templateId": "T", "maxNumber": 10, "imageId": "ami-1",
+                                     "vmTypes": {"t3.micro": 1}, "providerApi": api});
+    if api == "EC2Fleet" {
+        doc["fleetType"] = serde_json::json!("request");
+    }
+    launch.template = Template::from_json(&doc).unwrap();
+    launch.following = Some(format!("placed-{id}"));
+    launch
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follow_is_one_call_per_operation_and_only_a_launch_that_failed_on_its_own_goes_again() {
+    let s = setup(Vec::new(), Duration::ZERO, config());
+    let launches = [
+        followed("r-1", "EC2Fleet"),
+        followed("r-2", "ASG"),
+        followed("r-3-throttled", "EC2Fleet"),
+        followed("r-4", "ASG"),
+    ];
+    let answers = s.resilient.follow(&launches).await.unwrap();
+    assert_eq!(answers.len(), 4);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let calls = s.cloud.followed.lock().unwrap().clone();
+    assert_eq!(calls, [vec!["r-1", "r-3-throttled"], vec!["r-2", "r-4"]], "one call per operation, in order");
+    assert_eq!(*s.cloud.launched.lock().unwrap(), ["r-3-throttled"], "only the throttled launch went again alone");
+
+    // The whole call failing (not retryable) fails each of its launches, and none goes again.
+    let s = setup(vec![err(CloudErrorKind::Validation, "InvalidParameterValue")], Duration::ZERO, config());
+    let answers = s.resilient.follow(&launches[..1]).await.unwrap();
+    assert_eq!(answers[0].as_ref().unwrap_err().code, "InvalidParameterValue");
+    assert!(s.cloud.launched.lock().unwrap().is_empty());
 }

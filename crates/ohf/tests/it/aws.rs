@@ -380,6 +380,111 @@ mod app_level {
             .unwrap()
     }
 
+    /// One reconcile cycle following the fleets and groups of 75 requests (25 each of EC2 Fleet,
+    /// Spot Fleet and Auto Scaling group, beside 25 RunInstances requests) asks for each kind
+    /// of placement once, and for the instances of all of them in a fixed number of
+    /// DescribeInstances calls, not once per request. The fleets' instances carry the tags AWS
+    /// puts on them (`aws:ec2:fleet-id`, `aws:ec2spot:fleet-request-id`), set here where the
+    /// emulator does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn following_many_fleets_and_groups_takes_one_describe_per_kind_a_cycle() {
+        let provider = aws().await;
+        let store = Arc::new(MemoryStore::new());
+        let image = ec2().await.describe_images().owners("amazon").send().await.unwrap().images()[0]
+            .image_id()
+            .unwrap()
+            .to_owned();
+        let templates = [
+            json!({"templateId": "Run", "vmType": "t3.micro"}),
+            json!({"templateId": "Fleet", "vmTypes": {"t3.micro": 1}, "providerApi": "EC2Fleet", "fleetType": "request"}),
+            json!({"templateId": "Spot", "vmTypes": {"t3.micro": 1}, "priceType": "spot", "providerApi": "SpotFleet",
+                   "fleetType": "request", "allocationStrategy": "lowestPrice",
+                   "fleetRole": "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role"}),
+            json!({"templateId": "Group", "vmTypes": {"t3.micro": 1}, "providerApi": "ASG"}),
+        ]
+        .map(|mut t| {
+            t["imageId"] = json!(image);
+            t["maxNumber"] = json!(-1);
+            Template::from_json(&t).unwrap()
+        });
+        let settings =
+            AppSettings { cluster: format!("test-{}", uuid::Uuid::new_v4().simple()), ..AppSettings::default() };
+        let app = App::builder(store.clone(), Arc::new(StaticCatalog(templates.to_vec())))
+            .provider(provider.clone())
+            .clock(Arc::new(SystemClock))
+            .ids(Arc::new(UuidIds))
+            .bus(EventBus::default())
+            .settings(settings)
+            .build()
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..100 {
+            let template = ["Run", "Fleet", "Spot", "Group"][i % 4];
+            let ask =
+                RequestMachines { template_id: template.into(), count: 1, timeout: Some(600), ..Default::default() };
+            ids.push(app.execute(ask).await.unwrap().id().clone());
+        }
+        // As AWS does, each fleet's instances name their fleet.
+        let ec2 = ec2().await;
+        for id in &ids {
+            for placement in super::placements(id.as_str()).await {
+                let fleet = placement.split(' ').next().unwrap().to_owned();
+                let (key, instances) = if fleet.starts_with("sfr-") {
+                    let out = ec2.describe_spot_fleet_instances().spot_fleet_request_id(&fleet).send().await.unwrap();
+                    (
+                        "aws:ec2spot:fleet-request-id",
+                        out.active_instances()
+                            .to_vec()
+                            .iter()
+                            .filter_map(|i| i.instance_id().map(String::from))
+                            .collect::<Vec<_>>(),
+                    )
+                } else if fleet.starts_with("fleet-") {
+                    let out = ec2.describe_fleet_instances().fleet_id(&fleet).send().await.unwrap();
+                    (
+                        "aws:ec2:fleet-id",
+                        out.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect(),
+                    )
+                } else {
+                    continue;
+                };
+                if !instances.is_empty() {
+                    let tag = aws_sdk_ec2::types::Tag::builder().key(key).value(&fleet).build();
+                    ec2.create_tags().set_resources(Some(instances)).tags(tag).send().await.unwrap();
+                }
+            }
+        }
+        let before = provider.calls();
+        let report = app.reconcile(None).await;
+        let after = provider.calls();
+        let delta = |op: &str| after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0);
+        let made: Vec<_> =
+            after.iter().map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0))).filter(|(_, n)| *n > 0).collect();
+        println!("one cycle over {} requests (75 following a fleet or group): {made:?}", report.examined);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(delta("DescribeFleets"), 1, "{made:?}");
+        assert_eq!(delta("DescribeSpotFleetRequests"), 1, "{made:?}");
+        // A group tags its instances at launch: the cycle's own describe may adopt them all first.
+        assert!(delta("DescribeAutoScalingGroups") <= 1, "{made:?}");
+        assert_eq!(delta("DescribeFleetInstances") + delta("DescribeSpotFleetInstances"), 0, "{made:?}");
+        // The cycle's own describe (by id and by request tag), each kind's instances: never one
+        // per request.
+        assert!(delta("DescribeInstances") <= 5, "{made:?}");
+        // Tagging a fleet's new instances for their request is one write per request that has any.
+        assert!(delta("CreateTags") <= 50, "{made:?}");
+        for _ in 0..3 {
+            if store.needing_work(None).await.unwrap().is_empty() {
+                break;
+            }
+            app.reconcile(None).await;
+        }
+        for id in &ids {
+            let r = store.get(id).await.unwrap().unwrap();
+            assert_eq!(r.state(), RequestState::Completed, "{id}: {:?}", r.error());
+            assert_eq!(r.machines().len(), 1, "{id}");
+        }
+    }
+
     fn ask(count: i64) -> RequestMachines {
         RequestMachines { template_id: "Aws-App".into(), count, timeout: Some(600), ..Default::default() }
     }
