@@ -434,41 +434,76 @@ async fn look_spot_fleet(p: &AwsProvider, id: &str) -> Result<Option<Placement>,
     Ok(Some(placement))
 }
 
-/// The active instances of fleet or Spot Fleet request `id`, by the fleet's own listing.
-async fn list_instances(p: &AwsProvider, id: &str) -> Result<Vec<String>, CloudError> {
-    let mut instances = Vec::new();
+/// Every page of a listing: `call` asks for the page after a token and answers the page's
+/// items with the token of the next.
+async fn all_pages<T, F, Fut>(mut call: F) -> Result<Vec<T>, CloudError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), CloudError>>,
+{
+    let mut items = Vec::new();
     let mut next = None;
     loop {
-        let (ids, token) = if id.starts_with("sfr-") {
+        let (page, token) = call(next.take()).await?;
+        items.extend(page);
+        match token {
+            Some(t) if !t.is_empty() => next = Some(t),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// The active instances of fleet or Spot Fleet request `id`, by the fleet's own listing.
+async fn list_instances(p: &AwsProvider, id: &str) -> Result<Vec<String>, CloudError> {
+    let ids = |list: &[aws_sdk_ec2::types::ActiveInstance]| -> Vec<String> {
+        list.iter().filter_map(|i| i.instance_id().map(String::from)).collect()
+    };
+    if id.starts_with("sfr-") {
+        all_pages(|next| async move {
             let page = p
                 .ec2("DescribeSpotFleetInstances")
                 .describe_spot_fleet_instances()
                 .spot_fleet_request_id(id)
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
                 .await
                 .map_err(|e| translate("DescribeSpotFleetInstances", e))?;
-            let ids: Vec<String> =
-                page.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
-            (ids, page.next_token().map(String::from))
-        } else {
+            Ok((ids(page.active_instances()), page.next_token().map(String::from)))
+        })
+        .await
+    } else {
+        all_pages(|next| async move {
             let page = p
                 .ec2("DescribeFleetInstances")
                 .describe_fleet_instances()
                 .fleet_id(id)
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
                 .await
                 .map_err(|e| translate("DescribeFleetInstances", e))?;
-            let ids: Vec<String> =
-                page.active_instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
-            (ids, page.next_token().map(String::from))
-        };
-        instances.extend(ids);
-        match token {
-            Some(t) if !t.is_empty() => next = Some(t),
-            _ => return Ok(instances),
+            Ok((ids(page.active_instances()), page.next_token().map(String::from)))
+        })
+        .await
+    }
+}
+
+/// `listed`, or, when the call failed on an unknown id, each of `ids` looked at alone.
+async fn or_each_alone(
+    p: &AwsProvider,
+    ids: &[&str],
+    listed: Result<Vec<(String, Placement)>, CloudError>,
+) -> Result<Vec<(String, Placement)>, CloudError> {
+    match listed {
+        Err(e) if e.kind == CloudErrorKind::NotFound => {
+            let mut each = Vec::new();
+            for id in ids {
+                if let Some(placement) = look(p, id).await? {
+                    each.push((id.to_string(), placement));
+                }
+            }
+            Ok(each)
         }
+        listed => listed,
     }
 }
 
@@ -478,98 +513,66 @@ const LOOK_BATCH: usize = 100;
 /// Every placed request of `ids` that exists, by id: every EC2 Fleet in one DescribeFleets,
 /// every Spot Fleet request in one DescribeSpotFleetRequests, the groups in
 /// DescribeAutoScalingGroups (each call naming up to [`LOOK_BATCH`]). Fleets come without
-/// their instances.
+/// their instances. A call that fails on an unknown id is made again for each id alone.
 async fn look_many(p: &AwsProvider, ids: &[&str]) -> Result<BTreeMap<String, Placement>, CloudError> {
     let mut found = BTreeMap::new();
     let (fleets, rest): (Vec<&str>, Vec<&str>) = ids.iter().partition(|id| id.starts_with("fleet-"));
     let (spot, groups): (Vec<&str>, Vec<&str>) = rest.iter().partition(|id| id.starts_with("sfr-"));
     for chunk in fleets.chunks(LOOK_BATCH) {
         let ids: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
-        let mut next = None;
-        loop {
+        let listed = all_pages(|next| {
             let call = p.ec2("DescribeFleets").describe_fleets().set_fleet_ids(Some(ids.clone()));
-            let page = match call.set_next_token(next.take()).send().await {
-                Ok(page) => page,
-                Err(e) => match translate("DescribeFleets", e) {
-                    // One unknown id fails the whole call: look at each on its own.
-                    e if e.kind == CloudErrorKind::NotFound => {
-                        for id in chunk {
-                            if let Some(f) = look_fleet(p, id).await? {
-                                found.insert(id.to_string(), f);
-                            }
-                        }
-                        break;
-                    }
-                    e => return Err(e),
-                },
-            };
-            for f in page.fleets() {
-                if let Some(id) = f.fleet_id() {
-                    found.insert(id.to_owned(), fleet_placement(f));
-                }
+            async move {
+                let page = call.set_next_token(next).send().await.map_err(|e| translate("DescribeFleets", e))?;
+                let placements =
+                    page.fleets().iter().filter_map(|f| Some((f.fleet_id()?.to_owned(), fleet_placement(f))));
+                Ok((placements.collect(), page.next_token().map(String::from)))
             }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+        })
+        .await;
+        found.extend(or_each_alone(p, chunk, listed).await?);
     }
     for chunk in spot.chunks(LOOK_BATCH) {
         let ids: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
-        let mut next = None;
-        loop {
+        let listed = all_pages(|next| {
             let call = p
                 .ec2("DescribeSpotFleetRequests")
                 .describe_spot_fleet_requests()
                 .set_spot_fleet_request_ids(Some(ids.clone()));
-            let page = match call.set_next_token(next.take()).send().await {
-                Ok(page) => page,
-                Err(e) => match translate("DescribeSpotFleetRequests", e) {
-                    e if e.kind == CloudErrorKind::NotFound => {
-                        for id in chunk {
-                            if let Some(f) = look_spot_fleet(p, id).await? {
-                                found.insert(id.to_string(), f);
-                            }
-                        }
-                        break;
-                    }
-                    e => return Err(e),
-                },
-            };
-            for f in page.spot_fleet_request_configs() {
-                if let Some(id) = f.spot_fleet_request_id() {
-                    found.insert(id.to_owned(), spot_fleet_placement(f));
-                }
+            async move {
+                let page =
+                    call.set_next_token(next).send().await.map_err(|e| translate("DescribeSpotFleetRequests", e))?;
+                let placements = page
+                    .spot_fleet_request_configs()
+                    .iter()
+                    .filter_map(|f| Some((f.spot_fleet_request_id()?.to_owned(), spot_fleet_placement(f))));
+                Ok((placements.collect(), page.next_token().map(String::from)))
             }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+        })
+        .await;
+        found.extend(or_each_alone(p, chunk, listed).await?);
     }
     for chunk in groups.chunks(LOOK_BATCH) {
         let names: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
-        let mut next = None;
-        loop {
-            let page = p
+        let listed = all_pages(|next| {
+            let call = p
                 .asg("DescribeAutoScalingGroups")
                 .describe_auto_scaling_groups()
                 .set_auto_scaling_group_names(Some(names.clone()))
-                .max_records(LOOK_BATCH as i32)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| translate("DescribeAutoScalingGroups", e))?;
-            for g in page.auto_scaling_groups().iter().filter(|g| g.status().is_none_or(|s| !s.starts_with("Delete"))) {
-                if let Some(name) = g.auto_scaling_group_name() {
-                    found.insert(name.to_owned(), group_placement(g));
-                }
+                .max_records(LOOK_BATCH as i32);
+            async move {
+                let page =
+                    call.set_next_token(next).send().await.map_err(|e| translate("DescribeAutoScalingGroups", e))?;
+                let placements = page
+                    .auto_scaling_groups()
+                    .iter()
+                    .filter(|g| g.status().is_none_or(|s| !s.starts_with("Delete")))
+                    .filter_map(|g| Some((g.auto_scaling_group_name()?.to_owned(), group_placement(g))));
+                Ok((placements.collect(), page.next_token().map(String::from)))
             }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+        })
+        .await?;
+        found.extend(listed);
     }
     Ok(found)
 }
