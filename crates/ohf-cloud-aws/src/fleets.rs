@@ -588,16 +588,10 @@ async fn instances_of(
 ) -> Result<BTreeMap<String, Vec<Instance>>, CloudError> {
     let mut by_placement: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
     let fleets: Vec<String> = placements.keys().filter(|id| is_fleet(id)).cloned().collect();
-    let live = || {
-        aws_sdk_ec2::types::Filter::builder()
-            .name("instance-state-name")
-            .set_values(Some(launch::LIVE.iter().map(|s| s.to_string()).collect()))
-            .build()
-    };
     let fleet_keys: Vec<&str> = AWS_FLEET_TAGS.iter().copied().chain([FLEET_TAG]).collect();
     for chunk in fleets.chunks(crate::FILTER_VALUES) {
         let by_tag = aws_sdk_ec2::types::Filter::builder().name("tag-value").set_values(Some(chunk.to_vec())).build();
-        for i in p.describe_instances(&[], vec![by_tag, live()]).await? {
+        for i in p.describe_instances(&[], vec![by_tag, launch::live_filter()]).await? {
             let named = i
                 .tags()
                 .iter()

@@ -40,10 +40,15 @@ fn owned(request: &LaunchRequest, resource: ResourceType) -> TagSpecification {
 }
 
 /// Instance states that still hold a machine.
-pub(crate) const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
 pub(crate) fn is_live(state: &aws_sdk_ec2::types::InstanceStateName) -> bool {
     LIVE.contains(&state.as_str())
+}
+
+/// The DescribeInstances filter for instances that still hold a machine.
+pub(crate) fn live_filter() -> Filter {
+    Filter::builder().name("instance-state-name").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build()
 }
 
 /// The machines an earlier call with this launch's token made, if any. EC2 also honours the
@@ -51,10 +56,7 @@ pub(crate) fn is_live(state: &aws_sdk_ec2::types::InstanceStateName) -> bool {
 async fn already_launched(p: &AwsProvider, r: &LaunchRequest) -> Result<Option<LaunchResult>, CloudError> {
     let filters = vec![
         Filter::builder().name(format!("tag:{}", tag_keys::LAUNCH_TOKEN)).values(r.token.as_str()).build(),
-        Filter::builder()
-            .name("instance-state-name")
-            .set_values(Some(LIVE.iter().map(|s| s.to_string()).collect()))
-            .build(),
+        live_filter(),
     ];
     let found = p.describe_instances(&[], filters).await?;
     Ok((!found.is_empty()).then(|| LaunchResult { machines: p.observe(&found), ..LaunchResult::default() }))

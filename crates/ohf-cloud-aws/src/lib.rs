@@ -466,10 +466,7 @@ impl CloudProvider for AwsProvider {
         if let Some(cluster) = &query.cluster {
             let filters = vec![
                 Filter::builder().name(format!("tag:{}", tag_keys::CLUSTER)).values(cluster).build(),
-                Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(vec!["pending".into(), "running".into(), "stopping".into(), "stopped".into()]))
-                    .build(),
+                launch::live_filter(),
             ];
             found.extend(self.describe_instances(&[], filters).await?);
         }
