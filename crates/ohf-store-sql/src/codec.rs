@@ -24,25 +24,27 @@ pub fn decode_request(body: &str, version: i64) -> Result<Request, StoreError> {
 
 /// Requests decoded before, by id with their version. A stored version of a request never
 /// changes (every write makes a new one), so a hit is exact in every process; reads skip the
-/// JSON decode of requests that did not change since.
+/// JSON decode of requests that did not change since. A request is kept from its second read
+/// at one version on: a process that reads each request once (a Host Factory call) copies
+/// nothing, one that reads them again and again (a daemon, a watch) decodes each version twice.
 #[derive(Default)]
-pub struct Decoded(std::sync::Mutex<std::collections::HashMap<String, (i64, Request)>>);
+pub struct Decoded(std::sync::Mutex<std::collections::HashMap<String, (i64, Option<Request>)>>);
 
 impl Decoded {
     const MAX: usize = 8192;
 
     pub fn get(&self, id: &str, body: &str, version: i64) -> Result<Request, StoreError> {
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((v, r)) = cache.get(id)
-            && *v == version
-        {
-            return Ok(r.clone());
-        }
+        let seen = match cache.get(id) {
+            Some((v, Some(r))) if *v == version => return Ok(r.clone()),
+            Some((v, None)) => *v == version,
+            _ => false,
+        };
         let r = decode_request(body, version)?;
         if cache.len() >= Self::MAX {
             cache.clear();
         }
-        cache.insert(id.to_owned(), (version, r.clone()));
+        cache.insert(id.to_owned(), (version, seen.then(|| r.clone())));
         Ok(r)
     }
 }
@@ -105,6 +107,32 @@ where
         }
     }
     Err(StoreError::Unavailable(format!("migrations failed: {}", last.map(|e| e.to_string()).unwrap_or_default())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(d: &Decoded, id: &str) -> Option<i64> {
+        d.0.lock().unwrap().get(id).and_then(|(v, r)| r.as_ref().map(|_| *v))
+    }
+
+    #[test]
+    fn a_request_is_kept_from_its_second_read_at_one_version() {
+        let request =
+            ohf_domain::Request::provision(ohf_domain::testing::provision_spec("req-1", 2), ohf_domain::testing::T0);
+        let body = encode_request(&request).unwrap();
+        let d = Decoded::default();
+        assert_eq!(d.get("req-1", &body, 1).unwrap().id().as_str(), "req-1");
+        assert_eq!(kept(&d, "req-1"), None, "a first read copies nothing");
+        d.get("req-1", &body, 1).unwrap();
+        assert_eq!(kept(&d, "req-1"), Some(1));
+        // The kept copy answers without the body being read: a damaged body at the kept version still decodes.
+        assert_eq!(d.get("req-1", "{", 1).unwrap().version(), 1);
+        d.get("req-1", &body, 2).unwrap();
+        assert_eq!(kept(&d, "req-1"), None, "a new version is a first read again");
+        assert!(d.get("req-1", "{", 3).is_err());
+    }
 }
 
 #[cfg(test)]
