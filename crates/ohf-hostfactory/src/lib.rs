@@ -1,11 +1,14 @@
 //! The Host Factory provider contract on top of ohf-app: parses the five scripts' inputs in
 //! every form Host Factory and the LSF resource connector send, and renders their outputs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use ohf_app::queries::{GetAvailableTemplates, GetRequestStatus, GetReturnNotices};
 use ohf_app::{App, AppError, MachineRef, RequestMachines, RequestReturn};
 use ohf_domain::{Machine, Request, RequestId};
+use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
 use serde_json::{Map, Value, json};
 
 /// The five provider operations.
@@ -80,14 +83,39 @@ pub struct Options {
     pub requester: Option<String>,
 }
 
+/// What an operation answers: a JSON document, or the status of requests written straight from
+/// the requests (no document built in between; the text is the same).
+#[derive(Debug)]
+pub enum Answer {
+    Document(Value),
+    Status(StatusAnswer),
+}
+
+impl From<Value> for Answer {
+    fn from(doc: Value) -> Self {
+        Answer::Document(doc)
+    }
+}
+
+impl Serialize for Answer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Answer::Document(doc) => doc.serialize(s),
+            Answer::Status(status) => status.serialize(s),
+        }
+    }
+}
+
 /// Runs one operation on parsed input.
-pub async fn run(app: &App, op: Operation, input: &Value, options: Options) -> Result<Value, HfError> {
+pub async fn run(app: &App, op: Operation, input: &Value, options: Options) -> Result<Answer, HfError> {
     match op {
-        Operation::GetAvailableTemplates => get_available_templates(app).await,
-        Operation::RequestMachines => request_machines(app, input, options.requester).await,
-        Operation::RequestReturnMachines => request_return_machines(app, input, options.requester).await,
-        Operation::GetRequestStatus => get_request_status(app, input, options).await,
-        Operation::GetReturnRequests => get_return_requests(app, input).await,
+        Operation::GetAvailableTemplates => get_available_templates(app).await.map(Answer::from),
+        Operation::RequestMachines => request_machines(app, input, options.requester).await.map(Answer::from),
+        Operation::RequestReturnMachines => {
+            request_return_machines(app, input, options.requester).await.map(Answer::from)
+        }
+        Operation::GetRequestStatus => get_request_status(app, input, options).await.map(Answer::Status),
+        Operation::GetReturnRequests => get_return_requests(app, input).await.map(Answer::from),
     }
 }
 
@@ -206,48 +234,112 @@ pub async fn request_return_machines(app: &App, input: &Value, requester: Option
     Ok(json!({"requestId": request.id().as_str(), "message": "Delete VM success."}))
 }
 
+/// The machine's tags Host Factory shows (`key=value;…`): not ohf's own, not `Name`.
 fn user_tags(m: &Machine) -> String {
-    m.tags()
-        .iter()
-        .filter(|(k, _)| !k.starts_with("ohf:") && k.as_str() != "Name")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(";")
+    let mut text = String::new();
+    for (k, v) in m.tags().iter().filter(|(k, _)| !k.starts_with("ohf:") && k.as_str() != "Name") {
+        if !text.is_empty() {
+            text.push(';');
+        }
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+    }
+    text
 }
 
-/// One request in Host Factory's status form.
-pub fn render_request(r: &Request) -> Value {
-    let machines: Vec<Value> = r
-        .machines()
-        .iter()
-        .map(|m| {
+/// getRequestStatus's answer: each request asked about, `None` when ohf does not know it.
+#[derive(Debug)]
+pub struct StatusAnswer(Vec<(String, Option<Request>)>);
+
+impl Serialize for StatusAnswer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut doc = s.serialize_struct("StatusAnswer", 1)?;
+        doc.serialize_field("requests", &Each(&self.0))?;
+        doc.end()
+    }
+}
+
+/// A list written item by item from borrowed parts.
+struct Each<'a, T>(&'a [T]);
+
+impl Serialize for Each<'_, (String, Option<Request>)> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(id, r)| match r {
+            Some(r) => RequestStatus {
+                machines: Machines(Some(r)),
+                message: Cow::Borrowed(r.error().unwrap_or_default()),
+                request_id: r.id().as_str(),
+                status: r.hf_status(),
+            },
+            None => RequestStatus {
+                machines: Machines(None),
+                message: Cow::Owned(format!("request '{id}' not found")),
+                request_id: id,
+                status: "complete_with_error",
+            },
+        }))
+    }
+}
+
+/// One request in Host Factory's status form. The fields are in the order a JSON map sorts
+/// its keys, the order the answer has always been printed in.
+#[derive(Serialize)]
+struct RequestStatus<'a> {
+    machines: Machines<'a>,
+    message: Cow<'a, str>,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    status: &'static str,
+}
+
+/// The machines of a request (none for a request ohf does not know).
+struct Machines<'a>(Option<&'a Request>);
+
+impl Serialize for Machines<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Some(r) = self.0 else { return s.collect_seq(std::iter::empty::<()>()) };
+        let template_price = r.template().map(|t| t.price_type());
+        s.collect_seq(r.machines().iter().map(|m| {
             let (result, message) = r.hf_machine_result(m);
-            let price = m.price_type().or(r.template().map(|t| t.price_type())).map(|p| p.as_str());
-            json!({
-                "machineId": m.id().as_str(),
-                "name": m.name().unwrap_or_default(),
-                "result": result.as_str(),
-                "status": m.status().as_str(),
-                "privateIpAddress": m.private_ip(),
-                "publicIpAddress": m.public_ip(),
-                "launchtime": m.launch_time().unwrap_or(r.created_at()).unix_secs(),
-                "message": message,
-                "instanceType": m.instance_type(),
-                "priceType": price,
-                "instanceTags": user_tags(m),
-                "cloudHostId": m.cloud_host_id(),
-            })
-        })
-        .collect();
-    json!({
-        "requestId": r.id().as_str(),
-        "status": r.hf_status(),
-        "message": r.error().unwrap_or_default(),
-        "machines": machines,
-    })
+            MachineStatus {
+                cloud_host_id: m.cloud_host_id(),
+                instance_tags: user_tags(m),
+                instance_type: m.instance_type(),
+                launchtime: m.launch_time().unwrap_or(r.created_at()).unix_secs(),
+                machine_id: m.id().as_str(),
+                message,
+                name: m.name().unwrap_or_default(),
+                price_type: m.price_type().or(template_price).map(|p| p.as_str()),
+                private_ip_address: m.private_ip(),
+                public_ip_address: m.public_ip(),
+                result: result.as_str(),
+                status: m.status().as_str(),
+            }
+        }))
+    }
 }
 
-pub async fn get_request_status(app: &App, input: &Value, options: Options) -> Result<Value, HfError> {
+/// One machine in Host Factory's status form, its fields in sorted order as above.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MachineStatus<'a> {
+    cloud_host_id: Option<&'a str>,
+    instance_tags: String,
+    instance_type: Option<&'a str>,
+    #[serde(rename = "launchtime")]
+    launchtime: i64,
+    machine_id: &'a str,
+    message: String,
+    name: &'a str,
+    price_type: Option<&'static str>,
+    private_ip_address: Option<&'a str>,
+    public_ip_address: Option<&'a str>,
+    result: &'static str,
+    status: &'static str,
+}
+
+pub async fn get_request_status(app: &App, input: &Value, options: Options) -> Result<StatusAnswer, HfError> {
     let ids: Vec<String> = one_or_many(input.get("requests"), "requests")?
         .into_iter()
         .map(|r| {
@@ -263,20 +355,7 @@ pub async fn get_request_status(app: &App, input: &Value, options: Options) -> R
         let valid: Vec<RequestId> = ids.iter().filter_map(|i| RequestId::new(i.clone()).ok()).collect();
         ohf_api::poll::advance(app, Some(&valid)).await;
     }
-    let found = app.ask(GetRequestStatus { request_ids: ids.to_vec() }).await?;
-    let requests: Vec<Value> = found
-        .iter()
-        .map(|(id, r)| match r {
-            Some(r) => render_request(r),
-            None => json!({
-                "requestId": id,
-                "status": "complete_with_error",
-                "message": format!("request '{id}' not found"),
-                "machines": [],
-            }),
-        })
-        .collect();
-    Ok(json!({"requests": requests}))
+    Ok(StatusAnswer(app.ask(GetRequestStatus { request_ids: ids }).await?))
 }
 
 pub async fn get_return_requests(app: &App, input: &Value) -> Result<Value, HfError> {

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use ohf_hostfactory::Operation;
+use ohf_hostfactory::{Answer, Operation};
 use serde_json::{Value, json};
 
 use crate::client::{ClientOptions, Remote};
@@ -17,7 +17,7 @@ pub fn failure(message: impl Into<String>) -> Value {
 }
 
 /// Runs `op` on the application built from `settings`.
-pub async fn run_local(settings: &Resolved, op: Operation, input: &Value) -> (Value, bool) {
+pub async fn run_local(settings: &Resolved, op: Operation, input: &Value) -> (Answer, bool) {
     tracing::debug!(
         confdir = %settings.confdir.display(),
         workdir = %settings.workdir.display(),
@@ -29,7 +29,7 @@ pub async fn run_local(settings: &Resolved, op: Operation, input: &Value) -> (Va
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "cannot start");
-            return (failure(format!("{e:#}")), false);
+            return (failure(format!("{e:#}")).into(), false);
         }
     };
     let options =
@@ -45,7 +45,7 @@ pub async fn run_local(settings: &Resolved, op: Operation, input: &Value) -> (Va
         }
         Err(e) => {
             tracing::warn!(millis, error = %e, "refused");
-            (e.to_json(), false)
+            (e.to_json().into(), false)
         }
     }
 }

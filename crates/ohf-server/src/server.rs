@@ -403,7 +403,7 @@ async fn host_factory_operation(
     };
     let options = ohf_hostfactory::Options { requester: Some(client), ..hf.options.clone() };
     match ohf_hostfactory::run(&hf.app, op, &input, options).await {
-        Ok(doc) => (StatusCode::OK, Json(doc)).into_response(),
+        Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
         Err(e) => host_factory_failure(&e),
     }
 }

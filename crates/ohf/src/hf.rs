@@ -4,8 +4,7 @@
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
-use ohf_hostfactory::{HfError, Operation, parse_input};
-use serde_json::Value;
+use ohf_hostfactory::{Answer, HfError, Operation, parse_input};
 use tracing::Instrument;
 
 use crate::cli::{Global, HfArgs};
@@ -14,8 +13,11 @@ use crate::output;
 use ohf_server::{Resolved, hostfactory};
 
 /// Writes the one JSON document of the answer to stdout in a single buffered write.
-fn answer(doc: &Value, ok: bool) -> ExitCode {
-    let mut text = serde_json::to_vec_pretty(doc).unwrap_or_else(|_| doc.to_string().into_bytes());
+fn answer(doc: &Answer, ok: bool) -> ExitCode {
+    let mut text = match serde_json::to_vec_pretty(doc) {
+        Ok(text) => text,
+        Err(e) => return fail(format!("cannot write the answer: {e}")),
+    };
     text.push(b'\n');
     let written = std::io::stdout().lock().write_all(&text).and_then(|()| std::io::stdout().lock().flush());
     match (written, ok) {
@@ -25,7 +27,7 @@ fn answer(doc: &Value, ok: bool) -> ExitCode {
 }
 
 fn fail(message: impl Into<String>) -> ExitCode {
-    answer(&hostfactory::failure(message), false)
+    answer(&hostfactory::failure(message).into(), false)
 }
 
 fn read_input(args: &HfArgs) -> Result<String, String> {
@@ -47,14 +49,14 @@ pub async fn run(global: &Global, args: &HfArgs) -> ExitCode {
     };
     let input = match read_input(args).map_err(HfError::Input).and_then(|t| parse_input(&t)) {
         Ok(v) => v,
-        Err(e) => return answer(&e.to_json(), false),
+        Err(e) => return answer(&e.to_json().into(), false),
     };
     if let Some(options) = global.client_options() {
         // The daemon holds the state; a local config only says where to log, when there is one.
         let _log = Resolved::load(&overrides(global)).ok().map(|s| output::log_to_dir(&s, global.verbose));
         let span = tracing::info_span!("hf", server = %options.server, operation = op.name());
         let (doc, ok) = hostfactory::run_remote(&options, op, &input).instrument(span).await;
-        return answer(&doc, ok);
+        return answer(&doc.into(), ok);
     }
     let settings = match Resolved::load(&overrides(global)) {
         Ok(s) => s,

@@ -56,7 +56,10 @@ proptest! {
             for op in ohf_hostfactory::Operation::ALL {
                 let options = ohf_hostfactory::Options { advance_on_poll: true, requester: None };
                 match ohf_hostfactory::run(&app, op, &doc, options).await {
-                    Ok(answer) => prop_assert!(answer.is_object(), "{:?}: {}", op, answer),
+                    Ok(answer) => {
+                        let doc = serde_json::to_value(&answer).expect("an answer is JSON");
+                        prop_assert!(doc.is_object(), "{:?}: {}", op, doc)
+                    }
                     Err(e) => prop_assert!(e.to_json()["message"].is_string(), "{:?}", op),
                 }
             }
@@ -76,4 +79,48 @@ fn app() -> App {
         .ids(Arc::new(SequentialIds::default()))
         .build()
         .unwrap()
+}
+
+/// getRequestStatus's answer is written straight from the requests: its text is the text of
+/// the same answer as a JSON document (keys sorted as a JSON map sorts them), for provision and
+/// return requests, user tags, and an id ohf does not know.
+#[tokio::test]
+async fn the_status_answer_prints_as_the_document_it_stands_for() {
+    use ohf_hostfactory::{Operation, Options, run};
+    let app = app();
+    let call = |op, input: Value| {
+        let app = &app;
+        async move {
+            let options = Options { advance_on_poll: true, requester: None };
+            serde_json::to_value(run(app, op, &input, options).await.expect("answered")).expect("JSON")
+        }
+    };
+    let ask = serde_json::json!({"template": {"templateId": "OnDemand-Minimal", "machineCount": 3}});
+    let made = call(Operation::RequestMachines, ask).await["requestId"].as_str().unwrap().to_owned();
+    let status = call(Operation::GetRequestStatus, serde_json::json!({"requests": [{"requestId": made}]})).await;
+    let machine = status["requests"][0]["machines"][0]["machineId"].as_str().unwrap().to_owned();
+    let returned = call(Operation::RequestReturnMachines, serde_json::json!({"machines": [{"machineId": machine}]}))
+        .await["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let asked = serde_json::json!({"requests": [
+        {"requestId": made}, {"requestId": returned}, {"requestId": "req-unknown"}, {"requestId": made}
+    ]});
+    let options = Options { advance_on_poll: true, requester: None };
+    let answer = run(&app, Operation::GetRequestStatus, &asked, options).await.expect("answered");
+    let doc = serde_json::to_value(&answer).unwrap();
+    assert_eq!(serde_json::to_string_pretty(&answer).unwrap(), serde_json::to_string_pretty(&doc).unwrap());
+    assert_eq!(serde_json::to_string(&answer).unwrap(), doc.to_string());
+    let requests = doc["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 4);
+    assert_eq!(requests[0], requests[3]);
+    let first = &requests[0]["machines"][0];
+    assert_eq!(first["instanceTags"], "team=abc");
+    assert_eq!(first["priceType"], "ondemand");
+    assert_eq!(first["result"], "succeed");
+    assert_eq!(requests[1]["machines"][0]["machineId"], machine.as_str());
+    assert_eq!(requests[2]["status"], "complete_with_error");
+    assert_eq!(requests[2]["message"], "request 'req-unknown' not found");
+    assert_eq!(requests[2]["machines"], serde_json::json!([]));
 }
