@@ -150,12 +150,13 @@ impl Subscriber {
     }
 }
 
-/// Fans stored events out to subscribers and to live listeners.
+/// Fans stored events out to subscribers and to live listeners. The live channels are made
+/// on the first subscription: a process no one watches (a Host Factory call) sets up none.
 #[derive(Clone)]
 pub struct EventBus {
     subscribers: Arc<Vec<Subscriber>>,
-    live: broadcast::Sender<EventEnvelope>,
-    system: broadcast::Sender<SystemEvent>,
+    live: Arc<OnceLock<broadcast::Sender<EventEnvelope>>>,
+    system: Arc<OnceLock<broadcast::Sender<SystemEvent>>>,
 }
 
 impl Default for EventBus {
@@ -172,29 +173,29 @@ impl EventBus {
 
     /// A bus whose subscribers each get `timeout` per event.
     pub fn with_timeout(handlers: Vec<Arc<dyn EventHandler>>, timeout: Duration) -> Self {
-        let (live, _) = broadcast::channel(1024);
-        let (system, _) = broadcast::channel(256);
         let subscribers = handlers
             .into_iter()
             .map(|handler| Subscriber { handler, timeout, queue: OnceLock::new(), counters: Arc::default() })
             .collect();
-        Self { subscribers: Arc::new(subscribers), live, system }
+        Self { subscribers: Arc::new(subscribers), live: Arc::default(), system: Arc::default() }
     }
 
     /// Live system events from now on.
     pub fn subscribe_system(&self) -> broadcast::Receiver<SystemEvent> {
-        self.system.subscribe()
+        self.system.get_or_init(|| broadcast::channel(256).0).subscribe()
     }
 
     /// Publishes a system event to live subscribers (no subscriber is an answer too).
     pub fn publish_system(&self, event: SystemEvent) {
         tracing::debug!(?event, "system event");
-        let _ = self.system.send(event);
+        if let Some(system) = self.system.get() {
+            let _ = system.send(event);
+        }
     }
 
     /// Live events from now on; a subscriber that falls behind is told how many it missed.
     pub fn subscribe(&self) -> broadcast::Receiver<EventEnvelope> {
-        self.live.subscribe()
+        self.live.get_or_init(|| broadcast::channel(1024).0).subscribe()
     }
 
     /// Hands stored events to every subscriber's queue and to live listeners; never waits for
@@ -210,7 +211,9 @@ impl EventBus {
                 }
             }
             // No live subscriber is not an error.
-            let _ = self.live.send(event.clone());
+            if let Some(live) = self.live.get() {
+                let _ = live.send(event.clone());
+            }
         }
     }
 
