@@ -19,7 +19,10 @@ pub enum Backend {
 impl Backend {
     /// The application built from `settings`, in this process.
     pub async fn local(settings: &Resolved) -> anyhow::Result<Self> {
-        Ok(Backend::Local { rt: Box::new(wiring::build(settings).await?), advance: settings.advance_on_poll })
+        Ok(Backend::Local {
+            rt: Box::new(wiring::build(settings, wiring::Lifetime::Call).await?),
+            advance: settings.advance_on_poll,
+        })
     }
 
     /// A daemon reached with `options`.

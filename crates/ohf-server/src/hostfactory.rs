@@ -25,7 +25,7 @@ pub async fn run_local(settings: &Resolved, op: Operation, input: &Value) -> (An
         "starting"
     );
     let started = Instant::now();
-    let runtime = match wiring::build(settings).await {
+    let runtime = match wiring::build(settings, wiring::Lifetime::Call).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "cannot start");

@@ -94,7 +94,7 @@ impl Server {
             retention_days: (settings.retention.days > 0).then_some(settings.retention.days),
         };
         let listen = options.listen.unwrap_or_else(|| s.listen.clone());
-        let runtime = wiring::build(settings).await?;
+        let runtime = wiring::build(settings, wiring::Lifetime::Daemon).await?;
         let alerter = runtime.alerter.clone();
         let app = runtime.app.clone();
         let worker = Arc::new(Worker::new(app.clone(), config.clone()));

@@ -18,6 +18,17 @@ use ohf_store_sql::{PostgresStore, SqliteStore};
 use crate::catalog::FileCatalog;
 use crate::settings::{AdminSettings, ProviderKind, ProviderSpec, Resolved, provider_spec};
 
+/// What the process [`build`] wires is for; it sizes the store's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// A daemon (`ohf serve`): many callers at once.
+    Daemon,
+    /// One call (a Host Factory operation, an `ohf` command) whose statements run one after
+    /// another: one connection, opened once (a connection costs a thread, a read of the schema,
+    /// on Postgres a TLS handshake).
+    Call,
+}
+
 pub struct Runtime {
     pub app: Arc<App>,
     pub sims: Vec<Arc<SimCloud>>,
@@ -92,21 +103,25 @@ impl ProviderFactory for Builder {
     }
 }
 
-pub async fn build(settings: &Resolved) -> anyhow::Result<Runtime> {
+pub async fn build(settings: &Resolved, lifetime: Lifetime) -> anyhow::Result<Runtime> {
     let store: Arc<dyn RequestStore> = if settings.database_url.starts_with("sqlite:") {
+        let connections = match lifetime {
+            Lifetime::Daemon => SqliteStore::CONNECTIONS,
+            Lifetime::Call => 1,
+        };
         Arc::new(
-            SqliteStore::open_url(&settings.database_url)
+            SqliteStore::open_url_with(&settings.database_url, connections)
                 .await
                 .with_context(|| format!("cannot open the store at {}", settings.database_url))?,
         )
     } else {
-        let store = PostgresStore::open(
-            &settings.database_url,
-            settings.database_schema.as_deref(),
-            settings.database_max_connections,
-        )
-        .await
-        .context("cannot open the postgres store")?;
+        let connections = match lifetime {
+            Lifetime::Daemon => settings.database_max_connections,
+            Lifetime::Call => 1,
+        };
+        let store = PostgresStore::open(&settings.database_url, settings.database_schema.as_deref(), connections)
+            .await
+            .context("cannot open the postgres store")?;
         Arc::new(store)
     };
     // Every store call timed, its errors counted, for /metrics.

@@ -23,8 +23,19 @@ impl SqliteStore {
         Self::open_url(&format!("sqlite:{}", path.display())).await
     }
 
-    /// Opens a `sqlite:` URL.
+    /// Opens a `sqlite:` URL with [`Self::CONNECTIONS`] connections.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
+        Self::open_url_with(url, Self::CONNECTIONS).await
+    }
+
+    /// The connections of a store opened by [`Self::open_url`]: enough for a daemon's readers
+    /// beside its one writer.
+    pub const CONNECTIONS: u32 = 4;
+
+    /// Opens a `sqlite:` URL with at most `connections` connections (at least one). Each
+    /// connection costs a thread and a read of the schema when it opens: a process whose
+    /// statements run one after another does best with one.
+    pub async fn open_url_with(url: &str, connections: u32) -> Result<Self, StoreError> {
         let options =
             SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
         private_file(options.get_filename()).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
@@ -40,7 +51,7 @@ impl SqliteStore {
         let pool = loop {
             // A file's connections do not go stale: no ping (a trip to the connection's thread)
             // before each use.
-            let pool = SqlitePoolOptions::new().max_connections(4).test_before_acquire(false);
+            let pool = SqlitePoolOptions::new().max_connections(connections.max(1)).test_before_acquire(false);
             match pool.connect_with(options.clone()).await {
                 Ok(pool) => break pool,
                 Err(e) if is_locked(&e) && tries < 100 => {
