@@ -255,15 +255,15 @@ pub struct StatusAnswer(Vec<(String, Option<Request>)>);
 impl Serialize for StatusAnswer {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut doc = s.serialize_struct("StatusAnswer", 1)?;
-        doc.serialize_field("requests", &Each(&self.0))?;
+        doc.serialize_field("requests", &Statuses(&self.0))?;
         doc.end()
     }
 }
 
-/// A list written item by item from borrowed parts.
-struct Each<'a, T>(&'a [T]);
+/// The requests' statuses, each written as it is reached.
+struct Statuses<'a>(&'a [(String, Option<Request>)]);
 
-impl Serialize for Each<'_, (String, Option<Request>)> {
+impl Serialize for Statuses<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|(id, r)| match r {
             Some(r) => RequestStatus {
@@ -327,7 +327,6 @@ struct MachineStatus<'a> {
     cloud_host_id: Option<&'a str>,
     instance_tags: String,
     instance_type: Option<&'a str>,
-    #[serde(rename = "launchtime")]
     launchtime: i64,
     machine_id: &'a str,
     message: String,
