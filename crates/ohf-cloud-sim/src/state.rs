@@ -1,7 +1,7 @@
 //! The simulated cloud's state and rules. Pure functions of the state, the configuration and
 //! the time given; the caller decides where the state lives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -316,7 +316,9 @@ impl SimState {
         now: Timestamp,
     ) -> Vec<MachineObservation> {
         let now = now.unix_millis();
-        let by_request: Vec<&str> = query.request_ids.iter().map(RequestId::as_str).collect();
+        // Looked up once per instance: a describe of every machine of a cycle stays linear.
+        let by_id: HashSet<&str> = query.machine_ids.iter().map(|m| m.as_str()).collect();
+        let by_request: HashSet<&str> = query.request_ids.iter().map(RequestId::as_str).collect();
         let cluster = query.cluster.as_deref();
         let in_cluster = |i: &Instance| {
             cluster.is_some()
@@ -326,10 +328,8 @@ impl SimState {
         self.instances
             .values()
             .filter(|i| {
-                query.machine_ids.iter().any(|m| m.as_str() == i.id)
-                    || i.tags
-                        .get(ohf_app::ports::tag_keys::REQUEST_ID)
-                        .is_some_and(|r| by_request.contains(&r.as_str()))
+                by_id.contains(i.id.as_str())
+                    || i.tags.get(ohf_app::ports::tag_keys::REQUEST_ID).is_some_and(|r| by_request.contains(r.as_str()))
                     || in_cluster(i)
             })
             .map(|i| i.observe(provider, now, config))
