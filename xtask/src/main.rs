@@ -121,12 +121,13 @@ const INNER: [&str; 6] =
 /// Crates that do no I/O.
 const PURE: [&str; 3] = ["ohf-domain", "ohf-provider-strategy", "ohf-placement"];
 /// Dependencies that mean I/O or an async runtime.
-const IO: [&str; 8] = ["tokio", "sqlx", "tonic", "prost", "reqwest", "axum", "hyper", "aws-"];
+const IO: [&str; 9] = ["tokio", "sqlx", "rusqlite", "tonic", "prost", "reqwest", "axum", "hyper", "aws-"];
 /// Infrastructure crates and the only workspace crates (beside the server library, the
 /// composition root) that may use them.
-const OWNED: [(&str, &[&str]); 7] = [
+const OWNED: [(&str, &[&str]); 8] = [
     ("aws-", &["ohf-cloud-aws"]),
     ("sqlx", &["ohf-store-sql"]),
+    ("rusqlite", &["ohf-store-sql"]),
     ("tonic", &["ohf-grpc"]),
     ("prost", &["ohf-grpc"]),
     ("axum", &["ohf-http", "ohf-grpc"]),

@@ -5,6 +5,7 @@
 
 mod codec;
 mod postgres;
+mod readers;
 mod sqlite;
 mod store_impl;
 

@@ -15,6 +15,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 pub struct SqliteStore {
     pool: SqlitePool,
     decoded: std::sync::Arc<crate::codec::Decoded>,
+    readers: std::sync::Arc<crate::readers::Readers>,
 }
 
 impl SqliteStore {
@@ -34,7 +35,8 @@ impl SqliteStore {
 
     /// Opens a `sqlite:` URL with at most `connections` connections (at least one). Each
     /// connection costs a thread and a read of the schema when it opens: a process whose
-    /// statements run one after another does best with one.
+    /// statements run one after another does best with one. With more than one, requests are
+    /// also read by id on the caller's thread, through up to `connections` readers of their own.
     pub async fn open_url_with(url: &str, connections: u32) -> Result<Self, StoreError> {
         let options =
             SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
@@ -62,7 +64,19 @@ impl SqliteStore {
             }
         };
         migrate(&MIGRATOR, &pool).await?;
-        Ok(Self { pool, decoded: Default::default() })
+        // A database in memory has no file another connection could open.
+        let file = options.get_filename();
+        let readers = if connections > 1 && file.is_file() {
+            crate::readers::Readers::of(file.to_path_buf(), connections as usize)
+        } else {
+            crate::readers::Readers::none()
+        };
+        Ok(Self { pool, decoded: Default::default(), readers: std::sync::Arc::new(readers) })
+    }
+
+    /// Requests by id, read on the caller's thread; `None` hands the read to the pool.
+    fn read_here(&self, ids: &[ohf_domain::RequestId]) -> Option<Vec<crate::readers::Read>> {
+        self.readers.by_ids(ids, &self.decoded)
     }
 
     /// The file lives on this host: its clock is the process's.
@@ -105,4 +119,42 @@ fn private_file(path: &std::path::Path) -> std::io::Result<()> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use ohf_app::Requests;
+
+    use super::*;
+
+    async fn stored(store: &SqliteStore) -> ohf_domain::RequestId {
+        let r =
+            ohf_domain::Request::provision(ohf_domain::testing::provision_spec("req-1", 1), ohf_domain::testing::T0);
+        store.save(&[&r], None).await.unwrap();
+        r.id().clone()
+    }
+
+    #[tokio::test]
+    async fn a_daemons_store_reads_by_id_on_the_callers_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let id = stored(&store).await;
+        assert_eq!(store.get_many(std::slice::from_ref(&id)).await.unwrap().len(), 1);
+        assert_eq!(store.get(&id).await.unwrap().unwrap().version(), 1);
+        assert_eq!(store.readers.lock().1, 1, "one reader answered both");
+    }
+
+    #[tokio::test]
+    async fn a_store_of_one_connection_or_in_memory_reads_through_its_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("one.db").display());
+        for store in [
+            SqliteStore::open_url_with(&url, 1).await.unwrap(),
+            SqliteStore::open_url_with("sqlite::memory:", 4).await.unwrap(),
+        ] {
+            let id = stored(&store).await;
+            assert_eq!(store.get_many(std::slice::from_ref(&id)).await.unwrap().len(), 1);
+            assert!(store.readers.by_ids(std::slice::from_ref(&id), &store.decoded).is_none());
+        }
+    }
 }

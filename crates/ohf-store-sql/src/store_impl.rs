@@ -138,21 +138,20 @@ macro_rules! sql_request_store {
             /// The requests a query selects. A row this version cannot decode (a poison row) is
             /// logged and passed over: it never stops the others.
             async fn fetch(&self, mut query: sqlx::QueryBuilder<'_, $db>) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                use sqlx::Row;
                 let rows = query.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
-                Ok(rows
-                    .iter()
-                    .filter_map(|row| {
-                        let id: String = row.get("id");
-                        match self.decoded.get(&id, row.get("body"), row.get("version")) {
-                            Ok(r) => Some(r),
-                            Err(e) => {
-                                tracing::error!(request_id = %id, error = %e, "stored request unreadable; passed over");
-                                None
-                            }
-                        }
+                Ok(rows.iter().map(|row| self.decode(row)).filter_map($crate::codec::readable).collect())
+            }
+
+            /// The request of a row `SELECT id, body, version` selected, or its id and why not.
+            fn decode(&self, row: &<$db as sqlx::Database>::Row) -> $crate::readers::Read {
+                use sqlx::Row;
+                let id: &str = row.try_get("id").map_err(|e| (String::new(), $crate::codec::store_error(e)))?;
+                row.try_get("version")
+                    .map_err($crate::codec::store_error)
+                    .and_then(|version| {
+                        self.decoded.get(id, version, || row.try_get("body").map_err($crate::codec::store_error))
                     })
-                    .collect())
+                    .map_err(|e| (id.to_owned(), e))
             }
 
             /// `fetch` for a list of ids, in chunks that stay far inside every database's limit
@@ -232,15 +231,20 @@ macro_rules! sql_request_store {
 
 
             async fn get(&self, id: &ohf_domain::RequestId) -> Result<Option<ohf_domain::Request>, ohf_app::StoreError> {
-                use sqlx::Row;
                 // The one request asked for: unreadable is an answer (Corrupt), not a skip.
+                if let Some(mut found) = self.read_here(std::slice::from_ref(id)) {
+                    return found.pop().transpose().map_err(|(_, e)| e);
+                }
                 let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id = ");
                 q.push_bind(id.as_str());
                 let row = q.build().fetch_optional(&self.pool).await.map_err($crate::codec::store_error)?;
-                row.map(|row| self.decoded.get(id.as_str(), row.get("body"), row.get("version"))).transpose()
+                row.map(|row| self.decode(&row)).transpose().map_err(|(_, e)| e)
             }
 
             async fn get_many(&self, ids: &[ohf_domain::RequestId]) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+                if let Some(found) = self.read_here(ids) {
+                    return Ok(found.into_iter().filter_map($crate::codec::readable).collect());
+                }
                 self.fetch_chunked(ids, |chunk| {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
                     $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
@@ -485,20 +489,12 @@ macro_rules! sql_request_store {
                 q.push(" WHERE id IN ");
                 $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
                 q.build().execute(&mut *tx).await.map_err(store_error)?;
-                let mut q = QueryBuilder::<$db>::new("SELECT body, version FROM requests WHERE id IN ");
+                let mut q = QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
                 $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
                 let rows = q.build().fetch_all(&mut *tx).await.map_err(store_error)?;
                 // A poison row is claimed (so it does not come back every cycle) but not worked.
-                let mut claimed = rows
-                    .iter()
-                    .filter_map(|row| match $crate::codec::decode_request(row.get("body"), row.get("version")) {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            tracing::error!(error = %e, "stored request unreadable; passed over");
-                            None
-                        }
-                    })
-                    .collect::<Vec<_>>();
+                let mut claimed =
+                    rows.iter().map(|row| self.decode(row)).filter_map($crate::codec::readable).collect::<Vec<_>>();
                 tx.commit().await.map_err(store_error)?;
                 // In the order they were chosen: by priority, then the longest waiting.
                 let rank: std::collections::HashMap<&str, usize> =

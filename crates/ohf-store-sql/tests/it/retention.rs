@@ -82,9 +82,25 @@ async fn an_unreadable_row_is_passed_over_by_lists_and_named_by_get() {
         .execute(&raw)
         .await
         .unwrap();
+    // Columns of the wrong type: a body that is bytes, a version that is words.
+    let blob = finished(&store, "req-blob", false).await;
+    let words = finished(&store, "req-words", false).await;
+    sqlx::query("UPDATE requests SET body = X'00ff' WHERE id = 'req-blob'").execute(&raw).await.unwrap();
+    sqlx::query("UPDATE requests SET version = 'two' WHERE id = 'req-words'").execute(&raw).await.unwrap();
     let listed = store.list(&RequestFilter::default()).await.expect("a poison row does not fail the list");
     assert_eq!(listed.iter().map(|r| r.id().as_str()).collect::<Vec<_>>(), ["req-good"]);
-    assert_eq!(store.get_many(&[good.id().clone(), bad.id().clone()]).await.unwrap().len(), 1);
-    let e = store.get(bad.id()).await.expect_err("the one request asked for is said to be unreadable");
-    assert!(matches!(e, ohf_app::StoreError::Corrupt(_)), "{e:?}");
+    let all = [good.id().clone(), bad.id().clone(), blob.id().clone(), words.id().clone()];
+    let found = store.get_many(&all).await.unwrap();
+    assert_eq!(found.iter().map(|r| r.id().as_str()).collect::<Vec<_>>(), ["req-good"]);
+    for poison in &all[1..] {
+        let e = store.get(poison).await.expect_err("the one request asked for is said to be unreadable");
+        assert!(matches!(e, ohf_app::StoreError::Corrupt(_)), "{poison}: {e:?}");
+    }
+    // A store of one connection reads through its pool: the same answers.
+    let one = SqliteStore::open_url_with(&format!("sqlite:{}", path.display()), 1).await.unwrap();
+    assert_eq!(one.get_many(&all).await.unwrap().len(), 1);
+    for poison in &all[1..] {
+        let e = one.get(poison).await.expect_err("the one request asked for is said to be unreadable");
+        assert!(matches!(e, ohf_app::StoreError::Corrupt(_)), "{poison}: {e:?}");
+    }
 }

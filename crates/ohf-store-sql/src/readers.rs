@@ -1,0 +1,204 @@
+//! Reads of requests by id on the caller's thread. Every statement through the pool is a trip
+//! to its connection's thread and back; a status question (one primary-key lookup) spent most
+//! of its time on those trips. A reader is a connection of this process's own, used where the
+//! question is asked: it never waits (a busy database, no reader free, any error), it hands the
+//! question back and the pool answers it.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ohf_app::StoreError;
+use ohf_domain::{Request, RequestId};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::codec::Decoded;
+
+/// One statement for any number of ids: they come as one JSON array, so one prepared
+/// statement serves every call.
+const BY_IDS: &str = "SELECT id, version, body FROM requests WHERE id IN (SELECT value FROM json_each(?1))";
+
+/// A request read, or the id of a row that could not be read and why.
+pub(crate) type Read = Result<Request, (String, StoreError)>;
+
+pub(crate) struct Readers {
+    /// The database file; `None` when reads go through the pool alone.
+    path: Option<PathBuf>,
+    /// At most this many connections at once.
+    most: usize,
+    /// Connections not in use, and how many there are in all.
+    idle: Mutex<(Vec<Connection>, usize)>,
+}
+
+impl Readers {
+    /// No readers: every read goes through the pool.
+    pub(crate) fn none() -> Self {
+        Self { path: None, most: 0, idle: Mutex::new((Vec::new(), 0)) }
+    }
+
+    /// Up to `most` readers of the file at `path`, opened when first needed.
+    pub(crate) fn of(path: PathBuf, most: usize) -> Self {
+        Self { path: Some(path), most, idle: Mutex::new((Vec::new(), 0)) }
+    }
+
+    /// The stored requests of `ids` (those that exist), or `None` when no reader answered at
+    /// once and the pool must.
+    pub(crate) fn by_ids(&self, ids: &[RequestId], decoded: &Decoded) -> Option<Vec<Read>> {
+        let conn = self.take()?;
+        let ids = serde_json::to_string(&ids.iter().map(RequestId::as_str).collect::<Vec<_>>()).ok()?;
+        match read(&conn, &ids, decoded) {
+            Ok(found) => {
+                self.put(conn);
+                Some(found)
+            }
+            Err(e) => {
+                // Busy, or anything else: this connection is let go and the pool answers.
+                tracing::debug!(error = %e, "a read on the caller's thread handed to the pool");
+                self.lock().1 -= 1;
+                None
+            }
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Connection>, usize)> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle reader, or a new one while there are fewer than `most`.
+    fn take(&self) -> Option<Connection> {
+        let path = self.path.as_ref()?;
+        {
+            let mut idle = self.lock();
+            if let Some(conn) = idle.0.pop() {
+                return Some(conn);
+            }
+            if idle.1 >= self.most {
+                return None;
+            }
+            idle.1 += 1;
+        }
+        match open(path) {
+            Ok(conn) => Some(conn),
+            Err(e) => {
+                tracing::debug!(error = %e, "no reader on the caller's thread");
+                self.lock().1 -= 1;
+                None
+            }
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        self.lock().0.push(conn);
+    }
+}
+
+/// A connection that only reads and never waits for a lock.
+fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::ZERO)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+fn read(conn: &Connection, ids: &str, decoded: &Decoded) -> rusqlite::Result<Vec<Read>> {
+    let mut statement = conn.prepare_cached(BY_IDS)?;
+    let mut rows = statement.query([ids])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        // The key of the table: text, or the statement is not what it seems and the pool answers.
+        let id = row
+            .get_ref(0)?
+            .as_str()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))?;
+        let read = row
+            .get::<_, i64>(1)
+            .map_err(|e| StoreError::Corrupt(format!("request version: {e}")))
+            .and_then(|version| decoded.get(id, version, || text(row, 2)));
+        found.push(read.map_err(|e| (id.to_owned(), e)));
+    }
+    Ok(found)
+}
+
+/// The text in column `i` of `row`.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    let value = row.get_ref(i).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    value.as_str().map_err(|e| StoreError::Corrupt(format!("request body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> RequestId {
+        RequestId::new(s).unwrap()
+    }
+
+    /// A file holding the table readers read (in rollback-journal mode: a writer's exclusive
+    /// lock keeps readers out) with one request and one poison row.
+    fn file(dir: &tempfile::TempDir) -> (PathBuf, Connection) {
+        let path = dir.path().join("r.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE requests (id TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL)",
+        )
+        .unwrap();
+        let request =
+            ohf_domain::Request::provision(ohf_domain::testing::provision_spec("req-1", 2), ohf_domain::testing::T0);
+        let body = crate::codec::encode_request(&request).unwrap();
+        conn.execute("INSERT INTO requests VALUES ('req-1', 3, ?1), ('req-2', 1, '{')", [body]).unwrap();
+        (path, conn)
+    }
+
+    #[test]
+    fn reads_what_is_stored_and_names_what_it_cannot_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = file(&dir);
+        let readers = Readers::of(path, 2);
+        let found = readers.by_ids(&[id("req-1"), id("req-2"), id("req-3"), id("req-1")], &Decoded::default()).unwrap();
+        assert_eq!(found.len(), 2, "an id asked twice is read once; an unknown one is absent");
+        let request = found.iter().find_map(|r| r.as_ref().ok()).unwrap();
+        assert_eq!((request.id().as_str(), request.version()), ("req-1", 3));
+        let (bad, e) = found.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert_eq!(bad, "req-2");
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+        assert_eq!(readers.lock().0.len(), 1, "the reader is kept for the next read");
+    }
+
+    #[test]
+    fn a_read_that_would_wait_is_handed_to_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, writer) = file(&dir);
+        let readers = Readers::of(path, 2);
+        writer.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let asked = std::time::Instant::now();
+        assert!(readers.by_ids(&[id("req-1")], &Decoded::default()).is_none());
+        // A connection's own busy timeout would wait seconds here.
+        assert!(asked.elapsed() < Duration::from_secs(2), "a locked database is not waited for");
+        assert_eq!(readers.lock().1, 0, "the reader that failed is let go");
+        writer.execute_batch("COMMIT").unwrap();
+        assert_eq!(readers.by_ids(&[id("req-1")], &Decoded::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn at_most_so_many_readers_and_none_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = file(&dir);
+        let readers = Readers::of(path, 1);
+        let held = readers.take().unwrap();
+        assert!(readers.by_ids(&[id("req-1")], &Decoded::default()).is_none(), "no second reader");
+        readers.put(held);
+        assert!(readers.by_ids(&[id("req-1")], &Decoded::default()).is_some());
+        assert!(Readers::none().by_ids(&[id("req-1")], &Decoded::default()).is_none());
+        let missing = Readers::of(dir.path().join("no/such/dir/x.db"), 1);
+        assert!(missing.by_ids(&[id("req-1")], &Decoded::default()).is_none(), "a file that cannot open");
+        assert_eq!(missing.lock().1, 0);
+    }
+
+    #[test]
+    fn a_reader_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = file(&dir);
+        let conn = open(&path).unwrap();
+        assert!(conn.execute("DELETE FROM requests", []).is_err());
+    }
+}
