@@ -15,8 +15,9 @@ use rusqlite::{Connection, OpenFlags};
 use crate::codec::Decoded;
 
 /// One statement for any number of ids: they come as one JSON array, so one prepared
-/// statement serves every call.
-const BY_IDS: &str = "SELECT id, version, body FROM requests WHERE id IN (SELECT value FROM json_each(?1))";
+/// statement serves every call. A join, not `IN (SELECT …)`, which would build a temporary
+/// table of the ids on every call; the ids are made unique before.
+const BY_IDS: &str = "SELECT r.id, r.version, r.body FROM json_each(?1) AS j JOIN requests AS r ON r.id = j.value";
 
 /// A request read, or the id of a row that could not be read and why.
 pub(crate) type Read = Result<Request, (String, StoreError)>;
@@ -45,7 +46,9 @@ impl Readers {
     /// once and the pool must.
     pub(crate) fn by_ids(&self, ids: &[RequestId], decoded: &Decoded) -> Option<Vec<Read>> {
         let conn = self.take()?;
-        let ids = serde_json::to_string(&ids.iter().map(RequestId::as_str).collect::<Vec<_>>()).ok()?;
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let unique: Vec<&str> = ids.iter().map(RequestId::as_str).filter(|id| seen.insert(*id)).collect();
+        let ids = serde_json::to_string(&unique).ok()?;
         match read(&conn, &ids, decoded) {
             Ok(found) => {
                 self.put(conn);

@@ -4,7 +4,7 @@
 //! clients; one high-priority request behind 500 low ones at a saturated rate limit. Figures are
 //! printed, never asserted.
 //!
-//! `cargo bench -p ohf --bench app [-- rss|rss-postgres|grpc|history|priority|strategy]`; Postgres from `OHF_TEST_DATABASE_URL` (default
+//! `cargo bench -p ohf --bench app [-- sqlite|rss|rss-postgres|grpc|history|priority|strategy]`; Postgres from `OHF_TEST_DATABASE_URL` (default
 //! the local server). `cargo xtask bench` runs it with a Postgres it makes sure of.
 
 use std::sync::Arc;
@@ -403,6 +403,9 @@ fn main() {
         }
         let sqlite = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).await.expect("sqlite"));
         throughput("sqlite", sqlite, 4000, 40_000, 4).await;
+        if args.iter().any(|a| a == "sqlite") {
+            return;
+        }
         let schema = format!("ohf_bench_{}", std::process::id());
         throughput("postgres", postgres(&schema).await, 4000, 40_000, 8).await;
         drop_schema(&schema).await;
