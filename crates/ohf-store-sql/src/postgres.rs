@@ -84,7 +84,7 @@ impl PostgresStore {
 sql_request_store!(
     PostgresStore,
     Postgres,
-    lock = " FOR UPDATE SKIP LOCKED",
+    lock = " FOR UPDATE OF r SKIP LOCKED",
     admit_lock = "SELECT pg_advisory_xact_lock($1)",
     active = "needs_work",
     finished = "NOT needs_work",

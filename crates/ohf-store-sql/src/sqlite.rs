@@ -40,7 +40,11 @@ impl SqliteStore {
     pub async fn open_url_with(url: &str, connections: u32) -> Result<Self, StoreError> {
         let options =
             SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
-        private_file(options.get_filename()).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
+        // A database in memory has no file: none is made, and no other connection opens one.
+        let file = (!in_memory(url)).then(|| options.get_filename().to_path_buf());
+        if let Some(file) = &file {
+            private_file(file).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
+        }
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -64,12 +68,9 @@ impl SqliteStore {
             }
         };
         migrate(&MIGRATOR, &pool).await?;
-        // A database in memory has no file another connection could open.
-        let file = options.get_filename();
-        let readers = if connections > 1 && file.is_file() {
-            crate::readers::Readers::of(file.to_path_buf(), connections as usize)
-        } else {
-            crate::readers::Readers::none()
+        let readers = match file {
+            Some(file) if connections > 1 => crate::readers::Readers::of(file, connections as usize),
+            _ => crate::readers::Readers::none(),
         };
         Ok(Self { pool, decoded: Default::default(), readers: std::sync::Arc::new(readers) })
     }
@@ -101,6 +102,14 @@ sql_request_store!(
     finished = "needs_work = 0",
     bytewise_key = "key"
 );
+
+/// Whether a `sqlite:` URL names a database in memory (`sqlite::memory:`, `mode=memory`), as
+/// sqlx reads it.
+fn in_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|p| p == "mode=memory")
+}
 
 /// SQLite's SQLITE_BUSY (5) and SQLITE_LOCKED (6).
 fn is_locked(e: &sqlx::Error) -> bool {
@@ -134,6 +143,39 @@ mod tests {
         r.id().clone()
     }
 
+    /// A database from before claims had a table of their own, holding a live claim of one
+    /// worker: after the migration the claim still holds, for it and against any other.
+    #[tokio::test]
+    async fn claims_made_before_the_claims_table_still_hold() {
+        use ohf_app::WorkClaims;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let url = format!("sqlite:{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+        let old = SqlitePool::connect_with(options).await.unwrap();
+        let before = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(MIGRATOR.iter().filter(|m| m.version < 8).cloned().collect()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before.run(&old).await.unwrap();
+        let r =
+            ohf_domain::Request::provision(ohf_domain::testing::provision_spec("req-1", 1), ohf_domain::testing::T0);
+        let now = ohf_domain::testing::T0.unix_millis();
+        sqlx::query("INSERT INTO requests (id, kind, state, created_at, updated_at, needs_work, capacity_held, version, body, claimed_by, claim_since, claim_until) VALUES ('req-1', 'provision', 'pending', ?1, ?1, 1, 0, 1, ?2, 'w1', ?1, ?3)")
+            .bind(now)
+            .bind(crate::codec::encode_request(&r).unwrap())
+            .bind(now + 60_000)
+            .execute(&old)
+            .await
+            .unwrap();
+        old.close().await;
+        let store = SqliteStore::open(&path).await.unwrap();
+        let at = ohf_domain::testing::T0.plus_secs(1);
+        assert!(store.claim("w2", at, 60_000, 10).await.unwrap().is_empty(), "w1's claim holds against w2");
+        assert_eq!(store.claim("w1", at, 60_000, 10).await.unwrap().len(), 1, "and is w1's to renew");
+        assert_eq!(store.claim("w2", at.plus_secs(120), 60_000, 10).await.unwrap().len(), 1, "until it lapses");
+    }
+
     #[tokio::test]
     async fn a_daemons_store_reads_by_id_on_the_callers_thread() {
         let dir = tempfile::tempdir().unwrap();
@@ -155,6 +197,21 @@ mod tests {
             let id = stored(&store).await;
             assert_eq!(store.get_many(std::slice::from_ref(&id)).await.unwrap().len(), 1);
             assert!(store.readers.by_ids(std::slice::from_ref(&id), &store.decoded).is_none());
+        }
+        let made =
+            std::fs::read_dir(".").unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains("in-memory"));
+        assert!(!made, "no file is made for a database in memory");
+    }
+
+    #[test]
+    fn urls_of_databases_in_memory_are_told_from_files() {
+        for url in
+            ["sqlite::memory:", "sqlite://:memory:", "sqlite://?mode=memory", "sqlite:x.db?mode=memory&cache=shared"]
+        {
+            assert!(in_memory(url), "{url}");
+        }
+        for url in ["sqlite:x.db", "sqlite:///tmp/x.db", "sqlite:memory.db", "sqlite:x.db?mode=rwc"] {
+            assert!(!in_memory(url), "{url}");
         }
     }
 }

@@ -26,9 +26,9 @@ macro_rules! extend_live_spans {
         let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE claim_history SET held_until = ");
         q.push_bind($until).push(" WHERE worker = ").push_bind($worker).push(" AND request_id IN ");
         $crate::store_impl::push_list!(q, $ids);
-        q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
+        q.push(" AND held_since = (SELECT c.claim_since FROM request_claims c WHERE c.request_id = claim_history.request_id AND c.claimed_by = ")
             .push_bind($worker)
-            .push(" AND r.claim_until >= ")
+            .push(" AND c.claim_until >= ")
             .push_bind($now)
             .push(")");
         q.build().execute(&mut *$tx).await.map_err($crate::codec::store_error)?;
@@ -64,6 +64,10 @@ macro_rules! sql_request_store {
                 use $crate::codec::{encode_event, encode_request, store_error};
                 use ohf_app::StoreError;
                 use sqlx::QueryBuilder;
+                // Requests with nothing left to do: their claims go once they are written.
+                let mut done: Vec<&str> = Vec::new();
+                // Stored requests written: with a fence, each must still be claimed by its worker.
+                let mut fenced: Vec<&str> = Vec::new();
                 for r in batch {
                     let body = encode_request(r)?;
                     let conflict = || StoreError::Conflict { request_id: r.id().to_string() };
@@ -91,14 +95,11 @@ macro_rules! sql_request_store {
                         q.push(", capacity_held = ").push_bind(i64::from(r.capacity_held()));
                         q.push(", provider = ").push_bind(r.provider().map(|p| p.as_str()));
                         q.push(", version = version + 1, body = ").push_bind(&body);
-                        if !r.needs_work() {
-                            q.push(", claimed_by = NULL, claim_until = 0");
-                        }
                         q.push(" WHERE id = ").push_bind(r.id().as_str());
                         q.push(" AND version = ").push_bind(r.version() as i64);
-                        if let Some(f) = fence {
-                            q.push(" AND claimed_by = ").push_bind(f.worker.as_str());
-                            q.push(" AND claim_until >= ").push_bind(f.now.unix_millis());
+                        fenced.push(r.id().as_str());
+                        if !r.needs_work() {
+                            done.push(r.id().as_str());
                         }
                     }
                     let written = q.build().execute(&mut **tx).await.map_err(store_error)?;
@@ -131,6 +132,28 @@ macro_rules! sql_request_store {
                             _ => store_error(err),
                         })?;
                     }
+                }
+                // Checked after the writes, which hold the requests' rows: a claim another worker
+                // made before that is seen (Postgres: a new statement's view).
+                if let Some(f) = fence {
+                    use sqlx::Row;
+                    for chunk in fenced.chunks($crate::store_impl::CHUNK) {
+                        let mut q = QueryBuilder::<$db>::new("SELECT request_id FROM request_claims WHERE request_id IN ");
+                        $crate::store_impl::push_list!(q, chunk.iter().copied());
+                        q.push(" AND claimed_by = ").push_bind(f.worker.as_str());
+                        q.push(" AND claim_until >= ").push_bind(f.now.unix_millis());
+                        let held: std::collections::HashSet<String> =
+                            q.build().fetch_all(&mut **tx).await.map_err(store_error)?.iter().map(|row| row.get("request_id")).collect();
+                        if let Some(lost) = chunk.iter().find(|id| !held.contains(**id)) {
+                            // Dropping the transaction rolls it back.
+                            return Err(StoreError::Conflict { request_id: (*lost).to_owned() });
+                        }
+                    }
+                }
+                for chunk in done.chunks($crate::store_impl::CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("DELETE FROM request_claims WHERE request_id IN ");
+                    $crate::store_impl::push_list!(q, chunk.iter().copied());
+                    q.build().execute(&mut **tx).await.map_err(store_error)?;
                 }
                 Ok(())
             }
@@ -457,13 +480,13 @@ macro_rules! sql_request_store {
                 let until = now + ttl_ms;
                 let mut tx = self.begin().await?;
                 let mut q = QueryBuilder::<$db>::new(concat!(
-                    "SELECT id FROM requests WHERE ",
+                    "SELECT r.id FROM requests r LEFT JOIN request_claims c ON c.request_id = r.id WHERE r.",
                     $active,
-                    " AND (claimed_by IS NULL OR claimed_by = "
+                    " AND (c.request_id IS NULL OR c.claimed_by = "
                 ));
-                q.push_bind(worker).push(" OR claim_until < ").push_bind(now);
-                q.push(") ORDER BY priority_rank, updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
-                let ids: Vec<String> = q
+                q.push_bind(worker).push(" OR c.claim_until < ").push_bind(now);
+                q.push(") ORDER BY r.priority_rank, r.updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
+                let mut ids: Vec<String> = q
                     .build()
                     .fetch_all(&mut *tx)
                     .await
@@ -471,24 +494,39 @@ macro_rules! sql_request_store {
                     .iter()
                     .map(|row| row.get::<String, _>("id"))
                     .collect();
+                // Another worker may have claimed some of these between the selection's view
+                // and its locks (Postgres: it locked the request's row, and wrote only its
+                // claim); a statement after the locks sees every claim made before them.
+                if !ids.is_empty() {
+                    let mut q = QueryBuilder::<$db>::new("SELECT request_id FROM request_claims WHERE request_id IN ");
+                    $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
+                    q.push(" AND claimed_by <> ").push_bind(worker).push(" AND claim_until >= ").push_bind(now);
+                    let taken: std::collections::HashSet<String> =
+                        q.build().fetch_all(&mut *tx).await.map_err(store_error)?.iter().map(|row| row.get("request_id")).collect();
+                    ids.retain(|id| !taken.contains(id));
+                }
                 if ids.is_empty() {
                     tx.commit().await.map_err(store_error)?;
                     return Ok(Vec::new());
                 }
                 // Renewals extend the live span; new claims open one.
                 $crate::store_impl::extend_live_spans!($db, tx, worker, ids.iter().map(String::as_str), now, until);
-                let mut q = QueryBuilder::<$db>::new("INSERT INTO claim_history (request_id, worker, held_since, held_until) SELECT id, ");
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO claim_history (request_id, worker, held_since, held_until) SELECT r.id, ");
                 q.push_bind(worker).push(", ").push_bind(now).push(", ").push_bind(until);
-                q.push(" FROM requests WHERE id IN ");
+                q.push(" FROM requests r LEFT JOIN request_claims c ON c.request_id = r.id WHERE r.id IN ");
                 $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
-                q.push(" AND (COALESCE(claimed_by, '') <> ").push_bind(worker).push(" OR claim_until < ").push_bind(now).push(")");
+                q.push(" AND (c.request_id IS NULL OR c.claimed_by <> ").push_bind(worker).push(" OR c.claim_until < ").push_bind(now).push(")");
                 q.build().execute(&mut *tx).await.map_err(store_error)?;
-                let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_since = CASE WHEN COALESCE(claimed_by, '') = ");
-                q.push_bind(worker).push(" AND claim_until >= ").push_bind(now).push(" THEN claim_since ELSE ").push_bind(now);
-                q.push(" END, claimed_by = ").push_bind(worker).push(", claim_until = ").push_bind(until);
-                q.push(" WHERE id IN ");
-                $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
-                q.build().execute(&mut *tx).await.map_err(store_error)?;
+                // A claim this worker holds live keeps its start; any other starts now.
+                for chunk in ids.chunks($crate::store_impl::CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO request_claims (request_id, claimed_by, claim_since, claim_until) ");
+                    q.push_values(chunk, |mut b, id| {
+                        b.push_bind(id.as_str()).push_bind(worker).push_bind(now).push_bind(until);
+                    });
+                    q.push(" ON CONFLICT (request_id) DO UPDATE SET claim_since = CASE WHEN request_claims.claimed_by = excluded.claimed_by AND request_claims.claim_until >= ");
+                    q.push_bind(now).push(" THEN request_claims.claim_since ELSE excluded.claim_since END, claimed_by = excluded.claimed_by, claim_until = excluded.claim_until");
+                    q.build().execute(&mut *tx).await.map_err(store_error)?;
+                }
                 let mut q = QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
                 $crate::store_impl::push_list!(q, ids.iter().map(String::as_str));
                 let rows = q.build().fetch_all(&mut *tx).await.map_err(store_error)?;
@@ -521,9 +559,9 @@ macro_rules! sql_request_store {
                 let mut tx = self.begin().await?;
                 for chunk in ids.chunks($crate::store_impl::CHUNK) {
                     $crate::store_impl::extend_live_spans!($db, tx, worker, chunk.iter().map(ohf_domain::RequestId::as_str), now, until);
-                    let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claim_until = ");
+                    let mut q = QueryBuilder::<$db>::new("UPDATE request_claims SET claim_until = ");
                     q.push_bind(until).push(" WHERE claimed_by = ").push_bind(worker);
-                    q.push(" AND claim_until >= ").push_bind(now).push(" AND id IN ");
+                    q.push(" AND claim_until >= ").push_bind(now).push(" AND request_id IN ");
                     $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
                     renewed += q.build().execute(&mut *tx).await.map_err(store_error)?.rows_affected();
                 }
@@ -548,12 +586,12 @@ macro_rules! sql_request_store {
                 q.push_bind(now).push(" WHERE worker = ").push_bind(worker).push(" AND held_until > ").push_bind(now);
                 q.push(" AND request_id IN ");
                 $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
-                q.push(" AND held_since = (SELECT r.claim_since FROM requests r WHERE r.id = claim_history.request_id AND r.claimed_by = ")
+                q.push(" AND held_since = (SELECT c.claim_since FROM request_claims c WHERE c.request_id = claim_history.request_id AND c.claimed_by = ")
                     .push_bind(worker)
                     .push(")");
                 q.build().execute(&mut *tx).await.map_err(store_error)?;
-                let mut q = QueryBuilder::<$db>::new("UPDATE requests SET claimed_by = NULL, claim_until = 0 WHERE claimed_by = ");
-                q.push_bind(worker).push(" AND id IN ");
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM request_claims WHERE claimed_by = ");
+                q.push_bind(worker).push(" AND request_id IN ");
                 $crate::store_impl::push_list!(q, ids.iter().map(ohf_domain::RequestId::as_str));
                 q.build().execute(&mut *tx).await.map_err(store_error)?;
                 tx.commit().await.map_err(store_error)
