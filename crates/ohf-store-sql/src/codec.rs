@@ -55,9 +55,12 @@ impl Decoded {
     }
 }
 
+/// A request read, or the id of a row that could not be read and why.
+pub type Read = Result<Request, (String, StoreError)>;
+
 /// The request read, or `None` for a row this version cannot decode (a poison row): it is
 /// logged and passed over, and never stops the others.
-pub fn readable(read: crate::readers::Read) -> Option<Request> {
+pub fn readable(read: Read) -> Option<Request> {
     read.map_err(|(id, e)| tracing::error!(request_id = %id, error = %e, "stored request unreadable; passed over")).ok()
 }
 

@@ -54,7 +54,7 @@ impl PostgresStore {
     }
 
     /// Every read is a trip to the server: the pool answers it.
-    fn read_here(&self, _: &[ohf_domain::RequestId]) -> Option<Vec<crate::readers::Read>> {
+    fn read_here(&self, _: &[ohf_domain::RequestId]) -> Option<Vec<crate::codec::Read>> {
         None
     }
 

@@ -9,18 +9,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ohf_app::StoreError;
-use ohf_domain::{Request, RequestId};
+use ohf_domain::RequestId;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::codec::Decoded;
+use crate::codec::{Decoded, Read};
 
 /// One statement for any number of ids: they come as one JSON array, so one prepared
 /// statement serves every call. A join, not `IN (SELECT …)`, which would build a temporary
 /// table of the ids on every call; the ids are made unique before.
 const BY_IDS: &str = "SELECT r.id, r.version, r.body FROM json_each(?1) AS j JOIN requests AS r ON r.id = j.value";
-
-/// A request read, or the id of a row that could not be read and why.
-pub(crate) type Read = Result<Request, (String, StoreError)>;
 
 pub(crate) struct Readers {
     /// The database file; `None` when reads go through the pool alone.

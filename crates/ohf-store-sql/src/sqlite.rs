@@ -76,7 +76,7 @@ impl SqliteStore {
     }
 
     /// Requests by id, read on the caller's thread; `None` hands the read to the pool.
-    fn read_here(&self, ids: &[ohf_domain::RequestId]) -> Option<Vec<crate::readers::Read>> {
+    fn read_here(&self, ids: &[ohf_domain::RequestId]) -> Option<Vec<crate::codec::Read>> {
         self.readers.by_ids(ids, &self.decoded)
     }
 

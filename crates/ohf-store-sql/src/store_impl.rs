@@ -166,7 +166,7 @@ macro_rules! sql_request_store {
             }
 
             /// The request of a row `SELECT id, body, version` selected, or its id and why not.
-            fn decode(&self, row: &<$db as sqlx::Database>::Row) -> $crate::readers::Read {
+            fn decode(&self, row: &<$db as sqlx::Database>::Row) -> $crate::codec::Read {
                 use sqlx::Row;
                 let id: &str = row.try_get("id").map_err(|e| (String::new(), $crate::codec::store_error(e)))?;
                 row.try_get("version")
