@@ -42,10 +42,10 @@ impl Readers {
     /// The stored requests of `ids` (those that exist), or `None` when no reader answered at
     /// once and the pool must.
     pub(crate) fn by_ids(&self, ids: &[RequestId], decoded: &Decoded) -> Option<Vec<Read>> {
-        let conn = self.take()?;
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         let unique: Vec<&str> = ids.iter().map(RequestId::as_str).filter(|id| seen.insert(*id)).collect();
         let ids = serde_json::to_string(&unique).ok()?;
+        let conn = self.take()?;
         match read(&conn, &ids, decoded) {
             Ok(found) => {
                 self.put(conn);
