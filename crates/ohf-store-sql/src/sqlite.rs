@@ -118,10 +118,10 @@ fn is_locked(e: &sqlx::Error) -> bool {
 
 /// Creates the database file, and the folders it lives in, readable by this user alone (0600,
 /// folders 0700) before SQLite opens it: SQLite gives its WAL and shared-memory files the mode
-/// of the database. A file that exists keeps its mode; `:memory:` is left alone.
+/// of the database. A file that exists keeps its mode (the caller passes no database in memory).
 fn private_file(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
+    if path.as_os_str().is_empty() || path.exists() {
         return Ok(());
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -97,7 +97,9 @@ macro_rules! sql_request_store {
                         q.push(", version = version + 1, body = ").push_bind(&body);
                         q.push(" WHERE id = ").push_bind(r.id().as_str());
                         q.push(" AND version = ").push_bind(r.version() as i64);
-                        fenced.push(r.id().as_str());
+                        if fence.is_some() {
+                            fenced.push(r.id().as_str());
+                        }
                         if !r.needs_work() {
                             done.push(r.id().as_str());
                         }
