@@ -125,6 +125,12 @@ macro_rules! store_contract_tests {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_saves_get_their_own_answers() {
+            let fresh = $fresh;
+            $crate::contract::concurrent_saves_get_their_own_answers(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn claims_share_work_among_workers() {
             let fresh = $fresh;
             $crate::contract::claims_share_work_among_workers(fresh().await).await;
@@ -468,6 +474,65 @@ pub async fn concurrent_writers_lose_no_update(store: Arc<dyn RequestStore>) {
     let end = store.get(r.id()).await.unwrap().unwrap();
     assert_eq!(end.machines().len(), writers, "every writer's machine is there");
     assert_eq!(end.version(), 1 + writers as u64);
+}
+
+#[doc(hidden)]
+pub async fn concurrent_saves_get_their_own_answers(store: Arc<dyn RequestStore>) {
+    let mut kept = launched("req-kept", 2, &["i-kept"]);
+    commit(&*store, &mut [&mut kept]).await.unwrap();
+    let mut stale = store.get(kept.id()).await.unwrap().unwrap();
+    kept.record_launch(1, vec![observed("i-fresh", "req-kept", MachineStatus::Running)], None, T0.plus_secs(2));
+    commit(&*store, &mut [&mut kept]).await.unwrap();
+    stale.record_launch(1, vec![observed("i-stale", "req-kept", MachineStatus::Running)], None, T0.plus_secs(3));
+
+    // Many callers at once, each with its own requests (one or two), and among them one whose
+    // batch holds a stale copy beside a new request.
+    let callers = 24;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..callers {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut batch = vec![launched(&format!("req-{n}"), 2, &[&format!("i-{n}")])];
+            if n % 2 == 0 {
+                batch.push(launched(&format!("req-{n}-b"), 1, &[&format!("i-{n}-b")]));
+            }
+            let mut refs: Vec<&mut Request> = batch.iter_mut().collect();
+            commit(&*store, &mut refs).await.map(|()| n)
+        });
+    }
+    {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut alongside = launched("req-alongside", 1, &["i-alongside"]);
+            match commit(&*store, &mut [&mut alongside, &mut stale]).await {
+                Err(StoreError::Conflict { request_id }) if request_id == "req-kept" => Ok(usize::MAX),
+                Err(e) => Err(e),
+                Ok(()) => Err(StoreError::Unavailable("the stale write was taken".into())),
+            }
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+        answered += 1;
+    }
+    assert_eq!(answered, callers + 1, "every caller has its answer");
+
+    for n in 0..callers {
+        let id = RequestId::new(format!("req-{n}")).unwrap();
+        let back = store.get(&id).await.unwrap().expect("stored");
+        assert_eq!((back.version(), back.machines().len()), (1, 1));
+        assert_eq!(store.history(&id).await.unwrap().len() as u64, back.seq(), "its events");
+        let holders = store.find_holders(&[MachineId::new(format!("i-{n}")).unwrap()], &[]).await.unwrap();
+        assert_eq!(holders.iter().map(|r| r.id().as_str()).collect::<Vec<_>>(), [id.as_str()], "its machine");
+        let second = RequestId::new(format!("req-{n}-b")).unwrap();
+        assert_eq!(store.get(&second).await.unwrap().is_some(), n % 2 == 0, "a batch is all or nothing");
+    }
+    assert!(store.get(&RequestId::new("req-alongside").unwrap()).await.unwrap().is_none(), "refused with its batch");
+    let now = store.get(kept.id()).await.unwrap().unwrap();
+    let machines: Vec<&str> = now.machines().iter().map(|m| m.id().as_str()).collect();
+    assert_eq!(machines, ["i-kept", "i-fresh"], "the stale write changed nothing");
+    assert!(store.find_holders(&[MachineId::new("i-stale").unwrap()], &[]).await.unwrap().is_empty());
 }
 
 #[doc(hidden)]

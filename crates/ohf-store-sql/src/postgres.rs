@@ -15,6 +15,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 pub struct PostgresStore {
     pool: PgPool,
     decoded: std::sync::Arc<crate::codec::Decoded>,
+    /// Saves of concurrent callers, written together.
+    group: std::sync::Arc<crate::group::Group>,
 }
 
 impl PostgresStore {
@@ -50,7 +52,7 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         migrate(&MIGRATOR, &pool).await?;
-        Ok(Self { pool, decoded: Default::default() })
+        Ok(Self { pool, decoded: Default::default(), group: Default::default() })
     }
 
     /// Every read is a trip to the server: the pool answers it.

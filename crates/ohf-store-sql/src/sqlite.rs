@@ -15,6 +15,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 pub struct SqliteStore {
     pool: SqlitePool,
     decoded: std::sync::Arc<crate::codec::Decoded>,
+    /// Saves of concurrent callers, written together.
+    group: std::sync::Arc<crate::group::Group>,
     readers: std::sync::Arc<crate::readers::Readers>,
 }
 
@@ -72,7 +74,7 @@ impl SqliteStore {
             Some(file) if connections > 1 => crate::readers::Readers::of(file, connections as usize),
             _ => crate::readers::Readers::none(),
         };
-        Ok(Self { pool, decoded: Default::default(), readers: std::sync::Arc::new(readers) })
+        Ok(Self { pool, decoded: Default::default(), group: Default::default(), readers: std::sync::Arc::new(readers) })
     }
 
     /// Requests by id, read on the caller's thread; `None` hands the read to the pool.

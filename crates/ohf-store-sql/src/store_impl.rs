@@ -55,91 +55,96 @@ macro_rules! sql_request_store {
                     .map_err($crate::codec::store_error)
             }
 
-            /// The writes of [`ohf_app::Requests::save`], inside `tx`.
-            async fn write(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                batch: &[&ohf_domain::Request],
-                fence: Option<&ohf_app::Fence>,
-            ) -> Result<(), ohf_app::StoreError> {
-                use $crate::codec::{encode_event, encode_request, store_error};
+            /// The writes of `jobs`, inside `tx`: one statement for each kind of row of all
+            /// of them (in chunks), whatever their number.
+            async fn write(tx: &mut sqlx::Transaction<'static, $db>, jobs: &[&$crate::group::Job]) -> Result<(), ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use $crate::store_impl::{CHUNK, rows_of};
                 use ohf_app::StoreError;
-                use sqlx::QueryBuilder;
-                // Requests with nothing left to do: their claims go once they are written.
-                let mut done: Vec<&str> = Vec::new();
-                // Stored requests written: with a fence, each must still be claimed by its worker.
-                let mut fenced: Vec<&str> = Vec::new();
-                for r in batch {
-                    let body = encode_request(r)?;
-                    let conflict = || StoreError::Conflict { request_id: r.id().to_string() };
-                    let mut q = QueryBuilder::<$db>::new("");
-                    if r.version() == 0 {
-                        q.push("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, priority_rank, provider, version, body) VALUES (");
-                        q.separated(", ")
-                            .push_bind(r.id().as_str())
-                            .push_bind(r.kind().as_str())
-                            .push_bind(r.state().as_str())
-                            .push_bind(r.template().map(|t| t.id().to_string()))
-                            .push_bind(r.created_at().unix_millis())
-                            .push_bind(r.updated_at().unix_millis())
-                            .push_bind(r.needs_work())
-                            .push_bind(i64::from(r.capacity_held()))
-                            .push_bind(r.effective_priority().rank())
-                            .push_bind(r.provider().map(|p| p.as_str()))
-                            .push_bind(1_i64)
-                            .push_bind(&body);
-                        q.push(") ON CONFLICT (id) DO NOTHING");
-                    } else {
-                        q.push("UPDATE requests SET state = ").push_bind(r.state().as_str());
-                        q.push(", updated_at = ").push_bind(r.updated_at().unix_millis());
-                        q.push(", needs_work = ").push_bind(r.needs_work());
-                        q.push(", capacity_held = ").push_bind(i64::from(r.capacity_held()));
-                        q.push(", provider = ").push_bind(r.provider().map(|p| p.as_str()));
-                        q.push(", version = version + 1, body = ").push_bind(&body);
-                        q.push(" WHERE id = ").push_bind(r.id().as_str());
-                        q.push(" AND version = ").push_bind(r.version() as i64);
-                        if fence.is_some() {
-                            fenced.push(r.id().as_str());
-                        }
-                        if !r.needs_work() {
-                            done.push(r.id().as_str());
-                        }
-                    }
-                    let written = q.build().execute(&mut **tx).await.map_err(store_error)?;
-                    if written.rows_affected() != 1 {
+                use sqlx::{QueryBuilder, Row as _};
+                let conflict = |id: &str| StoreError::Conflict { request_id: id.to_owned() };
+                for (key, value) in jobs.iter().filter_map(|j| j.also.as_ref()) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO shared_state (key, value, version) VALUES (");
+                    q.separated(", ").push_bind(key).push_bind(value).push_bind(1_i64);
+                    q.push(") ON CONFLICT (key) DO NOTHING");
+                    if q.build().execute(&mut **tx).await.map_err(store_error)?.rows_affected() != 1 {
                         // Dropping the transaction rolls it back.
-                        return Err(conflict());
+                        return Err(conflict(key));
                     }
-                    // Machines never leave a request: index the ones these events brought or renamed.
-                    let touched = $crate::codec::touched_machines(r);
-                    if r.kind() == ohf_domain::RequestKind::Provision && !touched.is_empty() {
-                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
-                        q.push_values(touched, |mut b, m| {
-                            b.push_bind(r.id().as_str()).push_bind(m.id().as_str()).push_bind(m.name());
-                        });
-                        q.push(" ON CONFLICT (request_id, machine_id) DO UPDATE SET name = excluded.name");
-                        q.build().execute(&mut **tx).await.map_err(store_error)?;
-                    }
-                    if !r.uncommitted().is_empty() {
-                        let events = r
-                            .uncommitted()
-                            .iter()
-                            .map(|e| Ok((e.seq as i64, e.at.unix_millis(), e.event.name(), encode_event(&e.event)?, e.by.as_deref())))
-                            .collect::<Result<Vec<_>, StoreError>>()?;
-                        let mut q = QueryBuilder::<$db>::new("INSERT INTO request_events (request_id, seq, at, kind, body, actor) ");
-                        q.push_values(events, |mut b, (seq, at, kind, body, by)| {
-                            b.push_bind(r.id().as_str()).push_bind(seq).push_bind(at).push_bind(kind).push_bind(body).push_bind(by);
-                        });
-                        q.build().execute(&mut **tx).await.map_err(|err| match &err {
-                            sqlx::Error::Database(d) if d.is_unique_violation() => conflict(),
-                            _ => store_error(err),
-                        })?;
-                    }
+                }
+                let rows: Vec<&$crate::group::Row> = jobs.iter().flat_map(|j| j.rows.iter()).collect();
+                let (new, stored): (Vec<_>, Vec<_>) = rows.iter().copied().partition(|r| r.new);
+                for chunk in new.chunks(rows_of(12)) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, priority_rank, provider, version, body) ");
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.id)
+                            .push_bind(r.kind)
+                            .push_bind(r.state)
+                            .push_bind(&r.template_id)
+                            .push_bind(r.created_at)
+                            .push_bind(r.updated_at)
+                            .push_bind(r.needs_work)
+                            .push_bind(r.capacity_held)
+                            .push_bind(r.priority_rank)
+                            .push_bind(&r.provider)
+                            .push_bind(1_i64)
+                            .push_bind(&r.body);
+                    });
+                    q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+                    let written = q.build().fetch_all(&mut **tx).await.map_err(store_error)?;
+                    $crate::store_impl::all_written(chunk, &written).map_err(conflict)?;
+                }
+                // Each stored request only at the version it was read at.
+                for chunk in stored.chunks(rows_of(8)) {
+                    let mut q = QueryBuilder::<$db>::new("WITH v (v_id, v_version, v_state, v_updated_at, v_needs_work, v_capacity_held, v_provider, v_body) AS (");
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.id)
+                            .push_bind(r.version)
+                            .push_bind(r.state)
+                            .push_bind(r.updated_at)
+                            .push_bind(r.needs_work)
+                            .push_bind(r.capacity_held)
+                            .push_bind(&r.provider)
+                            .push_bind(&r.body);
+                    });
+                    q.push(") UPDATE requests SET state = v_state, updated_at = v_updated_at, needs_work = v_needs_work, \
+                            capacity_held = v_capacity_held, provider = v_provider, version = version + 1, body = v_body \
+                            FROM v WHERE id = v_id AND version = v_version RETURNING id");
+                    let written = q.build().fetch_all(&mut **tx).await.map_err(store_error)?;
+                    $crate::store_impl::all_written(chunk, &written).map_err(conflict)?;
+                }
+                // Machines never leave a request: index the ones these events brought or renamed.
+                let machines: Vec<(&str, &str, Option<&str>)> = rows
+                    .iter()
+                    .flat_map(|r| r.machines.iter().map(|(m, name)| (r.id.as_str(), m.as_str(), name.as_deref())))
+                    .collect();
+                for chunk in machines.chunks(rows_of(3)) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO request_machines (request_id, machine_id, name) ");
+                    q.push_values(chunk, |mut b, (r, m, name)| {
+                        b.push_bind(*r).push_bind(*m).push_bind(*name);
+                    });
+                    q.push(" ON CONFLICT (request_id, machine_id) DO UPDATE SET name = excluded.name");
+                    q.build().execute(&mut **tx).await.map_err(store_error)?;
+                }
+                let events: Vec<(&str, &$crate::group::Event)> =
+                    rows.iter().flat_map(|r| r.events.iter().map(|e| (r.id.as_str(), e))).collect();
+                for chunk in events.chunks(rows_of(6)) {
+                    let mut q = QueryBuilder::<$db>::new("INSERT INTO request_events (request_id, seq, at, kind, body, actor) ");
+                    q.push_values(chunk, |mut b, (r, e)| {
+                        b.push_bind(*r).push_bind(e.seq).push_bind(e.at).push_bind(e.kind).push_bind(&e.body).push_bind(&e.actor);
+                    });
+                    q.build().execute(&mut **tx).await.map_err(|err| match &err {
+                        // An event already stored: its request was written by someone else.
+                        sqlx::Error::Database(d) if d.is_unique_violation() => conflict(chunk[0].0),
+                        _ => store_error(err),
+                    })?;
                 }
                 // Checked after the writes, which hold the requests' rows: a claim another worker
                 // made before that is seen (Postgres: a new statement's view).
-                if let Some(f) = fence {
-                    use sqlx::Row;
-                    for chunk in fenced.chunks($crate::store_impl::CHUNK) {
+                for job in jobs {
+                    let Some(f) = &job.fence else { continue };
+                    let fenced: Vec<&str> = job.rows.iter().filter(|r| !r.new).map(|r| r.id.as_str()).collect();
+                    for chunk in fenced.chunks(CHUNK) {
                         let mut q = QueryBuilder::<$db>::new("SELECT request_id FROM request_claims WHERE request_id IN ");
                         $crate::store_impl::push_list!(q, chunk.iter().copied());
                         q.push(" AND claimed_by = ").push_bind(f.worker.as_str());
@@ -148,16 +153,49 @@ macro_rules! sql_request_store {
                             q.build().fetch_all(&mut **tx).await.map_err(store_error)?.iter().map(|row| row.get("request_id")).collect();
                         if let Some(lost) = chunk.iter().find(|id| !held.contains(**id)) {
                             // Dropping the transaction rolls it back.
-                            return Err(StoreError::Conflict { request_id: (*lost).to_owned() });
+                            return Err(conflict(lost));
                         }
                     }
                 }
-                for chunk in done.chunks($crate::store_impl::CHUNK) {
+                // Requests with nothing left to do: their claims go once they are written.
+                let done: Vec<&str> = stored.iter().filter(|r| !r.needs_work).map(|r| r.id.as_str()).collect();
+                for chunk in done.chunks(CHUNK) {
                     let mut q = QueryBuilder::<$db>::new("DELETE FROM request_claims WHERE request_id IN ");
                     $crate::store_impl::push_list!(q, chunk.iter().copied());
                     q.build().execute(&mut **tx).await.map_err(store_error)?;
                 }
                 Ok(())
+            }
+
+            /// `jobs` in one transaction.
+            async fn write_all(&self, jobs: &[&$crate::group::Job]) -> Result<(), ohf_app::StoreError> {
+                let mut tx = self.begin().await?;
+                Self::write(&mut tx, jobs).await?;
+                tx.commit().await.map_err($crate::codec::store_error)
+            }
+
+            /// Writes `job` with whatever other callers are writing at the moment (group commit).
+            async fn commit_job(&self, job: $crate::group::Job) -> Result<(), ohf_app::StoreError> {
+                use $crate::group::Turn;
+                let mut ticket = self.group.enqueue(job);
+                loop {
+                    let mut batch = match self.group.turn(&mut ticket).await {
+                        Turn::Done(answer) => return answer,
+                        Turn::Lead(batch) => batch,
+                    };
+                    match self.write_all(&batch.jobs()).await {
+                        Ok(()) => (0..batch.len()).for_each(|i| batch.answer(i, Ok(()))),
+                        Err(e) if batch.len() == 1 => batch.answer(0, Err(e)),
+                        // One job's failure is no other's: each is written alone.
+                        Err(_) => {
+                            for i in 0..batch.len() {
+                                let Some(job) = batch.job(i) else { continue };
+                                let answer = self.write_all(&[job]).await;
+                                batch.answer(i, answer);
+                            }
+                        }
+                    }
+                }
             }
 
             /// The requests a query selects. A row this version cannot decode (a poison row) is
@@ -205,9 +243,10 @@ macro_rules! sql_request_store {
                 batch: &[&ohf_domain::Request],
                 fence: Option<&ohf_app::Fence>,
             ) -> Result<(), ohf_app::StoreError> {
-                let mut tx = self.begin().await?;
-                Self::write(&mut tx, batch, fence).await?;
-                tx.commit().await.map_err($crate::codec::store_error)
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                self.commit_job($crate::group::Job::of(batch, fence, None)?).await
             }
 
             async fn create_within(
@@ -218,38 +257,31 @@ macro_rules! sql_request_store {
             ) -> Result<Option<ohf_app::Usage>, ohf_app::StoreError> {
                 use $crate::codec::store_error;
                 use sqlx::Row;
+                let job = $crate::group::Job::of(&[request], None, also)?;
+                if !limits.any() {
+                    return self.commit_job(job).await.map(|()| None);
+                }
                 let mut tx = self.begin().await?;
-                if limits.any() {
-                    // Admissions under a limit go one at a time, so each sees what the one
-                    // before it inserted (SQLite: the write lock its BEGIN IMMEDIATE took).
-                    if !$admit_lock.is_empty() {
-                        let key = $crate::store_impl::admission_key(limits);
-                        sqlx::query($admit_lock).bind(key).execute(&mut *tx).await.map_err(store_error)?;
-                    }
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT CAST(COALESCE(SUM(capacity_held), 0) AS BIGINT) AS total, \
-                         CAST(COALESCE(SUM(CASE WHEN template_id = ",
-                    );
-                    q.push_bind(limits.template.as_ref().map(|t| t.to_string()).unwrap_or_default());
-                    q.push(" THEN capacity_held ELSE 0 END), 0) AS BIGINT) AS mine FROM requests WHERE capacity_held > 0");
-                    let row = q.build().fetch_one(&mut *tx).await.map_err(store_error)?;
-                    let held = |column: &str| u32::try_from(row.get::<i64, _>(column).max(0)).unwrap_or(u32::MAX);
-                    let usage = ohf_app::Usage { template_held: held("mine"), total_held: held("total") };
-                    if !limits.fit(usage, request.capacity_held()) {
-                        // Dropping the transaction rolls it back.
-                        return Ok(Some(usage));
-                    }
+                // Admissions under a limit go one at a time, so each sees what the one
+                // before it inserted (SQLite: the write lock its BEGIN IMMEDIATE took).
+                if !$admit_lock.is_empty() {
+                    let key = $crate::store_impl::admission_key(limits);
+                    sqlx::query($admit_lock).bind(key).execute(&mut *tx).await.map_err(store_error)?;
                 }
-                if let Some((key, value)) = also {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO shared_state (key, value, version) VALUES (");
-                    q.separated(", ").push_bind(key).push_bind(value).push_bind(1_i64);
-                    q.push(") ON CONFLICT (key) DO NOTHING");
-                    if q.build().execute(&mut *tx).await.map_err(store_error)?.rows_affected() != 1 {
-                        // Dropping the transaction rolls it back.
-                        return Err(ohf_app::StoreError::Conflict { request_id: key.to_owned() });
-                    }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT CAST(COALESCE(SUM(capacity_held), 0) AS BIGINT) AS total, \
+                     CAST(COALESCE(SUM(CASE WHEN template_id = ",
+                );
+                q.push_bind(limits.template.as_ref().map(|t| t.to_string()).unwrap_or_default());
+                q.push(" THEN capacity_held ELSE 0 END), 0) AS BIGINT) AS mine FROM requests WHERE capacity_held > 0");
+                let row = q.build().fetch_one(&mut *tx).await.map_err(store_error)?;
+                let held = |column: &str| u32::try_from(row.get::<i64, _>(column).max(0)).unwrap_or(u32::MAX);
+                let usage = ohf_app::Usage { template_held: held("mine"), total_held: held("total") };
+                if !limits.fit(usage, request.capacity_held()) {
+                    // Dropping the transaction rolls it back.
+                    return Ok(Some(usage));
                 }
-                Self::write(&mut tx, &[request], None).await?;
+                Self::write(&mut tx, &[&job]).await?;
                 tx.commit().await.map_err(store_error)?;
                 Ok(None)
             }
@@ -721,6 +753,25 @@ pub(crate) fn past_prefix(prefix: &str) -> Option<String> {
 /// Most values one statement binds from a caller's list (SQLite's limit is 32,766; Postgres's
 /// 65,535).
 pub(crate) const CHUNK: usize = 500;
+
+/// Rows of `columns` values each that one statement writes.
+pub(crate) const fn rows_of(columns: usize) -> usize {
+    CHUNK / columns
+}
+
+/// Every row of `chunk` among the ids a statement `written` returned; else the first not.
+pub(crate) fn all_written<'a, R: sqlx::Row>(chunk: &[&'a crate::group::Row], written: &[R]) -> Result<(), &'a str>
+where
+    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let ids: std::collections::HashSet<&str> =
+        written.iter().filter_map(|row| row.try_get::<&str, _>(0).ok()).collect();
+    match chunk.iter().find(|r| !ids.contains(r.id.as_str())) {
+        Some(lost) => Err(lost.id.as_str()),
+        None => Ok(()),
+    }
+}
 
 pub(crate) use {extend_live_spans, push_list, sql_request_store};
 
