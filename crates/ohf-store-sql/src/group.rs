@@ -1,10 +1,11 @@
 //! Group commit: the writes of callers that save at the same moment go into one transaction.
 //!
 //! A caller encodes its requests into a [`Job`] (before it waits, on its own task) and queues
-//! it. One caller at a time holds the store's write lane: it takes the queued jobs, writes them
-//! in one transaction and answers each. While that transaction runs the next one's jobs gather,
-//! so under load a transaction (its begin, its statements, its commit and the database's flush)
-//! serves many callers, and with none waiting a save costs what it did alone.
+//! it. A caller that gets one of the store's write lanes (SQLite: one, as the database has one
+//! writer) takes the queued jobs, writes them in one transaction and answers each. While the
+//! lanes are busy the next transaction's jobs gather, so under load a transaction (its begin,
+//! its statements, its commit and the database's flush) serves many callers, and with none
+//! waiting a save costs what it did alone. Two lanes never write one request at once.
 //!
 //! Jobs never lose their own answer to another's failure: a transaction of several jobs that
 //! fails is written again job by job. A caller that gives up before its job is taken takes the
@@ -126,16 +127,19 @@ struct Waiting {
     answer: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// The store's write queue and its one write lane.
-#[derive(Default)]
+/// The store's write queue and its write lanes.
 pub(crate) struct Group {
     queue: Mutex<Queue>,
-    lane: tokio::sync::Mutex<()>,
+    lanes: tokio::sync::Semaphore,
+    /// Told when a batch ends: the requests it wrote are free for another lane.
+    ended: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Waiting>,
+    /// The keys the batches under way write.
+    writing: HashSet<String>,
     next: u64,
 }
 
@@ -154,6 +158,15 @@ pub(crate) enum Turn<'a> {
 }
 
 impl Group {
+    /// A queue with `lanes` transactions at most under way at once.
+    pub fn new(lanes: usize) -> Self {
+        Self {
+            queue: Mutex::default(),
+            lanes: tokio::sync::Semaphore::new(lanes.max(1)),
+            ended: tokio::sync::Notify::new(),
+        }
+    }
+
     /// Queues `job`; [`Group::turn`] with the ticket says what comes of it.
     pub fn enqueue(&self, job: Job) -> Ticket<'_> {
         let (answer, rx) = oneshot::channel();
@@ -164,35 +177,60 @@ impl Group {
         Ticket { group: self, seq, answer: rx }
     }
 
-    /// Waits until the ticket's job is answered or the lane is free; the lane's new holder
-    /// gets the queued jobs to write.
+    /// Waits until the ticket's job is answered or a lane is free; the lane's new holder
+    /// gets queued jobs to write (its own among them, or not: then it waits again after).
     pub async fn turn(&self, ticket: &mut Ticket<'_>) -> Turn<'_> {
-        let lane = tokio::select! {
-            biased;
-            answer = &mut ticket.answer => return Turn::Done(answer.unwrap_or_else(|_| Err(unanswered()))),
-            lane = self.lane.lock() => lane,
-        };
-        // Answered while the lane was being taken.
-        if let Ok(answer) = ticket.answer.try_recv() {
-            return Turn::Done(answer);
+        loop {
+            let lane = tokio::select! {
+                biased;
+                answer = &mut ticket.answer => return Turn::Done(answer.unwrap_or_else(|_| Err(unanswered()))),
+                lane = self.lanes.acquire() => lane,
+            };
+            // Answered while the lane was being taken.
+            if let Ok(answer) = ticket.answer.try_recv() {
+                return Turn::Done(answer);
+            }
+            let Ok(lane) = lane else { return Turn::Done(Err(unanswered())) };
+            // Heard from here on: a batch that ends after the queue was looked at.
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let (waiting, keys) = self.take();
+            if !waiting.is_empty() {
+                return Turn::Lead(Batch { group: self, waiting, keys, _lane: lane });
+            }
+            // Every job queued waits for a request another lane is writing (this caller's
+            // among them, or its job is in that lane's batch).
+            drop(lane);
+            tokio::select! {
+                biased;
+                answer = &mut ticket.answer => return Turn::Done(answer.unwrap_or_else(|_| Err(unanswered()))),
+                () = ended => {}
+            }
         }
-        // With the one lane held, an unanswered job is still in the queue: the batch taken
-        // holds it, or it waits for the next.
-        let mut keys = HashSet::new();
-        let mut taken = Vec::new();
+    }
+
+    /// Up to [`MOST`] queued jobs, in order, none writing what another of them or a batch
+    /// under way writes; and the keys they write, now marked as being written.
+    fn take(&self) -> (Vec<Option<Waiting>>, Vec<String>) {
         let mut queue = self.lock();
+        let Queue { waiting, writing, .. } = &mut *queue;
+        let mut keys = Vec::new();
+        let mut taken = Vec::new();
         let mut kept = VecDeque::new();
-        while let Some(w) = queue.waiting.pop_front() {
-            if taken.len() < MOST && w.job.keys().all(|k| !keys.contains(k)) {
-                keys.extend(w.job.keys().map(str::to_owned));
+        while let Some(w) = waiting.pop_front() {
+            if taken.len() < MOST && w.job.keys().all(|k| !writing.contains(k)) {
+                for k in w.job.keys() {
+                    writing.insert(k.to_owned());
+                    keys.push(k.to_owned());
+                }
                 taken.push(Some(w));
             } else {
                 kept.push_back(w);
             }
         }
-        queue.waiting = kept;
-        drop(queue);
-        Turn::Lead(Batch { group: self, waiting: taken, _lane: lane })
+        *waiting = kept;
+        (taken, keys)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -201,11 +239,13 @@ impl Group {
     }
 }
 
-/// Jobs taken from the queue, with the write lane.
+/// Jobs taken from the queue, with a write lane.
 pub(crate) struct Batch<'a> {
     group: &'a Group,
     waiting: Vec<Option<Waiting>>,
-    _lane: tokio::sync::MutexGuard<'a, ()>,
+    /// What the jobs write.
+    keys: Vec<String>,
+    _lane: tokio::sync::SemaphorePermit<'a>,
 }
 
 impl Drop for Ticket<'_> {
@@ -239,18 +279,20 @@ impl Batch<'_> {
 }
 
 impl Drop for Batch<'_> {
-    /// Jobs not answered go back to the front of the queue, in their order; those whose
-    /// callers have gone go nowhere.
+    /// Jobs not answered go back to the front of the queue, in their order (those whose
+    /// callers have gone go nowhere), and what the batch wrote is free for another.
     fn drop(&mut self) {
         let left: Vec<Waiting> =
             self.waiting.iter_mut().filter_map(Option::take).filter(|w| !w.answer.is_closed()).collect();
-        if left.is_empty() {
-            return;
-        }
         let mut queue = self.group.lock();
+        for k in &self.keys {
+            queue.writing.remove(k);
+        }
         for w in left.into_iter().rev() {
             queue.waiting.push_front(w);
         }
+        drop(queue);
+        self.group.ended.notify_waiters();
     }
 }
 
@@ -292,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_lane_holder_takes_every_job_queued_and_answers_each() {
-        let group = Group::default();
+        let group = Group::new(1);
         let mut a = group.enqueue(job("a"));
         let mut b = group.enqueue(job("b"));
         let Turn::Lead(mut batch) = group.turn(&mut a).await else { panic!("a leads") };
@@ -306,7 +348,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_writing_the_same_request_go_in_different_transactions() {
-        let group = Group::default();
+        let group = Group::new(1);
         let mut a = group.enqueue(job("a"));
         let mut again = group.enqueue(job("a"));
         let _c = group.enqueue(job("c"));
@@ -321,7 +363,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_holder_that_gives_up_leaves_its_unanswered_jobs_to_the_next() {
-        let group = Group::default();
+        let group = Group::new(1);
         let mut a = group.enqueue(job("a"));
         let mut b = group.enqueue(job("b"));
         let Turn::Lead(mut batch) = group.turn(&mut a).await else { panic!("a leads") };
@@ -333,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_gives_up_before_its_job_is_taken_takes_it_back() {
-        let group = Group::default();
+        let group = Group::new(1);
         let mut a = group.enqueue(job("a"));
         let gone = group.enqueue(job("gone"));
         let mut c = group.enqueue(job("c"));
@@ -355,8 +397,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_second_lane_writes_other_requests_meanwhile_and_never_the_same() {
+        let group = Group::new(2);
+        let mut a = group.enqueue(job("a"));
+        let Turn::Lead(mut first) = group.turn(&mut a).await else { panic!("a leads") };
+        let mut b = group.enqueue(job("b"));
+        let Turn::Lead(mut second) = group.turn(&mut b).await else { panic!("b takes the second lane") };
+        assert_eq!((ids(&first), ids(&second)), (vec!["a".to_owned()], vec!["b".to_owned()]));
+        second.answer(0, Ok(()));
+        drop(second);
+
+        // A second write of a waits for the first, though a lane is free.
+        let mut again = group.enqueue(job("a"));
+        let waiter = group.turn(&mut again);
+        tokio::pin!(waiter);
+        let early = tokio::time::timeout(std::time::Duration::from_millis(20), &mut waiter).await;
+        assert!(early.is_err(), "a is being written");
+        first.answer(0, Ok(()));
+        drop(first);
+        let Turn::Lead(batch) = waiter.await else { panic!("the second write of a leads once the first ended") };
+        assert_eq!(ids(&batch), ["a"]);
+    }
+
+    #[tokio::test]
     async fn a_waiting_caller_is_answered_without_the_lane() {
-        let group = Group::default();
+        let group = Group::new(1);
         let mut a = group.enqueue(job("a"));
         let mut b = group.enqueue(job("b"));
         let Turn::Lead(mut batch) = group.turn(&mut a).await else { panic!("a leads") };

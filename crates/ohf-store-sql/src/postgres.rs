@@ -52,8 +52,16 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         migrate(&MIGRATOR, &pool).await?;
-        Ok(Self { pool, decoded: Default::default(), group: Default::default() })
+        Ok(Self {
+            pool,
+            decoded: Default::default(),
+            group: std::sync::Arc::new(crate::group::Group::new(Self::WRITE_LANES)),
+        })
     }
+
+    /// Write transactions under way at once from this store (each takes every save waiting):
+    /// more than one, as a commit waits for the server's flush, which serves several at once.
+    const WRITE_LANES: usize = 4;
 
     /// Every read is a trip to the server: the pool answers it.
     fn read_here(&self, _: &[ohf_domain::RequestId]) -> Option<Vec<crate::codec::Read>> {

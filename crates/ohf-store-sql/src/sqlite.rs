@@ -74,7 +74,12 @@ impl SqliteStore {
             Some(file) if connections > 1 => crate::readers::Readers::of(file, connections as usize),
             _ => crate::readers::Readers::none(),
         };
-        Ok(Self { pool, decoded: Default::default(), group: Default::default(), readers: std::sync::Arc::new(readers) })
+        Ok(Self {
+            pool,
+            decoded: Default::default(),
+            group: std::sync::Arc::new(crate::group::Group::new(1)),
+            readers: std::sync::Arc::new(readers),
+        })
     }
 
     /// Requests by id, read on the caller's thread; `None` hands the read to the pool.
