@@ -33,6 +33,22 @@ pub struct Decoded(std::sync::Mutex<std::collections::HashMap<String, (i64, Opti
 impl Decoded {
     const MAX: usize = 8192;
 
+    /// The version of `id` kept decoded, if any: a read may leave the body out at it.
+    pub fn kept(&self, id: &str) -> Option<i64> {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            Some((v, Some(_))) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The request `id` kept decoded at `version`.
+    pub fn kept_at(&self, id: &str, version: i64) -> Option<Request> {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            Some((v, Some(r))) if *v == version => Some(r.clone()),
+            _ => None,
+        }
+    }
+
     /// The request `id` at `version`; `body` is read only when it is not kept.
     pub fn get<'b>(
         &self,

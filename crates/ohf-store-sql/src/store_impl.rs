@@ -217,6 +217,45 @@ macro_rules! sql_request_store {
                     .map_err(|e| (id.to_owned(), e))
             }
 
+            /// Requests by id through the pool. A row at the version this process keeps decoded
+            /// comes without its body: the server neither reads nor sends it.
+            async fn by_ids(&self, ids: &[ohf_domain::RequestId]) -> Result<Vec<$crate::codec::Read>, ohf_app::StoreError> {
+                use $crate::codec::store_error;
+                use sqlx::Row;
+                let mut seen = std::collections::HashSet::new();
+                let ids: Vec<&str> = ids.iter().map(ohf_domain::RequestId::as_str).filter(|id| seen.insert(*id)).collect();
+                let mut out = Vec::with_capacity(ids.len());
+                // Left out, and dropped from the cache since: read again whole.
+                let mut again: Vec<String> = Vec::new();
+                for chunk in ids.chunks($crate::store_impl::rows_of(2)) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("WITH k (k_id, k_version) AS (");
+                    q.push_values(chunk, |mut b, id| {
+                        b.push_bind(*id).push_bind(self.decoded.kept(id).unwrap_or(-1));
+                    });
+                    q.push(") SELECT id, version, CASE WHEN version = k_version THEN NULL ELSE body END AS body FROM k JOIN requests ON id = k_id");
+                    for row in q.build().fetch_all(&self.pool).await.map_err(store_error)? {
+                        let left_out = match (row.try_get::<Option<&str>, _>("body"), row.try_get::<&str, _>("id"), row.try_get::<i64, _>("version")) {
+                            (Ok(None), Ok(id), Ok(version)) => Some((id, version)),
+                            _ => None,
+                        };
+                        match left_out {
+                            Some((id, version)) => match self.decoded.kept_at(id, version) {
+                                Some(r) => out.push(Ok(r)),
+                                None => again.push(id.to_owned()),
+                            },
+                            None => out.push(self.decode(&row)),
+                        }
+                    }
+                }
+                for chunk in again.chunks($crate::store_impl::CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
+                    $crate::store_impl::push_list!(q, chunk.iter().map(String::as_str));
+                    let rows = q.build().fetch_all(&self.pool).await.map_err(store_error)?;
+                    out.extend(rows.iter().map(|row| self.decode(row)));
+                }
+                Ok(out)
+            }
+
             /// `fetch` for a list of ids, in chunks that stay far inside every database's limit
             /// on bound values; `select` writes the query for one chunk.
             async fn fetch_chunked<'a, T, F>(&self, items: &'a [T], select: F) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError>
@@ -292,22 +331,14 @@ macro_rules! sql_request_store {
                 if let Some(mut found) = self.read_here(std::slice::from_ref(id)) {
                     return found.pop().transpose().map_err(|(_, e)| e);
                 }
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id = ");
-                q.push_bind(id.as_str());
-                let row = q.build().fetch_optional(&self.pool).await.map_err($crate::codec::store_error)?;
-                row.map(|row| self.decode(&row)).transpose().map_err(|(_, e)| e)
+                self.by_ids(std::slice::from_ref(id)).await?.pop().transpose().map_err(|(_, e)| e)
             }
 
             async fn get_many(&self, ids: &[ohf_domain::RequestId]) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
                 if let Some(found) = self.read_here(ids) {
                     return Ok(found.into_iter().filter_map($crate::codec::readable).collect());
                 }
-                self.fetch_chunked(ids, |chunk| {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
-                    $crate::store_impl::push_list!(q, chunk.iter().map(ohf_domain::RequestId::as_str));
-                    q
-                })
-                .await
+                Ok(self.by_ids(ids).await?.into_iter().filter_map($crate::codec::readable).collect())
             }
 
             async fn list(&self, filter: &ohf_app::RequestFilter) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {

@@ -90,3 +90,42 @@ mod postgres {
         }
     });
 }
+
+/// `a` and `b` are two handles on one database: `a` keeps what it reads again and again,
+/// and still sees at once what `b` writes.
+async fn a_request_read_again_is_kept_until_another_handle_writes_it(a: &dyn Requests, b: &dyn Requests) {
+    use ohf_domain::testing::{T0, provision_spec};
+    let mut r = ohf_domain::Request::provision(provision_spec("req-kept", 2), T0);
+    a.save(&[&r], None).await.unwrap();
+    r.mark_committed(1);
+    for _ in 0..3 {
+        assert_eq!(a.get(r.id()).await.unwrap().as_ref(), Some(&r));
+        assert_eq!(a.get_many(&[r.id().clone(), r.id().clone()]).await.unwrap(), [r.clone()], "one answer per id");
+    }
+    let mut changed = b.get(r.id()).await.unwrap().unwrap();
+    changed.cancel(T0.plus_secs(5)).unwrap();
+    b.save(&[&changed], None).await.unwrap();
+    changed.mark_committed(2);
+    assert_eq!(a.get(r.id()).await.unwrap().as_ref(), Some(&changed), "the other handle's write is seen");
+    assert_eq!(a.get_many(std::slice::from_ref(r.id())).await.unwrap(), [changed]);
+}
+
+#[tokio::test]
+async fn sqlite_a_request_read_again_is_kept_until_another_handle_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // One connection each: every read goes through the pool.
+    let url = format!("sqlite:{}", dir.path().join("kept.db").display());
+    let a = SqliteStore::open_url_with(&url, 1).await.unwrap();
+    let b = SqliteStore::open_url_with(&url, 1).await.unwrap();
+    a_request_read_again_is_kept_until_another_handle_writes_it(&a, &b).await;
+}
+
+#[tokio::test]
+async fn postgres_a_request_read_again_is_kept_until_another_handle_writes_it() {
+    let schemas = Schemas(std::sync::Mutex::new(Vec::new()));
+    let schema = format!("ohf_test_{}", uuid::Uuid::new_v4().simple());
+    schemas.0.lock().unwrap().push(schema.clone());
+    let a = ohf_store_sql::PostgresStore::open(&postgres_url(), Some(&schema), 2).await.unwrap();
+    let b = ohf_store_sql::PostgresStore::open(&postgres_url(), Some(&schema), 2).await.unwrap();
+    a_request_read_again_is_kept_until_another_handle_writes_it(&a, &b).await;
+}
