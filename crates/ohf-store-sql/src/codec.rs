@@ -144,10 +144,6 @@ where
 mod tests {
     use super::*;
 
-    fn kept(d: &Decoded, id: &str) -> Option<i64> {
-        d.0.lock().unwrap().get(id).and_then(|(v, r)| r.as_ref().map(|_| *v))
-    }
-
     #[test]
     fn a_request_is_kept_from_its_second_read_at_one_version() {
         let request =
@@ -156,14 +152,14 @@ mod tests {
         let d = Decoded::default();
         let read = || -> Result<&str, StoreError> { Ok(body.as_str()) };
         assert_eq!(d.get("req-1", 1, read).unwrap().id().as_str(), "req-1");
-        assert_eq!(kept(&d, "req-1"), None, "a first read copies nothing");
+        assert_eq!(d.kept("req-1"), None, "a first read copies nothing");
         d.get("req-1", 1, read).unwrap();
-        assert_eq!(kept(&d, "req-1"), Some(1));
+        assert_eq!(d.kept("req-1"), Some(1));
         // The kept copy answers without the body being read.
         let unread = || -> Result<&str, StoreError> { panic!("the body of a kept version is not read") };
         assert_eq!(d.get("req-1", 1, unread).unwrap().version(), 1);
         d.get("req-1", 2, read).unwrap();
-        assert_eq!(kept(&d, "req-1"), None, "a new version is a first read again");
+        assert_eq!(d.kept("req-1"), None, "a new version is a first read again");
         assert!(d.get("req-1", 3, || Ok("{")).is_err());
     }
 }
