@@ -14,6 +14,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The connection write transactions take: one, so its page cache stays warm (a connection
+    /// drops its cache whenever another one has written) and this process's writers queue here
+    /// rather than in SQLite's busy wait. The pool itself when there is only one connection.
+    writer: SqlitePool,
     decoded: std::sync::Arc<crate::codec::Decoded>,
     /// Saves of concurrent callers, written together.
     group: std::sync::Arc<crate::group::Group>,
@@ -70,12 +74,21 @@ impl SqliteStore {
             }
         };
         migrate(&MIGRATOR, &pool).await?;
-        let readers = match file {
-            Some(file) if connections > 1 => crate::readers::Readers::of(file, connections as usize),
-            _ => crate::readers::Readers::none(),
+        let (readers, writer) = match file {
+            Some(file) if connections > 1 => {
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .test_before_acquire(false)
+                    .connect_with(options)
+                    .await
+                    .map_err(store_error)?;
+                (crate::readers::Readers::of(file, connections as usize), writer)
+            }
+            _ => (crate::readers::Readers::none(), pool.clone()),
         };
         Ok(Self {
             pool,
+            writer,
             decoded: Default::default(),
             group: std::sync::Arc::new(crate::group::Group::new(1)),
             readers: std::sync::Arc::new(readers),
@@ -95,7 +108,7 @@ impl SqliteStore {
     /// A write transaction that takes the write lock at once, so a busy database is waited
     /// for (busy timeout) instead of failing when a read would upgrade to a write.
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)
     }
 }
 
