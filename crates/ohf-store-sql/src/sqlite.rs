@@ -42,7 +42,8 @@ impl SqliteStore {
     /// Opens a `sqlite:` URL with at most `connections` connections (at least one). Each
     /// connection costs a thread and a read of the schema when it opens: a process whose
     /// statements run one after another does best with one. With more than one, requests are
-    /// also read by id on the caller's thread, through up to `connections` readers of their own.
+    /// also read by id on the caller's thread, through up to `connections` readers of their own,
+    /// and write transactions take one more connection, kept for them.
     pub async fn open_url_with(url: &str, connections: u32) -> Result<Self, StoreError> {
         let options =
             SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
