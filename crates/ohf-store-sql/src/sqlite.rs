@@ -198,6 +198,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn lists_of_unfinished_requests_go_through_an_index_of_active_requests() {
+        use sqlx::Row;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        // What `list` asks for the returns still waiting: never a scan of every request stored.
+        let plan = sqlx::query(
+            "EXPLAIN QUERY PLAN SELECT id, body, version FROM requests WHERE 1 = 1 AND state <> 'rejected' \
+             AND kind = 'return' AND needs_work = 1 ORDER BY created_at DESC, id DESC",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        let steps: Vec<String> = plan.iter().map(|row| row.get("detail")).collect();
+        assert!(steps.iter().all(|s| !s.starts_with("SCAN requests")), "{steps:?}");
+    }
+
+    #[tokio::test]
     async fn a_daemons_store_reads_by_id_on_the_callers_thread() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
