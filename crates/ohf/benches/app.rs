@@ -15,6 +15,10 @@ use ohf_app::{App, AppSettings, CloudProvider, EventBus, RequestMachines, Reques
 use ohf_domain::{MachineStatus, ProviderName, RequestId, Template, Timestamp};
 use ohf_store_sql::{PostgresStore, SqliteStore};
 
+/// The allocator of the `ohf` binary (its `main.rs`): these figures stand for its daemon.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn app(store: Arc<dyn RequestStore>, start: bool) -> App {
     app_with(store, start, 1)
 }
