@@ -449,9 +449,12 @@ fn bench(extra: &[String]) -> anyhow::Result<()> {
     let outcome = (|| {
         // Placement: one routing request against 10,000 bookings, and creations through the
         // engine (memory, SQLite, Postgres).
+        // Built beside `ohf`: the same packages resolve the same features as the app bench and
+        // the release binary, so no dependency is compiled a second time for another set.
         for (package, name) in [("ohf-placement", "route"), ("ohf-app", "placement")] {
             let mut cmd = cargo();
-            cmd.env("OHF_TEST_DATABASE_URL", &postgres.url).args(["bench", "-p", package, "--bench", name]);
+            cmd.env("OHF_TEST_DATABASE_URL", &postgres.url)
+                .args(["bench", "-p", "ohf", "-p", package, "--bench", name]);
             run(cmd)?;
         }
         // Application-layer throughput and memory, on SQLite and Postgres.
