@@ -175,9 +175,23 @@ impl Machine {
         Self { failure: None, terminating: false, returned_by: None, ..self.clone() }
     }
 
+    /// Whether taking in `o` would change it: its status, any field the cloud reports (a field
+    /// it leaves out keeps what was known), its tags when it reports any. Copies nothing: a
+    /// reconcile asks this of every machine it sees, and most have not changed.
+    pub(crate) fn differs_from(&self, o: &MachineObservation) -> bool {
+        macro_rules! differs {
+            ($($field:ident),*) => { false $( || (o.$field.is_some() && o.$field != self.$field) )* };
+        }
+        self.status != o.status
+            || differs!(name, private_ip, public_ip, instance_type, price_type, zone, launch_time, cloud_host_id)
+            || (!o.tags.is_empty() && o.tags != self.tags)
+    }
+
     /// Takes in what the cloud reports; true when anything changed.
     pub(crate) fn absorb(&mut self, o: &MachineObservation) -> bool {
-        let before = self.clone();
+        if !self.differs_from(o) {
+            return false;
+        }
         self.status = o.status;
         macro_rules! keep_known {
             ($($field:ident),*) => { $( if o.$field.is_some() { self.$field = o.$field.clone(); } )* };
@@ -186,7 +200,7 @@ impl Machine {
         if !o.tags.is_empty() {
             self.tags = o.tags.clone();
         }
-        *self != before
+        true
     }
 
     pub(crate) fn set_status(&mut self, status: MachineStatus) {
@@ -287,5 +301,62 @@ impl Machine {
     /// ohf asked for it to go and the cloud has not yet begun.
     pub fn awaits_termination(&self) -> bool {
         self.terminating && !self.status.is_going()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testing::observed;
+
+    /// An observation of `i-1` where each field is left out, the same as `seen`'s, or another.
+    fn report() -> impl Strategy<Value = MachineObservation> {
+        let text = || proptest::option::of(prop_oneof![Just("a".to_owned()), Just("b".to_owned())]);
+        let status = prop_oneof![Just(MachineStatus::Pending), Just(MachineStatus::Running)];
+        let tags =
+            proptest::collection::btree_map(prop_oneof![Just("k".to_owned()), Just("Name".to_owned())], "[ab]", 0..3);
+        let price = proptest::option::of(prop_oneof![Just(PriceType::Ondemand), Just(PriceType::Spot)]);
+        let when = proptest::option::of((0i64..2).prop_map(Timestamp::from_unix_millis));
+        ((status, text(), text(), text(), text()), (price, text(), when, tags, text())).prop_map(
+            |((status, name, private_ip, public_ip, instance_type), (price_type, zone, launch_time, tags, host))| {
+                MachineObservation {
+                    status,
+                    name,
+                    private_ip,
+                    public_ip,
+                    instance_type,
+                    price_type,
+                    zone,
+                    launch_time,
+                    tags,
+                    cloud_host_id: host,
+                    ..observed("i-1", "req-1", MachineStatus::Pending)
+                }
+            },
+        )
+    }
+
+    proptest! {
+        /// Whether a report changes a machine is answered without taking it in, and agrees with
+        /// taking it in: a field left out keeps what was known, tags change only when reported.
+        #[test]
+        fn a_report_changes_a_machine_exactly_when_it_is_said_to(first in report(), next in report()) {
+            let machine = Machine::from_observation(&first);
+            let mut taken = machine.clone();
+            taken.status = next.status;
+            macro_rules! keep_known {
+                ($($field:ident),*) => { $( if let Some(v) = &next.$field { taken.$field = Some(v.clone()); } )* };
+            }
+            keep_known!(name, private_ip, public_ip, instance_type, price_type, zone, launch_time, cloud_host_id);
+            if !next.tags.is_empty() {
+                taken.tags = next.tags.clone();
+            }
+            prop_assert_eq!(machine.differs_from(&next), taken != machine);
+            let mut absorbed = machine.clone();
+            prop_assert_eq!(absorbed.absorb(&next), taken != machine);
+            prop_assert_eq!(absorbed, taken);
+        }
     }
 }

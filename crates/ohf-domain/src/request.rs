@@ -962,7 +962,7 @@ impl Request {
             .collect();
         for o in &mine {
             match self.machines.iter().find(|m| m.id() == &o.id) {
-                Some(m) if m.clone().absorb(o) => {
+                Some(m) if m.differs_from(o) => {
                     self.record(now, RequestEvent::MachineChanged { machine: (*o).clone() });
                 }
                 Some(_) => {}
@@ -1146,7 +1146,7 @@ impl Request {
         machines: Vec<MachineObservation>,
         now: Timestamp,
     ) {
-        let known = |o: &MachineObservation| self.machines.iter().any(|m| m.id() == &o.id && !m.clone().absorb(o));
+        let known = |o: &MachineObservation| self.machines.iter().any(|m| m.id() == &o.id && !m.differs_from(o));
         if self.launch.filling.as_ref() == Some(&resource) && machines.iter().all(known) {
             return;
         }
