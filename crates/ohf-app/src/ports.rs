@@ -182,7 +182,8 @@ pub trait Requests: Send + Sync + 'static {
     async fn get_many(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError>;
     /// Newest first.
     async fn list(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError>;
-    /// The requests the reconcile step still has work for: all of them, or those among `ids`.
+    /// The requests the reconcile step still has work for: all of them, or those among `ids`
+    /// (a poll's step, which reads the same requests again for its answer).
     async fn needing_work(&self, ids: Option<&[RequestId]>) -> Result<Vec<Request>, StoreError>;
     /// Provision requests holding a machine with one of these ids or host names.
     async fn find_holders(&self, ids: &[MachineId], names: &[String]) -> Result<Vec<Request>, StoreError>;

@@ -22,29 +22,68 @@ pub fn decode_request(body: &str, version: i64) -> Result<Request, StoreError> {
     Ok(r)
 }
 
+/// When a read keeps a copy of what it decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// From the second read of a request at one version on.
+    Repeated,
+    /// At once, lent to the next read of the same version: a poll reads what needs work,
+    /// advances it, then reads the same requests for its answer.
+    ForNextRead,
+}
+
+/// What is kept of one request, at one version.
+enum Slot {
+    /// Read once, nothing kept.
+    Seen,
+    /// A copy for every read of this version.
+    Kept(Request),
+    /// A copy handed over whole to the next read of this version.
+    Lent(Request),
+}
+
 /// Requests decoded before, by id with their version. A stored version of a request never
 /// changes (every write makes a new one), so a hit is exact in every process; reads skip the
 /// JSON decode of requests that did not change since. A request is kept from its second read
-/// at one version on: a process that reads each request once (a Host Factory call) copies
-/// nothing, one that reads them again and again (a daemon, a watch) decodes each version twice.
+/// at one version on ([`Keep::Repeated`]): a process that reads each request once (a Host
+/// Factory call) copies nothing, one that reads them again and again (a daemon, a watch)
+/// decodes each version twice. A read that knows another follows keeps at once
+/// ([`Keep::ForNextRead`]).
 #[derive(Default)]
-pub struct Decoded(std::sync::Mutex<std::collections::HashMap<String, (i64, Option<Request>)>>);
+pub struct Decoded(std::sync::Mutex<std::collections::HashMap<String, (i64, Slot)>>);
 
 impl Decoded {
     const MAX: usize = 8192;
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (i64, Slot)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The version of `id` kept decoded, if any: a read may leave the body out at it.
     pub fn kept(&self, id: &str) -> Option<i64> {
-        match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            Some((v, Some(_))) => Some(*v),
+        match self.lock().get(id) {
+            Some((v, Slot::Kept(_) | Slot::Lent(_))) => Some(*v),
             _ => None,
         }
     }
 
     /// The request `id` kept decoded at `version`.
     pub fn kept_at(&self, id: &str, version: i64) -> Option<Request> {
-        match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            Some((v, Some(r))) if *v == version => Some(r.clone()),
+        Self::take(self.lock().get_mut(id), version)
+    }
+
+    /// The copy in `entry` at `version`: cloned when kept, handed over when lent.
+    fn take(entry: Option<&mut (i64, Slot)>, version: i64) -> Option<Request> {
+        match entry {
+            Some((v, slot)) if *v == version => match std::mem::replace(slot, Slot::Seen) {
+                Slot::Kept(r) => {
+                    let copy = r.clone();
+                    *slot = Slot::Kept(r);
+                    Some(copy)
+                }
+                Slot::Lent(r) => Some(r),
+                Slot::Seen => None,
+            },
             _ => None,
         }
     }
@@ -54,19 +93,25 @@ impl Decoded {
         &self,
         id: &str,
         version: i64,
+        keep: Keep,
         body: impl FnOnce() -> Result<&'b str, StoreError>,
     ) -> Result<Request, StoreError> {
-        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = match cache.get(id) {
-            Some((v, Some(r))) if *v == version => return Ok(r.clone()),
-            Some((v, None)) => *v == version,
-            _ => false,
-        };
+        let mut cache = self.lock();
+        let entry = cache.get_mut(id);
+        let seen = matches!(&entry, Some((v, _)) if *v == version);
+        if let Some(r) = Self::take(entry, version) {
+            return Ok(r);
+        }
         let r = decode_request(body()?, version)?;
         if cache.len() >= Self::MAX {
             cache.clear();
         }
-        cache.insert(id.to_owned(), (version, seen.then(|| r.clone())));
+        let slot = match keep {
+            Keep::ForNextRead => Slot::Lent(r.clone()),
+            Keep::Repeated if seen => Slot::Kept(r.clone()),
+            Keep::Repeated => Slot::Seen,
+        };
+        cache.insert(id.to_owned(), (version, slot));
         Ok(r)
     }
 }
@@ -151,16 +196,40 @@ mod tests {
         let body = encode_request(&request).unwrap();
         let d = Decoded::default();
         let read = || -> Result<&str, StoreError> { Ok(body.as_str()) };
-        assert_eq!(d.get("req-1", 1, read).unwrap().id().as_str(), "req-1");
+        assert_eq!(d.get("req-1", 1, Keep::Repeated, read).unwrap().id().as_str(), "req-1");
         assert_eq!(d.kept("req-1"), None, "a first read copies nothing");
-        d.get("req-1", 1, read).unwrap();
+        d.get("req-1", 1, Keep::Repeated, read).unwrap();
         assert_eq!(d.kept("req-1"), Some(1));
         // The kept copy answers without the body being read.
         let unread = || -> Result<&str, StoreError> { panic!("the body of a kept version is not read") };
-        assert_eq!(d.get("req-1", 1, unread).unwrap().version(), 1);
-        d.get("req-1", 2, read).unwrap();
+        assert_eq!(d.get("req-1", 1, Keep::Repeated, unread).unwrap().version(), 1);
+        assert_eq!(d.kept_at("req-1", 1).unwrap().version(), 1);
+        assert_eq!(d.kept("req-1"), Some(1), "a kept copy stays for the reads after");
+        d.get("req-1", 2, Keep::Repeated, read).unwrap();
         assert_eq!(d.kept("req-1"), None, "a new version is a first read again");
-        assert!(d.get("req-1", 3, || Ok("{")).is_err());
+        assert!(d.get("req-1", 3, Keep::Repeated, || Ok("{")).is_err());
+    }
+
+    #[test]
+    fn a_read_that_knows_another_follows_lends_its_copy_to_it() {
+        let request =
+            ohf_domain::Request::provision(ohf_domain::testing::provision_spec("req-1", 2), ohf_domain::testing::T0);
+        let body = encode_request(&request).unwrap();
+        let d = Decoded::default();
+        let read = || -> Result<&str, StoreError> { Ok(body.as_str()) };
+        let unread = || -> Result<&str, StoreError> { panic!("the body of a lent version is not read") };
+        d.get("req-1", 1, Keep::ForNextRead, read).unwrap();
+        assert_eq!(d.kept("req-1"), Some(1), "kept from the first read");
+        assert_eq!(d.get("req-1", 1, Keep::Repeated, unread).unwrap().id().as_str(), "req-1");
+        assert_eq!(d.kept("req-1"), None, "the copy was handed over, not copied again");
+        // A third read at the same version is its second read as a repeated one: kept from then.
+        d.get("req-1", 1, Keep::Repeated, read).unwrap();
+        assert_eq!(d.kept("req-1"), Some(1));
+        // A lent copy of a version no read asks for again is replaced by the next version.
+        d.get("req-1", 2, Keep::ForNextRead, read).unwrap();
+        assert!(d.kept_at("req-1", 1).is_none());
+        assert_eq!(d.kept_at("req-1", 2).unwrap().version(), 2);
+        assert!(d.kept_at("req-1", 2).is_none(), "a lent copy is handed over once");
     }
 }
 
@@ -180,7 +249,7 @@ mod properties {
             let _ = decode_event(&id, seq, at, &body);
             let shaped = format!("{{\"id\": \"req-row\", \"kind\": \"provision\", \"state\": {body:?}}}");
             let _ = decode_request(&shaped, version);
-            let _ = Decoded::default().get("req-row", version, || Ok(body.as_str()));
+            let _ = Decoded::default().get("req-row", version, Keep::ForNextRead, || Ok(body.as_str()));
         }
     }
 }

@@ -12,7 +12,7 @@ use ohf_app::StoreError;
 use ohf_domain::RequestId;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::codec::{Decoded, Read};
+use crate::codec::{Decoded, Keep, Read};
 
 /// One statement for any number of ids: they come as one JSON array, so one prepared
 /// statement serves every call. A join, not `IN (SELECT …)`, which would build a temporary
@@ -113,7 +113,7 @@ fn read(conn: &Connection, ids: &str, decoded: &Decoded) -> rusqlite::Result<Vec
         let read = row
             .get::<_, i64>(1)
             .map_err(|e| StoreError::Corrupt(format!("request version: {e}")))
-            .and_then(|version| decoded.get(id, version, || text(row, 2)));
+            .and_then(|version| decoded.get(id, version, Keep::Repeated, || text(row, 2)));
         found.push(read.map_err(|e| (id.to_owned(), e)));
     }
     Ok(found)

@@ -200,19 +200,19 @@ macro_rules! sql_request_store {
 
             /// The requests a query selects. A row this version cannot decode (a poison row) is
             /// logged and passed over: it never stops the others.
-            async fn fetch(&self, mut query: sqlx::QueryBuilder<'_, $db>) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
+            async fn fetch(&self, mut query: sqlx::QueryBuilder<'_, $db>, keep: $crate::codec::Keep) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
                 let rows = query.build().fetch_all(&self.pool).await.map_err($crate::codec::store_error)?;
-                Ok(rows.iter().map(|row| self.decode(row)).filter_map($crate::codec::readable).collect())
+                Ok(rows.iter().map(|row| self.decode(row, keep)).filter_map($crate::codec::readable).collect())
             }
 
             /// The request of a row `SELECT id, body, version` selected, or its id and why not.
-            fn decode(&self, row: &<$db as sqlx::Database>::Row) -> $crate::codec::Read {
+            fn decode(&self, row: &<$db as sqlx::Database>::Row, keep: $crate::codec::Keep) -> $crate::codec::Read {
                 use sqlx::Row;
                 let id: &str = row.try_get("id").map_err(|e| (String::new(), $crate::codec::store_error(e)))?;
                 row.try_get("version")
                     .map_err($crate::codec::store_error)
                     .and_then(|version| {
-                        self.decoded.get(id, version, || row.try_get("body").map_err($crate::codec::store_error))
+                        self.decoded.get(id, version, keep, || row.try_get("body").map_err($crate::codec::store_error))
                     })
                     .map_err(|e| (id.to_owned(), e))
             }
@@ -243,7 +243,7 @@ macro_rules! sql_request_store {
                                 Some(r) => out.push(Ok(r)),
                                 None => again.push(id.to_owned()),
                             },
-                            None => out.push(self.decode(&row)),
+                            None => out.push(self.decode(&row, $crate::codec::Keep::Repeated)),
                         }
                     }
                 }
@@ -251,21 +251,21 @@ macro_rules! sql_request_store {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, body, version FROM requests WHERE id IN ");
                     $crate::store_impl::push_list!(q, chunk.iter().map(String::as_str));
                     let rows = q.build().fetch_all(&self.pool).await.map_err(store_error)?;
-                    out.extend(rows.iter().map(|row| self.decode(row)));
+                    out.extend(rows.iter().map(|row| self.decode(row, $crate::codec::Keep::Repeated)));
                 }
                 Ok(out)
             }
 
             /// `fetch` for a list of ids, in chunks that stay far inside every database's limit
             /// on bound values; `select` writes the query for one chunk.
-            async fn fetch_chunked<'a, T, F>(&self, items: &'a [T], select: F) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError>
+            async fn fetch_chunked<'a, T, F>(&self, items: &'a [T], keep: $crate::codec::Keep, select: F) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError>
             where
                 F: Fn(&'a [T]) -> sqlx::QueryBuilder<'a, $db>,
             {
                 let mut seen = std::collections::HashSet::new();
                 let mut out = Vec::new();
                 for chunk in items.chunks($crate::store_impl::CHUNK) {
-                    for r in self.fetch(select(chunk)).await? {
+                    for r in self.fetch(select(chunk), keep).await? {
                         if seen.insert(r.id().clone()) {
                             out.push(r);
                         }
@@ -371,7 +371,7 @@ macro_rules! sql_request_store {
                 if let Some(limit) = filter.limit {
                     q.push(" LIMIT ").push_bind(i64::from(limit));
                 }
-                self.fetch(q).await
+                self.fetch(q, $crate::codec::Keep::Repeated).await
             }
 
             async fn needing_work(
@@ -380,10 +380,12 @@ macro_rules! sql_request_store {
             ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
                 let Some(ids) = ids else {
                     return self
-                        .fetch(sqlx::QueryBuilder::<$db>::new(concat!("SELECT id, body, version FROM requests WHERE ", $active)))
+                        .fetch(sqlx::QueryBuilder::<$db>::new(concat!("SELECT id, body, version FROM requests WHERE ", $active)), $crate::codec::Keep::Repeated)
                         .await;
                 };
-                self.fetch_chunked(ids, |chunk| {
+                // Only a poll asks about some requests: it reads them again for its answer
+                // once they are advanced, and the unchanged ones need not be decoded twice.
+                self.fetch_chunked(ids, $crate::codec::Keep::ForNextRead, |chunk| {
                     let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
                         "SELECT id, body, version FROM requests WHERE ",
                         $active,
@@ -400,7 +402,7 @@ macro_rules! sql_request_store {
                 ids: &[ohf_domain::MachineId],
                 names: &[String],
             ) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                let by_id = self.fetch_chunked(ids, |chunk| {
+                let by_id = self.fetch_chunked(ids, $crate::codec::Keep::Repeated, |chunk| {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT id, body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE machine_id IN ",
                     );
@@ -409,7 +411,7 @@ macro_rules! sql_request_store {
                     q
                 });
                 let mut found = by_id.await?;
-                let by_name = self.fetch_chunked(names, |chunk| {
+                let by_name = self.fetch_chunked(names, $crate::codec::Keep::Repeated, |chunk| {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT id, body, version FROM requests WHERE id IN (SELECT request_id FROM request_machines WHERE name IN ",
                     );
@@ -597,7 +599,7 @@ macro_rules! sql_request_store {
                 let rows = q.build().fetch_all(&mut *tx).await.map_err(store_error)?;
                 // A poison row is claimed (so it does not come back every cycle) but not worked.
                 let mut claimed =
-                    rows.iter().map(|row| self.decode(row)).filter_map($crate::codec::readable).collect::<Vec<_>>();
+                    rows.iter().map(|row| self.decode(row, $crate::codec::Keep::Repeated)).filter_map($crate::codec::readable).collect::<Vec<_>>();
                 tx.commit().await.map_err(store_error)?;
                 // In the order they were chosen: by priority, then the longest waiting.
                 let rank: std::collections::HashMap<&str, usize> =
