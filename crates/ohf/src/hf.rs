@@ -14,7 +14,7 @@ use ohf_server::{Resolved, hostfactory};
 
 /// Writes the one JSON document of the answer to stdout in a single buffered write.
 fn answer(doc: &Answer, ok: bool) -> ExitCode {
-    let mut text = match serde_json::to_vec_pretty(doc) {
+    let mut text = match doc.to_pretty() {
         Ok(text) => text,
         Err(e) => return fail(format!("cannot write the answer: {e}")),
     };
