@@ -496,10 +496,10 @@ mod tests {
             prop_oneof![Just(String::new()), "[a-z0-9.-]{1,12}", "\\PC{0,8}", "[\"\\\\\u{0}-\u{1f}é€😀 a]{0,6}"]
         }
 
-        fn request(
-            n: usize,
-            seen: Vec<(MachineStatus, Option<String>, Option<String>, Vec<(String, String)>)>,
-        ) -> Request {
+        /// A machine as the cloud reports it: its status, name, address and tags of the user's.
+        type Seen = (MachineStatus, Option<String>, Option<String>, Vec<(String, String)>);
+
+        fn request(n: usize, seen: Vec<Seen>) -> Request {
             let id = format!("req-{n}");
             let mut r = Request::provision(provision_spec(&id, seen.len().max(1) as u32), T0);
             let observations: Vec<MachineObservation> = seen
@@ -517,7 +517,7 @@ mod tests {
             r
         }
 
-        fn machine() -> impl Strategy<Value = (MachineStatus, Option<String>, Option<String>, Vec<(String, String)>)> {
+        fn machine() -> impl Strategy<Value = Seen> {
             let status = prop_oneof![
                 Just(MachineStatus::Pending),
                 Just(MachineStatus::Running),
