@@ -64,7 +64,7 @@ impl PostgresStore {
     const WRITE_LANES: usize = 4;
 
     /// Every read is a trip to the server: the pool answers it.
-    fn read_here(&self, _: &[ohf_domain::RequestId]) -> Option<Vec<crate::codec::Read>> {
+    fn read_here(&self, _: &[ohf_domain::RequestId], _: crate::readers::Rows) -> Option<Vec<crate::codec::Read>> {
         None
     }
 

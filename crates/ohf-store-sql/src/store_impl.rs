@@ -46,6 +46,10 @@ macro_rules! sql_request_store {
         bytewise_key = $bytewise_key:literal
     ) => {
         impl $store {
+            /// The condition of the requests with work left, as this engine's partial index names it.
+            #[allow(dead_code)]
+            pub(crate) const ACTIVE: &'static str = $active;
+
             /// The rows of a statement without parameters (the grouped counts).
             async fn rows(&self, sql: &'static str) -> Result<Vec<<$db as sqlx::Database>::Row>, ohf_app::StoreError> {
                 sqlx::QueryBuilder::<$db>::new(sql)
@@ -328,14 +332,14 @@ macro_rules! sql_request_store {
 
             async fn get(&self, id: &ohf_domain::RequestId) -> Result<Option<ohf_domain::Request>, ohf_app::StoreError> {
                 // The one request asked for: unreadable is an answer (Corrupt), not a skip.
-                if let Some(mut found) = self.read_here(std::slice::from_ref(id)) {
+                if let Some(mut found) = self.read_here(std::slice::from_ref(id), $crate::readers::Rows::All) {
                     return found.pop().transpose().map_err(|(_, e)| e);
                 }
                 self.by_ids(std::slice::from_ref(id)).await?.pop().transpose().map_err(|(_, e)| e)
             }
 
             async fn get_many(&self, ids: &[ohf_domain::RequestId]) -> Result<Vec<ohf_domain::Request>, ohf_app::StoreError> {
-                if let Some(found) = self.read_here(ids) {
+                if let Some(found) = self.read_here(ids, $crate::readers::Rows::All) {
                     return Ok(found.into_iter().filter_map($crate::codec::readable).collect());
                 }
                 Ok(self.by_ids(ids).await?.into_iter().filter_map($crate::codec::readable).collect())
@@ -385,6 +389,9 @@ macro_rules! sql_request_store {
                 };
                 // Only a poll asks about some requests: it reads them again for its answer
                 // once they are advanced, and the unchanged ones need not be decoded twice.
+                if let Some(found) = self.read_here(ids, $crate::readers::Rows::Active) {
+                    return Ok(found.into_iter().filter_map($crate::codec::readable).collect());
+                }
                 self.fetch_chunked(ids, $crate::codec::Keep::ForNextRead, |chunk| {
                     let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
                         "SELECT id, body, version FROM requests WHERE ",
