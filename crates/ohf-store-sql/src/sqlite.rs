@@ -267,9 +267,11 @@ mod tests {
         many.push(id.clone());
         let work = store.needing_work(Some(&many)).await.unwrap();
         assert_eq!(work.len(), 1);
-        let held = store.readers.lock();
-        assert_eq!((held.0.len(), held.1), (1, 1), "read by the one reader, kept for the next read");
-        drop(held);
+        let readers = {
+            let held = store.readers.lock();
+            (held.0.len(), held.1)
+        };
+        assert_eq!(readers, (1, 1), "read by the one reader, kept for the next read");
         assert_eq!(store.decoded.kept(id.as_str()), Some(1), "lent to the read of the answer");
         assert_eq!(store.get_many(&many).await.unwrap().len(), 1);
         assert_eq!(store.decoded.kept(id.as_str()), None, "the lent copy was handed over");
