@@ -143,6 +143,12 @@ macro_rules! store_contract_tests {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn claims_take_turns_through_more_work_than_one_batch() {
+            let fresh = $fresh;
+            $crate::contract::claims_take_turns_through_more_work_than_one_batch(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn admission_never_exceeds_a_limit_under_concurrency() {
             let fresh = $fresh;
             $crate::contract::admission_never_exceeds_a_limit_under_concurrency(fresh().await).await;
@@ -601,6 +607,36 @@ pub async fn claims_take_high_priority_first_then_the_longest_waiting(store: Arc
     assert_eq!(order(first), ["urgent", "high", "normal-1"], "high first, the longest waiting first");
     let rest = store.claim("w2", T0.plus_secs(11), 30_000, 10).await.unwrap();
     assert_eq!(order(rest), ["normal-2", "low-1", "low-2"]);
+}
+
+#[doc(hidden)]
+pub async fn claims_take_turns_through_more_work_than_one_batch(store: Arc<dyn RequestStore>) {
+    // Five requests with work left, created a second apart, and a worker that claims two a
+    // cycle: nothing they hold changes, so the oldest would be claimed again every cycle.
+    let mut reqs: Vec<Request> = (0..5)
+        .map(|n| {
+            let at = T0.plus_secs(n);
+            let mut r = Request::provision(provision_spec(&format!("turn-{n}"), 1), at);
+            r.reconcile(&[], &[provider()], at, &policy());
+            r
+        })
+        .collect();
+    let mut batch: Vec<&mut Request> = reqs.iter_mut().collect();
+    commit(&*store, &mut batch).await.unwrap();
+    let ttl = 60_000;
+    let cycle = |at: i64| {
+        let store = store.clone();
+        async move {
+            let claimed = store.claim("w1", T0.plus_secs(at), ttl, 2).await.unwrap();
+            claimed.iter().map(|r| r.id().to_string()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(cycle(10).await, ["turn-0", "turn-1"], "the longest waiting first");
+    assert_eq!(cycle(11).await, ["turn-2", "turn-3"], "then what the worker has not claimed yet");
+    assert_eq!(cycle(12).await, ["turn-4", "turn-0"], "then what it claimed longest ago");
+    let released = RequestId::new("turn-3").unwrap();
+    store.release("w1", std::slice::from_ref(&released), T0.plus_secs(13)).await.unwrap();
+    assert_eq!(cycle(14).await, ["turn-3", "turn-1"], "a released request comes first again");
 }
 
 #[doc(hidden)]

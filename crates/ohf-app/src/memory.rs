@@ -219,18 +219,21 @@ impl WorkClaims for MemoryStore {
     async fn claim(&self, worker: &str, now: Timestamp, ttl_ms: i64, limit: u32) -> Result<Vec<Request>, StoreError> {
         let mut inner = self.lock();
         let until = now.plus_millis(ttl_ms);
-        // High before normal before low; within a priority, the longest-waiting first.
-        let mut candidates: Vec<(i64, Timestamp, RequestId)> = inner
+        // High before normal before low; within a priority, what was claimed longest ago
+        // (never or released: first), then the least recently changed.
+        let mut candidates: Vec<(i64, Option<Timestamp>, Timestamp, RequestId)> = inner
             .entries
             .iter()
             .filter_map(|(id, e)| e.request.as_ref().map(|r| (id, r, e)))
             .filter(|(_, r, e)| r.needs_work() && !e.held_by_other(worker, now))
-            .map(|(id, r, _)| (r.effective_priority().rank(), r.updated_at(), id.clone()))
+            .map(|(id, r, e)| {
+                (r.effective_priority().rank(), e.claim.as_ref().map(|c| c.1), r.updated_at(), id.clone())
+            })
             .collect();
         candidates.sort();
         candidates.truncate(limit as usize);
         let mut claimed = Vec::new();
-        for (_, _, id) in candidates {
+        for (_, _, _, id) in candidates {
             let Some(e) = inner.entries.get_mut(&id) else { continue };
             let renewing = e.claim.as_ref().is_some_and(|(w, u)| w == worker && *u >= now);
             match e.spans.last_mut() {

@@ -258,7 +258,9 @@ pub trait WorkClaims: Send + Sync + 'static {
     /// Claims up to `limit` requests with work left that no other worker holds at `now`
     /// (renewing this worker's own claims) until `now + ttl_ms`, and returns them: high
     /// priority before normal before low ([`Request::effective_priority`]), and within a
-    /// priority the least recently changed first, so nothing starves.
+    /// priority what was claimed longest ago first (never claimed, or released: before any
+    /// other), then the least recently changed: a worker with more work than `limit` takes
+    /// turns through all of it, so nothing starves.
     async fn claim(&self, worker: &str, now: Timestamp, ttl_ms: i64, limit: u32) -> Result<Vec<Request>, StoreError>;
     /// Extends this worker's live claims on `ids` to `now + ttl_ms` (a cycle that runs long
     /// keeps what it works); answers how many it still held.

@@ -559,7 +559,10 @@ macro_rules! sql_request_store {
                     " AND (c.request_id IS NULL OR c.claimed_by = "
                 ));
                 q.push_bind(worker).push(" OR c.claim_until < ").push_bind(now);
-                q.push(") ORDER BY r.priority_rank, r.updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
+                // Within a priority, what was claimed longest ago (never, or released: first),
+                // then the least recently changed: a worker with more work than one batch
+                // takes turns through all of it, not the same batch again.
+                q.push(") ORDER BY r.priority_rank, COALESCE(c.claim_until, 0), r.updated_at LIMIT ").push_bind(i64::from(limit)).push($lock);
                 let mut ids: Vec<String> = q
                     .build()
                     .fetch_all(&mut *tx)
