@@ -32,14 +32,15 @@ pub enum Keep {
     ForNextRead,
 }
 
-/// What is kept of one request, at one version.
+/// What is kept of one request, at one version. The copies are boxed: a request is over a
+/// kilobyte in place, and most entries (`Seen`) hold none.
 enum Slot {
     /// Read once, nothing kept.
     Seen,
     /// A copy for every read of this version.
-    Kept(Request),
+    Kept(Box<Request>),
     /// A copy handed over whole to the next read of this version.
-    Lent(Request),
+    Lent(Box<Request>),
 }
 
 /// Requests decoded before, by id with their version. A stored version of a request never
@@ -77,11 +78,11 @@ impl Decoded {
         match entry {
             Some((v, slot)) if *v == version => match std::mem::replace(slot, Slot::Seen) {
                 Slot::Kept(r) => {
-                    let copy = r.clone();
+                    let copy = Request::clone(&r);
                     *slot = Slot::Kept(r);
                     Some(copy)
                 }
-                Slot::Lent(r) => Some(r),
+                Slot::Lent(r) => Some(*r),
                 Slot::Seen => None,
             },
             _ => None,
@@ -107,8 +108,8 @@ impl Decoded {
             cache.clear();
         }
         let slot = match keep {
-            Keep::ForNextRead => Slot::Lent(r.clone()),
-            Keep::Repeated if seen => Slot::Kept(r.clone()),
+            Keep::ForNextRead => Slot::Lent(Box::new(r.clone())),
+            Keep::Repeated if seen => Slot::Kept(Box::new(r.clone())),
             Keep::Repeated => Slot::Seen,
         };
         cache.insert(id.to_owned(), (version, slot));
