@@ -143,6 +143,12 @@ macro_rules! store_contract_tests {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_stale_write_of_one_request_leaves_nothing_of_it() {
+            let fresh = $fresh;
+            $crate::contract::a_stale_write_of_one_request_leaves_nothing_of_it(fresh().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn claims_take_turns_through_more_work_than_one_batch() {
             let fresh = $fresh;
             $crate::contract::claims_take_turns_through_more_work_than_one_batch(fresh().await).await;
@@ -290,6 +296,29 @@ pub async fn a_stale_write_changes_nothing(store: Arc<dyn RequestStore>) {
     let b_now = store.get(b.id()).await.unwrap().unwrap();
     assert_eq!(b_now.state(), RequestState::InProgress, "a batch is all or nothing");
     assert_eq!(store.history(a.id()).await.unwrap().len() as u64, a.seq(), "no event of the stale write");
+}
+
+#[doc(hidden)]
+pub async fn a_stale_write_of_one_request_leaves_nothing_of_it(store: Arc<dyn RequestStore>) {
+    let mut a = launched("req-a", 2, &[]);
+    commit(&*store, &mut [&mut a]).await.unwrap();
+    let mut stale = store.get(a.id()).await.unwrap().unwrap();
+    a.cancel(T0.plus_secs(5)).unwrap();
+    commit(&*store, &mut [&mut a]).await.unwrap();
+    // The stale copy sees a machine: its write would bring an event and the machine's index.
+    stale.reconcile(&[observed("i-stale", "req-a", MachineStatus::Running)], &[provider()], T0.plus_secs(6), &policy());
+    assert!(!stale.uncommitted().is_empty());
+    let err = commit(&*store, &mut [&mut stale]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.history(a.id()).await.unwrap().len() as u64, a.seq(), "no event of the stale write");
+    let holders = store.find_holders(&[MachineId::new("i-stale").unwrap()], &[]).await.unwrap();
+    assert!(holders.is_empty(), "nor its machine");
+    // A new request under a taken id: refused whole, the stored one untouched.
+    let mut taken = launched("req-a", 1, &["i-taken"]);
+    let err = commit(&*store, &mut [&mut taken]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert!(store.find_holders(&[MachineId::new("i-taken").unwrap()], &[]).await.unwrap().is_empty());
+    assert_eq!(store.get(a.id()).await.unwrap().unwrap().state(), RequestState::Cancelled);
 }
 
 #[doc(hidden)]

@@ -63,6 +63,93 @@ impl PostgresStore {
     /// more than one, as a commit waits for the server's flush, which serves several at once.
     const WRITE_LANES: usize = 4;
 
+    /// One request's writes in one statement, which the server runs as its own transaction:
+    /// its row (inserted, or updated at the version read), the machines and events it brought
+    /// (written only with the row, through the row's `RETURNING`), and the end of its claims
+    /// when it has nothing left to do. One trip to the server instead of a transaction's
+    /// begin, four statements and commit. `None` for what needs a transaction of several
+    /// statements: several requests, a fence (checked by a statement after the writes), a
+    /// shared-state key.
+    async fn write_alone(&self, job: &crate::group::Job) -> Option<Result<(), StoreError>> {
+        let [row] = job.rows.as_slice() else { return None };
+        if job.fence.is_some() || job.also.is_some() {
+            return None;
+        }
+        let conflict = || StoreError::Conflict { request_id: row.id.clone() };
+        let answer = match Self::one_statement(row).build().fetch_optional(&self.pool).await {
+            Ok(Some(_)) => Ok(()),
+            // The row was not written (its id taken, or another version stored): nor was
+            // anything that goes with it.
+            Ok(None) => Err(conflict()),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(conflict()),
+            Err(e) => Err(store_error(e)),
+        };
+        Some(answer)
+    }
+
+    /// The statement of [`Self::write_alone`]: it answers the request's id when its row was
+    /// written, no row when not.
+    fn one_statement(row: &crate::group::Row) -> sqlx::QueryBuilder<'_, Postgres> {
+        let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH r AS (");
+        if row.new {
+            q.push(
+                "INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, \
+                 capacity_held, priority_rank, provider, version, body) VALUES (",
+            );
+            q.separated(", ")
+                .push_bind(&row.id)
+                .push_bind(row.kind)
+                .push_bind(row.state)
+                .push_bind(&row.template_id)
+                .push_bind(row.created_at)
+                .push_bind(row.updated_at)
+                .push_bind(row.needs_work)
+                .push_bind(row.capacity_held)
+                .push_bind(row.priority_rank)
+                .push_bind(&row.provider)
+                .push_bind(1_i64)
+                .push_bind(&row.body);
+            q.push(") ON CONFLICT (id) DO NOTHING RETURNING id)");
+        } else {
+            q.push("UPDATE requests SET state = ").push_bind(row.state);
+            q.push(", updated_at = ").push_bind(row.updated_at);
+            q.push(", needs_work = ").push_bind(row.needs_work);
+            q.push(", capacity_held = ").push_bind(row.capacity_held);
+            q.push(", provider = ").push_bind(&row.provider);
+            q.push(", version = version + 1, body = ").push_bind(&row.body);
+            q.push(" WHERE id = ").push_bind(&row.id).push(" AND version = ").push_bind(row.version);
+            q.push(" RETURNING id)");
+        }
+        if !row.machines.is_empty() {
+            q.push(
+                ", m AS (INSERT INTO request_machines (request_id, machine_id, name) \
+                 SELECT r.id, x.machine_id, x.name FROM r, (",
+            );
+            q.push_values(&row.machines, |mut b, (machine, name)| {
+                b.push_bind(machine).push_bind(name);
+            });
+            q.push(
+                ") AS x (machine_id, name) ON CONFLICT (request_id, machine_id) DO UPDATE SET name = excluded.name)",
+            );
+        }
+        if !row.events.is_empty() {
+            q.push(
+                ", e AS (INSERT INTO request_events (request_id, seq, at, kind, body, actor) \
+                 SELECT r.id, x.seq, x.at, x.kind, x.body, x.actor FROM r, (",
+            );
+            q.push_values(&row.events, |mut b, e| {
+                b.push_bind(e.seq).push_bind(e.at).push_bind(e.kind).push_bind(&e.body).push_bind(&e.actor);
+            });
+            q.push(") AS x (seq, at, kind, body, actor))");
+        }
+        if !row.new && !row.needs_work {
+            // Nothing left to do: its claims go once it is written.
+            q.push(", d AS (DELETE FROM request_claims WHERE request_id IN (SELECT id FROM r))");
+        }
+        q.push(" SELECT id FROM r");
+        q
+    }
+
     /// Every read is a trip to the server: the pool answers it.
     fn read_here(&self, _: &[ohf_domain::RequestId], _: crate::readers::Rows) -> Option<Vec<crate::codec::Read>> {
         None

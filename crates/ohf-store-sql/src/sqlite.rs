@@ -109,6 +109,12 @@ impl SqliteStore {
         })
     }
 
+    /// SQLite has one writer, whose transactions group concurrent saves: every write goes
+    /// through them.
+    async fn write_alone(&self, _: &crate::group::Job) -> Option<Result<(), StoreError>> {
+        None
+    }
+
     /// Requests by id, read on the caller's thread; `None` hands the read to the pool.
     fn read_here(&self, ids: &[ohf_domain::RequestId], rows: crate::readers::Rows) -> Option<Vec<crate::codec::Read>> {
         self.readers.by_ids(ids, rows, &self.decoded)

@@ -181,6 +181,9 @@ macro_rules! sql_request_store {
             /// Writes `job` with whatever other callers are writing at the moment (group commit).
             async fn commit_job(&self, job: $crate::group::Job) -> Result<(), ohf_app::StoreError> {
                 use $crate::group::Turn;
+                if let Some(answer) = self.write_alone(&job).await {
+                    return answer;
+                }
                 let mut ticket = self.group.enqueue(job);
                 loop {
                     let mut batch = match self.group.turn(&mut ticket).await {
