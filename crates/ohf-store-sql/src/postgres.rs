@@ -92,23 +92,11 @@ impl PostgresStore {
     fn one_statement(row: &crate::group::Row) -> sqlx::QueryBuilder<'_, Postgres> {
         let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH r AS (");
         if row.new {
-            q.push(
-                "INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, \
-                 capacity_held, priority_rank, provider, version, body) VALUES (",
-            );
-            q.separated(", ")
-                .push_bind(&row.id)
-                .push_bind(row.kind)
-                .push_bind(row.state)
-                .push_bind(&row.template_id)
-                .push_bind(row.created_at)
-                .push_bind(row.updated_at)
-                .push_bind(row.needs_work)
-                .push_bind(row.capacity_held)
-                .push_bind(row.priority_rank)
-                .push_bind(&row.provider)
-                .push_bind(1_i64)
-                .push_bind(&row.body);
+            q.push(crate::store_impl::NEW_ROWS).push("VALUES (");
+            {
+                let mut values = q.separated(", ");
+                crate::store_impl::push_new_row!(values, row);
+            }
             q.push(") ON CONFLICT (id) DO NOTHING RETURNING id)");
         } else {
             q.push("UPDATE requests SET state = ").push_bind(row.state);

@@ -79,20 +79,9 @@ macro_rules! sql_request_store {
                 let rows: Vec<&$crate::group::Row> = jobs.iter().flat_map(|j| j.rows.iter()).collect();
                 let (new, stored): (Vec<_>, Vec<_>) = rows.iter().copied().partition(|r| r.new);
                 for chunk in new.chunks(rows_of(12)) {
-                    let mut q = QueryBuilder::<$db>::new("INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, needs_work, capacity_held, priority_rank, provider, version, body) ");
+                    let mut q = QueryBuilder::<$db>::new($crate::store_impl::NEW_ROWS);
                     q.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.id)
-                            .push_bind(r.kind)
-                            .push_bind(r.state)
-                            .push_bind(&r.template_id)
-                            .push_bind(r.created_at)
-                            .push_bind(r.updated_at)
-                            .push_bind(r.needs_work)
-                            .push_bind(r.capacity_held)
-                            .push_bind(r.priority_rank)
-                            .push_bind(&r.provider)
-                            .push_bind(1_i64)
-                            .push_bind(&r.body);
+                        $crate::store_impl::push_new_row!(b, r);
                     });
                     q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
                     let written = q.build().fetch_all(&mut **tx).await.map_err(store_error)?;
@@ -819,7 +808,30 @@ where
     }
 }
 
-pub(crate) use {extend_live_spans, push_list, sql_request_store};
+/// The insert of new requests' rows, before their values ([`push_new_row!`]).
+pub(crate) const NEW_ROWS: &str = "INSERT INTO requests (id, kind, state, template_id, created_at, updated_at, \
+     needs_work, capacity_held, priority_rank, provider, version, body) ";
+
+/// Binds the values of the new request row `$r` (a `group::Row`) to `$b` (a query builder's
+/// `Separated`), in the order of [`NEW_ROWS`]; its version is 1.
+macro_rules! push_new_row {
+    ($b:expr, $r:expr) => {{
+        $b.push_bind(&$r.id)
+            .push_bind($r.kind)
+            .push_bind($r.state)
+            .push_bind(&$r.template_id)
+            .push_bind($r.created_at)
+            .push_bind($r.updated_at)
+            .push_bind($r.needs_work)
+            .push_bind($r.capacity_held)
+            .push_bind($r.priority_rank)
+            .push_bind(&$r.provider)
+            .push_bind(1_i64)
+            .push_bind(&$r.body);
+    }};
+}
+
+pub(crate) use {extend_live_spans, push_list, push_new_row, sql_request_store};
 
 /// The advisory lock a Postgres admission takes: one for every admission under an account
 /// limit, else one per template.
