@@ -90,23 +90,21 @@ impl PostgresStore {
     /// The statement of [`Self::write_alone`]: it answers the request's id when its row was
     /// written, no row when not.
     fn one_statement(row: &crate::group::Row) -> sqlx::QueryBuilder<'_, Postgres> {
-        let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH r AS (");
+        let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH ");
         if row.new {
-            q.push(crate::store_impl::NEW_ROWS).push("VALUES (");
+            q.push("r AS (").push(crate::store_impl::NEW_ROWS).push("VALUES (");
             {
                 let mut values = q.separated(", ");
                 crate::store_impl::push_new_row!(values, row);
             }
             q.push(") ON CONFLICT (id) DO NOTHING RETURNING id)");
         } else {
-            q.push("UPDATE requests SET state = ").push_bind(row.state);
-            q.push(", updated_at = ").push_bind(row.updated_at);
-            q.push(", needs_work = ").push_bind(row.needs_work);
-            q.push(", capacity_held = ").push_bind(row.capacity_held);
-            q.push(", provider = ").push_bind(&row.provider);
-            q.push(", version = version + 1, body = ").push_bind(&row.body);
-            q.push(" WHERE id = ").push_bind(&row.id).push(" AND version = ").push_bind(row.version);
-            q.push(" RETURNING id)");
+            q.push(crate::store_impl::STORED_ROWS).push("VALUES (");
+            {
+                let mut values = q.separated(", ");
+                crate::store_impl::push_stored_row!(values, row);
+            }
+            q.push(")), r AS (").push(crate::store_impl::UPDATE_STORED).push(")");
         }
         if !row.machines.is_empty() {
             q.push(

@@ -89,20 +89,12 @@ macro_rules! sql_request_store {
                 }
                 // Each stored request only at the version it was read at.
                 for chunk in stored.chunks(rows_of(8)) {
-                    let mut q = QueryBuilder::<$db>::new("WITH v (v_id, v_version, v_state, v_updated_at, v_needs_work, v_capacity_held, v_provider, v_body) AS (");
+                    let mut q = QueryBuilder::<$db>::new("WITH ");
+                    q.push($crate::store_impl::STORED_ROWS);
                     q.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.id)
-                            .push_bind(r.version)
-                            .push_bind(r.state)
-                            .push_bind(r.updated_at)
-                            .push_bind(r.needs_work)
-                            .push_bind(r.capacity_held)
-                            .push_bind(&r.provider)
-                            .push_bind(&r.body);
+                        $crate::store_impl::push_stored_row!(b, r);
                     });
-                    q.push(") UPDATE requests SET state = v_state, updated_at = v_updated_at, needs_work = v_needs_work, \
-                            capacity_held = v_capacity_held, provider = v_provider, version = version + 1, body = v_body \
-                            FROM v WHERE id = v_id AND version = v_version RETURNING id");
+                    q.push(") ").push($crate::store_impl::UPDATE_STORED);
                     let written = q.build().fetch_all(&mut **tx).await.map_err(store_error)?;
                     $crate::store_impl::all_written(chunk, &written).map_err(conflict)?;
                 }
@@ -831,7 +823,32 @@ macro_rules! push_new_row {
     }};
 }
 
-pub(crate) use {extend_live_spans, push_list, push_new_row, sql_request_store};
+/// The values of stored requests' rows as a table `v`, for [`UPDATE_STORED`]; their values
+/// follow ([`push_stored_row!`]), then `)`.
+pub(crate) const STORED_ROWS: &str =
+    "v (v_id, v_version, v_state, v_updated_at, v_needs_work, v_capacity_held, v_provider, v_body) AS (";
+
+/// The update of the stored requests of table `v` ([`STORED_ROWS`]), each only at the version
+/// it was read at; it answers the ids written.
+pub(crate) const UPDATE_STORED: &str = "UPDATE requests SET state = v_state, updated_at = v_updated_at, \
+     needs_work = v_needs_work, capacity_held = v_capacity_held, provider = v_provider, version = version + 1, \
+     body = v_body FROM v WHERE id = v_id AND version = v_version RETURNING id";
+
+/// Binds the values of the stored request row `$r` to `$b`, in the order of [`STORED_ROWS`].
+macro_rules! push_stored_row {
+    ($b:expr, $r:expr) => {{
+        $b.push_bind(&$r.id)
+            .push_bind($r.version)
+            .push_bind($r.state)
+            .push_bind($r.updated_at)
+            .push_bind($r.needs_work)
+            .push_bind($r.capacity_held)
+            .push_bind(&$r.provider)
+            .push_bind(&$r.body);
+    }};
+}
+
+pub(crate) use {extend_live_spans, push_list, push_new_row, push_stored_row, sql_request_store};
 
 /// The advisory lock a Postgres admission takes: one for every admission under an account
 /// limit, else one per template.
